@@ -1,0 +1,108 @@
+// crypto.hpp — digests, MACs, key derivation, randomness and signature
+// verification (OpenSSL 3 EVP underneath; no OpenSSL type appears here).
+//
+// All functions are thread-safe. Functions that take untrusted input return a
+// status; a failure of OpenSSL itself (out of memory, missing provider) throws
+// crypto_error because it means the environment is broken.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "agentbus/bytes.hpp"
+#include "agentbus/status.hpp"
+#include "agentbus/suite.hpp"
+
+namespace agentbus::crypto {
+
+// crypto_error is thrown when OpenSSL fails for a reason that is not the input's
+// fault; its message carries OpenSSL's error queue.
+class crypto_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// digest hashes data with `h` (SHA-2 or SHA-3).
+bytes digest(hash_algorithm h, byte_view data);
+
+// hmac computes HMAC-<h>(key, data). The tag is not secret; the key is.
+bytes hmac(hash_algorithm h, byte_view key, byte_view data);
+
+// verify_hmac recomputes the tag and compares it in constant time; lengths are
+// checked first. Returns bad_mac on any mismatch.
+status verify_hmac(hash_algorithm h, byte_view key, byte_view data, byte_view tag);
+
+// hkdf derives `length` bytes with HKDF-<h> (RFC 5869) from input keying material,
+// salt and info. The output is a secret.
+secret_bytes hkdf(hash_algorithm h, byte_view ikm, byte_view salt, byte_view info,
+                  std::size_t length);
+
+// constant_time_equal compares two byte strings without data-dependent timing
+// (CRYPTO_memcmp); different lengths compare unequal (the length is not secret).
+bool constant_time_equal(byte_view a, byte_view b) noexcept;
+
+// random_bytes returns cryptographically secure random bytes (RAND_bytes).
+bytes random_bytes(std::size_t n);
+
+// public_key is an immutable public key (RSA or EC) held as an OpenSSL EVP_PKEY.
+// Copies share the key; all methods are const and thread-safe.
+class public_key {
+ public:
+  // from_der parses a DER SubjectPublicKeyInfo; from_pem a PEM "PUBLIC KEY".
+  // Unsupported key types (not RSA, not P-256/384/521) are refused.
+  static result<public_key> from_der(byte_view der);
+  static result<public_key> from_pem(std::string_view pem);
+  // from_ec_point builds a key from affine coordinates (as a TPM returns them).
+  static result<public_key> from_ec_point(ec_curve curve, byte_view x, byte_view y);
+  // from_rsa_modulus builds a key from the modulus and exponent (0 means 65537).
+  static result<public_key> from_rsa_modulus(byte_view modulus, std::uint32_t exponent);
+
+  const key_type& type() const noexcept { return type_; }
+  const bytes& der() const noexcept { return der_; }  // SubjectPublicKeyInfo
+  std::string pem() const;
+  // fingerprint is SHA-256 over the DER SubjectPublicKeyInfo.
+  bytes fingerprint() const;
+  std::string fingerprint_hex() const { return to_hex(fingerprint()); }
+
+  // Internal access to the EVP_PKEY (an `EVP_PKEY*`), for libagentbus only.
+  void* native_handle() const noexcept { return pkey_.get(); }
+
+ private:
+  public_key(std::shared_ptr<void> pkey, key_type type, bytes der)
+      : pkey_(std::move(pkey)), type_(type), der_(std::move(der)) {}
+  static result<public_key> adopt(void* evp_pkey);  // takes ownership
+  std::shared_ptr<void> pkey_;
+  key_type type_;
+  bytes der_;
+};
+
+// verify_digest checks `signature` over a precomputed `digest`: DER ECDSA, or
+// RSA-PSS with the given hash and any salt length (TPMs differ). The key must
+// have the expected type; otherwise wrong_key. A bad signature is bad_signature.
+status verify_digest(const public_key& key, const key_type& expected, hash_algorithm h,
+                     byte_view digest, byte_view signature);
+
+// ecdsa_der_from_rs converts fixed-size r||s (as TPMs return them) into the
+// standard DER encoding.
+bytes ecdsa_der_from_rs(byte_view r, byte_view s);
+
+// ec_keypair is a software EC key pair, used for ephemeral ECDH (sessions) and as
+// the software counterpart of TPM2_ECDH_ZGen in tests. The private key never
+// leaves the object; OpenSSL frees it with cleansing.
+class ec_keypair {
+ public:
+  static ec_keypair generate(ec_curve curve);
+  const public_key& public_part() const noexcept { return public_; }
+  ec_curve curve() const noexcept { return public_.type().curve; }
+  // derive returns Z.x = x(d * Q_peer). A peer on another curve is wrong_key.
+  result<secret_bytes> derive(const public_key& peer) const;
+
+ private:
+  ec_keypair(std::shared_ptr<void> pkey, public_key pub)
+      : pkey_(std::move(pkey)), public_(std::move(pub)) {}
+  std::shared_ptr<void> pkey_;
+  public_key public_;
+};
+
+}  // namespace agentbus::crypto

@@ -1,0 +1,92 @@
+// identity.hpp — an agent's identity key: in a TPM, or (loudly flagged) in software.
+//
+// An identity lives in a key directory:
+//   identity.toml  metadata: role, suite, key type, protection, fingerprint, and for
+//                  TPM keys the storage key name the blob belongs to
+//   public.pem     the public key (SubjectPublicKeyInfo)
+//   key.pub, key.priv   TPM keys: marshalled TPM2B_PUBLIC / TPM2B_PRIVATE
+//   private.pem    software keys only: PKCS#8, mode 0600
+// A TPM identity is non-exportable: the directory holds only a blob that the TPM
+// that made it can load. The software fallback is marked protection=software in
+// every output, and the policy decides whether a role may use it.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "agentbus/bytes.hpp"
+#include "agentbus/crypto.hpp"
+#include "agentbus/status.hpp"
+#include "agentbus/suite.hpp"
+
+namespace agentbus {
+
+namespace tpm {
+class tpm;
+}
+
+// identity_error is thrown when a key directory cannot be created, read or used
+// (missing files, wrong permissions, a TPM blob from another TPM).
+class identity_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct identity_metadata {
+  std::string role;
+  suite key_suite;
+  protection key_protection = protection::tpm;
+  std::string fingerprint;         // hex SHA-256 of the DER public key
+  std::string tpm_storage_name;    // hex TPM name of the parent (TPM keys only)
+  std::string tpm_manufacturer;    // e.g. "IBM" (TPM keys only)
+  bool tpm_simulator = false;
+};
+
+// identity_key signs digests with an agent's identity key. Implementations are
+// thread-safe (TPM keys queue to the TPM worker).
+class identity_key {
+ public:
+  virtual ~identity_key() = default;
+
+  // create_tpm makes a new key for `role` with the suite's key type in `t`, writes
+  // the key directory (which must not already hold an identity), and returns it.
+  // unsupported_algorithm if the TPM lacks the suite's algorithm.
+  static result<std::unique_ptr<identity_key>> create_tpm(const std::filesystem::path& dir, const std::string& role,
+                                                          const suite& s, std::shared_ptr<tpm::tpm> t);
+  // create_software makes an OpenSSL key in a 0600 file. Logs a warning.
+  static std::unique_ptr<identity_key> create_software(const std::filesystem::path& dir, const std::string& role,
+                                                       const suite& s);
+  // open loads an existing identity. A TPM identity needs `t` (the TPM that made
+  // it); a software identity ignores it and logs a warning. Throws identity_error.
+  static std::unique_ptr<identity_key> open(const std::filesystem::path& dir, std::shared_ptr<tpm::tpm> t);
+  // read_metadata reads identity.toml without touching any key.
+  static identity_metadata read_metadata(const std::filesystem::path& dir);
+
+  const identity_metadata& metadata() const noexcept { return meta_; }
+  const crypto::public_key& public_key() const noexcept { return public_; }
+  protection key_protection() const noexcept { return meta_.key_protection; }
+  const suite& key_suite() const noexcept { return meta_.key_suite; }
+
+  // sign_digest signs a digest of the suite's envelope hash and returns the
+  // standard encoding (DER ECDSA / RSA-PSS). invalid_field for a wrong length.
+  virtual result<bytes> sign_digest(byte_view digest) = 0;
+  // sign_message hashes `message` with the suite's envelope hash and signs it, so
+  // `openssl dgst -<hash> -verify public.pem -signature SIG FILE` verifies the result.
+  result<bytes> sign_message(byte_view message);
+  // verify_message checks a signature made by this identity (in-process OpenSSL).
+  status verify_message(byte_view message, byte_view signature) const;
+
+ protected:
+  identity_key(identity_metadata meta, crypto::public_key pub) : meta_(std::move(meta)), public_(std::move(pub)) {}
+  static void write_metadata(const std::filesystem::path& dir, const identity_metadata& meta);
+  static void write_public_pem(const std::filesystem::path& dir, const crypto::public_key& pub);
+  static void prepare_directory(const std::filesystem::path& dir);
+
+ private:
+  identity_metadata meta_;
+  crypto::public_key public_;
+};
+
+}  // namespace agentbus

@@ -1,0 +1,79 @@
+// policy.hpp — the per-role algorithm policy (config/policy.toml).
+//
+// A policy maps each role to a named suite and says which assurance levels and
+// key protections the role accepts. It is immutable after loading and safe to
+// share between threads.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agentbus/status.hpp"
+#include "agentbus/suite.hpp"
+
+namespace agentbus {
+
+// policy_error is thrown when a policy file cannot be read or is invalid. Its
+// message names the file and the field ("config/policy.toml: roles.DIRECTOR.suite:
+// unknown suite 'rsa9999'").
+class policy_error : public std::runtime_error {
+ public:
+  policy_error(std::string file, std::string field, const std::string& problem)
+      : std::runtime_error(file + ": " + field + ": " + problem),
+        file_(std::move(file)), field_(std::move(field)) {}
+  const std::string& file() const noexcept { return file_; }
+  const std::string& field() const noexcept { return field_; }
+
+ private:
+  std::string file_;
+  std::string field_;
+};
+
+// role_policy is one role's row: its suite, the assurance levels accepted from it,
+// and whether a software key or a simulated TPM is acceptable for it.
+struct role_policy {
+  std::string name;                     // upper-case role name, e.g. "DIRECTOR"
+  std::string suite;                    // suite name
+  std::vector<assurance> accepted_assurance;
+  bool allow_software = false;
+  bool allow_simulator = true;
+};
+
+class policy {
+ public:
+  // load_file reads and validates a TOML policy; throws policy_error.
+  static policy load_file(const std::filesystem::path& file);
+  // parse validates TOML text; `source` names it in errors.
+  static policy parse(std::string_view toml_text, const std::string& source);
+  // builtin_default is the DIRECTOR/MONITOR table of DESIGN.md; config/policy.toml
+  // ships the same content (a test keeps them equal).
+  static policy builtin_default();
+
+  // suite_for returns the suite of a role; unknown_role if the policy has no such role.
+  result<suite> suite_for(std::string_view role) const;
+  // find_role returns the role's row or nullptr.
+  const role_policy* find_role(std::string_view role) const noexcept;
+  // find_suite returns a suite by name or nullptr.
+  const suite* find_suite(std::string_view name) const noexcept;
+
+  // check_declared_suite accepts only the exact suite of the sender's role: no
+  // downgrade and no "stronger is fine". unknown_role or suite_mismatch otherwise.
+  status check_declared_suite(std::string_view sender_role, std::string_view declared_suite) const;
+  // check_assurance accepts the levels the role lists; assurance_refused otherwise.
+  status check_assurance(std::string_view sender_role, assurance level) const;
+
+  const std::vector<suite>& suites() const noexcept { return suites_; }
+  const std::vector<role_policy>& roles() const noexcept { return roles_; }
+  const std::string& source() const noexcept { return source_; }
+
+ private:
+  std::string source_;
+  std::vector<suite> suites_;
+  std::vector<role_policy> roles_;
+};
+
+}  // namespace agentbus

@@ -1,0 +1,54 @@
+// swtpm_process.hpp — a private software TPM (swtpm) for demos and tests.
+//
+// Each swtpm_process runs `swtpm socket --tpm2` on UNIX sockets inside its own
+// temporary state directory, so several test runs on one machine never collide
+// and no TCP port is raced for. It waits until the TPM answers a command before
+// handing out its TCTI string, stops swtpm by PID and removes its state on
+// destruction. If the owning process dies (a failed or interrupted test), swtpm
+// is killed with it (PR_SET_PDEATHSIG) and the next swtpm_process removes the
+// orphaned state directory. Not thread-safe; construct it on a long-lived thread
+// (the death signal follows the thread that started swtpm).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+
+namespace agentbus {
+
+class swtpm_process {
+ public:
+  struct options {
+    // Parent of the state directory; empty means $TMPDIR or /tmp.
+    std::filesystem::path temp_root;
+    std::chrono::milliseconds start_timeout{10'000};
+  };
+
+  // Starts swtpm; throws std::runtime_error with swtpm's log when it fails.
+  explicit swtpm_process(options opts);
+  swtpm_process() : swtpm_process(options{}) {}
+  ~swtpm_process();
+  swtpm_process(const swtpm_process&) = delete;
+  swtpm_process& operator=(const swtpm_process&) = delete;
+
+  // tcti is "swtpm:path=<dir>/sock" (the control socket is <dir>/sock.ctrl).
+  std::string tcti() const;
+  const std::filesystem::path& state_dir() const noexcept { return dir_; }
+  pid_t pid() const noexcept { return pid_; }
+  bool running() const noexcept { return pid_ > 0; }
+
+  // stop terminates swtpm (SIGTERM, then SIGKILL) and keeps the state; start runs
+  // it again on the same state, as a TPM restart (power cycle) does.
+  void stop();
+  void start();
+
+ private:
+  void wait_until_answering();
+  options opts_;
+  std::filesystem::path dir_;
+  pid_t pid_ = -1;
+};
+
+}  // namespace agentbus

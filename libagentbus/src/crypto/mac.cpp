@@ -1,0 +1,57 @@
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+
+#include "crypto/ossl.hpp"
+
+namespace agentbus::crypto {
+
+bytes hmac(hash_algorithm h, byte_view key, byte_view data) {
+  bytes out(EVP_MAX_MD_SIZE);
+  unsigned int len = 0;
+  // One-shot HMAC(): OpenSSL 3 keeps it as a non-deprecated convenience over EVP_MAC.
+  if (HMAC(md_of(h), key.data(), static_cast<int>(key.size()), data.data(), data.size(),
+           out.data(), &len) == nullptr)
+    throw_crypto_error("HMAC");
+  out.resize(len);
+  return out;
+}
+
+bool constant_time_equal(byte_view a, byte_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  if (a.empty()) return true;
+  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+status verify_hmac(hash_algorithm h, byte_view key, byte_view data, byte_view tag) {
+  bytes expected = hmac(h, key, data);
+  bool equal = constant_time_equal(expected, tag);
+  OPENSSL_cleanse(expected.data(), expected.size());
+  if (!equal) return {status_code::bad_mac, "MAC does not verify"};
+  return {};
+}
+
+secret_bytes hkdf(hash_algorithm h, byte_view ikm, byte_view salt, byte_view info,
+                  std::size_t length) {
+  ossl_ptr<EVP_KDF> kdf(EVP_KDF_fetch(nullptr, "HKDF", nullptr));
+  if (!kdf) throw_crypto_error("EVP_KDF_fetch(HKDF)");
+  ossl_ptr<EVP_KDF_CTX> ctx(EVP_KDF_CTX_new(kdf.get()));
+  if (!ctx) throw_crypto_error("EVP_KDF_CTX_new");
+  std::string md_name(EVP_MD_get0_name(md_of(h)));
+  OSSL_PARAM params[5];
+  int n = 0;
+  params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, md_name.data(), 0);
+  params[n++] = OSSL_PARAM_construct_octet_string(
+      OSSL_KDF_PARAM_KEY, const_cast<std::uint8_t*>(ikm.data()), ikm.size());
+  params[n++] = OSSL_PARAM_construct_octet_string(
+      OSSL_KDF_PARAM_SALT, const_cast<std::uint8_t*>(salt.data()), salt.size());
+  params[n++] = OSSL_PARAM_construct_octet_string(
+      OSSL_KDF_PARAM_INFO, const_cast<std::uint8_t*>(info.data()), info.size());
+  params[n] = OSSL_PARAM_construct_end();
+  secret_bytes out(length);
+  if (EVP_KDF_derive(ctx.get(), out.data(), out.size(), params) != 1) throw_crypto_error("HKDF derive");
+  return out;
+}
+
+}  // namespace agentbus::crypto

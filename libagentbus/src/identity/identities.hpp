@@ -1,0 +1,44 @@
+// identities.hpp — the two identity_key implementations (internal).
+#pragma once
+
+#include "agentbus/identity.hpp"
+#include "agentbus/tpm.hpp"
+#include "crypto/software_key.hpp"
+
+namespace agentbus {
+
+class tpm_identity final : public identity_key {
+ public:
+  tpm_identity(identity_metadata meta, crypto::public_key pub, std::shared_ptr<tpm::tpm> t, tpm::key_blob blob)
+      : identity_key(std::move(meta), std::move(pub)), tpm_(std::move(t)), blob_(std::move(blob)) {}
+  result<bytes> sign_digest(byte_view digest) override;
+  static std::unique_ptr<identity_key> load(const std::filesystem::path& dir, identity_metadata meta,
+                                            std::shared_ptr<tpm::tpm> t);
+  static void save_blob(const std::filesystem::path& dir, const tpm::key_blob& blob);
+
+ private:
+  std::shared_ptr<tpm::tpm> tpm_;
+  tpm::key_blob blob_;
+};
+
+class software_identity final : public identity_key {
+ public:
+  software_identity(identity_metadata meta, crypto::software_private_key key)
+      : identity_key(std::move(meta), key.public_part()), key_(std::move(key)) {}
+  result<bytes> sign_digest(byte_view digest) override;
+
+ private:
+  crypto::software_private_key key_;
+};
+
+// Files of a key directory.
+inline constexpr const char* kMetadataFile = "identity.toml";
+inline constexpr const char* kPublicPemFile = "public.pem";
+inline constexpr const char* kTpmPublicFile = "key.pub";
+inline constexpr const char* kTpmPrivateFile = "key.priv";
+inline constexpr const char* kSoftwareKeyFile = "private.pem";
+
+bytes read_binary_file(const std::filesystem::path& file);
+void write_binary_file(const std::filesystem::path& file, byte_view data, unsigned mode);
+
+}  // namespace agentbus

@@ -1,0 +1,249 @@
+#include "agentbus/policy.hpp"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "policy/policy_default.inc"  // kDefaultPolicyToml, generated from config/policy.toml
+
+namespace agentbus {
+namespace {
+
+// policy_reader validates one TOML document and names the file and field in every
+// error. Unknown keys are errors: a typo such as `allow_sofware = true` must not
+// silently leave the stricter default in place (or the laxer one).
+class policy_reader {
+ public:
+  explicit policy_reader(std::string source) : source_(std::move(source)) {}
+
+  [[noreturn]] void fail(const std::string& field, const std::string& problem) const {
+    throw policy_error(source_, field, problem);
+  }
+
+  void only_keys(const toml::table& t, const std::string& where, std::initializer_list<std::string_view> allowed) const {
+    for (auto&& [k, v] : t) {
+      (void)v;
+      if (std::find(allowed.begin(), allowed.end(), k.str()) == allowed.end())
+        fail(join(where, std::string(k.str())), "unknown key");
+    }
+  }
+
+  static std::string join(const std::string& a, const std::string& b) { return a.empty() ? b : a + "." + b; }
+
+  const toml::table& table_at(const toml::table& t, const std::string& where, std::string_view key) const {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) fail(join(where, std::string(key)), "missing table");
+    if (!n->is_table()) fail(join(where, std::string(key)), "must be a table");
+    return *n->as_table();
+  }
+
+  std::string string_at(const toml::table& t, const std::string& where, std::string_view key) const {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) fail(join(where, std::string(key)), "missing");
+    if (!n->is_string()) fail(join(where, std::string(key)), "must be a string");
+    return std::string(n->as_string()->get());
+  }
+
+  std::optional<bool> optional_bool(const toml::table& t, const std::string& where, std::string_view key) const {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return std::nullopt;
+    if (!n->is_boolean()) fail(join(where, std::string(key)), "must be true or false");
+    return n->as_boolean()->get();
+  }
+
+  std::optional<std::vector<assurance>> optional_assurance(const toml::table& t, const std::string& where) const {
+    const toml::node* n = t.get("assurance");
+    if (n == nullptr) return std::nullopt;
+    std::string field = join(where, "assurance");
+    if (!n->is_array()) fail(field, "must be an array of \"tpm\", \"tpm-batch\", \"software\"");
+    std::vector<assurance> out;
+    for (const toml::node& item : *n->as_array()) {
+      if (!item.is_string()) fail(field, "entries must be strings");
+      auto a = parse_assurance(item.as_string()->get());
+      if (!a) fail(field, "unknown assurance level '" + item.as_string()->get() + "'");
+      if (std::find(out.begin(), out.end(), *a) != out.end()) fail(field, "lists '" + item.as_string()->get() + "' twice");
+      out.push_back(*a);
+    }
+    if (out.empty()) fail(field, "must accept at least one level");
+    return out;
+  }
+
+  suite read_suite(const std::string& name, const toml::table& t) const {
+    const std::string where = "suites." + name;
+    only_keys(t, where, {"signature", "rsa_bits", "curve", "envelope_hash", "mac", "ecdh_curve"});
+    suite s;
+    s.name = name;
+    std::string sig = string_at(t, where, "signature");
+    if (sig == "rsa-pss") {
+      s.key.scheme = signature_scheme::rsa_pss;
+      const toml::node* bits = t.get("rsa_bits");
+      if (bits == nullptr || !bits->is_integer()) fail(where + ".rsa_bits", "required integer for rsa-pss");
+      auto v = bits->as_integer()->get();
+      if (v != 2048 && v != 3072 && v != 4096) fail(where + ".rsa_bits", "must be 2048, 3072 or 4096");
+      s.key.rsa_bits = static_cast<unsigned>(v);
+      if (t.get("curve") != nullptr) fail(where + ".curve", "not used by rsa-pss");
+    } else if (sig == "ecdsa") {
+      s.key.scheme = signature_scheme::ecdsa;
+      auto c = parse_curve(string_at(t, where, "curve"));
+      if (!c) fail(where + ".curve", "must be P-256, P-384 or P-521");
+      s.key.curve = *c;
+      if (t.get("rsa_bits") != nullptr) fail(where + ".rsa_bits", "not used by ecdsa");
+    } else {
+      fail(where + ".signature", "must be \"rsa-pss\" or \"ecdsa\", not '" + sig + "'");
+    }
+    auto h = parse_hash(string_at(t, where, "envelope_hash"));
+    if (!h) fail(where + ".envelope_hash", "must be sha256, sha384, sha512, sha3-256, sha3-384 or sha3-512");
+    s.envelope_hash = *h;
+    // RSA-PSS binds the hash into the padding and the TPM computes that padding, so
+    // the hash must be one a TPM implements; no TPM implements SHA-3.
+    if (s.key.scheme == signature_scheme::rsa_pss &&
+        (s.envelope_hash == hash_algorithm::sha3_256 || s.envelope_hash == hash_algorithm::sha3_384 ||
+         s.envelope_hash == hash_algorithm::sha3_512))
+      fail(where + ".envelope_hash", "rsa-pss needs a SHA-2 hash (the TPM computes PSS padding; TPMs lack SHA-3)");
+    std::string mac = string_at(t, where, "mac");
+    if (mac == "hmac-sha256") s.mac_hash = hash_algorithm::sha256;
+    else if (mac == "hmac-sha384") s.mac_hash = hash_algorithm::sha384;
+    else if (mac == "hmac-sha512") s.mac_hash = hash_algorithm::sha512;
+    else fail(where + ".mac", "must be hmac-sha256, hmac-sha384 or hmac-sha512");
+    auto ec = parse_curve(string_at(t, where, "ecdh_curve"));
+    if (!ec) fail(where + ".ecdh_curve", "must be P-256, P-384 or P-521");
+    s.ecdh_curve = *ec;
+    return s;
+  }
+
+ private:
+  std::string source_;
+};
+
+bool valid_role_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) { return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; });
+}
+
+}  // namespace
+
+policy policy::parse(std::string_view toml_text, const std::string& source) {
+  policy_reader reader(source);
+  toml::table doc;
+  try {
+    doc = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream where;
+    where << "line " << e.source().begin.line << " column " << e.source().begin.column;
+    throw policy_error(source, where.str(), std::string(e.description()));
+  }
+  reader.only_keys(doc, "", {"version", "suites", "defaults", "roles"});
+  const toml::node* version = doc.get("version");
+  if (version == nullptr || !version->is_integer()) reader.fail("version", "missing (must be 1)");
+  if (version->as_integer()->get() != 1) reader.fail("version", "unsupported policy version " + std::to_string(version->as_integer()->get()));
+
+  policy p;
+  p.source_ = source;
+  const toml::table& suites = reader.table_at(doc, "", "suites");
+  if (suites.empty()) reader.fail("suites", "must define at least one suite");
+  for (auto&& [name, node] : suites) {
+    std::string n(name.str());
+    if (!node.is_table()) reader.fail("suites." + n, "must be a table");
+    p.suites_.push_back(reader.read_suite(n, *node.as_table()));
+  }
+
+  role_policy defaults;
+  defaults.accepted_assurance = {assurance::tpm, assurance::tpm_batch};
+  bool have_default_suite = false;
+  if (const toml::node* d = doc.get("defaults")) {
+    if (!d->is_table()) reader.fail("defaults", "must be a table");
+    const toml::table& t = *d->as_table();
+    reader.only_keys(t, "defaults", {"suite", "assurance", "allow_software", "allow_simulator"});
+    if (t.get("suite") != nullptr) {
+      defaults.suite = reader.string_at(t, "defaults", "suite");
+      if (p.find_suite(defaults.suite) == nullptr) reader.fail("defaults.suite", "unknown suite '" + defaults.suite + "'");
+      have_default_suite = true;
+    }
+    if (auto a = reader.optional_assurance(t, "defaults")) defaults.accepted_assurance = *a;
+    if (auto b = reader.optional_bool(t, "defaults", "allow_software")) defaults.allow_software = *b;
+    if (auto b = reader.optional_bool(t, "defaults", "allow_simulator")) defaults.allow_simulator = *b;
+  }
+
+  const toml::table& roles = reader.table_at(doc, "", "roles");
+  if (roles.empty()) reader.fail("roles", "must define at least one role");
+  for (auto&& [name, node] : roles) {
+    std::string n(name.str());
+    std::string where = "roles." + n;
+    if (!valid_role_name(n)) reader.fail(where, "role names are upper-case letters, digits and '_'");
+    if (!node.is_table()) reader.fail(where, "must be a table");
+    const toml::table& t = *node.as_table();
+    reader.only_keys(t, where, {"suite", "assurance", "allow_software", "allow_simulator"});
+    role_policy r = defaults;
+    r.name = n;
+    if (t.get("suite") != nullptr) {
+      r.suite = reader.string_at(t, where, "suite");
+      if (p.find_suite(r.suite) == nullptr) reader.fail(where + ".suite", "unknown suite '" + r.suite + "'");
+    } else if (!have_default_suite) {
+      reader.fail(where + ".suite", "missing, and [defaults] names no suite");
+    }
+    if (auto a = reader.optional_assurance(t, where)) r.accepted_assurance = *a;
+    if (auto b = reader.optional_bool(t, where, "allow_software")) r.allow_software = *b;
+    if (auto b = reader.optional_bool(t, where, "allow_simulator")) r.allow_simulator = *b;
+    // A role that accepts software-signed envelopes but refuses software keys (or
+    // the reverse) is a contradiction an operator should hear about at load time.
+    bool accepts_software_level = std::find(r.accepted_assurance.begin(), r.accepted_assurance.end(),
+                                            assurance::software) != r.accepted_assurance.end();
+    if (accepts_software_level != r.allow_software)
+      reader.fail(where + ".assurance", "\"software\" must be listed exactly when allow_software = true");
+    p.roles_.push_back(std::move(r));
+  }
+  return p;
+}
+
+policy policy::load_file(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw policy_error(file.string(), "(file)", "cannot open for reading");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse(text.str(), file.string());
+}
+
+policy policy::builtin_default() { return parse(kDefaultPolicyToml, "<built-in default policy>"); }
+
+const role_policy* policy::find_role(std::string_view role) const noexcept {
+  for (const auto& r : roles_)
+    if (r.name == role) return &r;
+  return nullptr;
+}
+
+const suite* policy::find_suite(std::string_view name) const noexcept {
+  for (const auto& s : suites_)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+result<suite> policy::suite_for(std::string_view role) const {
+  const role_policy* r = find_role(role);
+  if (r == nullptr) return status{status_code::unknown_role, "role '" + std::string(role) + "' is not in the policy"};
+  const suite* s = find_suite(r->suite);
+  if (s == nullptr) return status{status_code::internal, "role suite vanished"};  // validated at load
+  return *s;
+}
+
+status policy::check_declared_suite(std::string_view sender_role, std::string_view declared_suite) const {
+  const role_policy* r = find_role(sender_role);
+  if (r == nullptr) return {status_code::unknown_role, "role '" + std::string(sender_role) + "' is not in the policy"};
+  if (r->suite != declared_suite)
+    return {status_code::suite_mismatch, "role " + r->name + " must use suite " + r->suite + ", envelope declares '" +
+                                             std::string(declared_suite.substr(0, 64)) + "'"};
+  return {};
+}
+
+status policy::check_assurance(std::string_view sender_role, assurance level) const {
+  const role_policy* r = find_role(sender_role);
+  if (r == nullptr) return {status_code::unknown_role, "role '" + std::string(sender_role) + "' is not in the policy"};
+  if (std::find(r->accepted_assurance.begin(), r->accepted_assurance.end(), level) == r->accepted_assurance.end())
+    return {status_code::assurance_refused,
+            "role " + r->name + " does not accept assurance '" + std::string(assurance_name(level)) + "'"};
+  return {};
+}
+
+}  // namespace agentbus

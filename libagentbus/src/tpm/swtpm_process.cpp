@@ -1,0 +1,175 @@
+#include "agentbus/swtpm_process.hpp"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+namespace agentbus {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr const char* kDirPrefix = "agentbus-swtpm-";
+
+bool process_alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+// remove_orphans deletes state directories whose owning process is gone (a test
+// run that was killed before its destructors ran).
+void remove_orphans(const fs::path& root) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(kDirPrefix, 0) != 0 || !entry.is_directory(ec)) continue;
+    std::ifstream owner(entry.path() / "owner.pid");
+    pid_t pid = 0;
+    if (!(owner >> pid)) continue;  // being created right now, or not ours
+    if (process_alive(pid)) continue;
+    std::ifstream swtpm_pid_file(entry.path() / "swtpm.pid");
+    pid_t swtpm_pid = 0;
+    if (swtpm_pid_file >> swtpm_pid && process_alive(swtpm_pid)) ::kill(swtpm_pid, SIGKILL);
+    fs::remove_all(entry.path(), ec);
+  }
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// tpm_answers sends TPM2_GetRandom(8) on the raw data socket and checks for a
+// TPM2_ST_NO_SESSIONS response: the TPM is up and initialised.
+bool tpm_answers(const fs::path& sock) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, sock.c_str(), sizeof addr.sun_path - 1);
+  bool ok = false;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const std::array<unsigned char, 12> get_random = {0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, 0, 8};
+    if (::write(fd, get_random.data(), get_random.size()) == static_cast<ssize_t>(get_random.size())) {
+      std::array<unsigned char, 64> resp{};
+      timeval tv{1, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      ssize_t n = ::read(fd, resp.data(), resp.size());
+      ok = n >= 10 && resp[0] == 0x80 && resp[1] == 0x01 && resp[6] == 0 && resp[7] == 0 && resp[8] == 0 && resp[9] == 0;
+    }
+  }
+  ::close(fd);
+  return ok;
+}
+
+}  // namespace
+
+swtpm_process::swtpm_process(options opts) : opts_(std::move(opts)) {
+  fs::path root = opts_.temp_root;
+  if (root.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    root = (tmp != nullptr && *tmp != '\0') ? fs::path(tmp) : fs::path("/tmp");
+  }
+  remove_orphans(root);
+  std::string templ = (root / (std::string(kDirPrefix) + "XXXXXX")).string();
+  std::vector<char> buf(templ.begin(), templ.end());
+  buf.push_back('\0');
+  if (::mkdtemp(buf.data()) == nullptr)
+    throw std::runtime_error("swtpm: cannot create a state directory under " + root.string() + ": " + std::strerror(errno));
+  dir_ = buf.data();
+  // The sockets must fit sun_path (108 bytes).
+  if ((dir_ / "sock.ctrl").string().size() >= sizeof(sockaddr_un::sun_path)) {
+    fs::remove_all(dir_);
+    throw std::runtime_error("swtpm: state directory path too long for a UNIX socket: " + dir_.string());
+  }
+  std::ofstream(dir_ / "owner.pid") << ::getpid() << "\n";
+  try {
+    start();
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+    throw;
+  }
+}
+
+swtpm_process::~swtpm_process() {
+  stop();
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+}
+
+std::string swtpm_process::tcti() const { return "swtpm:path=" + (dir_ / "sock").string(); }
+
+void swtpm_process::start() {
+  if (running()) return;
+  std::error_code ec;
+  fs::remove(dir_ / "sock", ec);
+  fs::remove(dir_ / "sock.ctrl", ec);
+  const std::string state = "dir=" + dir_.string();
+  const std::string server = "type=unixio,path=" + (dir_ / "sock").string();
+  const std::string ctrl = "type=unixio,path=" + (dir_ / "sock.ctrl").string();
+  const std::string log = "file=" + (dir_ / "swtpm.log").string() + ",level=1";
+  std::vector<std::string> args = {"swtpm", "socket", "--tpm2", "--tpmstate", state, "--server", server, "--ctrl", ctrl,
+                                   "--flags", "not-need-init,startup-clear", "--log", log};
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(std::string("swtpm: fork failed: ") + std::strerror(errno));
+  if (pid == 0) {
+    // Child: die with the parent, so an interrupted test leaves no swtpm behind.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execvp("swtpm", argv.data());
+    ::_exit(127);
+  }
+  pid_ = pid;
+  std::ofstream(dir_ / "swtpm.pid") << pid_ << "\n";
+  wait_until_answering();
+}
+
+void swtpm_process::wait_until_answering() {
+  auto deadline = std::chrono::steady_clock::now() + opts_.start_timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("swtpm exited during start-up (is the swtpm package installed?); log: " +
+                               read_file(dir_ / "swtpm.log"));
+    }
+    if (fs::exists(dir_ / "sock") && tpm_answers(dir_ / "sock")) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  stop();
+  throw std::runtime_error("swtpm did not answer within " + std::to_string(opts_.start_timeout.count()) +
+                           " ms; log: " + read_file(dir_ / "swtpm.log"));
+}
+
+void swtpm_process::stop() {
+  if (!running()) return;
+  ::kill(pid_, SIGTERM);
+  for (int i = 0; i < 200; ++i) {  // up to 2 s for a clean shutdown (state is written)
+    if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+      pid_ = -1;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+}  // namespace agentbus

@@ -1,0 +1,51 @@
+// tpm_device.hpp — synchronous TPM operations on one ESAPI context (internal).
+// Not thread-safe: exactly one thread (the tpm worker) uses a tpm_device.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "agentbus/tpm.hpp"
+#include "tpm/esys_context.hpp"
+
+namespace agentbus::tpm {
+
+class tpm_device {
+ public:
+  // Opens the TCTI and creates the storage primary. Throws tpm_error.
+  explicit tpm_device(std::string tcti);
+
+  const std::string& tcti() const noexcept { return ctx_.tcti(); }
+  tpm_info info();
+  status check_key_type(const key_type& type);
+  result<key_blob> create_signing_key(const key_type& type, hash_algorithm digest_hash);
+  result<key_blob> create_ecdh_key(ec_curve curve);
+  result<bytes> sign_digest(const key_blob& key, byte_view digest);
+  result<secret_bytes> ecdh_zgen(const key_blob& key, const crypto::public_key& peer);
+  void pcr_extend(unsigned index, hash_algorithm bank, byte_view digest);
+  bytes pcr_read(unsigned index, hash_algorithm bank);
+  bytes storage_key_name();
+
+ private:
+  result<key_blob> create_under_srk(const TPM2B_PUBLIC& tmpl, key_blob meta);
+  // load returns the handle of a loaded blob, loading it (and evicting the least
+  // recently used one) if needed. Keys stay loaded across signatures: a Load costs
+  // about as much as an ECDSA signature on swtpm.
+  result<ESYS_TR> load(const key_blob& key);
+  // evict_down_to flushes least recently used keys until at most `keep` remain.
+  void evict_down_to(std::size_t keep);
+  std::vector<std::uint32_t> fixed_properties(std::uint32_t first, std::uint32_t count);
+
+  esys_context ctx_;
+  transient_object srk_;
+  struct loaded_key {
+    bytes public_area;  // identifies the blob
+    transient_object object;
+    std::uint64_t last_use = 0;
+  };
+  static constexpr std::size_t kMaxLoadedKeys = 2;  // plus the SRK: 3 slots
+  std::vector<loaded_key> loaded_;
+  std::uint64_t use_clock_ = 0;
+};
+
+}  // namespace agentbus::tpm
