@@ -89,4 +89,10 @@ class identity_key {
   crypto::public_key public_;
 };
 
+// connect_tpm opens the TPM named by `tcti`. When no TPM answers (or `tcti` is
+// empty) and `allow_software_fallback` is set, it logs a loud warning and returns
+// nullptr: the caller then uses a software identity, marked protection=software.
+// Without the fallback it throws tpm::tpm_error.
+std::shared_ptr<tpm::tpm> connect_tpm(const std::string& tcti, bool allow_software_fallback);
+
 }  // namespace agentbus

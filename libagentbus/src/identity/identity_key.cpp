@@ -201,4 +201,19 @@ status identity_key::verify_message(byte_view message, byte_view signature) cons
                                crypto::digest(meta_.key_suite.envelope_hash, message), signature);
 }
 
+std::shared_ptr<tpm::tpm> connect_tpm(const std::string& tcti, bool allow_software_fallback) {
+  if (tcti.empty()) {
+    if (!allow_software_fallback) throw tpm::tpm_error("no TCTI given and the software fallback is not allowed");
+    spdlog::warn("no TPM selected (no TCTI): falling back to SOFTWARE keys, protection=software");
+    return nullptr;
+  }
+  try {
+    return std::make_shared<tpm::tpm>(tcti);
+  } catch (const tpm::tpm_error& e) {
+    if (!allow_software_fallback) throw;
+    spdlog::warn("no TPM answers at {} ({}): falling back to SOFTWARE keys, protection=software", tcti, e.what());
+    return nullptr;
+  }
+}
+
 }  // namespace agentbus

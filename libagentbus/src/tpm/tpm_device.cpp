@@ -53,6 +53,7 @@ struct alg_name {
 };
 constexpr alg_name kAlgNames[] = {
     {TPM2_ALG_RSA, "rsa"},         {TPM2_ALG_SHA1, "sha1"},         {TPM2_ALG_HMAC, "hmac"},
+    {TPM2_ALG_TDES, "tdes"},       {TPM2_ALG_MGF1, "mgf1"},         {TPM2_ALG_CMAC, "cmac"},
     {TPM2_ALG_AES, "aes"},         {TPM2_ALG_KEYEDHASH, "keyedhash"}, {TPM2_ALG_XOR, "xor"},
     {TPM2_ALG_SHA256, "sha256"},   {TPM2_ALG_SHA384, "sha384"},     {TPM2_ALG_SHA512, "sha512"},
     {TPM2_ALG_NULL, "null"},       {TPM2_ALG_SM3_256, "sm3_256"},   {TPM2_ALG_SM4, "sm4"},
@@ -116,8 +117,9 @@ tpm_info tpm_device::info() {
   for (std::uint32_t pt = TPM2_PT_VENDOR_STRING_1; pt <= TPM2_PT_VENDOR_STRING_4; ++pt) info.vendor += four_chars(at(pt));
   info.spec_revision = at(TPM2_PT_REVISION);
   std::uint32_t fw1 = at(TPM2_PT_FIRMWARE_VERSION_1), fw2 = at(TPM2_PT_FIRMWARE_VERSION_2);
-  info.firmware = std::to_string(fw1 >> 16) + "." + std::to_string(fw1 & 0xffff) + "." + std::to_string(fw2 >> 16) +
-                  "." + std::to_string(fw2 & 0xffff);
+  char fw[32];
+  std::snprintf(fw, sizeof fw, "%08x.%08x", fw1, fw2);  // as tpm2_getcap prints it; vendors encode differently
+  info.firmware = fw;
   // swtpm (libtpms) reports manufacturer "IBM" with vendor "SW   TPM"; the Microsoft
   // reference simulator reports "MSFT" with "xCG fTPM"-style strings. Both are
   // simulators; a policy may refuse them (allow_simulator).

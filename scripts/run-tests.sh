@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The README's second command (and CI's): install what is missing, build with
+# warnings as errors, run every test (unit tests and integration tests against
+# real swtpm processes) with ctest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+AGENTBUS_WERROR=1 bash scripts/build.sh
+build_dir="${AGENTBUS_BUILD_DIR:-build}"
+cd "$build_dir"
+ctest --output-on-failure -j"$(nproc)" --timeout 600
