@@ -30,6 +30,14 @@ std::string_view status_code_name(status_code code) noexcept {
     case status_code::stale: return "stale";
     case status_code::spoofed_sender: return "spoofed_sender";
     case status_code::acl_denied: return "acl_denied";
+    case status_code::not_deliverable: return "not_deliverable";
+    case status_code::no_session: return "no_session";
+    case status_code::refused: return "refused";
+    case status_code::key_changed: return "key_changed";
+    case status_code::software_key_refused: return "software_key_refused";
+    case status_code::simulator_refused: return "simulator_refused";
+    case status_code::timeout: return "timeout";
+    case status_code::overloaded: return "overloaded";
     case status_code::tpm_unavailable: return "tpm_unavailable";
     case status_code::io_error: return "io_error";
     case status_code::internal: return "internal";

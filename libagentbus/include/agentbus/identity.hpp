@@ -78,6 +78,17 @@ class identity_key {
   // verify_message checks a signature made by this identity (in-process OpenSSL).
   status verify_message(byte_view message, byte_view signature) const;
 
+  // static_ecdh_public returns the identity's static ECDH public key on `curve`,
+  // creating the key on first use (TPM identities: a TPM-resident decrypt key
+  // stored as ecdh-<curve>.pub/.priv in the key directory). Software identities
+  // have none (nullopt): their sessions rely on ephemeral ECDH alone.
+  virtual std::optional<crypto::public_key> static_ecdh_public(ec_curve curve) { (void)curve; return std::nullopt; }
+  // static_ecdh computes Z = x(d_static * peer) inside the TPM (TPM2_ECDH_ZGen).
+  virtual result<secret_bytes> static_ecdh(ec_curve curve, const crypto::public_key& peer) {
+    (void)curve; (void)peer;
+    return status{status_code::unsupported_algorithm, "this identity has no static ECDH key"};
+  }
+
  protected:
   identity_key(identity_metadata meta, crypto::public_key pub) : meta_(std::move(meta)), public_(std::move(pub)) {}
   static void write_metadata(const std::filesystem::path& dir, const identity_metadata& meta);

@@ -41,7 +41,25 @@ struct role_policy {
   std::vector<assurance> accepted_assurance;
   bool allow_software = false;
   bool allow_simulator = true;
+  // ACL. send_to lists recipient roles ("*" = any role); publish and subscribe list
+  // topic patterns: segments separated by '/', "*" matches one segment, a final ">"
+  // matches one or more. Empty lists deny (fail closed).
+  std::vector<std::string> send_to;
+  std::vector<std::string> publish;
+  std::vector<std::string> subscribe;
 };
+
+// agent_pin fixes an agent name to a role and, optionally, a key fingerprint
+// (hex SHA-256 of the DER public key). Agents without a pin are recorded on first
+// use (TOFU) by the broker and then pinned.
+struct agent_pin {
+  std::string name;
+  std::string role;
+  std::string fingerprint;  // empty: trust on first use
+};
+
+// topic_matches applies a publish/subscribe pattern to a concrete topic.
+bool topic_matches(std::string_view pattern, std::string_view topic) noexcept;
 
 class policy {
  public:
@@ -66,6 +84,17 @@ class policy {
   // check_assurance accepts the levels the role lists; assurance_refused otherwise.
   status check_assurance(std::string_view sender_role, assurance level) const;
 
+  // check_send: may a `sender_role` agent send directly to a `recipient_role` agent?
+  status check_send(std::string_view sender_role, std::string_view recipient_role) const;
+  // check_publish / check_subscribe: may the role publish to / subscribe to `topic`?
+  status check_publish(std::string_view role, std::string_view topic) const;
+  status check_subscribe(std::string_view role, std::string_view topic) const;
+
+  // find_pin returns the agent's pin or nullptr; is_revoked says whether the
+  // policy lists the agent as revoked.
+  const agent_pin* find_pin(std::string_view agent) const noexcept;
+  bool is_revoked(std::string_view agent) const noexcept;
+
   const std::vector<suite>& suites() const noexcept { return suites_; }
   const std::vector<role_policy>& roles() const noexcept { return roles_; }
   const std::string& source() const noexcept { return source_; }
@@ -74,6 +103,8 @@ class policy {
   std::string source_;
   std::vector<suite> suites_;
   std::vector<role_policy> roles_;
+  std::vector<agent_pin> pins_;
+  std::vector<std::string> revoked_;
 };
 
 }  // namespace agentbus

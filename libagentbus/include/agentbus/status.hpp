@@ -49,6 +49,14 @@ enum class status_code : std::uint16_t {
   stale = 403,
   spoofed_sender = 404,
   acl_denied = 405,
+  not_deliverable = 406,     // recipient offline or unknown to the broker
+  no_session = 407,          // no end-to-end session (or MAC entry) for this receiver
+  refused = 408,             // enrolment refused (detail says why)
+  key_changed = 409,         // a pinned agent presented another key
+  software_key_refused = 410,  // role requires a TPM key
+  simulator_refused = 411,   // role refuses simulated TPMs
+  timeout = 412,             // no answer within the deadline
+  overloaded = 413,          // a bounded queue is full (no silent drop: the sender is told)
 
   // 500-599: local environment reported as a value where a caller wants to continue.
   tpm_unavailable = 500,
@@ -87,7 +95,10 @@ template <typename T>
 class [[nodiscard]] result {
  public:
   result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
-  result(status st) : v_(std::move(st)) {}   // NOLINT(google-explicit-constructor)
+  // A result built from an ok status would be neither value nor error: it becomes
+  // an internal error instead, so ok() and error() never disagree.
+  result(status st)  // NOLINT(google-explicit-constructor)
+      : v_(st.ok() ? status(status_code::internal, "result built from an ok status") : std::move(st)) {}
 
   bool ok() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return ok(); }

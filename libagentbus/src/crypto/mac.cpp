@@ -44,8 +44,12 @@ secret_bytes hkdf(hash_algorithm h, byte_view ikm, byte_view salt, byte_view inf
   params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, md_name.data(), 0);
   params[n++] = OSSL_PARAM_construct_octet_string(
       OSSL_KDF_PARAM_KEY, const_cast<std::uint8_t*>(ikm.data()), ikm.size());
-  params[n++] = OSSL_PARAM_construct_octet_string(
-      OSSL_KDF_PARAM_SALT, const_cast<std::uint8_t*>(salt.data()), salt.size());
+  // An empty salt is left out rather than passed as (NULL, 0): OpenSSL 3.0's HKDF
+  // fails on the latter without queuing an error, and an absent salt is exactly
+  // RFC 5869's default (HashLen zero bytes).
+  if (!salt.empty())
+    params[n++] = OSSL_PARAM_construct_octet_string(
+        OSSL_KDF_PARAM_SALT, const_cast<std::uint8_t*>(salt.data()), salt.size());
   params[n++] = OSSL_PARAM_construct_octet_string(
       OSSL_KDF_PARAM_INFO, const_cast<std::uint8_t*>(info.data()), info.size());
   params[n] = OSSL_PARAM_construct_end();

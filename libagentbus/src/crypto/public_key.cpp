@@ -71,6 +71,8 @@ result<public_key> public_key::from_der(byte_view der) {
 }
 
 result<public_key> public_key::from_pem(std::string_view pem) {
+  // BIO_new_mem_buf refuses a null buffer, which an empty string_view may have.
+  if (pem.empty()) return status{status_code::malformed, "not a PEM public key"};
   ossl_ptr<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (!bio) throw_crypto_error("BIO_new_mem_buf");
   EVP_PKEY* pkey = PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr);
@@ -87,8 +89,9 @@ result<public_key> public_key::from_ec_point(ec_curve curve, byte_view x, byte_v
   // Uncompressed point 04||X||Y, coordinates left-padded to the field size.
   bytes point(1 + 2 * n, 0);
   point[0] = 0x04;
-  std::memcpy(point.data() + 1 + (n - x.size()), x.data(), x.size());
-  std::memcpy(point.data() + 1 + n + (n - y.size()), y.data(), y.size());
+  // An empty span may carry a null pointer, which memcpy must not see even for 0 bytes.
+  if (!x.empty()) std::memcpy(point.data() + 1 + (n - x.size()), x.data(), x.size());
+  if (!y.empty()) std::memcpy(point.data() + 1 + n + (n - y.size()), y.data(), y.size());
 
   ossl_ptr<OSSL_PARAM_BLD> bld(OSSL_PARAM_BLD_new());
   if (!bld) throw_crypto_error("OSSL_PARAM_BLD_new");

@@ -149,8 +149,9 @@ result<std::unique_ptr<identity_key>> identity_key::create_tpm(const fs::path& d
   tpm_identity::save_blob(dir, *blob);
   write_public_pem(dir, *pub);
   write_metadata(dir, m);  // last: its presence means the directory is complete
-  std::unique_ptr<identity_key> key = std::make_unique<tpm_identity>(std::move(m), std::move(pub).value(), std::move(t), std::move(blob).value());
-  return key;
+  // Reopen through load() so the new identity knows its directory (static ECDH keys).
+  (void)m;
+  return identity_key::open(dir, std::move(t));
 }
 
 std::unique_ptr<identity_key> identity_key::create_software(const fs::path& dir, const std::string& role, const suite& s) {

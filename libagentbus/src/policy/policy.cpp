@@ -1,8 +1,11 @@
 #include "agentbus/policy.hpp"
 
+#include "agentbus/bytes.hpp"
+
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -71,6 +74,38 @@ class policy_reader {
     return out;
   }
 
+  std::optional<std::vector<std::string>> optional_strings(const toml::table& t, const std::string& where,
+                                                          std::string_view key, bool topics) const {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return std::nullopt;
+    std::string field = join(where, std::string(key));
+    if (!n->is_array()) fail(field, "must be an array of strings");
+    std::vector<std::string> out;
+    for (const toml::node& item : *n->as_array()) {
+      if (!item.is_string()) fail(field, "entries must be strings");
+      std::string v = item.as_string()->get();
+      if (topics && !valid_topic_pattern(v)) fail(field, "'" + v + "' is not a topic pattern (a/b/*, a/>)");
+      out.push_back(std::move(v));
+    }
+    return out;
+  }
+
+  static bool valid_topic_pattern(std::string_view p) {
+    if (p.empty()) return false;
+    std::size_t start = 0;
+    for (;;) {
+      std::size_t slash = p.find('/', start);
+      std::string_view seg = p.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+      if (seg.empty()) return false;
+      if (seg == ">" && slash != std::string_view::npos) return false;  // '>' only at the end
+      if (seg != "*" && seg != ">")
+        for (char c : seg)
+          if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') return false;
+      if (slash == std::string_view::npos) return true;
+      start = slash + 1;
+    }
+  }
+
   suite read_suite(const std::string& name, const toml::table& t) const {
     const std::string where = "suites." + name;
     only_keys(t, where, {"signature", "rsa_bits", "curve", "envelope_hash", "mac", "ecdh_curve"});
@@ -135,7 +170,7 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
     where << "line " << e.source().begin.line << " column " << e.source().begin.column;
     throw policy_error(source, where.str(), std::string(e.description()));
   }
-  reader.only_keys(doc, "", {"version", "suites", "defaults", "roles"});
+  reader.only_keys(doc, "", {"version", "suites", "defaults", "roles", "agents", "revoked"});
   const toml::node* version = doc.get("version");
   if (version == nullptr || !version->is_integer()) reader.fail("version", "missing (must be 1)");
   if (version->as_integer()->get() != 1) reader.fail("version", "unsupported policy version " + std::to_string(version->as_integer()->get()));
@@ -156,7 +191,7 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
   if (const toml::node* d = doc.get("defaults")) {
     if (!d->is_table()) reader.fail("defaults", "must be a table");
     const toml::table& t = *d->as_table();
-    reader.only_keys(t, "defaults", {"suite", "assurance", "allow_software", "allow_simulator"});
+    reader.only_keys(t, "defaults", {"suite", "assurance", "allow_software", "allow_simulator", "send_to", "publish", "subscribe"});
     if (t.get("suite") != nullptr) {
       defaults.suite = reader.string_at(t, "defaults", "suite");
       if (p.find_suite(defaults.suite) == nullptr) reader.fail("defaults.suite", "unknown suite '" + defaults.suite + "'");
@@ -165,6 +200,9 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
     if (auto a = reader.optional_assurance(t, "defaults")) defaults.accepted_assurance = *a;
     if (auto b = reader.optional_bool(t, "defaults", "allow_software")) defaults.allow_software = *b;
     if (auto b = reader.optional_bool(t, "defaults", "allow_simulator")) defaults.allow_simulator = *b;
+    if (auto v = reader.optional_strings(t, "defaults", "send_to", false)) defaults.send_to = *v;
+    if (auto v = reader.optional_strings(t, "defaults", "publish", true)) defaults.publish = *v;
+    if (auto v = reader.optional_strings(t, "defaults", "subscribe", true)) defaults.subscribe = *v;
   }
 
   const toml::table& roles = reader.table_at(doc, "", "roles");
@@ -175,7 +213,7 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
     if (!valid_role_name(n)) reader.fail(where, "role names are upper-case letters, digits and '_'");
     if (!node.is_table()) reader.fail(where, "must be a table");
     const toml::table& t = *node.as_table();
-    reader.only_keys(t, where, {"suite", "assurance", "allow_software", "allow_simulator"});
+    reader.only_keys(t, where, {"suite", "assurance", "allow_software", "allow_simulator", "send_to", "publish", "subscribe"});
     role_policy r = defaults;
     r.name = n;
     if (t.get("suite") != nullptr) {
@@ -187,6 +225,9 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
     if (auto a = reader.optional_assurance(t, where)) r.accepted_assurance = *a;
     if (auto b = reader.optional_bool(t, where, "allow_software")) r.allow_software = *b;
     if (auto b = reader.optional_bool(t, where, "allow_simulator")) r.allow_simulator = *b;
+    if (auto v = reader.optional_strings(t, where, "send_to", false)) r.send_to = *v;
+    if (auto v = reader.optional_strings(t, where, "publish", true)) r.publish = *v;
+    if (auto v = reader.optional_strings(t, where, "subscribe", true)) r.subscribe = *v;
     // A role that accepts software-signed envelopes but refuses software keys (or
     // the reverse) is a contradiction an operator should hear about at load time.
     bool accepts_software_level = std::find(r.accepted_assurance.begin(), r.accepted_assurance.end(),
@@ -195,6 +236,33 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
       reader.fail(where + ".assurance", "\"software\" must be listed exactly when allow_software = true");
     p.roles_.push_back(std::move(r));
   }
+  for (const role_policy& r : p.roles_)
+    for (const std::string& to : r.send_to)
+      if (to != "*" && p.find_role(to) == nullptr)
+        reader.fail("roles." + r.name + ".send_to", "unknown role '" + to + "'");
+
+  if (const toml::node* agents = doc.get("agents")) {
+    if (!agents->is_table()) reader.fail("agents", "must be a table");
+    for (auto&& [name, node] : *agents->as_table()) {
+      std::string n(name.str());
+      std::string where = "agents." + n;
+      if (!node.is_table()) reader.fail(where, "must be a table");
+      const toml::table& t = *node.as_table();
+      reader.only_keys(t, where, {"role", "fingerprint"});
+      agent_pin pin;
+      pin.name = n;
+      pin.role = reader.string_at(t, where, "role");
+      if (p.find_role(pin.role) == nullptr) reader.fail(where + ".role", "unknown role '" + pin.role + "'");
+      if (t.get("fingerprint") != nullptr) {
+        pin.fingerprint = reader.string_at(t, where, "fingerprint");
+        bool hex_ok = false;
+        if (from_hex(pin.fingerprint, &hex_ok).size() != 32 || !hex_ok)
+          reader.fail(where + ".fingerprint", "must be 64 hex digits (SHA-256 of the DER public key)");
+      }
+      p.pins_.push_back(std::move(pin));
+    }
+  }
+  if (auto revoked = reader.optional_strings(doc, "", "revoked", false)) p.revoked_ = *revoked;
   return p;
 }
 
@@ -218,6 +286,57 @@ const suite* policy::find_suite(std::string_view name) const noexcept {
   for (const auto& s : suites_)
     if (s.name == name) return &s;
   return nullptr;
+}
+
+const agent_pin* policy::find_pin(std::string_view agent) const noexcept {
+  for (const auto& pin : pins_)
+    if (pin.name == agent) return &pin;
+  return nullptr;
+}
+
+bool policy::is_revoked(std::string_view agent) const noexcept {
+  return std::find(revoked_.begin(), revoked_.end(), agent) != revoked_.end();
+}
+
+bool topic_matches(std::string_view pattern, std::string_view topic) noexcept {
+  for (;;) {
+    std::size_t ps = pattern.find('/'), ts = topic.find('/');
+    std::string_view pseg = pattern.substr(0, ps), tseg = topic.substr(0, ts);
+    if (pseg == ">") return !topic.empty();
+    if (pseg != "*" && pseg != tseg) return false;
+    if (ps == std::string_view::npos || ts == std::string_view::npos) return ps == ts;
+    pattern.remove_prefix(ps + 1);
+    topic.remove_prefix(ts + 1);
+  }
+}
+
+namespace {
+status match_any(const std::vector<std::string>& patterns, std::string_view topic, const std::string& role,
+                 const char* verb) {
+  for (const auto& p : patterns)
+    if (topic_matches(p, topic)) return {};
+  return {status_code::acl_denied, "role " + role + " may not " + verb + " '" + std::string(topic.substr(0, 128)) + "'"};
+}
+}  // namespace
+
+status policy::check_send(std::string_view sender_role, std::string_view recipient_role) const {
+  const role_policy* r = find_role(sender_role);
+  if (r == nullptr) return {status_code::unknown_role, "role '" + std::string(sender_role) + "' is not in the policy"};
+  for (const auto& to : r->send_to)
+    if (to == "*" || to == recipient_role) return {};
+  return {status_code::acl_denied, "role " + r->name + " may not send to role " + std::string(recipient_role)};
+}
+
+status policy::check_publish(std::string_view role, std::string_view topic) const {
+  const role_policy* r = find_role(role);
+  if (r == nullptr) return {status_code::unknown_role, "role '" + std::string(role) + "' is not in the policy"};
+  return match_any(r->publish, topic, r->name, "publish to");
+}
+
+status policy::check_subscribe(std::string_view role, std::string_view topic) const {
+  const role_policy* r = find_role(role);
+  if (r == nullptr) return {status_code::unknown_role, "role '" + std::string(role) + "' is not in the policy"};
+  return match_any(r->subscribe, topic, r->name, "subscribe to");
 }
 
 result<suite> policy::suite_for(std::string_view role) const {

@@ -1,0 +1,152 @@
+// agent.hpp — the client API: connect to a broker with a hardware identity, send,
+// publish, subscribe, request/reply.
+//
+// An `agent` enrols with the broker when constructed (HELLO → CHALLENGE → PROOF →
+// WELCOME: it proves possession of its identity key over a transcript with a
+// fresh broker nonce and sets up the hop session). Sessions with peers are set up
+// on first use through the broker (ECDH on the curve of the two roles, offers and
+// acceptances signed by the identity keys). Every envelope it receives is checked
+// again here, never trusting the broker: decoding limits, hop MAC, the sender's
+// suite against the policy, ACL, replay window and clock skew, signature against
+// the sender's pinned key, end-to-end MAC. Rejected envelopes go to the
+// on_rejected callback and a counter, never to a handler.
+//
+// Thread-safety: every method may be called from any thread. Handlers run on the
+// agent's dispatch thread, one at a time; they may call send/publish/request
+// (a request from inside a handler waits on the caller only, not the dispatcher).
+// Destruction stops the threads; handlers are not called afterwards.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "agentbus/bytes.hpp"
+#include "agentbus/envelope.hpp"
+#include "agentbus/status.hpp"
+#include "agentbus/suite.hpp"
+
+namespace agentbus {
+
+class identity_key;
+class policy;
+
+// enrolment_error is thrown by the agent constructor when the broker refuses the
+// agent (code: unknown_role, key_changed, revoked_agent, software_key_refused, ...)
+// or cannot be reached (timeout).
+class enrolment_error : public std::runtime_error {
+ public:
+  enrolment_error(status_code code, const std::string& what) : std::runtime_error(what), code_(code) {}
+  status_code code() const noexcept { return code_; }
+
+ private:
+  status_code code_;
+};
+
+struct agent_options {
+  std::string name;                        // agent name, e.g. "monitor-1"
+  std::string broker_endpoint;             // "tcp://127.0.0.1:5555" or "ipc:///run/agentbus/broker.sock"
+  std::string broker_fingerprint;          // optional pin of the broker's identity key (hex SHA-256)
+  std::chrono::milliseconds connect_timeout{10'000};
+  std::chrono::milliseconds session_timeout{5'000};  // peer session set-up
+  std::chrono::milliseconds max_clock_skew{30'000};
+  std::uint64_t rekey_after_messages = 1'000'000;    // per agent↔agent session direction
+  std::chrono::seconds rekey_after{3600};
+  std::chrono::seconds rekey_grace{30};
+  std::size_t max_pending = 10'000;        // envelopes parked while a sender's key is fetched
+  std::chrono::milliseconds ping_interval{1'000};  // liveness ping; a restarted broker triggers re-enrolment
+};
+
+// message is a verified, delivered envelope.
+struct message {
+  envelope_header header;        // sender, recipient/topic, type, content type, payload, ids
+  std::string sender_role;
+  assurance level = assurance::tpm;
+  protection sender_protection = protection::tpm;
+};
+
+// rejection describes an envelope that was refused: by this library at receive
+// (where == "receiver") or by the broker at publish (where == "broker", reported
+// back to the sender with the envelope's message id).
+struct rejection {
+  std::string where;
+  status reason;
+  std::string sender;      // who sent it (as claimed), for receiver-side rejections
+  std::string recipient;   // recipient/topic, for broker rejections
+  bytes message_id;
+};
+
+struct agent_stats {
+  std::uint64_t sent = 0, received = 0, rejected_at_receive = 0, refused_by_broker = 0, sessions = 0, rekeys = 0,
+                reenrolments = 0;
+};
+
+using message_handler = std::function<void(const message&)>;
+// A request handler returns the reply payload, or nullopt to send no reply.
+using request_handler = std::function<std::optional<bytes>(const message&)>;
+using rejection_handler = std::function<void(const rejection&)>;
+
+class agent {
+ public:
+  // Connects and enrols. `key` is the agent's identity (TPM or software); `pol`
+  // is the policy the receiver enforces (normally the broker's). Throws
+  // enrolment_error when refused or unreachable.
+  agent(agent_options options, std::shared_ptr<identity_key> key, std::shared_ptr<const policy> pol);
+  ~agent();
+  agent(const agent&) = delete;
+  agent& operator=(const agent&) = delete;
+
+  const std::string& name() const noexcept;
+
+  // send delivers a data envelope to one agent. It returns once the envelope is
+  // signed and queued; a broker refusal arrives later through on_rejected.
+  status send(const std::string& to, std::string_view content_type, byte_view payload);
+  // publish sends to every subscriber of `topic` (one end-to-end MAC each).
+  status publish(const std::string& topic, std::string_view content_type, byte_view payload);
+  // subscribe registers `handler` for `topic` (exact topic) and waits for the
+  // broker's answer: acl_denied if the policy forbids it.
+  status subscribe(const std::string& topic, message_handler handler);
+  // request sends a request and waits for the reply (or timeout / a refusal).
+  result<message> request(const std::string& to, std::string_view content_type, byte_view payload,
+                          std::chrono::milliseconds timeout);
+
+  void on_message(message_handler handler);   // direct data envelopes
+  void on_request(request_handler handler);
+  void on_rejected(rejection_handler handler);
+
+  agent_stats stats() const;
+
+  // raw_access is for tests and the misbehaving example only: it sends envelopes a
+  // correct agent never produces, to exercise the broker's and receivers' checks.
+  struct raw_access;
+
+  // seal_tweaks alter one envelope while it is sealed (raw_access::send_tweaked).
+  struct seal_tweaks {
+    std::function<void(envelope_header&)> edit_header;           // before signing
+    std::function<void(bytes& signed_part)> edit_after_signing;  // tamper after the signature
+    std::function<void(envelope_auth&)> edit_auth;               // before the MACs
+    bool omit_hop_mac = false;
+    bool omit_e2e_macs = false;
+  };
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+struct agent::raw_access {
+  static status send_tweaked(agent& a, recipient_kind kind, const std::string& to, std::string_view content_type,
+                             byte_view payload, const seal_tweaks& tweaks);
+  // resend_last sends the exact frames of the last envelope again (a replay).
+  static status resend_last(agent& a);
+  // send_frames sends arbitrary frames on the agent's broker connection.
+  static status send_frames(agent& a, std::vector<bytes> frames);
+};
+
+}  // namespace agentbus

@@ -1,0 +1,1049 @@
+// agent.cpp — the client: enrolment, sealing (the send half of the hot path),
+// receive-side enforcement (the receive half), peer sessions, request/reply.
+//
+// Threads:
+//   caller threads  seal their own envelopes (the identity signs, possibly in the
+//                   TPM) and queue the frames;
+//   io thread       owns the DEALER socket: sends queued frames, receives, and runs
+//                   every receive-side check (software crypto only: never the TPM);
+//   dispatch thread runs handlers and answers session offers and requests (which
+//                   sign, so they may wait for the TPM).
+#include "agentbus/agent.hpp"
+
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "agentbus/crypto.hpp"
+#include "agentbus/identity.hpp"
+#include "agentbus/policy.hpp"
+#include "client/zmq_util.hpp"
+#include "session/checks.hpp"
+#include "session/handshake.hpp"
+#include "session/replay_window.hpp"
+#include "session/session_keys.hpp"
+
+namespace agentbus {
+namespace {
+
+using session::ctrl_msg;
+using steady = std::chrono::steady_clock;
+
+struct peer_info {
+  std::string name, role;
+  suite peer_suite;
+  std::optional<crypto::public_key> key;
+  bytes key_id;
+  protection key_protection = protection::tpm;
+};
+
+struct outstanding_offer {
+  std::optional<crypto::ec_keypair> ephemeral;
+  bytes nonce;
+  bytes signed_part;  // the offer envelope's signed part: transcript input
+  bytes message_id;
+  ec_curve curve = ec_curve::p256;
+};
+
+struct peer_session {
+  session::session_state state;
+  std::optional<outstanding_offer> offer;
+  bool established = false;
+};
+
+std::uint64_t micros_now() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+bytes welcome_confirm_input(byte_view transcript_hash) {
+  std::string label = "agentbus-v1 welcome";
+  bytes out(label.begin(), label.end());
+  out.push_back(0);
+  out.insert(out.end(), transcript_hash.begin(), transcript_hash.end());
+  return out;
+}
+
+}  // namespace
+
+struct agent::impl {
+  agent_options opts;
+  std::shared_ptr<identity_key> key;
+  std::shared_ptr<const policy> pol;
+  suite my_suite;
+  std::string role;
+  bytes my_key_id;
+
+  zmq::context_t ctx{1};
+  zmq::socket_t dealer{ctx, zmq::socket_type::dealer};
+  int wake_fd = -1;
+  std::atomic<bool> stopping{false};
+  std::thread io_thread, dispatch_thread;
+
+  // Hop session with the broker. Written at enrolment, read by sealers and the io thread.
+  std::mutex hop_mu;
+  session::session_state hop;
+  std::atomic<std::uint64_t> ctrl_seq_out{1};
+  std::uint64_t ctrl_seq_in = 0;  // io thread only
+
+  std::atomic<std::uint64_t> next_sequence{micros_now()};
+
+  std::mutex out_mu;
+  std::deque<net::frames> outbound;
+  net::frames last_envelope;  // for raw_access::resend_last
+
+  // Peer directory (pinned on first use within the process, or by the policy).
+  std::mutex peers_mu;
+  std::condition_variable peers_cv;
+  std::map<std::string, peer_info, std::less<>> peers;
+  std::map<std::string, status, std::less<>> peer_failures;
+  std::deque<net::frames> parked;  // io thread only: envelopes waiting for their sender's key
+
+  std::mutex sess_mu;
+  std::condition_variable sess_cv;
+  std::map<std::string, peer_session, std::less<>> sessions;
+
+  std::map<std::string, session::replay_window, std::less<>> windows;  // io thread only
+
+  std::mutex topics_mu;
+  std::condition_variable topics_cv;
+  std::map<std::string, std::vector<std::string>, std::less<>> members;
+  std::map<std::string, message_handler, std::less<>> topic_handlers;
+  std::map<std::string, status, std::less<>> subscribe_answers;
+
+  std::mutex handlers_mu;
+  message_handler on_msg;
+  request_handler on_req;
+  rejection_handler on_rej;
+
+  std::mutex req_mu;
+  std::map<bytes, std::shared_ptr<std::promise<result<message>>>> requests;
+
+  std::mutex disp_mu;
+  std::condition_variable disp_cv;
+  std::deque<std::function<void()>> dispatch_q;
+
+  std::atomic<std::uint64_t> st_reenrolments{0};
+  steady::time_point last_enrol = steady::now();  // io thread only
+  std::atomic<std::uint64_t> st_sent{0}, st_received{0}, st_rejected{0}, st_refused{0}, st_sessions{0}, st_rekeys{0};
+
+  // ---------------------------------------------------------------- queues
+  status enqueue(net::frames f) {
+    {
+      std::lock_guard lock(out_mu);
+      if (outbound.size() >= opts.max_pending) return {status_code::overloaded, "outbound queue full"};
+      outbound.push_back(std::move(f));
+    }
+    std::uint64_t one = 1;
+    (void)!::write(wake_fd, &one, sizeof one);
+    return {};
+  }
+
+  void dispatch(std::function<void()> fn) {
+    {
+      std::lock_guard lock(disp_mu);
+      dispatch_q.push_back(std::move(fn));
+    }
+    disp_cv.notify_one();
+  }
+
+  void report(rejection r) {
+    if (r.where == "receiver") ++st_rejected;
+    else ++st_refused;
+    spdlog::warn("[{}] {} refused an envelope from {} to {}: {}", opts.name, r.where, r.sender, r.recipient,
+                 r.reason.to_string());
+    dispatch([this, r = std::move(r)] {
+      rejection_handler h;
+      {
+        std::lock_guard lock(handlers_mu);
+        h = on_rej;
+      }
+      if (h) h(r);
+    });
+  }
+
+  // ---------------------------------------------------------------- control channel
+  status send_ctrl(std::string op, std::vector<std::string> strings, bytes blob = {}, std::uint64_t number = 0) {
+    ctrl_msg m;
+    m.seq = ctrl_seq_out++;
+    m.op = std::move(op);
+    m.strings = std::move(strings);
+    m.blob = std::move(blob);
+    m.number = number;
+    bytes body = session::encode(m);
+    bytes tag;
+    {
+      std::lock_guard lock(hop_mu);
+      tag = session::ctrl_tag(*hop.send_key(), body);
+    }
+    return enqueue({net::to_bytes(session::frame::kControl), std::move(body), std::move(tag)});
+  }
+
+  // ---------------------------------------------------------------- enrolment
+  void enrol() {
+    const ec_curve curve = my_suite.ecdh_curve;
+    auto ephemeral = crypto::ec_keypair::generate(curve);
+    session::hello_msg hello;
+    hello.name = opts.name;
+    hello.role = role;
+    hello.suite = my_suite.name;
+    hello.key_protection = key->key_protection();
+    hello.identity_der = key->public_key().der();
+    hello.tpm_manufacturer = key->metadata().tpm_manufacturer;
+    hello.tpm_simulator = key->metadata().tpm_simulator;
+    hello.ephemeral_der = ephemeral.public_part().der();
+    std::optional<crypto::public_key> static_pub = key->static_ecdh_public(curve);
+    if (static_pub) hello.static_ecdh_der = static_pub->der();
+    hello.nonce = crypto::random_bytes(session::kNonceSize);
+    bytes hello_bytes = session::encode(hello);
+    net::send_multipart(dealer, {net::to_bytes(session::frame::kHello), hello_bytes}, false);
+
+    auto reply = wait_handshake_reply();
+    if (net::as_string(reply[0]) != session::frame::kChallenge || reply.size() != 2)
+      throw enrolment_error(status_code::malformed, "broker answered HELLO with an unexpected message");
+    auto challenge = session::decode_challenge(reply[1]);
+    if (!challenge) throw enrolment_error(challenge.error().code(), "bad CHALLENGE: " + challenge.error().to_string());
+
+    // The broker proves its identity first (SIGMA: each side signs the transcript).
+    auto broker_key = crypto::public_key::from_der(challenge->broker_identity_der);
+    if (!broker_key) throw enrolment_error(broker_key.error().code(), "broker key unreadable");
+    if (!opts.broker_fingerprint.empty() && broker_key->fingerprint_hex() != opts.broker_fingerprint)
+      throw enrolment_error(status_code::key_changed, "broker key " + broker_key->fingerprint_hex() +
+                                                          " does not match the pinned fingerprint");
+    bytes challenge_unsigned = session::encode(*challenge, false);
+    bytes ct = session::challenge_transcript(hello_bytes, challenge_unsigned);
+    if (status st = crypto::verify_digest(*broker_key, broker_key->type(), challenge->broker_hash,
+                                          crypto::digest(challenge->broker_hash, ct), challenge->signature);
+        !st)
+      throw enrolment_error(status_code::bad_signature, "broker signature over the challenge does not verify");
+
+    session::proof_msg proof;
+    auto sig = key->sign_message(session::proof_transcript(hello_bytes, reply[1]));
+    if (!sig) throw enrolment_error(sig.error().code(), "cannot sign the enrolment proof: " + sig.error().to_string());
+    proof.signature = std::move(sig).value();
+    bytes proof_bytes = session::encode(proof);
+    net::send_multipart(dealer, {net::to_bytes(session::frame::kProof), proof_bytes}, false);
+
+    auto welcome_frames = wait_handshake_reply();
+    if (net::as_string(welcome_frames[0]) != session::frame::kWelcome || welcome_frames.size() != 2)
+      throw enrolment_error(status_code::malformed, "broker answered PROOF with an unexpected message");
+    auto welcome = session::decode_welcome(welcome_frames[1]);
+    if (!welcome) throw enrolment_error(welcome.error().code(), "bad WELCOME: " + welcome.error().to_string());
+
+    // Key schedule: Z_ee, then (TPM) Z_se from our static key, then Z_es from the broker's.
+    auto broker_eph = crypto::public_key::from_der(challenge->ephemeral_der);
+    if (!broker_eph) throw enrolment_error(broker_eph.error().code(), "broker ephemeral key unreadable");
+    std::vector<secret_bytes> secrets;
+    auto z_ee = ephemeral.derive(*broker_eph);
+    if (!z_ee) throw enrolment_error(z_ee.error().code(), "ECDH failed: " + z_ee.error().to_string());
+    secrets.push_back(std::move(z_ee).value());
+    if (static_pub) {
+      auto z_se = key->static_ecdh(curve, *broker_eph);
+      if (!z_se) throw enrolment_error(z_se.error().code(), "TPM ECDH failed: " + z_se.error().to_string());
+      secrets.push_back(std::move(z_se).value());
+    }
+    if (!challenge->static_ecdh_der.empty()) {
+      auto broker_static = crypto::public_key::from_der(challenge->static_ecdh_der);
+      if (!broker_static) throw enrolment_error(broker_static.error().code(), "broker static key unreadable");
+      auto z_es = ephemeral.derive(*broker_static);
+      if (!z_es) throw enrolment_error(z_es.error().code(), "ECDH failed");
+      secrets.push_back(std::move(z_es).value());
+    }
+    std::vector<const secret_bytes*> ptrs;
+    for (const auto& z : secrets) ptrs.push_back(&z);
+    bytes transcript = hello_bytes;
+    transcript.insert(transcript.end(), reply[1].begin(), reply[1].end());
+    transcript.insert(transcript.end(), proof_bytes.begin(), proof_bytes.end());
+    bytes th = crypto::digest(my_suite.mac_hash, transcript);
+    auto keys = session::derive_keys(ptrs, hello.nonce, challenge->nonce, "hop", opts.name, challenge->broker_name, th,
+                                     my_suite.mac_hash, my_suite.mac_hash);
+    if (!crypto::constant_time_equal(keys.session_id, welcome->session_id) ||
+        !crypto::verify_hmac(my_suite.mac_hash, keys.responder_to_initiator.view(), welcome_confirm_input(th),
+                             welcome->confirm_tag)
+             .ok())
+      throw enrolment_error(status_code::bad_mac, "WELCOME key confirmation failed");
+    std::lock_guard lock(hop_mu);
+    hop.install(session::mac_key{keys.session_id, std::move(keys.initiator_to_responder), my_suite.mac_hash},
+                session::mac_key{keys.session_id, std::move(keys.responder_to_initiator), my_suite.mac_hash},
+                std::chrono::seconds(0));
+    ctrl_seq_in = 0;
+  }
+
+  net::frames wait_handshake_reply() {
+    zmq::pollitem_t item{dealer.handle(), 0, ZMQ_POLLIN, 0};
+    auto deadline = steady::now() + opts.connect_timeout;
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
+      if (left.count() <= 0) throw enrolment_error(status_code::timeout, "broker at " + opts.broker_endpoint + " did not answer");
+      try {
+        zmq::poll(&item, 1, left);
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;
+      }
+      if (!(item.revents & ZMQ_POLLIN)) continue;
+      auto f = net::recv_multipart(dealer);
+      if (!f || f->empty()) continue;
+      std::string_view kind = net::as_string((*f)[0]);
+      if (kind == session::frame::kRefused && f->size() == 2) {
+        auto r = session::decode_refused((*f)[1]);
+        if (!r) throw enrolment_error(status_code::refused, "enrolment refused (unreadable reason)");
+        throw enrolment_error(r->code, "enrolment refused: " + std::string(status_code_name(r->code)) + ": " + r->reason);
+      }
+      // Errors for an earlier connection, and envelopes or control messages from a
+      // session that no longer exists, cannot be verified now: skip them.
+      if (kind == session::frame::kError || kind == session::frame::kEnvelope || kind == session::frame::kControl) continue;
+      return std::move(*f);
+    }
+  }
+
+  // ---------------------------------------------------------------- sealing (send half of the hot path)
+  result<net::frames> seal(envelope_type type, recipient_kind kind, const std::string& to, std::string_view content_type,
+                           byte_view payload, const bytes& correlation_id, const std::vector<std::string>& e2e_to,
+                           const seal_tweaks* tweaks) {
+    // 1. Header and its canonical bytes: these exact bytes are hashed, sent and verified.
+    envelope_header h;
+    h.type = type;
+    h.message_id = crypto::random_bytes(kMessageIdSize);
+    h.correlation_id = correlation_id;
+    h.sender = opts.name;
+    h.to_kind = kind;
+    h.to = to;
+    h.sequence = next_sequence++;
+    h.timestamp_ms = session::now_ms();
+    h.suite = my_suite.name;
+    h.content_type = std::string(content_type);
+    h.payload.assign(payload.begin(), payload.end());
+    if (tweaks && tweaks->edit_header) tweaks->edit_header(h);
+    bytes signed_part = encode_signed_part(h);
+
+    // 2. Digest in software, signature by the identity (TPM or software).
+    bytes digest = envelope_digest(my_suite.envelope_hash, signed_part);
+    auto sig = key->sign_digest(digest);
+    if (!sig) return sig.error();
+    if (tweaks && tweaks->edit_after_signing) {
+      tweaks->edit_after_signing(signed_part);
+      digest = envelope_digest(my_suite.envelope_hash, signed_part);
+    }
+    envelope_auth auth;
+    auth.level = key->key_protection() == protection::tpm ? assurance::tpm : assurance::software;
+    auth.key_id = my_key_id;
+    auth.signature = std::move(sig).value();
+    if (tweaks && tweaks->edit_auth) tweaks->edit_auth(auth);
+
+    // 3. End-to-end MACs, one per recipient with an established session.
+    if (!(tweaks && tweaks->omit_e2e_macs)) {
+      std::lock_guard lock(sess_mu);
+      for (const auto& r : e2e_to) {
+        auto it = sessions.find(r);
+        if (it == sessions.end() || !it->second.established) continue;
+        const session::mac_key* k = it->second.state.send_key();
+        auth.e2e_macs.push_back(session_mac{r, k->session_id, session::e2e_tag(*k, digest, auth, r)});
+        it->second.state.count_sent();
+      }
+    }
+    // 4. Hop MAC to the broker.
+    if (!(tweaks && tweaks->omit_hop_mac)) {
+      std::lock_guard lock(hop_mu);
+      const session::mac_key* k = hop.send_key();
+      auth.hop_mac = session_mac{"", k->session_id, session::hop_tag(*k, digest, auth)};
+    }
+    return net::frames{net::to_bytes(session::frame::kEnvelope), std::move(signed_part), encode_auth_part(auth)};
+  }
+
+  status queue_envelope(net::frames f) {
+    {
+      std::lock_guard lock(out_mu);
+      last_envelope = f;
+    }
+    status st = enqueue(std::move(f));
+    if (st) ++st_sent;
+    return st;
+  }
+
+  // ---------------------------------------------------------------- peers and sessions
+  result<peer_info> peer(const std::string& name) {
+    std::unique_lock lock(peers_mu);
+    if (auto it = peers.find(name); it != peers.end()) return it->second;
+    peer_failures.erase(name);
+    lock.unlock();
+    if (status st = send_ctrl("peer", {name}); !st) return st;
+    lock.lock();
+    bool answered = peers_cv.wait_for(lock, opts.session_timeout, [&] {
+      return peers.count(name) > 0 || peer_failures.count(name) > 0 || stopping.load();
+    });
+    if (auto it = peers.find(name); it != peers.end()) return it->second;
+    if (auto it = peer_failures.find(name); it != peer_failures.end()) return it->second;
+    return status{answered ? status_code::internal : status_code::timeout, "no answer about peer " + name};
+  }
+
+  // ensure_session returns once a session with `name` exists (establishing or
+  // rekeying it as needed). A due rekey starts in the background: the old keys keep
+  // working until the peer accepts.
+  status ensure_session(const std::string& name) {
+    auto p = peer(name);
+    if (!p) return p.error();
+    std::unique_lock lock(sess_mu);
+    peer_session& s = sessions[name];
+    if (s.established && !s.offer && s.state.due_for_rekey(opts.rekey_after_messages, opts.rekey_after)) {
+      lock.unlock();
+      if (status st = send_offer(*p, /*rekey=*/true); !st) return st;
+      return {};
+    }
+    if (s.established) return {};
+    if (!s.offer) {
+      lock.unlock();
+      if (status st = send_offer(*p, false); !st) return st;
+      lock.lock();
+    }
+    bool ok = sess_cv.wait_for(lock, opts.session_timeout, [&] { return sessions[name].established || stopping.load(); });
+    if (!ok || !sessions[name].established)
+      return {status_code::no_session, "no session with " + name + " within " +
+                                           std::to_string(opts.session_timeout.count()) + " ms"};
+    return {};
+  }
+
+  status send_offer(const peer_info& p, bool rekey) {
+    outstanding_offer o;
+    o.curve = session::curve_for_pair(my_suite.ecdh_curve, p.peer_suite.ecdh_curve);
+    o.ephemeral = crypto::ec_keypair::generate(o.curve);
+    o.nonce = crypto::random_bytes(session::kNonceSize);
+    session::offer_msg m;
+    m.ephemeral_der = o.ephemeral->public_part().der();
+    m.nonce = o.nonce;
+    m.curve = std::string(curve_name(o.curve));
+    {
+      std::lock_guard lock(sess_mu);
+      auto& s = sessions[p.name];
+      if (s.offer) return {};  // one outstanding offer per peer
+      if (rekey && s.state.send_key()) m.rekey_of = s.state.send_key()->session_id;
+    }
+    auto frames = seal(envelope_type::control, recipient_kind::agent, p.name, session::kOfferContentType,
+                       session::encode(m), {}, {}, nullptr);
+    if (!frames) return frames.error();
+    o.signed_part = (*frames)[1];
+    o.message_id = decode_signed_part(o.signed_part)->message_id;
+    {
+      std::lock_guard lock(sess_mu);
+      auto& s = sessions[p.name];
+      if (s.offer) return {};
+      s.offer = std::move(o);
+    }
+    return queue_envelope(std::move(frames).value());
+  }
+
+  // derive_pair_keys: the offer's sender is the initiator.
+  static session::derived_keys derive_pair_keys(const secret_bytes& z, byte_view nonce_i, byte_view nonce_r,
+                                                const std::string& initiator, const std::string& responder,
+                                                const suite& i_suite, const suite& r_suite, byte_view offer_signed,
+                                                byte_view accept_signed) {
+    bytes transcript(offer_signed.begin(), offer_signed.end());
+    transcript.insert(transcript.end(), accept_signed.begin(), accept_signed.end());
+    hash_algorithm th_hash = hash_size(i_suite.mac_hash) >= hash_size(r_suite.mac_hash) ? i_suite.mac_hash : r_suite.mac_hash;
+    return session::derive_keys({&z}, nonce_i, nonce_r, "e2e", initiator, responder,
+                                crypto::digest(th_hash, transcript), i_suite.mac_hash, r_suite.mac_hash);
+  }
+
+  // On the dispatch thread: answer a verified offer.
+  void answer_offer(const peer_info& p, const envelope_header& offer_header, bytes offer_signed) {
+    auto offer = session::decode_offer(offer_header.payload);
+    if (!offer) {
+      report({"receiver", offer.error(), p.name, opts.name, offer_header.message_id});
+      return;
+    }
+    ec_curve expected = session::curve_for_pair(my_suite.ecdh_curve, p.peer_suite.ecdh_curve);
+    auto peer_eph = crypto::public_key::from_der(offer->ephemeral_der);
+    if (offer->curve != curve_name(expected) || !peer_eph || peer_eph->type().scheme != signature_scheme::ecdsa ||
+        peer_eph->type().curve != expected) {
+      report({"receiver", {status_code::invalid_field, "session offer on the wrong curve"}, p.name, opts.name,
+              offer_header.message_id});
+      return;
+    }
+    {
+      // Crossing offers: the agent whose name sorts first stays initiator.
+      std::lock_guard lock(sess_mu);
+      auto& s = sessions[p.name];
+      if (s.offer && opts.name < p.name) return;  // ours wins; the peer will accept ours
+      s.offer.reset();
+    }
+    auto eph = crypto::ec_keypair::generate(expected);
+    session::accept_msg a;
+    a.ephemeral_der = eph.public_part().der();
+    a.nonce = crypto::random_bytes(session::kNonceSize);
+    a.offer_id = offer_header.message_id;
+    auto frames = seal(envelope_type::control, recipient_kind::agent, p.name, session::kAcceptContentType,
+                       session::encode(a), offer_header.message_id, {}, nullptr);
+    if (!frames) {
+      spdlog::error("[{}] cannot sign a session acceptance for {}: {}", opts.name, p.name, frames.error().to_string());
+      return;
+    }
+    auto z = eph.derive(*peer_eph);
+    if (!z) return;
+    auto keys = derive_pair_keys(*z, offer->nonce, a.nonce, p.name, opts.name, p.peer_suite, my_suite, offer_signed,
+                                 (*frames)[1]);
+    {
+      std::lock_guard lock(sess_mu);
+      auto& s = sessions[p.name];
+      if (s.established) ++st_rekeys;
+      else ++st_sessions;
+      s.state.install(session::mac_key{keys.session_id, std::move(keys.responder_to_initiator), my_suite.mac_hash},
+                      session::mac_key{keys.session_id, std::move(keys.initiator_to_responder), p.peer_suite.mac_hash},
+                      opts.rekey_grace);
+      s.established = true;
+    }
+    sess_cv.notify_all();
+    (void)queue_envelope(std::move(frames).value());
+  }
+
+  // On the io thread: complete our own offer.
+  void complete_offer(const peer_info& p, const envelope_header& h, byte_view accept_signed) {
+    auto a = session::decode_accept(h.payload);
+    if (!a) {
+      report({"receiver", a.error(), p.name, opts.name, h.message_id});
+      return;
+    }
+    std::unique_lock lock(sess_mu);
+    auto& s = sessions[p.name];
+    if (!s.offer || s.offer->message_id != a->offer_id) return;  // stale or unsolicited
+    auto peer_eph = crypto::public_key::from_der(a->ephemeral_der);
+    if (!peer_eph || peer_eph->type().scheme != signature_scheme::ecdsa || peer_eph->type().curve != s.offer->curve) {
+      lock.unlock();
+      report({"receiver", {status_code::invalid_field, "session acceptance on the wrong curve"}, p.name, opts.name, h.message_id});
+      return;
+    }
+    auto z = s.offer->ephemeral->derive(*peer_eph);
+    if (!z) return;
+    auto keys = derive_pair_keys(*z, s.offer->nonce, a->nonce, opts.name, p.name, my_suite, p.peer_suite,
+                                 s.offer->signed_part, accept_signed);
+    if (s.established) ++st_rekeys;
+    else ++st_sessions;
+    s.state.install(session::mac_key{keys.session_id, std::move(keys.initiator_to_responder), my_suite.mac_hash},
+                    session::mac_key{keys.session_id, std::move(keys.responder_to_initiator), p.peer_suite.mac_hash},
+                    opts.rekey_grace);
+    s.established = true;
+    s.offer.reset();
+    lock.unlock();
+    sess_cv.notify_all();
+  }
+
+  // ---------------------------------------------------------------- receive half of the hot path
+  // check_and_deliver runs every receive-side check in order, cheapest first.
+  // Returns false if the envelope was parked (sender key unknown yet).
+  bool check_and_deliver(const net::frames& f) {
+    // 1. Limits and decoding of untrusted bytes.
+    auto h = decode_signed_part(f[1]);
+    if (!h) {
+      report({"receiver", h.error(), "?", opts.name, {}});
+      return true;
+    }
+    auto auth = decode_auth_part(f[2]);
+    if (!auth) {
+      report({"receiver", auth.error(), h->sender, opts.name, h->message_id});
+      return true;
+    }
+    auto reject = [&](status st) { report({"receiver", std::move(st), h->sender, h->to, h->message_id}); };
+
+    // 2. The sender's pinned key and role (fetched once from the broker, pinned).
+    peer_info p;
+    {
+      std::lock_guard lock(peers_mu);
+      auto it = peers.find(h->sender);
+      if (it == peers.end()) {
+        if (auto failed = peer_failures.find(h->sender); failed != peer_failures.end()) {
+          reject(failed->second);
+          return true;
+        }
+        return false;  // park; the io loop asks the broker
+      }
+      p = it->second;
+    }
+    const suite& s = p.peer_suite;
+    bytes digest = envelope_digest(s.envelope_hash, f[1]);
+
+    // 3. Hop MAC: the frames came through our authenticated broker session.
+    {
+      std::lock_guard lock(hop_mu);
+      if (status st = session::verify_hop_mac(hop, digest, *auth); !st) return reject(st), true;
+    }
+    // 4. Declared suite is the sender's role suite; key and assurance level.
+    if (status st = pol->check_declared_suite(p.role, h->suite); !st) return reject(st), true;
+    if (status st = session::check_key_and_assurance(*pol, p.role, p.key_protection, p.key_id, *auth); !st)
+      return reject(st), true;
+    // 5. ACL: the policy, not the broker, says who may reach us.
+    const bool session_control = h->type == envelope_type::control &&
+                                 (h->content_type == session::kOfferContentType || h->content_type == session::kAcceptContentType);
+    if (h->to_kind == recipient_kind::agent) {
+      if (h->to != opts.name) return reject({status_code::invalid_field, "envelope addressed to " + h->to}), true;
+      if (!session_control)
+        if (status st = pol->check_send(p.role, role); !st) return reject(st), true;
+    } else {
+      if (status st = pol->check_publish(p.role, h->to); !st) return reject(st), true;
+      std::lock_guard lock(topics_mu);
+      if (!topic_handlers.count(h->to)) return reject({status_code::acl_denied, "not subscribed to " + h->to}), true;
+    }
+    // 6. Replay window and clock skew (checked now, committed after the crypto).
+    auto& window = windows[h->sender];
+    if (status st = window.check(h->sequence); !st) return reject(st), true;
+    if (status st = session::check_timestamp(h->timestamp_ms, session::now_ms(),
+                                             static_cast<std::uint64_t>(opts.max_clock_skew.count()));
+        !st)
+      return reject(st), true;
+    // 7. Signature against the pinned key.
+    if (status st = session::verify_envelope_signature(*p.key, s, digest, *auth); !st) return reject(st), true;
+    // 8. End-to-end MAC (session set-up messages are authenticated by their signature).
+    if (!session_control) {
+      std::lock_guard lock(sess_mu);
+      auto it = sessions.find(h->sender);
+      if (it == sessions.end()) return reject({status_code::no_session, "no session with " + h->sender}), true;
+      if (status st = session::verify_e2e_mac(it->second.state, digest, *auth, opts.name); !st) return reject(st), true;
+      it->second.state.count_received();
+    }
+    window.commit(h->sequence);
+    ++st_received;
+
+    // 9. Deliver.
+    if (session_control) {
+      if (h->content_type == session::kOfferContentType)
+        dispatch([this, p, hdr = std::move(*h), sp = f[1]]() mutable { answer_offer(p, hdr, std::move(sp)); });
+      else
+        complete_offer(p, *h, f[1]);
+      return true;
+    }
+    message m{std::move(*h), p.role, auth->level, p.key_protection};
+    deliver(std::move(m));
+    return true;
+  }
+
+  void deliver(message m) {
+    if (m.header.type == envelope_type::reply) {
+      std::shared_ptr<std::promise<result<message>>> waiter;
+      {
+        std::lock_guard lock(req_mu);
+        auto it = requests.find(m.header.correlation_id);
+        if (it != requests.end()) {
+          waiter = it->second;
+          requests.erase(it);
+        }
+      }
+      if (waiter) waiter->set_value(std::move(m));
+      return;
+    }
+    dispatch([this, m = std::move(m)] {
+      if (m.header.type == envelope_type::request) {
+        request_handler h;
+        {
+          std::lock_guard lock(handlers_mu);
+          h = on_req;
+        }
+        if (!h) return;
+        std::optional<bytes> answer = h(m);
+        if (!answer) return;
+        if (status st = send_envelope(envelope_type::reply, m.header.sender, "application/octet-stream", *answer,
+                                      m.header.message_id);
+            !st)
+          spdlog::warn("[{}] reply to {} not sent: {}", opts.name, m.header.sender, st.to_string());
+        return;
+      }
+      message_handler h;
+      if (m.header.to_kind == recipient_kind::topic) {
+        std::lock_guard lock(topics_mu);
+        if (auto it = topic_handlers.find(m.header.to); it != topic_handlers.end()) h = it->second;
+      } else {
+        std::lock_guard lock(handlers_mu);
+        h = on_msg;
+      }
+      if (h) h(m);
+    });
+  }
+
+  status send_envelope(envelope_type type, const std::string& to, std::string_view content_type, byte_view payload,
+                       const bytes& correlation_id, const seal_tweaks* tweaks = nullptr) {
+    if (status st = ensure_session(to); !st) return st;
+    auto frames = seal(type, recipient_kind::agent, to, content_type, payload, correlation_id, {to}, tweaks);
+    if (!frames) return frames.error();
+    return queue_envelope(std::move(frames).value());
+  }
+
+  // ---------------------------------------------------------------- control from the broker
+  void handle_ctrl(const net::frames& f) {
+    if (f.size() != 3) return;
+    {
+      std::lock_guard lock(hop_mu);
+      const session::mac_key* k = hop.send_key();
+      if (k == nullptr || !session::verify_ctrl_tag(hop, k->session_id, f[1], f[2]).ok()) {
+        spdlog::warn("[{}] control message with a bad MAC dropped", opts.name);
+        return;
+      }
+    }
+    auto m = session::decode_ctrl(f[1]);
+    if (!m || m->seq <= ctrl_seq_in) {
+      spdlog::warn("[{}] control message malformed or replayed", opts.name);
+      return;
+    }
+    ctrl_seq_in = m->seq;
+    if (m->op == "nack" && m->strings.size() >= 3) {
+      status reason(static_cast<status_code>(m->number), m->strings[1]);
+      {
+        std::lock_guard lock(req_mu);
+        if (auto it = requests.find(m->blob); it != requests.end()) {
+          it->second->set_value(reason);
+          requests.erase(it);
+        }
+      }
+      report({"broker", reason, opts.name, m->strings[2], m->blob});
+    } else if (m->op == "peer" && !m->strings.empty()) {
+      accept_peer_info(*m);
+    } else if (m->op == "members" && !m->strings.empty()) {
+      std::lock_guard lock(topics_mu);
+      members[m->strings[0]] = std::vector<std::string>(m->strings.begin() + 1, m->strings.end());
+      topics_cv.notify_all();
+    } else if (m->op == "subscribed" && m->strings.size() >= 2) {
+      std::lock_guard lock(topics_mu);
+      subscribe_answers[m->strings[0]] = m->number == 0 ? status{} : status(static_cast<status_code>(m->number), m->strings[1]);
+      topics_cv.notify_all();
+    }
+  }
+
+  void accept_peer_info(const ctrl_msg& m) {
+    const std::string& name = m.strings[0];
+    std::lock_guard lock(peers_mu);
+    if (m.number != 0 || m.strings.size() < 4) {
+      peer_failures[name] = status(status_code::unknown_agent, "broker knows no agent " + name);
+      peers_cv.notify_all();
+      return;
+    }
+    peer_info p;
+    p.name = name;
+    p.role = m.strings[1];
+    auto key = crypto::public_key::from_der(m.blob);
+    auto s = pol->suite_for(p.role);
+    auto prot = parse_protection(m.strings[3]);
+    status problem;
+    if (!key || !s || !prot) problem = status(status_code::unknown_agent, "broker sent unusable information about " + name);
+    else if (const agent_pin* pin = pol->find_pin(name);
+             pin && (pin->role != p.role || (!pin->fingerprint.empty() && pin->fingerprint != key->fingerprint_hex())))
+      problem = status(status_code::key_changed, "broker's key or role for " + name + " contradicts the policy pin");
+    else if (pol->is_revoked(name))
+      problem = status(status_code::revoked_agent, name + " is revoked by the policy");
+    if (!problem.ok()) {
+      peer_failures[name] = problem;
+    } else {
+      p.peer_suite = *s;
+      p.key = std::move(key).value();
+      p.key_id = p.key->fingerprint();
+      p.key_protection = *prot;
+      if (auto existing = peers.find(name); existing != peers.end() && existing->second.key_id != p.key_id)
+        peer_failures[name] = status(status_code::key_changed, name + " presented another key than the one pinned");
+      else
+        peers[name] = std::move(p);
+    }
+    peers_cv.notify_all();
+  }
+
+  // ---------------------------------------------------------------- io loop
+  void io_loop() {
+    std::set<std::string> asked;  // peers we asked the broker about, for parked envelopes
+    auto last_ping = steady::now();
+    while (!stopping) {
+      // A ping per interval lets a silent agent notice a restarted broker (it answers
+      // an unknown session with an error, and we enrol again).
+      if (steady::now() - last_ping >= opts.ping_interval) {
+        (void)send_ctrl("ping", {});
+        last_ping = steady::now();
+      }
+      zmq::pollitem_t items[2] = {{dealer.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd, ZMQ_POLLIN, 0}};
+      try {
+        zmq::poll(items, 2, std::chrono::milliseconds(100));
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;
+      }
+      if (items[1].revents & ZMQ_POLLIN) {
+        std::uint64_t n;
+        (void)!::read(wake_fd, &n, sizeof n);
+      }
+      // Send what callers queued. Kept in the queue on EAGAIN (HWM): no silent drop.
+      for (;;) {
+        net::frames next;
+        {
+          std::lock_guard lock(out_mu);
+          if (outbound.empty()) break;
+          next = std::move(outbound.front());
+          outbound.pop_front();
+        }
+        if (!net::send_multipart(dealer, next)) {
+          std::lock_guard lock(out_mu);
+          outbound.push_front(std::move(next));
+          break;
+        }
+      }
+      // Receive everything waiting.
+      for (int budget = 0; budget < 1024; ++budget) {
+        auto f = net::recv_multipart(dealer);
+        if (!f) break;
+        handle_frames(*f, asked);
+      }
+      // Retry parked envelopes whose sender is now known (or known-bad).
+      if (!parked.empty()) {
+        std::deque<net::frames> again;
+        again.swap(parked);
+        for (auto& f : again) handle_frames(f, asked);
+      }
+    }
+  }
+
+  void handle_frames(const net::frames& f, std::set<std::string>& asked) {
+    if (f.empty()) return;
+    std::string_view kind = net::as_string(f[0]);
+    if (kind == session::frame::kEnvelope && f.size() == 3) {
+      if (!check_and_deliver(f)) {
+        auto h = decode_signed_part(f[1]);
+        if (parked.size() >= opts.max_pending) {
+          report({"receiver", {status_code::overloaded, "too many envelopes waiting for sender keys"}, h->sender, opts.name, h->message_id});
+          return;
+        }
+        if (asked.insert(h->sender).second) (void)send_ctrl("peer", {h->sender});
+        parked.push_back(f);
+      }
+    } else if (kind == session::frame::kControl) {
+      handle_ctrl(f);
+    } else if (kind == session::frame::kError) {
+      std::string text = f.size() > 1 ? std::string(net::as_string(f[1])) : "";
+      spdlog::warn("[{}] broker error: {}", opts.name, text);
+      if (text.rfind("unknown_agent", 0) == 0) reenrol();
+    } else {
+      report({"receiver", {status_code::malformed, "unexpected frame from the broker"}, "broker", opts.name, {}});
+    }
+  }
+
+  // reenrol runs when the broker no longer knows us (it restarted): enrol again on
+  // this (the socket's) thread, then restore subscriptions and topic watches.
+  void reenrol() {
+    // Several errors arrive for the envelopes sent before the broker knew us again:
+    // one re-enrolment answers them all.
+    if (steady::now() - last_enrol < std::chrono::seconds(2)) return;
+    for (int attempt = 1; !stopping; ++attempt) {
+      try {
+        enrol();
+        break;
+      } catch (const std::exception& e) {
+        spdlog::warn("[{}] re-enrolment attempt {} failed: {}", opts.name, attempt, e.what());
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::min(2000, 100 * attempt)));
+      }
+    }
+    ctrl_seq_out = 1;
+    last_enrol = steady::now();
+    ++st_reenrolments;
+    std::vector<std::string> topics, watched;
+    {
+      std::lock_guard lock(topics_mu);
+      for (const auto& [t, h] : topic_handlers) topics.push_back(t);
+      for (const auto& [t, m] : members) watched.push_back(t);
+    }
+    for (const auto& t : topics) (void)send_ctrl("subscribe", {t});
+    for (const auto& t : watched) (void)send_ctrl("members", {t});
+    spdlog::info("[{}] re-enrolled with the broker", opts.name);
+  }
+
+  void dispatch_loop() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock lock(disp_mu);
+        disp_cv.wait(lock, [&] { return stopping || !dispatch_q.empty(); });
+        if (dispatch_q.empty()) return;
+        job = std::move(dispatch_q.front());
+        dispatch_q.pop_front();
+      }
+      try {
+        job();
+      } catch (const std::exception& e) {
+        spdlog::error("[{}] handler threw: {}", opts.name, e.what());
+      }
+    }
+  }
+};
+
+agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shared_ptr<const policy> pol)
+    : impl_(std::make_unique<impl>()) {
+  impl& d = *impl_;
+  d.opts = std::move(options);
+  d.key = std::move(key);
+  d.pol = std::move(pol);
+  if (!d.key || !d.pol) throw std::invalid_argument("agent needs an identity and a policy");
+  d.role = d.key->metadata().role;
+  auto s = d.pol->suite_for(d.role);
+  if (!s) throw enrolment_error(s.error().code(), s.error().to_string());
+  d.my_suite = *s;
+  if (d.key->key_suite().name != d.my_suite.name)
+    throw enrolment_error(status_code::suite_mismatch, "identity suite " + d.key->key_suite().name +
+                                                           " differs from the policy's " + d.my_suite.name);
+  d.my_key_id = d.key->public_key().fingerprint();
+  d.wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (d.wake_fd < 0) throw std::runtime_error("eventfd failed");
+  d.dealer.set(zmq::sockopt::linger, 0);
+  d.dealer.set(zmq::sockopt::sndhwm, 10000);
+  d.dealer.set(zmq::sockopt::rcvhwm, 10000);
+  d.dealer.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(2u << 20));
+  d.dealer.connect(d.opts.broker_endpoint);
+  try {
+    d.enrol();
+  } catch (...) {
+    ::close(d.wake_fd);
+    throw;
+  }
+  d.io_thread = std::thread([&d] { d.io_loop(); });
+  d.dispatch_thread = std::thread([&d] { d.dispatch_loop(); });
+}
+
+agent::~agent() {
+  impl& d = *impl_;
+  // Tell the broker we are leaving, give the io thread a moment to flush it.
+  (void)d.send_ctrl("bye", {});
+  for (int i = 0; i < 50; ++i) {
+    {
+      std::lock_guard lock(d.out_mu);
+      if (d.outbound.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  d.stopping = true;
+  d.disp_cv.notify_all();
+  d.sess_cv.notify_all();
+  d.peers_cv.notify_all();
+  d.topics_cv.notify_all();
+  if (d.io_thread.joinable()) d.io_thread.join();
+  if (d.dispatch_thread.joinable()) d.dispatch_thread.join();
+  std::lock_guard lock(d.req_mu);
+  for (auto& [id, p] : d.requests) p->set_value(status{status_code::timeout, "agent stopped"});
+  d.requests.clear();
+  ::close(d.wake_fd);
+}
+
+const std::string& agent::name() const noexcept { return impl_->opts.name; }
+
+status agent::send(const std::string& to, std::string_view content_type, byte_view payload) {
+  return impl_->send_envelope(envelope_type::data, to, content_type, payload, {});
+}
+
+status agent::publish(const std::string& topic, std::string_view content_type, byte_view payload) {
+  impl& d = *impl_;
+  if (status st = d.pol->check_publish(d.role, topic); !st) return st;  // refuse locally what the broker would
+  std::vector<std::string> recipients;
+  {
+    std::unique_lock lock(d.topics_mu);
+    if (!d.members.count(topic)) {
+      lock.unlock();
+      if (status st = d.send_ctrl("members", {topic}); !st) return st;
+      lock.lock();
+      if (!d.topics_cv.wait_for(lock, d.opts.session_timeout, [&] { return d.members.count(topic) > 0 || d.stopping.load(); }))
+        return {status_code::timeout, "broker did not list the members of " + topic};
+    }
+    recipients = d.members[topic];
+  }
+  std::erase(recipients, d.opts.name);
+  // Sessions with every subscriber first; one that cannot be reached is reported and
+  // left out (it would refuse the envelope for lack of its MAC anyway).
+  for (const auto& r : recipients)
+    if (status st = d.ensure_session(r); !st)
+      spdlog::warn("[{}] publishing to {} without {}: {}", d.opts.name, topic, r, st.to_string());
+  auto frames = d.seal(envelope_type::data, recipient_kind::topic, topic, content_type, payload, {}, recipients, nullptr);
+  if (!frames) return frames.error();
+  return d.queue_envelope(std::move(frames).value());
+}
+
+status agent::subscribe(const std::string& topic, message_handler handler) {
+  impl& d = *impl_;
+  {
+    std::lock_guard lock(d.topics_mu);
+    d.topic_handlers[topic] = std::move(handler);
+    d.subscribe_answers.erase(topic);
+  }
+  if (status st = d.send_ctrl("subscribe", {topic}); !st) return st;
+  std::unique_lock lock(d.topics_mu);
+  if (!d.topics_cv.wait_for(lock, d.opts.session_timeout, [&] { return d.subscribe_answers.count(topic) > 0 || d.stopping.load(); }))
+    return {status_code::timeout, "broker did not answer the subscription to " + topic};
+  status answer = d.subscribe_answers[topic];
+  if (!answer) d.topic_handlers.erase(topic);
+  return answer;
+}
+
+result<message> agent::request(const std::string& to, std::string_view content_type, byte_view payload,
+                               std::chrono::milliseconds timeout) {
+  impl& d = *impl_;
+  if (status st = d.ensure_session(to); !st) return st;
+  auto frames = d.seal(envelope_type::request, recipient_kind::agent, to, content_type, payload, {}, {to}, nullptr);
+  if (!frames) return frames.error();
+  bytes id = decode_signed_part((*frames)[1])->message_id;
+  auto waiter = std::make_shared<std::promise<result<message>>>();
+  auto answer = waiter->get_future();
+  {
+    std::lock_guard lock(d.req_mu);
+    d.requests[id] = waiter;
+  }
+  if (status st = d.queue_envelope(std::move(frames).value()); !st) {
+    std::lock_guard lock(d.req_mu);
+    d.requests.erase(id);
+    return st;
+  }
+  if (answer.wait_for(timeout) != std::future_status::ready) {
+    std::lock_guard lock(d.req_mu);
+    d.requests.erase(id);
+    return status{status_code::timeout, "no reply from " + to + " within " + std::to_string(timeout.count()) + " ms"};
+  }
+  return answer.get();
+}
+
+void agent::on_message(message_handler handler) {
+  std::lock_guard lock(impl_->handlers_mu);
+  impl_->on_msg = std::move(handler);
+}
+void agent::on_request(request_handler handler) {
+  std::lock_guard lock(impl_->handlers_mu);
+  impl_->on_req = std::move(handler);
+}
+void agent::on_rejected(rejection_handler handler) {
+  std::lock_guard lock(impl_->handlers_mu);
+  impl_->on_rej = std::move(handler);
+}
+
+agent_stats agent::stats() const {
+  const impl& d = *impl_;
+  return {d.st_sent.load(),     d.st_received.load(), d.st_rejected.load(),    d.st_refused.load(),
+          d.st_sessions.load(), d.st_rekeys.load(),   d.st_reenrolments.load()};
+}
+
+status agent::raw_access::send_tweaked(agent& a, recipient_kind kind, const std::string& to,
+                                       std::string_view content_type, byte_view payload, const seal_tweaks& tweaks) {
+  impl& d = *a.impl_;
+  std::vector<std::string> recipients;
+  if (kind == recipient_kind::agent) {
+    if (status st = d.ensure_session(to); !st) return st;
+    recipients = {to};
+  }
+  auto frames = d.seal(envelope_type::data, kind, to, content_type, payload, {}, recipients, &tweaks);
+  if (!frames) return frames.error();
+  return d.queue_envelope(std::move(frames).value());
+}
+
+status agent::raw_access::resend_last(agent& a) {
+  net::frames copy;
+  {
+    std::lock_guard lock(a.impl_->out_mu);
+    copy = a.impl_->last_envelope;
+  }
+  if (copy.empty()) return {status_code::invalid_field, "nothing sent yet"};
+  return a.impl_->enqueue(std::move(copy));
+}
+
+status agent::raw_access::send_frames(agent& a, std::vector<bytes> frames) { return a.impl_->enqueue(std::move(frames)); }
+
+}  // namespace agentbus

@@ -1,0 +1,238 @@
+#include "session/handshake.hpp"
+
+#include <msgpack.hpp>
+
+#include "envelope/msgpack_reader.hpp"
+#include "session/session_keys.hpp"
+
+namespace agentbus::session {
+namespace mpw = agentbus::envelope_wire;
+namespace {
+
+// writer packs one array with canonical (smallest) encodings.
+class writer {
+ public:
+  explicit writer(std::size_t fields) : pk_(buf_) { pk_.pack_array(static_cast<std::uint32_t>(fields)); }
+  writer& uint(std::uint64_t v) { pk_.pack(v); return *this; }
+  writer& str(std::string_view s) { pk_.pack_str(static_cast<std::uint32_t>(s.size())); pk_.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size())); return *this; }
+  writer& bin(byte_view b) { pk_.pack_bin(static_cast<std::uint32_t>(b.size())); pk_.pack_bin_body(reinterpret_cast<const char*>(b.data()), static_cast<std::uint32_t>(b.size())); return *this; }
+  writer& strings(const std::vector<std::string>& v) {
+    pk_.pack_array(static_cast<std::uint32_t>(v.size()));
+    for (const auto& s : v) str(s);
+    return *this;
+  }
+  bytes done() const { return bytes(buf_.data(), buf_.data() + buf_.size()); }
+
+ private:
+  msgpack::sbuffer buf_;
+  msgpack::packer<msgpack::sbuffer> pk_;
+};
+
+// reader: cap, scan (one canonical object within limits), then typed fields.
+class reader {
+ public:
+  reader(byte_view in, const char* what, std::size_t fields, std::size_t max_frame, std::size_t max_array = 12)
+      : cur_(in) {
+    if (in.size() > max_frame) {
+      st_ = {status_code::too_large, std::string(what) + ": " + std::to_string(in.size()) + " bytes, limit " + std::to_string(max_frame)};
+      return;
+    }
+    mpw::scan_limits lim;
+    lim.max_str = max_frame;
+    lim.max_bin = max_frame;
+    lim.max_array = max_array;
+    lim.max_map = 0;
+    lim.max_depth = 2;
+    if (status st = mpw::scan_object(in, lim); !st) {
+      st_ = status(st.code(), std::string(what) + ": " + st.detail());
+      return;
+    }
+    std::size_t n = 0;
+    if (status st = cur_.read_array(what, n); !st) { st_ = st; return; }
+    if (n != fields) st_ = {status_code::malformed, std::string(what) + ": " + std::to_string(n) + " fields, expected " + std::to_string(fields)};
+  }
+  bool ok() const { return st_.ok(); }
+  const status& error() const { return st_; }
+
+  reader& uint(const char* field, std::uint64_t& v) { if (ok()) st_ = cur_.read_uint(field, v); return *this; }
+  reader& str(const char* field, std::string& v, std::size_t max) {
+    std::string_view s;
+    if (ok()) st_ = cur_.read_str(field, s);
+    if (ok() && s.size() > max) st_ = {status_code::too_large, std::string(field) + " too long"};
+    if (ok()) v.assign(s);
+    return *this;
+  }
+  reader& bin(const char* field, bytes& v, std::size_t min, std::size_t max) {
+    byte_view b;
+    if (ok()) st_ = cur_.read_bin(field, b);
+    if (ok() && (b.size() < min || b.size() > max))
+      st_ = {status_code::invalid_field, std::string(field) + ": " + std::to_string(b.size()) + " bytes, expected " + std::to_string(min) + ".." + std::to_string(max)};
+    if (ok()) v.assign(b.begin(), b.end());
+    return *this;
+  }
+  reader& strings(const char* field, std::vector<std::string>& v, std::size_t max_count, std::size_t max_len) {
+    std::size_t n = 0;
+    if (ok()) st_ = cur_.read_array(field, n);
+    if (ok() && n > max_count) st_ = {status_code::too_large, std::string(field) + ": too many entries"};
+    for (std::size_t i = 0; ok() && i < n; ++i) {
+      std::string s;
+      str(field, s, max_len);
+      if (ok()) v.push_back(std::move(s));
+    }
+    return *this;
+  }
+
+ private:
+  mpw::cursor cur_;
+  status st_;
+};
+
+template <typename T>
+result<T> finish(const reader& r, T value) {
+  if (!r.ok()) return r.error();
+  return value;
+}
+
+hash_algorithm parse_hash_or(std::string_view s, bool& ok) {
+  auto h = parse_hash(s);
+  ok = h.has_value();
+  return h.value_or(hash_algorithm::sha256);
+}
+
+constexpr std::size_t kMaxKeyDer = 2048;
+constexpr std::size_t kMaxSig = 1024;
+
+}  // namespace
+
+bytes encode(const hello_msg& m) {
+  return writer(11)
+      .uint(1).str(m.name).str(m.role).str(m.suite).str(protection_name(m.key_protection)).bin(m.identity_der)
+      .str(m.tpm_manufacturer).uint(m.tpm_simulator ? 1 : 0).bin(m.ephemeral_der).bin(m.static_ecdh_der).bin(m.nonce)
+      .done();
+}
+
+result<hello_msg> decode_hello(byte_view in) {
+  hello_msg m;
+  std::uint64_t version = 0;
+  std::string prot;
+  std::uint64_t simulator = 0;  // 0/1: the strict reader has no bool type
+  reader r(in, "HELLO", 11, kMaxHandshakeFrame);
+  r.uint("version", version).str("name", m.name, 128).str("role", m.role, 64).str("suite", m.suite, 128)
+      .str("protection", prot, 16).bin("identity", m.identity_der, 32, kMaxKeyDer)
+      .str("tpm_manufacturer", m.tpm_manufacturer, 16).uint("tpm_simulator", simulator)
+      .bin("ephemeral", m.ephemeral_der, 32, kMaxKeyDer).bin("static_ecdh", m.static_ecdh_der, 0, kMaxKeyDer)
+      .bin("nonce", m.nonce, kNonceSize, kNonceSize);
+  if (!r.ok()) return r.error();
+  if (version != 1) return status{status_code::unsupported_version, "HELLO version " + std::to_string(version)};
+  if (simulator > 1) return status{status_code::invalid_field, "HELLO tpm_simulator must be 0 or 1"};
+  m.tpm_simulator = simulator == 1;
+  auto p = parse_protection(prot);
+  if (!p) return status{status_code::invalid_field, "HELLO protection must be tpm or software"};
+  m.key_protection = *p;
+  if (!mpw::is_token(m.name)) return status{status_code::invalid_field, "HELLO name is not a valid agent name"};
+  return m;
+}
+
+bytes encode(const challenge_msg& m, bool with_signature) {
+  writer w(with_signature ? 7 : 6);
+  w.bin(m.nonce).bin(m.ephemeral_der).bin(m.static_ecdh_der).str(m.broker_name).bin(m.broker_identity_der)
+      .str(hash_name(m.broker_hash));
+  if (with_signature) w.bin(m.signature);
+  return w.done();
+}
+
+result<challenge_msg> decode_challenge(byte_view in) {
+  challenge_msg m;
+  std::string hash;
+  reader r(in, "CHALLENGE", 7, kMaxHandshakeFrame);
+  r.bin("nonce", m.nonce, kNonceSize, kNonceSize).bin("ephemeral", m.ephemeral_der, 32, kMaxKeyDer)
+      .bin("static_ecdh", m.static_ecdh_der, 0, kMaxKeyDer).str("broker_name", m.broker_name, 128)
+      .bin("broker_identity", m.broker_identity_der, 32, kMaxKeyDer).str("broker_hash", hash, 16)
+      .bin("signature", m.signature, 1, kMaxSig);
+  if (!r.ok()) return r.error();
+  bool ok = false;
+  m.broker_hash = parse_hash_or(hash, ok);
+  if (!ok) return status{status_code::invalid_field, "CHALLENGE broker_hash unknown"};
+  return m;
+}
+
+bytes encode(const proof_msg& m) { return writer(1).bin(m.signature).done(); }
+result<proof_msg> decode_proof(byte_view in) {
+  proof_msg m;
+  reader r(in, "PROOF", 1, kMaxHandshakeFrame);
+  r.bin("signature", m.signature, 1, kMaxSig);
+  return finish(r, std::move(m));
+}
+
+bytes encode(const welcome_msg& m) {
+  return writer(4).bin(m.session_id).bin(m.confirm_tag).uint(m.rekey_after_messages).uint(m.rekey_after_seconds).done();
+}
+result<welcome_msg> decode_welcome(byte_view in) {
+  welcome_msg m;
+  reader r(in, "WELCOME", 4, kMaxHandshakeFrame);
+  r.bin("session_id", m.session_id, kSessionIdSize, kSessionIdSize).bin("confirm", m.confirm_tag, 32, 64)
+      .uint("rekey_after_messages", m.rekey_after_messages).uint("rekey_after_seconds", m.rekey_after_seconds);
+  return finish(r, std::move(m));
+}
+
+bytes encode(const refused_msg& m) { return writer(2).uint(static_cast<std::uint64_t>(m.code)).str(m.reason).done(); }
+result<refused_msg> decode_refused(byte_view in) {
+  refused_msg m;
+  std::uint64_t code = 0;
+  reader r(in, "REFUSED", 2, kMaxHandshakeFrame);
+  r.uint("code", code).str("reason", m.reason, 1024);
+  if (!r.ok()) return r.error();
+  m.code = static_cast<status_code>(code);
+  return m;
+}
+
+bytes encode(const offer_msg& m) { return writer(4).bin(m.ephemeral_der).bin(m.nonce).str(m.curve).bin(m.rekey_of).done(); }
+result<offer_msg> decode_offer(byte_view in) {
+  offer_msg m;
+  reader r(in, "session offer", 4, kMaxHandshakeFrame);
+  r.bin("ephemeral", m.ephemeral_der, 32, kMaxKeyDer).bin("nonce", m.nonce, kNonceSize, kNonceSize)
+      .str("curve", m.curve, 8).bin("rekey_of", m.rekey_of, 0, kSessionIdSize);
+  if (!r.ok()) return r.error();
+  if (!parse_curve(m.curve)) return status{status_code::invalid_field, "session offer curve unknown"};
+  if (!m.rekey_of.empty() && m.rekey_of.size() != kSessionIdSize) return status{status_code::invalid_field, "rekey_of size"};
+  return m;
+}
+
+bytes encode(const accept_msg& m) { return writer(3).bin(m.ephemeral_der).bin(m.nonce).bin(m.offer_id).done(); }
+result<accept_msg> decode_accept(byte_view in) {
+  accept_msg m;
+  reader r(in, "session accept", 3, kMaxHandshakeFrame);
+  r.bin("ephemeral", m.ephemeral_der, 32, kMaxKeyDer).bin("nonce", m.nonce, kNonceSize, kNonceSize)
+      .bin("offer_id", m.offer_id, 16, 16);
+  return finish(r, std::move(m));
+}
+
+bytes encode(const ctrl_msg& m) {
+  return writer(5).uint(m.seq).str(m.op).strings(m.strings).bin(m.blob).uint(m.number).done();
+}
+result<ctrl_msg> decode_ctrl(byte_view in) {
+  ctrl_msg m;
+  reader r(in, "CTRL", 5, kMaxControlFrame, 4096);
+  r.uint("seq", m.seq).str("op", m.op, 32).strings("strings", m.strings, 4096, 64 * 1024).bin("blob", m.blob, 0, 16 * 1024)
+      .uint("number", m.number);
+  return finish(r, std::move(m));
+}
+
+static bytes labelled(std::string_view label, std::initializer_list<byte_view> parts) {
+  bytes out(label.begin(), label.end());
+  out.push_back(0);
+  for (byte_view p : parts) {
+    std::uint32_t n = static_cast<std::uint32_t>(p.size());
+    for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<std::uint8_t>(n >> s));
+    out.insert(out.end(), p.begin(), p.end());
+  }
+  return out;
+}
+
+bytes challenge_transcript(byte_view hello, byte_view challenge_unsigned) {
+  return labelled("agentbus-v1 challenge", {hello, challenge_unsigned});
+}
+bytes proof_transcript(byte_view hello, byte_view challenge) { return labelled("agentbus-v1 proof", {hello, challenge}); }
+bytes ctrl_mac_input(byte_view session_id, byte_view body) { return labelled("agentbus-v1 ctrl", {session_id, body}); }
+
+}  // namespace agentbus::session

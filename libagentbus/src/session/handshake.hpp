@@ -1,0 +1,130 @@
+// handshake.hpp — frames and messages of the bus protocol besides envelopes
+// (internal; schemas/protocol.md is the normative description).
+//
+// Every message is one MessagePack array in its own ZeroMQ frame, preceded by a
+// frame naming its kind. Decoding is strict (same reader as envelopes): size cap
+// first, one canonical object, exact field count and types, no trailing bytes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agentbus/bytes.hpp"
+#include "agentbus/status.hpp"
+#include "agentbus/suite.hpp"
+
+namespace agentbus::session {
+
+// First frame of every message: what follows.
+namespace frame {
+inline constexpr std::string_view kHello = "HELLO";          // agent → broker
+inline constexpr std::string_view kChallenge = "CHALLENGE";  // broker → agent
+inline constexpr std::string_view kProof = "PROOF";          // agent → broker
+inline constexpr std::string_view kWelcome = "WELCOME";      // broker → agent
+inline constexpr std::string_view kRefused = "REFUSED";      // broker → agent, enrolment refused
+inline constexpr std::string_view kEnvelope = "ENV";         // both ways: signed part, auth part
+inline constexpr std::string_view kControl = "CTRL";         // both ways: body, hop MAC
+inline constexpr std::string_view kError = "ERR";            // broker → unauthenticated peer
+}  // namespace frame
+
+inline constexpr std::size_t kMaxHandshakeFrame = 16 * 1024;
+inline constexpr std::size_t kMaxControlFrame = 256 * 1024;
+
+// HELLO: who the agent is and its ephemeral ECDH key for the hop session.
+struct hello_msg {
+  std::string name, role, suite;
+  protection key_protection = protection::tpm;
+  bytes identity_der;        // SubjectPublicKeyInfo of the identity key
+  std::string tpm_manufacturer;
+  bool tpm_simulator = false;
+  bytes ephemeral_der;       // ECDH public key on the role's curve
+  bytes static_ecdh_der;     // TPM-resident ECDH key, or empty
+  bytes nonce;               // kNonceSize
+};
+
+// CHALLENGE: the broker's nonce and ephemeral key, signed by the broker's identity
+// over "agentbus-v1 challenge" || HELLO || the unsigned CHALLENGE fields.
+struct challenge_msg {
+  bytes nonce;
+  bytes ephemeral_der;
+  bytes static_ecdh_der;
+  std::string broker_name;
+  bytes broker_identity_der;
+  hash_algorithm broker_hash = hash_algorithm::sha256;
+  bytes signature;
+};
+
+// PROOF: the agent's identity signature over "agentbus-v1 proof" || HELLO || CHALLENGE.
+struct proof_msg {
+  bytes signature;
+};
+
+// WELCOME: the hop session's id and a key-confirmation MAC under the broker→agent key.
+struct welcome_msg {
+  bytes session_id;
+  bytes confirm_tag;
+  std::uint64_t rekey_after_messages = 0;
+  std::uint64_t rekey_after_seconds = 0;
+};
+
+struct refused_msg {
+  status_code code = status_code::refused;
+  std::string reason;
+};
+
+// Agent↔agent session offer and acceptance travel as control envelopes
+// (content types below): the envelope signature authenticates them.
+inline constexpr std::string_view kOfferContentType = "application/agentbus-session-offer";
+inline constexpr std::string_view kAcceptContentType = "application/agentbus-session-accept";
+struct offer_msg {
+  bytes ephemeral_der;
+  bytes nonce;
+  std::string curve;         // "P-256" / "P-384"
+  bytes rekey_of;            // empty, or the session id being replaced
+};
+struct accept_msg {
+  bytes ephemeral_der;
+  bytes nonce;
+  bytes offer_id;            // message id of the offer it answers
+};
+
+// ctrl_msg is a hop-authenticated control message: subscribe, peer lookup, topic
+// membership, rejection notices (nack), stats. Generic fields keep the codec small.
+struct ctrl_msg {
+  std::uint64_t seq = 0;     // per direction, strictly increasing (replay)
+  std::string op;
+  std::vector<std::string> strings;
+  bytes blob;
+  std::uint64_t number = 0;
+};
+
+bytes encode(const hello_msg& m);
+bytes encode(const challenge_msg& m, bool with_signature = true);
+bytes encode(const proof_msg& m);
+bytes encode(const welcome_msg& m);
+bytes encode(const refused_msg& m);
+bytes encode(const offer_msg& m);
+bytes encode(const accept_msg& m);
+bytes encode(const ctrl_msg& m);
+
+result<hello_msg> decode_hello(byte_view in);
+result<challenge_msg> decode_challenge(byte_view in);
+result<proof_msg> decode_proof(byte_view in);
+result<welcome_msg> decode_welcome(byte_view in);
+result<refused_msg> decode_refused(byte_view in);
+result<offer_msg> decode_offer(byte_view in);
+result<accept_msg> decode_accept(byte_view in);
+result<ctrl_msg> decode_ctrl(byte_view in);
+
+// Transcripts that identity keys sign. Each starts with an ASCII label, never a
+// MessagePack array head (0x90-0x9f, 0xdc, 0xdd), so a handshake signature can
+// never be mistaken for an envelope signature over a signed part.
+bytes challenge_transcript(byte_view hello, byte_view challenge_unsigned);
+bytes proof_transcript(byte_view hello, byte_view challenge);
+
+// ctrl_mac_input binds a control body to its session.
+bytes ctrl_mac_input(byte_view session_id, byte_view body);
+
+}  // namespace agentbus::session
