@@ -84,7 +84,7 @@ struct rejection {
 
 struct agent_stats {
   std::uint64_t sent = 0, received = 0, rejected_at_receive = 0, refused_by_broker = 0, sessions = 0, rekeys = 0,
-                reenrolments = 0;
+                reenrolments = 0, hop_rekeys = 0;
 };
 
 using message_handler = std::function<void(const message&)>;

@@ -93,8 +93,8 @@ struct agent::impl {
   // Hop session with the broker. Written at enrolment, read by sealers and the io thread.
   std::mutex hop_mu;
   session::session_state hop;
-  std::atomic<std::uint64_t> ctrl_seq_out{1};
-  std::uint64_t ctrl_seq_in = 0;  // io thread only
+  std::atomic<std::uint64_t> ctrl_seq_out{1};   // never reset: monotonic across sessions
+  session::control_sequence ctrl_seq_in;         // io thread only
 
   std::atomic<std::uint64_t> next_sequence{micros_now()};
 
@@ -108,6 +108,9 @@ struct agent::impl {
   std::map<std::string, peer_info, std::less<>> peers;
   std::map<std::string, status, std::less<>> peer_failures;
   std::deque<net::frames> parked;  // io thread only: envelopes waiting for their sender's key
+  std::deque<net::frames> deferred;  // io thread only: frames that arrived during a hop rekey
+  std::uint64_t hop_rekey_messages = 0;  // from WELCOME
+  std::chrono::seconds hop_rekey_age{0};
 
   std::mutex sess_mu;
   std::condition_variable sess_cv;
@@ -133,7 +136,7 @@ struct agent::impl {
   std::condition_variable disp_cv;
   std::deque<std::function<void()>> dispatch_q;
 
-  std::atomic<std::uint64_t> st_reenrolments{0};
+  std::atomic<std::uint64_t> st_reenrolments{0}, st_hop_rekeys{0};
   steady::time_point last_enrol = steady::now();  // io thread only
   std::atomic<std::uint64_t> st_sent{0}, st_received{0}, st_rejected{0}, st_refused{0}, st_sessions{0}, st_rekeys{0};
 
@@ -181,12 +184,13 @@ struct agent::impl {
     m.blob = std::move(blob);
     m.number = number;
     bytes body = session::encode(m);
-    bytes tag;
+    bytes tag, sid;
     {
       std::lock_guard lock(hop_mu);
       tag = session::ctrl_tag(*hop.send_key(), body);
+      sid = hop.send_key()->session_id;
     }
-    return enqueue({net::to_bytes(session::frame::kControl), std::move(body), std::move(tag)});
+    return enqueue({net::to_bytes(session::frame::kControl), std::move(sid), std::move(body), std::move(tag)});
   }
 
   // ---------------------------------------------------------------- enrolment
@@ -273,10 +277,13 @@ struct agent::impl {
              .ok())
       throw enrolment_error(status_code::bad_mac, "WELCOME key confirmation failed");
     std::lock_guard lock(hop_mu);
+    // A rekey keeps the previous broker→agent key for the grace window: envelopes the
+    // broker MACed before it saw our new handshake still verify.
     hop.install(session::mac_key{keys.session_id, std::move(keys.initiator_to_responder), my_suite.mac_hash},
                 session::mac_key{keys.session_id, std::move(keys.responder_to_initiator), my_suite.mac_hash},
-                std::chrono::seconds(0));
-    ctrl_seq_in = 0;
+                opts.rekey_grace);
+    hop_rekey_messages = welcome->rekey_after_messages;
+    hop_rekey_age = std::chrono::seconds(welcome->rekey_after_seconds);
   }
 
   net::frames wait_handshake_reply() {
@@ -299,9 +306,13 @@ struct agent::impl {
         if (!r) throw enrolment_error(status_code::refused, "enrolment refused (unreadable reason)");
         throw enrolment_error(r->code, "enrolment refused: " + std::string(status_code_name(r->code)) + ": " + r->reason);
       }
-      // Errors for an earlier connection, and envelopes or control messages from a
-      // session that no longer exists, cannot be verified now: skip them.
-      if (kind == session::frame::kError || kind == session::frame::kEnvelope || kind == session::frame::kControl) continue;
+      if (kind == session::frame::kError) continue;  // for an earlier connection
+      // Envelopes and control messages that arrive during a rekeying handshake are
+      // kept and handled after it (the old keys stay valid for the grace window).
+      if (kind == session::frame::kEnvelope || kind == session::frame::kControl) {
+        if (deferred.size() < opts.max_pending) deferred.push_back(std::move(*f));
+        continue;
+      }
       return std::move(*f);
     }
   }
@@ -356,6 +367,7 @@ struct agent::impl {
       std::lock_guard lock(hop_mu);
       const session::mac_key* k = hop.send_key();
       auth.hop_mac = session_mac{"", k->session_id, session::hop_tag(*k, digest, auth)};
+      hop.count_sent();
     }
     return net::frames{net::to_bytes(session::frame::kEnvelope), std::move(signed_part), encode_auth_part(auth)};
   }
@@ -675,21 +687,19 @@ struct agent::impl {
 
   // ---------------------------------------------------------------- control from the broker
   void handle_ctrl(const net::frames& f) {
-    if (f.size() != 3) return;
+    if (f.size() != 4) return;
     {
       std::lock_guard lock(hop_mu);
-      const session::mac_key* k = hop.send_key();
-      if (k == nullptr || !session::verify_ctrl_tag(hop, k->session_id, f[1], f[2]).ok()) {
+      if (!session::verify_ctrl_tag(hop, f[1], f[2], f[3]).ok()) {
         spdlog::warn("[{}] control message with a bad MAC dropped", opts.name);
         return;
       }
     }
-    auto m = session::decode_ctrl(f[1]);
-    if (!m || m->seq <= ctrl_seq_in) {
+    auto m = session::decode_ctrl(f[2]);
+    if (!m || !ctrl_seq_in.accept(f[1], m->seq)) {
       spdlog::warn("[{}] control message malformed or replayed", opts.name);
       return;
     }
-    ctrl_seq_in = m->seq;
     if (m->op == "nack" && m->strings.size() >= 3) {
       status reason(static_cast<status_code>(m->number), m->strings[1]);
       {
@@ -760,6 +770,12 @@ struct agent::impl {
         (void)send_ctrl("ping", {});
         last_ping = steady::now();
       }
+      if (hop_due_for_rekey()) rekey_hop();
+      while (!deferred.empty()) {
+        net::frames f = std::move(deferred.front());
+        deferred.pop_front();
+        handle_frames(f, asked);
+      }
       zmq::pollitem_t items[2] = {{dealer.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd, ZMQ_POLLIN, 0}};
       try {
         zmq::poll(items, 2, std::chrono::milliseconds(100));
@@ -824,6 +840,24 @@ struct agent::impl {
     }
   }
 
+  bool hop_due_for_rekey() {
+    std::lock_guard lock(hop_mu);
+    return hop_rekey_messages > 0 && hop.due_for_rekey(hop_rekey_messages, hop_rekey_age);
+  }
+
+  // rekey_hop runs the enrolment handshake again: fresh ephemeral keys, fresh nonces,
+  // a fresh TPM ECDH, both identities signing the new transcript.
+  void rekey_hop() {
+    try {
+      enrol();
+      ++st_hop_rekeys;
+    } catch (const std::exception& e) {
+      spdlog::warn("[{}] hop rekey failed (keeping the current keys): {}", opts.name, e.what());
+      std::lock_guard lock(hop_mu);
+      hop_rekey_age += std::chrono::seconds(5);  // do not retry in a tight loop
+    }
+  }
+
   // reenrol runs when the broker no longer knows us (it restarted): enrol again on
   // this (the socket's) thread, then restore subscriptions and topic watches.
   void reenrol() {
@@ -839,7 +873,6 @@ struct agent::impl {
         std::this_thread::sleep_for(std::chrono::milliseconds(std::min(2000, 100 * attempt)));
       }
     }
-    ctrl_seq_out = 1;
     last_enrol = steady::now();
     ++st_reenrolments;
     std::vector<std::string> topics, watched;
@@ -1017,8 +1050,8 @@ void agent::on_rejected(rejection_handler handler) {
 
 agent_stats agent::stats() const {
   const impl& d = *impl_;
-  return {d.st_sent.load(),     d.st_received.load(), d.st_rejected.load(),    d.st_refused.load(),
-          d.st_sessions.load(), d.st_rekeys.load(),   d.st_reenrolments.load()};
+  return {d.st_sent.load(),     d.st_received.load(), d.st_rejected.load(),     d.st_refused.load(),
+          d.st_sessions.load(), d.st_rekeys.load(),   d.st_reenrolments.load(), d.st_hop_rekeys.load()};
 }
 
 status agent::raw_access::send_tweaked(agent& a, recipient_kind kind, const std::string& to,

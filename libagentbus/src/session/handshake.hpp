@@ -25,7 +25,7 @@ inline constexpr std::string_view kProof = "PROOF";          // agent → broker
 inline constexpr std::string_view kWelcome = "WELCOME";      // broker → agent
 inline constexpr std::string_view kRefused = "REFUSED";      // broker → agent, enrolment refused
 inline constexpr std::string_view kEnvelope = "ENV";         // both ways: signed part, auth part
-inline constexpr std::string_view kControl = "CTRL";         // both ways: body, hop MAC
+inline constexpr std::string_view kControl = "CTRL";         // both ways: session id, body, hop MAC
 inline constexpr std::string_view kError = "ERR";            // broker → unauthenticated peer
 }  // namespace frame
 

@@ -33,6 +33,18 @@ void replay_window::commit(std::uint64_t seq) {
   seen_.set(seq % kWidth);
 }
 
+bool control_sequence::accept(const std::vector<std::uint8_t>& session_id, std::uint64_t seq) {
+  for (auto& [sid, high] : highest_) {
+    if (sid != session_id) continue;
+    if (seq <= high) return false;
+    high = seq;
+    return true;
+  }
+  if (highest_.size() >= kSessions) highest_.erase(highest_.begin());
+  highest_.emplace_back(session_id, seq);
+  return true;
+}
+
 status check_timestamp(std::uint64_t ts, std::uint64_t now, std::uint64_t max_skew) {
   std::uint64_t diff = ts > now ? ts - now : now - ts;
   if (diff > max_skew)

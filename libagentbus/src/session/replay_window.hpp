@@ -10,6 +10,8 @@
 
 #include <bitset>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "agentbus/status.hpp"
 
@@ -27,6 +29,20 @@ class replay_window {
   bool any_ = false;
   std::uint64_t highest_ = 0;
   std::bitset<kWidth> seen_;  // bit (seq % kWidth) for seq in (highest_-kWidth, highest_]
+};
+
+// control_sequence tracks the highest control-message sequence number per
+// session id (a control message names its session), so messages sent under the
+// previous key during a rekey's grace window are neither lost nor replayable.
+class control_sequence {
+ public:
+  // accept returns true and records `seq` if it is above everything seen in
+  // `session_id`. At most kSessions sessions are remembered (oldest forgotten).
+  bool accept(const std::vector<std::uint8_t>& session_id, std::uint64_t seq);
+  static constexpr std::size_t kSessions = 4;
+
+ private:
+  std::vector<std::pair<std::vector<std::uint8_t>, std::uint64_t>> highest_;
 };
 
 // check_timestamp refuses an envelope whose timestamp is further than max_skew_ms

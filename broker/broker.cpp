@@ -1,0 +1,745 @@
+// broker.cpp — enrolment, enforcement at publish, routing.
+#include "broker.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <toml++/toml.h>
+#include <zmq.hpp>
+
+#include "agentbus/crypto.hpp"
+#include "client/zmq_util.hpp"
+#include "session/checks.hpp"
+#include "session/handshake.hpp"
+#include "session/replay_window.hpp"
+#include "session/session_keys.hpp"
+
+namespace agentbus::broker {
+namespace {
+
+namespace fs = std::filesystem;
+using steady = std::chrono::steady_clock;
+using net::frames;
+
+constexpr std::size_t kMaxPendingEnrolments = 1024;
+constexpr auto kEnrolmentTimeout = std::chrono::seconds(30);
+
+struct agent_entry {
+  std::string name, role;
+  suite agent_suite;
+  std::optional<crypto::public_key> key;
+  bytes key_id;
+  protection key_protection = protection::tpm;
+  bool simulator = false;
+  std::string manufacturer;
+  bytes route;
+  bool online = false;
+  session::session_state hop;  // send: broker→agent, receive: agent→broker
+  session::replay_window window;
+  session::control_sequence ctrl_in;
+  std::uint64_t ctrl_out = 1;  // never reset while the broker runs
+  std::set<std::string> subscriptions;
+  std::set<std::string> watching;  // topics whose membership it follows
+};
+
+struct pending_enrolment {
+  session::hello_msg hello;
+  bytes hello_bytes;
+  session::challenge_msg challenge;
+  bytes challenge_bytes;  // empty until signed and sent
+  std::optional<crypto::ec_keypair> ephemeral;
+  std::optional<crypto::public_key> agent_key;
+  std::optional<secret_bytes> z_es;  // broker static (TPM) × agent ephemeral
+  suite agent_suite;
+  steady::time_point deadline;
+  bool tofu = false;
+};
+
+// signer_job runs on the signer thread: TPM work never blocks the socket thread.
+struct signer_job {
+  bytes route;
+  bytes transcript;
+  std::optional<crypto::public_key> agent_ephemeral;  // for the broker's static ECDH
+  ec_curve curve = ec_curve::p256;
+};
+struct signer_result {
+  bytes route;
+  result<bytes> signature = status{status_code::internal, "not run"};
+  std::optional<secret_bytes> z_es;
+};
+
+// log_limiter keeps hostile traffic from flooding the journal: a burst per second
+// per reason, then a count of what was suppressed.
+class log_limiter {
+ public:
+  bool allow(std::string_view reason) {
+    auto now = steady::now();
+    auto& b = buckets_[std::string(reason)];
+    if (now - b.window_start > std::chrono::seconds(1)) {
+      if (b.suppressed > 0) spdlog::warn("{} further '{}' refusals not logged in the last second", b.suppressed, reason);
+      b = {now, 0, 0};
+    }
+    if (++b.count <= 10) return true;
+    ++b.suppressed;
+    return false;
+  }
+
+ private:
+  struct bucket {
+    steady::time_point window_start{};
+    std::uint64_t count = 0, suppressed = 0;
+  };
+  std::map<std::string, bucket> buckets_;
+};
+
+
+bytes welcome_confirm_input(byte_view th) {
+  std::string label = "agentbus-v1 welcome";
+  bytes out(label.begin(), label.end());
+  out.push_back(0);
+  out.insert(out.end(), th.begin(), th.end());
+  return out;
+}
+
+}  // namespace
+
+struct broker::impl {
+  broker_config cfg;
+  std::shared_ptr<const policy> pol;
+  std::shared_ptr<identity_key> identity;
+  std::shared_ptr<metrics> stats;
+  broker_runtime_options runtime;
+
+  zmq::context_t ctx{1};
+  zmq::socket_t router{ctx, zmq::socket_type::router};
+  std::optional<zmq::socket_t> admin;
+
+  std::map<std::string, agent_entry, std::less<>> agents;
+  std::map<bytes, std::string> by_route;
+  std::map<bytes, pending_enrolment> pending;
+  std::map<std::string, std::set<std::string>, std::less<>> subscribers;  // topic → agents
+  std::map<std::string, std::set<std::string>, std::less<>> watchers;     // topic → agents following membership
+  std::map<std::string, std::pair<std::string, std::string>> pins;         // TOFU: name → (role, fingerprint)
+  log_limiter limiter;
+
+  // signer thread
+  std::thread signer;
+  std::mutex signer_mu;
+  std::condition_variable signer_cv;
+  std::deque<signer_job> signer_jobs;
+  std::deque<signer_result> signer_done;
+  int signer_fd = -1;
+  bool signer_stop = false;
+
+  // ------------------------------------------------------------ start-up
+  void load_pins() {
+    fs::path file = cfg.state_dir / "pins.toml";
+    if (!fs::exists(file)) return;
+    toml::table doc = toml::parse_file(file.string());
+    if (auto* t = doc["pins"].as_table())
+      for (auto&& [name, node] : *t)
+        if (auto* pin = node.as_table())
+          pins[std::string(name.str())] = {(*pin)["role"].value_or<std::string>(""),
+                                           (*pin)["fingerprint"].value_or<std::string>("")};
+    spdlog::info("loaded {} trust-on-first-use pins from {}", pins.size(), file.string());
+  }
+
+  void save_pins() {
+    toml::table table;
+    for (const auto& [name, pin] : pins)
+      table.insert(name, toml::table{{"role", pin.first}, {"fingerprint", pin.second}});
+    toml::table doc{{"pins", table}};
+    fs::path file = cfg.state_dir / "pins.toml";
+    fs::path tmp = cfg.state_dir / "pins.toml.tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << "# Keys pinned on first use by agentbus-broker. A changed key is refused.\n" << doc << "\n";
+      out.flush();
+      if (!out) throw std::runtime_error("cannot write " + tmp.string());
+    }
+    fs::rename(tmp, file);  // atomic replace: a crash leaves the old or the new file
+  }
+
+  // ------------------------------------------------------------ sending
+  bool send_to_route(const bytes& route, frames f) {
+    f.insert(f.begin(), route);
+    return net::send_multipart(router, f);
+  }
+
+  void send_ctrl(agent_entry& a, std::string op, std::vector<std::string> strings, bytes blob = {}, std::uint64_t number = 0) {
+    if (!a.online) return;
+    session::ctrl_msg m;
+    m.seq = a.ctrl_out++;
+    m.op = std::move(op);
+    m.strings = std::move(strings);
+    m.blob = std::move(blob);
+    m.number = number;
+    bytes body = session::encode(m);
+    bytes tag = session::ctrl_tag(*a.hop.send_key(), body);
+    if (!send_to_route(a.route, {net::to_bytes(session::frame::kControl), a.hop.send_key()->session_id, std::move(body),
+                                 std::move(tag)})) {
+      stats->increment("control_send_failures_total", a.name);
+    }
+  }
+
+  void refuse_enrolment(const bytes& route, const std::string& name, status why) {
+    stats->increment("enrolments_total", status_code_name(why.code()));
+    if (limiter.allow("enrolment")) spdlog::warn("enrolment of '{}' refused: {}", name, why.to_string());
+    session::refused_msg r{why.code(), why.detail()};
+    send_to_route(route, {net::to_bytes(session::frame::kRefused), session::encode(r)});
+    pending.erase(route);
+  }
+
+  // nack tells the sender its envelope was refused (or could not be delivered):
+  // a typed error, a counter and a (rate-limited) log line.
+  void nack(agent_entry& sender, const bytes& message_id, const status& why, const std::string& recipient) {
+    stats->increment("envelopes_total", status_code_name(why.code()));
+    if (limiter.allow(status_code_name(why.code())))
+      spdlog::warn("refused envelope from {} to {}: {}", sender.name, recipient, why.to_string());
+    send_ctrl(sender, "nack", {std::string(status_code_name(why.code())), why.detail(), recipient}, message_id,
+              static_cast<std::uint64_t>(why.code()));
+  }
+
+  void error_to_unknown(const bytes& route, status why) {
+    stats->increment("frames_refused_total", status_code_name(why.code()));
+    if (limiter.allow("unauthenticated")) spdlog::warn("frame from an unenrolled connection refused: {}", why.to_string());
+    send_to_route(route, {net::to_bytes(session::frame::kError), net::to_bytes(why.to_string())});
+  }
+
+  // ------------------------------------------------------------ enrolment
+  void on_hello(const bytes& route, const frames& f) {
+    if (f.size() != 3) return error_to_unknown(route, {status_code::malformed, "HELLO must be 2 frames"});
+    auto hello = session::decode_hello(f[2]);
+    if (!hello) return refuse_enrolment(route, "?", hello.error());
+    const std::string& name = hello->name;
+    if (pending.size() >= kMaxPendingEnrolments)
+      return refuse_enrolment(route, name, {status_code::overloaded, "too many enrolments in progress"});
+    if (agents.size() >= cfg.max_agents && !agents.count(name))
+      return refuse_enrolment(route, name, {status_code::overloaded, "broker is at its agent limit"});
+
+    // Policy before any expensive work, cheapest first.
+    const role_policy* role = pol->find_role(hello->role);
+    if (role == nullptr) return refuse_enrolment(route, name, {status_code::unknown_role, "role '" + hello->role + "' is not in the policy"});
+    if (pol->is_revoked(name)) return refuse_enrolment(route, name, {status_code::revoked_agent, name + " is revoked"});
+    if (status st = pol->check_declared_suite(hello->role, hello->suite); !st) return refuse_enrolment(route, name, st);
+    if (hello->key_protection == protection::software && !role->allow_software)
+      return refuse_enrolment(route, name, {status_code::software_key_refused, "role " + role->name + " requires a TPM key"});
+    if (hello->key_protection == protection::tpm && hello->tpm_simulator && !role->allow_simulator)
+      return refuse_enrolment(route, name, {status_code::simulator_refused, "role " + role->name + " refuses simulated TPMs"});
+    auto key = crypto::public_key::from_der(hello->identity_der);
+    suite s = *pol->suite_for(hello->role);
+    if (!key) return refuse_enrolment(route, name, key.error());
+    if (key->type() != s.key)
+      return refuse_enrolment(route, name, {status_code::wrong_key, "identity key is " + key->type().describe() + ", role needs " + s.key.describe()});
+    std::string fingerprint = key->fingerprint_hex();
+    bool tofu = false;
+    if (const agent_pin* pin = pol->find_pin(name)) {
+      if (pin->role != hello->role) return refuse_enrolment(route, name, {status_code::refused, name + " is pinned to role " + pin->role});
+      if (!pin->fingerprint.empty() && pin->fingerprint != fingerprint)
+        return refuse_enrolment(route, name, {status_code::key_changed, "key " + fingerprint.substr(0, 16) + " is not the key pinned in the policy"});
+      tofu = pin->fingerprint.empty() && !pins.count(name);
+    } else {
+      tofu = !pins.count(name);
+    }
+    if (auto it = pins.find(name); it != pins.end()) {
+      if (it->second.second != fingerprint)
+        return refuse_enrolment(route, name, {status_code::key_changed, "key " + fingerprint.substr(0, 16) + " differs from the key pinned on first use; an operator must approve it"});
+      if (it->second.first != hello->role)
+        return refuse_enrolment(route, name, {status_code::refused, name + " was enrolled as " + it->second.first});
+    }
+    auto agent_eph = crypto::public_key::from_der(hello->ephemeral_der);
+    if (!agent_eph || agent_eph->type().scheme != signature_scheme::ecdsa || agent_eph->type().curve != s.ecdh_curve)
+      return refuse_enrolment(route, name, {status_code::invalid_field, "ephemeral key is not on " + std::string(curve_name(s.ecdh_curve))});
+    if (!hello->static_ecdh_der.empty()) {
+      auto st = crypto::public_key::from_der(hello->static_ecdh_der);
+      if (!st || st->type().scheme != signature_scheme::ecdsa || st->type().curve != s.ecdh_curve)
+        return refuse_enrolment(route, name, {status_code::invalid_field, "static ECDH key is not on the role's curve"});
+    }
+
+    pending_enrolment p;
+    p.hello = std::move(hello).value();
+    p.hello_bytes = f[2];
+    p.agent_suite = s;
+    p.agent_key = std::move(key).value();
+    p.ephemeral = crypto::ec_keypair::generate(s.ecdh_curve);
+    p.deadline = steady::now() + kEnrolmentTimeout;
+    p.tofu = tofu;
+    p.challenge.nonce = crypto::random_bytes(session::kNonceSize);
+    p.challenge.ephemeral_der = p.ephemeral->public_part().der();
+    if (auto st = identity->static_ecdh_public(s.ecdh_curve)) p.challenge.static_ecdh_der = st->der();
+    p.challenge.broker_name = cfg.name;
+    p.challenge.broker_identity_der = identity->public_key().der();
+    p.challenge.broker_hash = identity->key_suite().envelope_hash;
+    signer_job job;
+    job.route = route;
+    job.transcript = session::challenge_transcript(p.hello_bytes, session::encode(p.challenge, false));
+    if (!p.challenge.static_ecdh_der.empty()) job.agent_ephemeral = std::move(agent_eph).value();
+    job.curve = s.ecdh_curve;
+    pending[route] = std::move(p);
+    {
+      std::lock_guard lock(signer_mu);
+      signer_jobs.push_back(std::move(job));
+    }
+    signer_cv.notify_one();
+  }
+
+  void on_signed(signer_result r) {
+    auto it = pending.find(r.route);
+    if (it == pending.end()) return;  // gone (timed out)
+    pending_enrolment& p = it->second;
+    if (!r.signature) {
+      spdlog::error("broker identity could not sign a challenge: {}", r.signature.error().to_string());
+      return refuse_enrolment(r.route, p.hello.name, {status_code::tpm_unavailable, "broker TPM unavailable"});
+    }
+    p.challenge.signature = std::move(r.signature).value();
+    p.z_es = std::move(r.z_es);
+    if (!p.challenge.static_ecdh_der.empty() && !p.z_es) {
+      // Our TPM could not compute its ECDH share: drop the static key from this handshake? No: the
+      // challenge already names it and is signed. Fail closed.
+      return refuse_enrolment(r.route, p.hello.name, {status_code::tpm_unavailable, "broker TPM ECDH failed"});
+    }
+    p.challenge_bytes = session::encode(p.challenge);
+    send_to_route(r.route, {net::to_bytes(session::frame::kChallenge), p.challenge_bytes});
+  }
+
+  void on_proof(const bytes& route, const frames& f) {
+    auto it = pending.find(route);
+    if (it == pending.end() || it->second.challenge_bytes.empty())
+      return error_to_unknown(route, {status_code::malformed, "PROOF without a CHALLENGE"});
+    pending_enrolment& p = it->second;
+    const std::string name = p.hello.name;
+    if (f.size() != 3) return refuse_enrolment(route, name, {status_code::malformed, "PROOF must be 2 frames"});
+    auto proof = session::decode_proof(f[2]);
+    if (!proof) return refuse_enrolment(route, name, proof.error());
+    const suite& s = p.agent_suite;
+    bytes transcript = session::proof_transcript(p.hello_bytes, p.challenge_bytes);
+    if (status st = crypto::verify_digest(*p.agent_key, s.key, s.envelope_hash, crypto::digest(s.envelope_hash, transcript),
+                                          proof->signature);
+        !st)
+      return refuse_enrolment(route, name, {status_code::bad_signature, "proof of possession does not verify"});
+
+    // Key schedule (same order as the agent): Z_ee, Z_se (agent static), Z_es (ours).
+    std::vector<secret_bytes> secrets;
+    auto agent_eph = crypto::public_key::from_der(p.hello.ephemeral_der);
+    auto z_ee = p.ephemeral->derive(*agent_eph);
+    if (!z_ee) return refuse_enrolment(route, name, z_ee.error());
+    secrets.push_back(std::move(z_ee).value());
+    if (!p.hello.static_ecdh_der.empty()) {
+      auto z_se = p.ephemeral->derive(*crypto::public_key::from_der(p.hello.static_ecdh_der));
+      if (!z_se) return refuse_enrolment(route, name, z_se.error());
+      secrets.push_back(std::move(z_se).value());
+    }
+    if (p.z_es) secrets.push_back(std::move(*p.z_es));
+    std::vector<const secret_bytes*> ptrs;
+    for (const auto& z : secrets) ptrs.push_back(&z);
+    bytes all = p.hello_bytes;
+    all.insert(all.end(), p.challenge_bytes.begin(), p.challenge_bytes.end());
+    all.insert(all.end(), f[2].begin(), f[2].end());
+    bytes th = crypto::digest(s.mac_hash, all);
+    auto keys = session::derive_keys(ptrs, p.hello.nonce, p.challenge.nonce, "hop", name, cfg.name, th, s.mac_hash, s.mac_hash);
+
+    session::welcome_msg w;
+    w.session_id = keys.session_id;
+    w.confirm_tag = crypto::hmac(s.mac_hash, keys.responder_to_initiator.view(), welcome_confirm_input(th));
+    w.rekey_after_messages = cfg.rekey_after_messages;
+    w.rekey_after_seconds = cfg.rekey_after_seconds;
+
+    // Record the agent (a re-enrolment replaces its connection and hop keys; the
+    // replay window stays, so envelopes from before a restart cannot be replayed).
+    agent_entry& a = agents[name];
+    if (a.online && a.route != route) by_route.erase(a.route);
+    a.name = name;
+    a.role = p.hello.role;
+    a.agent_suite = s;
+    a.key = p.agent_key;
+    a.key_id = p.agent_key->fingerprint();
+    a.key_protection = p.hello.key_protection;
+    a.simulator = p.hello.tpm_simulator;
+    a.manufacturer = p.hello.tpm_manufacturer;
+    a.route = route;
+    a.online = true;
+    // A re-enrolment of a connected agent is its hop rekey: the previous agent→broker
+    // key stays valid for the grace window (envelopes already in flight).
+    a.hop.install(session::mac_key{keys.session_id, std::move(keys.responder_to_initiator), s.mac_hash},
+                  session::mac_key{keys.session_id, std::move(keys.initiator_to_responder), s.mac_hash},
+                  std::chrono::seconds(cfg.rekey_grace_seconds));
+    by_route[route] = name;
+    if (p.tofu) {
+      pins[name] = {a.role, a.key->fingerprint_hex()};
+      save_pins();
+      spdlog::info("pinned {} ({}) to key {} on first use", name, a.role, a.key->fingerprint_hex());
+    }
+    pending.erase(it);
+    send_to_route(route, {net::to_bytes(session::frame::kWelcome), session::encode(w)});
+    stats->increment("enrolments_total", "accepted");
+    stats->set_gauge("agents_online", "", static_cast<double>(by_route.size()));
+    spdlog::info("enrolled {} as {} ({}, {}{}{})", name, a.role, a.agent_suite.name, protection_name(a.key_protection),
+                 a.key_protection == protection::tpm ? ", " + a.manufacturer : "", a.simulator ? " simulator" : "");
+  }
+
+  // ------------------------------------------------------------ enforcement at publish
+  void on_envelope(const bytes& route, const frames& f) {
+    auto started = steady::now();
+    // 1. The connection must be enrolled; size limits before decoding.
+    auto who = by_route.find(route);
+    if (who == by_route.end()) return error_to_unknown(route, {status_code::unknown_agent, "not enrolled"});
+    agent_entry& a = agents[who->second];
+    if (f.size() != 4) return nack(a, {}, {status_code::malformed, "an envelope is 2 frames"}, "");
+    if (f[2].size() + f[3].size() > cfg.max_frame_bytes) return nack(a, {}, {status_code::too_large, "envelope exceeds max_frame_bytes"}, "");
+    auto h = decode_signed_part(f[2]);
+    if (!h) return nack(a, {}, h.error(), "");
+    auto auth = decode_auth_part(f[3]);
+    if (!auth) return nack(a, h->message_id, auth.error(), h->to);
+    // 2. No spoofing: the sender is the authenticated connection.
+    if (h->sender != a.name) return nack(a, h->message_id, {status_code::spoofed_sender, "sender '" + h->sender + "' is not this connection's agent"}, h->to);
+    // 3. Hop MAC.
+    const suite& s = a.agent_suite;
+    bytes digest = envelope_digest(s.envelope_hash, f[2]);
+    if (status st = session::verify_hop_mac(a.hop, digest, *auth); !st) return nack(a, h->message_id, st, h->to);
+    if (!runtime.permissive_testing) {
+      // 4. Declared suite equals the role's suite; the pinned key; the assurance level.
+      if (status st = pol->check_declared_suite(a.role, h->suite); !st) return nack(a, h->message_id, st, h->to);
+      if (status st = session::check_key_and_assurance(*pol, a.role, a.key_protection, a.key_id, *auth); !st)
+        return nack(a, h->message_id, st, h->to);
+      // 5. ACL.
+      if (status st = check_acl(a, *h); !st) return nack(a, h->message_id, st, h->to);
+      // 6. Replay: sequence window and clock skew (committed only after the signature).
+      if (status st = a.window.check(h->sequence); !st) return nack(a, h->message_id, st, h->to);
+      if (status st = session::check_timestamp(h->timestamp_ms, session::now_ms(), cfg.max_clock_skew_ms); !st)
+        return nack(a, h->message_id, st, h->to);
+      // 7. Signature (the most expensive check, last).
+      if (status st = session::verify_envelope_signature(*a.key, s, digest, *auth); !st) return nack(a, h->message_id, st, h->to);
+      a.window.commit(h->sequence);
+    }
+    a.hop.count_received();
+    route_envelope(a, *h, *auth, f[2], digest);
+    stats->observe("publish_check_seconds", "accepted", steady::now() - started);
+  }
+
+  status check_acl(const agent_entry& a, const envelope_header& h) {
+    if (h.to_kind == recipient_kind::topic) return pol->check_publish(a.role, h.to);
+    auto r = agents.find(h.to);
+    if (r == agents.end()) return {status_code::not_deliverable, "no agent named '" + h.to + "' is known"};
+    status direct = pol->check_send(a.role, r->second.role);
+    if (direct) return direct;
+    // Session set-up is allowed wherever traffic could flow either way: direct, or
+    // over a topic one publishes and the other subscribes to.
+    const bool session_control = h.type == envelope_type::control &&
+        (h.content_type == session::kOfferContentType || h.content_type == session::kAcceptContentType);
+    if (session_control && session_allowed(a, r->second)) return {};
+    return direct;
+  }
+
+  bool session_allowed(const agent_entry& a, const agent_entry& b) {
+    if (pol->check_send(b.role, a.role).ok()) return true;
+    for (const auto& t : b.subscriptions)
+      if (pol->check_publish(a.role, t).ok()) return true;
+    for (const auto& t : a.subscriptions)
+      if (pol->check_publish(b.role, t).ok()) return true;
+    return false;
+  }
+
+  // forward re-MACs the hop for the recipient's session; the signed part is
+  // forwarded byte for byte.
+  status forward(agent_entry& to, envelope_auth auth, const bytes& signed_part, byte_view digest) {
+    if (!to.online) return {status_code::not_deliverable, to.name + " is offline"};
+    const session::mac_key* k = to.hop.send_key();
+    auth.hop_mac = session_mac{"", k->session_id, session::hop_tag(*k, digest, auth)};
+    frames out{to.route, net::to_bytes(session::frame::kEnvelope), signed_part, encode_auth_part(auth)};
+    try {
+      if (!net::send_multipart(router, out)) {
+        // EHOSTUNREACH (gone) or EAGAIN (its queue is full): the sender is told.
+        return {status_code::overloaded, to.name + " is not keeping up (high-water mark)"};
+      }
+    } catch (const zmq::error_t& e) {
+      return {status_code::not_deliverable, to.name + ": " + e.what()};
+    }
+    return {};
+  }
+
+  void route_envelope(agent_entry& from, const envelope_header& h, const envelope_auth& auth, const bytes& signed_part,
+                      byte_view digest) {
+    if (h.to_kind == recipient_kind::agent) {
+      auto r = agents.find(h.to);
+      if (r == agents.end()) return nack(from, h.message_id, {status_code::not_deliverable, "no agent named '" + h.to + "'"}, h.to);
+      if (status st = forward(r->second, auth, signed_part, digest); !st) {
+        if (st.code() == status_code::not_deliverable) mark_offline_if_gone(r->second);
+        return nack(from, h.message_id, st, h.to);
+      }
+      stats->increment("envelopes_total", "accepted");
+      return;
+    }
+    auto subs = subscribers.find(h.to);
+    if (subs != subscribers.end()) {
+      for (const auto& name : subs->second) {
+        if (name == from.name) continue;
+        auto r = agents.find(name);
+        if (r == agents.end()) continue;
+        if (status st = forward(r->second, auth, signed_part, digest); !st) nack(from, h.message_id, st, name);
+      }
+    }
+    stats->increment("envelopes_total", "accepted");
+  }
+
+  void mark_offline_if_gone(agent_entry& a) {
+    if (!a.online) return;
+    a.online = false;
+    by_route.erase(a.route);
+    stats->set_gauge("agents_online", "", static_cast<double>(by_route.size()));
+  }
+
+  // ------------------------------------------------------------ control
+  void on_control(const bytes& route, const frames& f) {
+    auto who = by_route.find(route);
+    if (who == by_route.end()) return error_to_unknown(route, {status_code::unknown_agent, "not enrolled"});
+    agent_entry& a = agents[who->second];
+    if (f.size() != 5) return nack(a, {}, {status_code::malformed, "a control message is 3 frames"}, "");
+    if (status st = session::verify_ctrl_tag(a.hop, f[2], f[3], f[4]); !st) return nack(a, {}, st, "");
+    auto m = session::decode_ctrl(f[3]);
+    if (!m) return nack(a, {}, m.error(), "");
+    if (!a.ctrl_in.accept(f[2], m->seq)) return nack(a, {}, {status_code::replayed, "control sequence replayed"}, "");
+    stats->increment("control_total", m->op);
+    if (m->op == "subscribe" && m->strings.size() == 1) return subscribe(a, m->strings[0]);
+    if (m->op == "unsubscribe" && m->strings.size() == 1) return unsubscribe(a, m->strings[0]);
+    if (m->op == "peer" && m->strings.size() == 1) return peer_info(a, m->strings[0]);
+    if (m->op == "members" && m->strings.size() == 1) {
+      a.watching.insert(m->strings[0]);
+      watchers[m->strings[0]].insert(a.name);
+      return send_members(a, m->strings[0]);
+    }
+    if (m->op == "stats") return send_ctrl(a, "stats", {stats->to_json()});
+    if (m->op == "bye") return disconnect(a);
+    if (m->op == "ping") return;
+    nack(a, {}, {status_code::invalid_field, "unknown control operation '" + m->op.substr(0, 32) + "'"}, "");
+  }
+
+  void subscribe(agent_entry& a, const std::string& topic) {
+    status st = pol->check_subscribe(a.role, topic);
+    if (st && a.subscriptions.size() >= cfg.max_subscriptions_per_agent && !a.subscriptions.count(topic))
+      st = status(status_code::too_large, "subscription limit reached");
+    if (st) {
+      a.subscriptions.insert(topic);
+      subscribers[topic].insert(a.name);
+      notify_members(topic);
+    } else if (limiter.allow("subscribe")) {
+      spdlog::warn("subscription of {} to {} refused: {}", a.name, topic, st.to_string());
+    }
+    stats->increment("subscriptions_total", st ? "accepted" : status_code_name(st.code()));
+    send_ctrl(a, "subscribed", {topic, st.detail()}, {}, static_cast<std::uint64_t>(st.code()));
+  }
+
+  void unsubscribe(agent_entry& a, const std::string& topic) {
+    a.subscriptions.erase(topic);
+    if (auto it = subscribers.find(topic); it != subscribers.end()) it->second.erase(a.name);
+    notify_members(topic);
+  }
+
+  void send_members(agent_entry& a, const std::string& topic) {
+    std::vector<std::string> list{topic};
+    if (auto it = subscribers.find(topic); it != subscribers.end())
+      for (const auto& n : it->second)
+        if (agents[n].online) list.push_back(n);
+    send_ctrl(a, "members", std::move(list));
+  }
+
+  void notify_members(const std::string& topic) {
+    auto it = watchers.find(topic);
+    if (it == watchers.end()) return;
+    for (const auto& w : it->second)
+      if (auto a = agents.find(w); a != agents.end() && a->second.online) send_members(a->second, topic);
+  }
+
+  void peer_info(agent_entry& a, const std::string& name) {
+    auto it = agents.find(name);
+    if (it == agents.end() || !it->second.key) return send_ctrl(a, "peer", {name}, {}, 1);
+    const agent_entry& p = it->second;
+    send_ctrl(a, "peer", {p.name, p.role, p.agent_suite.name, std::string(protection_name(p.key_protection)),
+                          p.manufacturer, p.simulator ? "1" : "0"},
+              p.key->der(), 0);
+  }
+
+  void disconnect(agent_entry& a) {
+    for (const auto& t : a.subscriptions) {
+      subscribers[t].erase(a.name);
+      notify_members(t);
+    }
+    a.subscriptions.clear();
+    mark_offline_if_gone(a);
+    spdlog::info("{} disconnected", a.name);
+  }
+
+  // ------------------------------------------------------------ loop
+  void handle(frames& f) {
+    if (f.size() < 2) {
+      stats->increment("frames_malformed_total");
+      return;
+    }
+    const bytes& route = f[0];
+    std::string_view kind = net::as_string(f[1]);
+    if (kind == session::frame::kEnvelope) return on_envelope(route, f);
+    if (kind == session::frame::kControl) return on_control(route, f);
+    if (kind == session::frame::kHello) return on_hello(route, f);
+    if (kind == session::frame::kProof) return on_proof(route, f);
+    stats->increment("frames_malformed_total");
+    error_to_unknown(route, {status_code::malformed, "unknown frame kind"});
+  }
+
+  void serve_admin() {
+    zmq::message_t req;
+    if (!admin->recv(req, zmq::recv_flags::dontwait)) return;
+    std::string cmd = req.to_string();
+    std::string reply;
+    if (cmd == "metrics") reply = stats->to_prometheus_text();
+    else if (cmd == "stats") reply = stats->to_json();
+    else reply = "error: commands are 'metrics' and 'stats'";
+    admin->send(zmq::buffer(reply), zmq::send_flags::none);
+  }
+
+  void expire_pending() {
+    auto now = steady::now();
+    for (auto it = pending.begin(); it != pending.end();) {
+      if (it->second.deadline < now) {
+        stats->increment("enrolments_total", "timeout");
+        it = pending.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  void signer_loop() {
+    for (;;) {
+      signer_job job;
+      {
+        std::unique_lock lock(signer_mu);
+        signer_cv.wait(lock, [&] { return signer_stop || !signer_jobs.empty(); });
+        if (signer_stop) return;
+        job = std::move(signer_jobs.front());
+        signer_jobs.pop_front();
+      }
+      signer_result r;
+      r.route = job.route;
+      try {
+        r.signature = identity->sign_message(job.transcript);
+        if (job.agent_ephemeral) {
+          auto z = identity->static_ecdh(job.curve, *job.agent_ephemeral);
+          if (z) r.z_es = std::move(z).value();
+        }
+      } catch (const std::exception& e) {
+        r.signature = status{status_code::tpm_unavailable, e.what()};
+      }
+      {
+        std::lock_guard lock(signer_mu);
+        signer_done.push_back(std::move(r));
+      }
+      std::uint64_t one = 1;
+      (void)!::write(signer_fd, &one, sizeof one);
+    }
+  }
+};
+
+broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared_ptr<identity_key> identity,
+               std::shared_ptr<metrics> m, broker_runtime_options runtime)
+    : impl_(std::make_unique<impl>()) {
+  impl& d = *impl_;
+  d.cfg = std::move(cfg);
+  d.pol = std::move(pol);
+  d.identity = std::move(identity);
+  d.stats = std::move(m);
+  d.runtime = runtime;
+  fs::create_directories(d.cfg.state_dir);
+  d.load_pins();
+  // Create the static TPM ECDH keys now (one per curve the policy uses), so no key
+  // creation ever happens while agents wait.
+  for (const suite& s : d.pol->suites()) (void)d.identity->static_ecdh_public(s.ecdh_curve);
+
+  d.router.set(zmq::sockopt::router_mandatory, 1);  // unroutable sends fail loudly, never vanish
+  d.router.set(zmq::sockopt::sndhwm, d.cfg.send_hwm);
+  d.router.set(zmq::sockopt::rcvhwm, d.cfg.recv_hwm);
+  d.router.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(d.cfg.max_frame_bytes));
+  d.router.set(zmq::sockopt::linger, 0);
+  for (const auto& ep : d.cfg.endpoints) {
+    if (ep.rfind("ipc://", 0) == 0) fs::create_directories(fs::path(ep.substr(6)).parent_path());
+    d.router.bind(ep);
+    spdlog::info("listening on {}", ep);
+  }
+  if (!d.cfg.admin_endpoint.empty()) {
+    d.admin.emplace(d.ctx, zmq::socket_type::rep);
+    d.admin->set(zmq::sockopt::linger, 0);
+    if (d.cfg.admin_endpoint.rfind("ipc://", 0) == 0) fs::create_directories(fs::path(d.cfg.admin_endpoint.substr(6)).parent_path());
+    d.admin->bind(d.cfg.admin_endpoint);
+    spdlog::info("admin endpoint on {}", d.cfg.admin_endpoint);
+  }
+  if (d.runtime.permissive_testing)
+    spdlog::critical("PERMISSIVE TESTING MODE: envelopes are forwarded WITHOUT suite, ACL, replay or signature "
+                     "checks. This broker must never carry real traffic.");
+  d.signer_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  d.signer = std::thread([&d] { d.signer_loop(); });
+}
+
+broker::~broker() {
+  impl& d = *impl_;
+  {
+    std::lock_guard lock(d.signer_mu);
+    d.signer_stop = true;
+  }
+  d.signer_cv.notify_all();
+  if (d.signer.joinable()) d.signer.join();
+  if (d.signer_fd >= 0) ::close(d.signer_fd);
+}
+
+void broker::run(const std::atomic<bool>& stop) {
+  impl& d = *impl_;
+  auto last_sweep = steady::now();
+  while (!stop.load()) {
+    zmq::pollitem_t items[3] = {{d.router.handle(), 0, ZMQ_POLLIN, 0},
+                                {nullptr, d.signer_fd, ZMQ_POLLIN, 0},
+                                {d.admin ? d.admin->handle() : nullptr, d.admin ? 0 : -1, ZMQ_POLLIN, 0}};
+    try {
+      zmq::poll(items, d.admin ? 3 : 2, std::chrono::milliseconds(100));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;  // a signal (SIGTERM): the loop condition decides
+      throw;
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      std::uint64_t n;
+      (void)!::read(d.signer_fd, &n, sizeof n);
+      std::deque<signer_result> done;
+      {
+        std::lock_guard lock(d.signer_mu);
+        done.swap(d.signer_done);
+      }
+      for (auto& r : done) d.on_signed(std::move(r));
+    }
+    // Bounded batch per wake-up so the signer results and the admin socket are not starved.
+    for (int budget = 0; budget < 4096; ++budget) {
+      auto f = net::recv_multipart(d.router, 8);
+      if (!f) break;
+      try {
+        d.handle(*f);
+      } catch (const std::exception& e) {
+        // A bug must not take the broker down with every other flow: count, log, go on.
+        d.stats->increment("internal_errors_total");
+        spdlog::error("internal error while handling a message: {}", e.what());
+      }
+    }
+    if (d.admin && (items[2].revents & ZMQ_POLLIN)) d.serve_admin();
+    if (steady::now() - last_sweep > std::chrono::seconds(1)) {
+      d.expire_pending();
+      last_sweep = steady::now();
+    }
+  }
+  spdlog::info("stopping: {} agents known, {} online", d.agents.size(), d.by_route.size());
+}
+
+}  // namespace agentbus::broker

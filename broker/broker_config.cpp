@@ -1,0 +1,343 @@
+#include "broker_config.hpp"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <fstream>
+#include <initializer_list>
+#include <limits>
+#include <sstream>
+#include <system_error>
+#include <utility>
+
+namespace agentbus::broker {
+
+config_error::config_error(std::string file, std::string field, const std::string& problem)
+    : std::runtime_error(file + ": " + field + ": " + problem), file_(std::move(file)), field_(std::move(field)) {}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::size_t kMaxNameLength = 64;
+constexpr std::size_t kMaxSunPath = 107;  // sizeof(sockaddr_un::sun_path) - 1 on Linux
+
+bool is_control(char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }
+bool is_alnum(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
+
+std::string quote_value(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (is_control(c)) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[(static_cast<unsigned char>(c) >> 4) & 0xf];
+      out += kHex[static_cast<unsigned char>(c) & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+// edit_distance is Levenshtein's, for "did you mean" hints on unknown keys.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+std::optional<std::string> tcp_problem(std::string_view rest) {
+  // rest is "host:port"; the port is after the last ':' (IPv6 hosts are bracketed).
+  std::size_t colon = rest.rfind(':');
+  if (colon == std::string_view::npos) return "tcp endpoint needs host:port";
+  std::string_view host = rest.substr(0, colon);
+  std::string_view port = rest.substr(colon + 1);
+  if (host.empty()) return "tcp endpoint has no host (use * for all interfaces)";
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']') return "bracketed IPv6 host must be [address]";
+    for (char c : host.substr(1, host.size() - 2))
+      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.' && c != '%' && !is_alnum(c))
+        return "invalid character in IPv6 address";
+  } else if (host != "*") {
+    for (char c : host)
+      if (!is_alnum(c) && c != '.' && c != '-' && c != '_')
+        return c == ':' ? "IPv6 hosts must be bracketed: tcp://[::1]:port" : "invalid character in tcp host";
+  }
+  if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return "tcp port must be a number 1..65535";
+  unsigned value = 0;
+  std::from_chars(port.data(), port.data() + port.size(), value);
+  if (value < 1 || value > 65535) return "tcp port must be a number 1..65535";
+  return std::nullopt;
+}
+
+std::optional<std::string> ipc_problem(std::string_view path) {
+  if (path.empty() || path.front() != '/') return "ipc endpoint needs an absolute path: ipc:///dir/name.sock";
+  if (path.size() == 1 || path.back() == '/') return "ipc path must name a socket file, not a directory";
+  if (path.size() > kMaxSunPath) return "ipc path is longer than " + std::to_string(kMaxSunPath) + " bytes (the socket address limit)";
+  if (std::any_of(path.begin(), path.end(), is_control)) return "ipc path contains a control character";
+  return std::nullopt;
+}
+
+// config_reader validates one TOML document and names the file and field in every
+// error; value errors also give the line, which is what an operator looks for.
+class config_reader {
+ public:
+  explicit config_reader(std::string file) : file_(std::move(file)) {}
+
+  [[noreturn]] void fail(const std::string& field, std::string problem, const toml::node* at = nullptr) const {
+    if (at != nullptr && at->source().begin.line > 0) problem += " (line " + std::to_string(at->source().begin.line) + ")";
+    throw config_error(file_, field, problem);
+  }
+
+  static std::string join(std::string_view table, std::string_view key) {
+    return table.empty() ? std::string(key) : std::string(table) + "." + std::string(key);
+  }
+
+  void only_keys(const toml::table& t, std::string_view where, std::initializer_list<std::string_view> allowed) const {
+    for (auto&& [k, v] : t) {
+      if (std::find(allowed.begin(), allowed.end(), k.str()) != allowed.end()) continue;
+      std::string problem = where.empty() ? "unknown table or key" : "unknown key";
+      std::string_view best;
+      std::size_t best_distance = 3;  // suggest only close matches
+      for (std::string_view a : allowed) {
+        std::size_t d = edit_distance(k.str(), a);
+        if (d < best_distance) best_distance = d, best = a;
+      }
+      if (!best.empty()) problem += "; did you mean '" + std::string(best) + "'?";
+      else {
+        problem += " (expected one of:";
+        for (std::string_view a : allowed) problem += " " + std::string(a);
+        problem += ")";
+      }
+      fail(join(where, k.str()), problem, &v);
+    }
+  }
+
+  // table returns [key] of the document, nullptr if absent and optional.
+  const toml::table* table(const toml::table& doc, std::string_view key, bool required) const {
+    const toml::node* n = doc.get(key);
+    if (n == nullptr) {
+      if (required) fail(std::string(key), "missing table [" + std::string(key) + "]");
+      return nullptr;
+    }
+    if (!n->is_table()) fail(std::string(key), "must be a table", n);
+    return n->as_table();
+  }
+
+  std::optional<std::string> string(const toml::table& t, std::string_view where, std::string_view key, bool required) const {
+    const toml::node* n = t.get(key);
+    const std::string field = join(where, key);
+    if (n == nullptr) {
+      if (required) fail(field, "missing (required)");
+      return std::nullopt;
+    }
+    if (!n->is_string()) fail(field, "must be a string", n);
+    std::string v = n->as_string()->get();
+    if (std::any_of(v.begin(), v.end(), is_control)) fail(field, "contains a control character", n);
+    return v;
+  }
+
+  std::optional<bool> boolean(const toml::table& t, std::string_view where, std::string_view key) const {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return std::nullopt;
+    if (!n->is_boolean()) fail(join(where, key), "must be true or false", n);
+    return n->as_boolean()->get();
+  }
+
+  std::optional<std::int64_t> integer(const toml::table& t, std::string_view where, std::string_view key,
+                                      std::int64_t min, std::int64_t max) const {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return std::nullopt;
+    const std::string field = join(where, key);
+    if (!n->is_integer()) fail(field, "must be an integer", n);
+    std::int64_t v = n->as_integer()->get();
+    if (v < min || v > max)
+      fail(field, "must be between " + std::to_string(min) + " and " + std::to_string(max) + " (got " + std::to_string(v) + ")", n);
+    return v;
+  }
+
+  // path reads a required path and resolves it against the config file's directory.
+  fs::path path(const toml::table& t, std::string_view where, std::string_view key, const fs::path& base) const {
+    std::string v = *string(t, where, key, true);
+    if (v.empty()) fail(join(where, key), "must not be empty", t.get(key));
+    fs::path p(v);
+    return (p.is_absolute() ? p : base / p).lexically_normal();
+  }
+
+  std::string endpoint(const toml::node& n, const std::string& field) const {
+    if (!n.is_string()) fail(field, "must be a string", &n);
+    std::string v = n.as_string()->get();
+    if (auto problem = endpoint_problem(v)) fail(field, quote_value(v) + ": " + *problem, &n);
+    return v;
+  }
+
+ private:
+  std::string file_;
+};
+
+fs::path anchor_directory(const fs::path& file) {
+  if (file.empty()) return fs::current_path();
+  return fs::absolute(file).lexically_normal().parent_path();
+}
+
+void read_broker(const config_reader& r, const toml::table& t, const fs::path& base, broker_config& c) {
+  r.only_keys(t, "broker", {"name", "endpoints", "policy", "state_dir", "admin_endpoint"});
+  if (auto name = r.string(t, "broker", "name", false)) {
+    const toml::node* at = t.get("name");
+    if (name->empty()) r.fail("broker.name", "must not be empty", at);
+    if (name->size() > kMaxNameLength) r.fail("broker.name", "longer than " + std::to_string(kMaxNameLength) + " characters", at);
+    if (!is_alnum(name->front())) r.fail("broker.name", quote_value(*name) + " must start with a letter or digit", at);
+    for (char ch : *name)
+      if (!is_alnum(ch) && ch != '.' && ch != '_' && ch != '-')
+        r.fail("broker.name", quote_value(*name) + " may contain only A-Z a-z 0-9 . _ -", at);
+    c.name = std::move(*name);
+  }
+
+  const toml::node* eps = t.get("endpoints");
+  if (eps == nullptr) r.fail("broker.endpoints", "missing (required): list at least one endpoint");
+  if (!eps->is_array()) r.fail("broker.endpoints", "must be an array of strings", eps);
+  const toml::array& list = *eps->as_array();
+  if (list.empty()) r.fail("broker.endpoints", "must list at least one endpoint", eps);
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const std::string field = "broker.endpoints[" + std::to_string(i) + "]";
+    std::string ep = r.endpoint(*list.get(i), field);
+    auto dup = std::find(c.endpoints.begin(), c.endpoints.end(), ep);
+    if (dup != c.endpoints.end())
+      r.fail(field, quote_value(ep) + " duplicates broker.endpoints[" + std::to_string(dup - c.endpoints.begin()) + "]", list.get(i));
+    c.endpoints.push_back(std::move(ep));
+  }
+
+  c.policy_file = r.path(t, "broker", "policy", base);
+  c.state_dir = r.path(t, "broker", "state_dir", base);
+
+  if (const toml::node* admin = t.get("admin_endpoint")) {
+    c.admin_endpoint = r.endpoint(*admin, "broker.admin_endpoint");
+    if (std::find(c.endpoints.begin(), c.endpoints.end(), c.admin_endpoint) != c.endpoints.end())
+      r.fail("broker.admin_endpoint", quote_value(c.admin_endpoint) + " is also in broker.endpoints (the admin socket needs its own)", admin);
+  }
+}
+
+void read_identity(const config_reader& r, const toml::table& t, const fs::path& base, broker_config& c) {
+  r.only_keys(t, "identity", {"key_dir", "tcti", "allow_software", "suite"});
+  c.key_dir = r.path(t, "identity", "key_dir", base);
+  if (auto tcti = r.string(t, "identity", "tcti", false)) c.tcti = std::move(*tcti);
+  if (auto sw = r.boolean(t, "identity", "allow_software")) c.allow_software = *sw;
+  if (auto suite = r.string(t, "identity", "suite", false)) {
+    const toml::node* at = t.get("suite");
+    if (suite->empty()) r.fail("identity.suite", "must not be empty", at);
+    for (char ch : *suite)
+      if (!is_alnum(ch) && ch != '.' && ch != '_' && ch != '-') r.fail("identity.suite", quote_value(*suite) + " is not a suite name", at);
+    c.suite = std::move(*suite);
+  }
+}
+
+void read_limits(const config_reader& r, const toml::table& t, broker_config& c) {
+  r.only_keys(t, "limits", {"max_frame_bytes", "send_hwm", "recv_hwm", "max_clock_skew_ms", "max_agents",
+                            "max_subscriptions_per_agent"});
+  if (auto v = r.integer(t, "limits", "max_frame_bytes", 1024, 64 << 20)) c.max_frame_bytes = static_cast<std::size_t>(*v);
+  if (auto v = r.integer(t, "limits", "send_hwm", 1, 10'000'000)) c.send_hwm = static_cast<int>(*v);
+  if (auto v = r.integer(t, "limits", "recv_hwm", 1, 10'000'000)) c.recv_hwm = static_cast<int>(*v);
+  if (auto v = r.integer(t, "limits", "max_clock_skew_ms", 100, 86'400'000)) c.max_clock_skew_ms = static_cast<std::uint64_t>(*v);
+  if (auto v = r.integer(t, "limits", "max_agents", 1, 1'000'000)) c.max_agents = static_cast<std::size_t>(*v);
+  if (auto v = r.integer(t, "limits", "max_subscriptions_per_agent", 1, 100'000))
+    c.max_subscriptions_per_agent = static_cast<std::size_t>(*v);
+}
+
+void read_sessions(const config_reader& r, const toml::table& t, broker_config& c) {
+  constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
+  r.only_keys(t, "sessions", {"rekey_after_messages", "rekey_after_seconds", "rekey_grace_seconds"});
+  if (auto v = r.integer(t, "sessions", "rekey_after_messages", 1, kInt64Max)) c.rekey_after_messages = static_cast<std::uint64_t>(*v);
+  if (auto v = r.integer(t, "sessions", "rekey_after_seconds", 1, 31'536'000)) c.rekey_after_seconds = static_cast<std::uint64_t>(*v);
+  if (auto v = r.integer(t, "sessions", "rekey_grace_seconds", 0, 31'536'000)) c.rekey_grace_seconds = static_cast<std::uint64_t>(*v);
+}
+
+void read_logging(const config_reader& r, const toml::table& t, broker_config& c) {
+  r.only_keys(t, "logging", {"format", "level"});
+  if (auto v = r.string(t, "logging", "format", false)) {
+    if (*v != "text" && *v != "json") r.fail("logging.format", quote_value(*v) + " is not \"text\" or \"json\"", t.get("format"));
+    c.log_format = std::move(*v);
+  }
+  if (auto v = r.string(t, "logging", "level", false)) {
+    static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn", "error"};
+    if (std::find(std::begin(kLevels), std::end(kLevels), *v) == std::end(kLevels))
+      r.fail("logging.level", quote_value(*v) + " is not one of trace, debug, info, warn, error", t.get("level"));
+    c.log_level = std::move(*v);
+  }
+}
+
+}  // namespace
+
+std::optional<std::string> endpoint_problem(std::string_view endpoint) {
+  constexpr std::string_view kTcp = "tcp://", kIpc = "ipc://";
+  if (endpoint.starts_with(kTcp)) return tcp_problem(endpoint.substr(kTcp.size()));
+  if (endpoint.starts_with(kIpc)) return ipc_problem(endpoint.substr(kIpc.size()));
+  return "unsupported transport (use tcp://host:port or ipc:///absolute/path)";
+}
+
+broker_config parse_broker_config(std::string_view toml_text, const std::filesystem::path& file) {
+  const std::string source = file.string();
+  config_reader r(source);
+  toml::table doc;
+  try {
+    doc = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream where;
+    where << "line " << e.source().begin.line << " column " << e.source().begin.column;
+    throw config_error(source, where.str(), std::string(e.description()));
+  }
+
+  const fs::path base = anchor_directory(file);
+  broker_config c;
+  r.only_keys(doc, "", {"broker", "identity", "limits", "sessions", "logging"});
+  read_broker(r, *r.table(doc, "broker", true), base, c);
+  read_identity(r, *r.table(doc, "identity", true), base, c);
+  if (const toml::table* t = r.table(doc, "limits", false)) read_limits(r, *t, c);
+  if (const toml::table* t = r.table(doc, "sessions", false)) read_sessions(r, *t, c);
+  if (const toml::table* t = r.table(doc, "logging", false)) read_logging(r, *t, c);
+
+  // With a grace window as long as the rekey interval, a key would still be in its
+  // grace period when its successor is replaced: a setting that cannot do what it says.
+  if (c.rekey_grace_seconds >= c.rekey_after_seconds) {
+    const toml::node* at = nullptr;
+    if (const toml::table* t = r.table(doc, "sessions", false)) at = t->get("rekey_grace_seconds");
+    r.fail("sessions.rekey_grace_seconds",
+           "must be shorter than sessions.rekey_after_seconds (" + std::to_string(c.rekey_after_seconds) + ")", at);
+  }
+  return c;
+}
+
+broker_config load_broker_config(const std::filesystem::path& file) {
+  std::error_code type_ec;
+  if (fs::is_directory(file, type_ec)) throw config_error(file.string(), "(file)", "cannot open: is a directory");
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    std::error_code ec(errno, std::generic_category());
+    throw config_error(file.string(), "(file)", "cannot open: " + ec.message());
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw config_error(file.string(), "(file)", "cannot read");
+  return parse_broker_config(text.str(), file);
+}
+
+void check_tpm_selection(const broker_config& config, const std::filesystem::path& file) {
+  if (!config.tcti.empty() || config.allow_software) return;
+  throw config_error(file.string(), "identity.tcti",
+                     "no TPM selected: set identity.tcti (e.g. \"device:/dev/tpmrm0\" or \"swtpm:host=127.0.0.1,port=2321\") "
+                     "or pass --tcti; or set identity.allow_software = true to use a software key (protection=software)");
+}
+
+}  // namespace agentbus::broker

@@ -1,0 +1,372 @@
+#!/usr/bin/env bash
+# scripts/bus-demo.sh — the bus demo: a broker and four example agents, every
+# identity in its own swtpm (as if each ran on its own host), then a summary.
+#
+#   1. a temp state dir; one swtpm per identity (broker, monitor-1, architect-1,
+#      director-1, rogue-1) on UNIX sockets, TCTI swtpm:path=<dir>/sock
+#   2. each agent's TPM identity key with agentbus-key (--require-tpm)
+#   3. agentbus-broker with a config written into the state dir (ipc endpoint
+#      only: no TCP port to race for), policy config/policy.toml
+#   4. monitor-1, architect-1, director-1 (in that order, each waits for the
+#      previous one to be subscribed), then rogue-1 (misbehaves on purpose)
+#   5. a summary: per agent what was DELIVERED (grouped), the rogue's attempts
+#      and the broker's typed refusals, and a checklist. Exit 1 if any expected
+#      delivery or refusal is missing, or if a rogue envelope was delivered.
+#
+# Usage: scripts/bus-demo.sh [--keep-running] [--build-dir DIR] [--seconds N]
+#                            [--policy FILE] [--verbose]
+#   --keep-running  leave the broker and the swtpms running afterwards and print
+#                   how to point the tools and examples at them
+#   --seconds N     how long director-1 runs (default 8)
+#   --verbose       also print every agent's full log
+# The build dir defaults to $AGENTBUS_BUILD_DIR or build/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$(pwd)"
+
+build_dir="${AGENTBUS_BUILD_DIR:-build}"
+keep_running=0
+director_seconds=8
+policy="config/policy.toml"
+verbose=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --keep-running) keep_running=1 ;;
+    --build-dir) build_dir="$2"; shift ;;
+    --seconds) director_seconds="$2"; shift ;;
+    --policy) policy="$2"; shift ;;
+    --verbose) verbose=1 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bus-demo: unknown option $1 (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+case "$build_dir" in /*) ;; *) build_dir="$repo/$build_dir" ;; esac
+case "$policy" in /*) ;; *) policy="$repo/$policy" ;; esac
+
+key_tool="$build_dir/tools/agentbus-key"
+broker_bin="$build_dir/broker/agentbus-broker"
+examples_dir="$build_dir/examples"
+missing=()
+for bin in "$key_tool" "$broker_bin" "$examples_dir"/agentbus-example-{monitor,architect,director,rogue}; do
+  [ -x "$bin" ] || missing+=("$bin")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bus-demo: not built: ${missing[*]}" >&2
+  echo "bus-demo: build first: scripts/build.sh (or cmake --build $build_dir --target agentbus-key agentbus-broker agentbus-example-monitor agentbus-example-architect agentbus-example-director agentbus-example-rogue)" >&2
+  exit 2
+fi
+command -v swtpm >/dev/null || { echo "bus-demo: swtpm not found (scripts/install-deps.sh installs it)" >&2; exit 2; }
+[ -f "$policy" ] || { echo "bus-demo: policy $policy not found" >&2; exit 2; }
+
+state="$(mktemp -d "${TMPDIR:-/tmp}/agentbus-bus-demo.XXXXXX")"
+mkdir -p "$state/logs" "$state/keys" "$state/tpm" "$state/broker"
+endpoint="ipc://$state/broker.sock"
+admin_endpoint="ipc://$state/admin.sock"
+
+declare -A tcti=() swtpm_pid=() agent_pid=() agent_rc=()
+broker_pid=""
+leave_running=0
+
+# stop_pid sends SIGTERM, waits up to $2 seconds, then SIGKILL. Only PIDs we started.
+stop_pid() {
+  local pid="$1" wait_s="${2:-5}" i
+  [ -n "$pid" ] || return 0
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < wait_s * 20; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.05
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+# shellcheck disable=SC2317  # invoked through trap
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  for name in "${!agent_pid[@]}"; do stop_pid "${agent_pid[$name]}" 5; done
+  if [ "$leave_running" = 1 ]; then
+    exit "$rc"
+  fi
+  stop_pid "$broker_pid" 10
+  for id in "${!swtpm_pid[@]}"; do stop_pid "${swtpm_pid[$id]}" 5; done
+  rm -rf "$state"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "bus-demo: interrupted" >&2; exit 130' INT
+trap 'echo "bus-demo: terminated" >&2; exit 143' TERM
+
+die() {
+  echo "bus-demo: $*" >&2
+  exit 1
+}
+
+show_log() {  # show_log FILE [LINES]
+  [ -s "$1" ] || return 0
+  echo "---- $1 (last ${2:-25} lines)" >&2
+  tail -n "${2:-25}" "$1" | sed 's/^/    /' >&2
+}
+
+# start_swtpm ID: a private swtpm on UNIX sockets in $state/tpm/ID.
+start_swtpm() {
+  local id="$1" d="$state/tpm/$1" i
+  mkdir -p "$d"
+  swtpm socket --tpm2 --tpmstate dir="$d" \
+    --server type=unixio,path="$d/sock" --ctrl type=unixio,path="$d/sock.ctrl" \
+    --flags not-need-init,startup-clear --daemon --pid file="$d/pid" \
+    --log file="$d/swtpm.log",level=1 ||
+    { show_log "$d/swtpm.log"; die "swtpm for $id did not start"; }
+  for ((i = 0; i < 200; i++)); do
+    [ -s "$d/pid" ] && [ -S "$d/sock" ] && [ -S "$d/sock.ctrl" ] && break
+    sleep 0.05
+  done
+  if ! [ -s "$d/pid" ] || ! [ -S "$d/sock" ]; then show_log "$d/swtpm.log"; die "swtpm for $id did not create its sockets"; fi
+  swtpm_pid[$id]="$(cat "$d/pid")"
+  tcti[$id]="swtpm:path=$d/sock"
+}
+
+# wait_for_line NAME PATTERN: until the agent's log has PATTERN, or it exited.
+wait_for_line() {
+  local name="$1" pattern="$2" i
+  for ((i = 0; i < 600; i++)); do
+    grep -qE "$pattern" "$state/logs/$name.log" 2>/dev/null && return 0
+    if ! kill -0 "${agent_pid[$name]}" 2>/dev/null; then
+      show_log "$state/logs/$name.log"; show_log "$state/logs/$name.err"; show_log "$state/logs/broker.log"
+      die "$name exited before printing '$pattern'"
+    fi
+    sleep 0.05
+  done
+  show_log "$state/logs/$name.log"; show_log "$state/logs/$name.err"; show_log "$state/logs/broker.log"
+  die "$name did not print '$pattern' within 30 s"
+}
+
+# start_agent KIND NAME ROLE [extra options...]
+start_agent() {
+  local kind="$1" name="$2" role="$3"
+  shift 3
+  "$examples_dir/agentbus-example-$kind" --name "$name" --role "$role" --key-dir "$state/keys/$name" \
+    --tcti "${tcti[$name]}" --broker "$endpoint" --policy "$policy" "$@" \
+    >"$state/logs/$name.log" 2>"$state/logs/$name.err" &
+  agent_pid[$name]=$!
+}
+
+# wait_agent NAME: wait for it to exit and record its exit code.
+wait_agent() {
+  local rc=0
+  wait "${agent_pid[$1]}" || rc=$?
+  agent_rc[$1]=$rc
+  unset "agent_pid[$1]"
+}
+
+agents=(broker monitor-1 architect-1 director-1 rogue-1)
+declare -A role_of=([monitor-1]=MONITOR [architect-1]=ARCHITECT [director-1]=DIRECTOR [rogue-1]=MONITOR)
+
+echo "== agentbus bus demo: state in $state"
+echo "-- starting one swtpm per identity"
+for id in "${agents[@]}"; do
+  start_swtpm "$id"
+  printf '   %-12s swtpm pid %-7s %s\n' "$id" "${swtpm_pid[$id]}" "${tcti[$id]}"
+done
+
+echo "-- creating TPM identity keys (agentbus-key create --require-tpm)"
+for name in monitor-1 architect-1 director-1 rogue-1; do
+  "$key_tool" --policy "$policy" create --role "${role_of[$name]}" --dir "$state/keys/$name" \
+    --tcti "${tcti[$name]}" --require-tpm >"$state/logs/key-$name.txt" 2>&1 ||
+    { show_log "$state/logs/key-$name.txt"; die "agentbus-key create for $name failed"; }
+  printf '   %-12s %-12s %s  fingerprint %s\n' "$name" "${role_of[$name]}" \
+    "$(awk '/^suite/ {print $2}' "$state/logs/key-$name.txt")" \
+    "$(awk '/^fingerprint/ {print substr($2, 8, 16)}' "$state/logs/key-$name.txt")"
+done
+
+echo "-- starting agentbus-broker on $endpoint"
+cat >"$state/broker.toml" <<EOF
+# written by scripts/bus-demo.sh
+[broker]
+name = "demo-broker"
+endpoints = ["$endpoint"]
+policy = "$policy"
+state_dir = "$state/broker"
+admin_endpoint = "$admin_endpoint"
+
+[identity]
+key_dir = "$state/broker/key"
+tcti = "${tcti[broker]}"
+allow_software = false
+suite = "ecdsa-p256-sha256"
+
+[limits]
+max_frame_bytes = 1114112
+send_hwm = 10000
+recv_hwm = 10000
+max_clock_skew_ms = 30000
+max_agents = 10000
+max_subscriptions_per_agent = 256
+
+[sessions]
+rekey_after_messages = 1000000
+rekey_after_seconds = 3600
+rekey_grace_seconds = 30
+
+[logging]
+format = "text"
+level = "info"
+EOF
+"$broker_bin" --config "$state/broker.toml" >"$state/logs/broker.log" 2>&1 &
+broker_pid=$!
+for ((i = 0; i < 1200; i++)); do
+  [ -S "$state/broker.sock" ] && break
+  kill -0 "$broker_pid" 2>/dev/null || { show_log "$state/logs/broker.log" 40; die "the broker exited during start-up"; }
+  sleep 0.05
+done
+[ -S "$state/broker.sock" ] || { show_log "$state/logs/broker.log" 40; die "the broker did not bind $endpoint within 60 s"; }
+echo "   broker pid $broker_pid, log $state/logs/broker.log"
+
+echo "-- starting agents"
+start_agent monitor monitor-1 MONITOR
+wait_for_line monitor-1 '^\[monitor-1\] (SUBSCRIBED directives/all|FAILED subscribe)'
+echo "   monitor-1    pid ${agent_pid[monitor-1]}"
+start_agent architect architect-1 ARCHITECT
+wait_for_line architect-1 '^\[architect-1\] (SUBSCRIBED metrics/cpu|FAILED subscribe metrics)'
+echo "   architect-1  pid ${agent_pid[architect-1]}"
+start_agent director director-1 DIRECTOR --seconds "$director_seconds"
+wait_for_line director-1 '^\[director-1\] (SUBSCRIBED design/updates|FAILED subscribe design)'
+echo "   director-1   pid ${agent_pid[director-1]} (runs ${director_seconds} s)"
+start_agent rogue rogue-1 MONITOR --timeout 25
+echo "   rogue-1      pid ${agent_pid[rogue-1]} (misbehaves on purpose)"
+
+wait_agent director-1
+wait_agent rogue-1
+# The monitor and the architect run until told to stop.
+for name in monitor-1 architect-1; do
+  stop_pid "${agent_pid[$name]}" 10
+  wait_agent "$name"
+done
+
+# ---------------------------------------------------------------- summary
+log() { cat "$state/logs/$1.log" 2>/dev/null || true; }  # (pipelines below read all of it: no SIGPIPE)
+
+# grouped NAME: the agent's DELIVERED/REQUEST/REPLY lines, grouped by verb,
+# origin and channel, with a count and the first payload.
+grouped() {
+  log "$1" | sed -nE 's/^\[[^]]+\] (DELIVERED|REQUEST|REPLY) (from [^:]+): (topic [^:]+|direct): (.*)$/\1 \2: \3\t\4/p' |
+    awk -F'\t' '{ if (!($1 in n)) { order[++k] = $1; first[$1] = $2 } n[$1]++ }
+                END { for (i = 1; i <= k; i++) { p = first[order[i]]; if (length(p) > 90) p = substr(p, 1, 90) "...";
+                      printf "   %4dx %s\n          e.g. %s\n", n[order[i]], order[i], p } }'
+}
+
+echo
+echo "================================ summary ================================"
+for name in director-1 monitor-1 architect-1; do
+  echo "-- $name (${role_of[$name]})   exit ${agent_rc[$name]:-?}"
+  grouped "$name"
+  log "$name" | grep -E '^\[[^]]+\] (REFUSED|REJECTED|FAILED|SETUP FAILED)' | sed 's/^/   /' || true
+  log "$name" | grep -E '^\[[^]]+\] (STATS|SUMMARY)' | sed 's/^/   /' || true
+done
+echo "-- rogue-1 (MONITOR, misbehaving)   exit ${agent_rc[rogue-1]:-?}"
+log rogue-1 | grep -E '^\[rogue-1\] (ATTEMPT|SENT valid|REFUSED|RESULT|UNATTRIBUTED|NOTE|SUMMARY|PROBLEM|FAILED|SETUP FAILED)' |
+  sed 's/^/   /' || true
+
+echo
+echo "-- checklist"
+failed=0
+check() {  # check DESCRIPTION AGENT PATTERN
+  if grep -qE "$3" "$state/logs/$2.log" 2>/dev/null; then
+    printf '   ok       %s\n' "$1"
+  else
+    printf '   MISSING  %s\n' "$1"
+    failed=1
+  fi
+}
+tpm='tpm[a-z-]*'  # tpm or tpm-batch
+check "director-1 got metrics/cpu from monitor-1 (MONITOR, ecdsa-p256-sha256)" director-1 \
+  "DELIVERED from monitor-1 \(MONITOR, ecdsa-p256-sha256, $tpm\): topic metrics/cpu:"
+check "director-1 got design/updates from architect-1 (ARCHITECT, ecdsa-p384-sha3-384)" director-1 \
+  "DELIVERED from architect-1 \(ARCHITECT, ecdsa-p384-sha3-384, $tpm\): topic design/updates:"
+check "director-1 got monitor-1's direct answer" director-1 \
+  "DELIVERED from monitor-1 \(MONITOR, ecdsa-p256-sha256, $tpm\): direct:"
+check "director-1 got the reply to its request from architect-1" director-1 \
+  "REPLY from architect-1 \(ARCHITECT, ecdsa-p384-sha3-384, $tpm\)"
+check "monitor-1 got the directive from director-1 (DIRECTOR, rsa3072-pss-sha384)" monitor-1 \
+  "DELIVERED from director-1 \(DIRECTOR, rsa3072-pss-sha384, $tpm\): topic directives/all:"
+check "monitor-1 got director-1's direct message" monitor-1 \
+  "DELIVERED from director-1 \(DIRECTOR, rsa3072-pss-sha384, $tpm\): direct:"
+check "architect-1 got the directive from director-1" architect-1 \
+  "DELIVERED from director-1 \(DIRECTOR, rsa3072-pss-sha384, $tpm\): topic directives/all:"
+check "architect-1 got metrics/cpu from monitor-1" architect-1 \
+  "DELIVERED from monitor-1 \(MONITOR, ecdsa-p256-sha256, $tpm\): topic metrics/cpu:"
+check "architect-1 answered director-1's request" architect-1 \
+  "REQUEST from director-1 \(DIRECTOR, rsa3072-pss-sha384, $tpm\)"
+for attempt in "a wrong-suite" "b replay" "c tampered" "d spoofed-sender" "e acl-topic" "e2 acl-agent" "f garbage"; do
+  read -r attempt_id attempt_label <<<"$attempt"
+  check "rogue-1 attempt $attempt_id ($attempt_label) refused by the broker with the expected reason" rogue-1 \
+    "^\[rogue-1\] RESULT $attempt_id $attempt_label: refused as [a-z_]+ \(expected\)"
+done
+if grep -h -E '\] (DELIVERED|REQUEST|REPLY) ' "$state"/logs/*.log | grep 'ROGUE-ATTEMPT' >/dev/null; then
+  printf '   FAILED   a rogue envelope was DELIVERED:\n'
+  grep -h -E '\] (DELIVERED|REQUEST|REPLY) ' "$state"/logs/*.log | grep 'ROGUE-ATTEMPT' | sed 's/^/            /'
+  failed=1
+else
+  printf '   ok       no rogue envelope was delivered to any agent\n'
+fi
+for name in director-1 monitor-1 architect-1 rogue-1; do
+  if [ "${agent_rc[$name]:-1}" != 0 ]; then
+    printf '   FAILED   %s exited %s\n' "$name" "${agent_rc[$name]:-?}"
+    failed=1
+  fi
+done
+if ! kill -0 "$broker_pid" 2>/dev/null; then
+  printf '   FAILED   the broker is no longer running\n'
+  failed=1
+fi
+
+if [ "$verbose" = 1 ] || [ "$failed" = 1 ]; then
+  echo
+  echo "-- logs"
+  for name in director-1 monitor-1 architect-1 rogue-1; do
+    if [ "$verbose" = 1 ]; then
+      echo "---- $state/logs/$name.log"; sed 's/^/    /' "$state/logs/$name.log"
+    fi
+    show_log "$state/logs/$name.err" 15 2>&1
+  done
+  show_log "$state/logs/broker.log" 30 2>&1
+fi
+
+echo
+if [ "$failed" = 0 ]; then
+  echo "bus demo: OK — every expected delivery arrived and every rogue attempt was refused with its typed reason"
+else
+  echo "bus demo: FAILED — see MISSING / FAILED above"
+fi
+
+if [ "$keep_running" = 1 ]; then
+  leave_running=1
+  {
+    echo "#!/usr/bin/env bash"
+    echo "# stops what scripts/bus-demo.sh --keep-running left running (by PID) and removes its state"
+    echo "kill ${broker_pid} ${swtpm_pid[*]} 2>/dev/null; sleep 1; rm -rf '$state'"
+  } >"$state/stop.sh"
+  chmod +x "$state/stop.sh"
+  cat <<EOF
+
+The broker and the swtpms are still running (state: $state):
+  broker   pid $broker_pid   endpoint $endpoint   admin $admin_endpoint
+           config $state/broker.toml   log $state/logs/broker.log
+EOF
+  for id in "${agents[@]}"; do
+    printf '  swtpm    %-12s pid %-7s --tcti %s\n' "$id" "${swtpm_pid[$id]}" "${tcti[$id]}"
+  done
+  cat <<EOF
+Point the tools at them, e.g.:
+  $key_tool info --tcti ${tcti[monitor-1]}
+  $key_tool pubkey --dir $state/keys/monitor-1
+  $examples_dir/agentbus-example-monitor --name monitor-1 --role MONITOR --key-dir $state/keys/monitor-1 \\
+      --tcti ${tcti[monitor-1]} --broker $endpoint --policy $policy --seconds 5
+  $examples_dir/agentbus-example-rogue --key-dir $state/keys/rogue-1 --tcti ${tcti[rogue-1]} \\
+      --broker $endpoint --policy $policy
+  $build_dir/tools/agentbus-bench --broker $endpoint --software --messages 2000
+Stop everything: $state/stop.sh
+EOF
+fi
+exit "$failed"

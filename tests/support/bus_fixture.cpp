@@ -1,0 +1,150 @@
+#include "support/bus_fixture.hpp"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+#include <fstream>
+#include <thread>
+#include <zmq.hpp>
+
+namespace agentbus::testing {
+namespace fs = std::filesystem;
+
+broker_process::broker_process(options opts) : opts_(std::move(opts)) {
+  if (opts_.policy_file.empty()) opts_.policy_file = source_dir() / "config" / "policy.toml";
+  endpoint_ = "ipc://" + (dir_.path() / "broker.sock").string();
+  admin_endpoint_ = "ipc://" + (dir_.path() / "admin.sock").string();
+  std::ofstream cfg(dir_.path() / "broker.toml");
+  cfg << "[broker]\nname = \"test-broker\"\nendpoints = [\"" << endpoint_ << "\"]\n"
+      << "policy = \"" << opts_.policy_file.string() << "\"\nstate_dir = \"state\"\nadmin_endpoint = \"" << admin_endpoint_
+      << "\"\n[identity]\nkey_dir = \"key\"\ntcti = \"" << tpm_.tcti() << "\"\nsuite = \"ecdsa-p256-sha256\"\n"
+      << "[limits]\n" << opts_.extra_limits << "\n[logging]\nlevel = \"info\"\n";
+  cfg.close();
+  start();
+}
+
+broker_process::~broker_process() { stop(); }
+
+void broker_process::start() {
+  if (running()) return;
+  std::error_code ec;
+  fs::remove(dir_.path() / "broker.sock", ec);
+  std::string bin = (binary_dir() / "broker" / "agentbus-broker").string();
+  std::string config = (dir_.path() / "broker.toml").string();
+  std::string log = (dir_.path() / "broker.log").string();
+  pid_t parent = ::getpid();
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    std::vector<std::string> args{bin, "--config", config};
+    if (opts_.permissive) args.push_back("--insecure-permissive-testing");
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(bin.c_str(), argv.data());
+    ::_exit(127);
+  }
+  // Ready when the admin endpoint answers.
+  for (int i = 0; i < 200; ++i) {
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("agentbus-broker exited during start-up:\n" + this->log());
+    }
+    if (fs::exists(dir_.path() / "admin.sock") && fs::exists(dir_.path() / "broker.sock")) {
+      try {
+        if (!admin("stats").empty()) return;
+      } catch (const std::exception&) {
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  throw std::runtime_error("agentbus-broker did not become ready:\n" + this->log());
+}
+
+void broker_process::stop(int signal_number) {
+  if (pid_ <= 0) return;
+  ::kill(pid_, signal_number);
+  int st = 0;
+  for (int i = 0; i < 500; ++i) {
+    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+      exit_status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      pid_ = -1;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, &st, 0);
+  exit_status_ = 137;
+  pid_ = -1;
+}
+
+bool broker_process::running() const { return pid_ > 0; }
+int broker_process::wait_exit() { return exit_status_; }
+
+std::string broker_process::admin(const std::string& command) {
+  zmq::context_t ctx(1);
+  zmq::socket_t req(ctx, zmq::socket_type::req);
+  req.set(zmq::sockopt::linger, 0);
+  req.set(zmq::sockopt::rcvtimeo, 2000);
+  req.set(zmq::sockopt::sndtimeo, 2000);
+  req.connect(admin_endpoint_);
+  req.send(zmq::buffer(command), zmq::send_flags::none);
+  zmq::message_t reply;
+  if (!req.recv(reply)) throw std::runtime_error("broker admin endpoint did not answer");
+  return reply.to_string();
+}
+
+std::string broker_process::log() const {
+  try {
+    return read_text(dir_.path() / "broker.log");
+  } catch (...) {
+    return "(no log)";
+  }
+}
+
+test_identity make_identity(const fs::path& dir, const std::string& role, bool software, const policy& pol) {
+  test_identity id;
+  suite s = *pol.suite_for(role);
+  if (software) {
+    id.key = identity_key::create_software(dir, role, s);
+    return id;
+  }
+  id.tpm_process = std::make_unique<swtpm_process>();
+  id.tpm = std::make_shared<tpm::tpm>(id.tpm_process->tcti());
+  auto created = identity_key::create_tpm(dir, role, s, id.tpm);
+  if (!created) throw std::runtime_error(created.error().to_string());
+  id.key = std::move(created).value();
+  return id;
+}
+
+bus_agent connect_agent(const broker_process& b, const fs::path& dir, const std::string& name, const std::string& role,
+                        bool software, agent_options tweak, std::shared_ptr<const policy> pol) {
+  if (!pol) pol = std::make_shared<policy>(policy::load_file(source_dir() / "config" / "policy.toml"));
+  bus_agent a;
+  a.id = make_identity(dir / name, role, software, *pol);
+  agent_options opts = std::move(tweak);
+  opts.name = name;
+  opts.broker_endpoint = b.endpoint();
+  a.client = std::make_unique<agent>(opts, a.id.key, pol);
+  return a;
+}
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+}  // namespace agentbus::testing

@@ -1,0 +1,77 @@
+// bus_fixture.hpp — real broker processes and agents with their own swtpm (tests only).
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agentbus/agent.hpp"
+#include "agentbus/identity.hpp"
+#include "agentbus/policy.hpp"
+#include "agentbus/swtpm_process.hpp"
+#include "agentbus/tpm.hpp"
+#include "support/swtpm_environment.hpp"
+
+namespace agentbus::testing {
+
+// broker_process runs build/broker/agentbus-broker with a config written into its
+// own directory, its identity in its own swtpm. Stopped (SIGTERM) on destruction.
+class broker_process {
+ public:
+  struct options {
+    std::filesystem::path policy_file;  // default: config/policy.toml
+    bool permissive = false;            // --insecure-permissive-testing
+    std::string extra_limits;           // TOML lines appended to [limits]
+  };
+  explicit broker_process(options opts);
+  broker_process() : broker_process(options{}) {}
+  ~broker_process();
+
+  void start();
+  void stop(int signal_number = 15);
+  bool running() const;
+  int wait_exit();  // after stop(): the exit status
+
+  const std::string& endpoint() const noexcept { return endpoint_; }
+  std::string admin(const std::string& command);  // "stats" (JSON) or "metrics"
+  std::string log() const;
+  const std::filesystem::path& dir() const noexcept { return dir_.path(); }
+
+ private:
+  options opts_;
+  scoped_temp_dir dir_;
+  swtpm_process tpm_;
+  std::string endpoint_, admin_endpoint_;
+  pid_t pid_ = -1;
+  int exit_status_ = -1;
+};
+
+// test_identity is an agent identity in its own swtpm (or software).
+struct test_identity {
+  std::unique_ptr<swtpm_process> tpm_process;
+  std::shared_ptr<tpm::tpm> tpm;
+  std::shared_ptr<identity_key> key;
+};
+
+// make_identity creates a key for `role` under `dir` (TPM unless software).
+test_identity make_identity(const std::filesystem::path& dir, const std::string& role, bool software = false,
+                            const policy& pol = policy::builtin_default());
+
+// bus_agent bundles an identity and an agent connected to a broker.
+struct bus_agent {
+  test_identity id;
+  std::unique_ptr<agent> client;
+  agent* operator->() const { return client.get(); }
+};
+
+bus_agent connect_agent(const broker_process& b, const std::filesystem::path& dir, const std::string& name,
+                        const std::string& role, bool software = false, agent_options tweak = {},
+                        std::shared_ptr<const policy> pol = nullptr);
+
+// wait_until polls `pred` for up to `timeout` (for asynchronous deliveries).
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+}  // namespace agentbus::testing
