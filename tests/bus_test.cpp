@@ -21,25 +21,32 @@ using testing::wait_until;
 bytes text(std::string_view s) { return bytes(s.begin(), s.end()); }
 std::string text_of(const bytes& b) { return std::string(b.begin(), b.end()); }
 
-// inbox records what an agent's handlers see.
-struct inbox {
+// inbox records what an agent's handlers see. The handlers share its state, so an
+// agent that outlives the inbox (destruction order in a test) never writes freed memory.
+struct inbox_state {
   std::mutex mu;
   std::vector<message> messages;
   std::vector<rejection> rejections;
+};
+
+struct inbox {
+  std::shared_ptr<inbox_state> st = std::make_shared<inbox_state>();
+  std::mutex& mu = st->mu;
+  std::vector<message>& messages = st->messages;
+  std::vector<rejection>& rejections = st->rejections;
 
   void attach(agent& a) {
-    a.on_message([this](const message& m) { add(m); });
-    a.on_rejected([this](const rejection& r) {
-      std::lock_guard lock(mu);
-      rejections.push_back(r);
+    a.on_message(handler());
+    a.on_rejected([s = st](const rejection& r) {
+      std::lock_guard lock(s->mu);
+      s->rejections.push_back(r);
     });
   }
   message_handler handler() {
-    return [this](const message& m) { add(m); };
-  }
-  void add(const message& m) {
-    std::lock_guard lock(mu);
-    messages.push_back(m);
+    return [s = st](const message& m) {
+      std::lock_guard lock(s->mu);
+      s->messages.push_back(m);
+    };
   }
   std::size_t count() {
     std::lock_guard lock(mu);
