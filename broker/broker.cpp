@@ -594,10 +594,20 @@ struct broker::impl {
     error_to_unknown(route, {status_code::malformed, "unknown frame kind"});
   }
 
+  void refresh_tpm_metrics() {
+    if (!runtime.tpm) return;
+    for (const auto& op : runtime.tpm->stats()) {
+      stats->set_gauge("tpm_operations_total", op.operation, static_cast<double>(op.count));
+      stats->set_gauge("tpm_operation_failures_total", op.operation, static_cast<double>(op.failures));
+      stats->set_gauge("tpm_operation_mean_ms", op.operation, op.mean_ms);
+    }
+  }
+
   void serve_admin() {
     zmq::message_t req;
     if (!admin->recv(req, zmq::recv_flags::dontwait)) return;
     std::string cmd = req.to_string();
+    refresh_tpm_metrics();
     std::string reply;
     if (cmd == "metrics") reply = stats->to_prometheus_text();
     else if (cmd == "stats") reply = stats->to_json();

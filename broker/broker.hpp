@@ -12,6 +12,7 @@
 
 #include "agentbus/identity.hpp"
 #include "agentbus/policy.hpp"
+#include "agentbus/tpm.hpp"
 #include "broker_config.hpp"
 #include "metrics.hpp"
 
@@ -22,6 +23,9 @@ struct broker_runtime_options {
   // ACL, replay and signature checks. It exists only so that tests can prove the
   // receiving library refuses what a broker wrongly forwards. Never in production.
   bool permissive_testing = false;
+  // tpm, if the broker's identity lives in one: its operation counts and mean
+  // times are published with the metrics (tpm_operations_total, tpm_operation_mean_ms).
+  std::shared_ptr<tpm::tpm> tpm;
 };
 
 class broker {

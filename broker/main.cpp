@@ -75,8 +75,9 @@ int main(int argc, char** argv) {
   }
 
   std::shared_ptr<identity_key> identity;
+  std::shared_ptr<tpm::tpm> t;
   try {
-    std::shared_ptr<tpm::tpm> t = connect_tpm(cfg.tcti, cfg.allow_software);
+    t = connect_tpm(cfg.tcti, cfg.allow_software);
     if (t) {
       // The policy is checked against what this TPM can do before anything starts.
       for (const suite& s : pol->suites())
@@ -107,6 +108,7 @@ int main(int argc, char** argv) {
     auto m = std::make_shared<broker::metrics>();
     broker::broker_runtime_options runtime;
     runtime.permissive_testing = permissive;
+    runtime.tpm = t;
     broker::broker b(cfg, pol, identity, m, runtime);
     struct sigaction sa {};
     sa.sa_handler = on_signal;

@@ -58,6 +58,14 @@ struct agent_pin {
   std::string fingerprint;  // empty: trust on first use
 };
 
+// operator_key lists a person (or automation) allowed to sign state-changing admin
+// requests (revoke, approve a changed key, reset counters) by the fingerprint of
+// their identity key (hex SHA-256 of the DER public key).
+struct operator_key {
+  std::string name;
+  std::string fingerprint;
+};
+
 // topic_matches applies a publish/subscribe pattern to a concrete topic.
 bool topic_matches(std::string_view pattern, std::string_view topic) noexcept;
 
@@ -93,6 +101,9 @@ class policy {
   // find_pin returns the agent's pin or nullptr; is_revoked says whether the
   // policy lists the agent as revoked.
   const agent_pin* find_pin(std::string_view agent) const noexcept;
+  // find_operator returns the operator whose key has this fingerprint, or nullptr.
+  const operator_key* find_operator(std::string_view fingerprint) const noexcept;
+  const std::vector<operator_key>& operators() const noexcept { return operators_; }
   bool is_revoked(std::string_view agent) const noexcept;
 
   const std::vector<suite>& suites() const noexcept { return suites_; }
@@ -104,6 +115,7 @@ class policy {
   std::vector<suite> suites_;
   std::vector<role_policy> roles_;
   std::vector<agent_pin> pins_;
+  std::vector<operator_key> operators_;
   std::vector<std::string> revoked_;
 };
 

@@ -170,7 +170,7 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
     where << "line " << e.source().begin.line << " column " << e.source().begin.column;
     throw policy_error(source, where.str(), std::string(e.description()));
   }
-  reader.only_keys(doc, "", {"version", "suites", "defaults", "roles", "agents", "revoked"});
+  reader.only_keys(doc, "", {"version", "suites", "defaults", "roles", "agents", "revoked", "operators"});
   const toml::node* version = doc.get("version");
   if (version == nullptr || !version->is_integer()) reader.fail("version", "missing (must be 1)");
   if (version->as_integer()->get() != 1) reader.fail("version", "unsupported policy version " + std::to_string(version->as_integer()->get()));
@@ -263,6 +263,19 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
     }
   }
   if (auto revoked = reader.optional_strings(doc, "", "revoked", false)) p.revoked_ = *revoked;
+  if (const toml::node* ops = doc.get("operators")) {
+    if (!ops->is_table()) reader.fail("operators", "must be a table");
+    for (auto&& [name, node] : *ops->as_table()) {
+      std::string where = "operators." + std::string(name.str());
+      if (!node.is_table()) reader.fail(where, "must be a table");
+      reader.only_keys(*node.as_table(), where, {"fingerprint"});
+      operator_key op{std::string(name.str()), reader.string_at(*node.as_table(), where, "fingerprint")};
+      bool hex_ok = false;
+      if (from_hex(op.fingerprint, &hex_ok).size() != 32 || !hex_ok)
+        reader.fail(where + ".fingerprint", "must be 64 hex digits (SHA-256 of the DER public key)");
+      p.operators_.push_back(std::move(op));
+    }
+  }
   return p;
 }
 
@@ -291,6 +304,12 @@ const suite* policy::find_suite(std::string_view name) const noexcept {
 const agent_pin* policy::find_pin(std::string_view agent) const noexcept {
   for (const auto& pin : pins_)
     if (pin.name == agent) return &pin;
+  return nullptr;
+}
+
+const operator_key* policy::find_operator(std::string_view fingerprint) const noexcept {
+  for (const auto& op : operators_)
+    if (op.fingerprint == fingerprint) return &op;
   return nullptr;
 }
 

@@ -1,0 +1,69 @@
+// agentbus-broker as an operator starts it: --help, configuration errors that name
+// the file and the field, clean stop on SIGTERM, metrics including TPM operations.
+#include "support/bus_fixture.hpp"
+
+namespace agentbus {
+namespace {
+
+using testing::run_command;
+using testing::shell_quote;
+
+std::string broker_bin() { return shell_quote((testing::binary_dir() / "broker" / "agentbus-broker").string()); }
+
+TEST(BrokerCli, HelpDocumentsEveryOption) {
+  auto r = run_command(broker_bin() + " --help");
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* opt : {"--config", "--tcti", "--state-dir", "--key-dir", "--policy", "--endpoint", "--admin-endpoint",
+                          "--insecure-permissive-testing", "SIGTERM"})
+    EXPECT_NE(r.output.find(opt), std::string::npos) << opt << "\n" << r.output;
+}
+
+TEST(BrokerCli, BadConfigStopsStartUpNamingFileAndField) {
+  testing::scoped_temp_dir tmp;
+  auto cfg = tmp.path() / "broker.toml";
+  testing::write_text(cfg, "[broker]\nname = \"b\"\nendpoints = [\"tcp://127.0.0.1:notaport\"]\npolicy = \"p.toml\"\n"
+                           "state_dir = \"s\"\n[identity]\nkey_dir = \"k\"\nallow_software = true\n");
+  auto r = run_command(broker_bin() + " --config " + shell_quote(cfg.string()));
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_NE(r.output.find(cfg.string()), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("broker.endpoints[0]"), std::string::npos) << r.output;
+
+  auto missing = run_command(broker_bin() + " --config " + shell_quote((tmp.path() / "nope.toml").string()));
+  EXPECT_EQ(missing.exit_code, 3) << missing.output;
+  EXPECT_NE(missing.output.find("nope.toml"), std::string::npos) << missing.output;
+
+  // A policy error is reported with the policy's file and field.
+  testing::write_text(tmp.path() / "p.toml", "version = 1\n[suites.x]\nsignature = \"dsa\"\n");
+  testing::write_text(cfg, "[broker]\nname = \"b\"\nendpoints = [\"ipc://" + (tmp.path() / "s.sock").string() +
+                               "\"]\npolicy = \"p.toml\"\nstate_dir = \"s\"\n[identity]\nkey_dir = \"k\"\nallow_software = true\n");
+  auto bad_policy = run_command(broker_bin() + " --config " + shell_quote(cfg.string()));
+  EXPECT_EQ(bad_policy.exit_code, 3) << bad_policy.output;
+  EXPECT_NE(bad_policy.output.find("suites.x.signature"), std::string::npos) << bad_policy.output;
+}
+
+TEST(BrokerCli, NoTpmAndNoSoftwareFallbackIsRefusedClearly) {
+  testing::scoped_temp_dir tmp;
+  auto cfg = tmp.path() / "broker.toml";
+  testing::write_text(cfg, "[broker]\nname = \"b\"\nendpoints = [\"ipc://" + (tmp.path() / "s.sock").string() +
+                               "\"]\npolicy = \"" + (testing::source_dir() / "config" / "policy.toml").string() +
+                               "\"\nstate_dir = \"s\"\n[identity]\nkey_dir = \"k\"\ntcti = \"\"\n");
+  auto r = run_command(broker_bin() + " --config " + shell_quote(cfg.string()));
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_NE(r.output.find("identity.tcti"), std::string::npos) << r.output;
+}
+
+TEST(BrokerCli, StopsCleanlyOnSigtermAndPublishesTpmMetrics) {
+  testing::broker_process b;
+  testing::scoped_temp_dir tmp;
+  auto monitor = testing::connect_agent(b, tmp.path(), "monitor-1", "MONITOR");
+  std::string metrics = b.admin("metrics");
+  EXPECT_NE(metrics.find("agentbus_enrolments_total"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("agentbus_tpm_operations_total"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("sign"), std::string::npos) << metrics;
+  b.stop(SIGTERM);
+  EXPECT_EQ(b.wait_exit(), 0) << b.log();
+  EXPECT_NE(b.log().find("agentbus-broker stopped"), std::string::npos) << b.log();
+}
+
+}  // namespace
+}  // namespace agentbus
