@@ -2,6 +2,7 @@
 #include "broker.hpp"
 
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -62,18 +63,20 @@ struct pending_enrolment {
   std::optional<secret_bytes> z_es;  // broker static (TPM) × agent ephemeral
   suite agent_suite;
   steady::time_point deadline;
-  bool tofu = false;
+  std::uint64_t generation = 0;  // matches the signer's answer to this handshake
 };
 
 // signer_job runs on the signer thread: TPM work never blocks the socket thread.
 struct signer_job {
   bytes route;
+  std::uint64_t generation = 0;
   bytes transcript;
   std::optional<crypto::public_key> agent_ephemeral;  // for the broker's static ECDH
   ec_curve curve = ec_curve::p256;
 };
 struct signer_result {
   bytes route;
+  std::uint64_t generation = 0;
   result<bytes> signature = status{status_code::internal, "not run"};
   std::optional<secret_bytes> z_es;
 };
@@ -131,6 +134,7 @@ struct broker::impl {
   std::map<std::string, std::set<std::string>, std::less<>> watchers;     // topic → agents following membership
   std::map<std::string, std::pair<std::string, std::string>> pins;         // TOFU: name → (role, fingerprint)
   log_limiter limiter;
+  std::uint64_t generation_counter = 0;
 
   // signer thread
   std::thread signer;
@@ -166,6 +170,11 @@ struct broker::impl {
       out << "# Keys pinned on first use by agentbus-broker. A changed key is refused.\n" << doc << "\n";
       out.flush();
       if (!out) throw std::runtime_error("cannot write " + tmp.string());
+    }
+    fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write);
+    if (int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+      ::fsync(fd);  // the data is on disk before the rename makes it the pins file
+      ::close(fd);
     }
     fs::rename(tmp, file);  // atomic replace: a crash leaves the old or the new file
   }
@@ -222,6 +231,9 @@ struct broker::impl {
     auto hello = session::decode_hello(f[2]);
     if (!hello) return refuse_enrolment(route, "?", hello.error());
     const std::string& name = hello->name;
+    // One handshake per connection at a time: a flood of HELLOs on one connection
+    // must not queue TPM work.
+    if (pending.count(route)) return error_to_unknown(route, {status_code::overloaded, "an enrolment is already in progress"});
     if (pending.size() >= kMaxPendingEnrolments)
       return refuse_enrolment(route, name, {status_code::overloaded, "too many enrolments in progress"});
     if (agents.size() >= cfg.max_agents && !agents.count(name))
@@ -242,21 +254,7 @@ struct broker::impl {
     if (key->type() != s.key)
       return refuse_enrolment(route, name, {status_code::wrong_key, "identity key is " + key->type().describe() + ", role needs " + s.key.describe()});
     std::string fingerprint = key->fingerprint_hex();
-    bool tofu = false;
-    if (const agent_pin* pin = pol->find_pin(name)) {
-      if (pin->role != hello->role) return refuse_enrolment(route, name, {status_code::refused, name + " is pinned to role " + pin->role});
-      if (!pin->fingerprint.empty() && pin->fingerprint != fingerprint)
-        return refuse_enrolment(route, name, {status_code::key_changed, "key " + fingerprint.substr(0, 16) + " is not the key pinned in the policy"});
-      tofu = pin->fingerprint.empty() && !pins.count(name);
-    } else {
-      tofu = !pins.count(name);
-    }
-    if (auto it = pins.find(name); it != pins.end()) {
-      if (it->second.second != fingerprint)
-        return refuse_enrolment(route, name, {status_code::key_changed, "key " + fingerprint.substr(0, 16) + " differs from the key pinned on first use; an operator must approve it"});
-      if (it->second.first != hello->role)
-        return refuse_enrolment(route, name, {status_code::refused, name + " was enrolled as " + it->second.first});
-    }
+    if (status st = check_pins(name, hello->role, fingerprint); !st) return refuse_enrolment(route, name, st);
     auto agent_eph = crypto::public_key::from_der(hello->ephemeral_der);
     if (!agent_eph || agent_eph->type().scheme != signature_scheme::ecdsa || agent_eph->type().curve != s.ecdh_curve)
       return refuse_enrolment(route, name, {status_code::invalid_field, "ephemeral key is not on " + std::string(curve_name(s.ecdh_curve))});
@@ -273,7 +271,7 @@ struct broker::impl {
     p.agent_key = std::move(key).value();
     p.ephemeral = crypto::ec_keypair::generate(s.ecdh_curve);
     p.deadline = steady::now() + kEnrolmentTimeout;
-    p.tofu = tofu;
+    p.generation = ++generation_counter;
     p.challenge.nonce = crypto::random_bytes(session::kNonceSize);
     p.challenge.ephemeral_der = p.ephemeral->public_part().der();
     if (auto st = identity->static_ecdh_public(s.ecdh_curve)) p.challenge.static_ecdh_der = st->der();
@@ -282,6 +280,7 @@ struct broker::impl {
     p.challenge.broker_hash = identity->key_suite().envelope_hash;
     signer_job job;
     job.route = route;
+    job.generation = p.generation;
     job.transcript = session::challenge_transcript(p.hello_bytes, session::encode(p.challenge, false));
     if (!p.challenge.static_ecdh_der.empty()) job.agent_ephemeral = std::move(agent_eph).value();
     job.curve = s.ecdh_curve;
@@ -293,9 +292,27 @@ struct broker::impl {
     signer_cv.notify_one();
   }
 
+  // check_pins: the policy pin, then the pin recorded on first use. Run at HELLO and
+  // again at PROOF, because another enrolment of the same name may have completed
+  // (and pinned a key) in between.
+  status check_pins(const std::string& name, const std::string& role, const std::string& fingerprint) {
+    if (const agent_pin* pin = pol->find_pin(name)) {
+      if (pin->role != role) return {status_code::refused, name + " is pinned to role " + pin->role};
+      if (!pin->fingerprint.empty() && pin->fingerprint != fingerprint)
+        return {status_code::key_changed, "key " + fingerprint.substr(0, 16) + " is not the key pinned in the policy"};
+    }
+    if (auto it = pins.find(name); it != pins.end()) {
+      if (it->second.second != fingerprint)
+        return {status_code::key_changed, "key " + fingerprint.substr(0, 16) +
+                                              " differs from the key pinned on first use; an operator must approve it"};
+      if (it->second.first != role) return {status_code::refused, name + " was enrolled as " + it->second.first};
+    }
+    return {};
+  }
+
   void on_signed(signer_result r) {
     auto it = pending.find(r.route);
-    if (it == pending.end()) return;  // gone (timed out)
+    if (it == pending.end() || it->second.generation != r.generation) return;  // gone, or an older handshake
     pending_enrolment& p = it->second;
     if (!r.signature) {
       spdlog::error("broker identity could not sign a challenge: {}", r.signature.error().to_string());
@@ -328,6 +345,12 @@ struct broker::impl {
         !st)
       return refuse_enrolment(route, name, {status_code::bad_signature, "proof of possession does not verify"});
 
+    // Pins again: another enrolment of this name may have completed meanwhile.
+    if (status st = check_pins(name, p.hello.role, p.agent_key->fingerprint_hex()); !st) return refuse_enrolment(route, name, st);
+    if (agents.size() >= cfg.max_agents && !agents.count(name))
+      return refuse_enrolment(route, name, {status_code::overloaded, "broker is at its agent limit"});
+    const bool tofu = !pins.count(name) && !(pol->find_pin(name) && !pol->find_pin(name)->fingerprint.empty());
+
     // Key schedule (same order as the agent): Z_ee, Z_se (agent static), Z_es (ours).
     std::vector<secret_bytes> secrets;
     auto agent_eph = crypto::public_key::from_der(p.hello.ephemeral_der);
@@ -356,8 +379,12 @@ struct broker::impl {
 
     // Record the agent (a re-enrolment replaces its connection and hop keys; the
     // replay window stays, so envelopes from before a restart cannot be replayed).
+    if (auto old = by_route.find(route); old != by_route.end() && old->second != name) {
+      // This connection was another agent before: that agent is offline now.
+      if (auto prev = agents.find(old->second); prev != agents.end()) mark_offline_if_gone(prev->second);
+    }
     agent_entry& a = agents[name];
-    if (a.online && a.route != route) by_route.erase(a.route);
+    if (a.online && a.route != route) mark_offline_if_gone(a);
     a.name = name;
     a.role = p.hello.role;
     a.agent_suite = s;
@@ -374,7 +401,7 @@ struct broker::impl {
                   session::mac_key{keys.session_id, std::move(keys.initiator_to_responder), s.mac_hash},
                   std::chrono::seconds(cfg.rekey_grace_seconds));
     by_route[route] = name;
-    if (p.tofu) {
+    if (tofu) {
       pins[name] = {a.role, a.key->fingerprint_hex()};
       save_pins();
       spdlog::info("pinned {} ({}) to key {} on first use", name, a.role, a.key->fingerprint_hex());
@@ -456,15 +483,15 @@ struct broker::impl {
     const session::mac_key* k = to.hop.send_key();
     auth.hop_mac = session_mac{"", k->session_id, session::hop_tag(*k, digest, auth)};
     frames out{to.route, net::to_bytes(session::frame::kEnvelope), signed_part, encode_auth_part(auth)};
-    try {
-      if (!net::send_multipart(router, out)) {
-        // EHOSTUNREACH (gone) or EAGAIN (its queue is full): the sender is told.
+    switch (net::send_frames(router, out)) {
+      case net::send_outcome::sent: return {};
+      case net::send_outcome::would_block:  // its queue is full: the sender is told, nothing vanishes
         return {status_code::overloaded, to.name + " is not keeping up (high-water mark)"};
-      }
-    } catch (const zmq::error_t& e) {
-      return {status_code::not_deliverable, to.name + ": " + e.what()};
+      case net::send_outcome::unreachable:  // the connection is gone (crashed without saying bye)
+        mark_offline_if_gone(to);
+        return {status_code::not_deliverable, to.name + " is offline"};
     }
-    return {};
+    return {status_code::internal, "unreachable"};
   }
 
   void route_envelope(agent_entry& from, const envelope_header& h, const envelope_auth& auth, const bytes& signed_part,
@@ -472,10 +499,7 @@ struct broker::impl {
     if (h.to_kind == recipient_kind::agent) {
       auto r = agents.find(h.to);
       if (r == agents.end()) return nack(from, h.message_id, {status_code::not_deliverable, "no agent named '" + h.to + "'"}, h.to);
-      if (status st = forward(r->second, auth, signed_part, digest); !st) {
-        if (st.code() == status_code::not_deliverable) mark_offline_if_gone(r->second);
-        return nack(from, h.message_id, st, h.to);
-      }
+      if (status st = forward(r->second, auth, signed_part, digest); !st) return nack(from, h.message_id, st, h.to);
       stats->increment("envelopes_total", "accepted");
       return;
     }
@@ -495,6 +519,21 @@ struct broker::impl {
     if (!a.online) return;
     a.online = false;
     by_route.erase(a.route);
+    for (const auto& t : a.subscriptions) {
+      if (auto it = subscribers.find(t); it != subscribers.end()) {
+        it->second.erase(a.name);
+        if (it->second.empty()) subscribers.erase(it);
+      }
+      notify_members(t);
+    }
+    a.subscriptions.clear();
+    for (const auto& t : a.watching) {
+      if (auto it = watchers.find(t); it != watchers.end()) {
+        it->second.erase(a.name);
+        if (it->second.empty()) watchers.erase(it);
+      }
+    }
+    a.watching.clear();
     stats->set_gauge("agents_online", "", static_cast<double>(by_route.size()));
   }
 
@@ -512,11 +551,7 @@ struct broker::impl {
     if (m->op == "subscribe" && m->strings.size() == 1) return subscribe(a, m->strings[0]);
     if (m->op == "unsubscribe" && m->strings.size() == 1) return unsubscribe(a, m->strings[0]);
     if (m->op == "peer" && m->strings.size() == 1) return peer_info(a, m->strings[0]);
-    if (m->op == "members" && m->strings.size() == 1) {
-      a.watching.insert(m->strings[0]);
-      watchers[m->strings[0]].insert(a.name);
-      return send_members(a, m->strings[0]);
-    }
+    if (m->op == "members" && m->strings.size() == 1) return watch_members(a, m->strings[0]);
     if (m->op == "stats") return send_ctrl(a, "stats", {stats->to_json()});
     if (m->op == "bye") return disconnect(a);
     if (m->op == "ping") return;
@@ -524,7 +559,8 @@ struct broker::impl {
   }
 
   void subscribe(agent_entry& a, const std::string& topic) {
-    status st = pol->check_subscribe(a.role, topic);
+    status st = topic.size() <= 128 ? pol->check_subscribe(a.role, topic)
+                                    : status(status_code::too_large, "topic longer than 128 bytes");
     if (st && a.subscriptions.size() >= cfg.max_subscriptions_per_agent && !a.subscriptions.count(topic))
       st = status(status_code::too_large, "subscription limit reached");
     if (st) {
@@ -539,9 +575,26 @@ struct broker::impl {
   }
 
   void unsubscribe(agent_entry& a, const std::string& topic) {
-    a.subscriptions.erase(topic);
-    if (auto it = subscribers.find(topic); it != subscribers.end()) it->second.erase(a.name);
+    if (!a.subscriptions.erase(topic)) return;
+    if (auto it = subscribers.find(topic); it != subscribers.end()) {
+      it->second.erase(a.name);
+      if (it->second.empty()) subscribers.erase(it);  // no empty sets left behind
+    }
     notify_members(topic);
+  }
+
+  // watch_members answers (and follows) a topic's membership, only for topics the
+  // agent may publish to: who subscribes is not everyone's business, and every
+  // watch costs memory, so they are capped like subscriptions.
+  void watch_members(agent_entry& a, const std::string& topic) {
+    if (status st = pol->check_publish(a.role, topic); !st) return nack(a, {}, st, topic);
+    if (!a.watching.count(topic)) {
+      if (a.watching.size() >= cfg.max_subscriptions_per_agent)
+        return nack(a, {}, {status_code::too_large, "membership watch limit reached"}, topic);
+      a.watching.insert(topic);
+      watchers[topic].insert(a.name);
+    }
+    send_members(a, topic);
   }
 
   void send_members(agent_entry& a, const std::string& topic) {
@@ -569,11 +622,6 @@ struct broker::impl {
   }
 
   void disconnect(agent_entry& a) {
-    for (const auto& t : a.subscriptions) {
-      subscribers[t].erase(a.name);
-      notify_members(t);
-    }
-    a.subscriptions.clear();
     mark_offline_if_gone(a);
     spdlog::info("{} disconnected", a.name);
   }
@@ -639,6 +687,7 @@ struct broker::impl {
       }
       signer_result r;
       r.route = job.route;
+      r.generation = job.generation;
       try {
         r.signature = identity->sign_message(job.transcript);
         if (job.agent_ephemeral) {

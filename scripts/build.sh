@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Configures and builds agentbus into ./build (or $AGENTBUS_BUILD_DIR).
-# AGENTBUS_SANITIZE=1 builds with ASan+UBSan; CI=true turns warnings into errors.
+# Warnings are errors (the project targets Debian 12's GCC exactly); AGENTBUS_WERROR=0
+# turns that off. AGENTBUS_SANITIZE=1 builds with ASan+UBSan (use its own build dir:
+# AGENTBUS_BUILD_DIR=build-asan). The demo and the tests share one configuration, so
+# running one after the other does not rebuild everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir="${AGENTBUS_BUILD_DIR:-build}"
-werror=OFF
-if [ "${CI:-}" = "true" ] || [ "${AGENTBUS_WERROR:-}" = "1" ]; then werror=ON; fi
+werror=ON
+if [ "${AGENTBUS_WERROR:-1}" = "0" ]; then werror=OFF; fi
 sanitize=OFF
 if [ "${AGENTBUS_SANITIZE:-}" = "1" ]; then sanitize=ON; fi
 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAGENTBUS_WERROR="$werror" -DAGENTBUS_SANITIZE="$sanitize" >/dev/null

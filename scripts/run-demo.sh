@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # The README's first command: install what is missing, build, run the main job.
-# Today the main job starts a private swtpm, creates one TPM identity key per role
-# of config/policy.toml, seals and verifies a sample envelope with each (in-process
-# and with the openssl CLI), checks that a tampered copy is refused, and prints a
-# table. Extra arguments go to agentbus-demo (try --help).
+#  1. Hardware identities: a private swtpm, one TPM identity key per role of
+#     config/policy.toml, a sample envelope sealed and verified with each (in-process
+#     and with the openssl CLI), a tampered copy refused: one table row per role.
+#  2. The bus: one swtpm per identity, agentbus-broker, the DIRECTOR, MONITOR and
+#     ARCHITECT example agents talking directly and over topics, and a rogue agent
+#     whose every misbehaviour is refused with its reason.
+# Extra arguments go to scripts/bus-demo.sh (e.g. --keep-running).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh
-exec "${AGENTBUS_BUILD_DIR:-build}/tools/agentbus-demo" --policy config/policy.toml "$@"
+build_dir="${AGENTBUS_BUILD_DIR:-build}"
+echo "== 1. Hardware identities, one per policy role =="
+"$build_dir/tools/agentbus-demo" --policy config/policy.toml
+echo
+echo "== 2. The bus: broker, agents, and a rogue =="
+exec bash scripts/bus-demo.sh --build-dir "$build_dir" "$@"

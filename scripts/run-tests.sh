@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-AGENTBUS_WERROR=1 bash scripts/build.sh
+bash scripts/build.sh
 build_dir="${AGENTBUS_BUILD_DIR:-build}"
 cd "$build_dir"
 ctest --output-on-failure -j"$(nproc)" --timeout 600

@@ -262,7 +262,10 @@ int run_example(int argc, char** argv, std::string_view description, std::string
     rc = body(a);
     a.print_stats();
   } catch (const enrolment_error& e) {
-    say(opts.name, fmt::format("REFUSED by broker at enrolment: {}: {}", status_code_name(e.code()), e.what()));
+    // what() usually names the code already ("enrolment refused: software_key_refused: ...").
+    std::string what = e.what();
+    std::string code(status_code_name(e.code()));
+    say(opts.name, fmt::format("REFUSED by broker at enrolment: {}", what.find(code) != std::string::npos ? what : code + ": " + what));
     rc = kExitEnrolment;
   } catch (const setup_error& e) {
     say(opts.name, fmt::format("SETUP FAILED: {}", e.what()));

@@ -821,7 +821,8 @@ int main(int argc, char** argv) {
     rc = 3;
   }
   if (!tmp.empty()) {
-    if (o.keep_temp || rc == 3) {
+    // Keep it when asked, or after a failed set-up that left a broker log to read.
+    if (o.keep_temp || (rc == 3 && fs::exists(tmp / "broker.log"))) {
       fmt::print(stderr, "agentbus-bench: temp dir kept: {}\n", tmp.string());
     } else {
       std::error_code ec;

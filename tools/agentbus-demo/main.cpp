@@ -202,8 +202,8 @@ int main(int argc, char** argv) {
       fmt::print(stderr, "\n{} role(s) failed verification\n", failures);
       return 1;
     }
-    fmt::print("\nAll {} roles: TPM-signed envelope verified in-process and by the openssl CLI; tampered copies refused.\n",
-               pol.roles().size());
+    fmt::print("\nAll {} roles: {} envelope verified in-process and by the openssl CLI; tampered copies refused.\n",
+               pol.roles().size(), t ? "TPM-signed" : "software-signed");
     return 0;
   } catch (const std::exception& e) {
     fmt::print(stderr, "agentbus-demo: {}\n", e.what());

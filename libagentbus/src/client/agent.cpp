@@ -53,6 +53,7 @@ struct outstanding_offer {
   bytes signed_part;  // the offer envelope's signed part: transcript input
   bytes message_id;
   ec_curve curve = ec_curve::p256;
+  std::chrono::steady_clock::time_point sent_at{};
 };
 
 struct peer_session {
@@ -107,6 +108,7 @@ struct agent::impl {
   std::condition_variable peers_cv;
   std::map<std::string, peer_info, std::less<>> peers;
   std::map<std::string, status, std::less<>> peer_failures;
+  std::map<std::string, steady::time_point, std::less<>> peer_failure_at;
   std::deque<net::frames> parked;  // io thread only: envelopes waiting for their sender's key
   std::deque<net::frames> deferred;  // io thread only: frames that arrived during a hop rekey
   std::uint64_t hop_rekey_messages = 0;  // from WELCOME
@@ -136,7 +138,10 @@ struct agent::impl {
   std::condition_variable disp_cv;
   std::deque<std::function<void()>> dispatch_q;
 
-  std::atomic<std::uint64_t> st_reenrolments{0}, st_hop_rekeys{0};
+  std::atomic<std::uint64_t> st_reenrolments{0}, st_hop_rekeys{0}, st_dispatch_dropped{0};
+  std::map<std::string, steady::time_point, std::less<>> last_reoffer;  // io thread only
+  std::set<std::string, std::less<>> asked;                            // io thread only: peers asked about
+  steady::time_point next_hop_rekey_attempt{};                         // io thread only
   steady::time_point last_enrol = steady::now();  // io thread only
   std::atomic<std::uint64_t> st_sent{0}, st_received{0}, st_rejected{0}, st_refused{0}, st_sessions{0}, st_rekeys{0};
 
@@ -152,12 +157,20 @@ struct agent::impl {
     return {};
   }
 
-  void dispatch(std::function<void()> fn) {
+  // dispatch queues work for the dispatch thread. Bounded: a flood that handlers
+  // cannot keep up with is counted and logged, not allowed to exhaust memory.
+  bool dispatch(std::function<void()> fn) {
     {
       std::lock_guard lock(disp_mu);
+      if (dispatch_q.size() >= opts.max_pending) {
+        ++st_dispatch_dropped;
+        if (st_dispatch_dropped % 1000 == 1) spdlog::error("[{}] dispatch queue full: deliveries dropped ({} so far)", opts.name, st_dispatch_dropped.load());
+        return false;
+      }
       dispatch_q.push_back(std::move(fn));
     }
     disp_cv.notify_one();
+    return true;
   }
 
   void report(rejection r) {
@@ -178,19 +191,28 @@ struct agent::impl {
   // ---------------------------------------------------------------- control channel
   status send_ctrl(std::string op, std::vector<std::string> strings, bytes blob = {}, std::uint64_t number = 0) {
     ctrl_msg m;
-    m.seq = ctrl_seq_out++;
     m.op = std::move(op);
     m.strings = std::move(strings);
     m.blob = std::move(blob);
     m.number = number;
-    bytes body = session::encode(m);
-    bytes tag, sid;
     {
-      std::lock_guard lock(hop_mu);
-      tag = session::ctrl_tag(*hop.send_key(), body);
-      sid = hop.send_key()->session_id;
+      // The sequence number is taken in queue order (under out_mu): two threads can
+      // never put a lower number behind a higher one, which the broker would drop.
+      std::lock_guard out_lock(out_mu);
+      if (outbound.size() >= opts.max_pending) return {status_code::overloaded, "outbound queue full"};
+      m.seq = ctrl_seq_out++;
+      bytes body = session::encode(m);
+      bytes tag, sid;
+      {
+        std::lock_guard lock(hop_mu);
+        tag = session::ctrl_tag(*hop.send_key(), body);
+        sid = hop.send_key()->session_id;
+      }
+      outbound.push_back({net::to_bytes(session::frame::kControl), std::move(sid), std::move(body), std::move(tag)});
     }
-    return enqueue({net::to_bytes(session::frame::kControl), std::move(sid), std::move(body), std::move(tag)});
+    std::uint64_t one = 1;
+    (void)!::write(wake_fd, &one, sizeof one);
+    return {};
   }
 
   // ---------------------------------------------------------------- enrolment
@@ -320,7 +342,7 @@ struct agent::impl {
   // ---------------------------------------------------------------- sealing (send half of the hot path)
   result<net::frames> seal(envelope_type type, recipient_kind kind, const std::string& to, std::string_view content_type,
                            byte_view payload, const bytes& correlation_id, const std::vector<std::string>& e2e_to,
-                           const seal_tweaks* tweaks) {
+                           const seal_tweaks* tweaks, bytes* message_id_out = nullptr) {
     // 1. Header and its canonical bytes: these exact bytes are hashed, sent and verified.
     envelope_header h;
     h.type = type;
@@ -335,6 +357,7 @@ struct agent::impl {
     h.content_type = std::string(content_type);
     h.payload.assign(payload.begin(), payload.end());
     if (tweaks && tweaks->edit_header) tweaks->edit_header(h);
+    if (message_id_out) *message_id_out = h.message_id;
     bytes signed_part = encode_signed_part(h);
 
     // 2. Digest in software, signature by the identity (TPM or software).
@@ -406,12 +429,15 @@ struct agent::impl {
     if (!p) return p.error();
     std::unique_lock lock(sess_mu);
     peer_session& s = sessions[name];
+    if (s.established && s.offer && steady::now() - s.offer->sent_at > opts.session_timeout) s.offer.reset();
     if (s.established && !s.offer && s.state.due_for_rekey(opts.rekey_after_messages, opts.rekey_after)) {
       lock.unlock();
       if (status st = send_offer(*p, /*rekey=*/true); !st) return st;
       return {};
     }
     if (s.established) return {};
+    // An offer that got no answer (lost, or refused by the broker) is replaced.
+    if (s.offer && steady::now() - s.offer->sent_at > opts.session_timeout) s.offer.reset();
     if (!s.offer) {
       lock.unlock();
       if (status st = send_offer(*p, false); !st) return st;
@@ -440,10 +466,10 @@ struct agent::impl {
       if (rekey && s.state.send_key()) m.rekey_of = s.state.send_key()->session_id;
     }
     auto frames = seal(envelope_type::control, recipient_kind::agent, p.name, session::kOfferContentType,
-                       session::encode(m), {}, {}, nullptr);
+                       session::encode(m), {}, {}, nullptr, &o.message_id);
     if (!frames) return frames.error();
     o.signed_part = (*frames)[1];
-    o.message_id = decode_signed_part(o.signed_part)->message_id;
+    o.sent_at = steady::now();
     {
       std::lock_guard lock(sess_mu);
       auto& s = sessions[p.name];
@@ -503,7 +529,10 @@ struct agent::impl {
     auto keys = derive_pair_keys(*z, offer->nonce, a.nonce, p.name, opts.name, p.peer_suite, my_suite, offer_signed,
                                  (*frames)[1]);
     {
+      // Queue the acceptance before the new keys can be used: nothing sealed with them
+      // may overtake it to the initiator (who cannot verify it before the acceptance).
       std::lock_guard lock(sess_mu);
+      (void)queue_envelope(std::move(frames).value());
       auto& s = sessions[p.name];
       if (s.established) ++st_rekeys;
       else ++st_sessions;
@@ -513,7 +542,6 @@ struct agent::impl {
       s.established = true;
     }
     sess_cv.notify_all();
-    (void)queue_envelope(std::move(frames).value());
   }
 
   // On the io thread: complete our own offer.
@@ -571,8 +599,14 @@ struct agent::impl {
       auto it = peers.find(h->sender);
       if (it == peers.end()) {
         if (auto failed = peer_failures.find(h->sender); failed != peer_failures.end()) {
-          reject(failed->second);
-          return true;
+          // A failed lookup is not forever (the peer may have been re-enrolling):
+          // after a few seconds we ask the broker again.
+          if (steady::now() - peer_failure_at[h->sender] < std::chrono::seconds(5)) {
+            reject(failed->second);
+            return true;
+          }
+          peer_failures.erase(failed);
+          asked.erase(h->sender);
         }
         return false;  // park; the io loop asks the broker
       }
@@ -591,7 +625,9 @@ struct agent::impl {
     if (status st = session::check_key_and_assurance(*pol, p.role, p.key_protection, p.key_id, *auth); !st)
       return reject(st), true;
     // 5. ACL: the policy, not the broker, says who may reach us.
-    const bool session_control = h->type == envelope_type::control &&
+    // Session set-up travels only agent to agent: a topic-addressed offer would make
+    // every subscriber sign an acceptance.
+    const bool session_control = h->type == envelope_type::control && h->to_kind == recipient_kind::agent &&
                                  (h->content_type == session::kOfferContentType || h->content_type == session::kAcceptContentType);
     if (h->to_kind == recipient_kind::agent) {
       if (h->to != opts.name) return reject({status_code::invalid_field, "envelope addressed to " + h->to}), true;
@@ -615,8 +651,10 @@ struct agent::impl {
     if (!session_control) {
       std::lock_guard lock(sess_mu);
       auto it = sessions.find(h->sender);
-      if (it == sessions.end()) return reject({status_code::no_session, "no session with " + h->sender}), true;
-      if (status st = session::verify_e2e_mac(it->second.state, digest, *auth, opts.name); !st) return reject(st), true;
+      status st = it == sessions.end() ? status(status_code::no_session, "no session with " + h->sender)
+                                       : session::verify_e2e_mac(it->second.state, digest, *auth, opts.name);
+      if (st.code() == status_code::no_session) reoffer(h->sender);
+      if (!st) return reject(st), true;
       it->second.state.count_received();
     }
     window.commit(h->sequence);
@@ -633,6 +671,30 @@ struct agent::impl {
     message m{std::move(*h), p.role, auth->level, p.key_protection};
     deliver(std::move(m));
     return true;
+  }
+
+  // reoffer: the sender MACs for a session we do not have (we restarted, or lost
+  // it): offer a fresh one, at most every two seconds per peer. The offer is signed,
+  // so it runs on the dispatch thread.
+  void reoffer(const std::string& peer_name) {
+    auto now = steady::now();
+    auto& last = last_reoffer[peer_name];
+    if (now - last < std::chrono::seconds(2)) return;
+    last = now;
+    dispatch([this, peer_name] {
+      peer_info p;
+      {
+        std::lock_guard lock(peers_mu);
+        auto it = peers.find(peer_name);
+        if (it == peers.end()) return;
+        p = it->second;
+      }
+      {
+        std::lock_guard lock(sess_mu);
+        sessions[peer_name].established = false;  // stop MACing with keys the peer lacks
+      }
+      (void)send_offer(p, false);
+    });
   }
 
   void deliver(message m) {
@@ -703,6 +765,14 @@ struct agent::impl {
     if (m->op == "nack" && m->strings.size() >= 3) {
       status reason(static_cast<status_code>(m->number), m->strings[1]);
       {
+        // A refused session offer: forget it, so the next attempt sends a new one and
+        // waiters fail now rather than at their timeout.
+        std::lock_guard lock(sess_mu);
+        for (auto& [peer_name, ps] : sessions)
+          if (ps.offer && ps.offer->message_id == m->blob) ps.offer.reset();
+      }
+      sess_cv.notify_all();
+      {
         std::lock_guard lock(req_mu);
         if (auto it = requests.find(m->blob); it != requests.end()) {
           it->second->set_value(reason);
@@ -712,6 +782,7 @@ struct agent::impl {
       report({"broker", reason, opts.name, m->strings[2], m->blob});
     } else if (m->op == "peer" && !m->strings.empty()) {
       accept_peer_info(*m);
+      asked.erase(m->strings[0]);
     } else if (m->op == "members" && !m->strings.empty()) {
       std::lock_guard lock(topics_mu);
       members[m->strings[0]] = std::vector<std::string>(m->strings.begin() + 1, m->strings.end());
@@ -726,6 +797,7 @@ struct agent::impl {
   void accept_peer_info(const ctrl_msg& m) {
     const std::string& name = m.strings[0];
     std::lock_guard lock(peers_mu);
+    peer_failure_at[name] = steady::now();
     if (m.number != 0 || m.strings.size() < 4) {
       peer_failures[name] = status(status_code::unknown_agent, "broker knows no agent " + name);
       peers_cv.notify_all();
@@ -761,7 +833,6 @@ struct agent::impl {
 
   // ---------------------------------------------------------------- io loop
   void io_loop() {
-    std::set<std::string> asked;  // peers we asked the broker about, for parked envelopes
     auto last_ping = steady::now();
     while (!stopping) {
       // A ping per interval lets a silent agent notice a restarted broker (it answers
@@ -770,11 +841,11 @@ struct agent::impl {
         (void)send_ctrl("ping", {});
         last_ping = steady::now();
       }
-      if (hop_due_for_rekey()) rekey_hop();
+      if (steady::now() >= next_hop_rekey_attempt && hop_due_for_rekey()) rekey_hop();
       while (!deferred.empty()) {
         net::frames f = std::move(deferred.front());
         deferred.pop_front();
-        handle_frames(f, asked);
+        handle_frames(f);
       }
       zmq::pollitem_t items[2] = {{dealer.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd, ZMQ_POLLIN, 0}};
       try {
@@ -805,18 +876,18 @@ struct agent::impl {
       for (int budget = 0; budget < 1024; ++budget) {
         auto f = net::recv_multipart(dealer);
         if (!f) break;
-        handle_frames(*f, asked);
+        handle_frames(*f);
       }
       // Retry parked envelopes whose sender is now known (or known-bad).
       if (!parked.empty()) {
         std::deque<net::frames> again;
         again.swap(parked);
-        for (auto& f : again) handle_frames(f, asked);
+        for (auto& f : again) handle_frames(f);
       }
     }
   }
 
-  void handle_frames(const net::frames& f, std::set<std::string>& asked) {
+  void handle_frames(const net::frames& f) {
     if (f.empty()) return;
     std::string_view kind = net::as_string(f[0]);
     if (kind == session::frame::kEnvelope && f.size() == 3) {
@@ -853,8 +924,7 @@ struct agent::impl {
       ++st_hop_rekeys;
     } catch (const std::exception& e) {
       spdlog::warn("[{}] hop rekey failed (keeping the current keys): {}", opts.name, e.what());
-      std::lock_guard lock(hop_mu);
-      hop_rekey_age += std::chrono::seconds(5);  // do not retry in a tight loop
+      next_hop_rekey_attempt = steady::now() + std::chrono::seconds(5);  // whatever triggered it
     }
   }
 
@@ -1013,9 +1083,9 @@ result<message> agent::request(const std::string& to, std::string_view content_t
                                std::chrono::milliseconds timeout) {
   impl& d = *impl_;
   if (status st = d.ensure_session(to); !st) return st;
-  auto frames = d.seal(envelope_type::request, recipient_kind::agent, to, content_type, payload, {}, {to}, nullptr);
+  bytes id;
+  auto frames = d.seal(envelope_type::request, recipient_kind::agent, to, content_type, payload, {}, {to}, nullptr, &id);
   if (!frames) return frames.error();
-  bytes id = decode_signed_part((*frames)[1])->message_id;
   auto waiter = std::make_shared<std::promise<result<message>>>();
   auto answer = waiter->get_future();
   {

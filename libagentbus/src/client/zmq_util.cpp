@@ -17,18 +17,19 @@ std::optional<frames> recv_multipart(zmq::socket_t& socket, std::size_t max_fram
   return out;
 }
 
-bool send_multipart(zmq::socket_t& socket, const frames& parts, bool dont_wait) {
+send_outcome send_frames(zmq::socket_t& socket, const frames& parts, bool dont_wait) {
   for (std::size_t i = 0; i < parts.size(); ++i) {
     auto flags = (i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
     if (dont_wait) flags = flags | zmq::send_flags::dontwait;
     try {
-      if (!socket.send(zmq::buffer(parts[i].data(), parts[i].size()), flags)) return false;  // EAGAIN
+      // Multipart messages are atomic: EAGAIN/EHOSTUNREACH can only happen on the first frame.
+      if (!socket.send(zmq::buffer(parts[i].data(), parts[i].size()), flags)) return send_outcome::would_block;
     } catch (const zmq::error_t& e) {
-      if (e.num() == EHOSTUNREACH) return false;
+      if (e.num() == EHOSTUNREACH) return send_outcome::unreachable;
       throw;
     }
   }
-  return true;
+  return send_outcome::sent;
 }
 
 }  // namespace agentbus::net

@@ -17,8 +17,17 @@ using frames = std::vector<bytes>;
 // flagged by returning an empty vector (the caller treats it as malformed).
 std::optional<frames> recv_multipart(zmq::socket_t& socket, std::size_t max_frames = 8);
 
-// send_multipart sends all frames; false on EAGAIN (HWM) or EHOSTUNREACH (ROUTER_MANDATORY).
-bool send_multipart(zmq::socket_t& socket, const frames& parts, bool dont_wait = true);
+// send_outcome distinguishes a full queue (EAGAIN at the high-water mark) from a
+// peer that is gone (EHOSTUNREACH under ROUTER_MANDATORY).
+enum class send_outcome { sent, would_block, unreachable };
+
+// send_frames sends all frames without blocking (unless dont_wait is false).
+send_outcome send_frames(zmq::socket_t& socket, const frames& parts, bool dont_wait = true);
+
+// send_multipart: true when sent.
+inline bool send_multipart(zmq::socket_t& socket, const frames& parts, bool dont_wait = true) {
+  return send_frames(socket, parts, dont_wait) == send_outcome::sent;
+}
 
 inline bytes to_bytes(std::string_view s) { return bytes(s.begin(), s.end()); }
 inline std::string_view as_string(const bytes& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }

@@ -153,6 +153,13 @@ class policy_reader {
   std::string source_;
 };
 
+// Fingerprints are compared as lower-case hex (what agentbus-key prints); an
+// operator pasting upper-case hex must not lock the legitimate agent out.
+std::string lower_hex(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
 bool valid_role_name(std::string_view name) {
   if (name.empty() || name.size() > 64) return false;
   return std::all_of(name.begin(), name.end(), [](char c) { return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; });
@@ -254,7 +261,7 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
       pin.role = reader.string_at(t, where, "role");
       if (p.find_role(pin.role) == nullptr) reader.fail(where + ".role", "unknown role '" + pin.role + "'");
       if (t.get("fingerprint") != nullptr) {
-        pin.fingerprint = reader.string_at(t, where, "fingerprint");
+        pin.fingerprint = lower_hex(reader.string_at(t, where, "fingerprint"));
         bool hex_ok = false;
         if (from_hex(pin.fingerprint, &hex_ok).size() != 32 || !hex_ok)
           reader.fail(where + ".fingerprint", "must be 64 hex digits (SHA-256 of the DER public key)");
@@ -269,7 +276,7 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
       std::string where = "operators." + std::string(name.str());
       if (!node.is_table()) reader.fail(where, "must be a table");
       reader.only_keys(*node.as_table(), where, {"fingerprint"});
-      operator_key op{std::string(name.str()), reader.string_at(*node.as_table(), where, "fingerprint")};
+      operator_key op{std::string(name.str()), lower_hex(reader.string_at(*node.as_table(), where, "fingerprint"))};
       bool hex_ok = false;
       if (from_hex(op.fingerprint, &hex_ok).size() != 32 || !hex_ok)
         reader.fail(where + ".fingerprint", "must be 64 hex digits (SHA-256 of the DER public key)");

@@ -1,0 +1,433 @@
+// admin_protocol.cpp — JSON admin requests, operator signatures, result shapes.
+#include "admin_protocol.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "agentbus/bytes.hpp"
+#include "agentbus/crypto.hpp"
+
+namespace agentbus::broker {
+namespace {
+
+using json = nlohmann::json;
+
+json time_or_null(std::int64_t ms) { return ms == 0 ? json(nullptr) : json(ms); }
+json string_or_null(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool is_hex(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
+}
+
+std::vector<std::string_view> segments(std::string_view pattern) {
+  std::vector<std::string_view> out;
+  for (;;) {
+    std::size_t slash = pattern.find('/');
+    out.push_back(pattern.substr(0, slash));
+    if (slash == std::string_view::npos) return out;
+    pattern.remove_prefix(slash + 1);
+  }
+}
+
+// string_field returns obj[key] if it is a string; nullopt when missing or not a string.
+std::optional<std::string> string_field(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
+
+// A request names at most a short agent name; the caps keep a hostile request
+// from filling logs or the registry's detail fields.
+constexpr std::size_t kMaxNameBytes = 256;
+constexpr std::size_t kMaxReasonBytes = 1024;
+
+const operator_key* operator_for(const policy& pol, const std::string& fingerprint) {
+  if (const operator_key* op = pol.find_operator(fingerprint)) return op;
+  // Policy files may spell the fingerprint in upper case; the key's is lower case.
+  for (const auto& op : pol.operators())
+    if (lower(op.fingerprint) == fingerprint) return &op;
+  return nullptr;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- record JSON
+
+nlohmann::json to_json(const agent_record& a) {
+  return json{{"name", a.name},
+              {"role", a.role},
+              {"suite", a.suite},
+              {"fingerprint", a.fingerprint},
+              {"public_key_pem", a.public_key_pem},
+              {"protection", a.protection},
+              {"tpm_manufacturer", a.tpm_manufacturer},
+              {"tpm_simulator", a.tpm_simulator},
+              {"enrolled_at", time_or_null(a.enrolled_at)},
+              {"last_seen", time_or_null(a.last_seen)},
+              {"revoked", a.revoked},
+              {"revoked_reason", string_or_null(a.revoked ? a.revoked_reason : std::string())},
+              {"revoked_at", time_or_null(a.revoked ? a.revoked_at : 0)},
+              {"pending_fingerprint", string_or_null(a.pending_fingerprint)},
+              {"pending_public_key_pem", string_or_null(a.pending_public_key_pem)}};
+}
+
+nlohmann::json to_json(const edge_record& e) {
+  return json{{"a", e.a},
+              {"b", e.b},
+              {"curve", e.curve},
+              {"mac", e.mac},
+              {"established_at", time_or_null(e.established_at)},
+              {"last_rekey_at", time_or_null(e.last_rekey_at)},
+              {"rekeys", e.rekeys},
+              {"messages_a_to_b", e.messages_a_to_b},
+              {"messages_b_to_a", e.messages_b_to_a}};
+}
+
+nlohmann::json to_json(const refusal_record& r) {
+  return json{{"agent", r.agent},
+              {"reason", r.reason},
+              {"count", r.count},
+              {"last_at", time_or_null(r.last_at)},
+              {"last_detail", r.last_detail}};
+}
+
+nlohmann::json agent_json(const agent_record& a, bool online) {
+  json j = to_json(a);
+  j["online"] = online;
+  return j;
+}
+
+nlohmann::json edge_json(const edge_record& e, bool revoked) {
+  json j = to_json(e);
+  j["revoked"] = revoked;
+  return j;
+}
+
+std::optional<std::string> topic_patterns_overlap(std::string_view a, std::string_view b) {
+  auto sa = segments(a), sb = segments(b);
+  std::string out;
+  auto append = [&out](std::string_view seg) {
+    if (!out.empty()) out += '/';
+    out += seg;
+  };
+  std::size_t i = 0;
+  for (; i < sa.size() && i < sb.size(); ++i) {
+    // A final ">" matches one or more segments: whatever remains of the other
+    // pattern (at least this segment) is then the common part.
+    if (sa[i] == ">" || sb[i] == ">") {
+      const auto& rest = sa[i] == ">" ? sb : sa;
+      for (std::size_t k = i; k < rest.size(); ++k) append(rest[k]);
+      return out;
+    }
+    if (sa[i] == "*") append(sb[i]);
+    else if (sb[i] == "*" || sa[i] == sb[i]) append(sa[i]);
+    else return std::nullopt;
+  }
+  // One pattern ended: the topics differ in length (">" would have matched above).
+  if (sa.size() != sb.size()) return std::nullopt;
+  return out;
+}
+
+nlohmann::json policy_edges(const policy& p) {
+  std::set<std::tuple<std::string, std::string, std::string, std::string>> seen;
+  json out = json::array();
+  for (const role_policy& from : p.roles()) {
+    for (const role_policy& to : p.roles()) {
+      std::vector<std::tuple<std::string, std::string, std::string, std::string>> rows;
+      if (p.check_send(from.name, to.name).ok()) rows.emplace_back(from.name, to.name, "send", "");
+      for (const auto& pub : from.publish)
+        for (const auto& sub : to.subscribe)
+          if (auto common = topic_patterns_overlap(pub, sub)) rows.emplace_back(from.name, to.name, "topic", *common);
+      for (auto& r : rows) seen.insert(std::move(r));
+    }
+  }
+  for (const auto& [from, to, kind, topic] : seen)
+    out.push_back(json{{"from_role", from}, {"to_role", to}, {"kind", kind},
+                       {"topic", kind == "topic" ? json(topic) : json(nullptr)}});
+  return out;
+}
+
+// ---------------------------------------------------------------- state defaults
+
+status admin_state::revoke(const std::string&, const std::string&, const std::string&) {
+  return {status_code::refused, "this admin endpoint is read-only"};
+}
+status admin_state::approve(const std::string&, const std::string&, const std::string&) {
+  return {status_code::refused, "this admin endpoint is read-only"};
+}
+status admin_state::reset_counters(const std::string&, const std::string&) {
+  return {status_code::refused, "this admin endpoint is read-only"};
+}
+
+registry_admin_state::registry_admin_state(registry& reg) : reg_(reg) {}
+
+std::vector<agent_record> registry_admin_state::agents() { return reg_.agents(); }
+std::optional<agent_record> registry_admin_state::find_agent(std::string_view name) { return reg_.find_agent(name); }
+std::vector<edge_record> registry_admin_state::edges() { return reg_.edges(); }
+std::vector<refusal_record> registry_admin_state::refusals() { return reg_.refusals(); }
+
+status registry_admin_state::revoke(const std::string& agent, const std::string& reason, const std::string&) {
+  if (!reg_.revoke(agent, reason, now_unix_ms())) return {status_code::unknown_agent, "no agent named '" + agent + "'"};
+  return {};
+}
+
+status registry_admin_state::approve(const std::string& agent, const std::string& fingerprint, const std::string&) {
+  if (!reg_.approve_key(agent, fingerprint))
+    return {status_code::key_changed, "the key awaiting approval for " + agent + " changed meanwhile"};
+  return {};
+}
+
+status registry_admin_state::reset_counters(const std::string& agent, const std::string&) {
+  if (agent.empty()) reg_.reset_refusals(std::nullopt);
+  else reg_.reset_refusals(std::string_view(agent));
+  return {};
+}
+
+// ---------------------------------------------------------------- signed requests
+
+std::int64_t now_unix_ms() noexcept {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool is_state_changing_op(std::string_view op) noexcept {
+  return op == "revoke" || op == "approve" || op == "reset_counters";
+}
+
+std::string make_signed_request(const nlohmann::json& inner, identity_key& operator_key,
+                                const std::string& operator_name) {
+  json signed_part = inner;
+  signed_part["operator"] = operator_name;
+  signed_part["timestamp"] = now_unix_ms();
+  signed_part["nonce"] = to_hex(crypto::random_bytes(16));
+  signed_part["hash"] = std::string(hash_name(operator_key.key_suite().envelope_hash));
+  std::string text = signed_part.dump();
+  auto sig = operator_key.sign_message(as_bytes(text));
+  if (!sig) throw identity_error("signing the admin request failed: " + sig.error().to_string());
+  return json{{"signed", text}, {"public_key", operator_key.public_key().pem()}, {"signature", to_hex(*sig)}}.dump();
+}
+
+admin_verifier::admin_verifier(std::shared_ptr<const policy> pol) : pol_(std::move(pol)) {}
+
+result<verified_request> admin_verifier::verify(std::string_view outer_json, std::int64_t now_ms) {
+  // 1. Size and the outer structure.
+  if (outer_json.size() > kAdminMaxRequestBytes) return status{status_code::too_large, "request exceeds 64 KiB"};
+  json outer = json::parse(outer_json, nullptr, /*allow_exceptions=*/false);
+  if (outer.is_discarded() || !outer.is_object()) return status{status_code::malformed, "request is not a JSON object"};
+  auto signed_text = string_field(outer, "signed");
+  auto pem = string_field(outer, "public_key");
+  auto sig_hex = string_field(outer, "signature");
+  if (!signed_text || !pem || !sig_hex)
+    return status{status_code::malformed, "a signed request has string fields 'signed', 'public_key' and 'signature'"};
+
+  // 2. The signer must be an operator: cheap, and nothing else is looked at for strangers.
+  auto key = crypto::public_key::from_pem(*pem);
+  if (!key) return status{status_code::malformed, "public_key: " + key.error().detail()};
+  const std::string fingerprint = key->fingerprint_hex();
+  const operator_key* op = operator_for(*pol_, fingerprint);
+  if (op == nullptr)
+    return status{status_code::acl_denied, "key sha256:" + fingerprint.substr(0, 16) + "... is not an operator in the policy"};
+
+  // 3. The inner request's structure (parsed before the signature check because it
+  //    names the hash; nothing in it is acted on until the signature verifies).
+  json inner = json::parse(*signed_text, nullptr, false);
+  if (inner.is_discarded() || !inner.is_object()) return status{status_code::malformed, "'signed' is not a JSON object"};
+  auto op_name = string_field(inner, "op");
+  auto nonce = string_field(inner, "nonce");
+  auto hash_text = string_field(inner, "hash");
+  auto ts = inner.find("timestamp");
+  if (!op_name || !nonce || !hash_text || ts == inner.end() || !ts->is_number_integer())
+    return status{status_code::malformed, "the signed request needs 'op', 'timestamp', 'nonce' and 'hash'"};
+  if (!is_state_changing_op(*op_name))
+    return status{status_code::invalid_field, "op '" + op_name->substr(0, 32) + "' is not a signed operation"};
+  if (nonce->size() != 32 || !is_hex(*nonce)) return status{status_code::invalid_field, "nonce must be 32 hex digits"};
+  auto claimed = string_field(inner, "operator");
+  if (claimed && !claimed->empty() && *claimed != op->name)
+    return status{status_code::acl_denied, "signed as operator '" + claimed->substr(0, 64) + "' with the key of '" + op->name + "'"};
+
+  // 4. The hash must be one a suite of the policy pairs with this key type: no
+  //    weaker digest than the operator's key was made for.
+  auto h = parse_hash(*hash_text);
+  if (!h) return status{status_code::invalid_field, "unknown hash '" + hash_text->substr(0, 16) + "'"};
+  const bool paired = std::any_of(pol_->suites().begin(), pol_->suites().end(),
+                                  [&](const suite& s) { return s.key == key->type() && s.envelope_hash == *h; });
+  if (!paired)
+    return status{status_code::suite_mismatch,
+                  "no suite of the policy signs with " + key->type().describe() + " over " + std::string(hash_name(*h))};
+
+  // 5. The signature over the exact inner bytes.
+  bool hex_ok = false;
+  bytes sig = from_hex(*sig_hex, &hex_ok);
+  if (!hex_ok || sig.empty()) return status{status_code::bad_signature, "signature does not verify"};
+  if (status st = crypto::verify_digest(*key, key->type(), *h, crypto::digest(*h, as_bytes(*signed_text)), sig); !st)
+    return status{status_code::bad_signature, "signature does not verify"};
+
+  // 6. Freshness, then the nonce (recorded only now that everything else passed).
+  const std::int64_t t = ts->get<std::int64_t>();
+  if (t < now_ms - kAdminMaxSkewMs || t > now_ms + kAdminMaxSkewMs)
+    return status{status_code::stale, "timestamp is more than 5 minutes from the broker's clock"};
+  std::string n = lower(*nonce);
+  std::lock_guard lock(mu_);
+  while (!nonce_order_.empty() && nonce_order_.front().first < now_ms - kAdminMaxSkewMs) {
+    nonces_.erase(nonce_order_.front().second);
+    nonce_order_.pop_front();
+  }
+  if (nonces_.count(n) != 0) return status{status_code::replayed, "nonce already used"};
+  if (nonces_.size() >= kAdminMaxNonces) return status{status_code::overloaded, "too many recent admin requests"};
+  nonces_.insert(n);
+  // Arrival order approximates timestamp order; an entry is dropped only once its
+  // own timestamp (not a later one's) is outside the window, so order errors only
+  // keep nonces longer.
+  nonce_order_.emplace_back(t, std::move(n));
+  return verified_request{std::move(inner), op->name};
+}
+
+// ---------------------------------------------------------------- handler
+
+nlohmann::json ok_reply(nlohmann::json result) { return json{{"ok", true}, {"result", std::move(result)}}; }
+
+nlohmann::json error_reply(const status& st) {
+  return json{{"ok", false}, {"error", {{"code", std::string(status_code_name(st.code()))}, {"message", st.detail()}}}};
+}
+
+admin_handler::admin_handler(std::shared_ptr<const policy> pol, admin_state& state)
+    : pol_(pol), state_(state), verifier_(std::move(pol)) {}
+
+std::string admin_handler::handle(std::string_view request, std::int64_t now_ms) {
+  // Agent names and details are arbitrary bytes; replace invalid UTF-8 rather than throw.
+  return handle_json(request, now_ms).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+nlohmann::json admin_handler::handle_json(std::string_view request, std::int64_t now_ms) {
+  try {
+    if (request.size() > kAdminMaxRequestBytes) return error_reply({status_code::too_large, "request exceeds 64 KiB"});
+    json req = json::parse(request, nullptr, false);
+    if (req.is_discarded() || !req.is_object())
+      return error_reply({status_code::malformed, "a request is a JSON object (or the text 'metrics' or 'stats')"});
+    if (req.contains("signed")) {
+      auto v = verifier_.verify(request, now_ms);
+      if (!v) return error_reply(v.error());
+      auto r = apply(*v);
+      return r ? ok_reply(std::move(*r)) : error_reply(r.error());
+    }
+    auto op = string_field(req, "op");
+    if (!op) return error_reply({status_code::malformed, "request has no string 'op'"});
+    if (is_state_changing_op(*op))
+      return error_reply({status_code::acl_denied, "'" + *op + "' changes state: it must be signed by an operator key"});
+    auto r = read_only(*op, req);
+    return r ? ok_reply(std::move(*r)) : error_reply(r.error());
+  } catch (const std::exception& e) {
+    // The registry failing is the environment's fault, not the request's: report it
+    // and keep serving.
+    return error_reply({status_code::internal, e.what()});
+  }
+}
+
+result<nlohmann::json> admin_handler::read_only(const std::string& op, const nlohmann::json& req) {
+  auto agents_by_name = [this] {
+    std::map<std::string, agent_record, std::less<>> m;
+    for (auto& a : state_.agents()) m.emplace(a.name, std::move(a));
+    return m;
+  };
+  auto edges_json = [this](const std::map<std::string, agent_record, std::less<>>& agents, std::string_view only) {
+    json out = json::array();
+    for (const auto& e : state_.edges()) {
+      if (!only.empty() && e.a != only && e.b != only) continue;
+      auto revoked = [&](const std::string& n) {
+        auto it = agents.find(n);
+        return it != agents.end() && it->second.revoked;
+      };
+      out.push_back(edge_json(e, revoked(e.a) || revoked(e.b)));
+    }
+    return out;
+  };
+  auto refusals_json = [this](std::string_view only) {
+    json out = json::array();
+    for (const auto& r : state_.refusals())
+      if (only.empty() || r.agent == only) out.push_back(to_json(r));
+    return out;
+  };
+  auto agents_json = [this](const std::map<std::string, agent_record, std::less<>>& agents) {
+    json out = json::array();
+    for (const auto& [name, a] : agents) out.push_back(agent_json(a, state_.online(name)));
+    return out;
+  };
+
+  if (op == "agents") return agents_json(agents_by_name());
+  if (op == "edges") return edges_json(agents_by_name(), "");
+  if (op == "violations") return refusals_json("");
+  if (op == "stats") return state_.stats();
+  if (op == "graph") {
+    auto agents = agents_by_name();
+    return json{{"agents", agents_json(agents)},
+                {"edges", edges_json(agents, "")},
+                {"policy_edges", policy_edges(*pol_)},
+                {"refusals", refusals_json("")}};
+  }
+  if (op == "show") {
+    auto name = string_field(req, "agent");
+    if (!name || name->empty()) return status{status_code::malformed, "show needs a string 'agent'"};
+    if (name->size() > kMaxNameBytes) return status{status_code::too_large, "agent name exceeds 256 bytes"};
+    auto a = state_.find_agent(*name);
+    if (!a) return status{status_code::unknown_agent, "no agent named '" + *name + "' in the registry"};
+    auto agents = agents_by_name();
+    return json{{"agent", agent_json(*a, state_.online(a->name))},
+                {"edges", edges_json(agents, a->name)},
+                {"refusals", refusals_json(a->name)}};
+  }
+  return status{status_code::invalid_field,
+                "unknown op '" + op.substr(0, 32) + "' (agents, show, edges, violations, graph, stats, revoke, approve, reset_counters)"};
+}
+
+result<nlohmann::json> admin_handler::apply(const verified_request& req) {
+  const std::string op = req.inner.at("op").get<std::string>();
+  auto agent = string_field(req.inner, "agent").value_or("");
+  if (agent.size() > kMaxNameBytes) return status{status_code::too_large, "agent name exceeds 256 bytes"};
+  if (agent.empty() && op != "reset_counters") return status{status_code::malformed, op + " needs a string 'agent'"};
+
+  std::optional<agent_record> before;
+  if (!agent.empty()) {
+    before = state_.find_agent(agent);
+    if (!before) return status{status_code::unknown_agent, "no agent named '" + agent + "' in the registry"};
+  }
+  status st;
+  if (op == "revoke") {
+    auto reason = string_field(req.inner, "reason");
+    if (!reason || reason->empty()) return status{status_code::malformed, "revoke needs a non-empty string 'reason'"};
+    if (reason->size() > kMaxReasonBytes) return status{status_code::too_large, "reason exceeds 1024 bytes"};
+    st = state_.revoke(agent, *reason, req.operator_name);
+  } else if (op == "approve") {
+    auto fp = string_field(req.inner, "fingerprint");
+    if (!fp || fp->size() != 64 || !is_hex(*fp))
+      return status{status_code::malformed, "approve needs 'fingerprint': 64 hex digits (SHA-256 of the DER public key)"};
+    if (before->pending_fingerprint.empty())
+      return status{status_code::invalid_field, agent + " has no changed key awaiting approval"};
+    if (lower(*fp) != lower(before->pending_fingerprint))
+      return status{status_code::key_changed, "fingerprint does not match the key awaiting approval for " + agent +
+                                                  " (sha256:" + before->pending_fingerprint.substr(0, 16) + "...)"};
+    st = state_.approve(agent, before->pending_fingerprint, req.operator_name);
+  } else {
+    st = state_.reset_counters(agent, req.operator_name);
+  }
+  if (!st) return st;
+
+  json record = nullptr;
+  if (!agent.empty())
+    if (auto after = state_.find_agent(agent)) record = agent_json(*after, state_.online(agent));
+  return json{{"op", op},
+              {"agent", agent.empty() ? json(nullptr) : json(agent)},
+              {"operator", req.operator_name},
+              {"agent_record", record}};
+}
+
+}  // namespace agentbus::broker

@@ -1,0 +1,570 @@
+#include "registry.hpp"
+
+#include <sqlite3.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <stdexcept>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <utility>
+
+namespace agentbus::broker {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------- SQLite handles
+
+// connection owns one sqlite3* (move-only; closing is the deleter, idempotent through
+// unique_ptr) and the file name every error carries. check() is the one place that
+// turns an SQLite result code into a registry_error.
+class connection {
+ public:
+  connection(const fs::path& file, int flags) : file_(file.string()) {
+    sqlite3* raw = nullptr;
+    // Extended result codes from the start (SQLITE_OPEN_EXRESCODE), so that errors
+    // say which constraint failed, not only "constraint failed".
+    const int rc = sqlite3_open_v2(file_.c_str(), &raw, flags | SQLITE_OPEN_EXRESCODE, nullptr);
+    db_.reset(raw);  // sqlite3_open_v2 may return a handle even when it fails; it must be closed
+    check(rc, "sqlite3_open_v2");
+    check(sqlite3_busy_timeout(db_.get(), static_cast<int>(registry::kBusyTimeout.count())), "sqlite3_busy_timeout");
+  }
+
+  sqlite3* get() const noexcept { return db_.get(); }
+  const std::string& file() const noexcept { return file_; }
+
+  // check throws registry_error "registry FILE: CALL: MESSAGE (code N)" unless rc is OK.
+  void check(int rc, std::string_view call) const {
+    if (rc != SQLITE_OK) fail(rc, call);
+  }
+
+  [[noreturn]] void fail(int rc, std::string_view call) const {
+    // sqlite3_errmsg describes the latest failed call on this connection (more
+    // specific than sqlite3_errstr: it names the constraint or the missing table).
+    const char* message = db_ ? sqlite3_errmsg(db_.get()) : sqlite3_errstr(rc);
+    throw registry_error("registry " + file_ + ": " + std::string(call) + ": " + message + " (code " +
+                         std::to_string(rc) + ")");
+  }
+
+  [[noreturn]] void refuse(const std::string& problem) const { throw registry_error("registry " + file_ + ": " + problem); }
+
+  // exec runs constant SQL (pragmas, BEGIN/COMMIT, migration scripts). Never values:
+  // those are bound to prepared statements.
+  void exec(const std::string& sql, std::string_view label) const {
+    check(sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, nullptr), "sqlite3_exec(" + std::string(label) + ")");
+  }
+
+ private:
+  struct closer {
+    // sqlite3_close_v2 never fails for want of finalised statements: it defers the close
+    // until the last one is finalised. Every statement here is RAII-owned anyway.
+    void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+  };
+  std::string file_;
+  std::unique_ptr<sqlite3, closer> db_;
+};
+
+// statement owns one prepared sqlite3_stmt*. Parameters are bound, never spliced into
+// SQL. Text is bound SQLITE_STATIC: the caller's strings outlive the step that uses them.
+class statement {
+ public:
+  statement(const connection& c, const char* sql, std::string_view label) : conn_(&c), label_(label) {
+    sqlite3_stmt* raw = nullptr;
+    const char* tail = nullptr;
+    const int rc = sqlite3_prepare_v2(c.get(), sql, -1, &raw, &tail);
+    stmt_.reset(raw);
+    c.check(rc, call("sqlite3_prepare_v2"));
+    if (tail != nullptr && *tail != '\0') std::abort();  // one statement per string: an invariant of this file
+  }
+
+  statement& bind_text(int index, std::string_view v) {
+    // An empty string_view may have a null data(), which SQLite would bind as NULL.
+    const char* data = v.data() != nullptr ? v.data() : "";
+    conn_->check(sqlite3_bind_text64(stmt_.get(), index, data, v.size(), SQLITE_STATIC, SQLITE_UTF8), call("sqlite3_bind_text64"));
+    return *this;
+  }
+  statement& bind_int(int index, std::int64_t v) {
+    conn_->check(sqlite3_bind_int64(stmt_.get(), index, v), call("sqlite3_bind_int64"));
+    return *this;
+  }
+
+  // step returns true for a row, false when done; throws on failure.
+  bool step() {
+    const int rc = sqlite3_step(stmt_.get());
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    conn_->fail(rc, call("sqlite3_step"));
+  }
+  // run steps a statement that returns no rows and returns the rows it changed.
+  int run() {
+    while (step()) {
+    }
+    return sqlite3_changes(conn_->get());
+  }
+  // reset makes the statement ready to bind and run again. The result of the previous
+  // step (already reported by step) is not repeated.
+  void reset() {
+    sqlite3_reset(stmt_.get());
+    sqlite3_clear_bindings(stmt_.get());
+  }
+
+  std::string text(int column) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_.get(), column));
+    // sqlite3_column_bytes after sqlite3_column_text: the length of the UTF-8 form.
+    return p != nullptr ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_.get(), column))) : std::string();
+  }
+  std::int64_t int64(int column) const { return sqlite3_column_int64(stmt_.get(), column); }
+  std::uint64_t count(int column) const { return static_cast<std::uint64_t>(int64(column)); }  // CHECK (>= 0) in the schema
+  bool boolean(int column) const { return int64(column) != 0; }
+
+ private:
+  std::string call(std::string_view fn) const { return std::string(fn) + "(" + label_ + ")"; }
+
+  struct finalizer {
+    void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
+  };
+  const connection* conn_;
+  std::string label_;
+  std::unique_ptr<sqlite3_stmt, finalizer> stmt_;
+};
+
+// transaction is a write transaction: BEGIN IMMEDIATE takes the write lock up front
+// (waiting up to the busy timeout), so a transaction never fails half-way for want of
+// a lock. It rolls back unless commit() succeeded.
+class transaction {
+ public:
+  explicit transaction(const connection& c) : conn_(c) { conn_.exec("BEGIN IMMEDIATE", "begin"); }
+  transaction(const transaction&) = delete;
+  transaction& operator=(const transaction&) = delete;
+
+  void commit() {
+    conn_.exec("COMMIT", "commit");
+    committed_ = true;
+  }
+
+  ~transaction() {
+    // Some errors (SQLITE_FULL, IOERR, NOMEM) already rolled the transaction back;
+    // then the connection is in autocommit mode and there is nothing to undo.
+    if (!committed_ && sqlite3_get_autocommit(conn_.get()) == 0) sqlite3_exec(conn_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+
+ private:
+  const connection& conn_;
+  bool committed_ = false;
+};
+
+// ---------------------------------------------------------------- schema
+
+// A migration takes the schema from version - 1 to version. They run in order, all in
+// one transaction, and are never edited once released: a change is a new migration.
+struct migration {
+  int version;
+  const char* sql;
+};
+
+constexpr migration kMigrations[] = {
+    {1, R"sql(
+CREATE TABLE agents (
+  name                   TEXT    NOT NULL PRIMARY KEY CHECK (name <> ''),
+  role                   TEXT    NOT NULL,
+  suite                  TEXT    NOT NULL,
+  fingerprint            TEXT    NOT NULL CHECK (fingerprint <> ''),
+  public_key_pem         TEXT    NOT NULL,
+  protection             TEXT    NOT NULL CHECK (protection IN ('tpm', 'software')),
+  tpm_manufacturer       TEXT    NOT NULL DEFAULT '',
+  tpm_simulator          INTEGER NOT NULL DEFAULT 0 CHECK (tpm_simulator IN (0, 1)),
+  enrolled_at            INTEGER NOT NULL,
+  last_seen              INTEGER NOT NULL,
+  revoked                INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1)),
+  revoked_reason         TEXT    NOT NULL DEFAULT '',
+  revoked_at             INTEGER NOT NULL DEFAULT 0,
+  pending_fingerprint    TEXT    NOT NULL DEFAULT '',
+  pending_public_key_pem TEXT    NOT NULL DEFAULT ''
+) STRICT;
+CREATE INDEX agents_by_fingerprint ON agents (fingerprint);
+
+CREATE TABLE edges (
+  a               TEXT    NOT NULL REFERENCES agents (name) ON UPDATE CASCADE ON DELETE CASCADE,
+  b               TEXT    NOT NULL REFERENCES agents (name) ON UPDATE CASCADE ON DELETE CASCADE,
+  curve           TEXT    NOT NULL DEFAULT '',
+  mac             TEXT    NOT NULL DEFAULT '',
+  established_at  INTEGER NOT NULL DEFAULT 0,
+  last_rekey_at   INTEGER NOT NULL DEFAULT 0,
+  rekeys          INTEGER NOT NULL DEFAULT 0 CHECK (rekeys >= 0),
+  messages_a_to_b INTEGER NOT NULL DEFAULT 0 CHECK (messages_a_to_b >= 0),
+  messages_b_to_a INTEGER NOT NULL DEFAULT 0 CHECK (messages_b_to_a >= 0),
+  PRIMARY KEY (a, b),
+  CHECK (a < b)
+) STRICT;
+CREATE INDEX edges_by_b ON edges (b);
+
+CREATE TABLE refusals (
+  agent       TEXT    NOT NULL,
+  reason      TEXT    NOT NULL,
+  count       INTEGER NOT NULL DEFAULT 0 CHECK (count >= 0),
+  last_at     INTEGER NOT NULL DEFAULT 0,
+  last_detail TEXT    NOT NULL DEFAULT '',
+  PRIMARY KEY (agent, reason)
+) STRICT;
+CREATE INDEX refusals_by_reason ON refusals (reason);
+)sql"},
+};
+
+static_assert(std::size(kMigrations) == registry::kSchemaVersion, "one migration per schema version");
+static_assert(kMigrations[std::size(kMigrations) - 1].version == registry::kSchemaVersion);
+
+std::int64_t pragma_int(const connection& c, const char* sql, std::string_view label) {
+  statement s(c, sql, label);
+  return s.step() ? s.int64(0) : 0;
+}
+
+int user_version(const connection& c) { return static_cast<int>(pragma_int(c, "PRAGMA user_version", "user_version")); }
+
+// check_identity refuses a file that is not an agentbus registry: a registry carries
+// kApplicationId; a new (or empty) file carries nothing at all. Another application's
+// database is never modified.
+void check_identity(const connection& c, int version) {
+  const auto app_id = static_cast<std::int32_t>(pragma_int(c, "PRAGMA application_id", "application_id"));
+  if (app_id == registry::kApplicationId) return;
+  const bool has_tables = pragma_int(c, "SELECT count(*) FROM sqlite_master", "schema") > 0;
+  if (app_id != 0 || version != 0 || has_tables) {
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "0x%08x", static_cast<unsigned>(app_id));
+    c.refuse(std::string("is a SQLite database but not an agentbus registry (application_id ") + hex + ", user_version " +
+             std::to_string(version) + (has_tables ? ", has tables" : "") + "); refusing to use it");
+  }
+}
+
+[[noreturn]] void refuse_newer(const connection& c, int version) {
+  c.refuse("has schema version " + std::to_string(version) + ", newer than this build understands (" +
+           std::to_string(registry::kSchemaVersion) + "); use a newer agentbus");
+}
+
+// migrate brings the schema to kSchemaVersion and returns the version it found.
+int migrate(const connection& c) {
+  int found = user_version(c);
+  if (found == registry::kSchemaVersion) return found;  // the common case: no write, no lock
+  transaction t(c);
+  found = user_version(c);  // again, under the write lock: another process may have migrated meanwhile
+  if (found > registry::kSchemaVersion) refuse_newer(c, found);
+  for (const migration& m : kMigrations) {
+    if (m.version <= found) continue;
+    c.exec(m.sql, "migration to schema version " + std::to_string(m.version));
+  }
+  // PRAGMA takes no bound parameters; both values are this file's own constants.
+  c.exec("PRAGMA application_id = " + std::to_string(registry::kApplicationId), "set application_id");
+  c.exec("PRAGMA user_version = " + std::to_string(registry::kSchemaVersion), "set user_version");
+  t.commit();
+  return found;
+}
+
+constexpr std::uint64_t kMaxCount = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+
+agent_record read_agent(const statement& s) {
+  agent_record a;
+  a.name = s.text(0);
+  a.role = s.text(1);
+  a.suite = s.text(2);
+  a.fingerprint = s.text(3);
+  a.public_key_pem = s.text(4);
+  a.protection = s.text(5);
+  a.tpm_manufacturer = s.text(6);
+  a.tpm_simulator = s.boolean(7);
+  a.enrolled_at = s.int64(8);
+  a.last_seen = s.int64(9);
+  a.revoked = s.boolean(10);
+  a.revoked_reason = s.text(11);
+  a.revoked_at = s.int64(12);
+  a.pending_fingerprint = s.text(13);
+  a.pending_public_key_pem = s.text(14);
+  return a;
+}
+
+#define AGENTBUS_AGENT_COLUMNS                                                                                 \
+  "name, role, suite, fingerprint, public_key_pem, protection, tpm_manufacturer, tpm_simulator, enrolled_at, " \
+  "last_seen, revoked, revoked_reason, revoked_at, pending_fingerprint, pending_public_key_pem"
+
+// ordered_pair puts two agent names in the edge's (a, b) order: bytewise, as SQLite's
+// BINARY collation compares them in CHECK (a < b) and ORDER BY.
+std::pair<std::string_view, std::string_view> ordered_pair(std::string_view x, std::string_view y) {
+  return x < y ? std::pair{x, y} : std::pair{y, x};
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- registry
+
+struct registry::impl {
+  connection conn;
+  fs::path file;
+  int opened_at_version = 0;
+  bool read_only = false;
+};
+
+registry::registry(std::unique_ptr<impl> p) noexcept : impl_(std::move(p)) {}
+
+registry::registry(const fs::path& db_file) {
+  // FULLMUTEX (serialized): a misuse from two threads cannot corrupt SQLite's state,
+  // though it is still a misuse (see the class comment).
+  auto p = std::unique_ptr<impl>(new impl{
+      connection(db_file, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX), db_file, 0, false});
+  const connection& c = p->conn;
+  const int version = user_version(c);  // the first read: "file is not a database" surfaces here
+  check_identity(c, version);
+  if (version > kSchemaVersion) refuse_newer(c, version);
+
+  // WAL is a property of the file (it persists); the other two are per connection.
+  // WAL + synchronous=NORMAL: a commit is in the OS once COMMIT returns, so it survives
+  // the process dying; fsync happens at checkpoints, so an OS crash may lose the latest
+  // commits but never corrupts the database.
+  {
+    statement s(c, "PRAGMA journal_mode = WAL", "journal_mode");
+    const std::string mode = s.step() ? s.text(0) : std::string();
+    if (mode != "wal") c.refuse("cannot use WAL journal mode (journal_mode is '" + mode + "')");
+  }
+  c.exec("PRAGMA synchronous = NORMAL", "synchronous");
+  c.exec("PRAGMA foreign_keys = ON", "foreign_keys");
+  p->opened_at_version = migrate(c);
+  impl_ = std::move(p);
+}
+
+registry registry::open_readonly(const fs::path& db_file) {
+  std::error_code ec;
+  if (!fs::exists(db_file, ec))
+    throw registry_error("registry " + db_file.string() + ": does not exist" + (ec ? " (" + ec.message() + ")" : std::string()));
+  auto p = std::unique_ptr<impl>(
+      new impl{connection(db_file, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX), db_file, 0, true});
+  const connection& c = p->conn;
+  const int version = user_version(c);
+  check_identity(c, version);
+  if (version > kSchemaVersion) refuse_newer(c, version);
+  if (version < kSchemaVersion)
+    c.refuse("has schema version " + std::to_string(version) + ", older than this build reads (" +
+             std::to_string(kSchemaVersion) + "); open it once read-write (start the broker) to migrate it");
+  c.exec("PRAGMA query_only = ON", "query_only");
+  p->opened_at_version = version;
+  return registry(std::move(p));
+}
+
+registry::~registry() = default;
+registry::registry(registry&&) noexcept = default;
+registry& registry::operator=(registry&&) noexcept = default;
+
+registry::impl& registry::self() const {
+  if (!impl_) {
+    std::fputs("agentbus::broker::registry used after move\n", stderr);
+    std::abort();
+  }
+  return *impl_;
+}
+
+const fs::path& registry::file() const noexcept { return impl_->file; }
+int registry::schema_version() const { return user_version(self().conn); }
+int registry::opened_at_version() const noexcept { return impl_->opened_at_version; }
+bool registry::read_only() const noexcept { return impl_->read_only; }
+
+// ---- agents
+
+std::optional<agent_record> registry::find_agent(std::string_view name) const {
+  statement s(self().conn, "SELECT " AGENTBUS_AGENT_COLUMNS " FROM agents WHERE name = ?1", "find_agent");
+  s.bind_text(1, name);
+  if (!s.step()) return std::nullopt;
+  return read_agent(s);
+}
+
+std::vector<agent_record> registry::agents() const {
+  statement s(self().conn, "SELECT " AGENTBUS_AGENT_COLUMNS " FROM agents ORDER BY name", "agents");
+  std::vector<agent_record> out;
+  while (s.step()) out.push_back(read_agent(s));
+  return out;
+}
+
+void registry::upsert_agent(const agent_record& a) {
+  // In an UPDATE every right-hand side sees the row as it was, so both pending columns
+  // test the old pending_fingerprint.
+  statement s(self().conn,
+              "INSERT INTO agents (" AGENTBUS_AGENT_COLUMNS ")"
+              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+              " ON CONFLICT (name) DO UPDATE SET"
+              "  role = excluded.role, suite = excluded.suite, fingerprint = excluded.fingerprint,"
+              "  public_key_pem = excluded.public_key_pem, protection = excluded.protection,"
+              "  tpm_manufacturer = excluded.tpm_manufacturer, tpm_simulator = excluded.tpm_simulator,"
+              "  last_seen = excluded.last_seen,"
+              "  pending_fingerprint = CASE WHEN agents.pending_fingerprint = excluded.fingerprint"
+              "                             THEN '' ELSE agents.pending_fingerprint END,"
+              "  pending_public_key_pem = CASE WHEN agents.pending_fingerprint = excluded.fingerprint"
+              "                                THEN '' ELSE agents.pending_public_key_pem END",
+              "upsert_agent");
+  s.bind_text(1, a.name).bind_text(2, a.role).bind_text(3, a.suite).bind_text(4, a.fingerprint);
+  s.bind_text(5, a.public_key_pem).bind_text(6, a.protection).bind_text(7, a.tpm_manufacturer);
+  s.bind_int(8, a.tpm_simulator ? 1 : 0).bind_int(9, a.enrolled_at).bind_int(10, a.last_seen);
+  s.bind_int(11, a.revoked ? 1 : 0).bind_text(12, a.revoked_reason).bind_int(13, a.revoked_at);
+  s.bind_text(14, a.pending_fingerprint).bind_text(15, a.pending_public_key_pem);
+  s.run();
+}
+
+bool registry::set_pending_key(std::string_view name, std::string_view fingerprint, std::string_view pem) {
+  statement s(self().conn, "UPDATE agents SET pending_fingerprint = ?2, pending_public_key_pem = ?3 WHERE name = ?1",
+              "set_pending_key");
+  s.bind_text(1, name).bind_text(2, fingerprint).bind_text(3, pem);
+  return s.run() > 0;
+}
+
+bool registry::approve_key(std::string_view name, std::string_view fingerprint) {
+  statement s(self().conn,
+              "UPDATE agents SET fingerprint = pending_fingerprint, public_key_pem = pending_public_key_pem,"
+              "  pending_fingerprint = '', pending_public_key_pem = ''"
+              " WHERE name = ?1 AND pending_fingerprint <> '' AND pending_fingerprint = ?2",
+              "approve_key");
+  s.bind_text(1, name).bind_text(2, fingerprint);
+  return s.run() > 0;
+}
+
+bool registry::revoke(std::string_view name, std::string_view reason, std::int64_t at) {
+  statement s(self().conn, "UPDATE agents SET revoked = 1, revoked_reason = ?2, revoked_at = ?3 WHERE name = ?1", "revoke");
+  s.bind_text(1, name).bind_text(2, reason).bind_int(3, at);
+  return s.run() > 0;
+}
+
+bool registry::unrevoke(std::string_view name) {
+  statement s(self().conn, "UPDATE agents SET revoked = 0, revoked_reason = '', revoked_at = 0 WHERE name = ?1", "unrevoke");
+  s.bind_text(1, name);
+  return s.run() > 0;
+}
+
+// ---- trust edges
+
+void registry::record_session(std::string_view initiator, std::string_view responder, std::string_view curve,
+                              std::string_view mac, std::int64_t at, bool rekey) {
+  if (initiator == responder)
+    throw std::invalid_argument("registry::record_session: an agent has no session with itself (" + std::string(initiator) + ")");
+  const auto [a, b] = ordered_pair(initiator, responder);
+  statement s(self().conn,
+              "INSERT INTO edges (a, b, curve, mac, established_at, last_rekey_at, rekeys)"
+              " VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)"
+              " ON CONFLICT (a, b) DO UPDATE SET"
+              "  curve = excluded.curve, mac = excluded.mac,"
+              "  established_at = CASE WHEN edges.established_at = 0 THEN excluded.established_at"
+              "                        ELSE edges.established_at END,"
+              "  last_rekey_at = max(edges.last_rekey_at, excluded.last_rekey_at),"
+              "  rekeys = edges.rekeys + excluded.rekeys",
+              "record_session");
+  s.bind_text(1, a).bind_text(2, b).bind_text(3, curve).bind_text(4, mac).bind_int(5, at).bind_int(6, rekey ? 1 : 0);
+  s.run();
+}
+
+std::vector<edge_record> registry::edges() const {
+  statement s(self().conn,
+              "SELECT a, b, curve, mac, established_at, last_rekey_at, rekeys, messages_a_to_b, messages_b_to_a"
+              " FROM edges ORDER BY a, b",
+              "edges");
+  std::vector<edge_record> out;
+  while (s.step()) {
+    edge_record e;
+    e.a = s.text(0);
+    e.b = s.text(1);
+    e.curve = s.text(2);
+    e.mac = s.text(3);
+    e.established_at = s.int64(4);
+    e.last_rekey_at = s.int64(5);
+    e.rekeys = s.count(6);
+    e.messages_a_to_b = s.count(7);
+    e.messages_b_to_a = s.count(8);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+// ---- counters
+
+void registry::flush(const std::vector<traffic_delta>& traffic, const std::vector<refusal_delta>& refusals,
+                     const std::vector<seen_delta>& seen) {
+  if (traffic.empty() && refusals.empty() && seen.empty()) return;
+  // Counters are SQLite INTEGERs (signed 64-bit); refuse before anything is written.
+  for (const auto& d : traffic)
+    if (d.messages > kMaxCount) throw std::invalid_argument("registry::flush: traffic count out of range");
+  for (const auto& d : refusals)
+    if (d.count > kMaxCount) throw std::invalid_argument("registry::flush: refusal count out of range");
+
+  const connection& c = self().conn;
+  // One transaction for the whole batch: one WAL commit a second instead of one per
+  // counter, and a failure anywhere leaves every counter as it was.
+  transaction t(c);
+  if (!traffic.empty()) {
+    statement s(c,
+                "INSERT INTO edges (a, b, messages_a_to_b, messages_b_to_a) VALUES (?1, ?2, ?3, ?4)"
+                " ON CONFLICT (a, b) DO UPDATE SET"
+                "  messages_a_to_b = edges.messages_a_to_b + excluded.messages_a_to_b,"
+                "  messages_b_to_a = edges.messages_b_to_a + excluded.messages_b_to_a",
+                "flush: traffic");
+    for (const auto& d : traffic) {
+      if (d.messages == 0 || d.from == d.to) continue;
+      const bool forward = d.from < d.to;
+      const auto n = static_cast<std::int64_t>(d.messages);
+      s.bind_text(1, forward ? d.from : d.to).bind_text(2, forward ? d.to : d.from);
+      s.bind_int(3, forward ? n : 0).bind_int(4, forward ? 0 : n);
+      s.run();
+      s.reset();
+    }
+  }
+  if (!refusals.empty()) {
+    statement s(c,
+                "INSERT INTO refusals (agent, reason, count, last_at, last_detail) VALUES (?1, ?2, ?3, ?4, ?5)"
+                " ON CONFLICT (agent, reason) DO UPDATE SET"
+                "  count = refusals.count + excluded.count,"
+                "  last_detail = CASE WHEN excluded.last_at >= refusals.last_at THEN excluded.last_detail"
+                "                     ELSE refusals.last_detail END,"
+                "  last_at = max(refusals.last_at, excluded.last_at)",
+                "flush: refusals");
+    for (const auto& d : refusals) {
+      s.bind_text(1, d.agent).bind_text(2, d.reason).bind_int(3, static_cast<std::int64_t>(d.count));
+      s.bind_int(4, d.at).bind_text(5, d.detail);
+      s.run();
+      s.reset();
+    }
+  }
+  if (!seen.empty()) {
+    statement s(c, "UPDATE agents SET last_seen = ?2 WHERE name = ?1 AND last_seen < ?2", "flush: seen");
+    for (const auto& d : seen) {
+      s.bind_text(1, d.agent).bind_int(2, d.at);
+      s.run();
+      s.reset();
+    }
+  }
+  t.commit();
+}
+
+std::vector<refusal_record> registry::refusals() const {
+  statement s(self().conn, "SELECT agent, reason, count, last_at, last_detail FROM refusals ORDER BY agent, reason",
+              "refusals");
+  std::vector<refusal_record> out;
+  while (s.step()) {
+    refusal_record r;
+    r.agent = s.text(0);
+    r.reason = s.text(1);
+    r.count = s.count(2);
+    r.last_at = s.int64(3);
+    r.last_detail = s.text(4);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+void registry::reset_refusals(std::optional<std::string_view> agent) {
+  if (agent) {
+    statement s(self().conn, "DELETE FROM refusals WHERE agent = ?1", "reset_refusals");
+    s.bind_text(1, *agent);
+    s.run();
+  } else {
+    statement s(self().conn, "DELETE FROM refusals", "reset_refusals");
+    s.run();
+  }
+}
+
+#undef AGENTBUS_AGENT_COLUMNS
+
+}  // namespace agentbus::broker

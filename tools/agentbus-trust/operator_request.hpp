@@ -1,0 +1,30 @@
+// operator_request.hpp — what revoke, approve and reset-counters share: the operator
+// key options, signing the request (admin_protocol's make_signed_request) and
+// sending it to the live broker.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+
+namespace agentbus::trust_tool {
+
+struct operator_options {
+  std::string key_dir;        // the operator's identity (agentbus-key create --dir)
+  std::string operator_name;  // optional: must match the policy's name for the key
+  std::string tcti;           // TPM holding a TPM operator key (else $AGENTBUS_TCTI)
+  bool json = false;
+};
+
+// add_operator_options adds --operator-key, --operator, --tcti and --json to `cmd`.
+void add_operator_options(CLI::App* cmd, operator_options& o);
+
+// send_operator_request signs `inner` ({"op":..., args}) with the operator key and
+// sends it to the broker's admin endpoint; returns the result. --db is refused
+// (kUsage): a change goes to the running broker. A broker refusal throws
+// tool_error(kRefused), an unknown agent tool_error(kNotFound).
+nlohmann::json send_operator_request(const global_options& global, const operator_options& o, const nlohmann::json& inner);
+
+}  // namespace agentbus::trust_tool
