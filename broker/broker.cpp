@@ -15,10 +15,11 @@
 #include <set>
 #include <sstream>
 #include <thread>
-#include <toml++/toml.h>
 #include <zmq.hpp>
 
+#include "admin_protocol.hpp"
 #include "agentbus/crypto.hpp"
+#include "registry.hpp"
 #include "client/zmq_util.hpp"
 #include "session/checks.hpp"
 #include "session/handshake.hpp"
@@ -132,7 +133,9 @@ struct broker::impl {
   std::map<bytes, pending_enrolment> pending;
   std::map<std::string, std::set<std::string>, std::less<>> subscribers;  // topic → agents
   std::map<std::string, std::set<std::string>, std::less<>> watchers;     // topic → agents following membership
-  std::map<std::string, std::pair<std::string, std::string>> pins;         // TOFU: name → (role, fingerprint)
+  std::optional<registry> reg;  // agents (pinned keys, revocations), trust edges, refusal counters
+  std::unique_ptr<admin_state> admin_state_;
+  std::unique_ptr<admin_handler> admin_json;
   log_limiter limiter;
   std::uint64_t generation_counter = 0;
 
@@ -145,38 +148,85 @@ struct broker::impl {
   int signer_fd = -1;
   bool signer_stop = false;
 
-  // ------------------------------------------------------------ start-up
-  void load_pins() {
-    fs::path file = cfg.state_dir / "pins.toml";
-    if (!fs::exists(file)) return;
-    toml::table doc = toml::parse_file(file.string());
-    if (auto* t = doc["pins"].as_table())
-      for (auto&& [name, node] : *t)
-        if (auto* pin = node.as_table())
-          pins[std::string(name.str())] = {(*pin)["role"].value_or<std::string>(""),
-                                           (*pin)["fingerprint"].value_or<std::string>("")};
-    spdlog::info("loaded {} trust-on-first-use pins from {}", pins.size(), file.string());
+  // ------------------------------------------------------------ registry
+  // Counters are accumulated here and written in one transaction per second: a
+  // database write per envelope would cap the bus at the disk's commit rate.
+  std::map<std::pair<std::string, std::string>, std::uint64_t> traffic_pending;
+  std::map<std::pair<std::string, std::string>, registry::refusal_delta> refusals_pending;
+  std::map<std::string, std::int64_t> seen_pending;
+
+  struct offer_seen {
+    std::string initiator, responder, curve;
+    bool rekey = false;
+  };
+  std::map<bytes, offer_seen> offers_in_flight;  // by offer message id, bounded
+
+  void count_refusal(const std::string& agent, const status& why) {
+    auto& d = refusals_pending[{agent, std::string(status_code_name(why.code()))}];
+    d.agent = agent;
+    d.reason = status_code_name(why.code());
+    d.detail = why.detail().substr(0, 256);
+    d.count += 1;
+    d.at = static_cast<std::int64_t>(session::now_ms());
   }
 
-  void save_pins() {
-    toml::table table;
-    for (const auto& [name, pin] : pins)
-      table.insert(name, toml::table{{"role", pin.first}, {"fingerprint", pin.second}});
-    toml::table doc{{"pins", table}};
-    fs::path file = cfg.state_dir / "pins.toml";
-    fs::path tmp = cfg.state_dir / "pins.toml.tmp";
-    {
-      std::ofstream out(tmp, std::ios::trunc);
-      out << "# Keys pinned on first use by agentbus-broker. A changed key is refused.\n" << doc << "\n";
-      out.flush();
-      if (!out) throw std::runtime_error("cannot write " + tmp.string());
+  void flush_registry() {
+    if (traffic_pending.empty() && refusals_pending.empty() && seen_pending.empty()) return;
+    std::vector<registry::traffic_delta> traffic;
+    std::vector<registry::refusal_delta> refusals;
+    std::vector<registry::seen_delta> seen;
+    for (const auto& [k, n] : traffic_pending) traffic.push_back({k.first, k.second, n});
+    for (const auto& [k, d] : refusals_pending) refusals.push_back(d);
+    for (const auto& [a, t] : seen_pending) seen.push_back({a, t});
+    try {
+      reg->flush(traffic, refusals, seen);
+      traffic_pending.clear();
+      refusals_pending.clear();
+      seen_pending.clear();
+    } catch (const std::exception& e) {
+      // Kept for the next attempt; the bus goes on.
+      stats->increment("registry_errors_total");
+      spdlog::error("registry flush failed (will retry): {}", e.what());
     }
-    fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write);
-    if (int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
-      ::fsync(fd);  // the data is on disk before the rename makes it the pins file
-      ::close(fd);
+  }
+
+  // note_session_control records trust edges: an offer is remembered, the matching
+  // acceptance establishes (or rekeys) the edge.
+  void note_session_control(const envelope_header& h) {
+    if (h.content_type == session::kOfferContentType) {
+      auto offer = session::decode_offer(h.payload);
+      if (!offer) return;
+      if (offers_in_flight.size() >= 10'000) offers_in_flight.erase(offers_in_flight.begin());
+      offers_in_flight[h.message_id] = {h.sender, h.to, offer->curve, !offer->rekey_of.empty()};
+    } else if (h.content_type == session::kAcceptContentType) {
+      auto it = offers_in_flight.find(h.correlation_id);
+      if (it == offers_in_flight.end() || it->second.initiator != h.to || it->second.responder != h.sender) return;
+      const agent_entry& i = agents[it->second.initiator];
+      const agent_entry& r = agents[it->second.responder];
+      std::string mac = "hmac-" + std::string(hash_name(i.agent_suite.mac_hash));
+      if (r.agent_suite.mac_hash != i.agent_suite.mac_hash) mac += "/hmac-" + std::string(hash_name(r.agent_suite.mac_hash));
+      try {
+        reg->record_session(it->second.initiator, it->second.responder, it->second.curve, mac,
+                            static_cast<std::int64_t>(session::now_ms()), it->second.rekey);
+      } catch (const std::exception& e) {
+        spdlog::error("registry: cannot record the session {} <-> {}: {}", it->second.initiator, it->second.responder, e.what());
+      }
+      offers_in_flight.erase(it);
     }
-    fs::rename(tmp, file);  // atomic replace: a crash leaves the old or the new file
+  }
+
+  // revoke_now: the agent's connection and hop keys are dropped (its next envelope
+  // is refused, and its re-enrolment too), and every online agent is told, so
+  // they drop their sessions with it.
+  void revoke_now(const std::string& name) {
+    auto it = agents.find(name);
+    if (it == agents.end()) return;
+    agent_entry& a = it->second;
+    mark_offline_if_gone(a);
+    a.hop = session::session_state{};
+    for (auto& [other_name, other] : agents)
+      if (other.online) send_ctrl(other, "revoked", {name});
+    spdlog::warn("{} revoked: connection and sessions torn down", name);
   }
 
   // ------------------------------------------------------------ sending
@@ -203,6 +253,7 @@ struct broker::impl {
 
   void refuse_enrolment(const bytes& route, const std::string& name, status why) {
     stats->increment("enrolments_total", status_code_name(why.code()));
+    count_refusal(name, why);
     if (limiter.allow("enrolment")) spdlog::warn("enrolment of '{}' refused: {}", name, why.to_string());
     session::refused_msg r{why.code(), why.detail()};
     send_to_route(route, {net::to_bytes(session::frame::kRefused), session::encode(r)});
@@ -213,6 +264,7 @@ struct broker::impl {
   // a typed error, a counter and a (rate-limited) log line.
   void nack(agent_entry& sender, const bytes& message_id, const status& why, const std::string& recipient) {
     stats->increment("envelopes_total", status_code_name(why.code()));
+    count_refusal(sender.name, why);
     if (limiter.allow(status_code_name(why.code())))
       spdlog::warn("refused envelope from {} to {}: {}", sender.name, recipient, why.to_string());
     send_ctrl(sender, "nack", {std::string(status_code_name(why.code())), why.detail(), recipient}, message_id,
@@ -254,7 +306,11 @@ struct broker::impl {
     if (key->type() != s.key)
       return refuse_enrolment(route, name, {status_code::wrong_key, "identity key is " + key->type().describe() + ", role needs " + s.key.describe()});
     std::string fingerprint = key->fingerprint_hex();
-    if (status st = check_pins(name, hello->role, fingerprint); !st) return refuse_enrolment(route, name, st);
+    if (status st = check_pins(name, hello->role, fingerprint); !st) {
+      // A changed key is remembered so that an operator can approve exactly this one.
+      if (st.code() == status_code::key_changed) (void)reg->set_pending_key(name, fingerprint, key->pem());
+      return refuse_enrolment(route, name, st);
+    }
     auto agent_eph = crypto::public_key::from_der(hello->ephemeral_der);
     if (!agent_eph || agent_eph->type().scheme != signature_scheme::ecdsa || agent_eph->type().curve != s.ecdh_curve)
       return refuse_enrolment(route, name, {status_code::invalid_field, "ephemeral key is not on " + std::string(curve_name(s.ecdh_curve))});
@@ -301,11 +357,12 @@ struct broker::impl {
       if (!pin->fingerprint.empty() && pin->fingerprint != fingerprint)
         return {status_code::key_changed, "key " + fingerprint.substr(0, 16) + " is not the key pinned in the policy"};
     }
-    if (auto it = pins.find(name); it != pins.end()) {
-      if (it->second.second != fingerprint)
+    if (auto rec = reg->find_agent(name)) {
+      if (rec->revoked) return {status_code::revoked_agent, name + " is revoked: " + rec->revoked_reason};
+      if (rec->fingerprint != fingerprint)
         return {status_code::key_changed, "key " + fingerprint.substr(0, 16) +
                                               " differs from the key pinned on first use; an operator must approve it"};
-      if (it->second.first != role) return {status_code::refused, name + " was enrolled as " + it->second.first};
+      if (rec->role != role) return {status_code::refused, name + " was enrolled as " + rec->role};
     }
     return {};
   }
@@ -349,7 +406,7 @@ struct broker::impl {
     if (status st = check_pins(name, p.hello.role, p.agent_key->fingerprint_hex()); !st) return refuse_enrolment(route, name, st);
     if (agents.size() >= cfg.max_agents && !agents.count(name))
       return refuse_enrolment(route, name, {status_code::overloaded, "broker is at its agent limit"});
-    const bool tofu = !pins.count(name) && !(pol->find_pin(name) && !pol->find_pin(name)->fingerprint.empty());
+    const bool first_use = !reg->find_agent(name).has_value();
 
     // Key schedule (same order as the agent): Z_ee, Z_se (agent static), Z_es (ours).
     std::vector<secret_bytes> secrets;
@@ -401,11 +458,18 @@ struct broker::impl {
                   session::mac_key{keys.session_id, std::move(keys.initiator_to_responder), s.mac_hash},
                   std::chrono::seconds(cfg.rekey_grace_seconds));
     by_route[route] = name;
-    if (tofu) {
-      pins[name] = {a.role, a.key->fingerprint_hex()};
-      save_pins();
-      spdlog::info("pinned {} ({}) to key {} on first use", name, a.role, a.key->fingerprint_hex());
-    }
+    agent_record rec;
+    rec.name = name;
+    rec.role = a.role;
+    rec.suite = s.name;
+    rec.fingerprint = a.key->fingerprint_hex();
+    rec.public_key_pem = a.key->pem();
+    rec.protection = std::string(protection_name(a.key_protection));
+    rec.tpm_manufacturer = a.manufacturer;
+    rec.tpm_simulator = a.simulator;
+    rec.enrolled_at = rec.last_seen = static_cast<std::int64_t>(session::now_ms());
+    reg->upsert_agent(rec);  // committed before WELCOME: a pinned key survives kill -9
+    if (first_use) spdlog::info("pinned {} ({}) to key {} on first use", name, a.role, rec.fingerprint);
     pending.erase(it);
     send_to_route(route, {net::to_bytes(session::frame::kWelcome), session::encode(w)});
     stats->increment("enrolments_total", "accepted");
@@ -449,6 +513,8 @@ struct broker::impl {
       a.window.commit(h->sequence);
     }
     a.hop.count_received();
+    seen_pending[a.name] = static_cast<std::int64_t>(session::now_ms());
+    if (h->type == envelope_type::control) note_session_control(*h);
     route_envelope(a, *h, *auth, f[2], digest);
     stats->observe("publish_check_seconds", "accepted", steady::now() - started);
   }
@@ -500,6 +566,7 @@ struct broker::impl {
       auto r = agents.find(h.to);
       if (r == agents.end()) return nack(from, h.message_id, {status_code::not_deliverable, "no agent named '" + h.to + "'"}, h.to);
       if (status st = forward(r->second, auth, signed_part, digest); !st) return nack(from, h.message_id, st, h.to);
+      if (h.type != envelope_type::control) ++traffic_pending[{from.name, h.to}];
       stats->increment("envelopes_total", "accepted");
       return;
     }
@@ -510,6 +577,7 @@ struct broker::impl {
         auto r = agents.find(name);
         if (r == agents.end()) continue;
         if (status st = forward(r->second, auth, signed_part, digest); !st) nack(from, h.message_id, st, name);
+        else ++traffic_pending[{from.name, name}];
       }
     }
     stats->increment("envelopes_total", "accepted");
@@ -615,6 +683,7 @@ struct broker::impl {
   void peer_info(agent_entry& a, const std::string& name) {
     auto it = agents.find(name);
     if (it == agents.end() || !it->second.key) return send_ctrl(a, "peer", {name}, {}, 1);
+    if (auto rec = reg->find_agent(name); rec && rec->revoked) return send_ctrl(a, "peer", {name, "revoked"}, {}, 2);
     const agent_entry& p = it->second;
     send_ctrl(a, "peer", {p.name, p.role, p.agent_suite.name, std::string(protection_name(p.key_protection)),
                           p.manufacturer, p.simulator ? "1" : "0"},
@@ -657,13 +726,15 @@ struct broker::impl {
     std::string cmd = req.to_string();
     refresh_tpm_metrics();
     std::string reply;
+    flush_registry();  // answers reflect everything counted so far
     if (cmd == "metrics") reply = stats->to_prometheus_text();
     else if (cmd == "stats") reply = stats->to_json();
-    else reply = "error: commands are 'metrics' and 'stats'";
+    else reply = admin_json->handle(cmd, now_unix_ms());
     admin->send(zmq::buffer(reply), zmq::send_flags::none);
   }
 
   void expire_pending() {
+    flush_registry();
     auto now = steady::now();
     for (auto it = pending.begin(); it != pending.end();) {
       if (it->second.deadline < now) {
@@ -707,6 +778,37 @@ struct broker::impl {
   }
 };
 
+// broker_admin_state: the registry plus the live connection table. A revocation
+// takes effect at once.
+class broker_admin_state final : public registry_admin_state {
+ public:
+  explicit broker_admin_state(broker::impl& b) : registry_admin_state(*b.reg), b_(b) {}
+  bool online(std::string_view agent) override {
+    auto it = b_.agents.find(agent);
+    return it != b_.agents.end() && it->second.online;
+  }
+  nlohmann::json stats() override { return nlohmann::json::parse(b_.stats->to_json()); }
+  status revoke(const std::string& agent, const std::string& reason, const std::string& operator_name) override {
+    status st = registry_admin_state::revoke(agent, reason, operator_name);
+    if (st) b_.revoke_now(agent);
+    spdlog::warn("operator {} revoked {}: {}", operator_name, agent, reason);
+    return st;
+  }
+  status approve(const std::string& agent, const std::string& fingerprint, const std::string& operator_name) override {
+    status st = registry_admin_state::approve(agent, fingerprint, operator_name);
+    spdlog::warn("operator {} approved key {} for {}: {}", operator_name, fingerprint.substr(0, 16), agent, st.to_string());
+    return st;
+  }
+  status reset_counters(const std::string& agent, const std::string& operator_name) override {
+    b_.flush_registry();
+    spdlog::info("operator {} reset refusal counters{}", operator_name, agent.empty() ? "" : " of " + agent);
+    return registry_admin_state::reset_counters(agent, operator_name);
+  }
+
+ private:
+  broker::impl& b_;
+};
+
 broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared_ptr<identity_key> identity,
                std::shared_ptr<metrics> m, broker_runtime_options runtime)
     : impl_(std::make_unique<impl>()) {
@@ -717,7 +819,11 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
   d.stats = std::move(m);
   d.runtime = runtime;
   fs::create_directories(d.cfg.state_dir);
-  d.load_pins();
+  d.reg.emplace(d.cfg.state_dir / "registry.db");
+  spdlog::info("registry {} (schema {}, {} agents known)", (d.cfg.state_dir / "registry.db").string(),
+               d.reg->schema_version(), d.reg->agents().size());
+  d.admin_state_ = std::make_unique<broker_admin_state>(d);
+  d.admin_json = std::make_unique<admin_handler>(d.pol, *d.admin_state_);
   // Create the static TPM ECDH keys now (one per curve the policy uses), so no key
   // creation ever happens while agents wait.
   for (const suite& s : d.pol->suites()) (void)d.identity->static_ecdh_public(s.ecdh_curve);
@@ -798,6 +904,7 @@ void broker::run(const std::atomic<bool>& stop) {
       last_sweep = steady::now();
     }
   }
+  d.flush_registry();
   spdlog::info("stopping: {} agents known, {} online", d.agents.size(), d.by_route.size());
 }
 

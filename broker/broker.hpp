@@ -43,6 +43,7 @@ class broker {
  private:
   struct impl;
   std::unique_ptr<impl> impl_;
+  friend class broker_admin_state;
 };
 
 }  // namespace agentbus::broker

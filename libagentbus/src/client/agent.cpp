@@ -783,6 +783,22 @@ struct agent::impl {
     } else if (m->op == "peer" && !m->strings.empty()) {
       accept_peer_info(*m);
       asked.erase(m->strings[0]);
+    } else if (m->op == "revoked" && m->strings.size() == 1) {
+      // An operator revoked this agent: its sessions end now and nothing more from
+      // it is accepted (the broker answers lookups about it as revoked from now on).
+      const std::string& name = m->strings[0];
+      {
+        std::lock_guard lock(sess_mu);
+        sessions.erase(name);
+      }
+      {
+        std::lock_guard lock(peers_mu);
+        peers.erase(name);
+        peer_failures[name] = status(status_code::revoked_agent, name + " was revoked by an operator");
+        peer_failure_at[name] = steady::now() + std::chrono::hours(24 * 365);
+      }
+      sess_cv.notify_all();
+      spdlog::warn("[{}] {} was revoked: sessions dropped", opts.name, name);
     } else if (m->op == "members" && !m->strings.empty()) {
       std::lock_guard lock(topics_mu);
       members[m->strings[0]] = std::vector<std::string>(m->strings.begin() + 1, m->strings.end());
@@ -798,6 +814,12 @@ struct agent::impl {
     const std::string& name = m.strings[0];
     std::lock_guard lock(peers_mu);
     peer_failure_at[name] = steady::now();
+    if (m.number == 2) {
+      peer_failures[name] = status(status_code::revoked_agent, name + " is revoked");
+      peers.erase(name);
+      peers_cv.notify_all();
+      return;
+    }
     if (m.number != 0 || m.strings.size() < 4) {
       peer_failures[name] = status(status_code::unknown_agent, "broker knows no agent " + name);
       peers_cv.notify_all();
