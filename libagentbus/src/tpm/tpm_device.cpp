@@ -86,10 +86,40 @@ tpm_device::tpm_device(std::string tcti) : ctx_(std::move(tcti)) {
   TPM2B_DATA outside{};
   TPML_PCR_SELECTION pcrs{};
   ESYS_TR handle = ESYS_TR_NONE;
-  check(Esys_CreatePrimary(ctx_.get(), ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
-                           &tmpl, &outside, &pcrs, &handle, nullptr, nullptr, nullptr, nullptr),
-        "Esys_CreatePrimary(SRK)", ctx_.tcti());
+  TSS2_RC rc = Esys_CreatePrimary(ctx_.get(), ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
+                                  &tmpl, &outside, &pcrs, &handle, nullptr, nullptr, nullptr, nullptr);
+  if (rc_is(rc, TPM2_RC_OBJECT_MEMORY)) {
+    // Every object slot is taken: a process using this TPM without a resource
+    // manager was killed with its keys loaded (swtpm keeps them). agentbus gives each
+    // identity its own TPM, or goes through /dev/tpmrm0, which shows a connection
+    // only its own objects: either way the loaded transients are stale leftovers.
+    std::size_t flushed = flush_stale_transients();
+    spdlog::warn("TPM at {} had no free object slot: flushed {} stale transient object(s) left by a killed process",
+                 ctx_.tcti(), flushed);
+    rc = Esys_CreatePrimary(ctx_.get(), ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
+                            &tmpl, &outside, &pcrs, &handle, nullptr, nullptr, nullptr, nullptr);
+  }
+  check(rc, "Esys_CreatePrimary(SRK)", ctx_.tcti());
   srk_ = transient_object(ctx_.get(), handle);
+}
+
+std::size_t tpm_device::flush_stale_transients() {
+  TPMI_YES_NO more = TPM2_NO;
+  TPMS_CAPABILITY_DATA* raw = nullptr;
+  check(Esys_GetCapability(ctx_.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES, TPM2_TRANSIENT_FIRST,
+                           TPM2_MAX_CAP_HANDLES, &more, &raw),
+        "Esys_GetCapability(HANDLES)", ctx_.tcti());
+  esys_ptr<TPMS_CAPABILITY_DATA> data(raw);
+  std::size_t flushed = 0;
+  for (UINT32 i = 0; i < data->data.handles.count; ++i) {
+    ESYS_TR tr = ESYS_TR_NONE;
+    if (Esys_TR_FromTPMPublic(ctx_.get(), data->data.handles.handle[i], ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr) !=
+        TSS2_RC_SUCCESS)
+      continue;
+    if (Esys_FlushContext(ctx_.get(), tr) == TSS2_RC_SUCCESS) ++flushed;
+    else (void)Esys_TR_Close(ctx_.get(), &tr);
+  }
+  return flushed;
 }
 
 std::vector<std::uint32_t> tpm_device::fixed_properties(std::uint32_t first, std::uint32_t count) {

@@ -32,6 +32,9 @@ class tpm_device {
   // recently used one) if needed. Keys stay loaded across signatures: a Load costs
   // about as much as an ECDSA signature on swtpm.
   result<ESYS_TR> load(const key_blob& key);
+  // flush_stale_transients flushes every transient object the TPM reports (after a
+  // killed process left its keys loaded); returns how many.
+  std::size_t flush_stale_transients();
   // evict_down_to flushes least recently used keys until at most `keep` remain.
   void evict_down_to(std::size_t keep);
   std::vector<std::uint32_t> fixed_properties(std::uint32_t first, std::uint32_t count);
