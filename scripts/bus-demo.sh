@@ -333,6 +333,25 @@ if [ "$verbose" = 1 ] || [ "$failed" = 1 ]; then
   show_log "$state/logs/broker.log" 30 2>&1
 fi
 
+# The trust graph, from the live broker's registry: who trusts whom, on what
+# hardware, and what was refused. The PNG goes next to where the demo was started.
+trust_tool="$build_dir/tools/agentbus-trust"
+png_out="${AGENTBUS_TRUST_PNG:-$PWD/trust-graph.png}"
+echo
+echo "-- trust graph (agentbus-trust --admin $admin_endpoint graph)"
+sleep 1.2  # the broker flushes its counters to the registry once a second
+if "$trust_tool" --admin "$admin_endpoint" --policy "$policy" graph 2>&1 | sed 's/^/   /'; then
+  if "$trust_tool" --admin "$admin_endpoint" --policy "$policy" graph --png "$png_out" >/dev/null 2>&1; then
+    echo "   graph drawn to $png_out"
+  else
+    echo "   FAILED   could not render the trust graph PNG"
+    failed=1
+  fi
+else
+  echo "   FAILED   agentbus-trust could not read the broker's trust graph"
+  failed=1
+fi
+
 echo
 if [ "$failed" = 0 ]; then
   echo "bus demo: OK — every expected delivery arrived and every rogue attempt was refused with its typed reason"
@@ -359,6 +378,9 @@ EOF
   done
   cat <<EOF
 Point the tools at them, e.g.:
+  $trust_tool --admin $admin_endpoint agents
+  $trust_tool --admin $admin_endpoint graph --png trust.png
+  $trust_tool --db $state/broker/registry.db edges      (offline, read-only)
   $key_tool info --tcti ${tcti[monitor-1]}
   $key_tool pubkey --dir $state/keys/monitor-1
   $examples_dir/agentbus-example-monitor --name monitor-1 --role MONITOR --key-dir $state/keys/monitor-1 \\
