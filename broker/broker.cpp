@@ -107,13 +107,6 @@ class log_limiter {
 };
 
 
-bytes welcome_confirm_input(byte_view th) {
-  std::string label = "agentbus-v1 welcome";
-  bytes out(label.begin(), label.end());
-  out.push_back(0);
-  out.insert(out.end(), th.begin(), th.end());
-  return out;
-}
 
 }  // namespace
 
@@ -430,7 +423,7 @@ struct broker::impl {
 
     session::welcome_msg w;
     w.session_id = keys.session_id;
-    w.confirm_tag = crypto::hmac(s.mac_hash, keys.responder_to_initiator.view(), welcome_confirm_input(th));
+    w.confirm_tag = crypto::hmac(s.mac_hash, keys.responder_to_initiator.view(), session::welcome_confirm_input(th));
     w.rekey_after_messages = cfg.rekey_after_messages;
     w.rekey_after_seconds = cfg.rekey_after_seconds;
 

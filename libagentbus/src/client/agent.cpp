@@ -67,13 +67,6 @@ std::uint64_t micros_now() {
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
-bytes welcome_confirm_input(byte_view transcript_hash) {
-  std::string label = "agentbus-v1 welcome";
-  bytes out(label.begin(), label.end());
-  out.push_back(0);
-  out.insert(out.end(), transcript_hash.begin(), transcript_hash.end());
-  return out;
-}
 
 }  // namespace
 
@@ -294,7 +287,7 @@ struct agent::impl {
     auto keys = session::derive_keys(ptrs, hello.nonce, challenge->nonce, "hop", opts.name, challenge->broker_name, th,
                                      my_suite.mac_hash, my_suite.mac_hash);
     if (!crypto::constant_time_equal(keys.session_id, welcome->session_id) ||
-        !crypto::verify_hmac(my_suite.mac_hash, keys.responder_to_initiator.view(), welcome_confirm_input(th),
+        !crypto::verify_hmac(my_suite.mac_hash, keys.responder_to_initiator.view(), session::welcome_confirm_input(th),
                              welcome->confirm_tag)
              .ok())
       throw enrolment_error(status_code::bad_mac, "WELCOME key confirmation failed");

@@ -260,19 +260,7 @@ bytes encode_auth_part(const envelope_auth& a) {
 }
 
 result<envelope_auth> decode_auth_part(byte_view in, const decode_limits& limits) {
-  try {
-    // 1. Frame size. 2. Version. 3. Generic structure. 4. Fields.
-    if (in.size() > limits.max_auth_part)
-      return status{status_code::too_large, "auth part: " + std::to_string(in.size()) + " bytes exceeds " +
-                                                std::to_string(limits.max_auth_part)};
-    if (status st = check_version(in, "auth part"); !st) return st;
-    if (status st = scan_object(in, generic_limits(limits)); !st) return st;
-    return decode_fields(in, limits);
-  } catch (const std::bad_alloc&) {
-    return status{status_code::internal, "out of memory"};
-  } catch (const std::exception&) {
-    return status{status_code::internal, "exception"};
-  }
+  return guarded_decode(in, limits.max_auth_part, "auth part", limits, decode_fields);
 }
 
 bytes hop_mac_input(byte_view digest, const envelope_auth& auth) { return mac_input(kHopLabel, digest, auth, 0); }

@@ -156,22 +156,7 @@ bytes encode_signed_part(const envelope_header& h) {
 }
 
 result<envelope_header> decode_signed_part(byte_view in, const decode_limits& limits) {
-  try {
-    // 1. Frame size, before looking at a single byte.
-    if (in.size() > limits.max_signed_part)
-      return status{status_code::too_large, "signed part: " + std::to_string(in.size()) + " bytes exceeds " +
-                                                std::to_string(limits.max_signed_part)};
-    // 2. Version: a frame of another version is named as such whatever its layout.
-    if (status st = check_version(in, "signed part"); !st) return st;
-    // 3. Generic structure: one canonical object, bounded lengths and nesting.
-    if (status st = scan_object(in, generic_limits(limits)); !st) return st;
-    // 4. Fields.
-    return decode_fields(in, limits);
-  } catch (const std::bad_alloc&) {
-    return status{status_code::internal, "out of memory"};
-  } catch (const std::exception&) {
-    return status{status_code::internal, "exception"};
-  }
+  return guarded_decode(in, limits.max_signed_part, "signed part", limits, decode_fields);
 }
 
 bytes envelope_digest(hash_algorithm h, byte_view signed_part) { return crypto::digest(h, signed_part); }

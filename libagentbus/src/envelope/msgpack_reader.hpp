@@ -227,6 +227,27 @@ inline status check_version(byte_view in, const char* part) {
   return {};
 }
 
+// guarded_decode is the shell both part decoders share: 1. frame size, before
+// looking at a byte; 2. version (a frame of another version is named as such
+// whatever its layout); 3. generic structure (one canonical object, bounded
+// lengths and nesting); 4. the part's own fields. Nothing escapes as an exception.
+template <typename Fields>
+auto guarded_decode(byte_view in, std::size_t max_size, const char* part, const decode_limits& limits,
+                    Fields&& decode_fields) -> decltype(decode_fields(in, limits)) {
+  try {
+    if (in.size() > max_size)
+      return status{status_code::too_large,
+                    std::string(part) + ": " + std::to_string(in.size()) + " bytes exceeds " + std::to_string(max_size)};
+    if (status st = check_version(in, part); !st) return st;
+    if (status st = scan_object(in, generic_limits(limits)); !st) return st;
+    return decode_fields(in, limits);
+  } catch (const std::bad_alloc&) {
+    return status{status_code::internal, "out of memory"};
+  } catch (const std::exception&) {
+    return status{status_code::internal, "exception"};
+  }
+}
+
 // cursor reads typed objects in order. It runs after scan_object accepted the
 // frame, so its own bounds checks only guard against misuse; its job is the types.
 class cursor {

@@ -233,6 +233,14 @@ bytes challenge_transcript(byte_view hello, byte_view challenge_unsigned) {
   return labelled("agentbus-v1 challenge", {hello, challenge_unsigned});
 }
 bytes proof_transcript(byte_view hello, byte_view challenge) { return labelled("agentbus-v1 proof", {hello, challenge}); }
+bytes welcome_confirm_input(byte_view transcript_hash) {
+  std::string_view label = "agentbus-v1 welcome";
+  bytes out(label.begin(), label.end());
+  out.push_back(0);
+  out.insert(out.end(), transcript_hash.begin(), transcript_hash.end());
+  return out;
+}
+
 bytes ctrl_mac_input(byte_view session_id, byte_view body) { return labelled("agentbus-v1 ctrl", {session_id, body}); }
 
 }  // namespace agentbus::session

@@ -124,6 +124,10 @@ result<ctrl_msg> decode_ctrl(byte_view in);
 bytes challenge_transcript(byte_view hello, byte_view challenge_unsigned);
 bytes proof_transcript(byte_view hello, byte_view challenge);
 
+// welcome_confirm_input is what WELCOME's key-confirmation MAC (under the
+// broker→agent hop key) covers: "agentbus-v1 welcome" || 0x00 || transcript hash.
+bytes welcome_confirm_input(byte_view transcript_hash);
+
 // ctrl_mac_input binds a control body to its session.
 bytes ctrl_mac_input(byte_view session_id, byte_view body);
 
