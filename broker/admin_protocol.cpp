@@ -396,7 +396,8 @@ result<nlohmann::json> admin_handler::apply(const verified_request& req) {
   if (agent.empty() && op != "reset_counters") return status{status_code::malformed, op + " needs a string 'agent'"};
 
   std::optional<agent_record> before;
-  if (!agent.empty()) {
+  // Refusals are counted for names that never enrolled too: reset_counters takes any name.
+  if (op != "reset_counters") {
     before = state_.find_agent(agent);
     if (!before) return status{status_code::unknown_agent, "no agent named '" + agent + "' in the registry"};
   }

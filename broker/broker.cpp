@@ -496,7 +496,12 @@ struct broker::impl {
       if (status st = session::check_key_and_assurance(*pol, a.role, a.key_protection, a.key_id, *auth); !st)
         return nack(a, h->message_id, st, h->to);
       // 5. ACL.
-      if (status st = check_acl(a, *h); !st) return nack(a, h->message_id, st, h->to);
+      if (status st = check_acl(a, *h); !st) {
+        // Naming the recipient lets the trust graph draw the refused attempt to it.
+        if (h->to_kind == recipient_kind::agent && st.code() == status_code::acl_denied)
+          st = status(st.code(), st.detail() + " (recipient '" + h->to + "')");
+        return nack(a, h->message_id, st, h->to);
+      }
       // 6. Replay: sequence window and clock skew (committed only after the signature).
       if (status st = a.window.check(h->sequence); !st) return nack(a, h->message_id, st, h->to);
       if (status st = session::check_timestamp(h->timestamp_ms, session::now_ms(), cfg.max_clock_skew_ms); !st)

@@ -36,6 +36,7 @@ class broker_process {
   int wait_exit();  // after stop(): the exit status
 
   const std::string& endpoint() const noexcept { return endpoint_; }
+  const std::string& admin_endpoint() const noexcept { return admin_endpoint_; }
   std::string admin(const std::string& command);  // "stats" (JSON) or "metrics"
   std::string log() const;
   const std::filesystem::path& dir() const noexcept { return dir_.path(); }

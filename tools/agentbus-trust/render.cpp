@@ -235,7 +235,8 @@ void print_agent_details(std::ostream& out, const nlohmann::json& show, bool liv
   row("pending key", str(a, "pending_fingerprint").empty() ? "none" : "sha256:" + str(a, "pending_fingerprint") + " (awaiting approval)");
   out << "public key\n" << str(a, "public_key_pem");
   if (!str(a, "public_key_pem").empty() && str(a, "public_key_pem").back() != '\n') out << "\n";
-  if (!str(a, "pending_public_key_pem").empty()) out << "pending public key\n" << str(a, "pending_public_key_pem") << "\n";
+  if (const std::string pem = str(a, "pending_public_key_pem"); !pem.empty())
+    out << "pending public key\n" << pem << (pem.back() == '\n' ? "" : "\n");
   const json& edges = array_at(show, "edges");
   out << "\nedges (" << edges.size() << ")\n";
   print_edges(out, edges);
@@ -252,7 +253,8 @@ graph_analysis analyse_graph(const nlohmann::json& graph) {
   std::map<std::string, std::size_t> agents_per_role;
   for (const auto& a : array_at(graph, "agents")) {
     role_of[str(a, "name")] = str(a, "role");
-    ++agents_per_role[str(a, "role")];
+    // A revoked agent can use nothing: it does not make its role's pairs "unused".
+    if (!flag(a, "revoked")) ++agents_per_role[str(a, "role")];
   }
   std::set<std::pair<std::string, std::string>> used;  // role pairs joined by a trust edge, both directions
   for (const auto& e : array_at(graph, "edges")) {
@@ -264,7 +266,8 @@ graph_analysis analyse_graph(const nlohmann::json& graph) {
   std::map<std::pair<std::string, std::string>, std::vector<std::string>> unused;
   for (const auto& p : array_at(graph, "policy_edges")) {
     std::string from = str(p, "from_role"), to = str(p, "to_role");
-    // Only pairs with agents on both sides (two of them for a role with itself).
+    // Only pairs with live (unrevoked) agents on both sides, two of them for a role
+    // with itself.
     if (agents_per_role[from] == 0 || agents_per_role[to] == 0) continue;
     if (from == to && agents_per_role[from] < 2) continue;
     if (used.count({from, to}) != 0) continue;
@@ -379,18 +382,23 @@ std::string graph_dot(const nlohmann::json& graph, bool live) {
     if (both) drawn.emplace(u.to_role, u.from_role);
     const auto& from = by_role[u.from_role];
     const auto& to = by_role[u.to_role];
-    std::string tail = str(*from.front(), "name");
-    std::string head = str(*to.front(), "name");
+    auto first_live = [](const std::vector<const json*>& members, std::size_t skip) -> std::string {
+      for (const json* a : members)
+        if (!flag(*a, "revoked") && skip-- == 0) return str(*a, "name");
+      return str(*members.front(), "name");
+    };
+    std::string tail = first_live(from, 0);
+    std::string head = first_live(to, 0);
     std::string ends;
     if (u.from_role == u.to_role) {
-      head = str(*to.at(1), "name");  // analyse_graph keeps same-role pairs only with two agents
+      head = first_live(to, 1);  // analyse_graph keeps same-role pairs only with two live agents
     } else {
       ends = ", ltail=" + quoted("cluster_" + u.from_role) + ", lhead=" + quoted("cluster_" + u.to_role);
     }
     std::string label = via_text(u.via);
     if (label.size() > 40) label = label.substr(0, 37) + "...";
     d << "  " << quoted(tail) << " -> " << quoted(head) << " [style=dashed, color=\"gray70\", fontcolor=\"gray55\", "
-      << "constraint=false, label=" << quoted("allowed, unused: " + label) << (both ? ", dir=both" : "") << ends << "];\n";
+      << "constraint=false, label=" << quoted("unused: " + label) << (both ? ", dir=both" : "") << ends << "];\n";
   }
 
   // 4. Forbidden attempts (acl_denied), red and dotted.
@@ -419,7 +427,7 @@ std::string graph_dot(const nlohmann::json& graph, bool live) {
   }
 
   // 5. Legend.
-  d << "  legend [shape=plaintext, fontsize=9, label=<<TABLE BORDER=\"0\" CELLBORDER=\"1\" CELLSPACING=\"0\" CELLPADDING=\"4\">"
+  d << "  { rank=sink; legend [shape=plaintext, fontsize=9, label=<<TABLE BORDER=\"0\" CELLBORDER=\"1\" CELLSPACING=\"0\" CELLPADDING=\"4\">"
        "<TR><TD COLSPAN=\"2\"><B>legend</B></TD></TR>"
        "<TR><TD>solid box</TD><TD>TPM-held key</TD></TR>"
        "<TR><TD><FONT COLOR=\"red\">dashed box, software</FONT></TD><TD>software key</TD></TR>"
@@ -427,7 +435,7 @@ std::string graph_dot(const nlohmann::json& graph, bool live) {
        "<TR><TD>solid line</TD><TD>trust edge (session): curve, MAC, messages</TD></TR>"
        "<TR><TD><FONT COLOR=\"gray55\">dashed grey</FONT></TD><TD>allowed by the policy, unused</TD></TR>"
        "<TR><TD><FONT COLOR=\"red\">dotted red</FONT></TD><TD>refused attempt (acl_denied)</TD></TR>"
-       "</TABLE>>];\n";
+       "</TABLE>>]; }\n";
   d << "}\n";
   return d.str();
 }

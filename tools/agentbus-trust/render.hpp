@@ -43,8 +43,8 @@ void print_violations(std::ostream& out, const nlohmann::json& refusals);
 
 // graph_analysis is what the graph shows beyond the raw lists.
 struct graph_analysis {
-  // unused_pair: a role pair the policy allows (directed from → to) with agents on
-  // both sides but no trust edge between any of them. `via` lists "send" and
+  // unused_pair: a role pair the policy allows (directed from → to) with unrevoked
+  // agents on both sides but no trust edge between any agents of the two roles. `via` lists "send" and
   // "topic PATTERN" entries.
   struct unused_pair {
     std::string from_role, to_role;

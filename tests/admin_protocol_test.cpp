@@ -1,0 +1,411 @@
+// admin_protocol_test.cpp — the admin endpoint's protocol (broker/admin_protocol.hpp):
+// operator-signed requests round-trip and every way of forging, replaying or
+// mangling one is refused with its stable code; the read-only results have the
+// documented shapes over a real registry; the policy's allowed edges.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "admin_protocol.hpp"
+#include "agentbus/crypto.hpp"
+#include "agentbus/identity.hpp"
+#include "agentbus/policy.hpp"
+#include "registry.hpp"
+#include "support/swtpm_environment.hpp"
+
+namespace agentbus::broker {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using testing::scoped_temp_dir;
+
+constexpr std::int64_t kMinute = 60 * 1000;
+
+suite suite_of(const std::string& role) { return *policy::builtin_default().suite_for(role); }
+
+// policy_with_operators is the shipped policy plus an [operators.NAME] table per key.
+std::shared_ptr<const policy> policy_with_operators(const std::vector<std::pair<std::string, std::string>>& ops) {
+  std::string text = testing::read_text(testing::source_dir() / "config" / "policy.toml");
+  for (const auto& [name, fp] : ops) text += "\n[operators." + name + "]\nfingerprint = \"" + fp + "\"\n";
+  return std::make_shared<const policy>(policy::parse(text, "test-policy"));
+}
+
+json revoke_request(const std::string& agent = "monitor-1") {
+  return json{{"op", "revoke"}, {"agent", agent}, {"reason", "stolen laptop"}};
+}
+
+class AdminSignature : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    alice_ = identity_key::create_software(tmp_.path() / "alice", "MONITOR", suite_of("MONITOR"));
+    mallory_ = identity_key::create_software(tmp_.path() / "mallory", "MONITOR", suite_of("MONITOR"));
+    pol_ = policy_with_operators({{"alice", alice_->public_key().fingerprint_hex()}});
+  }
+
+  scoped_temp_dir tmp_;
+  std::unique_ptr<identity_key> alice_, mallory_;
+  std::shared_ptr<const policy> pol_;
+};
+
+TEST_F(AdminSignature, SignedRequestRoundTripsWithTheOperatorNameFromThePolicy) {
+  admin_verifier v(pol_);
+  std::string outer = make_signed_request(revoke_request(), *alice_, "alice");
+  auto r = v.verify(outer, now_unix_ms());
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r->operator_name, "alice");
+  EXPECT_EQ(r->inner.at("op"), "revoke");
+  EXPECT_EQ(r->inner.at("agent"), "monitor-1");
+  EXPECT_EQ(r->inner.at("reason"), "stolen laptop");
+  EXPECT_EQ(r->inner.at("hash"), "sha256");
+  EXPECT_EQ(r->inner.at("nonce").get<std::string>().size(), 32u);
+
+  // An operator who gives no name is named by the policy.
+  auto unnamed = v.verify(make_signed_request(revoke_request(), *alice_, ""), now_unix_ms());
+  ASSERT_TRUE(unnamed.ok()) << unnamed.error().to_string();
+  EXPECT_EQ(unnamed->operator_name, "alice");
+}
+
+TEST_F(AdminSignature, RsaPssOperatorKeysVerifyToo) {
+  auto carol = identity_key::create_software(tmp_.path() / "carol", "DIRECTOR", suite_of("DIRECTOR"));
+  admin_verifier v(policy_with_operators({{"carol", carol->public_key().fingerprint_hex()}}));
+  auto r = v.verify(make_signed_request(revoke_request(), *carol, "carol"), now_unix_ms());
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r->inner.at("hash"), "sha384");
+}
+
+TEST_F(AdminSignature, KeyNotListedAsOperatorIsAclDenied) {
+  admin_verifier v(pol_);
+  auto r = v.verify(make_signed_request(revoke_request(), *mallory_, "alice"), now_unix_ms());
+  EXPECT_EQ(r.error().code(), status_code::acl_denied) << r.error().to_string();
+}
+
+TEST_F(AdminSignature, OperatorClaimingAnotherNameIsAclDenied) {
+  auto bob = identity_key::create_software(tmp_.path() / "bob", "MONITOR", suite_of("MONITOR"));
+  admin_verifier v(policy_with_operators({{"alice", alice_->public_key().fingerprint_hex()},
+                                          {"bob", bob->public_key().fingerprint_hex()}}));
+  auto r = v.verify(make_signed_request(revoke_request(), *bob, "alice"), now_unix_ms());
+  EXPECT_EQ(r.error().code(), status_code::acl_denied) << r.error().to_string();
+}
+
+TEST_F(AdminSignature, OperatorFingerprintInUpperCaseInThePolicyStillMatches) {
+  std::string fp = alice_->public_key().fingerprint_hex();
+  std::transform(fp.begin(), fp.end(), fp.begin(), [](char c) { return static_cast<char>(std::toupper(c)); });
+  admin_verifier v(policy_with_operators({{"alice", fp}}));
+  EXPECT_TRUE(v.verify(make_signed_request(revoke_request(), *alice_, "alice"), now_unix_ms()).ok());
+}
+
+TEST_F(AdminSignature, TamperedInnerIsBadSignature) {
+  admin_verifier v(pol_);
+  json outer = json::parse(make_signed_request(revoke_request("monitor-1"), *alice_, "alice"));
+  std::string inner = outer.at("signed");
+  auto at = inner.find("monitor-1");
+  ASSERT_NE(at, std::string::npos);
+  inner.replace(at, 9, "monitor-2");  // still valid JSON, another victim
+  outer["signed"] = inner;
+  auto r = v.verify(outer.dump(), now_unix_ms());
+  EXPECT_EQ(r.error().code(), status_code::bad_signature) << r.error().to_string();
+}
+
+TEST_F(AdminSignature, SignatureFromAnotherKeyOrGarbageIsBadSignature) {
+  admin_verifier v(pol_);
+  json outer = json::parse(make_signed_request(revoke_request(), *alice_, "alice"));
+  json by_mallory = json::parse(make_signed_request(revoke_request(), *mallory_, "alice"));
+  json swapped = outer;
+  swapped["signature"] = by_mallory["signature"];
+  EXPECT_EQ(v.verify(swapped.dump(), now_unix_ms()).error().code(), status_code::bad_signature);
+  json garbage = outer;
+  garbage["signature"] = "zz";
+  EXPECT_EQ(v.verify(garbage.dump(), now_unix_ms()).error().code(), status_code::bad_signature);
+  json empty = outer;
+  empty["signature"] = "";
+  EXPECT_EQ(v.verify(empty.dump(), now_unix_ms()).error().code(), status_code::bad_signature);
+}
+
+TEST_F(AdminSignature, TimestampOutsideFiveMinutesIsStale) {
+  admin_verifier v(pol_);
+  std::string outer = make_signed_request(revoke_request(), *alice_, "alice");
+  EXPECT_EQ(v.verify(outer, now_unix_ms() + 6 * kMinute).error().code(), status_code::stale);
+  EXPECT_EQ(v.verify(outer, now_unix_ms() - 6 * kMinute).error().code(), status_code::stale);
+  // Stale attempts do not burn the nonce: the request is still good now.
+  EXPECT_TRUE(v.verify(outer, now_unix_ms() + 4 * kMinute).ok());
+}
+
+TEST_F(AdminSignature, ReusedNonceIsReplayed) {
+  admin_verifier v(pol_);
+  std::string outer = make_signed_request(revoke_request(), *alice_, "alice");
+  ASSERT_TRUE(v.verify(outer, now_unix_ms()).ok());
+  EXPECT_EQ(v.verify(outer, now_unix_ms()).error().code(), status_code::replayed);
+  // A fresh request (new nonce) from the same operator is fine.
+  EXPECT_TRUE(v.verify(make_signed_request(revoke_request(), *alice_, "alice"), now_unix_ms()).ok());
+}
+
+TEST_F(AdminSignature, MalformedRequestsAreMalformed) {
+  admin_verifier v(pol_);
+  const std::int64_t now = now_unix_ms();
+  for (std::string bad : {"", "not json", "[1,2]", "{}", R"({"signed":1,"public_key":"x","signature":"00"})",
+                          R"({"signed":"{}","public_key":"not a pem","signature":"00"})"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_EQ(v.verify(bad, now).error().code(), status_code::malformed);
+  }
+  // Properly signed by an operator, but the signed text is not a JSON object.
+  const std::string inner = "revoke monitor-1 please";
+  auto sig = alice_->sign_message(as_bytes(inner));
+  ASSERT_TRUE(sig.ok());
+  json outer{{"signed", inner}, {"public_key", alice_->public_key().pem()}, {"signature", to_hex(*sig)}};
+  EXPECT_EQ(v.verify(outer.dump(), now).error().code(), status_code::malformed);
+  // Missing nonce / timestamp.
+  json partial = revoke_request();
+  partial["hash"] = "sha256";
+  const std::string partial_text = partial.dump();
+  auto sig2 = alice_->sign_message(as_bytes(partial_text));
+  ASSERT_TRUE(sig2.ok());
+  outer = json{{"signed", partial_text}, {"public_key", alice_->public_key().pem()}, {"signature", to_hex(*sig2)}};
+  EXPECT_EQ(v.verify(outer.dump(), now).error().code(), status_code::malformed);
+  // Oversized.
+  EXPECT_EQ(v.verify(std::string(kAdminMaxRequestBytes + 1, ' '), now).error().code(), status_code::too_large);
+}
+
+TEST_F(AdminSignature, HashTheKeysSuitesDoNotUseIsRefused) {
+  admin_verifier v(pol_);
+  json outer = json::parse(make_signed_request(revoke_request(), *alice_, "alice"));
+  json inner = json::parse(outer.at("signed").get<std::string>());
+  inner["hash"] = "sha512";  // no policy suite pairs ECDSA P-256 with SHA-512
+  outer["signed"] = inner.dump();
+  EXPECT_EQ(v.verify(outer.dump(), now_unix_ms()).error().code(), status_code::suite_mismatch);
+}
+
+TEST_F(AdminSignature, ReadOnlyOpsCannotBeSignedInstead) {
+  admin_verifier v(pol_);
+  auto r = v.verify(make_signed_request(json{{"op", "agents"}}, *alice_, "alice"), now_unix_ms());
+  EXPECT_EQ(r.error().code(), status_code::invalid_field);
+}
+
+// ---------------------------------------------------------------- handler over a registry
+
+agent_record agent(const std::string& name, const std::string& role, const std::string& suite_name,
+                   const std::string& prot = "tpm") {
+  agent_record a;
+  a.name = name;
+  a.role = role;
+  a.suite = suite_name;
+  a.fingerprint = to_hex(crypto::digest(hash_algorithm::sha256, as_bytes(name)));
+  a.public_key_pem = "-----BEGIN PUBLIC KEY-----\n...\n-----END PUBLIC KEY-----\n";
+  a.protection = prot;
+  a.tpm_manufacturer = prot == "tpm" ? "IBM" : "";
+  a.tpm_simulator = prot == "tpm";
+  a.enrolled_at = 1'700'000'000'000;
+  a.last_seen = 1'700'000'100'000;
+  return a;
+}
+
+class live_state : public registry_admin_state {
+ public:
+  using registry_admin_state::registry_admin_state;
+  bool online(std::string_view agent) override { return agent == "director-1"; }
+  nlohmann::json stats() override { return json{{"counters", json::array()}}; }
+  status revoke(const std::string& agent, const std::string& reason, const std::string& op) override {
+    revoked_by = op;
+    return registry_admin_state::revoke(agent, reason, op);
+  }
+  std::string revoked_by;
+};
+
+class AdminHandler : public AdminSignature {
+ protected:
+  void SetUp() override {
+    AdminSignature::SetUp();
+    reg_.emplace(tmp_.path() / "registry.db");
+    reg_->upsert_agent(agent("director-1", "DIRECTOR", "rsa3072-pss-sha384"));
+    reg_->upsert_agent(agent("monitor-1", "MONITOR", "ecdsa-p256-sha256"));
+    reg_->upsert_agent(agent("debugger-1", "DEBUGGER", "ecdsa-p256-sha256", "software"));
+    reg_->record_session("monitor-1", "director-1", "P-256", "hmac-sha256", 1'700'000'050'000, false);
+    reg_->record_session("debugger-1", "monitor-1", "P-256", "hmac-sha256", 1'700'000'050'000, false);
+    reg_->flush({{"monitor-1", "director-1", 12}, {"director-1", "monitor-1", 7}},
+                {{"debugger-1", "acl_denied", "role DEBUGGER may not send to role DIRECTOR", 3, 1'700'000'060'000}}, {});
+    reg_->revoke("debugger-1", "lost", 1'700'000'070'000);
+    state_.emplace(*reg_);
+    handler_.emplace(pol_, *state_);
+  }
+
+  json ask(const std::string& request) {
+    json reply = json::parse(handler_->handle(request, now_unix_ms()));
+    EXPECT_TRUE(reply.contains("ok")) << reply.dump();
+    return reply;
+  }
+
+  std::optional<registry> reg_;
+  std::optional<live_state> state_;
+  std::optional<admin_handler> handler_;
+};
+
+TEST_F(AdminHandler, AgentsHaveTheRegistryFieldsAndOnline) {
+  json r = ask(R"({"op":"agents"})");
+  ASSERT_TRUE(r.at("ok").get<bool>()) << r.dump();
+  const json& agents = r.at("result");
+  ASSERT_EQ(agents.size(), 3u);
+  EXPECT_EQ(agents[0].at("name"), "debugger-1");  // sorted by name
+  for (const char* key : {"name", "role", "suite", "fingerprint", "public_key_pem", "protection", "tpm_manufacturer",
+                          "tpm_simulator", "enrolled_at", "last_seen", "revoked", "revoked_reason", "revoked_at",
+                          "pending_fingerprint", "pending_public_key_pem", "online"})
+    EXPECT_TRUE(agents[0].contains(key)) << key;
+  EXPECT_EQ(agents[0].at("protection"), "software");
+  EXPECT_EQ(agents[0].at("revoked"), true);
+  EXPECT_EQ(agents[0].at("revoked_reason"), "lost");
+  EXPECT_EQ(agents[1].at("name"), "director-1");
+  EXPECT_EQ(agents[1].at("online"), true);
+  EXPECT_EQ(agents[1].at("enrolled_at"), 1'700'000'000'000);
+  EXPECT_TRUE(agents[1].at("revoked_at").is_null());
+  EXPECT_TRUE(agents[1].at("pending_fingerprint").is_null());
+}
+
+TEST_F(AdminHandler, EdgesAreMarkedRevokedWhenAnEndIs) {
+  json r = ask(R"({"op":"edges"})");
+  ASSERT_TRUE(r.at("ok").get<bool>()) << r.dump();
+  const json& edges = r.at("result");
+  ASSERT_EQ(edges.size(), 2u);
+  EXPECT_EQ(edges[0].at("a"), "debugger-1");
+  EXPECT_EQ(edges[0].at("revoked"), true);
+  EXPECT_EQ(edges[1].at("a"), "director-1");
+  EXPECT_EQ(edges[1].at("b"), "monitor-1");
+  EXPECT_EQ(edges[1].at("revoked"), false);
+  EXPECT_EQ(edges[1].at("curve"), "P-256");
+  EXPECT_EQ(edges[1].at("messages_a_to_b"), 7u);
+  EXPECT_EQ(edges[1].at("messages_b_to_a"), 12u);
+}
+
+TEST_F(AdminHandler, ShowViolationsGraphAndStats) {
+  json show = ask(R"({"op":"show","agent":"monitor-1"})");
+  ASSERT_TRUE(show.at("ok").get<bool>()) << show.dump();
+  EXPECT_EQ(show.at("result").at("agent").at("name"), "monitor-1");
+  EXPECT_EQ(show.at("result").at("edges").size(), 2u);
+  EXPECT_EQ(show.at("result").at("refusals").size(), 0u);
+
+  json unknown = ask(R"({"op":"show","agent":"nobody"})");
+  EXPECT_EQ(unknown.at("ok"), false);
+  EXPECT_EQ(unknown.at("error").at("code"), "unknown_agent");
+
+  json v = ask(R"({"op":"violations"})");
+  ASSERT_EQ(v.at("result").size(), 1u);
+  EXPECT_EQ(v.at("result")[0].at("reason"), "acl_denied");
+  EXPECT_EQ(v.at("result")[0].at("count"), 3u);
+
+  json g = ask(R"({"op":"graph"})");
+  ASSERT_TRUE(g.at("ok").get<bool>()) << g.dump();
+  for (const char* key : {"agents", "edges", "policy_edges", "refusals"}) EXPECT_TRUE(g.at("result").at(key).is_array()) << key;
+  EXPECT_FALSE(g.at("result").at("policy_edges").empty());
+
+  json s = ask(R"({"op":"stats"})");
+  EXPECT_TRUE(s.at("result").contains("counters"));
+}
+
+TEST_F(AdminHandler, BadRequestsGetTypedErrors) {
+  EXPECT_EQ(ask("not json").at("error").at("code"), "malformed");
+  EXPECT_EQ(ask("[]").at("error").at("code"), "malformed");
+  EXPECT_EQ(ask(R"({"op":42})").at("error").at("code"), "malformed");
+  EXPECT_EQ(ask(R"({"op":"frobnicate"})").at("error").at("code"), "invalid_field");
+  EXPECT_EQ(ask(R"({"op":"show"})").at("error").at("code"), "malformed");
+}
+
+TEST_F(AdminHandler, UnsignedChangeIsRefusedAndChangesNothing) {
+  json r = ask(R"({"op":"revoke","agent":"monitor-1","reason":"because"})");
+  EXPECT_EQ(r.at("ok"), false);
+  EXPECT_EQ(r.at("error").at("code"), "acl_denied");
+  EXPECT_FALSE(reg_->find_agent("monitor-1")->revoked);
+}
+
+TEST_F(AdminHandler, SignedRevokeTakesEffect) {
+  json r = ask(make_signed_request(revoke_request("monitor-1"), *alice_, "alice"));
+  ASSERT_TRUE(r.at("ok").get<bool>()) << r.dump();
+  EXPECT_EQ(r.at("result").at("op"), "revoke");
+  EXPECT_EQ(r.at("result").at("operator"), "alice");
+  EXPECT_EQ(r.at("result").at("agent_record").at("revoked"), true);
+  EXPECT_EQ(state_->revoked_by, "alice");
+  auto m = reg_->find_agent("monitor-1");
+  EXPECT_TRUE(m->revoked);
+  EXPECT_EQ(m->revoked_reason, "stolen laptop");
+  // Now both of monitor-1's edges are revoked.
+  for (const auto& e : ask(R"({"op":"edges"})").at("result")) EXPECT_EQ(e.at("revoked"), true) << e.dump();
+
+  json by_mallory = ask(make_signed_request(revoke_request("director-1"), *mallory_, "alice"));
+  EXPECT_EQ(by_mallory.at("error").at("code"), "acl_denied");
+  EXPECT_FALSE(reg_->find_agent("director-1")->revoked);
+
+  json unknown = ask(make_signed_request(revoke_request("nobody"), *alice_, "alice"));
+  EXPECT_EQ(unknown.at("error").at("code"), "unknown_agent");
+}
+
+TEST_F(AdminHandler, ApproveNeedsThePendingFingerprint) {
+  const std::string fp(64, 'e');
+  const std::string before = reg_->find_agent("monitor-1")->fingerprint;
+  ASSERT_TRUE(reg_->set_pending_key("monitor-1", fp, "PEM"));
+  json wrong = ask(make_signed_request(json{{"op", "approve"}, {"agent", "monitor-1"}, {"fingerprint", std::string(64, 'f')}},
+                                       *alice_, "alice"));
+  EXPECT_EQ(wrong.at("error").at("code"), "key_changed") << wrong.dump();
+  EXPECT_EQ(reg_->find_agent("monitor-1")->fingerprint, before);
+
+  json none = ask(make_signed_request(json{{"op", "approve"}, {"agent", "director-1"}, {"fingerprint", fp}}, *alice_, "alice"));
+  EXPECT_EQ(none.at("error").at("code"), "invalid_field") << none.dump();
+
+  json ok = ask(make_signed_request(json{{"op", "approve"}, {"agent", "monitor-1"}, {"fingerprint", fp}}, *alice_, "alice"));
+  ASSERT_TRUE(ok.at("ok").get<bool>()) << ok.dump();
+  auto m = reg_->find_agent("monitor-1");
+  EXPECT_EQ(m->fingerprint, fp);
+  EXPECT_TRUE(m->pending_fingerprint.empty());
+}
+
+TEST_F(AdminHandler, ResetCountersClearsRefusals) {
+  json r = ask(make_signed_request(json{{"op", "reset_counters"}, {"agent", "debugger-1"}}, *alice_, "alice"));
+  ASSERT_TRUE(r.at("ok").get<bool>()) << r.dump();
+  EXPECT_TRUE(reg_->refusals().empty());
+}
+
+TEST_F(AdminHandler, ReadOnlyStateRefusesChanges) {
+  struct read_only : admin_state {
+    std::vector<agent_record> agents() override { return {agent("monitor-1", "MONITOR", "ecdsa-p256-sha256")}; }
+    std::optional<agent_record> find_agent(std::string_view) override { return agents()[0]; }
+    std::vector<edge_record> edges() override { return {}; }
+    std::vector<refusal_record> refusals() override { return {}; }
+  } ro;
+  admin_handler h(pol_, ro);
+  json r = json::parse(h.handle(make_signed_request(revoke_request(), *alice_, "alice"), now_unix_ms()));
+  EXPECT_EQ(r.at("error").at("code"), "refused");
+}
+
+// ---------------------------------------------------------------- policy edges
+
+TEST(TopicPatterns, OverlapIsTheNarrowestCommonPattern) {
+  EXPECT_EQ(topic_patterns_overlap("metrics/>", ">"), "metrics/>");
+  EXPECT_EQ(topic_patterns_overlap(">", "metrics/>"), "metrics/>");
+  EXPECT_EQ(topic_patterns_overlap("metrics/>", "metrics/>"), "metrics/>");
+  EXPECT_EQ(topic_patterns_overlap("a/*/c", "a/b/*"), "a/b/c");
+  EXPECT_EQ(topic_patterns_overlap("a/*", "a/>"), "a/*");
+  EXPECT_EQ(topic_patterns_overlap("a/b", "a/b"), "a/b");
+  EXPECT_EQ(topic_patterns_overlap("metrics/>", "design/>"), std::nullopt);
+  EXPECT_EQ(topic_patterns_overlap("a", "a/>"), std::nullopt);  // ">" needs one more segment
+  EXPECT_EQ(topic_patterns_overlap("a/b", "a/b/c"), std::nullopt);
+  EXPECT_EQ(topic_patterns_overlap("a/*", "a/b/c"), std::nullopt);
+}
+
+TEST(PolicyEdges, ListsSendAndTopicPairsOfTheShippedPolicy) {
+  json edges = policy_edges(policy::builtin_default());
+  auto has = [&](const std::string& from, const std::string& to, const std::string& kind, const json& topic) {
+    return std::any_of(edges.begin(), edges.end(), [&](const json& e) {
+      return e.at("from_role") == from && e.at("to_role") == to && e.at("kind") == kind && e.at("topic") == topic;
+    });
+  };
+  EXPECT_TRUE(has("MONITOR", "OPTIMIZER", "send", nullptr));
+  EXPECT_FALSE(has("OPTIMIZER", "ARCHITECT", "send", nullptr));
+  EXPECT_TRUE(has("DIRECTOR", "DEBUGGER", "send", nullptr));  // send_to = ["*"]
+  EXPECT_TRUE(has("MONITOR", "OPTIMIZER", "topic", "metrics/>"));
+  EXPECT_TRUE(has("CONSTRUCTOR", "DIRECTOR", "topic", "builds/>"));  // DIRECTOR subscribes to ">"
+  EXPECT_FALSE(has("DEBUGGER", "MONITOR", "topic", "debug/>"));
+  for (const auto& e : edges) {
+    EXPECT_TRUE(e.at("kind") == "send" || e.at("kind") == "topic") << e.dump();
+    EXPECT_EQ(e.at("topic").is_null(), e.at("kind") == "send") << e.dump();
+  }
+}
+
+}  // namespace
+}  // namespace agentbus::broker

@@ -1,0 +1,220 @@
+// The trust graph against a live broker: agentbus-trust online, revocation end to
+// end, key change refused until approved, unsigned or unauthorised changes refused,
+// everything surviving a broker killed with SIGKILL.
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "../broker/admin_protocol.hpp"
+#include "support/bus_fixture.hpp"
+
+namespace agentbus {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using testing::broker_process;
+using testing::connect_agent;
+using testing::run_command;
+using testing::shell_quote;
+using testing::wait_until;
+
+bytes text(std::string_view s) { return bytes(s.begin(), s.end()); }
+
+class TrustOnline : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // An operator key (software identity) listed in the broker's policy.
+    op_ = testing::make_identity(dir_.path() / "operator", "DEBUGGER", /*software=*/true);
+    std::string pol = testing::read_text(testing::source_dir() / "config" / "policy.toml");
+    pol += "\n[operators.ops]\nfingerprint = \"" + op_.key->metadata().fingerprint + "\"\n";
+    testing::write_text(dir_.path() / "policy.toml", pol);
+    policy_ = std::make_shared<policy>(policy::load_file(dir_.path() / "policy.toml"));
+    broker_process::options o;
+    o.policy_file = dir_.path() / "policy.toml";
+    broker_ = std::make_unique<broker_process>(o);
+  }
+  void TearDown() override {
+    if (HasFailure()) std::cerr << "---- broker log ----\n" << broker_->log();
+  }
+
+  testing::command_result trust(const std::string& args) {
+    return run_command(shell_quote((testing::binary_dir() / "tools" / "agentbus-trust").string()) + " --admin " +
+                       shell_quote(broker_->admin_endpoint()) + " --policy " +
+                       shell_quote((dir_.path() / "policy.toml").string()) + " " + args);
+  }
+  json trust_json(const std::string& args) {
+    auto r = trust(args + " --json");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return json::parse(r.output);
+  }
+  testing::bus_agent agent(const std::string& name, const std::string& role) {
+    return connect_agent(*broker_, dir_.path() / "agents" / std::to_string(++n_), name, role, false, {}, policy_);
+  }
+
+  testing::scoped_temp_dir dir_;
+  testing::test_identity op_;
+  std::shared_ptr<policy> policy_;
+  std::unique_ptr<broker_process> broker_;
+  int n_ = 0;
+};
+
+TEST_F(TrustOnline, AgentsAndEdgesAsJsonTablesDotAndPng) {
+  auto director = agent("director-1", "DIRECTOR");
+  auto monitor = agent("monitor-1", "MONITOR");
+  std::atomic<int> got{0};
+  director->on_message([&](const message&) { ++got; });
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(monitor->send("director-1", "text/plain", text("x")).ok());
+  ASSERT_TRUE(wait_until([&] { return got == 3; }));
+
+  json agents = trust_json("agents");
+  ASSERT_EQ(agents.size(), 2u) << agents.dump(2);
+  for (const auto& a : agents) {
+    EXPECT_EQ(a["protection"], "tpm");
+    EXPECT_TRUE(a["online"].get<bool>());
+    EXPECT_EQ(a["tpm_manufacturer"], "IBM");
+  }
+  EXPECT_EQ(agents[0]["name"], "director-1");
+  EXPECT_EQ(agents[0]["suite"], "rsa3072-pss-sha384");
+  EXPECT_EQ(agents[1]["suite"], "ecdsa-p256-sha256");
+
+  // The edge and its traffic appear once the broker's one-second flush has run.
+  ASSERT_TRUE(wait_until([&] {
+    json edges = trust_json("edges");
+    return edges.size() == 1 && edges[0]["messages_a_to_b"].get<std::uint64_t>() + edges[0]["messages_b_to_a"].get<std::uint64_t>() == 3;
+  }, 5s)) << trust("edges --json").output;
+  json edges = trust_json("edges");
+  EXPECT_EQ(edges[0]["curve"], "P-384");  // the stronger role's curve (DIRECTOR)
+
+  auto table = trust("agents");
+  EXPECT_EQ(table.exit_code, 0);
+  EXPECT_NE(table.output.find("director-1"), std::string::npos) << table.output;
+  EXPECT_NE(table.output.find("rsa3072-pss-sha384"), std::string::npos) << table.output;
+
+  testing::write_text(dir_.path() / "g.dot", trust("graph --format dot").output);
+  auto svg = run_command("dot -Tsvg " + shell_quote((dir_.path() / "g.dot").string()) + " -o /dev/null");
+  EXPECT_EQ(svg.exit_code, 0) << svg.output << testing::read_text(dir_.path() / "g.dot");
+  auto png = trust("graph --png " + shell_quote((dir_.path() / "g.png").string()));
+  ASSERT_EQ(png.exit_code, 0) << png.output;
+  std::string bytes_png = testing::read_text(dir_.path() / "g.png");
+  ASSERT_GT(bytes_png.size(), 8u);
+  EXPECT_EQ(bytes_png.substr(1, 3), "PNG");
+}
+
+TEST_F(TrustOnline, RevocationTakesEffectAtOnceAndPersists) {
+  auto director = agent("director-1", "DIRECTOR");
+  auto monitor = agent("monitor-1", "MONITOR");
+  std::atomic<int> got{0};
+  std::atomic<int> refused_revoked{0};
+  director->on_message([&](const message&) { ++got; });
+  ASSERT_TRUE(monitor->send("director-1", "text/plain", text("before")).ok());
+  ASSERT_TRUE(wait_until([&] { return got == 1; }));
+
+  auto r = trust("revoke monitor-1 --reason 'key compromised' --operator-key " +
+                 shell_quote((dir_.path() / "operator").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  // Its next envelope goes nowhere; the director refuses it even directly.
+  (void)monitor->send("director-1", "text/plain", text("after"));
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(got.load(), 1) << "a revoked agent's envelope was delivered";
+  status st = director->send("monitor-1", "text/plain", text("to a revoked agent"));
+  EXPECT_EQ(st.code(), status_code::revoked_agent) << st.to_string();
+
+  json shown = trust_json("show monitor-1");
+  EXPECT_TRUE(shown["agent"]["revoked"].get<bool>()) << shown.dump(2);
+  EXPECT_EQ(shown["agent"]["revoked_reason"], "key compromised");
+  json edges = trust_json("edges");
+  ASSERT_EQ(edges.size(), 1u);
+  EXPECT_TRUE(edges[0]["revoked"].get<bool>());
+
+  // Killed without warning and restarted: the revocation is still there.
+  broker_->stop(SIGKILL);
+  broker_->start();
+  try {
+    auto again = connect_agent(*broker_, dir_.path() / "agents" / "after-restart", "monitor-1", "MONITOR", false, {}, policy_);
+    ADD_FAILURE() << "a revoked agent enrolled again after a restart";
+  } catch (const enrolment_error& e) {
+    EXPECT_EQ(e.code(), status_code::revoked_agent) << e.what();
+  }
+}
+
+TEST_F(TrustOnline, ChangedKeyIsRefusedUntilAnOperatorApprovesIt) {
+  { auto first = agent("monitor-1", "MONITOR"); }
+  // A new key (its own TPM) under the same name.
+  auto second = testing::make_identity(dir_.path() / "second", "MONITOR", false, *policy_);
+  agent_options o;
+  o.name = "monitor-1";
+  o.broker_endpoint = broker_->endpoint();
+  try {
+    agentbus::agent refused(o, second.key, policy_);
+    ADD_FAILURE() << "a changed key was accepted";
+  } catch (const enrolment_error& e) {
+    EXPECT_EQ(e.code(), status_code::key_changed) << e.what();
+  }
+  json shown = trust_json("show monitor-1");
+  std::string pending = shown["agent"]["pending_fingerprint"].get<std::string>();
+  EXPECT_EQ(pending, second.key->metadata().fingerprint);
+
+  const std::string op_key = shell_quote((dir_.path() / "operator").string());
+  auto wrong = trust("approve monitor-1 --fingerprint " + std::string(64, 'a') + " --operator-key " + op_key);
+  EXPECT_NE(wrong.exit_code, 0) << wrong.output;
+  EXPECT_THROW(agentbus::agent(o, second.key, policy_), enrolment_error);
+
+  auto ok = trust("approve monitor-1 --fingerprint " + pending + " --operator-key " + op_key);
+  ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  agentbus::agent approved(o, second.key, policy_);  // enrols now
+  EXPECT_EQ(trust_json("show monitor-1")["agent"]["fingerprint"], second.key->metadata().fingerprint);
+}
+
+TEST_F(TrustOnline, UnsignedOrUnauthorisedChangesAreRefused) {
+  auto monitor = agent("monitor-1", "MONITOR");
+  auto ask = [&](const std::string& request) {
+    zmq::context_t ctx(1);
+    zmq::socket_t req(ctx, zmq::socket_type::req);
+    req.set(zmq::sockopt::linger, 0);
+    req.set(zmq::sockopt::rcvtimeo, 3000);
+    req.connect(broker_->admin_endpoint());
+    req.send(zmq::buffer(request), zmq::send_flags::none);
+    zmq::message_t reply;
+    EXPECT_TRUE(req.recv(reply));
+    return json::parse(reply.to_string());
+  };
+  json unsigned_reply = ask(R"({"op":"revoke","agent":"monitor-1","reason":"no signature"})");
+  EXPECT_FALSE(unsigned_reply["ok"].get<bool>()) << unsigned_reply.dump();
+
+  // Signed, but by a key that is not an operator's.
+  auto stranger = testing::make_identity(dir_.path() / "stranger", "DEBUGGER", true);
+  std::string signed_by_stranger = broker::make_signed_request(
+      json{{"op", "revoke"}, {"agent", "monitor-1"}, {"reason", "not an operator"}}, *stranger.key, "mallory");
+  json stranger_reply = ask(signed_by_stranger);
+  EXPECT_FALSE(stranger_reply["ok"].get<bool>());
+  EXPECT_EQ(stranger_reply["error"]["code"], "acl_denied") << stranger_reply.dump();
+
+  // A genuine operator request replayed is refused the second time.
+  std::string genuine = broker::make_signed_request(
+      json{{"op", "reset_counters"}, {"agent", "monitor-1"}}, *op_.key, "ops");
+  EXPECT_TRUE(ask(genuine)["ok"].get<bool>());
+  json replayed = ask(genuine);
+  EXPECT_EQ(replayed["error"]["code"], "replayed") << replayed.dump();
+
+  // None of the refused requests changed anything.
+  json shown = trust_json("show monitor-1");
+  EXPECT_FALSE(shown["agent"]["revoked"].get<bool>());
+  EXPECT_TRUE(trust_json("agents")[0]["online"].get<bool>());
+}
+
+TEST_F(TrustOnline, BrokerDownAndMissingDatabaseGiveClearErrors) {
+  auto down = run_command(shell_quote((testing::binary_dir() / "tools" / "agentbus-trust").string()) +
+                          " --admin ipc:///nonexistent/agentbus/admin.sock agents");
+  EXPECT_EQ(down.exit_code, 3) << down.output;
+  auto missing = run_command(shell_quote((testing::binary_dir() / "tools" / "agentbus-trust").string()) +
+                             " --db /nonexistent/registry.db agents");
+  EXPECT_EQ(missing.exit_code, 4) << missing.output;
+  // Offline from the live broker's database (read-only, WAL readers do not block it).
+  auto offline = run_command(shell_quote((testing::binary_dir() / "tools" / "agentbus-trust").string()) + " --db " +
+                             shell_quote((broker_->dir() / "state" / "registry.db").string()) + " agents --json");
+  EXPECT_EQ(offline.exit_code, 0) << offline.output;
+}
+
+}  // namespace
+}  // namespace agentbus
