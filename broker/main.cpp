@@ -40,7 +40,11 @@ int main(int argc, char** argv) {
                "TESTS ONLY: forward envelopes after the hop MAC without suite, ACL, replay or signature checks");
   app.footer("Signals: SIGINT/SIGTERM stop the broker cleanly. Logs go to stderr (text or JSON lines).\n"
              "Exit codes: 0 clean stop, 1 runtime failure, 2 usage, 3 configuration or policy error, 4 TPM unavailable.");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // the documented usage exit code, not CLI11's own numbers
+  }
 
   broker::broker_config cfg;
   std::shared_ptr<policy> pol;

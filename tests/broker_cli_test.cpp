@@ -16,6 +16,7 @@ TEST(BrokerCli, HelpDocumentsEveryOption) {
   for (const char* opt : {"--config", "--tcti", "--state-dir", "--key-dir", "--policy", "--endpoint", "--admin-endpoint",
                           "--insecure-permissive-testing", "SIGTERM"})
     EXPECT_NE(r.output.find(opt), std::string::npos) << opt << "\n" << r.output;
+  EXPECT_EQ(run_command(broker_bin() + " --no-such-option").exit_code, 2);
 }
 
 TEST(BrokerCli, BadConfigStopsStartUpNamingFileAndField) {

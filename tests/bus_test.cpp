@@ -105,6 +105,25 @@ TEST_F(Bus, DirectMessagesForAllThreeSignatureFamilies) {
   EXPECT_EQ(a.messages[0].header.suite, "ecdsa-p256-sha256");
   EXPECT_EQ(d.messages[0].header.suite, "ecdsa-p384-sha3-384");
   EXPECT_EQ(d.rejected() + m.rejected() + a.rejected(), 0u) << d.describe() << m.describe() << a.describe();
+  // Every agent has a TPM, so every session's keys mix a TPM ECDH_ZGen.
+  for (const auto* x : {&director, &monitor, &architect}) {
+    EXPECT_EQ((*x)->stats().sessions, 2u);
+    EXPECT_EQ((*x)->stats().tpm_ecdh_sessions, 2u);
+  }
+}
+
+TEST_F(Bus, SoftwareAgentsTalkWithEphemeralEcdhOnlyAndAreFlagged) {
+  auto& b = broker();
+  auto one = connect_agent(b, dir_.path(), "debugger-1", "DEBUGGER", /*software=*/true);
+  auto two = connect_agent(b, dir_.path(), "debugger-2", "DEBUGGER", /*software=*/true);
+  inbox t;
+  t.attach(*two.client);
+  ASSERT_TRUE(one->send("debugger-2", "text/plain", text("software to software")).ok());
+  ASSERT_TRUE(wait_until([&] { return t.count() == 1; })) << t.describe();
+  EXPECT_EQ(t.messages[0].level, assurance::software);
+  EXPECT_EQ(t.messages[0].sender_protection, protection::software);
+  EXPECT_EQ(one->stats().sessions, 1u);
+  EXPECT_EQ(one->stats().tpm_ecdh_sessions, 0u);
 }
 
 TEST_F(Bus, TopicDeliversToEverySubscriberWithItsOwnMac) {

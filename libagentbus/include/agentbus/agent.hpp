@@ -84,7 +84,8 @@ struct rejection {
 
 struct agent_stats {
   std::uint64_t sent = 0, received = 0, rejected_at_receive = 0, refused_by_broker = 0, sessions = 0, rekeys = 0,
-                reenrolments = 0, hop_rekeys = 0;
+                reenrolments = 0, hop_rekeys = 0,
+                tpm_ecdh_sessions = 0;  // agent↔agent sessions whose keys mix a TPM ECDH_ZGen
 };
 
 using message_handler = std::function<void(const message&)>;

@@ -131,7 +131,7 @@ struct agent::impl {
   std::condition_variable disp_cv;
   std::deque<std::function<void()>> dispatch_q;
 
-  std::atomic<std::uint64_t> st_reenrolments{0}, st_hop_rekeys{0}, st_dispatch_dropped{0};
+  std::atomic<std::uint64_t> st_reenrolments{0}, st_hop_rekeys{0}, st_dispatch_dropped{0}, st_tpm_ecdh_sessions{0};
   std::map<std::string, steady::time_point, std::less<>> last_reoffer;  // io thread only
   std::set<std::string, std::less<>> asked;                            // io thread only: peers asked about
   steady::time_point next_hop_rekey_attempt{};                         // io thread only
@@ -452,6 +452,9 @@ struct agent::impl {
     m.ephemeral_der = o.ephemeral->public_part().der();
     m.nonce = o.nonce;
     m.curve = std::string(curve_name(o.curve));
+    // With a TPM, the session also depends on a secret that never leaves it (the
+    // Noise es/se pattern): our static TPM ECDH key on the session's curve.
+    if (auto st = key->static_ecdh_public(o.curve)) m.static_ecdh_der = st->der();
     {
       std::lock_guard lock(sess_mu);
       auto& s = sessions[p.name];
@@ -473,14 +476,14 @@ struct agent::impl {
   }
 
   // derive_pair_keys: the offer's sender is the initiator.
-  static session::derived_keys derive_pair_keys(const secret_bytes& z, byte_view nonce_i, byte_view nonce_r,
+  static session::derived_keys derive_pair_keys(const std::vector<const secret_bytes*>& z, byte_view nonce_i, byte_view nonce_r,
                                                 const std::string& initiator, const std::string& responder,
                                                 const suite& i_suite, const suite& r_suite, byte_view offer_signed,
                                                 byte_view accept_signed) {
     bytes transcript(offer_signed.begin(), offer_signed.end());
     transcript.insert(transcript.end(), accept_signed.begin(), accept_signed.end());
     hash_algorithm th_hash = hash_size(i_suite.mac_hash) >= hash_size(r_suite.mac_hash) ? i_suite.mac_hash : r_suite.mac_hash;
-    return session::derive_keys({&z}, nonce_i, nonce_r, "e2e", initiator, responder,
+    return session::derive_keys(z, nonce_i, nonce_r, "e2e", initiator, responder,
                                 crypto::digest(th_hash, transcript), i_suite.mac_hash, r_suite.mac_hash);
   }
 
@@ -511,15 +514,47 @@ struct agent::impl {
     a.ephemeral_der = eph.public_part().der();
     a.nonce = crypto::random_bytes(session::kNonceSize);
     a.offer_id = offer_header.message_id;
+    std::optional<crypto::public_key> my_static = key->static_ecdh_public(expected);
+    if (my_static) a.static_ecdh_der = my_static->der();
+    std::optional<crypto::public_key> peer_static;
+    if (!offer->static_ecdh_der.empty()) {
+      auto ps = crypto::public_key::from_der(offer->static_ecdh_der);
+      if (!ps || ps->type().scheme != signature_scheme::ecdsa || ps->type().curve != expected) {
+        report({"receiver", {status_code::invalid_field, "session offer's static key is not on the session curve"}, p.name,
+                opts.name, offer_header.message_id});
+        return;
+      }
+      peer_static = std::move(ps).value();
+    }
     auto frames = seal(envelope_type::control, recipient_kind::agent, p.name, session::kAcceptContentType,
                        session::encode(a), offer_header.message_id, {}, nullptr);
     if (!frames) {
       spdlog::error("[{}] cannot sign a session acceptance for {}: {}", opts.name, p.name, frames.error().to_string());
       return;
     }
+    // Z_ee, then Z_se (initiator static × our ephemeral), then Z_es (our TPM static ×
+    // initiator ephemeral), each present iff that static key was offered.
+    std::vector<secret_bytes> secrets;
     auto z = eph.derive(*peer_eph);
     if (!z) return;
-    auto keys = derive_pair_keys(*z, offer->nonce, a.nonce, p.name, opts.name, p.peer_suite, my_suite, offer_signed,
+    secrets.push_back(std::move(z).value());
+    if (peer_static) {
+      auto z_se = eph.derive(*peer_static);
+      if (!z_se) return;
+      secrets.push_back(std::move(z_se).value());
+    }
+    if (my_static) {
+      auto z_es = key->static_ecdh(expected, *peer_eph);
+      if (!z_es) {
+        spdlog::error("[{}] TPM ECDH failed for a session with {}: {}", opts.name, p.name, z_es.error().to_string());
+        return;
+      }
+      secrets.push_back(std::move(z_es).value());
+    }
+    if (peer_static || my_static) ++st_tpm_ecdh_sessions;
+    std::vector<const secret_bytes*> ptrs;
+    for (const auto& sec : secrets) ptrs.push_back(&sec);
+    auto keys = derive_pair_keys(ptrs, offer->nonce, a.nonce, p.name, opts.name, p.peer_suite, my_suite, offer_signed,
                                  (*frames)[1]);
     {
       // Queue the acceptance before the new keys can be used: nothing sealed with them
@@ -537,34 +572,77 @@ struct agent::impl {
     sess_cv.notify_all();
   }
 
-  // On the io thread: complete our own offer.
+  // On the dispatch thread: complete our own offer. The key agreement (which may use
+  // the TPM) runs outside sess_mu; the keys are installed only if the offer is still
+  // the outstanding one.
   void complete_offer(const peer_info& p, const envelope_header& h, byte_view accept_signed) {
     auto a = session::decode_accept(h.payload);
     if (!a) {
       report({"receiver", a.error(), p.name, opts.name, h.message_id});
       return;
     }
-    std::unique_lock lock(sess_mu);
-    auto& s = sessions[p.name];
-    if (!s.offer || s.offer->message_id != a->offer_id) return;  // stale or unsolicited
-    auto peer_eph = crypto::public_key::from_der(a->ephemeral_der);
-    if (!peer_eph || peer_eph->type().scheme != signature_scheme::ecdsa || peer_eph->type().curve != s.offer->curve) {
-      lock.unlock();
-      report({"receiver", {status_code::invalid_field, "session acceptance on the wrong curve"}, p.name, opts.name, h.message_id});
+    std::shared_ptr<crypto::ec_keypair> ephemeral;
+    bytes nonce, offer_signed;
+    ec_curve curve;
+    {
+      std::lock_guard lock(sess_mu);
+      auto& s = sessions[p.name];
+      if (!s.offer || s.offer->message_id != a->offer_id) return;  // stale or unsolicited
+      ephemeral = std::make_shared<crypto::ec_keypair>(*s.offer->ephemeral);
+      nonce = s.offer->nonce;
+      offer_signed = s.offer->signed_part;
+      curve = s.offer->curve;
+    }
+    auto on_curve = [&](const bytes& der) -> std::optional<crypto::public_key> {
+      auto k = crypto::public_key::from_der(der);
+      if (!k || k->type().scheme != signature_scheme::ecdsa || k->type().curve != curve) return std::nullopt;
+      return std::move(k).value();
+    };
+    auto peer_eph = on_curve(a->ephemeral_der);
+    std::optional<crypto::public_key> peer_static;
+    if (!a->static_ecdh_der.empty()) peer_static = on_curve(a->static_ecdh_der);
+    if (!peer_eph || (!a->static_ecdh_der.empty() && !peer_static)) {
+      report({"receiver", {status_code::invalid_field, "session acceptance with a key off the session curve"}, p.name,
+              opts.name, h.message_id});
       return;
     }
-    auto z = s.offer->ephemeral->derive(*peer_eph);
+    // Z_ee, then Z_se (our TPM static × their ephemeral), then Z_es (our ephemeral ×
+    // their static), each present iff that static key was offered.
+    std::vector<secret_bytes> secrets;
+    auto z = ephemeral->derive(*peer_eph);
     if (!z) return;
-    auto keys = derive_pair_keys(*z, s.offer->nonce, a->nonce, opts.name, p.name, my_suite, p.peer_suite,
-                                 s.offer->signed_part, accept_signed);
-    if (s.established) ++st_rekeys;
-    else ++st_sessions;
-    s.state.install(session::mac_key{keys.session_id, std::move(keys.initiator_to_responder), my_suite.mac_hash},
-                    session::mac_key{keys.session_id, std::move(keys.responder_to_initiator), p.peer_suite.mac_hash},
-                    opts.rekey_grace);
-    s.established = true;
-    s.offer.reset();
-    lock.unlock();
+    secrets.push_back(std::move(z).value());
+    std::optional<crypto::public_key> my_static = key->static_ecdh_public(curve);
+    if (my_static) {
+      auto z_se = key->static_ecdh(curve, *peer_eph);
+      if (!z_se) {
+        spdlog::error("[{}] TPM ECDH failed for a session with {}: {}", opts.name, p.name, z_se.error().to_string());
+        return;
+      }
+      secrets.push_back(std::move(z_se).value());
+    }
+    if (peer_static) {
+      auto z_es = ephemeral->derive(*peer_static);
+      if (!z_es) return;
+      secrets.push_back(std::move(z_es).value());
+    }
+    std::vector<const secret_bytes*> ptrs;
+    for (const auto& sec : secrets) ptrs.push_back(&sec);
+    auto keys = derive_pair_keys(ptrs, nonce, a->nonce, opts.name, p.name, my_suite, p.peer_suite, offer_signed,
+                                 accept_signed);
+    {
+      std::lock_guard lock(sess_mu);
+      auto& s = sessions[p.name];
+      if (!s.offer || s.offer->message_id != a->offer_id) return;  // superseded meanwhile
+      if (s.established) ++st_rekeys;
+      else ++st_sessions;
+      if (peer_static || my_static) ++st_tpm_ecdh_sessions;
+      s.state.install(session::mac_key{keys.session_id, std::move(keys.initiator_to_responder), my_suite.mac_hash},
+                      session::mac_key{keys.session_id, std::move(keys.responder_to_initiator), p.peer_suite.mac_hash},
+                      opts.rekey_grace);
+      s.established = true;
+      s.offer.reset();
+    }
     sess_cv.notify_all();
   }
 
@@ -655,10 +733,11 @@ struct agent::impl {
 
     // 9. Deliver.
     if (session_control) {
+      // Both may use the TPM (signing, ECDH): the dispatch thread, never this one.
       if (h->content_type == session::kOfferContentType)
         dispatch([this, p, hdr = std::move(*h), sp = f[1]]() mutable { answer_offer(p, hdr, std::move(sp)); });
       else
-        complete_offer(p, *h, f[1]);
+        dispatch([this, p, hdr = std::move(*h), sp = f[1]] { complete_offer(p, hdr, sp); });
       return true;
     }
     message m{std::move(*h), p.role, auth->level, p.key_protection};
@@ -1136,7 +1215,8 @@ void agent::on_rejected(rejection_handler handler) {
 agent_stats agent::stats() const {
   const impl& d = *impl_;
   return {d.st_sent.load(),     d.st_received.load(), d.st_rejected.load(),     d.st_refused.load(),
-          d.st_sessions.load(), d.st_rekeys.load(),   d.st_reenrolments.load(), d.st_hop_rekeys.load()};
+          d.st_sessions.load(), d.st_rekeys.load(),   d.st_reenrolments.load(), d.st_hop_rekeys.load(),
+          d.st_tpm_ecdh_sessions.load()};
 }
 
 status agent::raw_access::send_tweaked(agent& a, recipient_kind kind, const std::string& to,

@@ -186,24 +186,29 @@ result<refused_msg> decode_refused(byte_view in) {
   return m;
 }
 
-bytes encode(const offer_msg& m) { return writer(4).bin(m.ephemeral_der).bin(m.nonce).str(m.curve).bin(m.rekey_of).done(); }
+bytes encode(const offer_msg& m) {
+  return writer(5).bin(m.ephemeral_der).bin(m.nonce).str(m.curve).bin(m.rekey_of).bin(m.static_ecdh_der).done();
+}
 result<offer_msg> decode_offer(byte_view in) {
   offer_msg m;
-  reader r(in, "session offer", 4, kMaxHandshakeFrame);
+  reader r(in, "session offer", 5, kMaxHandshakeFrame);
   r.bin("ephemeral", m.ephemeral_der, 32, kMaxKeyDer).bin("nonce", m.nonce, kNonceSize, kNonceSize)
-      .str("curve", m.curve, 8).bin("rekey_of", m.rekey_of, 0, kSessionIdSize);
+      .str("curve", m.curve, 8).bin("rekey_of", m.rekey_of, 0, kSessionIdSize)
+      .bin("static_ecdh", m.static_ecdh_der, 0, kMaxKeyDer);
   if (!r.ok()) return r.error();
   if (!parse_curve(m.curve)) return status{status_code::invalid_field, "session offer curve unknown"};
   if (!m.rekey_of.empty() && m.rekey_of.size() != kSessionIdSize) return status{status_code::invalid_field, "rekey_of size"};
   return m;
 }
 
-bytes encode(const accept_msg& m) { return writer(3).bin(m.ephemeral_der).bin(m.nonce).bin(m.offer_id).done(); }
+bytes encode(const accept_msg& m) {
+  return writer(4).bin(m.ephemeral_der).bin(m.nonce).bin(m.offer_id).bin(m.static_ecdh_der).done();
+}
 result<accept_msg> decode_accept(byte_view in) {
   accept_msg m;
-  reader r(in, "session accept", 3, kMaxHandshakeFrame);
+  reader r(in, "session accept", 4, kMaxHandshakeFrame);
   r.bin("ephemeral", m.ephemeral_der, 32, kMaxKeyDer).bin("nonce", m.nonce, kNonceSize, kNonceSize)
-      .bin("offer_id", m.offer_id, 16, 16);
+      .bin("offer_id", m.offer_id, 16, 16).bin("static_ecdh", m.static_ecdh_der, 0, kMaxKeyDer);
   return finish(r, std::move(m));
 }
 

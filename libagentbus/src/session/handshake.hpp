@@ -83,11 +83,13 @@ struct offer_msg {
   bytes nonce;
   std::string curve;         // "P-256" / "P-384"
   bytes rekey_of;            // empty, or the session id being replaced
+  bytes static_ecdh_der;     // the initiator's TPM-resident ECDH key on `curve`, or empty
 };
 struct accept_msg {
   bytes ephemeral_der;
   bytes nonce;
   bytes offer_id;            // message id of the offer it answers
+  bytes static_ecdh_der;     // the responder's TPM-resident ECDH key, or empty
 };
 
 // ctrl_msg is a hop-authenticated control message: subscribe, peer lookup, topic
