@@ -257,6 +257,8 @@ struct broker::impl {
   // a typed error, a counter and a (rate-limited) log line.
   void nack(agent_entry& sender, const bytes& message_id, const status& why, const std::string& recipient) {
     stats->increment("envelopes_total", status_code_name(why.code()));
+    if (check_started != steady::time_point{})
+      stats->observe("publish_check_seconds", status_code_name(why.code()), steady::now() - check_started);
     count_refusal(sender.name, why);
     if (limiter.allow(status_code_name(why.code())))
       spdlog::warn("refused envelope from {} to {}: {}", sender.name, recipient, why.to_string());
@@ -472,8 +474,15 @@ struct broker::impl {
   }
 
   // ------------------------------------------------------------ enforcement at publish
+  steady::time_point check_started{};  // the envelope being checked (for the latency histogram)
+
   void on_envelope(const bytes& route, const frames& f) {
     auto started = steady::now();
+    check_started = started;
+    struct reset_guard {
+      steady::time_point& t;
+      ~reset_guard() { t = {}; }
+    } guard{check_started};
     // 1. The connection must be enrolled; size limits before decoding.
     auto who = by_route.find(route);
     if (who == by_route.end()) return error_to_unknown(route, {status_code::unknown_agent, "not enrolled"});
