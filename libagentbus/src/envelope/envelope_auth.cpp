@@ -8,6 +8,7 @@
 #include <new>
 
 #include "agentbus/envelope.hpp"
+#include "envelope/merkle.hpp"
 #include "envelope/msgpack_reader.hpp"
 
 namespace agentbus {
@@ -19,19 +20,6 @@ constexpr std::string_view kHopLabel = "agentbus-v1-hop";
 constexpr std::string_view kE2eLabel = "agentbus-v1-e2e";
 
 bytes to_bytes(byte_view b) { return bytes(b.begin(), b.end()); }
-
-// merkle_path_length is the number of siblings on the path from leaf `index` of a
-// tree of `count` leaves in which an odd last node is promoted unchanged: a level
-// where the node is promoted contributes no sibling.
-std::size_t merkle_path_length(std::uint64_t index, std::uint64_t count) noexcept {
-  std::size_t length = 0;
-  while (count > 1) {
-    if (index % 2 == 1 || index + 1 < count) ++length;
-    index /= 2;
-    count = (count + 1) / 2;
-  }
-  return length;
-}
 
 status read_session_id(cursor& c, const char* what, bytes& out) {
   byte_view b;
@@ -62,7 +50,8 @@ status read_batch_proof(cursor& c, const decode_limits& limits, batch_proof& pro
   if (index >= leaves) return {status_code::invalid_field, "batch.leaf_index: not below leaf_count"};
   if (status st = c.read_array("batch.path", count); !st) return st;
   if (count > limits.max_path) return {status_code::too_large, "batch.path: longer than " + std::to_string(limits.max_path)};
-  if (count != merkle_path_length(index, leaves))
+  // Range-checked above, so the narrowing is exact; one definition of the tree shape.
+  if (count != merkle::path_length(static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(leaves)))
     return {status_code::invalid_field, "batch.path: length does not fit leaf_index and leaf_count"};
   proof.leaf_index = static_cast<std::uint32_t>(index);
   proof.leaf_count = static_cast<std::uint32_t>(leaves);
