@@ -130,6 +130,7 @@ struct broker::impl {
   std::unique_ptr<admin_state> admin_state_;
   std::unique_ptr<admin_handler> admin_json;
   log_limiter limiter;
+  session::root_cache roots{16384};  // verified batch roots: a batch costs one signature check
   std::uint64_t generation_counter = 0;
 
   // signer thread
@@ -516,7 +517,8 @@ struct broker::impl {
       if (status st = session::check_timestamp(h->timestamp_ms, session::now_ms(), cfg.max_clock_skew_ms); !st)
         return nack(a, h->message_id, st, h->to);
       // 7. Signature (the most expensive check, last).
-      if (status st = session::verify_envelope_signature(*a.key, s, digest, *auth); !st) return nack(a, h->message_id, st, h->to);
+      if (status st = session::verify_envelope_signature(*a.key, s, digest, *auth, &roots); !st)
+        return nack(a, h->message_id, st, h->to);
       a.window.commit(h->sequence);
     }
     a.hop.count_received();

@@ -68,6 +68,7 @@ struct bench_options {
   std::size_t size = 256;
   std::string mode = "agentbus";
   bool software = false;
+  bool batch = false;  // tpm-batch: Merkle batch signing
   std::string broker;          // use a running broker
   std::string broker_bin;      // default: <dir of this binary>/../broker/agentbus-broker
   std::string policy_file;     // default: config/policy.toml (cwd, then the source tree)
@@ -407,6 +408,7 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
     ao.broker_endpoint = endpoint;
     ao.connect_timeout = std::chrono::seconds(30);
     ao.max_pending = 100'000;
+    ao.batch_signing = o.batch;
     names.push_back(ao.name);
     agents.push_back(std::make_unique<agent>(ao, keys[static_cast<std::size_t>(i)], pol));
     agents.back()->on_rejected([&col](const rejection& r) { col.on_rejection(r); });
@@ -726,7 +728,7 @@ void report(const bench_options& o, const bench_result& r, collector& col) {
   fmt::print("agentbus-bench  mode={}  agents={} ({} sender{}, {} receiver{})  messages={}  size={} B  rate={}\n", o.mode,
              r.senders + r.receivers, r.senders, r.senders == 1 ? "" : "s", r.receivers, r.receivers == 1 ? "" : "s",
              o.messages, o.size, o.rate > 0 ? fmt::format("{:g}/s", o.rate) : std::string("max"));
-  fmt::print("  keys        {}{}\n", r.keys, o.mode == "plain" ? "" : fmt::format("   role {}  suite {}", o.role, r.suite));
+  fmt::print("  keys        {}{}{}\n", r.keys, o.batch ? "  assurance tpm-batch" : "", o.mode == "plain" ? "" : fmt::format("   role {}  suite {}", o.role, r.suite));
   fmt::print("  broker      {}\n", r.broker);
   fmt::print("  set-up      {:.2f} s (keys, enrolment)   warm-up {:.2f} s (sessions)\n", r.setup_s, r.warmup_s);
   fmt::print("  delivered   {} / {} sent{}{}\n", delivered, r.sent,
@@ -769,6 +771,7 @@ int main(int argc, char** argv) {
   app.add_option("--mode", o.mode, "agentbus (signed, MACed, through the broker) or plain (ZeroMQ relay, no crypto)")
       ->capture_default_str()->check(CLI::IsMember({"agentbus", "plain"}));
   app.add_flag("--software", o.software, "Software identity keys instead of one swtpm per agent");
+  app.add_flag("--batch", o.batch, "tpm-batch: one TPM signature per Merkle batch of envelopes (TPM keys only)");
   app.add_option("--broker", o.broker, "Endpoint of a running broker (default: start one)");
   app.add_option("--broker-bin", o.broker_bin, "agentbus-broker to start (default: ../broker/agentbus-broker next to this binary)");
   app.add_option("--policy", o.policy_file, "Policy for the agents and the started broker (default: config/policy.toml)");

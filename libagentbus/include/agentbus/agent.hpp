@@ -61,6 +61,13 @@ struct agent_options {
   std::chrono::seconds rekey_grace{30};
   std::size_t max_pending = 10'000;        // envelopes parked while a sender's key is fetched
   std::chrono::milliseconds ping_interval{1'000};  // liveness ping; a restarted broker triggers re-enrolment
+  // batch_signing: data envelopes carry assurance tpm-batch: one TPM signature over
+  // a Merkle root covers every envelope sealed while the previous root was being
+  // signed (adaptive: no timer; at most max_batch per root). send/publish then
+  // return once the envelope is queued for signing; a signing failure reaches
+  // on_rejected (where == "sender"). TPM identities only.
+  bool batch_signing = false;
+  std::size_t max_batch = 1024;
 };
 
 // message is a verified, delivered envelope.
@@ -85,7 +92,9 @@ struct rejection {
 struct agent_stats {
   std::uint64_t sent = 0, received = 0, rejected_at_receive = 0, refused_by_broker = 0, sessions = 0, rekeys = 0,
                 reenrolments = 0, hop_rekeys = 0,
-                tpm_ecdh_sessions = 0;  // agent↔agent sessions whose keys mix a TPM ECDH_ZGen
+                tpm_ecdh_sessions = 0,  // agent↔agent sessions whose keys mix a TPM ECDH_ZGen
+                batch_roots = 0,        // TPM signatures over Merkle roots (tpm-batch mode)
+                batched_envelopes = 0;  // envelopes those roots covered
 };
 
 using message_handler = std::function<void(const message&)>;

@@ -41,6 +41,8 @@ enum class status_code : std::uint16_t {
   bad_mac = 301,             // MAC does not verify
   wrong_key = 302,           // key id or key type is not the sender's pinned key
   unsupported_algorithm = 303, // the algorithm is not available here (TPM or OpenSSL)
+  bad_batch_proof = 304,     // the inclusion path leads to a root signed for other leaves (forged path, moved leaf)
+  bad_batch_signature = 305, // the batch root is not signed by the sender's key
 
   // 400-499: identity and replay (used by the bus).
   unknown_agent = 400,

@@ -27,6 +27,7 @@
 #include "agentbus/crypto.hpp"
 #include "agentbus/identity.hpp"
 #include "agentbus/policy.hpp"
+#include "client/batch_signer.hpp"
 #include "client/zmq_util.hpp"
 #include "session/checks.hpp"
 #include "session/handshake.hpp"
@@ -112,6 +113,7 @@ struct agent::impl {
   std::map<std::string, peer_session, std::less<>> sessions;
 
   std::map<std::string, session::replay_window, std::less<>> windows;  // io thread only
+  session::root_cache roots{4096};                                      // io thread only: verified batch roots
 
   std::mutex topics_mu;
   std::condition_variable topics_cv;
@@ -123,6 +125,8 @@ struct agent::impl {
   message_handler on_msg;
   request_handler on_req;
   rejection_handler on_rej;
+
+  std::unique_ptr<client::batch_signer> batcher;  // tpm-batch mode, TPM identities only
 
   std::mutex req_mu;
   std::map<bytes, std::shared_ptr<std::promise<result<message>>>> requests;
@@ -333,10 +337,15 @@ struct agent::impl {
   }
 
   // ---------------------------------------------------------------- sealing (send half of the hot path)
-  result<net::frames> seal(envelope_type type, recipient_kind kind, const std::string& to, std::string_view content_type,
-                           byte_view payload, const bytes& correlation_id, const std::vector<std::string>& e2e_to,
-                           const seal_tweaks* tweaks, bytes* message_id_out = nullptr) {
-    // 1. Header and its canonical bytes: these exact bytes are hashed, sent and verified.
+  // prepared is an envelope whose signed part is final and hashed, awaiting its signature.
+  struct prepared {
+    bytes signed_part;
+    bytes digest;  // what the signature (or the batch leaf) covers
+  };
+
+  // 1. Header and its canonical bytes: these exact bytes are hashed, sent and verified.
+  prepared prepare(envelope_type type, recipient_kind kind, const std::string& to, std::string_view content_type,
+                   byte_view payload, const bytes& correlation_id, const seal_tweaks* tweaks, bytes* message_id_out) {
     envelope_header h;
     h.type = type;
     h.message_id = crypto::random_bytes(kMessageIdSize);
@@ -351,41 +360,84 @@ struct agent::impl {
     h.payload.assign(payload.begin(), payload.end());
     if (tweaks && tweaks->edit_header) tweaks->edit_header(h);
     if (message_id_out) *message_id_out = h.message_id;
-    bytes signed_part = encode_signed_part(h);
+    prepared p;
+    p.signed_part = encode_signed_part(h);
+    // 2. Digest in software (TPMs lack SHA-3); the TPM signs it, or the batch root.
+    p.digest = envelope_digest(my_suite.envelope_hash, p.signed_part);
+    return p;
+  }
 
-    // 2. Digest in software, signature by the identity (TPM or software).
-    bytes digest = envelope_digest(my_suite.envelope_hash, signed_part);
-    auto sig = key->sign_digest(digest);
-    if (!sig) return sig.error();
+  // 3.-5. finish: the auth part (signature, batch proof), end-to-end MACs, hop MAC.
+  net::frames finish(prepared p, bytes signature, assurance level, std::optional<batch_proof> proof,
+                     const std::vector<std::string>& e2e_to, const seal_tweaks* tweaks) {
     if (tweaks && tweaks->edit_after_signing) {
-      tweaks->edit_after_signing(signed_part);
-      digest = envelope_digest(my_suite.envelope_hash, signed_part);
+      tweaks->edit_after_signing(p.signed_part);
+      p.digest = envelope_digest(my_suite.envelope_hash, p.signed_part);
     }
     envelope_auth auth;
-    auth.level = key->key_protection() == protection::tpm ? assurance::tpm : assurance::software;
+    auth.level = level;
     auth.key_id = my_key_id;
-    auth.signature = std::move(sig).value();
+    auth.signature = std::move(signature);
+    auth.batch = std::move(proof);
     if (tweaks && tweaks->edit_auth) tweaks->edit_auth(auth);
-
-    // 3. End-to-end MACs, one per recipient with an established session.
     if (!(tweaks && tweaks->omit_e2e_macs)) {
       std::lock_guard lock(sess_mu);
       for (const auto& r : e2e_to) {
         auto it = sessions.find(r);
         if (it == sessions.end() || !it->second.established) continue;
         const session::mac_key* k = it->second.state.send_key();
-        auth.e2e_macs.push_back(session_mac{r, k->session_id, session::e2e_tag(*k, digest, auth, r)});
+        auth.e2e_macs.push_back(session_mac{r, k->session_id, session::e2e_tag(*k, p.digest, auth, r)});
         it->second.state.count_sent();
       }
     }
-    // 4. Hop MAC to the broker.
     if (!(tweaks && tweaks->omit_hop_mac)) {
       std::lock_guard lock(hop_mu);
       const session::mac_key* k = hop.send_key();
-      auth.hop_mac = session_mac{"", k->session_id, session::hop_tag(*k, digest, auth)};
+      auth.hop_mac = session_mac{"", k->session_id, session::hop_tag(*k, p.digest, auth)};
       hop.count_sent();
     }
-    return net::frames{net::to_bytes(session::frame::kEnvelope), std::move(signed_part), encode_auth_part(auth)};
+    return net::frames{net::to_bytes(session::frame::kEnvelope), std::move(p.signed_part), encode_auth_part(auth)};
+  }
+
+  // seal: direct mode, the identity signs this envelope's digest.
+  result<net::frames> seal(envelope_type type, recipient_kind kind, const std::string& to, std::string_view content_type,
+                           byte_view payload, const bytes& correlation_id, const std::vector<std::string>& e2e_to,
+                           const seal_tweaks* tweaks, bytes* message_id_out = nullptr) {
+    prepared p = prepare(type, kind, to, content_type, payload, correlation_id, tweaks, message_id_out);
+    auto sig = key->sign_digest(p.digest);
+    if (!sig) return sig.error();
+    assurance level = key->key_protection() == protection::tpm ? assurance::tpm : assurance::software;
+    return finish(std::move(p), std::move(sig).value(), level, std::nullopt, e2e_to, tweaks);
+  }
+
+  // seal_and_queue: the path data envelopes take. In batch mode the digest joins the
+  // next Merkle batch and the envelope is completed and queued by the signer thread
+  // once the root is signed (in submission order); otherwise it is signed here.
+  status seal_and_queue(envelope_type type, recipient_kind kind, const std::string& to, std::string_view content_type,
+                        byte_view payload, const bytes& correlation_id, std::vector<std::string> e2e_to,
+                        const seal_tweaks* tweaks, bytes* message_id_out = nullptr) {
+    if (!batcher) {
+      auto frames = seal(type, kind, to, content_type, payload, correlation_id, e2e_to, tweaks, message_id_out);
+      if (!frames) return frames.error();
+      return queue_envelope(std::move(frames).value());
+    }
+    prepared p = prepare(type, kind, to, content_type, payload, correlation_id, tweaks, message_id_out);
+    bytes digest = p.digest;
+    bytes id;
+    if (message_id_out) id = *message_id_out;
+    std::optional<seal_tweaks> t;
+    if (tweaks) t = *tweaks;
+    batcher->submit(std::move(digest), [this, p = std::move(p), e2e_to = std::move(e2e_to), t = std::move(t), to,
+                                        id](result<bytes> sig, const batch_proof& proof) mutable {
+      if (!sig) {
+        // The sender is told, as for any refusal; nothing is sent unsigned.
+        report({"sender", sig.error(), opts.name, to, id});
+        return;
+      }
+      (void)queue_envelope(finish(std::move(p), std::move(sig).value(), assurance::tpm_batch, proof, e2e_to,
+                                  t ? &*t : nullptr));
+    });
+    return {};
   }
 
   status queue_envelope(net::frames f) {
@@ -717,7 +769,7 @@ struct agent::impl {
         !st)
       return reject(st), true;
     // 7. Signature against the pinned key.
-    if (status st = session::verify_envelope_signature(*p.key, s, digest, *auth); !st) return reject(st), true;
+    if (status st = session::verify_envelope_signature(*p.key, s, digest, *auth, &roots); !st) return reject(st), true;
     // 8. End-to-end MAC (session set-up messages are authenticated by their signature).
     if (!session_control) {
       std::lock_guard lock(sess_mu);
@@ -814,9 +866,7 @@ struct agent::impl {
   status send_envelope(envelope_type type, const std::string& to, std::string_view content_type, byte_view payload,
                        const bytes& correlation_id, const seal_tweaks* tweaks = nullptr) {
     if (status st = ensure_session(to); !st) return st;
-    auto frames = seal(type, recipient_kind::agent, to, content_type, payload, correlation_id, {to}, tweaks);
-    if (!frames) return frames.error();
-    return queue_envelope(std::move(frames).value());
+    return seal_and_queue(type, recipient_kind::agent, to, content_type, payload, correlation_id, {to}, tweaks);
   }
 
   // ---------------------------------------------------------------- control from the broker
@@ -1097,12 +1147,15 @@ agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shar
     ::close(d.wake_fd);
     throw;
   }
+  if (d.opts.batch_signing && d.key->key_protection() == protection::tpm)
+    d.batcher = std::make_unique<client::batch_signer>(d.key, d.opts.max_batch);
   d.io_thread = std::thread([&d] { d.io_loop(); });
   d.dispatch_thread = std::thread([&d] { d.dispatch_loop(); });
 }
 
 agent::~agent() {
   impl& d = *impl_;
+  d.batcher.reset();  // signs and queues what was submitted
   // Tell the broker we are leaving, give the io thread a moment to flush it.
   (void)d.send_ctrl("bye", {});
   for (int i = 0; i < 50; ++i) {
@@ -1152,9 +1205,7 @@ status agent::publish(const std::string& topic, std::string_view content_type, b
   for (const auto& r : recipients)
     if (status st = d.ensure_session(r); !st)
       spdlog::warn("[{}] publishing to {} without {}: {}", d.opts.name, topic, r, st.to_string());
-  auto frames = d.seal(envelope_type::data, recipient_kind::topic, topic, content_type, payload, {}, recipients, nullptr);
-  if (!frames) return frames.error();
-  return d.queue_envelope(std::move(frames).value());
+  return d.seal_and_queue(envelope_type::data, recipient_kind::topic, topic, content_type, payload, {}, recipients, nullptr);
 }
 
 status agent::subscribe(const std::string& topic, message_handler handler) {
@@ -1177,16 +1228,20 @@ result<message> agent::request(const std::string& to, std::string_view content_t
                                std::chrono::milliseconds timeout) {
   impl& d = *impl_;
   if (status st = d.ensure_session(to); !st) return st;
-  bytes id;
-  auto frames = d.seal(envelope_type::request, recipient_kind::agent, to, content_type, payload, {}, {to}, nullptr, &id);
-  if (!frames) return frames.error();
+  // The message id is chosen before the envelope is signed, so the reply waiter is
+  // registered before anything can answer.
+  bytes id = crypto::random_bytes(kMessageIdSize);
   auto waiter = std::make_shared<std::promise<result<message>>>();
   auto answer = waiter->get_future();
   {
     std::lock_guard lock(d.req_mu);
     d.requests[id] = waiter;
   }
-  if (status st = d.queue_envelope(std::move(frames).value()); !st) {
+  seal_tweaks fixed_id;
+  fixed_id.edit_header = [&id](envelope_header& h) { h.message_id = id; };
+  if (status st = d.seal_and_queue(envelope_type::request, recipient_kind::agent, to, content_type, payload, {}, {to},
+                                   &fixed_id);
+      !st) {
     std::lock_guard lock(d.req_mu);
     d.requests.erase(id);
     return st;
@@ -1216,7 +1271,9 @@ agent_stats agent::stats() const {
   const impl& d = *impl_;
   return {d.st_sent.load(),     d.st_received.load(), d.st_rejected.load(),     d.st_refused.load(),
           d.st_sessions.load(), d.st_rekeys.load(),   d.st_reenrolments.load(), d.st_hop_rekeys.load(),
-          d.st_tpm_ecdh_sessions.load()};
+          d.st_tpm_ecdh_sessions.load(),
+          d.batcher ? d.batcher->batches() : 0,
+          d.batcher ? d.batcher->envelopes() : 0};
 }
 
 status agent::raw_access::send_tweaked(agent& a, recipient_kind kind, const std::string& to,
@@ -1227,9 +1284,7 @@ status agent::raw_access::send_tweaked(agent& a, recipient_kind kind, const std:
     if (status st = d.ensure_session(to); !st) return st;
     recipients = {to};
   }
-  auto frames = d.seal(envelope_type::data, kind, to, content_type, payload, {}, recipients, &tweaks);
-  if (!frames) return frames.error();
-  return d.queue_envelope(std::move(frames).value());
+  return d.seal_and_queue(envelope_type::data, kind, to, content_type, payload, {}, recipients, &tweaks);
 }
 
 status agent::raw_access::resend_last(agent& a) {

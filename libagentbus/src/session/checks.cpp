@@ -1,5 +1,6 @@
 #include "session/checks.hpp"
 
+#include "envelope/merkle.hpp"
 #include "session/handshake.hpp"
 
 namespace agentbus::session {
@@ -56,11 +57,48 @@ status check_key_and_assurance(const policy& pol, const std::string& role, prote
   return {};
 }
 
+static bytes cache_key(byte_view key_id, byte_view signature) {
+  bytes k(key_id.begin(), key_id.end());
+  k.insert(k.end(), signature.begin(), signature.end());
+  return k;
+}
+
+const bytes* root_cache::find(byte_view key_id, byte_view signature) const {
+  auto it = entries_.find(cache_key(key_id, signature));
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+void root_cache::insert(byte_view key_id, byte_view signature, bytes root) {
+  bytes k = cache_key(key_id, signature);
+  if (entries_.count(k)) return;
+  while (entries_.size() >= capacity_ && !order_.empty()) {
+    entries_.erase(order_.front());
+    order_.pop_front();
+  }
+  order_.push_back(k);
+  entries_.emplace(std::move(k), std::move(root));
+}
+
 status verify_envelope_signature(const crypto::public_key& key, const suite& s, byte_view digest,
-                                 const envelope_auth& auth) {
-  if (auth.level == assurance::tpm_batch)
-    return {status_code::unsupported_algorithm, "tpm-batch signatures are not accepted by this build"};
-  return crypto::verify_digest(key, s.key, s.envelope_hash, digest, auth.signature);
+                                 const envelope_auth& auth, root_cache* cache) {
+  if (auth.level != assurance::tpm_batch) return crypto::verify_digest(key, s.key, s.envelope_hash, digest, auth.signature);
+  // Batch mode: the signature covers the Merkle root the path leads to.
+  if (!auth.batch) return {status_code::malformed, "tpm-batch envelope without a batch proof"};
+  auto root = merkle::root_from_proof(s.envelope_hash, digest, *auth.batch);
+  if (!root) return root.error();
+  if (cache) {
+    if (const bytes* known = cache->find(auth.key_id, auth.signature)) {
+      if (crypto::constant_time_equal(*known, *root)) {
+        cache->count_hit();
+        return {};
+      }
+      return {status_code::bad_batch_proof, "inclusion path does not lead to the root this signature covers"};
+    }
+  }
+  if (status st = crypto::verify_digest(key, s.key, s.envelope_hash, *root, auth.signature); !st)
+    return {status_code::bad_batch_signature, "batch root is not signed by the sender's key"};
+  if (cache) cache->insert(auth.key_id, auth.signature, std::move(root).value());
+  return {};
 }
 
 ec_curve curve_for_pair(ec_curve a, ec_curve b) noexcept { return curve_bytes(a) >= curve_bytes(b) ? a : b; }

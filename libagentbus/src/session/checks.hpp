@@ -2,6 +2,9 @@
 // library (at receive), so both apply exactly the same rules (internal).
 #pragma once
 
+#include <deque>
+#include <map>
+
 #include "agentbus/crypto.hpp"
 #include "agentbus/envelope.hpp"
 #include "agentbus/policy.hpp"
@@ -26,9 +29,35 @@ status verify_ctrl_tag(const session_state& s, byte_view session_id, byte_view b
 status check_key_and_assurance(const policy& pol, const std::string& role, protection sender_protection,
                                byte_view pinned_key_id, const envelope_auth& auth);
 
-// verify_envelope_signature: direct signatures over the envelope digest.
+// root_cache remembers batch roots whose signature verified, per signing key, so
+// every further envelope of a batch costs only its inclusion path. It is keyed by
+// (key id, signature bytes) → root: a known signature arriving with a path that
+// leads elsewhere is a forged path or a leaf moved from another batch. Bounded:
+// the oldest entries are evicted first. Not thread-safe (one per verifying thread).
+class root_cache {
+ public:
+  explicit root_cache(std::size_t capacity = 4096) : capacity_(capacity) {}
+  const bytes* find(byte_view key_id, byte_view signature) const;
+  void insert(byte_view key_id, byte_view signature, bytes root);
+  std::size_t size() const noexcept { return entries_.size(); }
+  std::size_t capacity() const noexcept { return capacity_; }
+  std::uint64_t hits() const noexcept { return hits_; }
+  void count_hit() noexcept { ++hits_; }
+
+ private:
+  std::size_t capacity_;
+  std::map<bytes, bytes> entries_;   // key_id || signature → root
+  std::deque<bytes> order_;          // insertion order, for eviction
+  std::uint64_t hits_ = 0;
+};
+
+// verify_envelope_signature: direct mode verifies the signature over the envelope
+// digest; batch mode (tpm-batch) recomputes the Merkle root from the inclusion
+// path and verifies the signature over the root, or finds it in `cache`.
+// bad_batch_proof: the signature is known for another root (forged path, moved
+// leaf); bad_batch_signature: the root is not signed by this key.
 status verify_envelope_signature(const crypto::public_key& key, const suite& s, byte_view digest,
-                                 const envelope_auth& auth);
+                                 const envelope_auth& auth, root_cache* cache = nullptr);
 
 // curve_for_pair: agent↔agent sessions use the stronger of the two roles' curves.
 ec_curve curve_for_pair(ec_curve a, ec_curve b) noexcept;

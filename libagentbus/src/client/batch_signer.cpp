@@ -1,0 +1,63 @@
+#include "client/batch_signer.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "envelope/merkle.hpp"
+
+namespace agentbus::client {
+
+batch_signer::batch_signer(std::shared_ptr<identity_key> key, std::size_t max_batch)
+    : key_(std::move(key)), max_batch_(std::max<std::size_t>(1, max_batch)), thread_([this] { run(); }) {}
+
+batch_signer::~batch_signer() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void batch_signer::submit(bytes digest, completion done) {
+  {
+    std::lock_guard lock(mu_);
+    pending_.push_back({std::move(digest), std::move(done)});
+  }
+  cv_.notify_one();
+}
+
+void batch_signer::run() {
+  const hash_algorithm h = key_->key_suite().envelope_hash;
+  for (;;) {
+    std::vector<item> batch;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+      if (pending_.empty()) return;  // stopping, nothing left to sign
+      // Everything that queued while the previous root was being signed forms this batch.
+      std::size_t n = std::min(pending_.size(), max_batch_);
+      batch.reserve(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(pending_.front()));
+        pending_.pop_front();
+      }
+    }
+    std::vector<bytes> digests;
+    digests.reserve(batch.size());
+    for (const auto& it : batch) digests.push_back(it.digest);
+    merkle::tree tree = merkle::tree::build(h, std::move(digests));
+    result<bytes> signature = status{status_code::internal, "not signed"};
+    try {
+      signature = key_->sign_digest(tree.root());  // the one TPM signature for the whole batch
+    } catch (const std::exception& e) {
+      signature = status{status_code::tpm_unavailable, e.what()};
+    }
+    if (!signature) spdlog::error("batch signature over {} envelopes failed: {}", batch.size(), signature.error().to_string());
+    ++batches_;
+    envelopes_ += batch.size();
+    if (batch.size() > largest_) largest_ = batch.size();
+    for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(signature, tree.proof(static_cast<std::uint32_t>(i)));
+  }
+}
+
+}  // namespace agentbus::client

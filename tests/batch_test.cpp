@@ -1,0 +1,194 @@
+// tpm-batch end to end: Merkle batch signing, verification caches, every tampering
+// case refused at the broker and at the receiver, and a TPM that stops mid-run.
+#include <signal.h>
+
+#include <atomic>
+#include <mutex>
+
+#include "support/bus_fixture.hpp"
+
+namespace agentbus {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::broker_process;
+using testing::connect_agent;
+using testing::wait_until;
+
+bytes text(std::string_view s) { return bytes(s.begin(), s.end()); }
+
+struct collector {
+  std::shared_ptr<std::mutex> mu = std::make_shared<std::mutex>();
+  std::shared_ptr<std::vector<message>> got = std::make_shared<std::vector<message>>();
+  std::shared_ptr<std::vector<rejection>> refused = std::make_shared<std::vector<rejection>>();
+  void attach(agent& a) {
+    a.on_message([mu = mu, got = got](const message& m) {
+      std::lock_guard lock(*mu);
+      got->push_back(m);
+    });
+    a.on_rejected([mu = mu, refused = refused](const rejection& r) {
+      std::lock_guard lock(*mu);
+      refused->push_back(r);
+    });
+  }
+  std::size_t count() {
+    std::lock_guard lock(*mu);
+    return got->size();
+  }
+  bool has(status_code code, const std::string& where) {
+    std::lock_guard lock(*mu);
+    for (const auto& r : *refused)
+      if (r.reason.code() == code && r.where == where) return true;
+    return false;
+  }
+  std::string describe() {
+    std::lock_guard lock(*mu);
+    std::string out;
+    for (const auto& r : *refused) out += r.where + ": " + r.reason.to_string() + "\n";
+    return out;
+  }
+};
+
+agent_options batching() {
+  agent_options o;
+  o.batch_signing = true;
+  return o;
+}
+
+TEST(Batch, BatchTrafficMixedWithDirectTrafficAllArrivesWithFewTpmSignatures) {
+  broker_process b;
+  testing::scoped_temp_dir dir;
+  auto monitor = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, batching());
+  auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");  // direct mode
+  collector d, m;
+  d.attach(*director.client);
+  m.attach(*monitor.client);
+  constexpr int kMessages = 1000;
+  for (int i = 0; i < kMessages; ++i)
+    ASSERT_TRUE(monitor->send("director-1", "text/plain", text(std::to_string(i))).ok());
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(director->send("monitor-1", "text/plain", text("direct")).ok());
+  ASSERT_TRUE(wait_until([&] { return d.count() == kMessages && m.count() == 20; }, 30s)) << d.count() << d.describe();
+  EXPECT_EQ(d.describe() + m.describe(), "");
+  {
+    std::lock_guard lock(*d.mu);
+    for (const auto& msg : *d.got) ASSERT_EQ(msg.level, assurance::tpm_batch);
+    // Order is kept: the batch signer completes envelopes in submission order.
+    for (int i = 0; i < kMessages; ++i) ASSERT_EQ(std::string((*d.got)[i].header.payload.begin(), (*d.got)[i].header.payload.end()), std::to_string(i));
+  }
+  {
+    std::lock_guard lock(*m.mu);
+    for (const auto& msg : *m.got) ASSERT_EQ(msg.level, assurance::tpm);
+  }
+  auto st = monitor->stats();
+  EXPECT_EQ(st.batched_envelopes, static_cast<std::uint64_t>(kMessages));
+  EXPECT_LT(st.batch_roots, static_cast<std::uint64_t>(kMessages / 4)) << "batches did not grow under load";
+  EXPECT_GE(st.batch_roots, 1u);
+}
+
+// tamper runs one batch-tampering case against `b` and returns the collectors.
+struct tamper_case {
+  const char* name;
+  status_code expected;
+  // Sends the bad envelope; `captured` holds the auth part of an earlier, delivered one.
+  std::function<status(agent&, const envelope_auth& captured)> send_bad;
+};
+
+class BatchTampering : public ::testing::TestWithParam<std::tuple<tamper_case, bool>> {};
+
+TEST_P(BatchTampering, IsRefusedWithItsOwnReason) {
+  const auto& [c, at_receiver] = GetParam();
+  broker_process::options o;
+  o.permissive = at_receiver;  // the receiver must refuse what a broker wrongly forwards
+  broker_process b(o);
+  testing::scoped_temp_dir dir;
+  auto monitor = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, batching());
+  auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");
+  collector d, m;
+  d.attach(*director.client);
+  m.attach(*monitor.client);
+
+  // A good batch envelope first; keep its auth part (signature and proof).
+  auto captured = std::make_shared<envelope_auth>();
+  agent::seal_tweaks keep;
+  keep.edit_auth = [captured](envelope_auth& a) { *captured = a; };
+  ASSERT_TRUE(agent::raw_access::send_tweaked(*monitor.client, recipient_kind::agent, "director-1", "text/plain",
+                                              text("good"), keep).ok());
+  ASSERT_TRUE(wait_until([&] { return d.count() == 1; })) << d.describe() << m.describe();
+  ASSERT_EQ(captured->level, assurance::tpm_batch);
+
+  ASSERT_TRUE(c.send_bad(*monitor.client, *captured).ok());
+  const std::string where = at_receiver ? "receiver" : "broker";
+  collector& sees = at_receiver ? d : m;
+  ASSERT_TRUE(wait_until([&] { return sees.has(c.expected, where); })) << d.describe() << m.describe();
+  EXPECT_EQ(d.count(), 1u) << "a tampered batch envelope was delivered";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, BatchTampering,
+    ::testing::Combine(
+        ::testing::Values(
+            tamper_case{"MovedLeaf", status_code::bad_batch_proof,
+                        // This envelope presents the earlier batch's signature and path.
+                        [](agent& a, const envelope_auth& good) {
+                          agent::seal_tweaks t;
+                          t.edit_auth = [good](envelope_auth& x) {
+                            x.signature = good.signature;
+                            x.batch = good.batch;
+                          };
+                          return agent::raw_access::send_tweaked(a, recipient_kind::agent, "director-1", "text/plain",
+                                                                 text("moved"), t);
+                        }},
+            tamper_case{"RootNotSignedBySender", status_code::bad_batch_signature,
+                        [](agent& a, const envelope_auth&) {
+                          agent::seal_tweaks t;
+                          t.edit_auth = [](envelope_auth& x) { x.signature[x.signature.size() / 2] ^= 0x10; };
+                          return agent::raw_access::send_tweaked(a, recipient_kind::agent, "director-1", "text/plain",
+                                                                 text("bad root signature"), t);
+                        }},
+            tamper_case{"TamperedAfterSigning", status_code::bad_batch_signature,
+                        [](agent& a, const envelope_auth&) {
+                          agent::seal_tweaks t;
+                          t.edit_after_signing = [](bytes& s) { s[s.size() - 1] ^= 1; };
+                          return agent::raw_access::send_tweaked(a, recipient_kind::agent, "director-1", "text/plain",
+                                                                 text("tampered"), t);
+                        }},
+            tamper_case{"ReplayedBatchEnvelope", status_code::replayed,
+                        [](agent& a, const envelope_auth&) { return agent::raw_access::resend_last(a); }}),
+        ::testing::Bool()),
+    [](const auto& info) {
+      return std::string(std::get<0>(info.param).name) + (std::get<1>(info.param) ? "_AtReceiver" : "_AtBroker");
+    });
+
+TEST(Batch, ATpmThatStopsMidRunFailsTheBatchAndTellsTheSender) {
+  broker_process b;
+  testing::scoped_temp_dir dir;
+  auto pol = std::make_shared<policy>(policy::load_file(testing::source_dir() / "config" / "policy.toml"));
+  swtpm_process monitor_tpm;
+  tpm::tpm_options fast;
+  fast.deadline = 500ms;  // fail closed quickly for the test
+  auto t = std::make_shared<tpm::tpm>(monitor_tpm.tcti(), fast);
+  auto created = identity_key::create_tpm(dir.path() / "monitor-1", "MONITOR", *pol->suite_for("MONITOR"), t);
+  ASSERT_TRUE(created.ok());
+  std::shared_ptr<identity_key> key = std::move(created).value();
+  agent_options o = batching();
+  o.name = "monitor-1";
+  o.broker_endpoint = b.endpoint();
+  agent monitor(o, key, pol);
+  auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");
+  collector d, m;
+  d.attach(*director.client);
+  m.attach(monitor);
+  ASSERT_TRUE(monitor.send("director-1", "text/plain", text("before")).ok());
+  ASSERT_TRUE(wait_until([&] { return d.count() == 1; }));
+
+  ASSERT_EQ(::kill(monitor_tpm.pid(), SIGSTOP), 0);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(monitor.send("director-1", "text/plain", text("while frozen")).ok());
+  ASSERT_TRUE(wait_until([&] { return m.has(status_code::tpm_unavailable, "sender"); }, 10s)) << m.describe();
+  ::kill(monitor_tpm.pid(), SIGCONT);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(d.count(), 1u) << "an envelope without its TPM signature was delivered";
+  EXPECT_EQ(d.describe(), "");
+}
+
+}  // namespace
+}  // namespace agentbus
