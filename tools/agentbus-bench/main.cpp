@@ -7,6 +7,10 @@
 //                    starts with a temp config (or a running one: --broker).
 //   --mode plain     the same traffic through a plain ZeroMQ DEALER -> ROUTER ->
 //                    DEALER relay in this process, with no crypto: the baseline.
+//   --mode curve     the same relay with CurveZMQ on every hop (hop encryption
+//                    and authentication, no origin signature): the comparison
+//                    for what agentbus costs over hop-by-hop security.
+//   --batch          agentbus with tpm-batch (one TPM signature per Merkle batch).
 //
 // Latency: the sender writes a steady_clock timestamp into the payload just
 // before send(); the receiver subtracts it when its handler runs (both ends are
@@ -27,6 +31,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -527,9 +532,33 @@ void set_hwm(zmq::socket_t& s) {
   s.set(zmq::sockopt::linger, 0);
 }
 
+// curve_keys is a CurveZMQ key pair in Z85 text (zmq_curve_keypair).
+struct curve_keys {
+  std::array<char, 41> public_key{}, secret_key{};
+};
+curve_keys make_curve_keys() {
+  curve_keys k;
+  if (zmq_curve_keypair(k.public_key.data(), k.secret_key.data()) != 0)
+    throw std::runtime_error("zmq_curve_keypair failed: libzmq has no CURVE support");
+  return k;
+}
+
+// run_plain relays through a ZeroMQ ROUTER with no agentbus crypto; with `curve`
+// every hop is a CurveZMQ connection (encrypted and authenticated per hop, no
+// origin signature), the comparison issue 5 asks for. No ZAP handler: any client
+// key is accepted, which costs nothing on the data path.
 bench_result run_plain(const bench_options& o, const fs::path& tmp, collector& col) {
+  const bool curve = o.mode == "curve";
   bench_result res;
-  res.keys = "none (no signatures, no MACs)";
+  res.keys = curve ? "CurveZMQ per hop (no signatures, no MACs)" : "none (no signatures, no MACs)";
+  const curve_keys server = curve ? make_curve_keys() : curve_keys{};
+  auto secure_client = [&](zmq::socket_t& sock) {
+    if (!curve) return;
+    curve_keys mine = make_curve_keys();
+    sock.set(zmq::sockopt::curve_serverkey, std::string(server.public_key.data()));
+    sock.set(zmq::sockopt::curve_publickey, std::string(mine.public_key.data()));
+    sock.set(zmq::sockopt::curve_secretkey, std::string(mine.secret_key.data()));
+  };
   res.suite = "-";
   res.senders = std::max(1, o.agents / 2);
   res.receivers = std::max(1, o.agents - res.senders);
@@ -545,6 +574,10 @@ bench_result run_plain(const bench_options& o, const fs::path& tmp, collector& c
   zmq::socket_t router(ctx, zmq::socket_type::router);
   set_hwm(router);
   router.set(zmq::sockopt::router_mandatory, 1);
+  if (curve) {
+    router.set(zmq::sockopt::curve_server, 1);
+    router.set(zmq::sockopt::curve_secretkey, std::string(server.secret_key.data()));
+  }
   router.bind(endpoint);
 
   std::thread relay([&] {
@@ -580,6 +613,7 @@ bench_result run_plain(const bench_options& o, const fs::path& tmp, collector& c
       zmq::socket_t s(ctx, zmq::socket_type::dealer);
       set_hwm(s);
       s.set(zmq::sockopt::routing_id, fmt::format("r{}", r));
+      secure_client(s);
       s.connect(endpoint);
       s.send(zmq::str_buffer("hello"), zmq::send_flags::none);
       std::vector<zmq::message_t> parts;
@@ -616,6 +650,7 @@ bench_result run_plain(const bench_options& o, const fs::path& tmp, collector& c
     sockets.emplace_back(ctx, zmq::socket_type::dealer);
     set_hwm(sockets.back());
     sockets.back().set(zmq::sockopt::routing_id, fmt::format("s{}", s));
+    secure_client(sockets.back());
     sockets.back().connect(endpoint);
   }
   res.setup_s = std::chrono::duration<double>(steady::now() - t_setup).count();
@@ -718,7 +753,7 @@ void report(const bench_options& o, const bench_result& r, collector& col) {
         "\"latency_ms\":{{\"p50\":{:.4f},\"p99\":{:.4f},\"max\":{:.4f},\"mean\":{:.4f}}},"
         "\"tpm_signatures\":{},\"tpm_signatures_per_s\":{},\"tpm_ops\":{}}}\n",
         js(o.mode), o.rate > 0 ? fmt::format("{:g}", o.rate) : std::string("null"), r.senders + r.receivers, r.senders,
-        r.receivers, o.messages, o.size, js(r.keys), js(o.mode == "plain" ? "-" : o.role), js(r.suite), js(r.broker), r.sent, delivered, lost, rejected, obj(rejections),
+        r.receivers, o.messages, o.size, js(r.keys), js(o.mode != "agentbus" ? "-" : o.role), js(r.suite), js(r.broker), r.sent, delivered, lost, rejected, obj(rejections),
         r.send_errors, obj(r.send_error_codes), r.overloaded_retries, r.timed_out ? "true" : "false", r.setup_s,
         r.warmup_s, r.wall_s, eps, eps * static_cast<double>(o.size) / 1e6, p50, p99, mx, mean,
         r.tpm_counted ? std::to_string(r.tpm_signatures) : "null",
@@ -728,7 +763,7 @@ void report(const bench_options& o, const bench_result& r, collector& col) {
   fmt::print("agentbus-bench  mode={}  agents={} ({} sender{}, {} receiver{})  messages={}  size={} B  rate={}\n", o.mode,
              r.senders + r.receivers, r.senders, r.senders == 1 ? "" : "s", r.receivers, r.receivers == 1 ? "" : "s",
              o.messages, o.size, o.rate > 0 ? fmt::format("{:g}/s", o.rate) : std::string("max"));
-  fmt::print("  keys        {}{}{}\n", r.keys, o.batch ? "  assurance tpm-batch" : "", o.mode == "plain" ? "" : fmt::format("   role {}  suite {}", o.role, r.suite));
+  fmt::print("  keys        {}{}{}\n", r.keys, o.batch ? "  assurance tpm-batch" : "", o.mode != "agentbus" ? "" : fmt::format("   role {}  suite {}", o.role, r.suite));
   fmt::print("  broker      {}\n", r.broker);
   fmt::print("  set-up      {:.2f} s (keys, enrolment)   warm-up {:.2f} s (sessions)\n", r.setup_s, r.warmup_s);
   fmt::print("  delivered   {} / {} sent{}{}\n", delivered, r.sent,
@@ -768,8 +803,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1'000'000'000}));
   app.add_option("--size", o.size, "Payload bytes (at least 24: timestamp and index)")->capture_default_str()
       ->check(CLI::Range(std::size_t{kHeaderBytes}, std::size_t{1u << 20}));
-  app.add_option("--mode", o.mode, "agentbus (signed, MACed, through the broker) or plain (ZeroMQ relay, no crypto)")
-      ->capture_default_str()->check(CLI::IsMember({"agentbus", "plain"}));
+  app.add_option("--mode", o.mode,
+                 "agentbus (signed, MACed, through the broker), plain (ZeroMQ relay, no crypto) or curve (the relay "
+                 "with CurveZMQ on every hop)")
+      ->capture_default_str()->check(CLI::IsMember({"agentbus", "plain", "curve"}));
   app.add_flag("--software", o.software, "Software identity keys instead of one swtpm per agent");
   app.add_flag("--batch", o.batch, "tpm-batch: one TPM signature per Merkle batch of envelopes (TPM keys only)");
   app.add_option("--broker", o.broker, "Endpoint of a running broker (default: start one)");
@@ -809,7 +846,7 @@ int main(int argc, char** argv) {
   try {
     tmp = make_temp_dir();
     collector col;
-    bench_result r = o.mode == "plain" ? run_plain(o, tmp, col) : run_agentbus(o, tmp, col);
+    bench_result r = o.mode == "agentbus" ? run_agentbus(o, tmp, col) : run_plain(o, tmp, col);
     report(o, r, col);
     std::uint64_t delivered = col.received.load();
     if (delivered < o.messages) {
