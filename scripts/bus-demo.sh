@@ -63,6 +63,17 @@ state="$(mktemp -d "${TMPDIR:-/tmp}/agentbus-bus-demo.XXXXXX")"
 mkdir -p "$state/logs" "$state/keys" "$state/tpm" "$state/broker"
 endpoint="ipc://$state/broker.sock"
 admin_endpoint="ipc://$state/admin.sock"
+if [ "$keep_running" = 1 ]; then
+  # Left running, the demo's broker answers where agentbus-trust looks by default
+  # ($AGENTBUS_ADMIN, else ipc:///tmp/agentbus/admin.sock), so `agentbus-trust agents`
+  # works as it is, unless another broker already answers there.
+  default_admin="ipc:///tmp/agentbus/admin.sock"
+  if [ -z "${AGENTBUS_ADMIN:-}" ] && ! "$build_dir/tools/agentbus-trust" --admin "$default_admin" --timeout-ms 500 agents >/dev/null 2>&1; then
+    mkdir -p /tmp/agentbus
+    rm -f /tmp/agentbus/admin.sock
+    admin_endpoint="$default_admin"
+  fi
+fi
 
 declare -A tcti=() swtpm_pid=() agent_pid=() agent_rc=()
 broker_pid=""
@@ -365,6 +376,7 @@ if [ "$keep_running" = 1 ]; then
     echo "#!/usr/bin/env bash"
     echo "# stops what scripts/bus-demo.sh --keep-running left running (by PID) and removes its state"
     echo "kill ${broker_pid} ${swtpm_pid[*]} 2>/dev/null; sleep 1; rm -rf '$state'"
+    if [ "$admin_endpoint" = "ipc:///tmp/agentbus/admin.sock" ]; then echo "rm -f /tmp/agentbus/admin.sock"; fi
   } >"$state/stop.sh"
   chmod +x "$state/stop.sh"
   cat <<EOF
