@@ -1,6 +1,7 @@
 // The bus end to end: real agentbus-broker processes, real ZeroMQ sockets, one
 // swtpm per agent identity.
 #include <atomic>
+#include <cctype>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -323,6 +324,25 @@ TEST_F(Bus, EnrolmentRefusesSoftwareKeysForTpmRolesUnknownRolesRevokedAgentsAndC
   auto stats = b.admin("stats");
   EXPECT_NE(stats.find("key_changed"), std::string::npos) << stats;
   EXPECT_NE(stats.find("software_key_refused"), std::string::npos) << stats;
+}
+
+TEST_F(Bus, AgentsPinningTheBrokerKeyRefuseAnotherBroker) {
+  auto& b = broker();
+  // The broker's fingerprint, as an operator would copy it (upper case is fine).
+  std::string fp = identity_key::read_metadata(b.dir() / "key").fingerprint;
+  std::string upper = fp;
+  for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  agent_options pinned;
+  pinned.broker_fingerprint = upper;
+  auto ok = connect_agent(b, dir_.path() / "a", "monitor-1", "MONITOR", false, pinned);
+  agent_options wrong;
+  wrong.broker_fingerprint = std::string(64, '0');
+  try {
+    auto refused = connect_agent(b, dir_.path() / "b", "monitor-2", "MONITOR", false, wrong);
+    ADD_FAILURE() << "an agent enrolled with a broker whose key it does not pin";
+  } catch (const enrolment_error& e) {
+    EXPECT_EQ(e.code(), status_code::key_changed) << e.what();
+  }
 }
 
 TEST_F(Bus, PinnedKeysSurviveABrokerRestart) {

@@ -15,7 +15,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -240,7 +242,9 @@ struct agent::impl {
     // The broker proves its identity first (SIGMA: each side signs the transcript).
     auto broker_key = crypto::public_key::from_der(challenge->broker_identity_der);
     if (!broker_key) throw enrolment_error(broker_key.error().code(), "broker key unreadable");
-    if (!opts.broker_fingerprint.empty() && broker_key->fingerprint_hex() != opts.broker_fingerprint)
+    std::string pinned = opts.broker_fingerprint;  // hex, either case (agentbus-key prints lower case)
+    std::transform(pinned.begin(), pinned.end(), pinned.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (!pinned.empty() && broker_key->fingerprint_hex() != pinned)
       throw enrolment_error(status_code::key_changed, "broker key " + broker_key->fingerprint_hex() +
                                                           " does not match the pinned fingerprint");
     bytes challenge_unsigned = session::encode(*challenge, false);
