@@ -61,6 +61,7 @@ struct pending_enrolment {
   bytes challenge_bytes;  // empty until signed and sent
   std::optional<crypto::ec_keypair> ephemeral;
   std::optional<crypto::public_key> agent_key;
+  std::optional<crypto::public_key> agent_ephemeral, agent_static;  // from HELLO, checked on the role's curve
   std::optional<secret_bytes> z_es;  // broker static (TPM) × agent ephemeral
   suite agent_suite;
   steady::time_point deadline;
@@ -307,12 +308,13 @@ struct broker::impl {
       if (st.code() == status_code::key_changed) (void)reg->set_pending_key(name, fingerprint, key->pem());
       return refuse_enrolment(route, name, st);
     }
-    auto agent_eph = crypto::public_key::from_der(hello->ephemeral_der);
-    if (!agent_eph || agent_eph->type().scheme != signature_scheme::ecdsa || agent_eph->type().curve != s.ecdh_curve)
+    auto agent_eph = session::ec_key_on_curve(hello->ephemeral_der, s.ecdh_curve);
+    if (!agent_eph)
       return refuse_enrolment(route, name, {status_code::invalid_field, "ephemeral key is not on " + std::string(curve_name(s.ecdh_curve))});
+    std::optional<crypto::public_key> agent_static;
     if (!hello->static_ecdh_der.empty()) {
-      auto st = crypto::public_key::from_der(hello->static_ecdh_der);
-      if (!st || st->type().scheme != signature_scheme::ecdsa || st->type().curve != s.ecdh_curve)
+      agent_static = session::ec_key_on_curve(hello->static_ecdh_der, s.ecdh_curve);
+      if (!agent_static)
         return refuse_enrolment(route, name, {status_code::invalid_field, "static ECDH key is not on the role's curve"});
     }
 
@@ -322,6 +324,8 @@ struct broker::impl {
     p.agent_suite = s;
     p.agent_key = std::move(key).value();
     p.ephemeral = crypto::ec_keypair::generate(s.ecdh_curve);
+    p.agent_ephemeral = agent_eph;  // parsed once, used again at PROOF
+    p.agent_static = std::move(agent_static);
     p.deadline = steady::now() + kEnrolmentTimeout;
     p.generation = ++generation_counter;
     p.challenge.nonce = crypto::random_bytes(session::kNonceSize);
@@ -334,7 +338,7 @@ struct broker::impl {
     job.route = route;
     job.generation = p.generation;
     job.transcript = session::challenge_transcript(p.hello_bytes, session::encode(p.challenge, false));
-    if (!p.challenge.static_ecdh_der.empty()) job.agent_ephemeral = std::move(agent_eph).value();
+    if (!p.challenge.static_ecdh_der.empty()) job.agent_ephemeral = std::move(agent_eph);
     job.curve = s.ecdh_curve;
     pending[route] = std::move(p);
     {
@@ -406,23 +410,20 @@ struct broker::impl {
 
     // Key schedule (same order as the agent): Z_ee, Z_se (agent static), Z_es (ours).
     std::vector<secret_bytes> secrets;
-    auto agent_eph = crypto::public_key::from_der(p.hello.ephemeral_der);
-    auto z_ee = p.ephemeral->derive(*agent_eph);
+    auto z_ee = p.ephemeral->derive(*p.agent_ephemeral);
     if (!z_ee) return refuse_enrolment(route, name, z_ee.error());
     secrets.push_back(std::move(z_ee).value());
-    if (!p.hello.static_ecdh_der.empty()) {
-      auto z_se = p.ephemeral->derive(*crypto::public_key::from_der(p.hello.static_ecdh_der));
+    if (p.agent_static) {
+      auto z_se = p.ephemeral->derive(*p.agent_static);
       if (!z_se) return refuse_enrolment(route, name, z_se.error());
       secrets.push_back(std::move(z_se).value());
     }
     if (p.z_es) secrets.push_back(std::move(*p.z_es));
-    std::vector<const secret_bytes*> ptrs;
-    for (const auto& z : secrets) ptrs.push_back(&z);
     bytes all = p.hello_bytes;
     all.insert(all.end(), p.challenge_bytes.begin(), p.challenge_bytes.end());
     all.insert(all.end(), f[2].begin(), f[2].end());
     bytes th = crypto::digest(s.mac_hash, all);
-    auto keys = session::derive_keys(ptrs, p.hello.nonce, p.challenge.nonce, "hop", name, cfg.name, th, s.mac_hash, s.mac_hash);
+    auto keys = session::derive_keys(secrets, p.hello.nonce, p.challenge.nonce, "hop", name, cfg.name, th, s.mac_hash, s.mac_hash);
 
     session::welcome_msg w;
     w.session_id = keys.session_id;
@@ -592,24 +593,26 @@ struct broker::impl {
     stats->increment("envelopes_total", "accepted");
   }
 
+  // leave_topic removes `name` from a topic's set and drops the set once empty, so
+  // topics that come and go leave nothing behind.
+  static void leave_topic(std::map<std::string, std::set<std::string>, std::less<>>& sets, const std::string& topic,
+                          const std::string& name) {
+    auto it = sets.find(topic);
+    if (it == sets.end()) return;
+    it->second.erase(name);
+    if (it->second.empty()) sets.erase(it);
+  }
+
   void mark_offline_if_gone(agent_entry& a) {
     if (!a.online) return;
     a.online = false;
     by_route.erase(a.route);
     for (const auto& t : a.subscriptions) {
-      if (auto it = subscribers.find(t); it != subscribers.end()) {
-        it->second.erase(a.name);
-        if (it->second.empty()) subscribers.erase(it);
-      }
+      leave_topic(subscribers, t, a.name);
       notify_members(t);
     }
     a.subscriptions.clear();
-    for (const auto& t : a.watching) {
-      if (auto it = watchers.find(t); it != watchers.end()) {
-        it->second.erase(a.name);
-        if (it->second.empty()) watchers.erase(it);
-      }
-    }
+    for (const auto& t : a.watching) leave_topic(watchers, t, a.name);
     a.watching.clear();
     stats->set_gauge("agents_online", "", static_cast<double>(by_route.size()));
   }
@@ -653,10 +656,7 @@ struct broker::impl {
 
   void unsubscribe(agent_entry& a, const std::string& topic) {
     if (!a.subscriptions.erase(topic)) return;
-    if (auto it = subscribers.find(topic); it != subscribers.end()) {
-      it->second.erase(a.name);
-      if (it->second.empty()) subscribers.erase(it);  // no empty sets left behind
-    }
+    leave_topic(subscribers, topic, a.name);
     notify_members(topic);
   }
 

@@ -286,13 +286,11 @@ struct agent::impl {
       if (!z_es) throw enrolment_error(z_es.error().code(), "ECDH failed");
       secrets.push_back(std::move(z_es).value());
     }
-    std::vector<const secret_bytes*> ptrs;
-    for (const auto& z : secrets) ptrs.push_back(&z);
     bytes transcript = hello_bytes;
     transcript.insert(transcript.end(), reply[1].begin(), reply[1].end());
     transcript.insert(transcript.end(), proof_bytes.begin(), proof_bytes.end());
     bytes th = crypto::digest(my_suite.mac_hash, transcript);
-    auto keys = session::derive_keys(ptrs, hello.nonce, challenge->nonce, "hop", opts.name, challenge->broker_name, th,
+    auto keys = session::derive_keys(secrets, hello.nonce, challenge->nonce, "hop", opts.name, challenge->broker_name, th,
                                      my_suite.mac_hash, my_suite.mac_hash);
     if (!crypto::constant_time_equal(keys.session_id, welcome->session_id) ||
         !crypto::verify_hmac(my_suite.mac_hash, keys.responder_to_initiator.view(), session::welcome_confirm_input(th),
@@ -532,7 +530,7 @@ struct agent::impl {
   }
 
   // derive_pair_keys: the offer's sender is the initiator.
-  static session::derived_keys derive_pair_keys(const std::vector<const secret_bytes*>& z, byte_view nonce_i, byte_view nonce_r,
+  static session::derived_keys derive_pair_keys(const std::vector<secret_bytes>& z, byte_view nonce_i, byte_view nonce_r,
                                                 const std::string& initiator, const std::string& responder,
                                                 const suite& i_suite, const suite& r_suite, byte_view offer_signed,
                                                 byte_view accept_signed) {
@@ -551,9 +549,8 @@ struct agent::impl {
       return;
     }
     ec_curve expected = session::curve_for_pair(my_suite.ecdh_curve, p.peer_suite.ecdh_curve);
-    auto peer_eph = crypto::public_key::from_der(offer->ephemeral_der);
-    if (offer->curve != curve_name(expected) || !peer_eph || peer_eph->type().scheme != signature_scheme::ecdsa ||
-        peer_eph->type().curve != expected) {
+    auto peer_eph = session::ec_key_on_curve(offer->ephemeral_der, expected);
+    if (offer->curve != curve_name(expected) || !peer_eph) {
       report({"receiver", {status_code::invalid_field, "session offer on the wrong curve"}, p.name, opts.name,
               offer_header.message_id});
       return;
@@ -574,13 +571,12 @@ struct agent::impl {
     if (my_static) a.static_ecdh_der = my_static->der();
     std::optional<crypto::public_key> peer_static;
     if (!offer->static_ecdh_der.empty()) {
-      auto ps = crypto::public_key::from_der(offer->static_ecdh_der);
-      if (!ps || ps->type().scheme != signature_scheme::ecdsa || ps->type().curve != expected) {
+      peer_static = session::ec_key_on_curve(offer->static_ecdh_der, expected);
+      if (!peer_static) {
         report({"receiver", {status_code::invalid_field, "session offer's static key is not on the session curve"}, p.name,
                 opts.name, offer_header.message_id});
         return;
       }
-      peer_static = std::move(ps).value();
     }
     auto frames = seal(envelope_type::control, recipient_kind::agent, p.name, session::kAcceptContentType,
                        session::encode(a), offer_header.message_id, {}, nullptr);
@@ -608,9 +604,7 @@ struct agent::impl {
       secrets.push_back(std::move(z_es).value());
     }
     if (peer_static || my_static) ++st_tpm_ecdh_sessions;
-    std::vector<const secret_bytes*> ptrs;
-    for (const auto& sec : secrets) ptrs.push_back(&sec);
-    auto keys = derive_pair_keys(ptrs, offer->nonce, a.nonce, p.name, opts.name, p.peer_suite, my_suite, offer_signed,
+    auto keys = derive_pair_keys(secrets, offer->nonce, a.nonce, p.name, opts.name, p.peer_suite, my_suite, offer_signed,
                                  (*frames)[1]);
     {
       // Queue the acceptance before the new keys can be used: nothing sealed with them
@@ -649,14 +643,9 @@ struct agent::impl {
       offer_signed = s.offer->signed_part;
       curve = s.offer->curve;
     }
-    auto on_curve = [&](const bytes& der) -> std::optional<crypto::public_key> {
-      auto k = crypto::public_key::from_der(der);
-      if (!k || k->type().scheme != signature_scheme::ecdsa || k->type().curve != curve) return std::nullopt;
-      return std::move(k).value();
-    };
-    auto peer_eph = on_curve(a->ephemeral_der);
+    auto peer_eph = session::ec_key_on_curve(a->ephemeral_der, curve);
     std::optional<crypto::public_key> peer_static;
-    if (!a->static_ecdh_der.empty()) peer_static = on_curve(a->static_ecdh_der);
+    if (!a->static_ecdh_der.empty()) peer_static = session::ec_key_on_curve(a->static_ecdh_der, curve);
     if (!peer_eph || (!a->static_ecdh_der.empty() && !peer_static)) {
       report({"receiver", {status_code::invalid_field, "session acceptance with a key off the session curve"}, p.name,
               opts.name, h.message_id});
@@ -682,9 +671,7 @@ struct agent::impl {
       if (!z_es) return;
       secrets.push_back(std::move(z_es).value());
     }
-    std::vector<const secret_bytes*> ptrs;
-    for (const auto& sec : secrets) ptrs.push_back(&sec);
-    auto keys = derive_pair_keys(ptrs, nonce, a->nonce, opts.name, p.name, my_suite, p.peer_suite, offer_signed,
+    auto keys = derive_pair_keys(secrets, nonce, a->nonce, opts.name, p.name, my_suite, p.peer_suite, offer_signed,
                                  accept_signed);
     {
       std::lock_guard lock(sess_mu);

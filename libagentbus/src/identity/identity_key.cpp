@@ -150,7 +150,6 @@ result<std::unique_ptr<identity_key>> identity_key::create_tpm(const fs::path& d
   write_public_pem(dir, *pub);
   write_metadata(dir, m);  // last: its presence means the directory is complete
   // Reopen through load() so the new identity knows its directory (static ECDH keys).
-  (void)m;
   return identity_key::open(dir, std::move(t));
 }
 

@@ -101,6 +101,12 @@ status verify_envelope_signature(const crypto::public_key& key, const suite& s, 
   return {};
 }
 
+std::optional<crypto::public_key> ec_key_on_curve(byte_view der, ec_curve curve) {
+  auto k = crypto::public_key::from_der(der);
+  if (!k || k->type().scheme != signature_scheme::ecdsa || k->type().curve != curve) return std::nullopt;
+  return std::move(k).value();
+}
+
 ec_curve curve_for_pair(ec_curve a, ec_curve b) noexcept { return curve_bytes(a) >= curve_bytes(b) ? a : b; }
 
 }  // namespace agentbus::session

@@ -59,6 +59,10 @@ class root_cache {
 status verify_envelope_signature(const crypto::public_key& key, const suite& s, byte_view digest,
                                  const envelope_auth& auth, root_cache* cache = nullptr);
 
+// ec_key_on_curve parses a DER public key and accepts it only as an EC key on
+// `curve` (ephemeral and static ECDH keys in handshakes); nullopt otherwise.
+std::optional<crypto::public_key> ec_key_on_curve(byte_view der, ec_curve curve);
+
 // curve_for_pair: agent↔agent sessions use the stronger of the two roles' curves.
 ec_curve curve_for_pair(ec_curve a, ec_curve b) noexcept;
 

@@ -6,17 +6,17 @@
 
 namespace agentbus::session {
 
-derived_keys derive_keys(const std::vector<const secret_bytes*>& shared_secrets, byte_view nonce_initiator,
+derived_keys derive_keys(const std::vector<secret_bytes>& shared_secrets, byte_view nonce_initiator,
                          byte_view nonce_responder, std::string_view label, std::string_view initiator,
                          std::string_view responder, byte_view transcript_hash, hash_algorithm i2r_mac,
                          hash_algorithm r2i_mac) {
   std::size_t ikm_len = 0;
-  for (const auto* z : shared_secrets) ikm_len += z->size();
+  for (const auto& z : shared_secrets) ikm_len += z.size();
   secret_bytes ikm(ikm_len);
   std::size_t off = 0;
-  for (const auto* z : shared_secrets) {
-    std::copy(z->data(), z->data() + z->size(), ikm.data() + off);
-    off += z->size();
+  for (const auto& z : shared_secrets) {
+    std::copy(z.data(), z.data() + z.size(), ikm.data() + off);
+    off += z.size();
   }
   bytes salt(nonce_initiator.begin(), nonce_initiator.end());
   salt.insert(salt.end(), nonce_responder.begin(), nonce_responder.end());

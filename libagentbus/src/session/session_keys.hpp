@@ -29,7 +29,7 @@ struct derived_keys {
 // info = "agentbus-v1 <label>" || 0x00 || u8 len || initiator || u8 len || responder
 //        || transcript_hash || one of "i2r", "r2i", "sid".
 // Each direction's key is as long as that direction's MAC hash output.
-derived_keys derive_keys(const std::vector<const secret_bytes*>& shared_secrets, byte_view nonce_initiator,
+derived_keys derive_keys(const std::vector<secret_bytes>& shared_secrets, byte_view nonce_initiator,
                          byte_view nonce_responder, std::string_view label, std::string_view initiator,
                          std::string_view responder, byte_view transcript_hash, hash_algorithm i2r_mac,
                          hash_algorithm r2i_mac);
