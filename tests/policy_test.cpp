@@ -1,15 +1,18 @@
 // policy_test.cpp — the shipped algorithm policy (config/policy.toml and the
-// built-in copy), the DESIGN.md role table, suite and assurance checks, and one
+// built-in copy), the DESIGN.md role table, suite, assurance and batch-size checks, and one
 // test per validation rule of the loader (each naming the file and the field).
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "agentbus/policy.hpp"
@@ -143,6 +146,8 @@ TEST(ShippedPolicy, FileEqualsBuiltinDefaultFieldByField) {
     EXPECT_EQ(b->accepted_assurance, r.accepted_assurance);
     EXPECT_EQ(b->allow_software, r.allow_software);
     EXPECT_EQ(b->allow_simulator, r.allow_simulator);
+    EXPECT_EQ(b->batch.max_leaves, r.batch.max_leaves);
+    EXPECT_EQ(b->batch.max_delay, r.batch.max_delay);
     EXPECT_EQ(b->send_to, r.send_to);
     EXPECT_EQ(b->publish, r.publish);
     EXPECT_EQ(b->subscribe, r.subscribe);
@@ -240,6 +245,19 @@ TEST(ShippedPolicy, OnlyDebuggerAcceptsSoftwareKeysAndAllAcceptSimulators) {
   }
 }
 
+TEST(ShippedPolicy, EveryRoleHasTheDefaultBatchWindow) {
+  for (const std::string& role : kDesignRoles) {
+    SCOPED_TRACE(role);
+    auto b = shipped().batch_limits_for(role);
+    ASSERT_TRUE(b.ok()) << b.error().to_string();
+    EXPECT_EQ(b->max_leaves, 1024u);
+    EXPECT_EQ(b->max_delay, std::chrono::milliseconds(2));
+  }
+  // A role the operator adds inherits [defaults].
+  policy p = policy::parse(read_text(kShippedFile) + "\n[roles.AUDITOR]\n", "shipped+AUDITOR");
+  EXPECT_EQ(p.find_role("AUDITOR")->batch, (batch_limits{1024, std::chrono::milliseconds(2)}));
+}
+
 TEST(ShippedPolicy, SuiteForUnknownRoleIsUnknownRole) {
   for (std::string_view role : {"JANITOR", "director", "Director", "", "DIRECTOR "}) {
     SCOPED_TRACE(role);
@@ -322,6 +340,40 @@ TEST(CheckAssurance, FollowsTheRoleList) {
 }
 
 // ---------------------------------------------------------------------------
+// batch_limits_for and check_batch_size.
+// ---------------------------------------------------------------------------
+
+TEST(CheckBatchSize, AcceptsUpToTheRoleLimitAndRefusesAbove) {
+  policy p = policy::parse(edit(kMinimal, "suite = \"s1\"\n", "suite = \"s1\"\nbatch_max_leaves = 16\n"), "test.toml");
+  for (std::uint32_t n : {1u, 2u, 15u, 16u}) EXPECT_TRUE(p.check_batch_size("MONITOR", n).ok()) << n;
+  for (std::uint32_t n : {17u, 1024u, 65537u, 0xffffffffu}) {
+    status st = p.check_batch_size("MONITOR", n);
+    EXPECT_EQ(st.code(), status_code::batch_too_large) << n;
+    EXPECT_NE(st.detail().find("at most 16"), std::string::npos) << st.detail();
+  }
+}
+
+TEST(CheckBatchSize, ShippedRolesAcceptTheDefault1024) {
+  for (const std::string& role : kDesignRoles) {
+    SCOPED_TRACE(role);
+    EXPECT_TRUE(shipped().check_batch_size(role, 1024).ok());
+    EXPECT_EQ(shipped().check_batch_size(role, 1025).code(), status_code::batch_too_large);
+  }
+}
+
+TEST(CheckBatchSize, UnknownRoleIsUnknownRole) {
+  EXPECT_EQ(shipped().check_batch_size("JANITOR", 1).code(), status_code::unknown_role);
+  auto b = shipped().batch_limits_for("JANITOR");
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.error().code(), status_code::unknown_role);
+}
+
+TEST(CheckBatchSize, CodeIsStable) {
+  EXPECT_EQ(static_cast<int>(status_code::batch_too_large), 306);
+  EXPECT_EQ(status_code_name(status_code::batch_too_large), "batch_too_large");
+}
+
+// ---------------------------------------------------------------------------
 // Valid documents and defaults.
 // ---------------------------------------------------------------------------
 
@@ -335,6 +387,8 @@ TEST(PolicyParse, MinimalDocumentGetsTheStrictDefaults) {
   EXPECT_EQ(r.accepted_assurance, (std::vector<assurance>{assurance::tpm, assurance::tpm_batch}));
   EXPECT_FALSE(r.allow_software);
   EXPECT_TRUE(r.allow_simulator);
+  EXPECT_EQ(r.batch.max_leaves, 1024u);
+  EXPECT_EQ(r.batch.max_delay, std::chrono::milliseconds(2));
 }
 
 TEST(PolicyParse, RolesInheritDefaultsAndMayOverrideThem) {
@@ -354,6 +408,34 @@ TEST(PolicyParse, RolesInheritDefaultsAndMayOverrideThem) {
   EXPECT_EQ(d->accepted_assurance, (std::vector<assurance>{assurance::tpm, assurance::software}));
   EXPECT_TRUE(d->allow_software);
   EXPECT_TRUE(d->allow_simulator);
+}
+
+TEST(PolicyParse, BatchLimitsComeFromDefaultsAndRolesOverrideEachKey) {
+  std::string text = edit(kMinimal, "[roles.MONITOR]\nsuite = \"s1\"\n",
+                          "[defaults]\nsuite = \"s1\"\nbatch_max_leaves = 256\nbatch_max_delay_ms = 5\n\n"
+                          "[roles.MONITOR]\n\n"
+                          "[roles.OPTIMIZER]\nbatch_max_leaves = 64\n\n"
+                          "[roles.DIRECTOR]\nbatch_max_delay_ms = 0\n");
+  policy p = policy::parse(text, "test.toml");
+  EXPECT_EQ(p.batch_limits_for("MONITOR").value(), (batch_limits{256, std::chrono::milliseconds(5)}));
+  EXPECT_EQ(p.batch_limits_for("OPTIMIZER").value(), (batch_limits{64, std::chrono::milliseconds(5)}));
+  EXPECT_EQ(p.batch_limits_for("DIRECTOR").value(), (batch_limits{256, std::chrono::milliseconds(0)}));
+  EXPECT_EQ(p.check_batch_size("OPTIMIZER", 65).code(), status_code::batch_too_large);
+  EXPECT_TRUE(p.check_batch_size("MONITOR", 256).ok());
+}
+
+TEST(PolicyParse, BatchLimitsAcceptTheirBounds) {
+  for (auto [leaves, delay] : {std::pair{1, 0}, std::pair{65536, 1000}, std::pair{1024, 2}}) {
+    SCOPED_TRACE(std::to_string(leaves) + " leaves, " + std::to_string(delay) + " ms");
+    policy p = policy::parse(edit(kMinimal, "suite = \"s1\"\n",
+                                  "suite = \"s1\"\nbatch_max_leaves = " + std::to_string(leaves) +
+                                      "\nbatch_max_delay_ms = " + std::to_string(delay) + "\n"),
+                             "test.toml");
+    const role_policy* r = p.find_role("MONITOR");
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->batch.max_leaves, static_cast<std::uint32_t>(leaves));
+    EXPECT_EQ(r->batch.max_delay, std::chrono::milliseconds(delay));
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -623,6 +705,51 @@ TEST(PolicyValidation, AgentPins) {
   EXPECT_EQ(p.find_pin("monitor-3"), nullptr);
   EXPECT_TRUE(p.is_revoked("old-1"));
   EXPECT_FALSE(p.is_revoked("monitor-1"));
+}
+
+// in_role / in_defaults add one line to kMinimal's MONITOR role / a new [defaults].
+std::string in_role(const std::string& line) { return edit(kMinimal, "suite = \"s1\"\n", "suite = \"s1\"\n" + line + "\n"); }
+std::string in_defaults(const std::string& line) {
+  return edit(kMinimal, "[roles.MONITOR]", "[defaults]\n" + line + "\n\n[roles.MONITOR]");
+}
+
+TEST(PolicyValidation, BatchMaxLeavesOutOfRange) {
+  for (std::string v : {"0", "-1", "65537", "1000000", "9223372036854775807"}) {
+    SCOPED_TRACE(v);
+    expect_policy_error(in_role("batch_max_leaves = " + v), "roles.MONITOR.batch_max_leaves",
+                        "must be from 1 to 65536, not " + v);
+    expect_policy_error(in_defaults("batch_max_leaves = " + v), "defaults.batch_max_leaves",
+                        "must be from 1 to 65536, not " + v);
+  }
+}
+
+TEST(PolicyValidation, BatchMaxDelayOutOfRange) {
+  for (std::string v : {"-1", "1001", "60000"}) {
+    SCOPED_TRACE(v);
+    expect_policy_error(in_role("batch_max_delay_ms = " + v), "roles.MONITOR.batch_max_delay_ms",
+                        "must be from 0 to 1000, not " + v);
+    expect_policy_error(in_defaults("batch_max_delay_ms = " + v), "defaults.batch_max_delay_ms",
+                        "must be from 0 to 1000, not " + v);
+  }
+}
+
+TEST(PolicyValidation, BatchLimitsAreIntegers) {
+  for (std::string v : {"\"1024\"", "1024.0", "2.5", "true", "[16]", "{ n = 1 }", "1979-05-27"}) {
+    SCOPED_TRACE(v);
+    expect_policy_error(in_role("batch_max_leaves = " + v), "roles.MONITOR.batch_max_leaves",
+                        "must be an integer from 1 to 65536");
+    expect_policy_error(in_role("batch_max_delay_ms = " + v), "roles.MONITOR.batch_max_delay_ms",
+                        "must be an integer from 0 to 1000");
+    expect_policy_error(in_defaults("batch_max_leaves = " + v), "defaults.batch_max_leaves",
+                        "must be an integer from 1 to 65536");
+    expect_policy_error(in_defaults("batch_max_delay_ms = " + v), "defaults.batch_max_delay_ms",
+                        "must be an integer from 0 to 1000");
+  }
+}
+
+TEST(PolicyValidation, BatchLimitKeysAreSpelledExactly) {
+  expect_policy_error(in_role("batch_max_leafs = 16"), "roles.MONITOR.batch_max_leafs", "unknown key");
+  expect_policy_error(in_defaults("batch_max_delay = 2"), "defaults.batch_max_delay", "unknown key");
 }
 
 TEST(PolicyValidation, MissingFile) {

@@ -26,6 +26,7 @@ std::string_view status_code_name(status_code code) noexcept {
     case status_code::unsupported_algorithm: return "unsupported_algorithm";
     case status_code::bad_batch_proof: return "bad_batch_proof";
     case status_code::bad_batch_signature: return "bad_batch_signature";
+    case status_code::batch_too_large: return "batch_too_large";
     case status_code::unknown_agent: return "unknown_agent";
     case status_code::revoked_agent: return "revoked_agent";
     case status_code::replayed: return "replayed";

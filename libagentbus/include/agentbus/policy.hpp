@@ -1,10 +1,12 @@
 // policy.hpp — the per-role algorithm policy (config/policy.toml).
 //
 // A policy maps each role to a named suite and says which assurance levels and
-// key protections the role accepts. It is immutable after loading and safe to
-// share between threads.
+// key protections the role accepts and how large its tpm-batch batches may be. It
+// is immutable after loading and safe to share between threads.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <stdexcept>
@@ -33,14 +35,35 @@ class policy_error : public std::runtime_error {
   std::string field_;
 };
 
+// batch_limits is a role's tpm-batch window (policy keys batch_max_leaves and
+// batch_max_delay_ms). Verifiers refuse a tpm-batch envelope whose proof names
+// more than max_leaves leaves (batch_too_large); the role's signer caps its batch
+// at min(its own max_batch, max_leaves) and holds an envelope back at most
+// max_delay to fill a batch (0: adaptive, close the batch as soon as the TPM is
+// free). The loader guarantees kMinLeaves <= max_leaves <= kMaxLeaves and
+// 0 <= max_delay <= kMaxDelay.
+struct batch_limits {
+  static constexpr std::uint32_t kMinLeaves = 1;
+  static constexpr std::uint32_t kMaxLeaves = 65536;
+  static constexpr std::uint32_t kDefaultLeaves = 1024;
+  static constexpr std::chrono::milliseconds kMaxDelay{1000};
+  static constexpr std::chrono::milliseconds kDefaultDelay{2};
+
+  std::uint32_t max_leaves = kDefaultLeaves;
+  std::chrono::milliseconds max_delay = kDefaultDelay;
+  bool operator==(const batch_limits&) const = default;
+};
+
 // role_policy is one role's row: its suite, the assurance levels accepted from it,
-// and whether a software key or a simulated TPM is acceptable for it.
+// whether a software key or a simulated TPM is acceptable for it, and its batch
+// window.
 struct role_policy {
   std::string name;                     // upper-case role name, e.g. "DIRECTOR"
   std::string suite;                    // suite name
   std::vector<assurance> accepted_assurance;
   bool allow_software = false;
   bool allow_simulator = true;
+  batch_limits batch;                   // tpm-batch window limits
   // ACL. send_to lists recipient roles ("*" = any role); publish and subscribe list
   // topic patterns: segments separated by '/', "*" matches one segment, a final ">"
   // matches one or more. Empty lists deny (fail closed).
@@ -91,6 +114,13 @@ class policy {
   status check_declared_suite(std::string_view sender_role, std::string_view declared_suite) const;
   // check_assurance accepts the levels the role lists; assurance_refused otherwise.
   status check_assurance(std::string_view sender_role, assurance level) const;
+  // batch_limits_for returns the role's tpm-batch window; unknown_role if the
+  // policy has no such role.
+  result<batch_limits> batch_limits_for(std::string_view role) const;
+  // check_batch_size accepts a tpm-batch proof of `leaf_count` leaves from a
+  // `sender_role` agent when leaf_count <= the role's batch_max_leaves;
+  // batch_too_large otherwise, unknown_role for a role the policy does not define.
+  status check_batch_size(std::string_view sender_role, std::uint32_t leaf_count) const;
 
   // check_send: may a `sender_role` agent send directly to a `recipient_role` agent?
   status check_send(std::string_view sender_role, std::string_view recipient_role) const;

@@ -43,6 +43,7 @@ enum class status_code : std::uint16_t {
   unsupported_algorithm = 303, // the algorithm is not available here (TPM or OpenSSL)
   bad_batch_proof = 304,     // the inclusion path leads to a root signed for other leaves (forged path, moved leaf)
   bad_batch_signature = 305, // the batch root is not signed by the sender's key
+  batch_too_large = 306,     // a tpm-batch proof's leaf_count exceeds the sender role's batch_max_leaves
 
   // 400-499: identity and replay (used by the bus).
   unknown_agent = 400,

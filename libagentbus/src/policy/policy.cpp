@@ -57,6 +57,28 @@ class policy_reader {
     return n->as_boolean()->get();
   }
 
+  // optional_integer reads an integer in [min, max]; a float, a string or a value
+  // out of range is an error (types are strict: "1024" is not 1024).
+  std::optional<std::int64_t> optional_integer(const toml::table& t, const std::string& where, std::string_view key,
+                                               std::int64_t min, std::int64_t max) const {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return std::nullopt;
+    std::string field = join(where, std::string(key));
+    std::string range = std::to_string(min) + " to " + std::to_string(max);
+    if (!n->is_integer()) fail(field, "must be an integer from " + range);
+    std::int64_t v = n->as_integer()->get();
+    if (v < min || v > max) fail(field, "must be from " + range + ", not " + std::to_string(v));
+    return v;
+  }
+
+  // read_batch_limits overrides `limits` with what the table sets.
+  void read_batch_limits(const toml::table& t, const std::string& where, batch_limits& limits) const {
+    if (auto v = optional_integer(t, where, "batch_max_leaves", batch_limits::kMinLeaves, batch_limits::kMaxLeaves))
+      limits.max_leaves = static_cast<std::uint32_t>(*v);
+    if (auto v = optional_integer(t, where, "batch_max_delay_ms", 0, batch_limits::kMaxDelay.count()))
+      limits.max_delay = std::chrono::milliseconds(*v);
+  }
+
   std::optional<std::vector<assurance>> optional_assurance(const toml::table& t, const std::string& where) const {
     const toml::node* n = t.get("assurance");
     if (n == nullptr) return std::nullopt;
@@ -153,6 +175,11 @@ class policy_reader {
   std::string source_;
 };
 
+// kRoleKeys are the keys a role table and [defaults] may set.
+const std::initializer_list<std::string_view> kRoleKeys = {
+    "suite", "assurance", "allow_software", "allow_simulator", "batch_max_leaves", "batch_max_delay_ms",
+    "send_to", "publish", "subscribe"};
+
 // Fingerprints are compared as lower-case hex (what agentbus-key prints); an
 // operator pasting upper-case hex must not lock the legitimate agent out.
 std::string lower_hex(std::string s) {
@@ -198,7 +225,7 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
   if (const toml::node* d = doc.get("defaults")) {
     if (!d->is_table()) reader.fail("defaults", "must be a table");
     const toml::table& t = *d->as_table();
-    reader.only_keys(t, "defaults", {"suite", "assurance", "allow_software", "allow_simulator", "send_to", "publish", "subscribe"});
+    reader.only_keys(t, "defaults", kRoleKeys);
     if (t.get("suite") != nullptr) {
       defaults.suite = reader.string_at(t, "defaults", "suite");
       if (p.find_suite(defaults.suite) == nullptr) reader.fail("defaults.suite", "unknown suite '" + defaults.suite + "'");
@@ -207,6 +234,7 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
     if (auto a = reader.optional_assurance(t, "defaults")) defaults.accepted_assurance = *a;
     if (auto b = reader.optional_bool(t, "defaults", "allow_software")) defaults.allow_software = *b;
     if (auto b = reader.optional_bool(t, "defaults", "allow_simulator")) defaults.allow_simulator = *b;
+    reader.read_batch_limits(t, "defaults", defaults.batch);
     if (auto v = reader.optional_strings(t, "defaults", "send_to", false)) defaults.send_to = *v;
     if (auto v = reader.optional_strings(t, "defaults", "publish", true)) defaults.publish = *v;
     if (auto v = reader.optional_strings(t, "defaults", "subscribe", true)) defaults.subscribe = *v;
@@ -220,7 +248,7 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
     if (!valid_role_name(n)) reader.fail(where, "role names are upper-case letters, digits and '_'");
     if (!node.is_table()) reader.fail(where, "must be a table");
     const toml::table& t = *node.as_table();
-    reader.only_keys(t, where, {"suite", "assurance", "allow_software", "allow_simulator", "send_to", "publish", "subscribe"});
+    reader.only_keys(t, where, kRoleKeys);
     role_policy r = defaults;
     r.name = n;
     if (t.get("suite") != nullptr) {
@@ -232,6 +260,7 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
     if (auto a = reader.optional_assurance(t, where)) r.accepted_assurance = *a;
     if (auto b = reader.optional_bool(t, where, "allow_software")) r.allow_software = *b;
     if (auto b = reader.optional_bool(t, where, "allow_simulator")) r.allow_simulator = *b;
+    reader.read_batch_limits(t, where, r.batch);
     if (auto v = reader.optional_strings(t, where, "send_to", false)) r.send_to = *v;
     if (auto v = reader.optional_strings(t, where, "publish", true)) r.publish = *v;
     if (auto v = reader.optional_strings(t, where, "subscribe", true)) r.subscribe = *v;
@@ -388,6 +417,22 @@ status policy::check_assurance(std::string_view sender_role, assurance level) co
   if (std::find(r->accepted_assurance.begin(), r->accepted_assurance.end(), level) == r->accepted_assurance.end())
     return {status_code::assurance_refused,
             "role " + r->name + " does not accept assurance '" + std::string(assurance_name(level)) + "'"};
+  return {};
+}
+
+result<batch_limits> policy::batch_limits_for(std::string_view role) const {
+  const role_policy* r = find_role(role);
+  if (r == nullptr) return status{status_code::unknown_role, "role '" + std::string(role) + "' is not in the policy"};
+  return r->batch;
+}
+
+status policy::check_batch_size(std::string_view sender_role, std::uint32_t leaf_count) const {
+  const role_policy* r = find_role(sender_role);
+  if (r == nullptr) return {status_code::unknown_role, "role '" + std::string(sender_role) + "' is not in the policy"};
+  if (leaf_count > r->batch.max_leaves)
+    return {status_code::batch_too_large, "role " + r->name + " accepts batches of at most " +
+                                              std::to_string(r->batch.max_leaves) + " envelopes, proof names a batch of " +
+                                              std::to_string(leaf_count)};
   return {};
 }
 
