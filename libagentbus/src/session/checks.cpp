@@ -54,6 +54,11 @@ status check_key_and_assurance(const policy& pol, const std::string& role, prote
   bool software_level = auth.level == assurance::software;
   if (software_level != (sender_protection == protection::software))
     return {status_code::assurance_refused, "assurance level does not match the key's protection"};
+  // The role's batch_max_leaves bounds how many envelopes one root signature may
+  // vouch for; checked here, before any hashing, so an oversized batch costs the
+  // verifier nothing. (A tpm-batch auth part without a proof does not decode.)
+  if (auth.level == assurance::tpm_batch && auth.batch)
+    if (status st = pol.check_batch_size(role, auth.batch->leaf_count); !st) return st;
   return {};
 }
 

@@ -23,9 +23,10 @@ status verify_hop_mac(const session_state& s, byte_view digest, const envelope_a
 status verify_e2e_mac(const session_state& s, byte_view digest, const envelope_auth& auth, std::string_view me);
 status verify_ctrl_tag(const session_state& s, byte_view session_id, byte_view body, byte_view tag);
 
-// check_key_and_assurance: the envelope names the sender's pinned key; its
-// assurance level is one the role accepts and matches the key's protection
-// (a software key cannot claim tpm).
+// check_key_and_assurance: the envelope names the sender's pinned key (wrong_key);
+// its assurance level is one the role accepts and matches the key's protection
+// (a software key cannot claim tpm; assurance_refused); a tpm-batch proof names
+// at most the role's batch_max_leaves leaves (batch_too_large).
 status check_key_and_assurance(const policy& pol, const std::string& role, protection sender_protection,
                                byte_view pinned_key_id, const envelope_auth& auth);
 
