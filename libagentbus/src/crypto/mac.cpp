@@ -18,6 +18,30 @@ bytes hmac(hash_algorithm h, byte_view key, byte_view data) {
   return out;
 }
 
+hmac_key::hmac_key(hash_algorithm h, byte_view key) {
+  static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);  // process lifetime
+  if (mac == nullptr) throw_crypto_error("EVP_MAC_fetch(HMAC)");
+  ossl_ptr<EVP_MAC_CTX> ctx(EVP_MAC_CTX_new(mac));
+  if (!ctx) throw_crypto_error("EVP_MAC_CTX_new");
+  OSSL_PARAM params[2] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>(EVP_MD_get0_name(md_of(h))), 0),
+      OSSL_PARAM_construct_end()};
+  if (EVP_MAC_init(ctx.get(), key.data(), key.size(), params) != 1) throw_crypto_error("EVP_MAC_init");
+  ctx_ = std::shared_ptr<void>(ctx.release(), [](void* c) { EVP_MAC_CTX_free(static_cast<EVP_MAC_CTX*>(c)); });
+}
+
+bytes hmac_key::tag(byte_view data) const {
+  if (!ctx_) throw crypto_error("hmac_key::tag on an empty key");
+  ossl_ptr<EVP_MAC_CTX> c(EVP_MAC_CTX_dup(static_cast<const EVP_MAC_CTX*>(ctx_.get())));
+  if (!c) throw_crypto_error("EVP_MAC_CTX_dup");
+  bytes out(EVP_MAX_MD_SIZE);
+  std::size_t len = 0;
+  if (EVP_MAC_update(c.get(), data.data(), data.size()) != 1 || EVP_MAC_final(c.get(), out.data(), &len, out.size()) != 1)
+    throw_crypto_error("HMAC");
+  out.resize(len);
+  return out;
+}
+
 bool constant_time_equal(byte_view a, byte_view b) noexcept {
   if (a.size() != b.size()) return false;
   if (a.empty()) return true;

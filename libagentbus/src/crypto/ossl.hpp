@@ -44,7 +44,7 @@ std::string openssl_errors();
 // throw_crypto_error throws crypto_error with `what` and the drained queue.
 [[noreturn]] void throw_crypto_error(const std::string& what);
 
-// md_of maps a hash to its EVP_MD (static, never freed).
+// md_of maps a hash to its EVP_MD: fetched once per process (never freed by callers).
 const EVP_MD* md_of(hash_algorithm h);
 
 // group_name_of maps a curve to OpenSSL's group name ("P-256").

@@ -16,34 +16,11 @@ namespace {
 constexpr std::size_t kMaxHashSize = 64;
 constexpr std::size_t kStackInput = 1 + 2 * kMaxHashSize;
 
-struct md_deleter {
-  void operator()(EVP_MD* md) const noexcept { EVP_MD_free(md); }
-};
-
-// fetched_md returns an explicitly fetched EVP_MD for `h`. EVP_sha256() and friends
-// make OpenSSL 3 look the implementation up again on every EVP_DigestInit; a tree
-// of 4096 leaves initialises a digest 8191 times, so the fetch is done once.
-const EVP_MD* fetched_md(hash_algorithm h) {
-  static const auto table = [] {
-    constexpr std::array all = {hash_algorithm::sha256,   hash_algorithm::sha384,   hash_algorithm::sha512,
-                                hash_algorithm::sha3_256, hash_algorithm::sha3_384, hash_algorithm::sha3_512};
-    std::array<std::unique_ptr<EVP_MD, md_deleter>, all.size()> mds;
-    for (std::size_t i = 0; i < all.size(); ++i)
-      mds[static_cast<std::size_t>(all[i])].reset(
-          EVP_MD_fetch(nullptr, EVP_MD_get0_name(crypto::md_of(all[i])), nullptr));
-    return mds;
-  }();
-  const auto index = static_cast<std::size_t>(h);
-  if (index >= table.size() || !table[index])
-    crypto::throw_crypto_error(std::string("digest unavailable: ") + std::string(hash_name(h)));
-  return table[index].get();
-}
-
 // hasher computes H(prefix || a || b) into caller storage, reusing one EVP_MD_CTX
 // for every hash of a build or a proof check (no allocation per node).
 class hasher {
  public:
-  explicit hasher(hash_algorithm h) : md_(fetched_md(h)), ctx_(EVP_MD_CTX_new()) {
+  explicit hasher(hash_algorithm h) : md_(crypto::md_of(h)), ctx_(EVP_MD_CTX_new()) {
     if (!ctx_) crypto::throw_crypto_error("EVP_MD_CTX_new");
   }
 

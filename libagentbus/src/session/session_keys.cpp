@@ -52,6 +52,8 @@ void session_state::install(mac_key send, mac_key receive, std::chrono::seconds 
     if (k.valid_until == steady::time_point::max()) k.valid_until = now + grace;
   receive_.erase(std::remove_if(receive_.begin(), receive_.end(), [&](const mac_key& k) { return k.valid_until < now; }),
                  receive_.end());
+  send.prepared = crypto::hmac_key(send.hash, send.key.view());
+  receive.prepared = crypto::hmac_key(receive.hash, receive.key.view());
   // The new key is valid until it is superseded, whatever the caller put there.
   receive.valid_until = steady::time_point::max();
   receive_.push_back(std::move(receive));

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "agentbus/bytes.hpp"
+#include "agentbus/crypto.hpp"
 #include "agentbus/suite.hpp"
 
 namespace agentbus::session {
@@ -42,6 +43,9 @@ struct mac_key {
   secret_bytes key;
   hash_algorithm hash = hash_algorithm::sha256;
   steady::time_point valid_until = steady::time_point::max();  // set when superseded
+  crypto::hmac_key prepared = {};  // keyed once by session_state::install (the per-envelope MAC)
+
+  bytes tag(byte_view data) const { return prepared.empty() ? crypto::hmac(hash, key.view(), data) : prepared.tag(data); }
 };
 
 // session_state holds the current send key and the receive keys (current plus the
