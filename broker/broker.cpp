@@ -52,6 +52,11 @@ struct agent_entry {
   std::uint64_t ctrl_out = 1;  // never reset while the broker runs
   std::set<std::string> subscriptions;
   std::set<std::string> watching;  // topics whose membership it follows
+  // Registry deltas kept on the entry, so counting an envelope allocates nothing
+  // (a map keyed by (sender, recipient) strings built two strings per envelope).
+  std::map<std::string, std::uint64_t, std::less<>> traffic_to;  // recipient → envelopes since the last flush
+  std::int64_t seen_ms = 0;
+  bool seen_dirty = false;
 };
 
 struct pending_enrolment {
@@ -146,9 +151,12 @@ struct broker::impl {
   // ------------------------------------------------------------ registry
   // Counters are accumulated here and written in one transaction per second: a
   // database write per envelope would cap the bus at the disk's commit rate.
-  std::map<std::pair<std::string, std::string>, std::uint64_t> traffic_pending;
   std::map<std::pair<std::string, std::string>, registry::refusal_delta> refusals_pending;
-  std::map<std::string, std::int64_t> seen_pending;
+  std::set<std::string, std::less<>> traffic_dirty;  // agents with traffic_to or seen_ms to flush
+  // The hottest series, looked up once.
+  counter* accepted_total = nullptr;
+  histogram* accepted_check_seconds = nullptr;
+  counter* wire_batches_total = nullptr;
 
   struct offer_seen {
     std::string initiator, responder, curve;
@@ -166,18 +174,27 @@ struct broker::impl {
   }
 
   void flush_registry() {
-    if (traffic_pending.empty() && refusals_pending.empty() && seen_pending.empty()) return;
+    if (traffic_dirty.empty() && refusals_pending.empty()) return;
     std::vector<registry::traffic_delta> traffic;
     std::vector<registry::refusal_delta> refusals;
     std::vector<registry::seen_delta> seen;
-    for (const auto& [k, n] : traffic_pending) traffic.push_back({k.first, k.second, n});
+    for (const auto& name : traffic_dirty) {
+      auto it = agents.find(name);
+      if (it == agents.end()) continue;
+      for (const auto& [to, n] : it->second.traffic_to) traffic.push_back({name, to, n});
+      if (it->second.seen_dirty) seen.push_back({name, it->second.seen_ms});
+    }
     for (const auto& [k, d] : refusals_pending) refusals.push_back(d);
-    for (const auto& [a, t] : seen_pending) seen.push_back({a, t});
     try {
       reg->flush(traffic, refusals, seen);
-      traffic_pending.clear();
+      for (const auto& name : traffic_dirty) {
+        auto it = agents.find(name);
+        if (it == agents.end()) continue;
+        it->second.traffic_to.clear();
+        it->second.seen_dirty = false;
+      }
+      traffic_dirty.clear();
       refusals_pending.clear();
-      seen_pending.clear();
     } catch (const std::exception& e) {
       // Kept for the next attempt; the bus goes on.
       stats->increment("registry_errors_total");
@@ -498,35 +515,111 @@ struct broker::impl {
     // 2. No spoofing: the sender is the authenticated connection.
     if (h->sender != a.name) return nack(a, h->message_id, {status_code::spoofed_sender, "sender '" + h->sender + "' is not this connection's agent"}, h->to);
     // 3. Hop MAC.
-    const suite& s = a.agent_suite;
-    bytes digest = envelope_digest(s.envelope_hash, f[2]);
+    bytes digest = envelope_digest(a.agent_suite.envelope_hash, f[2]);
     if (status st = session::verify_hop_mac(a.hop, digest, *auth); !st) return nack(a, h->message_id, st, h->to);
+    enforce_and_route(a, *h, *auth, f[2], digest);
+    accepted_check_seconds->observe(steady::now() - started);
+  }
+
+  // on_wire_batch: several envelopes under one hop MAC (schemas/envelope.md §7.3),
+  // frames [route, BATCH, session id, MAC, signed part, auth part, ...]. The batch is
+  // authenticated as a unit: a bad MAC, a malformed or oversized member refuses every
+  // envelope in it (the sender's library never builds one; whoever did, nothing of
+  // it is forwarded). After that each envelope is checked and routed on its own, and
+  // only the ones that fail a check are refused.
+  void on_wire_batch(const bytes& route, const frames& f) {
+    auto started = steady::now();
+    auto who = by_route.find(route);
+    if (who == by_route.end()) return error_to_unknown(route, {status_code::unknown_agent, "not enrolled"});
+    agent_entry& a = agents[who->second];
+    wire_batches_total->increment();
+    const std::size_t count = f.size() >= 6 ? (f.size() - 4) / 2 : 0;
+    if (count == 0 || (f.size() - 4) % 2 != 0 || count > session::kMaxWireBatchEnvelopes)
+      return nack(a, {}, {status_code::malformed, fmt::format("a wire batch is a session id, a MAC and 1 to {} envelopes", session::kMaxWireBatchEnvelopes)}, "");
+    std::size_t total = 0;
+    for (std::size_t i = 4; i < f.size(); i += 2) {
+      if (f[i].size() + f[i + 1].size() > cfg.max_frame_bytes)
+        return nack(a, {}, {status_code::too_large, "an envelope of the wire batch exceeds max_frame_bytes"}, "");
+      total += f[i].size() + f[i + 1].size();
+    }
+    if (total > session::kMaxWireBatchBytes) return nack(a, {}, {status_code::too_large, "wire batch exceeds its size limit"}, "");
+    struct member {
+      envelope_header header;
+      envelope_auth auth;
+      bytes digest;
+    };
+    std::vector<member> members;
+    members.reserve(count);
+    auto refuse_all = [&](const status& why) {
+      // Every envelope whose header decoded is refused by its id; the sender hears of each.
+      if (members.empty()) return nack(a, {}, why, "");
+      for (const auto& m : members) nack(a, m.header.message_id, why, m.header.to);
+    };
+    for (std::size_t i = 4; i < f.size(); i += 2) {
+      auto h = decode_signed_part(f[i]);
+      if (!h) return refuse_all(h.error());
+      auto auth = decode_auth_part(f[i + 1]);
+      if (!auth) {
+        members.push_back({std::move(*h), {}, {}});
+        return refuse_all(auth.error());
+      }
+      if (auth->hop_mac) {
+        members.push_back({std::move(*h), {}, {}});
+        return refuse_all({status_code::malformed, "an envelope in a wire batch carries a hop MAC of its own"});
+      }
+      bytes digest = envelope_digest(a.agent_suite.envelope_hash, f[i]);
+      members.push_back({std::move(*h), std::move(*auth), std::move(digest)});
+    }
+    std::vector<wire_batch_item> items;
+    items.reserve(count);
+    for (const auto& m : members) items.push_back({m.digest, &m.auth});
+    if (status st = session::verify_wire_batch_mac(a.hop, f[2], items, f[3]); !st) return refuse_all(st);
+    for (std::size_t k = 0; k < members.size(); ++k) {
+      member& m = members[k];
+      check_started = steady::now();
+      if (m.header.sender != a.name) {
+        nack(a, m.header.message_id, {status_code::spoofed_sender, "sender '" + m.header.sender + "' is not this connection's agent"}, m.header.to);
+        continue;
+      }
+      enforce_and_route(a, m.header, m.auth, f[4 + 2 * k], m.digest);
+    }
+    check_started = {};
+    accepted_check_seconds->observe((steady::now() - started) / static_cast<long>(count));
+  }
+
+  // enforce_and_route: steps 4-7 of enforcement at publish, for an envelope whose
+  // sender and hop MAC are already established, then routing.
+  void enforce_and_route(agent_entry& a, envelope_header& h, const envelope_auth& auth, const bytes& signed_part,
+                         byte_view digest) {
     if (!runtime.permissive_testing) {
       // 4. Declared suite equals the role's suite; the pinned key; the assurance level.
-      if (status st = pol->check_declared_suite(a.role, h->suite); !st) return nack(a, h->message_id, st, h->to);
-      if (status st = session::check_key_and_assurance(*pol, a.role, a.key_protection, a.key_id, *auth); !st)
-        return nack(a, h->message_id, st, h->to);
+      if (status st = pol->check_declared_suite(a.role, h.suite); !st) return nack(a, h.message_id, st, h.to);
+      if (status st = session::check_key_and_assurance(*pol, a.role, a.key_protection, a.key_id, auth); !st)
+        return nack(a, h.message_id, st, h.to);
       // 5. ACL.
-      if (status st = check_acl(a, *h); !st) {
+      if (status st = check_acl(a, h); !st) {
         // Naming the recipient lets the trust graph draw the refused attempt to it.
-        if (h->to_kind == recipient_kind::agent && st.code() == status_code::acl_denied)
-          st = status(st.code(), st.detail() + " (recipient '" + h->to + "')");
-        return nack(a, h->message_id, st, h->to);
+        if (h.to_kind == recipient_kind::agent && st.code() == status_code::acl_denied)
+          st = status(st.code(), st.detail() + " (recipient '" + h.to + "')");
+        return nack(a, h.message_id, st, h.to);
       }
       // 6. Replay: sequence window and clock skew (committed only after the signature).
-      if (status st = a.window.check(h->sequence); !st) return nack(a, h->message_id, st, h->to);
-      if (status st = session::check_timestamp(h->timestamp_ms, session::now_ms(), cfg.max_clock_skew_ms); !st)
-        return nack(a, h->message_id, st, h->to);
+      if (status st = a.window.check(h.sequence); !st) return nack(a, h.message_id, st, h.to);
+      if (status st = session::check_timestamp(h.timestamp_ms, session::now_ms(), cfg.max_clock_skew_ms); !st)
+        return nack(a, h.message_id, st, h.to);
       // 7. Signature (the most expensive check, last).
-      if (status st = session::verify_envelope_signature(*a.key, s, digest, *auth, &roots); !st)
-        return nack(a, h->message_id, st, h->to);
-      a.window.commit(h->sequence);
+      if (status st = session::verify_envelope_signature(*a.key, a.agent_suite, digest, auth, &roots); !st)
+        return nack(a, h.message_id, st, h.to);
+      a.window.commit(h.sequence);
     }
     a.hop.count_received();
-    seen_pending[a.name] = static_cast<std::int64_t>(session::now_ms());
-    if (h->type == envelope_type::control) note_session_control(*h);
-    route_envelope(a, *h, *auth, f[2], digest);
-    stats->observe("publish_check_seconds", "accepted", steady::now() - started);
+    a.seen_ms = static_cast<std::int64_t>(session::now_ms());
+    if (!a.seen_dirty) {
+      a.seen_dirty = true;
+      traffic_dirty.insert(a.name);
+    }
+    if (h.type == envelope_type::control) note_session_control(h);
+    route_envelope(a, h, auth, signed_part, digest);
   }
 
   status check_acl(const agent_entry& a, const envelope_header& h) {
@@ -576,8 +669,8 @@ struct broker::impl {
       auto r = agents.find(h.to);
       if (r == agents.end()) return nack(from, h.message_id, {status_code::not_deliverable, "no agent named '" + h.to + "'"}, h.to);
       if (status st = forward(r->second, auth, signed_part, digest); !st) return nack(from, h.message_id, st, h.to);
-      if (h.type != envelope_type::control) ++traffic_pending[{from.name, h.to}];
-      stats->increment("envelopes_total", "accepted");
+      if (h.type != envelope_type::control) count_traffic(from, h.to);
+      accepted_total->increment();
       return;
     }
     auto subs = subscribers.find(h.to);
@@ -587,10 +680,20 @@ struct broker::impl {
         auto r = agents.find(name);
         if (r == agents.end()) continue;
         if (status st = forward(r->second, auth, signed_part, digest); !st) nack(from, h.message_id, st, name);
-        else ++traffic_pending[{from.name, name}];
+        else count_traffic(from, name);
       }
     }
-    stats->increment("envelopes_total", "accepted");
+    accepted_total->increment();
+  }
+
+  void count_traffic(agent_entry& from, std::string_view to) {
+    auto it = from.traffic_to.find(to);
+    if (it == from.traffic_to.end()) it = from.traffic_to.emplace(std::string(to), 0).first;
+    ++it->second;
+    if (!from.seen_dirty) {  // (seen_dirty is set by every accepted envelope first)
+      from.seen_dirty = true;
+      traffic_dirty.insert(from.name);
+    }
   }
 
   // leave_topic removes `name` from a topic's set and drops the set once empty, so
@@ -708,11 +811,18 @@ struct broker::impl {
   void handle(frames& f) {
     if (f.size() < 2) {
       stats->increment("frames_malformed_total");
+      // A message with too many frames arrives as its routing id alone.
+      if (f.size() == 1) {
+        const status why{status_code::malformed, "too many frames in one message"};
+        if (auto who = by_route.find(f[0]); who != by_route.end()) return nack(agents[who->second], {}, why, "");
+        return error_to_unknown(f[0], why);
+      }
       return;
     }
     const bytes& route = f[0];
     std::string_view kind = net::as_string(f[1]);
     if (kind == session::frame::kEnvelope) return on_envelope(route, f);
+    if (kind == session::frame::kWireBatch) return on_wire_batch(route, f);
     if (kind == session::frame::kControl) return on_control(route, f);
     if (kind == session::frame::kHello) return on_hello(route, f);
     if (kind == session::frame::kProof) return on_proof(route, f);
@@ -827,6 +937,9 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
   d.identity = std::move(identity);
   d.stats = std::move(m);
   d.runtime = runtime;
+  d.accepted_total = &d.stats->get_counter("envelopes_total", "accepted");
+  d.accepted_check_seconds = &d.stats->get_histogram("publish_check_seconds", "accepted");
+  d.wire_batches_total = &d.stats->get_counter("wire_batches_total");
   fs::create_directories(d.cfg.state_dir);
   d.reg.emplace(d.cfg.state_dir / "registry.db");
   spdlog::info("registry {} (schema {}, {} agents known)", (d.cfg.state_dir / "registry.db").string(),
@@ -897,7 +1010,7 @@ void broker::run(const std::atomic<bool>& stop) {
     }
     // Bounded batch per wake-up so the signer results and the admin socket are not starved.
     for (int budget = 0; budget < 4096; ++budget) {
-      auto f = net::recv_multipart(d.router, 8);
+      auto f = net::recv_multipart(d.router, 4 + 2 * session::kMaxWireBatchEnvelopes);
       if (!f) break;
       try {
         d.handle(*f);

@@ -190,5 +190,117 @@ TEST(Batch, ATpmThatStopsMidRunFailsTheBatchAndTellsTheSender) {
   EXPECT_EQ(d.describe(), "");
 }
 
+
+// ---------------------------------------------------------------- wire batches
+
+std::uint64_t wire_batches_counted(broker_process& b) {
+  const std::string metrics = b.admin("metrics");
+  const std::string name = "\nagentbus_wire_batches_total ";  // the sample line, not # HELP / # TYPE
+  auto at = metrics.find(name);
+  return at == std::string::npos ? 0 : std::stoull(metrics.substr(at + name.size()));
+}
+
+TEST(WireBatch, WireAndEnvelopeAtATimeDeliverTheSameTrafficInOrder) {
+  broker_process b;
+  testing::scoped_temp_dir dir;
+  agent_options one_by_one = batching();
+  one_by_one.wire_batching = false;
+  auto separate = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, one_by_one);
+  auto wired = connect_agent(b, dir.path(), "monitor-2", "MONITOR", false, batching());
+  auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");
+  collector d;
+  d.attach(*director.client);
+  constexpr int kMessages = 600;
+  for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(separate->send("director-1", "text/plain", text(std::to_string(i))).ok());
+  ASSERT_TRUE(wait_until([&] { return d.count() == kMessages; }, 30s)) << d.count() << d.describe();
+  EXPECT_EQ(wire_batches_counted(b), 0u) << "wire_batching = false still sent wire batches";
+  for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(wired->send("director-1", "text/plain", text(std::to_string(i))).ok());
+  ASSERT_TRUE(wait_until([&] { return d.count() == 2 * kMessages; }, 30s)) << d.count() << d.describe();
+  EXPECT_EQ(d.describe(), "");
+  const std::uint64_t wire_batches = wire_batches_counted(b);
+  EXPECT_GE(wire_batches, 1u);
+  EXPECT_LT(wire_batches, static_cast<std::uint64_t>(kMessages / 4)) << "wire batches did not carry several envelopes";
+  std::lock_guard lock(*d.mu);
+  for (int i = 0; i < 2 * kMessages; ++i) {
+    const auto& m = (*d.got)[i];
+    EXPECT_EQ(m.header.sender, i < kMessages ? "monitor-1" : "monitor-2");
+    EXPECT_EQ(m.level, assurance::tpm_batch);
+    ASSERT_EQ(std::string(m.header.payload.begin(), m.header.payload.end()), std::to_string(i % kMessages));
+  }
+}
+
+struct wire_tamper_case {
+  const char* name;
+  status_code expected;
+  std::function<void(std::vector<bytes>& frames)> edit;  // frames: BATCH, session id, MAC, (signed, auth)...
+};
+
+class WireBatchTampering : public ::testing::TestWithParam<wire_tamper_case> {};
+
+TEST_P(WireBatchTampering, WholeBatchIsRefusedAtTheBrokerAndTheBusGoesOn) {
+  const auto& c = GetParam();
+  broker_process b;
+  testing::scoped_temp_dir dir;
+  auto monitor = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, batching());
+  auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");
+  collector d, m;
+  d.attach(*director.client);
+  m.attach(*monitor.client);
+  ASSERT_TRUE(monitor->send("director-1", "text/plain", text("before")).ok());
+  ASSERT_TRUE(wait_until([&] { return d.count() == 1; })) << d.describe() << m.describe();
+
+  agent::seal_tweaks t;
+  t.edit_wire_batch = c.edit;
+  ASSERT_TRUE(agent::raw_access::send_tweaked(*monitor.client, recipient_kind::agent, "director-1", "text/plain",
+                                              text("tampered"), t).ok());
+  ASSERT_TRUE(wait_until([&] { return m.has(c.expected, "broker"); })) << m.describe();
+  // The broker keeps serving this sender: the next envelope arrives, the bad one never.
+  ASSERT_TRUE(monitor->send("director-1", "text/plain", text("after")).ok());
+  ASSERT_TRUE(wait_until([&] { return d.count() == 2; })) << d.describe() << m.describe();
+  std::this_thread::sleep_for(100ms);
+  std::lock_guard lock(*d.mu);
+  ASSERT_EQ(d.got->size(), 2u);
+  for (const auto& got : *d.got) EXPECT_NE(std::string(got.header.payload.begin(), got.header.payload.end()), "tampered");
+}
+
+void flip_last(bytes& b) { b.back() ^= 0x01; }
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, WireBatchTampering,
+    ::testing::Values(
+        wire_tamper_case{"MemberPayloadChanged", status_code::bad_mac, [](std::vector<bytes>& f) { flip_last(f[3]); }},
+        wire_tamper_case{"MemberSignatureChanged", status_code::bad_mac,
+                         [](std::vector<bytes>& f) {
+                           auto auth = decode_auth_part(f[4]);
+                           ASSERT_TRUE(auth.ok());
+                           flip_last(auth->signature);
+                           f[4] = encode_auth_part(*auth);
+                         }},
+        wire_tamper_case{"MacChanged", status_code::bad_mac, [](std::vector<bytes>& f) { flip_last(f[2]); }},
+        wire_tamper_case{"UnknownSession", status_code::bad_mac, [](std::vector<bytes>& f) { flip_last(f[1]); }},
+        wire_tamper_case{"MemberAdded", status_code::bad_mac,
+                         [](std::vector<bytes>& f) {
+                           // The same envelope twice: replayed inside the batch, and not what was MACed.
+                           f.push_back(f[3]);
+                           f.push_back(f[4]);
+                         }},
+        wire_tamper_case{"MemberWithItsOwnHopMac", status_code::malformed,
+                         [](std::vector<bytes>& f) {
+                           auto auth = decode_auth_part(f[4]);
+                           ASSERT_TRUE(auth.ok());
+                           auth->hop_mac = session_mac{"", bytes(16, 0x11), bytes(32, 0x22)};
+                           f[4] = encode_auth_part(*auth);
+                         }},
+        wire_tamper_case{"HalfAnEnvelope", status_code::malformed, [](std::vector<bytes>& f) { f.pop_back(); }},
+        wire_tamper_case{"MoreEnvelopesThanTheLimit", status_code::malformed,
+                         [](std::vector<bytes>& f) {
+                           const bytes signed_part = f[3], auth = f[4];
+                           for (int i = 0; i < 1024; ++i) {
+                             f.push_back(signed_part);
+                             f.push_back(auth);
+                           }
+                         }}),
+    [](const ::testing::TestParamInfo<wire_tamper_case>& info) { return std::string(info.param.name); });
+
 }  // namespace
 }  // namespace agentbus

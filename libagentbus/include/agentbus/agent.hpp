@@ -67,7 +67,13 @@ struct agent_options {
   // return once the envelope is queued for signing; a signing failure reaches
   // on_rejected (where == "sender"). TPM identities only.
   bool batch_signing = false;
-  std::size_t max_batch = 1024;
+  std::size_t max_batch = 1024;           // capped by the role's batch_max_leaves in the policy
+  std::chrono::microseconds batch_window{0};  // hold a batch open this long for company (0: adaptive);
+                                              // capped by the role's batch_max_delay_ms
+  // wire_batching (batch mode): a signed batch leaves as one multipart message under
+  // one hop MAC, which the broker checks as a unit and fans out envelope by envelope
+  // (schemas/envelope.md §7.3). Off: each envelope travels on its own.
+  bool wire_batching = true;
 };
 
 // message is a verified, delivered envelope.
@@ -143,6 +149,9 @@ class agent {
     std::function<void(envelope_auth&)> edit_auth;               // before the MACs
     bool omit_hop_mac = false;
     bool omit_e2e_macs = false;
+    // Batch mode with wire batching: edits the whole wire batch that carries this
+    // envelope, after its MAC (forces a wire batch even for a batch of one).
+    std::function<void(std::vector<bytes>& frames)> edit_wire_batch;
   };
 
  private:

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -117,5 +118,16 @@ bytes envelope_digest(hash_algorithm h, byte_view signed_part);
 // moved to another envelope or another signature.
 bytes hop_mac_input(byte_view digest, const envelope_auth& auth);
 bytes e2e_mac_input(byte_view digest, const envelope_auth& auth, std::string_view recipient);
+
+// A wire batch carries several envelopes in one multipart message under a single
+// hop MAC (schemas/envelope.md §7.3): the envelopes' auth parts have no hop MAC of
+// their own; the batch MAC authenticates every envelope's hop_mac_input, in frame
+// order, each with its length, so no envelope can be added, dropped, reordered or
+// altered without breaking it.
+struct wire_batch_item {
+  byte_view digest;
+  const envelope_auth* auth = nullptr;
+};
+bytes wire_batch_mac_input(std::span<const wire_batch_item> items);
 
 }  // namespace agentbus

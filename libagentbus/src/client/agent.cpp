@@ -97,7 +97,8 @@ struct agent::impl {
 
   std::mutex out_mu;
   std::deque<net::frames> outbound;
-  net::frames last_envelope;  // for raw_access::resend_last
+  net::frames last_envelope;  // for raw_access::resend_last: the last envelope (or wire batch) the io thread sent
+  bool send_blocked = false;  // io thread only: the socket refused a send (HWM); poll for POLLOUT
 
   // Peer directory (pinned on first use within the process, or by the policy).
   std::mutex peers_mu;
@@ -129,6 +130,15 @@ struct agent::impl {
   rejection_handler on_rej;
 
   std::unique_ptr<client::batch_signer> batcher;  // tpm-batch mode, TPM identities only
+  // staged_envelope: one envelope of the batch being completed, MACs but the hop's
+  // done (signer thread only; queued together when the batch ends).
+  struct staged_envelope {
+    bytes signed_part, digest;
+    envelope_auth auth;
+    std::optional<seal_tweaks> tweaks;
+  };
+  std::vector<staged_envelope> staged;
+  std::vector<std::function<void()>> deliveries;  // io thread only: handed to the dispatch thread per burst
 
   std::mutex req_mu;
   std::map<bytes, std::shared_ptr<std::promise<result<message>>>> requests;
@@ -145,15 +155,40 @@ struct agent::impl {
   std::atomic<std::uint64_t> st_sent{0}, st_received{0}, st_rejected{0}, st_refused{0}, st_sessions{0}, st_rekeys{0};
 
   // ---------------------------------------------------------------- queues
+  // The io thread takes the whole queue at each wake-up, so only the push onto an
+  // empty queue needs to wake it (one eventfd write per burst, not per envelope).
   status enqueue(net::frames f) {
+    bool was_empty;
     {
       std::lock_guard lock(out_mu);
       if (outbound.size() >= opts.max_pending) return {status_code::overloaded, "outbound queue full"};
+      was_empty = outbound.empty();
       outbound.push_back(std::move(f));
     }
+    if (was_empty) wake_io();
+    return {};
+  }
+
+  // enqueue_all queues several messages under one lock; returns how many did not fit.
+  std::size_t enqueue_all(std::vector<net::frames>& messages) {
+    std::size_t queued = 0;
+    bool was_empty;
+    {
+      std::lock_guard lock(out_mu);
+      was_empty = outbound.empty();
+      for (auto& m : messages) {
+        if (outbound.size() >= opts.max_pending) break;
+        outbound.push_back(std::move(m));
+        ++queued;
+      }
+    }
+    if (was_empty && queued > 0) wake_io();
+    return messages.size() - queued;
+  }
+
+  void wake_io() {
     std::uint64_t one = 1;
     (void)!::write(wake_fd, &one, sizeof one);
-    return {};
   }
 
   // dispatch queues work for the dispatch thread. Bounded: a flood that handlers
@@ -209,8 +244,7 @@ struct agent::impl {
       }
       outbound.push_back({net::to_bytes(session::frame::kControl), std::move(sid), std::move(body), std::move(tag)});
     }
-    std::uint64_t one = 1;
-    (void)!::write(wake_fd, &one, sizeof one);
+    wake_io();
     return {};
   }
 
@@ -369,9 +403,10 @@ struct agent::impl {
     return p;
   }
 
-  // 3.-5. finish: the auth part (signature, batch proof), end-to-end MACs, hop MAC.
-  net::frames finish(prepared p, bytes signature, assurance level, std::optional<batch_proof> proof,
-                     const std::vector<std::string>& e2e_to, const seal_tweaks* tweaks) {
+  // 3.-4. authenticate: the auth part (signature, batch proof) and the end-to-end
+  // MACs. Applies the tamper tweaks (tests only) exactly where a forger would.
+  envelope_auth authenticate(prepared& p, bytes signature, assurance level, std::optional<batch_proof> proof,
+                             const std::vector<std::string>& e2e_to, const seal_tweaks* tweaks) {
     if (tweaks && tweaks->edit_after_signing) {
       tweaks->edit_after_signing(p.signed_part);
       p.digest = envelope_digest(my_suite.envelope_hash, p.signed_part);
@@ -392,13 +427,95 @@ struct agent::impl {
         it->second.state.count_sent();
       }
     }
+    return auth;
+  }
+
+  // 5. hop MAC and frames of an envelope that travels on its own.
+  net::frames seal_hop(bytes signed_part, byte_view digest, envelope_auth auth, const seal_tweaks* tweaks) {
     if (!(tweaks && tweaks->omit_hop_mac)) {
       std::lock_guard lock(hop_mu);
       const session::mac_key* k = hop.send_key();
-      auth.hop_mac = session_mac{"", k->session_id, session::hop_tag(*k, p.digest, auth)};
+      auth.hop_mac = session_mac{"", k->session_id, session::hop_tag(*k, digest, auth)};
       hop.count_sent();
     }
-    return net::frames{net::to_bytes(session::frame::kEnvelope), std::move(p.signed_part), encode_auth_part(auth)};
+    return net::frames{net::to_bytes(session::frame::kEnvelope), std::move(signed_part), encode_auth_part(auth)};
+  }
+
+  net::frames finish(prepared p, bytes signature, assurance level, std::optional<batch_proof> proof,
+                     const std::vector<std::string>& e2e_to, const seal_tweaks* tweaks) {
+    envelope_auth auth = authenticate(p, std::move(signature), level, std::move(proof), e2e_to, tweaks);
+    return seal_hop(std::move(p.signed_part), p.digest, std::move(auth), tweaks);
+  }
+
+  // seal_wire_batch: envelopes [first, last) of `staged` as one multipart message
+  // under one hop MAC (schemas/envelope.md §7.3).
+  net::frames seal_wire_batch(std::size_t first, std::size_t last) {
+    std::vector<wire_batch_item> items;
+    items.reserve(last - first);
+    for (std::size_t i = first; i < last; ++i) items.push_back({staged[i].digest, &staged[i].auth});
+    net::frames out;
+    out.reserve(3 + 2 * (last - first));
+    out.push_back(net::to_bytes(session::frame::kWireBatch));
+    {
+      std::lock_guard lock(hop_mu);
+      const session::mac_key* k = hop.send_key();
+      out.push_back(k->session_id);
+      out.push_back(session::wire_batch_tag(*k, items));
+      for (std::size_t i = first; i < last; ++i) hop.count_sent();
+    }
+    for (std::size_t i = first; i < last; ++i) {
+      out.push_back(std::move(staged[i].signed_part));
+      out.push_back(encode_auth_part(staged[i].auth));
+    }
+    for (std::size_t i = first; i < last; ++i)
+      if (staged[i].tweaks && staged[i].tweaks->edit_wire_batch) staged[i].tweaks->edit_wire_batch(out);
+    return out;
+  }
+
+  // flush_staged runs on the signer thread when a batch's envelopes are complete:
+  // they are queued with one lock and one wake-up, as wire batches (split at the
+  // count and size limits) or one by one. An envelope whose tweaks drop its hop MAC
+  // travels alone (tests only).
+  void flush_staged() {
+    if (staged.empty()) return;
+    std::vector<net::frames> out;
+    std::size_t group_start = 0, group_bytes = 0;
+    auto close_group = [&](std::size_t end) {
+      const std::size_t n = end - group_start;
+      const bool forced = n == 1 && staged[group_start].tweaks && staged[group_start].tweaks->edit_wire_batch;
+      if (n > 1 || forced) {
+        out.push_back(seal_wire_batch(group_start, end));
+      } else if (n == 1) {
+        auto& e = staged[group_start];
+        out.push_back(seal_hop(std::move(e.signed_part), e.digest, std::move(e.auth), e.tweaks ? &*e.tweaks : nullptr));
+      }
+      group_start = end;
+      group_bytes = 0;
+    };
+    for (std::size_t i = 0; i < staged.size(); ++i) {
+      auto& e = staged[i];
+      const std::size_t bytes_here = e.signed_part.size() + 256 + e.auth.signature.size();
+      const bool alone = !opts.wire_batching || (e.tweaks && e.tweaks->omit_hop_mac);
+      if (alone || i - group_start >= session::kMaxWireBatchEnvelopes ||
+          (i > group_start && group_bytes + bytes_here > session::kMaxWireBatchBytes))
+        close_group(i);
+      if (alone) {
+        out.push_back(seal_hop(std::move(e.signed_part), e.digest, std::move(e.auth), e.tweaks ? &*e.tweaks : nullptr));
+        group_start = i + 1;
+        continue;
+      }
+      group_bytes += bytes_here;
+    }
+    close_group(staged.size());
+    const std::size_t envelopes = staged.size();
+    staged.clear();
+    const std::size_t messages = out.size();
+    if (std::size_t dropped = enqueue_all(out); dropped > 0) {
+      // Not silent: the application hears of every message the queue could not take.
+      report({"sender", {status_code::overloaded, fmt::format("outbound queue full: {} of {} messages of a signed batch dropped", dropped, messages)},
+              opts.name, "", {}});
+    }
+    st_sent += envelopes;
   }
 
   // seal: direct mode, the identity signs this envelope's digest.
@@ -436,17 +553,13 @@ struct agent::impl {
         report({"sender", sig.error(), opts.name, to, id});
         return;
       }
-      (void)queue_envelope(finish(std::move(p), std::move(sig).value(), assurance::tpm_batch, proof, e2e_to,
-                                  t ? &*t : nullptr));
+      envelope_auth auth = authenticate(p, std::move(sig).value(), assurance::tpm_batch, proof, e2e_to, t ? &*t : nullptr);
+      staged.push_back({std::move(p.signed_part), std::move(p.digest), std::move(auth), std::move(t)});
     });
     return {};
   }
 
   status queue_envelope(net::frames f) {
-    {
-      std::lock_guard lock(out_mu);
-      last_envelope = f;
-    }
     status st = enqueue(std::move(f));
     if (st) ++st_sent;
     return st;
@@ -826,7 +939,7 @@ struct agent::impl {
       if (waiter) waiter->set_value(std::move(m));
       return;
     }
-    dispatch([this, m = std::move(m)] {
+    deliveries.push_back([this, m = std::move(m)] {
       if (m.header.type == envelope_type::request) {
         request_handler h;
         {
@@ -982,7 +1095,10 @@ struct agent::impl {
         deferred.pop_front();
         handle_frames(f);
       }
-      zmq::pollitem_t items[2] = {{dealer.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd, ZMQ_POLLIN, 0}};
+      flush_deliveries();
+      // While the socket is at its high-water mark, wait until it can take more.
+      const short dealer_events = static_cast<short>(ZMQ_POLLIN | (send_blocked ? ZMQ_POLLOUT : 0));
+      zmq::pollitem_t items[2] = {{dealer.handle(), 0, dealer_events, 0}, {nullptr, wake_fd, ZMQ_POLLIN, 0}};
       try {
         zmq::poll(items, 2, std::chrono::milliseconds(100));
       } catch (const zmq::error_t& e) {
@@ -992,21 +1108,7 @@ struct agent::impl {
         std::uint64_t n;
         (void)!::read(wake_fd, &n, sizeof n);
       }
-      // Send what callers queued. Kept in the queue on EAGAIN (HWM): no silent drop.
-      for (;;) {
-        net::frames next;
-        {
-          std::lock_guard lock(out_mu);
-          if (outbound.empty()) break;
-          next = std::move(outbound.front());
-          outbound.pop_front();
-        }
-        if (!net::send_multipart(dealer, next)) {
-          std::lock_guard lock(out_mu);
-          outbound.push_front(std::move(next));
-          break;
-        }
-      }
+      send_queued();
       // Receive everything waiting.
       for (int budget = 0; budget < 1024; ++budget) {
         auto f = net::recv_multipart(dealer);
@@ -1019,6 +1121,58 @@ struct agent::impl {
         again.swap(parked);
         for (auto& f : again) handle_frames(f);
       }
+    }
+  }
+
+  // send_queued sends what callers queued: the whole queue is taken under one lock.
+  // What the socket refuses (EAGAIN at the HWM) goes back to the front, in order: no
+  // silent drop.
+  void send_queued() {
+    std::deque<net::frames> batch;
+    {
+      std::lock_guard lock(out_mu);
+      batch.swap(outbound);
+    }
+    send_blocked = false;
+    net::frames last;
+    while (!batch.empty()) {
+      if (!net::send_multipart(dealer, batch.front())) {
+        send_blocked = true;
+        break;
+      }
+      std::string_view kind = net::as_string(batch.front()[0]);
+      if (kind == session::frame::kEnvelope || kind == session::frame::kWireBatch) last = std::move(batch.front());
+      batch.pop_front();
+    }
+    std::lock_guard lock(out_mu);
+    if (!last.empty()) last_envelope = std::move(last);
+    if (!batch.empty()) {
+      for (auto& f : outbound) batch.push_back(std::move(f));
+      outbound.swap(batch);
+    }
+  }
+
+  // flush_deliveries hands a burst of verified messages to the dispatch thread with
+  // one lock and one wake-up. Bounded like dispatch(): a flood the handlers cannot
+  // keep up with is counted and logged.
+  void flush_deliveries() {
+    if (deliveries.empty()) return;
+    std::size_t dropped = 0;
+    {
+      std::lock_guard lock(disp_mu);
+      for (auto& job : deliveries) {
+        if (dispatch_q.size() >= opts.max_pending) {
+          ++dropped;
+          continue;
+        }
+        dispatch_q.push_back(std::move(job));
+      }
+    }
+    deliveries.clear();
+    disp_cv.notify_one();
+    if (dropped > 0) {
+      st_dispatch_dropped += dropped;
+      spdlog::error("[{}] dispatch queue full: {} deliveries dropped ({} so far)", opts.name, dropped, st_dispatch_dropped.load());
     }
   }
 
@@ -1138,8 +1292,14 @@ agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shar
     ::close(d.wake_fd);
     throw;
   }
-  if (d.opts.batch_signing && d.key->key_protection() == protection::tpm)
-    d.batcher = std::make_unique<client::batch_signer>(d.key, d.opts.max_batch);
+  if (d.opts.batch_signing && d.key->key_protection() == protection::tpm) {
+    // The role's window in the policy bounds ours: verifiers refuse larger batches.
+    auto limits = d.pol->batch_limits_for(d.role);
+    if (!limits) throw enrolment_error(limits.error().code(), limits.error().to_string());
+    const std::size_t max_batch = std::min<std::size_t>(d.opts.max_batch, limits->max_leaves);
+    const auto window = std::min<std::chrono::microseconds>(d.opts.batch_window, limits->max_delay);
+    d.batcher = std::make_unique<client::batch_signer>(d.key, max_batch, window, [&d] { d.flush_staged(); });
+  }
   d.io_thread = std::thread([&d] { d.io_loop(); });
   d.dispatch_thread = std::thread([&d] { d.dispatch_loop(); });
 }
@@ -1280,9 +1440,17 @@ status agent::raw_access::send_tweaked(agent& a, recipient_kind kind, const std:
 
 status agent::raw_access::resend_last(agent& a) {
   net::frames copy;
-  {
-    std::lock_guard lock(a.impl_->out_mu);
-    copy = a.impl_->last_envelope;
+  // The io thread records what it sent: wait (briefly) until the queue has drained,
+  // so "last" is the last envelope the caller queued.
+  for (int i = 0; i < 500; ++i) {
+    {
+      std::lock_guard lock(a.impl_->out_mu);
+      if (a.impl_->outbound.empty()) {
+        copy = a.impl_->last_envelope;
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   if (copy.empty()) return {status_code::invalid_field, "nothing sent yet"};
   return a.impl_->enqueue(std::move(copy));

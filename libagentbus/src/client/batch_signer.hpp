@@ -4,10 +4,15 @@
 // everything submitted so far (up to max_batch), builds the Merkle tree, has the
 // identity (TPM) sign the root once, and completes each envelope with the root
 // signature and its inclusion path, in submission order.
-// Adaptive, no timer: when the signer is idle a submission is signed at once (a
-// batch of one, so light load costs one TPM signature of latency); while the TPM
-// signs, new submissions accumulate and form the next batch (pipelining), so under
-// heavy load batches grow and throughput is no longer bounded by the TPM's rate.
+// Adaptive by default (window 0): when the signer is idle a submission is signed at
+// once (a batch of one, so light load costs one TPM signature of latency); while
+// the TPM signs, new submissions accumulate and form the next batch (pipelining),
+// so under heavy load batches grow and throughput is no longer bounded by the TPM's
+// rate. A window > 0 holds the first envelope of a batch back up to that long for
+// company (fewer TPM signatures at moderate load, for a TPM that is slow or shared).
+// After a batch's completions ran, batch_end runs once on the signer thread: the
+// agent queues the batch's envelopes with one lock and one wake-up (or one wire
+// batch) instead of one per envelope.
 #pragma once
 
 #include <condition_variable>
@@ -16,6 +21,7 @@
 #include <functional>
 #include <mutex>
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "agentbus/envelope.hpp"
@@ -29,7 +35,8 @@ class batch_signer {
   // failure (a TPM error fails every envelope of that batch).
   using completion = std::function<void(result<bytes> signature, const batch_proof& proof)>;
 
-  batch_signer(std::shared_ptr<identity_key> key, std::size_t max_batch);
+  batch_signer(std::shared_ptr<identity_key> key, std::size_t max_batch, std::chrono::microseconds window = {},
+               std::function<void()> batch_end = {});
   ~batch_signer();  // signs what was submitted, then stops
   batch_signer(const batch_signer&) = delete;
   batch_signer& operator=(const batch_signer&) = delete;
@@ -45,11 +52,14 @@ class batch_signer {
 
   std::shared_ptr<identity_key> key_;
   std::size_t max_batch_;
+  std::chrono::microseconds window_;
+  std::function<void()> batch_end_;
   std::mutex mu_;
   std::condition_variable cv_;
   struct item {
     bytes digest;
     completion done;
+    std::chrono::steady_clock::time_point submitted;
   };
   std::deque<item> pending_;
   bool stopping_ = false;

@@ -13,7 +13,7 @@ std::optional<frames> recv_multipart(zmq::socket_t& socket, std::size_t max_fram
     else overflow = true;
     if (!msg.more()) break;
   }
-  if (overflow) out.clear();
+  if (overflow) out.resize(1);  // keep the first frame (a ROUTER's routing id) so the sender can be told
   return out;
 }
 

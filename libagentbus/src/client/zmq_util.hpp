@@ -13,8 +13,9 @@ namespace agentbus::net {
 using frames = std::vector<bytes>;
 
 // recv_multipart reads one whole message without blocking; nullopt if none is
-// waiting. Frames beyond max_frames are read and dropped, and the result is
-// flagged by returning an empty vector (the caller treats it as malformed).
+// waiting. A message of more than max_frames frames is read whole and dropped: the
+// result then holds only its first frame (a ROUTER's routing id, so the sender can
+// be told), which no handler accepts as a message.
 std::optional<frames> recv_multipart(zmq::socket_t& socket, std::size_t max_frames = 8);
 
 // send_outcome distinguishes a full queue (EAGAIN at the high-water mark) from a

@@ -18,6 +18,7 @@ using namespace envelope_wire;
 
 constexpr std::string_view kHopLabel = "agentbus-v1-hop";
 constexpr std::string_view kE2eLabel = "agentbus-v1-e2e";
+constexpr std::string_view kWireBatchLabel = "agentbus-v1-hop-batch";
 
 bytes to_bytes(byte_view b) { return bytes(b.begin(), b.end()); }
 
@@ -257,6 +258,21 @@ bytes hop_mac_input(byte_view digest, const envelope_auth& auth) { return mac_in
 bytes e2e_mac_input(byte_view digest, const envelope_auth& auth, std::string_view recipient) {
   bytes out = mac_input(kE2eLabel, digest, auth, 1 + recipient.size());
   put_u8_len(out, as_bytes(recipient), "recipient");
+  return out;
+}
+
+bytes wire_batch_mac_input(std::span<const wire_batch_item> items) {
+  if (items.size() > 0xffffffffu) mac_input_overflow("wire batch count");
+  bytes out;
+  out.reserve(kWireBatchLabel.size() + 5 + items.size() * 160);
+  out.insert(out.end(), kWireBatchLabel.begin(), kWireBatchLabel.end());
+  out.push_back(0x00);
+  put_u32(out, static_cast<std::uint32_t>(items.size()));
+  for (const auto& item : items) {
+    bytes one = mac_input(kHopLabel, item.digest, *item.auth, 0);
+    put_u32(out, static_cast<std::uint32_t>(one.size()));
+    out.insert(out.end(), one.begin(), one.end());
+  }
   return out;
 }
 

@@ -6,15 +6,19 @@
 namespace agentbus::session {
 
 bytes hop_tag(const mac_key& key, byte_view digest, const envelope_auth& auth) {
-  return crypto::hmac(key.hash, key.key.view(), hop_mac_input(digest, auth));
+  return key.tag(hop_mac_input(digest, auth));
 }
 
 bytes e2e_tag(const mac_key& key, byte_view digest, const envelope_auth& auth, std::string_view recipient) {
-  return crypto::hmac(key.hash, key.key.view(), e2e_mac_input(digest, auth, recipient));
+  return key.tag(e2e_mac_input(digest, auth, recipient));
 }
 
 bytes ctrl_tag(const mac_key& key, byte_view body) {
-  return crypto::hmac(key.hash, key.key.view(), ctrl_mac_input(key.session_id, body));
+  return key.tag(ctrl_mac_input(key.session_id, body));
+}
+
+bytes wire_batch_tag(const mac_key& key, std::span<const wire_batch_item> items) {
+  return key.tag(wire_batch_mac_input(items));
 }
 
 status verify_hop_mac(const session_state& s, byte_view digest, const envelope_auth& auth) {
@@ -43,6 +47,14 @@ status verify_ctrl_tag(const session_state& s, byte_view session_id, byte_view b
   const mac_key* k = s.find_receive(session_id);
   if (k == nullptr || !crypto::constant_time_equal(ctrl_tag(*k, body), tag))
     return {status_code::bad_mac, "control MAC does not verify"};
+  return {};
+}
+
+status verify_wire_batch_mac(const session_state& s, byte_view session_id, std::span<const wire_batch_item> items,
+                             byte_view tag) {
+  const mac_key* k = s.find_receive(session_id);
+  if (k == nullptr || !crypto::constant_time_equal(wire_batch_tag(*k, items), tag))
+    return {status_code::bad_mac, "wire batch MAC does not verify"};
   return {};
 }
 

@@ -16,12 +16,16 @@ namespace agentbus::session {
 bytes hop_tag(const mac_key& key, byte_view digest, const envelope_auth& auth);
 bytes e2e_tag(const mac_key& key, byte_view digest, const envelope_auth& auth, std::string_view recipient);
 bytes ctrl_tag(const mac_key& key, byte_view body);
+bytes wire_batch_tag(const mac_key& key, std::span<const wire_batch_item> items);
 
 // verify_hop_mac: the hop MAC is present, names a live receive key of `s`, and verifies.
 status verify_hop_mac(const session_state& s, byte_view digest, const envelope_auth& auth);
 // verify_e2e_mac: the entry for `me` is present, names a live key, and verifies.
 status verify_e2e_mac(const session_state& s, byte_view digest, const envelope_auth& auth, std::string_view me);
 status verify_ctrl_tag(const session_state& s, byte_view session_id, byte_view body, byte_view tag);
+// verify_wire_batch_mac: the one hop MAC of a wire batch (schemas/envelope.md §7.3).
+status verify_wire_batch_mac(const session_state& s, byte_view session_id, std::span<const wire_batch_item> items,
+                             byte_view tag);
 
 // check_key_and_assurance: the envelope names the sender's pinned key (wrong_key);
 // its assurance level is one the role accepts and matches the key's protection

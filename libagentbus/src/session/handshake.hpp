@@ -25,9 +25,15 @@ inline constexpr std::string_view kProof = "PROOF";          // agent → broker
 inline constexpr std::string_view kWelcome = "WELCOME";      // broker → agent
 inline constexpr std::string_view kRefused = "REFUSED";      // broker → agent, enrolment refused
 inline constexpr std::string_view kEnvelope = "ENV";         // both ways: signed part, auth part
+inline constexpr std::string_view kWireBatch = "BATCH";     // agent → broker: session id, MAC, then envelope pairs
 inline constexpr std::string_view kControl = "CTRL";         // both ways: session id, body, hop MAC
 inline constexpr std::string_view kError = "ERR";            // broker → unauthenticated peer
 }  // namespace frame
+
+// Wire batch limits (schemas/envelope.md §7.3): a sender splits larger batches; the
+// broker refuses a wire batch beyond either as malformed / too large.
+inline constexpr std::size_t kMaxWireBatchEnvelopes = 1024;
+inline constexpr std::size_t kMaxWireBatchBytes = 4u << 20;  // sum of its envelope frames
 
 inline constexpr std::size_t kMaxHandshakeFrame = 16 * 1024;
 inline constexpr std::size_t kMaxControlFrame = 256 * 1024;
