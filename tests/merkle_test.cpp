@@ -442,5 +442,71 @@ TEST(MerkleVector, ReproducesTheBatchVectorByteForByte) {
   }
 }
 
+
+// ---------------------------------------------------------------- verified_nodes
+
+// Every shape up to 300 leaves: every leaf is accepted whatever the order, a leaf
+// presented with another leaf's proof, a changed sibling, another leaf count and
+// another digest are refused even when most of the tree is already known.
+TEST(MerkleVerifiedNodes, EveryShapeAcceptsEveryLeafInAnyOrderAndRefusesForgeries) {
+  const hash_algorithm h = hash_algorithm::sha256;
+  for (std::uint32_t n = 1; n <= kMaxShape; ++n) {
+    auto leaves = digests(h, n);
+    merkle::tree t = merkle::tree::build(h, leaves);
+    merkle::verified_nodes nodes(h, n, t.root());
+    // Odd leaves first (descending), then even ones: joins happen at every level.
+    std::vector<std::uint32_t> order;
+    for (std::uint32_t i = n; i-- > 0;)
+      if (i % 2 == 1) order.push_back(i);
+    for (std::uint32_t i = 0; i < n; i += 2) order.push_back(i);
+    for (std::size_t step = 0; step < order.size(); ++step) {
+      const std::uint32_t i = order[step];
+      batch_proof p = t.proof(i);
+      if (n > 1) {
+        // A leaf moved from its position: its digest with the neighbour's proof.
+        const std::uint32_t other = (i + 1) % n;
+        ASSERT_EQ(nodes.check(leaves[other], p).code(), status_code::bad_batch_proof) << n << " " << i;
+        // Another digest at this position.
+        ASSERT_EQ(nodes.check(digests(h, 1, "forged")[0], p).code(), status_code::bad_batch_proof) << n << " " << i;
+        // A changed sibling.
+        batch_proof forged = p;
+        forged.path.front().back() ^= 0x01;
+        ASSERT_EQ(nodes.check(leaves[i], forged).code(), status_code::bad_batch_proof) << n << " " << i;
+      }
+      ASSERT_TRUE(nodes.check(leaves[i], p).ok()) << n << " leaf " << i << " after " << step;
+      ASSERT_TRUE(nodes.check(leaves[i], p).ok()) << "a known leaf stays accepted";
+    }
+  }
+}
+
+TEST(MerkleVerifiedNodes, RefusesProofsOfAnotherShapeOrSize) {
+  const hash_algorithm h = hash_algorithm::sha384;
+  auto leaves = digests(h, 10);
+  merkle::tree t = merkle::tree::build(h, leaves);
+  merkle::verified_nodes nodes(h, 10, t.root());
+  batch_proof p = t.proof(3);
+  batch_proof other_count = p;
+  other_count.leaf_count = 11;  // same path length, another tree size
+  EXPECT_EQ(nodes.check(leaves[3], other_count).code(), status_code::bad_batch_proof);
+  batch_proof short_path = p;
+  short_path.path.pop_back();
+  EXPECT_EQ(nodes.check(leaves[3], short_path).code(), status_code::invalid_field);
+  EXPECT_EQ(nodes.check(bytes(32, 0), p).code(), status_code::invalid_field) << "digest of the wrong size";
+  EXPECT_TRUE(nodes.check(leaves[3], p).ok());
+}
+
+// The point of the table: in-order arrival costs about two hashes per envelope
+// (counted, not timed), against ceil(log2 N) + 1 for a full path.
+TEST(MerkleVerifiedNodes, InOrderArrivalHashesAboutTwicePerLeaf) {
+  const hash_algorithm h = hash_algorithm::sha256;
+  constexpr std::uint32_t n = 1024;
+  auto leaves = digests(h, n);
+  merkle::tree t = merkle::tree::build(h, leaves);
+  merkle::verified_nodes nodes(h, n, t.root());
+  for (std::uint32_t i = 0; i < n; ++i) ASSERT_TRUE(nodes.check(leaves[i], t.proof(i)).ok());
+  EXPECT_LE(nodes.hashes_computed(), 2u * n + 10u);
+  EXPECT_GE(nodes.hashes_computed(), static_cast<std::uint64_t>(n)) << "every leaf is hashed at least once";
+}
+
 }  // namespace
 }  // namespace agentbus

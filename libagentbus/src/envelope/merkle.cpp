@@ -52,7 +52,6 @@ class hasher {
   crypto::ossl_ptr<EVP_MD_CTX> ctx_;
 };
 
-status refuse(std::string detail) { return {status_code::invalid_field, std::move(detail)}; }
 
 }  // namespace
 
@@ -140,16 +139,21 @@ batch_proof tree::proof(std::uint32_t leaf_index) const {
   return p;
 }
 
-result<bytes> root_from_proof(hash_algorithm h, byte_view envelope_digest, const batch_proof& proof) {
-  // Shape first (cheap, and the decoder's own rules), then sizes, then hashing.
-  if (proof.leaf_count == 0) return refuse("batch.leaf_count: 0");
-  if (proof.leaf_index >= proof.leaf_count) return refuse("batch.leaf_index: not below leaf_count");
+// check_shape: the proof's shape (the decoder's own rules) and sizes, before any hashing.
+static status check_shape(std::size_t size, byte_view envelope_digest, const batch_proof& proof) {
+  if (proof.leaf_count == 0) return {status_code::invalid_field, "batch.leaf_count: 0"};
+  if (proof.leaf_index >= proof.leaf_count) return {status_code::invalid_field, "batch.leaf_index: not below leaf_count"};
   if (proof.path.size() != path_length(proof.leaf_index, proof.leaf_count))
-    return refuse("batch.path: length does not fit leaf_index and leaf_count");
-  const std::size_t size = hash_size(h);
-  if (envelope_digest.size() != size) return refuse("envelope digest: not the suite hash's size");
+    return {status_code::invalid_field, "batch.path: length does not fit leaf_index and leaf_count"};
+  if (envelope_digest.size() != size) return {status_code::invalid_field, "envelope digest: not the suite hash's size"};
   for (const auto& node : proof.path)
-    if (node.size() != size) return refuse("batch.path[]: not the suite hash's size");
+    if (node.size() != size) return {status_code::invalid_field, "batch.path[]: not the suite hash's size"};
+  return {};
+}
+
+result<bytes> root_from_proof(hash_algorithm h, byte_view envelope_digest, const batch_proof& proof) {
+  const std::size_t size = hash_size(h);
+  if (status st = check_shape(size, envelope_digest, proof); !st) return st;
 
   hasher hs(h);
   bytes acc(size);
@@ -168,6 +172,86 @@ result<bytes> root_from_proof(hash_algorithm h, byte_view envelope_digest, const
   }
   // k == path.size() by the length check above.
   return acc;
+}
+
+verified_nodes::verified_nodes(hash_algorithm h, std::uint32_t leaf_count, byte_view root)
+    : h_(h), hash_size_(hash_size(h)), leaf_count_(leaf_count) {
+  if (leaf_count == 0 || root.size() != hash_size_) throw std::invalid_argument("merkle::verified_nodes: bad tree");
+  std::size_t slots = 0;
+  for (std::uint64_t n = leaf_count;; n = (n + 1) / 2) {
+    level_start_.push_back(slots);
+    slots += n;
+    if (n == 1) break;
+  }
+  hashes_.resize(slots * hash_size_);
+  known_.resize(slots);
+  std::memcpy(hashes_.data() + (slots - 1) * hash_size_, root.data(), hash_size_);
+  known_[slots - 1] = true;
+}
+
+status verified_nodes::check(byte_view envelope_digest, const batch_proof& proof) {
+  if (status st = check_shape(hash_size_, envelope_digest, proof); !st) return st;
+  if (proof.leaf_count != leaf_count_) return {status_code::bad_batch_proof, "batch.leaf_count differs from the signed batch's"};
+  // Walk up, keeping what would be learned, until a known node decides.
+  struct learned {
+    std::size_t slot;
+    std::array<std::uint8_t, kMaxHashSize> value;
+  };
+  std::array<learned, 2 * 33> pending;  // the node and its sibling per level, at most 33 levels
+  std::size_t npending = 0;
+  auto remember = [&](std::size_t slot, const std::uint8_t* value) {
+    pending[npending].slot = slot;
+    std::memcpy(pending[npending].value.data(), value, hash_size_);
+    ++npending;
+  };
+  hasher hs(h_);
+  std::array<std::uint8_t, kMaxHashSize> acc{};
+  hs.hash(kLeafPrefix, envelope_digest, {}, acc.data());
+  ++hashes_computed_;
+  auto value = [&](std::size_t slot) { return byte_view(hashes_.data() + slot * hash_size_, hash_size_); };
+  const byte_view current(acc.data(), hash_size_);
+  // Every node on the way and every sibling is either equal to a known (verified)
+  // node or hashed on up to one; nothing in the proof goes unchecked, so the same
+  // proofs are accepted whatever the table already holds.
+  std::uint64_t i = proof.leaf_index, n = leaf_count_;
+  std::size_t level = 0, k = 0;
+  for (;;) {
+    const std::size_t slot = level_start_[level] + static_cast<std::size_t>(i);
+    if (known_[slot]) {
+      if (!crypto::constant_time_equal(current, value(slot)))
+        return {status_code::bad_batch_proof, "inclusion path does not lead to the root this signature covers"};
+    } else {
+      remember(slot, acc.data());
+    }
+    if (n == 1) break;  // the root: always known, so compared above
+    if (i % 2 == 1 || i + 1 < n) {
+      const bytes& sibling = proof.path[k++];
+      const std::size_t sibling_slot = level_start_[level] + static_cast<std::size_t>(i ^ 1u);
+      if (known_[sibling_slot]) {
+        if (!crypto::constant_time_equal(sibling, value(sibling_slot)))
+          return {status_code::bad_batch_proof, "inclusion path does not lead to the root this signature covers"};
+      } else {
+        remember(sibling_slot, sibling.data());
+      }
+      const std::size_t parent = level_start_[level + 1] + static_cast<std::size_t>(i / 2);
+      if (known_[slot] && known_[sibling_slot] && known_[parent]) {
+        // Both children equal verified nodes: their parent is the verified parent.
+        std::memcpy(acc.data(), value(parent).data(), hash_size_);
+      } else {
+        if (i % 2 == 1) hs.hash(kNodePrefix, sibling, current, acc.data());
+        else hs.hash(kNodePrefix, current, sibling, acc.data());
+        ++hashes_computed_;
+      }
+    }  // else: promoted unchanged
+    i /= 2;
+    n = (n + 1) / 2;
+    ++level;
+  }
+  for (std::size_t p = 0; p < npending; ++p) {
+    std::memcpy(hashes_.data() + pending[p].slot * hash_size_, pending[p].value.data(), hash_size_);
+    known_[pending[p].slot] = true;
+  }
+  return {};
 }
 
 }  // namespace agentbus::merkle

@@ -80,12 +80,20 @@ static bytes cache_key(byte_view key_id, byte_view signature) {
   return k;
 }
 
+root_cache::~root_cache() = default;
+
 const bytes* root_cache::find(byte_view key_id, byte_view signature) const {
   auto it = entries_.find(cache_key(key_id, signature));
-  return it == entries_.end() ? nullptr : &it->second;
+  return it == entries_.end() ? nullptr : &it->second.root;
 }
 
-void root_cache::insert(byte_view key_id, byte_view signature, bytes root) {
+merkle::verified_nodes* root_cache::nodes(byte_view key_id, byte_view signature) {
+  auto it = entries_.find(cache_key(key_id, signature));
+  return it == entries_.end() ? nullptr : it->second.nodes.get();
+}
+
+void root_cache::insert(byte_view key_id, byte_view signature, bytes root, std::optional<hash_algorithm> hash,
+                        std::uint32_t leaf_count) {
   bytes k = cache_key(key_id, signature);
   if (entries_.count(k)) return;
   while (entries_.size() >= capacity_ && !order_.empty()) {
@@ -93,7 +101,16 @@ void root_cache::insert(byte_view key_id, byte_view signature, bytes root) {
     order_.pop_front();
   }
   order_.push_back(k);
-  entries_.emplace(std::move(k), std::move(root));
+  entry e{std::move(root), nullptr};
+  if (hash && leaf_count > 1 && leaf_count <= kMaxNodeTableLeaves) {
+    e.nodes = std::make_unique<merkle::verified_nodes>(*hash, leaf_count, e.root);
+    while (tables_.size() >= kNodeTables) {
+      if (auto old = entries_.find(tables_.front()); old != entries_.end()) old->second.nodes.reset();
+      tables_.pop_front();
+    }
+    tables_.push_back(k);
+  }
+  entries_.emplace(std::move(k), std::move(e));
 }
 
 status verify_envelope_signature(const crypto::public_key& key, const suite& s, byte_view digest,
@@ -101,6 +118,14 @@ status verify_envelope_signature(const crypto::public_key& key, const suite& s, 
   if (auth.level != assurance::tpm_batch) return crypto::verify_digest(key, s.key, s.envelope_hash, digest, auth.signature);
   // Batch mode: the signature covers the Merkle root the path leads to.
   if (!auth.batch) return {status_code::malformed, "tpm-batch envelope without a batch proof"};
+  if (cache) {
+    // A batch seen recently: its verified nodes decide after a hash or two.
+    if (merkle::verified_nodes* nodes = cache->nodes(auth.key_id, auth.signature)) {
+      if (status st = nodes->check(digest, *auth.batch); !st) return st;
+      cache->count_hit();
+      return {};
+    }
+  }
   auto root = merkle::root_from_proof(s.envelope_hash, digest, *auth.batch);
   if (!root) return root.error();
   if (cache) {
@@ -114,7 +139,11 @@ status verify_envelope_signature(const crypto::public_key& key, const suite& s, 
   }
   if (status st = crypto::verify_digest(key, s.key, s.envelope_hash, *root, auth.signature); !st)
     return {status_code::bad_batch_signature, "batch root is not signed by the sender's key"};
-  if (cache) cache->insert(auth.key_id, auth.signature, std::move(root).value());
+  if (cache) {
+    cache->insert(auth.key_id, auth.signature, std::move(root).value(), s.envelope_hash, auth.batch->leaf_count);
+    // Record this envelope's path: the batch's next envelopes stop where it joins.
+    if (merkle::verified_nodes* nodes = cache->nodes(auth.key_id, auth.signature)) (void)nodes->check(digest, *auth.batch);
+  }
   return {};
 }
 

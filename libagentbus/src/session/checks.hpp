@@ -4,10 +4,13 @@
 
 #include <deque>
 #include <map>
+#include <memory>
+#include <optional>
 
 #include "agentbus/crypto.hpp"
 #include "agentbus/envelope.hpp"
 #include "agentbus/policy.hpp"
+#include "envelope/merkle.hpp"
 #include "session/session_keys.hpp"
 
 namespace agentbus::session {
@@ -38,21 +41,42 @@ status check_key_and_assurance(const policy& pol, const std::string& role, prote
 // every further envelope of a batch costs only its inclusion path. It is keyed by
 // (key id, signature bytes) → root: a known signature arriving with a path that
 // leads elsewhere is a forged path or a leaf moved from another batch. Bounded:
-// the oldest entries are evicted first. Not thread-safe (one per verifying thread).
+// the oldest entries are evicted first. The most recent batches (up to
+// kNodeTables, of at most kMaxNodeTableLeaves leaves) also keep the tree nodes
+// verified so far (merkle::verified_nodes), so an envelope costs about 2 hashes
+// instead of its whole path. Not thread-safe (one per verifying thread).
 class root_cache {
  public:
+  static constexpr std::size_t kNodeTables = 16;
+  static constexpr std::uint32_t kMaxNodeTableLeaves = 4096;
+
   explicit root_cache(std::size_t capacity = 4096) : capacity_(capacity) {}
+  root_cache(const root_cache&) = delete;
+  root_cache& operator=(const root_cache&) = delete;
+  ~root_cache();
+
   const bytes* find(byte_view key_id, byte_view signature) const;
-  void insert(byte_view key_id, byte_view signature, bytes root);
+  // nodes: the verified-node table of this batch, if it keeps one.
+  merkle::verified_nodes* nodes(byte_view key_id, byte_view signature);
+  // insert a verified root; with hash/leaf_count a node table is kept for it
+  // (replacing the oldest table beyond kNodeTables).
+  void insert(byte_view key_id, byte_view signature, bytes root, std::optional<hash_algorithm> hash = std::nullopt,
+              std::uint32_t leaf_count = 0);
   std::size_t size() const noexcept { return entries_.size(); }
   std::size_t capacity() const noexcept { return capacity_; }
+  std::size_t node_tables() const noexcept { return tables_.size(); }
   std::uint64_t hits() const noexcept { return hits_; }
   void count_hit() noexcept { ++hits_; }
 
  private:
+  struct entry {
+    bytes root;
+    std::unique_ptr<merkle::verified_nodes> nodes;
+  };
   std::size_t capacity_;
-  std::map<bytes, bytes> entries_;   // key_id || signature → root
+  std::map<bytes, entry> entries_;   // key_id || signature → root (and nodes)
   std::deque<bytes> order_;          // insertion order, for eviction
+  std::deque<bytes> tables_;         // entries holding a node table, oldest first
   std::uint64_t hits_ = 0;
 };
 
