@@ -11,6 +11,14 @@
 //                    and authentication, no origin signature): the comparison
 //                    for what agentbus costs over hop-by-hop security.
 //   --batch          agentbus with tpm-batch (one TPM signature per Merkle batch).
+//   --suite          all of the above for several payload sizes, one table
+//                    (suite.cpp), plus the rate swtpm signs at alone.
+//   --idle-agents N  N more enrolled, idle agents; the broker's resident set
+//                    before and after they enrol and at the end (idle_agents.cpp).
+//   --duration S     R x S envelopes at --rate R, sampling the broker's resident set.
+//
+// Every run also reports the CPU seconds of all its processes (this one, the
+// broker, the swtpms) over the measured window (process_stats.cpp).
 //
 // Latency: the sender writes a steady_clock timestamp into the payload just
 // before send(); the receiver subtracts it when its handler runs (both ends are
@@ -31,6 +39,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cmath>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -58,47 +67,14 @@
 #include "agentbus/status.hpp"
 #include "agentbus/swtpm_process.hpp"
 #include "agentbus/tpm.hpp"
+#include "bench.hpp"
+#include "idle_agents.hpp"
+#include "process_stats.hpp"
 
-namespace fs = std::filesystem;
-using namespace agentbus;
-using steady = std::chrono::steady_clock;
-
+namespace agentbus::bench {
 namespace {
 
-// ---------------------------------------------------------------- options
-
-struct bench_options {
-  int agents = 2;
-  std::uint64_t messages = 20000;
-  std::size_t size = 256;
-  std::string mode = "agentbus";
-  bool software = false;
-  bool batch = false;  // tpm-batch: Merkle batch signing
-  std::string broker;          // use a running broker
-  std::string broker_bin;      // default: <dir of this binary>/../broker/agentbus-broker
-  std::string policy_file;     // default: config/policy.toml (cwd, then the source tree)
-  std::string role = "DEBUGGER";
-  std::string plain_endpoint;  // default: ipc://<temp>/plain.sock
-  double rate = 0;             // envelopes/s over all senders; 0 = as fast as possible
-  double timeout = 600;        // overall seconds
-  double stall = 20;           // seconds without progress before giving up
-  bool json = false;
-  bool keep_temp = false;
-  std::string log_level = "warn";
-};
-
 // ---------------------------------------------------------------- payload
-
-// Payload layout (little-endian host order; both ends are this process):
-//   [0]      kind: 0 warm-up, 1 measured
-//   [8..16)  steady_clock nanoseconds just before send
-//   [16..24) message index
-//   rest     filler
-constexpr std::size_t kHeaderBytes = 24;
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now().time_since_epoch()).count();
-}
 
 void fill_payload(bytes& p, std::uint8_t kind, std::uint64_t index) {
   p[0] = kind;
@@ -119,61 +95,6 @@ struct pacer {
   }
   std::chrono::duration<double> interval{0};
   steady::time_point start = steady::now();
-};
-
-// ---------------------------------------------------------------- collector
-
-// collector gathers what the receivers see; every method is thread-safe.
-struct collector {
-  std::atomic<std::uint64_t> warmups{0};
-  std::atomic<std::uint64_t> received{0};
-  std::atomic<std::uint64_t> malformed{0};
-  std::atomic<std::int64_t> last_receive_ns{0};
-  std::atomic<std::uint64_t> rejected{0};
-  std::mutex mu;
-  std::vector<double> latencies_ms;
-  std::map<std::string, std::uint64_t> rejections;
-
-  void on_payload(const std::uint8_t* data, std::size_t size) {
-    std::int64_t t = now_ns();
-    if (size < kHeaderBytes) {
-      ++malformed;
-      return;
-    }
-    if (data[0] == 0) {
-      ++warmups;
-      return;
-    }
-    std::int64_t ts;
-    std::memcpy(&ts, data + 8, 8);
-    {
-      std::lock_guard lock(mu);
-      latencies_ms.push_back(static_cast<double>(t - ts) / 1e6);
-    }
-    std::int64_t prev = last_receive_ns.load();
-    while (prev < t && !last_receive_ns.compare_exchange_weak(prev, t)) {
-    }
-    ++received;
-  }
-  void on_rejection(const rejection& r) {
-    std::lock_guard lock(mu);
-    ++rejections[fmt::format("{}:{}", r.where, status_code_name(r.reason.code()))];
-    ++rejected;
-  }
-};
-
-struct bench_result {
-  std::string keys;        // "tpm (swtpm per agent)", "software", "none"
-  std::string suite;
-  std::string broker;      // endpoint, and whether we started it
-  int senders = 0, receivers = 0;
-  std::uint64_t attempted = 0, sent = 0, send_errors = 0, overloaded_retries = 0;
-  std::map<std::string, std::uint64_t> send_error_codes;
-  double setup_s = 0, warmup_s = 0, wall_s = 0;
-  std::uint64_t tpm_signatures = 0;
-  std::map<std::string, std::uint64_t> tpm_ops;  // during the measured window
-  bool tpm_counted = false;
-  bool timed_out = false;
 };
 
 // ---------------------------------------------------------------- helpers
@@ -203,8 +124,6 @@ std::string tail_file(const fs::path& file, std::size_t lines) {
 }
 
 // progress goes to stderr, so that --json leaves stdout with one object.
-void progress(const bench_options& /*o*/, const std::string& text) { fmt::print(stderr, "agentbus-bench: {}\n", text); }
-
 double percentile(const std::vector<double>& sorted, double q) {
   if (sorted.empty()) return 0;
   double pos = q * static_cast<double>(sorted.size() - 1);
@@ -242,7 +161,7 @@ bool wait_for(const std::function<bool()>& done, const std::function<std::uint64
 class broker_process {
  public:
   broker_process(const std::string& bin, const fs::path& dir, const fs::path& policy_file, const std::string& tcti,
-                 bool software) {
+                 bool software, int hwm, const std::string& log_level) {
     if (!fs::exists(bin))
       throw std::runtime_error("broker binary " + bin + " not found (build the agentbus-broker target, or pass --broker-bin / --broker)");
     fs::create_directories(dir / "broker");
@@ -259,10 +178,10 @@ class broker_process {
         << "tcti = \"" << tcti << "\"\n"
         << "allow_software = " << (software ? "true" : "false") << "\n"
         << "suite = \"ecdsa-p256-sha256\"\n\n"
-        << "[limits]\nmax_frame_bytes = 1114112\nsend_hwm = 10000\nrecv_hwm = 10000\n"
+        << "[limits]\nmax_frame_bytes = 1114112\nsend_hwm = " << hwm << "\nrecv_hwm = " << hwm << "\n"
         << "max_clock_skew_ms = 30000\nmax_agents = 10000\nmax_subscriptions_per_agent = 256\n\n"
         << "[sessions]\nrekey_after_messages = 1000000\nrekey_after_seconds = 3600\nrekey_grace_seconds = 30\n\n"
-        << "[logging]\nformat = \"text\"\nlevel = \"warn\"\n";
+        << "[logging]\nformat = \"text\"\nlevel = \"" << (log_level == "off" ? "error" : log_level) << "\"\n";
     cfg.close();
 
     std::vector<std::string> args{bin, "--config", config_.string()};
@@ -325,6 +244,7 @@ class broker_process {
   }
   const std::string& endpoint() const noexcept { return endpoint_; }
   const fs::path& log() const noexcept { return log_; }
+  pid_t pid() const noexcept { return pid_; }
 
  private:
   pid_t pid_ = -1;
@@ -332,7 +252,7 @@ class broker_process {
   fs::path config_, log_;
 };
 
-// ---------------------------------------------------------------- agentbus mode
+// ---------------------------------------------------------------- TPM counters
 
 std::map<std::string, std::uint64_t> tpm_op_counts(const std::vector<std::shared_ptr<tpm::tpm>>& tpms) {
   std::map<std::string, std::uint64_t> out;
@@ -348,6 +268,29 @@ std::uint64_t signatures_in(const std::map<std::string, std::uint64_t>& ops) {
     if (op.rfind("sign", 0) == 0) n += count;
   return n;
 }
+
+// ---------------------------------------------------------------- plain-mode helpers
+
+void set_hwm(zmq::socket_t& s) {
+  s.set(zmq::sockopt::sndhwm, 10000);
+  s.set(zmq::sockopt::rcvhwm, 10000);
+  s.set(zmq::sockopt::linger, 0);
+}
+
+// curve_keys is a CurveZMQ key pair in Z85 text (zmq_curve_keypair).
+struct curve_keys {
+  std::array<char, 41> public_key{}, secret_key{};
+};
+curve_keys make_curve_keys() {
+  curve_keys k;
+  if (zmq_curve_keypair(k.public_key.data(), k.secret_key.data()) != 0)
+    throw std::runtime_error("zmq_curve_keypair failed: libzmq has no CURVE support");
+  return k;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- agentbus mode
 
 bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector& col) {
   bench_result res;
@@ -378,8 +321,11 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
       swtpms.push_back(std::make_unique<swtpm_process>());
       broker_tcti = swtpms.back()->tcti();
     }
-    progress(o, "starting agentbus-broker (" + o.broker_bin + ")");
-    broker = std::make_unique<broker_process>(o.broker_bin, tmp, o.policy_file, broker_tcti, o.software);
+    progress("starting agentbus-broker (" + o.broker_bin + ")");
+    // Idle agents have software keys: the broker must admit those (their role's
+    // policy must too; idle_agents checks).
+    broker = std::make_unique<broker_process>(o.broker_bin, tmp, o.policy_file, broker_tcti,
+                                              o.software || o.idle_agents > 0, o.broker_hwm, o.log_level);
     endpoint = broker->endpoint();
     res.broker = endpoint + " (started by the bench)";
   } else {
@@ -387,7 +333,7 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
   }
   res.keys = o.software ? "software (protection=software)" : "tpm (one swtpm per agent)";
 
-  progress(o, fmt::format("creating {} identities ({}, {})", n, res.suite, o.software ? "software" : "swtpm"));
+  progress(fmt::format("creating {} identities ({}, {})", n, res.suite, o.software ? "software" : "swtpm"));
   std::vector<std::shared_ptr<identity_key>> keys;
   for (int i = 0; i < n; ++i) {
     fs::path dir = tmp / "keys" / fmt::format("agent-{}", i);
@@ -406,7 +352,7 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
   std::string tag = fmt::format("{:x}", static_cast<unsigned>(::getpid()) ^ static_cast<unsigned>(now_ns()));
   std::vector<std::unique_ptr<agent>> agents;
   std::vector<std::string> names;
-  progress(o, fmt::format("enrolling {} agents with {}", n, endpoint));
+  progress(fmt::format("enrolling {} agents with {}", n, endpoint));
   for (int i = 0; i < n; ++i) {
     agent_options ao;
     ao.name = fmt::format("bench-{}-{}{}", tag, i < res.senders ? "s" : "r", i);
@@ -421,6 +367,52 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
       agents.back()->on_message([&col](const message& m) { col.on_payload(m.header.payload.data(), m.header.payload.size()); });
   }
   res.setup_s = std::chrono::duration<double>(steady::now() - t_setup).count();
+
+  // Idle agents: the broker's resident set before and after they enrol, and what
+  // they cost in CPU while nothing else happens.
+  const pid_t broker_pid = broker ? broker->pid() : -1;
+  std::unique_ptr<idle_agents> idle;
+  if (o.idle_agents > 0) {
+    memory_report& m = res.memory;
+    m.idle_agents = o.idle_agents;
+    m.threads_before = thread_count(::getpid());
+    m.fds_before = open_descriptors(::getpid());
+    if (broker_pid > 0) m.before_idle_kib = resident_kib(broker_pid);
+    progress(fmt::format("enrolling {} idle {} agents (software keys, {} at a time)", o.idle_agents, o.idle_role,
+                         o.idle_parallel));
+    auto t_idle = steady::now();
+    {
+      // The library warns once per software key it creates: the progress line above
+      // says it once instead of N times.
+      const auto level = spdlog::get_level();
+      spdlog::set_level(std::max(level, spdlog::level::err));
+      struct restore_level {
+        spdlog::level::level_enum l;
+        ~restore_level() { spdlog::set_level(l); }
+      } restore{level};
+      idle = std::make_unique<idle_agents>(idle_agents::options{.endpoint = endpoint,
+                                                                .role = o.idle_role,
+                                                                .name_prefix = fmt::format("bench-{}-idle", tag),
+                                                                .key_dir = tmp / "keys",
+                                                                .count = o.idle_agents,
+                                                                .parallel = o.idle_parallel},
+                                           pol);
+    }
+    m.idle_enrol_s = std::chrono::duration<double>(steady::now() - t_idle).count();
+    m.threads_after = thread_count(::getpid());
+    m.fds_after = open_descriptors(::getpid());
+    if (o.idle_settle > 0) {
+      double self_before = self_cpu_seconds();
+      auto broker_before = broker_pid > 0 ? process_cpu_seconds(broker_pid) : std::nullopt;
+      auto t_settle = steady::now();
+      std::this_thread::sleep_for(std::chrono::duration<double>(o.idle_settle));
+      double secs = std::chrono::duration<double>(steady::now() - t_settle).count();
+      m.idle_cpu_bench_pct = 100.0 * (self_cpu_seconds() - self_before) / secs;
+      auto broker_after = broker_pid > 0 ? process_cpu_seconds(broker_pid) : std::nullopt;
+      if (broker_before && broker_after) m.idle_cpu_broker_pct = 100.0 * (*broker_after - *broker_before) / secs;
+    }
+    if (broker_pid > 0) m.after_idle_kib = resident_kib(broker_pid);
+  }
 
   auto receiver_of = [&](int sender, std::uint64_t k) {
     // Sender s talks to receivers s, s+senders, ... (round robin over its share).
@@ -448,7 +440,7 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
   if (!wait_for([&] { return col.warmups.load() + col.rejected.load() >= warm_expected; },
                 [&] { return col.warmups.load(); }, o.stall, deadline))
     throw std::runtime_error(fmt::format("warm-up: {}/{} envelopes arrived", col.warmups.load(), warm_expected));
-  if (col.rejected.load() > 0) progress(o, fmt::format("warning: {} rejection(s) during the warm-up", col.rejected.load()));
+  if (col.rejected.load() > 0) progress(fmt::format("warning: {} rejection(s) during the warm-up", col.rejected.load()));
   res.warmup_s = std::chrono::duration<double>(steady::now() - t_warm).count();
 
   // Measured run.
@@ -457,8 +449,15 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
   std::atomic<std::uint64_t> sent{0}, send_errors{0}, retries{0};
   std::mutex err_mu;
   std::map<std::string, std::uint64_t> err_codes;
-  progress(o, fmt::format("sending {} envelopes of {} bytes ({} sender(s), {} receiver(s))", o.messages, o.size,
-                          res.senders, res.receivers));
+  progress(fmt::format("sending {} envelopes of {} bytes ({} sender(s), {} receiver(s))", o.messages, o.size,
+                       res.senders, res.receivers));
+  // CPU of every process in the run: this one (agents, idle agents), the broker, the swtpms.
+  cpu_meter cpu;
+  cpu.add(broker_pid, "broker");
+  for (const auto& sw : swtpms) cpu.add(sw->pid(), "swtpm");
+  std::optional<rss_sampler> rss;
+  if (broker_pid > 0) rss.emplace(broker_pid, std::chrono::duration<double>(o.sample_interval));
+  const double cpu_before = cpu.sample();
   const std::int64_t t0 = now_ns();
   std::vector<std::thread> threads;
   for (int s = 0; s < res.senders; ++s) {
@@ -495,6 +494,14 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
   bool complete = wait_for(
       [&] { return col.received.load() + (col.rejected.load() - rejected_before) >= sent.load(); },
       [&] { return col.received.load() + col.rejected.load(); }, o.stall, deadline);
+  res.cpu_s = cpu.sample() - cpu_before;
+  res.cpu_scope = cpu.scope();
+  res.cpu_counted = cpu.missing().empty();
+  if (rss) {
+    res.memory.measured = true;
+    res.memory.samples = rss->finish();
+    res.memory.end_kib = resident_kib(broker_pid);
+  }
   std::int64_t t_end = col.last_receive_ns.load();
   if (t_end < t0) t_end = now_ns();
   res.wall_s = static_cast<double>(t_end - t0) / 1e9;
@@ -515,8 +522,11 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
     res.tpm_counted = true;
   }
 
+  if (idle) res.memory.idle_reenrolments = idle->reenrolments();
+
   // Tear down in order: agents, broker, TPM connections, swtpm processes.
   agents.clear();
+  idle.reset();
   if (broker) broker->stop();
   keys.clear();
   tpms.clear();
@@ -525,23 +535,6 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
 }
 
 // ---------------------------------------------------------------- plain mode
-
-void set_hwm(zmq::socket_t& s) {
-  s.set(zmq::sockopt::sndhwm, 10000);
-  s.set(zmq::sockopt::rcvhwm, 10000);
-  s.set(zmq::sockopt::linger, 0);
-}
-
-// curve_keys is a CurveZMQ key pair in Z85 text (zmq_curve_keypair).
-struct curve_keys {
-  std::array<char, 41> public_key{}, secret_key{};
-};
-curve_keys make_curve_keys() {
-  curve_keys k;
-  if (zmq_curve_keypair(k.public_key.data(), k.secret_key.data()) != 0)
-    throw std::runtime_error("zmq_curve_keypair failed: libzmq has no CURVE support");
-  return k;
-}
 
 // run_plain relays through a ZeroMQ ROUTER with no agentbus crypto; with `curve`
 // every hop is a CurveZMQ connection (encrypted and authenticated per hop, no
@@ -669,6 +662,8 @@ bench_result run_plain(const bench_options& o, const fs::path& tmp, collector& c
   res.warmup_s = std::chrono::duration<double>(steady::now() - t_warm).count();
 
   std::atomic<std::uint64_t> sent{0};
+  cpu_meter cpu;  // the relay, senders and receivers are all this process
+  const double cpu_before = cpu.sample();
   const std::int64_t t0 = now_ns();
   std::vector<std::thread> threads;
   for (int s = 0; s < res.senders; ++s) {
@@ -691,6 +686,9 @@ bench_result run_plain(const bench_options& o, const fs::path& tmp, collector& c
   for (auto& t : threads) t.join();
   bool complete = wait_for([&] { return col.received.load() >= sent.load(); }, [&] { return col.received.load(); }, o.stall,
                            deadline);
+  res.cpu_s = cpu.sample() - cpu_before;
+  res.cpu_scope = cpu.scope();
+  res.cpu_counted = true;
   std::int64_t t_end = col.last_receive_ns.load();
   if (t_end < t0) t_end = now_ns();
   res.wall_s = static_cast<double>(t_end - t0) / 1e9;
@@ -707,73 +705,163 @@ bench_result run_plain(const bench_options& o, const fs::path& tmp, collector& c
   return res;
 }
 
-// ---------------------------------------------------------------- report
+// ---------------------------------------------------------------- summary
 
-void report(const bench_options& o, const bench_result& r, collector& col) {
+void progress(const std::string& text) { fmt::print(stderr, "agentbus-bench: {}\n", text); }
+
+run_summary summarize(const bench_result& r, collector& col) {
+  run_summary s;
   std::vector<double> lat;
-  std::map<std::string, std::uint64_t> rejections;
   {
     std::lock_guard lock(col.mu);
     lat = col.latencies_ms;
-    rejections = col.rejections;
+    s.rejections = col.rejections;
   }
   std::sort(lat.begin(), lat.end());
-  const std::uint64_t delivered = col.received.load();
-  const double eps = r.wall_s > 0 ? static_cast<double>(delivered) / r.wall_s : 0;
-  const double mean = lat.empty() ? 0 : std::accumulate(lat.begin(), lat.end(), 0.0) / static_cast<double>(lat.size());
-  const double p50 = percentile(lat, 0.50), p99 = percentile(lat, 0.99), mx = lat.empty() ? 0 : lat.back();
-  const double sig_rate = r.wall_s > 0 ? static_cast<double>(r.tpm_signatures) / r.wall_s : 0;
-  std::uint64_t rejected = 0;
-  for (auto& [k, v] : rejections) rejected += v;
-  const std::uint64_t lost = r.sent > delivered ? r.sent - delivered : 0;
+  s.delivered = col.received.load();
+  s.eps = r.wall_s > 0 ? static_cast<double>(s.delivered) / r.wall_s : 0;
+  s.mean = lat.empty() ? 0 : std::accumulate(lat.begin(), lat.end(), 0.0) / static_cast<double>(lat.size());
+  s.p50 = percentile(lat, 0.50);
+  s.p99 = percentile(lat, 0.99);
+  s.max = lat.empty() ? 0 : lat.back();
+  s.tpm_sig_rate = r.wall_s > 0 ? static_cast<double>(r.tpm_signatures) / r.wall_s : 0;
+  for (auto& [k, v] : s.rejections) s.rejected += v;
+  s.lost = r.sent > s.delivered ? r.sent - s.delivered : 0;
+  s.cpu_per_100k = s.delivered > 0 ? r.cpu_s * 1e5 / static_cast<double>(s.delivered) : 0;
+  return s;
+}
 
-  if (o.json) {
-    auto js = [](std::string_view in) {  // a JSON string literal
-      std::string out = "\"";
-      for (char c : in) {
-        if (c == '"' || c == '\\') out += '\\';
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(c)));
-          continue;
-        }
-        out += c;
-      }
-      return out + "\"";
-    };
-    auto obj = [&](const std::map<std::string, std::uint64_t>& m) {
-      std::string s = "{";
-      for (auto& [k, v] : m) s += fmt::format("{}{}:{}", s.size() > 1 ? "," : "", js(k), v);
-      return s + "}";
-    };
-    fmt::print(
-        "{{\"mode\":{},\"rate\":{},\"agents\":{},\"senders\":{},\"receivers\":{},\"messages\":{},\"size\":{},\"keys\":{},"
-        "\"role\":{},\"suite\":{},\"broker\":{},\"sent\":{},\"delivered\":{},\"lost\":{},\"rejected\":{},"
-        "\"rejections\":{},\"send_errors\":{},\"send_error_codes\":{},\"overloaded_retries\":{},\"timed_out\":{},"
-        "\"setup_s\":{:.3f},\"warmup_s\":{:.3f},\"wall_s\":{:.4f},\"envelopes_per_s\":{:.1f},\"payload_mb_per_s\":{:.3f},"
-        "\"latency_ms\":{{\"p50\":{:.4f},\"p99\":{:.4f},\"max\":{:.4f},\"mean\":{:.4f}}},"
-        "\"tpm_signatures\":{},\"tpm_signatures_per_s\":{},\"tpm_ops\":{}}}\n",
-        js(o.mode), o.rate > 0 ? fmt::format("{:g}", o.rate) : std::string("null"), r.senders + r.receivers, r.senders,
-        r.receivers, o.messages, o.size, js(r.keys), js(o.mode != "agentbus" ? "-" : o.role), js(r.suite), js(r.broker), r.sent, delivered, lost, rejected, obj(rejections),
-        r.send_errors, obj(r.send_error_codes), r.overloaded_retries, r.timed_out ? "true" : "false", r.setup_s,
-        r.warmup_s, r.wall_s, eps, eps * static_cast<double>(o.size) / 1e6, p50, p99, mx, mean,
-        r.tpm_counted ? std::to_string(r.tpm_signatures) : "null",
-        r.tpm_counted ? fmt::format("{:.1f}", sig_rate) : "null", obj(r.tpm_ops));
+double round_to(double v, int decimals) {
+  double f = std::pow(10.0, decimals);
+  return std::round(v * f) / f;
+}
+
+nlohmann::ordered_json memory_to_json(const memory_report& m) {
+  auto opt = [](const std::optional<std::uint64_t>& v) { return v ? nlohmann::ordered_json(*v) : nlohmann::ordered_json(); };
+  nlohmann::ordered_json j;
+  j["idle_agents"] = m.idle_agents;
+  if (m.idle_agents > 0) {
+    j["idle_enrol_s"] = round_to(m.idle_enrol_s, 3);
+    j["idle_reenrolments"] = m.idle_reenrolments;
+    j["idle_cpu_pct"] = {{"bench", round_to(m.idle_cpu_bench_pct, 2)}, {"broker", round_to(m.idle_cpu_broker_pct, 2)}};
+    j["bench_threads"] = {{"before", opt(m.threads_before)}, {"after", opt(m.threads_after)}};
+    j["bench_descriptors"] = {{"before", opt(m.fds_before)}, {"after", opt(m.fds_after)}};
+  }
+  j["broker_rss_kib"] = {{"before_idle", opt(m.before_idle_kib)}, {"after_idle", opt(m.after_idle_kib)}, {"end", opt(m.end_kib)}};
+  nlohmann::ordered_json samples = nlohmann::ordered_json::array();
+  for (const auto& smp : m.samples) samples.push_back({{"t_s", round_to(smp.t_s, 2)}, {"kib", smp.kib}});
+  j["broker_rss_samples"] = std::move(samples);
+  if (m.samples.size() >= 2) j["broker_rss_growth_kib"] = static_cast<std::int64_t>(m.samples.back().kib) - static_cast<std::int64_t>(m.samples.front().kib);
+  return j;
+}
+
+nlohmann::ordered_json run_to_json(const bench_options& o, const bench_result& r, const run_summary& sm) {
+  nlohmann::ordered_json j;
+  j["mode"] = o.mode;
+  j["rate"] = o.rate > 0 ? nlohmann::ordered_json(o.rate) : nlohmann::ordered_json();
+  j["agents"] = r.senders + r.receivers;
+  j["senders"] = r.senders;
+  j["receivers"] = r.receivers;
+  j["messages"] = o.messages;
+  j["size"] = o.size;
+  j["keys"] = r.keys;
+  j["role"] = o.mode != "agentbus" ? "-" : o.role;
+  j["suite"] = r.suite;
+  j["broker"] = r.broker;
+  j["sent"] = r.sent;
+  j["delivered"] = sm.delivered;
+  j["lost"] = sm.lost;
+  j["rejected"] = sm.rejected;
+  j["rejections"] = sm.rejections;
+  j["send_errors"] = r.send_errors;
+  j["send_error_codes"] = r.send_error_codes;
+  j["overloaded_retries"] = r.overloaded_retries;
+  j["timed_out"] = r.timed_out;
+  j["setup_s"] = round_to(r.setup_s, 3);
+  j["warmup_s"] = round_to(r.warmup_s, 3);
+  j["wall_s"] = round_to(r.wall_s, 4);
+  j["envelopes_per_s"] = round_to(sm.eps, 1);
+  j["payload_mb_per_s"] = round_to(sm.eps * static_cast<double>(o.size) / 1e6, 3);
+  j["latency_ms"] = {{"p50", round_to(sm.p50, 4)}, {"p99", round_to(sm.p99, 4)}, {"max", round_to(sm.max, 4)},
+                     {"mean", round_to(sm.mean, 4)}};
+  j["tpm_signatures"] = r.tpm_counted ? nlohmann::ordered_json(r.tpm_signatures) : nlohmann::ordered_json();
+  j["tpm_signatures_per_s"] = r.tpm_counted ? nlohmann::ordered_json(round_to(sm.tpm_sig_rate, 1)) : nlohmann::ordered_json();
+  j["tpm_ops"] = r.tpm_ops;
+  j["cpu_s"] = round_to(r.cpu_s, 3);
+  j["cpu_s_per_100k"] = round_to(sm.cpu_per_100k, 3);
+  j["cpu_scope"] = r.cpu_scope;
+  j["cpu_complete"] = r.cpu_counted;
+  if (o.duration > 0) j["duration_s"] = o.duration;
+  if (r.memory.measured || r.memory.idle_agents > 0) j["memory"] = memory_to_json(r.memory);
+  return j;
+}
+
+namespace {
+
+// ---------------------------------------------------------------- report
+
+void print_memory(const memory_report& m) {
+  auto mib = [](const std::optional<std::uint64_t>& kib) {
+    return kib ? fmt::format("{:.1f} MiB", static_cast<double>(*kib) / 1024.0) : std::string("unknown");
+  };
+  auto num = [](const std::optional<std::uint64_t>& v) { return v ? std::to_string(*v) : std::string("?"); };
+  if (m.idle_agents > 0) {
+    fmt::print("  idle agents {} enrolled in {:.1f} s (software keys); this process: threads {} -> {}, descriptors {} -> {}\n",
+               m.idle_agents, m.idle_enrol_s, num(m.threads_before), num(m.threads_after), num(m.fds_before),
+               num(m.fds_after));
+    fmt::print("              idle CPU: this process {:.1f}% of a core, broker {:.1f}%   re-enrolments during the run {}\n",
+               m.idle_cpu_bench_pct, m.idle_cpu_broker_pct, m.idle_reenrolments);
+  }
+  if (!m.measured && !m.before_idle_kib) {
+    if (m.idle_agents > 0) fmt::print("  broker RSS  unknown (not started by the bench)\n");
     return;
   }
-  fmt::print("agentbus-bench  mode={}  agents={} ({} sender{}, {} receiver{})  messages={}  size={} B  rate={}\n", o.mode,
+  if (m.idle_agents > 0) {
+    std::string per;
+    if (m.before_idle_kib && m.after_idle_kib)
+      per = fmt::format("   (+{:.1f} KiB per idle agent)",
+                        (static_cast<double>(*m.after_idle_kib) - static_cast<double>(*m.before_idle_kib)) / m.idle_agents);
+    fmt::print("  broker RSS  before idle agents {}   after {}   end of run {}{}\n", mib(m.before_idle_kib),
+               mib(m.after_idle_kib), mib(m.end_kib), per);
+  } else {
+    fmt::print("  broker RSS  end of run {}\n", mib(m.end_kib));
+  }
+  if (m.samples.size() > 2) {
+    std::string line;
+    for (const auto& smp : m.samples) line += fmt::format("{}{:.0f}s {:.1f}", line.empty() ? "" : ", ", smp.t_s, smp.kib / 1024.0);
+    const auto& first = m.samples.front();
+    const auto& last = m.samples.back();
+    double growth = static_cast<double>(last.kib) - static_cast<double>(first.kib);
+    fmt::print("  RSS samples {} (MiB)\n", line);
+    fmt::print("  RSS growth  {:+.1f} MiB first -> last over {:.0f} s ({:+.1f}%)\n", growth / 1024.0, last.t_s - first.t_s,
+               first.kib ? 100.0 * growth / static_cast<double>(first.kib) : 0.0);
+  }
+}
+
+void report(const bench_options& o, const bench_result& r, collector& col) {
+  const run_summary sm = summarize(r, col);
+  if (o.json) {
+    fmt::print("{}\n", run_to_json(o, r, sm).dump());
+    return;
+  }
+  fmt::print("agentbus-bench  mode={}  agents={} ({} sender{}, {} receiver{})  messages={}  size={} B  rate={}{}\n", o.mode,
              r.senders + r.receivers, r.senders, r.senders == 1 ? "" : "s", r.receivers, r.receivers == 1 ? "" : "s",
-             o.messages, o.size, o.rate > 0 ? fmt::format("{:g}/s", o.rate) : std::string("max"));
+             o.messages, o.size, o.rate > 0 ? fmt::format("{:g}/s", o.rate) : std::string("max"),
+             o.duration > 0 ? fmt::format("  duration={:g} s", o.duration) : std::string());
   fmt::print("  keys        {}{}{}\n", r.keys, o.batch ? "  assurance tpm-batch" : "", o.mode != "agentbus" ? "" : fmt::format("   role {}  suite {}", o.role, r.suite));
   fmt::print("  broker      {}\n", r.broker);
   fmt::print("  set-up      {:.2f} s (keys, enrolment)   warm-up {:.2f} s (sessions)\n", r.setup_s, r.warmup_s);
-  fmt::print("  delivered   {} / {} sent{}{}\n", delivered, r.sent,
-             lost ? fmt::format("   LOST {}", lost) : std::string(),
+  fmt::print("  delivered   {} / {} sent{}{}\n", sm.delivered, r.sent,
+             sm.lost ? fmt::format("   LOST {}", sm.lost) : std::string(),
              r.timed_out ? "   (stopped waiting: no progress or --timeout)" : "");
   fmt::print("  wall time   {:.3f} s\n", r.wall_s);
-  fmt::print("  throughput  {:.0f} envelopes/s   ({:.2f} MB/s of payload)\n", eps, eps * static_cast<double>(o.size) / 1e6);
-  fmt::print("  latency     p50 {:.3f} ms   p99 {:.3f} ms   max {:.3f} ms   (mean {:.3f} ms, end to end)\n", p50, p99, mx, mean);
-  std::string rej = rejected ? "" : "none";
-  for (auto& [k, v] : rejections) rej += fmt::format("{}{}={}", rej.empty() ? "" : "  ", k, v);
+  fmt::print("  throughput  {:.0f} envelopes/s   ({:.2f} MB/s of payload)\n", sm.eps, sm.eps * static_cast<double>(o.size) / 1e6);
+  fmt::print("  latency     p50 {:.3f} ms   p99 {:.3f} ms   max {:.3f} ms   (mean {:.3f} ms, end to end)\n", sm.p50, sm.p99,
+             sm.max, sm.mean);
+  fmt::print("  CPU         {:.2f} s in the measured window ({}{}) = {:.2f} s per 100k envelopes\n", r.cpu_s, r.cpu_scope,
+             r.cpu_counted ? "" : "; some processes could not be read", sm.cpu_per_100k);
+  std::string rej = sm.rejected ? "" : "none";
+  for (auto& [k, v] : sm.rejections) rej += fmt::format("{}{}={}", rej.empty() ? "" : "  ", k, v);
   fmt::print("  rejections  {}\n", rej);
   if (r.send_errors || !r.send_error_codes.empty() || r.overloaded_retries) {
     std::string e;
@@ -784,23 +872,28 @@ void report(const bench_options& o, const bench_result& r, collector& col) {
     std::string ops;
     for (auto& [k, v] : r.tpm_ops) ops += fmt::format("{}{}={}", ops.empty() ? "" : " ", k, v);
     fmt::print("  TPM         {} signatures in the run = {:.1f} signatures/s ({:.3f} per envelope)   ops: {}\n",
-               r.tpm_signatures, sig_rate, delivered ? static_cast<double>(r.tpm_signatures) / static_cast<double>(delivered) : 0.0,
+               r.tpm_signatures, sm.tpm_sig_rate,
+               sm.delivered ? static_cast<double>(r.tpm_signatures) / static_cast<double>(sm.delivered) : 0.0,
                ops.empty() ? "none" : ops);
   } else if (o.mode == "agentbus") {
     fmt::print("  TPM         none (software keys)\n");
   }
+  print_memory(r.memory);
 }
 
 }  // namespace
+}  // namespace agentbus::bench
 
 int main(int argc, char** argv) {
+  using namespace agentbus;
+  using namespace agentbus::bench;
   bench_options o;
   CLI::App app{"agentbus-bench: envelopes/s, end-to-end latency, rejections and TPM signatures/s through a broker "
-               "(or a plain ZeroMQ relay for comparison)"};
+               "(or a plain ZeroMQ relay for comparison); --suite runs every comparison row in one table"};
   app.add_option("--agents", o.agents, "Agents: N/2 senders, the rest receivers (at least 1 + 1)")
       ->capture_default_str()->check(CLI::Range(2, 256));
-  app.add_option("--messages", o.messages, "Envelopes to send in the measured run")->capture_default_str()
-      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1'000'000'000}));
+  app.add_option("--messages", o.messages, "Envelopes to send in the measured run (--suite: per row, default 50000)")
+      ->capture_default_str()->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1'000'000'000}));
   app.add_option("--size", o.size, "Payload bytes (at least 24: timestamp and index)")->capture_default_str()
       ->check(CLI::Range(std::size_t{kHeaderBytes}, std::size_t{1u << 20}));
   app.add_option("--mode", o.mode,
@@ -809,7 +902,35 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::IsMember({"agentbus", "plain", "curve"}));
   app.add_flag("--software", o.software, "Software identity keys instead of one swtpm per agent");
   app.add_flag("--batch", o.batch, "tpm-batch: one TPM signature per Merkle batch of envelopes (TPM keys only)");
+  app.add_flag("--suite", o.suite,
+               "Run, for each --sizes, the plain relay, the CurveZMQ relay, agentbus with software keys, agentbus tpm "
+               "direct and agentbus tpm-batch (swtpm), each with a fresh broker and agents, and print one table");
+  app.add_option("--sizes", o.sizes, "--suite: payload sizes, comma-separated")
+      ->delimiter(',')->capture_default_str()->check(CLI::Range(std::size_t{kHeaderBytes}, std::size_t{1u << 20}));
+  app.add_option("--direct-messages", o.direct_messages,
+                 "--suite: envelopes for the tpm direct row (one TPM signature each, so capped)")
+      ->capture_default_str()->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1'000'000'000}));
+  app.add_option("--sign-samples", o.sign_samples, "--suite: signatures in the swtpm-alone signing loop")
+      ->capture_default_str()->check(CLI::Range(1, 1'000'000));
+  app.add_option("--idle-agents", o.idle_agents,
+                 "agentbus mode: enrol this many extra software-key agents that stay connected and idle during the "
+                 "run; prints the broker's resident set before, after and at the end")
+      ->capture_default_str()->check(CLI::Range(0, 100'000));
+  app.add_option("--idle-role", o.idle_role, "Role of the idle agents (must allow software keys)")->capture_default_str();
+  app.add_option("--idle-parallel", o.idle_parallel, "Idle agents enrolled at once")->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  app.add_option("--idle-settle", o.idle_settle, "Seconds of idle CPU measured after the idle agents enrol")
+      ->capture_default_str()->check(CLI::Range(0.0, 3600.0));
+  app.add_option("--duration", o.duration,
+                 "Run for this many seconds at --rate (messages = rate x duration) instead of --messages, sampling the "
+                 "broker's resident set every --sample-interval")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--sample-interval", o.sample_interval, "Seconds between broker RSS samples")->capture_default_str()
+      ->check(CLI::Range(0.05, 3600.0));
   app.add_option("--broker", o.broker, "Endpoint of a running broker (default: start one)");
+  app.add_option("--broker-hwm", o.broker_hwm, "send_hwm and recv_hwm of the broker the bench starts (envelopes "
+                                               "queued per connection: bounds its memory under a burst)")
+      ->capture_default_str()->check(CLI::Range(1, 1'000'000));
   app.add_option("--broker-bin", o.broker_bin, "agentbus-broker to start (default: ../broker/agentbus-broker next to this binary)");
   app.add_option("--policy", o.policy_file, "Policy for the agents and the started broker (default: config/policy.toml)");
   app.add_option("--role", o.role, "Role of every bench agent; must be allowed to send to itself (and to use "
@@ -818,14 +939,31 @@ int main(int argc, char** argv) {
   app.add_option("--rate", o.rate, "Offered load in envelopes/s over all senders (0 = as fast as they can: latency "
                                    "then includes queueing behind the whole burst)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
-  app.add_option("--timeout", o.timeout, "Overall time limit in seconds")->capture_default_str();
+  app.add_option("--timeout", o.timeout, "Overall time limit in seconds (per row with --suite)")->capture_default_str();
   app.add_option("--stall", o.stall, "Give up after this many seconds without progress")->capture_default_str();
   app.add_flag("--json", o.json, "Print one JSON object instead of the table");
   app.add_flag("--keep-temp", o.keep_temp, "Keep the temp dir (broker config, log, keys)");
-  app.add_option("--log-level", o.log_level, "Library log level on stderr")->capture_default_str()
+  app.add_option("--log-level", o.log_level, "Library log level on stderr (and the started broker's, in its log file)")->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   try {
     app.parse(argc, argv);
+    if (o.suite) {
+      if (o.idle_agents > 0 || o.duration > 0)
+        throw CLI::ValidationError("--suite", "--idle-agents and --duration apply to a single-mode run, not --suite");
+      if (o.broker.size() || o.software || o.batch || app.count("--mode") || app.count("--size"))
+        throw CLI::ValidationError("--suite", "--suite picks its own rows: drop --mode, --software, --batch, --size, --broker");
+      if (o.sizes.empty()) throw CLI::ValidationError("--sizes", "at least one size");
+      if (app.count("--messages") == 0) o.messages = 50'000;
+    }
+    if (o.duration > 0) {
+      if (o.rate <= 0) throw CLI::ValidationError("--duration", "needs --rate (the offered envelopes/s)");
+      if (app.count("--messages")) throw CLI::ValidationError("--duration", "replaces --messages: give one of them");
+      o.messages = static_cast<std::uint64_t>(std::ceil(o.rate * o.duration));
+      // The whole run must fit the overall time limit.
+      o.timeout = std::max(o.timeout, o.duration + 120);
+    }
+    if (o.idle_agents > 0 && o.mode != "agentbus")
+      throw CLI::ValidationError("--idle-agents", "enrols agentbus agents: use it with --mode agentbus");
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
@@ -845,13 +983,17 @@ int main(int argc, char** argv) {
   int rc = 0;
   try {
     tmp = make_temp_dir();
-    collector col;
-    bench_result r = o.mode == "agentbus" ? run_agentbus(o, tmp, col) : run_plain(o, tmp, col);
-    report(o, r, col);
-    std::uint64_t delivered = col.received.load();
-    if (delivered < o.messages) {
-      fmt::print(stderr, "agentbus-bench: {} of {} envelopes were not delivered\n", o.messages - delivered, o.messages);
-      rc = 1;
+    if (o.suite) {
+      rc = run_suite(o, tmp);
+    } else {
+      collector col;
+      bench_result r = o.mode == "agentbus" ? run_agentbus(o, tmp, col) : run_plain(o, tmp, col);
+      report(o, r, col);
+      std::uint64_t delivered = col.received.load();
+      if (delivered < o.messages) {
+        fmt::print(stderr, "agentbus-bench: {} of {} envelopes were not delivered\n", o.messages - delivered, o.messages);
+        rc = 1;
+      }
     }
   } catch (const enrolment_error& e) {
     fmt::print(stderr, "agentbus-bench: enrolment refused: {}: {}\n", status_code_name(e.code()), e.what());
@@ -862,7 +1004,7 @@ int main(int argc, char** argv) {
   }
   if (!tmp.empty()) {
     // Keep it when asked, or after a failed set-up that left a broker log to read.
-    if (o.keep_temp || (rc == 3 && fs::exists(tmp / "broker.log"))) {
+    if (o.keep_temp || (rc == 3 && (fs::exists(tmp / "broker.log") || o.suite))) {
       fmt::print(stderr, "agentbus-bench: temp dir kept: {}\n", tmp.string());
     } else {
       std::error_code ec;
