@@ -536,13 +536,6 @@ struct broker::impl {
     const std::size_t count = f.size() >= 6 ? (f.size() - 4) / 2 : 0;
     if (count == 0 || (f.size() - 4) % 2 != 0 || count > session::kMaxWireBatchEnvelopes)
       return nack(a, {}, {status_code::malformed, fmt::format("a wire batch is a session id, a MAC and 1 to {} envelopes", session::kMaxWireBatchEnvelopes)}, "");
-    std::size_t total = 0;
-    for (std::size_t i = 4; i < f.size(); i += 2) {
-      if (f[i].size() + f[i + 1].size() > cfg.max_frame_bytes)
-        return nack(a, {}, {status_code::too_large, "an envelope of the wire batch exceeds max_frame_bytes"}, "");
-      total += f[i].size() + f[i + 1].size();
-    }
-    if (total > session::kMaxWireBatchBytes) return nack(a, {}, {status_code::too_large, "wire batch exceeds its size limit"}, "");
     struct member {
       envelope_header header;
       envelope_auth auth;
@@ -551,22 +544,28 @@ struct broker::impl {
     std::vector<member> members;
     members.reserve(count);
     auto refuse_all = [&](const status& why) {
-      // Every envelope whose header decoded is refused by its id; the sender hears of each.
-      if (members.empty()) return nack(a, {}, why, "");
-      for (const auto& m : members) nack(a, m.header.message_id, why, m.header.to);
+      // Every envelope whose header decodes is refused by its id: the sender hears of
+      // each. (Only on this failure path are headers decoded a second time.)
+      bool anonymous = false;
+      for (std::size_t i = 4; i < f.size(); i += 2) {
+        if (auto h = decode_signed_part(f[i]); h) nack(a, h->message_id, why, h->to);
+        else anonymous = true;
+      }
+      if (anonymous) nack(a, {}, why, "");
     };
+    std::size_t total = 0;
+    for (std::size_t i = 4; i < f.size(); i += 2) {
+      if (f[i].size() + f[i + 1].size() > cfg.max_frame_bytes)
+        return refuse_all({status_code::too_large, "an envelope of the wire batch exceeds max_frame_bytes"});
+      total += f[i].size() + f[i + 1].size();
+    }
+    if (total > session::kMaxWireBatchBytes) return refuse_all({status_code::too_large, "wire batch exceeds its size limit"});
     for (std::size_t i = 4; i < f.size(); i += 2) {
       auto h = decode_signed_part(f[i]);
       if (!h) return refuse_all(h.error());
       auto auth = decode_auth_part(f[i + 1]);
-      if (!auth) {
-        members.push_back({std::move(*h), {}, {}});
-        return refuse_all(auth.error());
-      }
-      if (auth->hop_mac) {
-        members.push_back({std::move(*h), {}, {}});
-        return refuse_all({status_code::malformed, "an envelope in a wire batch carries a hop MAC of its own"});
-      }
+      if (!auth) return refuse_all(auth.error());
+      if (auth->hop_mac) return refuse_all({status_code::malformed, "an envelope in a wire batch carries a hop MAC of its own"});
       bytes digest = envelope_digest(a.agent_suite.envelope_hash, f[i]);
       members.push_back({std::move(*h), std::move(*auth), std::move(digest)});
     }

@@ -229,6 +229,27 @@ TEST(WireBatch, WireAndEnvelopeAtATimeDeliverTheSameTrafficInOrder) {
   }
 }
 
+// Large envelopes: a signed batch is split into wire batches within the size limit
+// (the split counts each envelope's exact encoded size, inclusion path included).
+TEST(WireBatch, LargeEnvelopesAreSplitWithinTheSizeLimitAndAllArrive) {
+  broker_process b;
+  testing::scoped_temp_dir dir;
+  auto monitor = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, batching());
+  auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");
+  collector d, m;
+  d.attach(*director.client);
+  m.attach(*monitor.client);
+  constexpr int kMessages = 600;
+  for (int i = 0; i < kMessages; ++i) {
+    bytes payload(16 * 1024, static_cast<std::uint8_t>(i));
+    ASSERT_TRUE(monitor->send("director-1", "application/octet-stream", payload).ok());
+  }
+  ASSERT_TRUE(wait_until([&] { return d.count() == kMessages || !m.describe().empty(); }, 60s)) << d.count();
+  EXPECT_EQ(m.describe() + d.describe(), "");
+  EXPECT_EQ(d.count(), static_cast<std::size_t>(kMessages));
+  EXPECT_GE(wire_batches_counted(b), 1u);
+}
+
 struct wire_tamper_case {
   const char* name;
   status_code expected;
@@ -292,6 +313,14 @@ INSTANTIATE_TEST_SUITE_P(
                            f[4] = encode_auth_part(*auth);
                          }},
         wire_tamper_case{"HalfAnEnvelope", status_code::malformed, [](std::vector<bytes>& f) { f.pop_back(); }},
+        wire_tamper_case{"OverTheSizeLimit", status_code::too_large,
+                         [](std::vector<bytes>& f) {
+                           const bytes auth = f[4];
+                           for (int i = 0; i < 6; ++i) {
+                             f.push_back(bytes(900 * 1024, 0x93));
+                             f.push_back(auth);
+                           }
+                         }},
         wire_tamper_case{"MoreEnvelopesThanTheLimit", status_code::malformed,
                          [](std::vector<bytes>& f) {
                            const bytes signed_part = f[3], auth = f[4];

@@ -136,6 +136,7 @@ struct agent::impl {
     bytes signed_part, digest;
     envelope_auth auth;
     std::optional<seal_tweaks> tweaks;
+    bytes encoded_auth = {};  // the auth part without a hop MAC, as a wire batch carries it
   };
   std::vector<staged_envelope> staged;
   std::vector<std::function<void()>> deliveries;  // io thread only: handed to the dispatch thread per burst
@@ -465,7 +466,7 @@ struct agent::impl {
     }
     for (std::size_t i = first; i < last; ++i) {
       out.push_back(std::move(staged[i].signed_part));
-      out.push_back(encode_auth_part(staged[i].auth));
+      out.push_back(std::move(staged[i].encoded_auth));
     }
     for (std::size_t i = first; i < last; ++i)
       if (staged[i].tweaks && staged[i].tweaks->edit_wire_batch) staged[i].tweaks->edit_wire_batch(out);
@@ -494,8 +495,9 @@ struct agent::impl {
     };
     for (std::size_t i = 0; i < staged.size(); ++i) {
       auto& e = staged[i];
-      const std::size_t bytes_here = e.signed_part.size() + 256 + e.auth.signature.size();
       const bool alone = !opts.wire_batching || (e.tweaks && e.tweaks->omit_hop_mac);
+      if (!alone) e.encoded_auth = encode_auth_part(e.auth);  // its exact size counts against the limit
+      const std::size_t bytes_here = e.signed_part.size() + e.encoded_auth.size();
       if (alone || i - group_start >= session::kMaxWireBatchEnvelopes ||
           (i > group_start && group_bytes + bytes_here > session::kMaxWireBatchBytes))
         close_group(i);
