@@ -513,7 +513,7 @@ struct broker::impl {
     auto auth = decode_auth_part(f[3]);
     if (!auth) return nack(a, h->message_id, auth.error(), h->to);
     // 2. No spoofing: the sender is the authenticated connection.
-    if (h->sender != a.name) return nack(a, h->message_id, {status_code::spoofed_sender, "sender '" + h->sender + "' is not this connection's agent"}, h->to);
+    if (status st = check_sender(a, *h); !st) return nack(a, h->message_id, st, h->to);
     // 3. Hop MAC.
     bytes digest = envelope_digest(a.agent_suite.envelope_hash, f[2]);
     if (status st = session::verify_hop_mac(a.hop, digest, *auth); !st) return nack(a, h->message_id, st, h->to);
@@ -576,14 +576,19 @@ struct broker::impl {
     for (std::size_t k = 0; k < members.size(); ++k) {
       member& m = members[k];
       check_started = steady::now();
-      if (m.header.sender != a.name) {
-        nack(a, m.header.message_id, {status_code::spoofed_sender, "sender '" + m.header.sender + "' is not this connection's agent"}, m.header.to);
+      if (status st = check_sender(a, m.header); !st) {
+        nack(a, m.header.message_id, st, m.header.to);
         continue;
       }
       enforce_and_route(a, m.header, m.auth, f[4 + 2 * k], m.digest);
     }
     check_started = {};
     accepted_check_seconds->observe((steady::now() - started) / static_cast<long>(count));
+  }
+
+  static status check_sender(const agent_entry& a, const envelope_header& h) {
+    if (h.sender == a.name) return {};
+    return {status_code::spoofed_sender, "sender '" + h.sender + "' is not this connection's agent"};
   }
 
   // enforce_and_route: steps 4-7 of enforcement at publish, for an envelope whose
@@ -688,11 +693,7 @@ struct broker::impl {
   void count_traffic(agent_entry& from, std::string_view to) {
     auto it = from.traffic_to.find(to);
     if (it == from.traffic_to.end()) it = from.traffic_to.emplace(std::string(to), 0).first;
-    ++it->second;
-    if (!from.seen_dirty) {  // (seen_dirty is set by every accepted envelope first)
-      from.seen_dirty = true;
-      traffic_dirty.insert(from.name);
-    }
+    ++it->second;  // `from` is already in traffic_dirty: enforce_and_route marked it seen
   }
 
   // leave_topic removes `name` from a topic's set and drops the set once empty, so

@@ -159,14 +159,9 @@ struct agent::impl {
   // The io thread takes the whole queue at each wake-up, so only the push onto an
   // empty queue needs to wake it (one eventfd write per burst, not per envelope).
   status enqueue(net::frames f) {
-    bool was_empty;
-    {
-      std::lock_guard lock(out_mu);
-      if (outbound.size() >= opts.max_pending) return {status_code::overloaded, "outbound queue full"};
-      was_empty = outbound.empty();
-      outbound.push_back(std::move(f));
-    }
-    if (was_empty) wake_io();
+    std::vector<net::frames> one;
+    one.push_back(std::move(f));
+    if (enqueue_all(one) > 0) return {status_code::overloaded, "outbound queue full"};
     return {};
   }
 
@@ -195,17 +190,29 @@ struct agent::impl {
   // dispatch queues work for the dispatch thread. Bounded: a flood that handlers
   // cannot keep up with is counted and logged, not allowed to exhaust memory.
   bool dispatch(std::function<void()> fn) {
+    std::vector<std::function<void()>> one;
+    one.push_back(std::move(fn));
+    return dispatch_all(one) == 0;
+  }
+
+  // dispatch_all queues jobs under one lock with one wake-up; returns how many the
+  // full queue refused (counted, and logged at most once per 1000).
+  std::size_t dispatch_all(std::vector<std::function<void()>>& jobs) {
+    std::size_t dropped = 0;
     {
       std::lock_guard lock(disp_mu);
-      if (dispatch_q.size() >= opts.max_pending) {
-        ++st_dispatch_dropped;
-        if (st_dispatch_dropped % 1000 == 1) spdlog::error("[{}] dispatch queue full: deliveries dropped ({} so far)", opts.name, st_dispatch_dropped.load());
-        return false;
+      for (auto& job : jobs) {
+        if (dispatch_q.size() >= opts.max_pending) ++dropped;
+        else dispatch_q.push_back(std::move(job));
       }
-      dispatch_q.push_back(std::move(fn));
     }
     disp_cv.notify_one();
-    return true;
+    if (dropped > 0) {
+      const std::uint64_t before = st_dispatch_dropped.fetch_add(dropped);
+      if (before / 1000 != (before + dropped) / 1000 || before == 0)
+        spdlog::error("[{}] dispatch queue full: deliveries dropped ({} so far)", opts.name, before + dropped);
+    }
+    return dropped;
   }
 
   void report(rejection r) {
@@ -480,16 +487,15 @@ struct agent::impl {
   void flush_staged() {
     if (staged.empty()) return;
     std::vector<net::frames> out;
+    auto seal_alone = [&](staged_envelope& e) {
+      out.push_back(seal_hop(std::move(e.signed_part), e.digest, std::move(e.auth), e.tweaks ? &*e.tweaks : nullptr));
+    };
     std::size_t group_start = 0, group_bytes = 0;
     auto close_group = [&](std::size_t end) {
       const std::size_t n = end - group_start;
       const bool forced = n == 1 && staged[group_start].tweaks && staged[group_start].tweaks->edit_wire_batch;
-      if (n > 1 || forced) {
-        out.push_back(seal_wire_batch(group_start, end));
-      } else if (n == 1) {
-        auto& e = staged[group_start];
-        out.push_back(seal_hop(std::move(e.signed_part), e.digest, std::move(e.auth), e.tweaks ? &*e.tweaks : nullptr));
-      }
+      if (n > 1 || forced) out.push_back(seal_wire_batch(group_start, end));
+      else if (n == 1) seal_alone(staged[group_start]);
       group_start = end;
       group_bytes = 0;
     };
@@ -502,7 +508,7 @@ struct agent::impl {
           (i > group_start && group_bytes + bytes_here > session::kMaxWireBatchBytes))
         close_group(i);
       if (alone) {
-        out.push_back(seal_hop(std::move(e.signed_part), e.digest, std::move(e.auth), e.tweaks ? &*e.tweaks : nullptr));
+        seal_alone(e);
         group_start = i + 1;
         continue;
       }
@@ -1155,27 +1161,11 @@ struct agent::impl {
   }
 
   // flush_deliveries hands a burst of verified messages to the dispatch thread with
-  // one lock and one wake-up. Bounded like dispatch(): a flood the handlers cannot
-  // keep up with is counted and logged.
+  // one lock and one wake-up.
   void flush_deliveries() {
     if (deliveries.empty()) return;
-    std::size_t dropped = 0;
-    {
-      std::lock_guard lock(disp_mu);
-      for (auto& job : deliveries) {
-        if (dispatch_q.size() >= opts.max_pending) {
-          ++dropped;
-          continue;
-        }
-        dispatch_q.push_back(std::move(job));
-      }
-    }
+    (void)dispatch_all(deliveries);
     deliveries.clear();
-    disp_cv.notify_one();
-    if (dropped > 0) {
-      st_dispatch_dropped += dropped;
-      spdlog::error("[{}] dispatch queue full: {} deliveries dropped ({} so far)", opts.name, dropped, st_dispatch_dropped.load());
-    }
   }
 
   void handle_frames(const net::frames& f) {
