@@ -651,11 +651,11 @@ struct broker::impl {
 
   // forward re-MACs the hop for the recipient's session; the signed part is
   // forwarded byte for byte.
-  status forward(agent_entry& to, envelope_auth auth, const bytes& signed_part, byte_view digest) {
+  status forward(agent_entry& to, const envelope_auth& auth, const bytes& signed_part, byte_view digest) {
     if (!to.online) return {status_code::not_deliverable, to.name + " is offline"};
     const session::mac_key* k = to.hop.send_key();
-    auth.hop_mac = session_mac{"", k->session_id, session::hop_tag(*k, digest, auth)};
-    frames out{to.route, net::to_bytes(session::frame::kEnvelope), signed_part, encode_auth_part(auth)};
+    const session_mac hop{"", k->session_id, session::hop_tag(*k, digest, auth)};
+    frames out{to.route, net::to_bytes(session::frame::kEnvelope), signed_part, encode_auth_part(auth, &hop)};
     switch (net::send_frames(router, out)) {
       case net::send_outcome::sent: return {};
       case net::send_outcome::would_block:  // its queue is full: the sender is told, nothing vanishes

@@ -19,7 +19,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <atomic>
 #include <mutex>
+#include <thread>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -273,6 +275,44 @@ TEST(HmacKat, MatchesRfc4231) {
     EXPECT_EQ(to_hex(hmac(h, key, input)), to_hex(expected));
     EXPECT_TRUE(verify_hmac(h, key, input, expected).ok());
   }
+}
+
+// The prepared key (the hot path's MAC) against the same RFC 4231 vectors: each key
+// tags its input several times, so later tags come from pooled work contexts that
+// were restarted, not freshly copied; a restart that kept state would break them.
+TEST(HmacKat, PreparedKeyMatchesRfc4231OnEveryReuse) {
+  auto vectors = read_kat_file("hmac_tests.txt");
+  ASSERT_EQ(vectors.size(), 18u);
+  for (const auto& v : vectors) {
+    SCOPED_TRACE(v.where());
+    hash_algorithm h = hash_of(v);
+    bytes key = v.get("Key"), input = v.get("Input"), expected = v.get("Output");
+    const hmac_key prepared(h, key);
+    for (int round = 0; round < 3; ++round) {
+      EXPECT_EQ(to_hex(prepared.tag(input)), to_hex(expected)) << "round " << round;
+      EXPECT_EQ(to_hex(prepared.tag(as_bytes("other input"))), to_hex(hmac(h, key, as_bytes("other input"))));
+    }
+    hmac_key copy = prepared;  // copies share the key and its pool
+    EXPECT_EQ(to_hex(copy.tag(input)), to_hex(expected));
+  }
+}
+
+// Several threads tagging with one key at once each borrow their own work context.
+TEST(HmacKat, PreparedKeyIsSafeAcrossThreads) {
+  const bytes key(32, 0x42);
+  const hmac_key prepared(hash_algorithm::sha256, key);
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 6; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 2000; ++i) {
+        bytes data(64 + (i % 7), static_cast<std::uint8_t>(t * 31 + i));
+        if (prepared.tag(data) != hmac(hash_algorithm::sha256, key, data)) ++wrong;
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_THROW(hmac_key().tag(as_bytes("x")), crypto_error);
 }
 
 TEST(HkdfKat, MatchesRfc5869) {

@@ -105,6 +105,9 @@ bytes encode_signed_part(const envelope_header& header);
 result<envelope_header> decode_signed_part(byte_view bytes, const decode_limits& limits = {});
 
 bytes encode_auth_part(const envelope_auth& auth);
+// This form encodes `hop_mac` (nullptr: none) in place of auth.hop_mac: a broker
+// re-MACs every forwarded envelope without copying its auth part first.
+bytes encode_auth_part(const envelope_auth& auth, const session_mac* hop_mac);
 result<envelope_auth> decode_auth_part(byte_view bytes, const decode_limits& limits = {});
 
 // envelope_digest is H(signed part bytes) with the suite's envelope hash. The

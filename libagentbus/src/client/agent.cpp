@@ -555,13 +555,13 @@ struct agent::impl {
     std::optional<seal_tweaks> t;
     if (tweaks) t = *tweaks;
     batcher->submit(std::move(digest), [this, p = std::move(p), e2e_to = std::move(e2e_to), t = std::move(t), to,
-                                        id](result<bytes> sig, const batch_proof& proof) mutable {
+                                        id](const result<bytes>& sig, batch_proof proof) mutable {
       if (!sig) {
         // The sender is told, as for any refusal; nothing is sent unsigned.
         report({"sender", sig.error(), opts.name, to, id});
         return;
       }
-      envelope_auth auth = authenticate(p, std::move(sig).value(), assurance::tpm_batch, proof, e2e_to, t ? &*t : nullptr);
+      envelope_auth auth = authenticate(p, sig.value(), assurance::tpm_batch, std::move(proof), e2e_to, t ? &*t : nullptr);
       staged.push_back({std::move(p.signed_part), std::move(p.digest), std::move(auth), std::move(t)});
     });
     return {};

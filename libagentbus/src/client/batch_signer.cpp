@@ -59,7 +59,7 @@ void batch_signer::run() {
     }
     std::vector<bytes> digests;
     digests.reserve(batch.size());
-    for (const auto& it : batch) digests.push_back(it.digest);
+    for (auto& it : batch) digests.push_back(std::move(it.digest));  // not needed after the tree
     merkle::tree tree = merkle::tree::build(h, std::move(digests));
     result<bytes> signature = status{status_code::internal, "not signed"};
     try {

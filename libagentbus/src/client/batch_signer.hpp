@@ -33,7 +33,7 @@ class batch_signer {
  public:
   // completion receives the root signature and the envelope's proof, or the
   // failure (a TPM error fails every envelope of that batch).
-  using completion = std::function<void(result<bytes> signature, const batch_proof& proof)>;
+  using completion = std::function<void(const result<bytes>& signature, batch_proof proof)>;
 
   batch_signer(std::shared_ptr<identity_key> key, std::size_t max_batch, std::chrono::microseconds window = {},
                std::function<void()> batch_end = {});

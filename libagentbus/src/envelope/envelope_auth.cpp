@@ -212,7 +212,9 @@ bytes mac_input(std::string_view label, byte_view digest, const envelope_auth& a
 
 }  // namespace
 
-bytes encode_auth_part(const envelope_auth& a) {
+bytes encode_auth_part(const envelope_auth& a) { return encode_auth_part(a, a.hop_mac ? &*a.hop_mac : nullptr); }
+
+bytes encode_auth_part(const envelope_auth& a, const session_mac* hop_mac) {
   bytes out;
   out.reserve(128 + a.signature.size() + 48 * (a.batch ? a.batch->path.size() : 0) + 96 * a.e2e_macs.size());
   bytes_sink sink(out);
@@ -232,10 +234,10 @@ bytes encode_auth_part(const envelope_auth& a) {
   } else {
     pk.pack_nil();
   }
-  if (a.hop_mac) {
+  if (hop_mac) {
     pk.pack_array(2);
-    pack_bin(pk, a.hop_mac->session_id);
-    pack_bin(pk, a.hop_mac->tag);
+    pack_bin(pk, hop_mac->session_id);
+    pack_bin(pk, hop_mac->tag);
   } else {
     pk.pack_nil();
   }
