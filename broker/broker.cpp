@@ -655,8 +655,8 @@ struct broker::impl {
     if (!to.online) return {status_code::not_deliverable, to.name + " is offline"};
     const session::mac_key* k = to.hop.send_key();
     const session_mac hop{"", k->session_id, session::hop_tag(*k, digest, auth)};
-    frames out{to.route, net::to_bytes(session::frame::kEnvelope), signed_part, encode_auth_part(auth, &hop)};
-    switch (net::send_frames(router, out)) {
+    const bytes auth_part = encode_auth_part(auth, &hop);
+    switch (net::send_frames(router, {to.route, as_bytes(session::frame::kEnvelope), signed_part, auth_part})) {
       case net::send_outcome::sent: return {};
       case net::send_outcome::would_block:  // its queue is full: the sender is told, nothing vanishes
         return {status_code::overloaded, to.name + " is not keeping up (high-water mark)"};
@@ -988,6 +988,7 @@ broker::~broker() {
 void broker::run(const std::atomic<bool>& stop) {
   impl& d = *impl_;
   auto last_sweep = steady::now();
+  net::frames received;  // reused for every message: its buffers stay allocated
   while (!stop.load()) {
     zmq::pollitem_t items[3] = {{d.router.handle(), 0, ZMQ_POLLIN, 0},
                                 {nullptr, d.signer_fd, ZMQ_POLLIN, 0},
@@ -1010,10 +1011,9 @@ void broker::run(const std::atomic<bool>& stop) {
     }
     // Bounded batch per wake-up so the signer results and the admin socket are not starved.
     for (int budget = 0; budget < 4096; ++budget) {
-      auto f = net::recv_multipart(d.router, 4 + 2 * session::kMaxWireBatchEnvelopes);
-      if (!f) break;
+      if (!net::recv_multipart_into(d.router, received, 4 + 2 * session::kMaxWireBatchEnvelopes)) break;
       try {
-        d.handle(*f);
+        d.handle(received);
       } catch (const std::exception& e) {
         // A bug must not take the broker down with every other flow: count, log, go on.
         d.stats->increment("internal_errors_total");

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <random>
 #include <stdexcept>
@@ -1111,6 +1112,53 @@ TEST(envelope_mac_input, macs_over_it_detect_tampering) {
   back->signature[3] ^= 0x10;
   EXPECT_EQ(crypto::verify_hmac(hash_algorithm::sha256, key, hop_mac_input(digest, *back), back->hop_mac->tag).code(),
             status_code::bad_mac);
+}
+
+// The wire batch MAC input, rebuilt here from its description (schemas/envelope.md
+// §7.3: label, 0x00, count, then per member its length and its hop MAC input), equals
+// the library's, whole and fed in pieces; a MAC over the pieces equals the MAC over
+// the whole.
+TEST(envelope_mac_input, wire_batch_input_has_the_documented_layout_whole_and_in_pieces) {
+  std::vector<bytes> digests;
+  std::vector<envelope_auth> auths;
+  for (int i = 0; i < 3; ++i) {
+    digests.push_back(envelope_digest(hash_algorithm::sha256, bytes(40 + i, static_cast<std::uint8_t>(i))));
+    envelope_auth a = sample_auth(i == 1 ? assurance::tpm : assurance::tpm_batch);
+    a.hop_mac.reset();
+    auths.push_back(a);
+  }
+  std::vector<wire_batch_item> items;
+  for (int i = 0; i < 3; ++i) items.push_back({digests[i], &auths[i]});
+
+  const std::string label = "agentbus-v1-hop-batch";
+  bytes expected(label.begin(), label.end());
+  expected.push_back(0x00);
+  auto u32 = [&](std::uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) expected.push_back(static_cast<std::uint8_t>(v >> shift));
+  };
+  u32(3);
+  for (int i = 0; i < 3; ++i) {
+    const bytes one = hop_mac_input(digests[i], auths[i]);
+    u32(static_cast<std::uint32_t>(one.size()));
+    expected.insert(expected.end(), one.begin(), one.end());
+  }
+  EXPECT_EQ(wire_batch_mac_input(items), expected);
+
+  bytes joined;
+  std::size_t pieces = 0;
+  wire_batch_mac_input_pieces(items, [&](byte_view p) {
+    joined.insert(joined.end(), p.begin(), p.end());
+    ++pieces;
+  });
+  EXPECT_EQ(joined, expected);
+  EXPECT_EQ(pieces, 4u);  // the header, then one per member
+
+  const bytes key(32, 0x6d);
+  const crypto::hmac_key prepared(hash_algorithm::sha256, key);
+  const bytes whole = crypto::hmac(hash_algorithm::sha256, key, expected);
+  EXPECT_EQ(prepared.tag_pieces([&](const std::function<void(byte_view)>& piece) { wire_batch_mac_input_pieces(items, piece); }),
+            whole);
+  EXPECT_EQ(prepared.tag(expected), whole);
 }
 
 }  // namespace

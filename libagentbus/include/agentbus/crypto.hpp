@@ -6,6 +6,7 @@
 // crypto_error because it means the environment is broken.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -42,6 +43,9 @@ class hmac_key {
   hmac_key() = default;
   hmac_key(hash_algorithm h, byte_view key);
   bytes tag(byte_view data) const;
+  // tag_pieces MACs the concatenation of whatever `feed` hands to its argument, in
+  // order, without building it (a wire batch's MAC input).
+  bytes tag_pieces(const std::function<void(const std::function<void(byte_view)>&)>& feed) const;
   bool empty() const noexcept { return !state_; }
 
  private:

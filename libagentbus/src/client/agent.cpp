@@ -1090,6 +1090,7 @@ struct agent::impl {
   // ---------------------------------------------------------------- io loop
   void io_loop() {
     auto last_ping = steady::now();
+    net::frames received;  // reused for every message: its buffers stay allocated
     while (!stopping) {
       // A ping per interval lets a silent agent notice a restarted broker (it answers
       // an unknown session with an error, and we enrol again).
@@ -1119,9 +1120,8 @@ struct agent::impl {
       send_queued();
       // Receive everything waiting.
       for (int budget = 0; budget < 1024; ++budget) {
-        auto f = net::recv_multipart(dealer);
-        if (!f) break;
-        handle_frames(*f);
+        if (!net::recv_multipart_into(dealer, received)) break;
+        handle_frames(received);
       }
       // Retry parked envelopes whose sender is now known (or known-bad).
       if (!parked.empty()) {

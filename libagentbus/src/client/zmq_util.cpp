@@ -2,34 +2,57 @@
 
 namespace agentbus::net {
 
-std::optional<frames> recv_multipart(zmq::socket_t& socket, std::size_t max_frames) {
-  frames out;
+bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_frames) {
+  std::size_t n = 0;
   bool overflow = false;
+  zmq::message_t msg;
   for (;;) {
-    zmq::message_t msg;
-    auto got = socket.recv(msg, out.empty() && !overflow ? zmq::recv_flags::dontwait : zmq::recv_flags::none);
-    if (!got) return std::nullopt;  // nothing waiting (only possible for the first frame)
-    if (out.size() < max_frames) out.emplace_back(msg.data<std::uint8_t>(), msg.data<std::uint8_t>() + msg.size());
-    else overflow = true;
+    auto got = socket.recv(msg, n == 0 && !overflow ? zmq::recv_flags::dontwait : zmq::recv_flags::none);
+    if (!got) return false;  // nothing waiting (only possible for the first frame)
+    if (n < max_frames) {
+      if (n == out.size()) out.emplace_back();
+      out[n++].assign(msg.data<std::uint8_t>(), msg.data<std::uint8_t>() + msg.size());
+    } else {
+      overflow = true;
+    }
     if (!msg.more()) break;
   }
-  if (overflow) out.resize(1);  // keep the first frame (a ROUTER's routing id) so the sender can be told
+  // Too many frames: keep the first (a ROUTER's routing id) so the sender can be told.
+  out.resize(overflow ? 1 : n);
+  return true;
+}
+
+std::optional<frames> recv_multipart(zmq::socket_t& socket, std::size_t max_frames) {
+  frames out;
+  if (!recv_multipart_into(socket, out, max_frames)) return std::nullopt;
   return out;
 }
 
-send_outcome send_frames(zmq::socket_t& socket, const frames& parts, bool dont_wait) {
-  for (std::size_t i = 0; i < parts.size(); ++i) {
-    auto flags = (i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+namespace {
+template <typename Parts>
+send_outcome send_parts(zmq::socket_t& socket, const Parts& parts, bool dont_wait) {
+  std::size_t left = parts.size();
+  for (const auto& part : parts) {
+    auto flags = (--left > 0 ? zmq::send_flags::sndmore : zmq::send_flags::none);
     if (dont_wait) flags = flags | zmq::send_flags::dontwait;
     try {
       // Multipart messages are atomic: EAGAIN/EHOSTUNREACH can only happen on the first frame.
-      if (!socket.send(zmq::buffer(parts[i].data(), parts[i].size()), flags)) return send_outcome::would_block;
+      if (!socket.send(zmq::buffer(part.data(), part.size()), flags)) return send_outcome::would_block;
     } catch (const zmq::error_t& e) {
       if (e.num() == EHOSTUNREACH) return send_outcome::unreachable;
       throw;
     }
   }
   return send_outcome::sent;
+}
+}  // namespace
+
+send_outcome send_frames(zmq::socket_t& socket, const frames& parts, bool dont_wait) {
+  return send_parts(socket, parts, dont_wait);
+}
+
+send_outcome send_frames(zmq::socket_t& socket, std::initializer_list<byte_view> parts, bool dont_wait) {
+  return send_parts(socket, parts, dont_wait);
 }
 
 }  // namespace agentbus::net

@@ -3,6 +3,7 @@
 
 #include <zmq.hpp>
 
+#include <initializer_list>
 #include <optional>
 #include <vector>
 
@@ -17,6 +18,10 @@ using frames = std::vector<bytes>;
 // result then holds only its first frame (a ROUTER's routing id, so the sender can
 // be told), which no handler accepts as a message.
 std::optional<frames> recv_multipart(zmq::socket_t& socket, std::size_t max_frames = 8);
+// recv_multipart_into is the same into `out`, reusing its buffers: a receive loop
+// that keeps one `frames` allocates nothing per message once warm (only copies).
+// False if no message is waiting (`out` is then unchanged).
+bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_frames = 8);
 
 // send_outcome distinguishes a full queue (EAGAIN at the high-water mark) from a
 // peer that is gone (EHOSTUNREACH under ROUTER_MANDATORY).
@@ -24,6 +29,9 @@ enum class send_outcome { sent, would_block, unreachable };
 
 // send_frames sends all frames without blocking (unless dont_wait is false).
 send_outcome send_frames(zmq::socket_t& socket, const frames& parts, bool dont_wait = true);
+// The same over views: a forwarder sends parts it holds elsewhere without first
+// copying them into a `frames` (ZeroMQ copies each part once either way).
+send_outcome send_frames(zmq::socket_t& socket, std::initializer_list<byte_view> parts, bool dont_wait = true);
 
 // send_multipart: true when sent.
 inline bool send_multipart(zmq::socket_t& socket, const frames& parts, bool dont_wait = true) {

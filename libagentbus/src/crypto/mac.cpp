@@ -69,12 +69,18 @@ hmac_key::hmac_key(hash_algorithm h, byte_view key) {
 }
 
 bytes hmac_key::tag(byte_view data) const {
+  return tag_pieces([&](const std::function<void(byte_view)>& piece) { piece(data); });
+}
+
+bytes hmac_key::tag_pieces(const std::function<void(const std::function<void(byte_view)>&)>& feed) const {
   if (!state_) throw crypto_error("hmac_key::tag on an empty key");
   ossl_ptr<EVP_MAC_CTX> c = state_->borrow();
+  feed([&](byte_view piece) {
+    if (EVP_MAC_update(c.get(), piece.data(), piece.size()) != 1) throw_crypto_error("HMAC update");
+  });
   bytes out(EVP_MAX_MD_SIZE);
   std::size_t len = 0;
-  if (EVP_MAC_update(c.get(), data.data(), data.size()) != 1 || EVP_MAC_final(c.get(), out.data(), &len, out.size()) != 1)
-    throw_crypto_error("HMAC");
+  if (EVP_MAC_final(c.get(), out.data(), &len, out.size()) != 1) throw_crypto_error("HMAC final");
   out.resize(len);
   state_->give_back(std::move(c));
   return out;

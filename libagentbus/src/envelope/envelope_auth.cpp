@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <new>
 
 #include "agentbus/envelope.hpp"
@@ -177,14 +178,14 @@ void put_u32(bytes& out, std::uint32_t v) {
 
 // mac_input builds label || 0x00 || the common body (schemas/envelope.md, "MAC
 // inputs") and reserves room for `tail` more bytes.
-bytes mac_input(std::string_view label, byte_view digest, const envelope_auth& a, std::size_t tail) {
+// append_mac_input appends it to `out` (a buffer reused across envelopes).
+void append_mac_input(bytes& out, std::string_view label, byte_view digest, const envelope_auth& a, std::size_t tail) {
   std::size_t size = label.size() + 1 + 1 + digest.size() + 1 + 1 + a.key_id.size() + 2 + a.signature.size() + 1 + tail;
   if (a.batch) {
     size += 9;
     for (const auto& node : a.batch->path) size += 1 + node.size();
   }
-  bytes out;
-  out.reserve(size);
+  out.reserve(out.size() + size);
   out.insert(out.end(), label.begin(), label.end());
   out.push_back(0x00);
   put_u8_len(out, digest, "digest");
@@ -207,6 +208,11 @@ bytes mac_input(std::string_view label, byte_view digest, const envelope_auth& a
     out.push_back(static_cast<std::uint8_t>(a.batch->path.size()));
     for (const auto& node : a.batch->path) put_u8_len(out, node, "batch path node");
   }
+}
+
+bytes mac_input(std::string_view label, byte_view digest, const envelope_auth& a, std::size_t tail) {
+  bytes out;
+  append_mac_input(out, label, digest, a, tail);
   return out;
 }
 
@@ -263,18 +269,25 @@ bytes e2e_mac_input(byte_view digest, const envelope_auth& auth, std::string_vie
   return out;
 }
 
-bytes wire_batch_mac_input(std::span<const wire_batch_item> items) {
+void wire_batch_mac_input_pieces(std::span<const wire_batch_item> items, const std::function<void(byte_view)>& piece) {
   if (items.size() > 0xffffffffu) mac_input_overflow("wire batch count");
-  bytes out;
-  out.reserve(kWireBatchLabel.size() + 5 + items.size() * 160);
-  out.insert(out.end(), kWireBatchLabel.begin(), kWireBatchLabel.end());
-  out.push_back(0x00);
-  put_u32(out, static_cast<std::uint32_t>(items.size()));
+  bytes buffer;  // one buffer for the header and every member's input
+  buffer.insert(buffer.end(), kWireBatchLabel.begin(), kWireBatchLabel.end());
+  buffer.push_back(0x00);
+  put_u32(buffer, static_cast<std::uint32_t>(items.size()));
+  piece(buffer);
   for (const auto& item : items) {
-    bytes one = mac_input(kHopLabel, item.digest, *item.auth, 0);
-    put_u32(out, static_cast<std::uint32_t>(one.size()));
-    out.insert(out.end(), one.begin(), one.end());
+    buffer.assign(4, 0);  // the member's length, filled in below
+    append_mac_input(buffer, kHopLabel, item.digest, *item.auth, 0);
+    const auto length = static_cast<std::uint32_t>(buffer.size() - 4);
+    for (int i = 0; i < 4; ++i) buffer[i] = static_cast<std::uint8_t>(length >> (24 - 8 * i));
+    piece(buffer);
   }
+}
+
+bytes wire_batch_mac_input(std::span<const wire_batch_item> items) {
+  bytes out;
+  wire_batch_mac_input_pieces(items, [&](byte_view p) { out.insert(out.end(), p.begin(), p.end()); });
   return out;
 }
 

@@ -18,7 +18,7 @@ bytes ctrl_tag(const mac_key& key, byte_view body) {
 }
 
 bytes wire_batch_tag(const mac_key& key, std::span<const wire_batch_item> items) {
-  return key.tag(wire_batch_mac_input(items));
+  return key.tag_pieces([&](const std::function<void(byte_view)>& piece) { wire_batch_mac_input_pieces(items, piece); });
 }
 
 status verify_hop_mac(const session_state& s, byte_view digest, const envelope_auth& auth) {

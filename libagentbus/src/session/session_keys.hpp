@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,15 @@ struct mac_key {
   crypto::hmac_key prepared = {};  // keyed once by session_state::install (the per-envelope MAC)
 
   bytes tag(byte_view data) const { return prepared.empty() ? crypto::hmac(hash, key.view(), data) : prepared.tag(data); }
+  // tag_pieces: the same over input handed over in pieces (crypto::hmac_key::tag_pieces).
+  bytes tag_pieces(const std::function<void(const std::function<void(byte_view)>&)>& feed) const {
+    if (prepared.empty()) {
+      bytes all;
+      feed([&](byte_view p) { all.insert(all.end(), p.begin(), p.end()); });
+      return crypto::hmac(hash, key.view(), all);
+    }
+    return prepared.tag_pieces(feed);
+  }
 };
 
 // session_state holds the current send key and the receive keys (current plus the
