@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libsqlite3-dev sqlite3 graphviz
+  libjemalloc-dev
 )
 
 missing=()
