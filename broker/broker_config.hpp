@@ -58,6 +58,9 @@ struct broker_config {
   std::uint64_t max_clock_skew_ms = 30000;          // 100 .. 86,400,000
   std::size_t max_agents = 10000;                   // 1 .. 1,000,000
   std::size_t max_subscriptions_per_agent = 256;    // 1 .. 100,000
+  // ZMTP heartbeats on every agent connection: ping interval, timeout 3x (0 = off).
+  int heartbeat_interval_ms = 5000;                 // 0 .. 3,600,000
+  bool wire_batch_fanout = true;                    // forward a wire batch's envelopes as one wire batch per recipient
 
   // [sessions]
   std::uint64_t rekey_after_messages = 1000000;     // >= 1

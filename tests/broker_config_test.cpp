@@ -62,6 +62,7 @@ TEST(BrokerConfig, DefaultsApplyWhenOnlyRequiredKeysAreGiven) {
   EXPECT_EQ(c.max_clock_skew_ms, 30000u);
   EXPECT_EQ(c.max_agents, 10000u);
   EXPECT_EQ(c.max_subscriptions_per_agent, 256u);
+  EXPECT_EQ(c.heartbeat_interval_ms, 5000);
   EXPECT_EQ(c.rekey_after_messages, 1000000u);
   EXPECT_EQ(c.rekey_after_seconds, 3600u);
   EXPECT_EQ(c.rekey_grace_seconds, 30u);
@@ -78,7 +79,7 @@ TEST(BrokerConfig, EveryKeyIsRead) {
   d.identity["allow_software"] = "true";
   d.identity["suite"] = R"("ecdsa-p384-sha3-384")";
   d.tail = "[limits]\nmax_frame_bytes = 1024\nsend_hwm = 1\nrecv_hwm = 10000000\nmax_clock_skew_ms = 86400000\n"
-           "max_agents = 1000000\nmax_subscriptions_per_agent = 1\n"
+           "max_agents = 1000000\nmax_subscriptions_per_agent = 1\nheartbeat_interval_ms = 0\n"
            "[sessions]\nrekey_after_messages = 9223372036854775807\nrekey_after_seconds = 31536000\nrekey_grace_seconds = 0\n"
            "[logging]\nformat = \"json\"\nlevel = \"trace\"\n";
   const broker_config c = parse_broker_config(d.text(), kFile);
@@ -95,6 +96,7 @@ TEST(BrokerConfig, EveryKeyIsRead) {
   EXPECT_EQ(c.max_clock_skew_ms, 86400000u);
   EXPECT_EQ(c.max_agents, 1000000u);
   EXPECT_EQ(c.max_subscriptions_per_agent, 1u);
+  EXPECT_EQ(c.heartbeat_interval_ms, 0);
   EXPECT_EQ(c.rekey_after_messages, 9223372036854775807u);
   EXPECT_EQ(c.rekey_after_seconds, 31536000u);
   EXPECT_EQ(c.rekey_grace_seconds, 0u);
@@ -188,6 +190,10 @@ std::vector<bad_case> bad_cases() {
       {"max_agents_negative", [](doc& d) { d.tail = "[limits]\nmax_agents = -5\n"; }, "limits.max_agents", "(got -5)"},
       {"max_subscriptions_high", [](doc& d) { d.tail = "[limits]\nmax_subscriptions_per_agent = 100001\n"; },
        "limits.max_subscriptions_per_agent", "between 1 and 100000"},
+      {"heartbeat_negative", [](doc& d) { d.tail = "[limits]\nheartbeat_interval_ms = -1\n"; }, "limits.heartbeat_interval_ms",
+       "between 0 and 3600000"},
+      {"heartbeat_high", [](doc& d) { d.tail = "[limits]\nheartbeat_interval_ms = 3600001\n"; }, "limits.heartbeat_interval_ms",
+       "(got 3600001)"},
       {"limits_unknown_key", [](doc& d) { d.tail = "[limits]\nmax_frame_byte = 2048\n"; }, "limits.max_frame_byte",
        "did you mean 'max_frame_bytes'"},
       {"limits_not_table", [](doc& d) { d.tail = "limits = 5\n"; }, "identity.limits", "unknown key"},
@@ -311,6 +317,7 @@ TEST(BrokerConfig, ShippedDemoConfigLoads) {
   const broker_config d;
   EXPECT_EQ(c.max_frame_bytes, d.max_frame_bytes);
   EXPECT_EQ(c.send_hwm, d.send_hwm);
+  EXPECT_EQ(c.heartbeat_interval_ms, d.heartbeat_interval_ms);
   EXPECT_EQ(c.rekey_grace_seconds, d.rekey_grace_seconds);
 }
 
@@ -324,6 +331,7 @@ TEST(BrokerConfig, ShippedProductionConfigLoads) {
   EXPECT_EQ(c.tcti, "device:/dev/tpmrm0");
   EXPECT_FALSE(c.allow_software);
   EXPECT_EQ(c.log_format, "json");
+  EXPECT_EQ(c.heartbeat_interval_ms, 5000);
   EXPECT_NO_THROW(check_tpm_selection(c, file));
 }
 

@@ -1,7 +1,10 @@
 // The bus end to end: real agentbus-broker processes, real ZeroMQ sockets, one
 // swtpm per agent identity.
+#include <signal.h>
+
 #include <atomic>
 #include <cctype>
+#include <sstream>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -459,7 +462,8 @@ TEST_F(Bus, AgentsReconnectAfterABrokerRestart) {
   b.stop();
   EXPECT_EQ(b.wait_exit(), 0) << "SIGTERM must stop the broker cleanly";
   b.start();
-  // Both agents notice (ping → unknown) and enrol again; then traffic flows.
+  // Both agents notice (reconnection → ping → unknown_agent) and enrol again; then
+  // traffic flows.
   ASSERT_TRUE(wait_until([&] { return monitor->stats().reenrolments >= 1 && director->stats().reenrolments >= 1; }, 15s));
   ASSERT_TRUE(wait_until([&] {
     (void)monitor->send("director-1", "text/plain", text("after"));
@@ -468,6 +472,120 @@ TEST_F(Bus, AgentsReconnectAfterABrokerRestart) {
   std::lock_guard lock(d.mu);
   EXPECT_EQ(text_of(d.messages.back().header.payload), "after");
 }
+
+// The default agent sends no application pings: only the connection monitor makes a
+// silent agent (director-1 never sends) notice a broker killed without warning.
+TEST_F(Bus, AgentsWithoutPingsReenrolAfterTheBrokerIsKilledAndRestarted) {
+  ASSERT_EQ(agent_options{}.ping_interval.count(), 0) << "this test is about the default: no periodic ping";
+  auto& b = broker();
+  auto monitor = connect_agent(b, dir_.path(), "monitor-1", "MONITOR");
+  auto director = connect_agent(b, dir_.path(), "director-1", "DIRECTOR");
+  inbox d, m;
+  d.attach(*director.client);
+  m.attach(*monitor.client);
+  ASSERT_TRUE(monitor->send("director-1", "text/plain", text("before")).ok());
+  ASSERT_TRUE(wait_until([&] { return d.count() == 1; }));
+
+  b.stop(SIGKILL);
+  b.start();
+  ASSERT_TRUE(wait_until([&] { return monitor->stats().reenrolments >= 1 && director->stats().reenrolments >= 1; }, 10s))
+      << "monitor " << monitor->stats().reenrolments << ", director " << director->stats().reenrolments;
+  ASSERT_TRUE(wait_until([&] {
+    (void)monitor->send("director-1", "text/plain", text("after"));
+    return wait_until([&] { return d.count() >= 2; }, 500ms);
+  }, 15s)) << d.describe();
+  ASSERT_TRUE(director->send("monitor-1", "text/plain", text("back")).ok());
+  ASSERT_TRUE(wait_until([&] { return m.count() == 1; })) << m.describe();
+  {
+    std::lock_guard lock(d.mu);
+    EXPECT_EQ(text_of(d.messages.back().header.payload), "after");
+  }
+  // One reconnection, one re-enrolment: nothing kept pinging the new broker.
+  EXPECT_EQ(director->stats().reenrolments, 1u);
+}
+
+// counter_lines returns the broker's metric lines of one counter family (all labels).
+std::string counter_lines(broker_process& b, const std::string& family) {
+  std::istringstream in(b.admin("metrics"));
+  std::string line, out;
+  while (std::getline(in, line))
+    if (line.find(family + "{") != std::string::npos) out += line + "\n";
+  return out;
+}
+
+TEST_F(Bus, AnIdleAgentSendsNothingUnlessItsPingIntervalIsSet) {
+  auto& b = broker();
+  auto quiet = connect_agent(b, dir_.path(), "monitor-1", "MONITOR");
+  std::this_thread::sleep_for(300ms);  // whatever enrolment left in flight
+  const std::string control = counter_lines(b, "control_total"), envelopes = counter_lines(b, "envelopes_total");
+  std::this_thread::sleep_for(2500ms);
+  EXPECT_EQ(counter_lines(b, "control_total"), control);
+  EXPECT_EQ(counter_lines(b, "envelopes_total"), envelopes);
+  EXPECT_EQ(control.find("\"ping\""), std::string::npos) << control;
+
+  agent_options o;
+  o.ping_interval = 100ms;
+  auto chatty = connect_agent(b, dir_.path(), "director-1", "DIRECTOR", false, o);
+  EXPECT_TRUE(wait_until([&] { return counter_lines(b, "control_total").find("\"ping\"") != std::string::npos; }, 5s))
+      << counter_lines(b, "control_total");
+}
+
+// ZMTP heartbeats: a broker that stops answering without closing its connections
+// (frozen with SIGSTOP, as a hung host or a cut link would be) is declared dead by
+// ZeroMQ itself, through the agent's own heartbeats or the TTL the broker's carry; the
+// DEALER reconnects, and once the broker runs again the monitor's ping has the agent
+// re-enrol on the new connection. Without heartbeats the old connection simply
+// survives the freeze.
+struct freeze_case {
+  const char* name;
+  int broker_heartbeat_ms;
+  std::chrono::milliseconds agent_heartbeat;
+  bool reconnects;
+};
+
+class BrokerFreeze : public Bus, public ::testing::WithParamInterface<freeze_case> {};
+
+TEST_P(BrokerFreeze, HeartbeatsDropTheSilentConnection) {
+  broker_process::options bo;
+  bo.extra_limits = "heartbeat_interval_ms = " + std::to_string(GetParam().broker_heartbeat_ms);
+  auto& b = broker(std::move(bo));
+  agent_options o;
+  o.heartbeat_interval = GetParam().agent_heartbeat;
+  auto monitor = connect_agent(b, dir_.path(), "monitor-1", "MONITOR", false, o);
+  auto director = connect_agent(b, dir_.path(), "director-1", "DIRECTOR", false, o);
+  inbox d;
+  d.attach(*director.client);
+  ASSERT_TRUE(monitor->send("director-1", "text/plain", text("before")).ok());
+  ASSERT_TRUE(wait_until([&] { return d.count() == 1; }));
+  // libzmq (4.3.4) arms the TTL timer when a PING arrives and cancels it on any other
+  // traffic, so a TTL only takes effect when a PING was the last thing received: idle
+  // for 5 broker ping intervals first. (The agent's own heartbeats have no such gap,
+  // which is why agents heartbeat by default.)
+  std::this_thread::sleep_for(500ms);
+
+  ASSERT_EQ(::kill(b.pid(), SIGSTOP), 0);
+  std::this_thread::sleep_for(1500ms);  // 5 heartbeat timeouts
+  ASSERT_EQ(::kill(b.pid(), SIGCONT), 0);
+  if (GetParam().reconnects) {
+    ASSERT_TRUE(wait_until([&] { return monitor->stats().reenrolments >= 1 && director->stats().reenrolments >= 1; }, 10s))
+        << "monitor " << monitor->stats().reenrolments << ", director " << director->stats().reenrolments;
+  } else {
+    std::this_thread::sleep_for(1000ms);
+    EXPECT_EQ(monitor->stats().reenrolments + director->stats().reenrolments, 0u);
+  }
+  ASSERT_TRUE(wait_until([&] {
+    (void)monitor->send("director-1", "text/plain", text("after"));
+    return wait_until([&] { return d.count() >= 2; }, 500ms);
+  }, 15s)) << d.describe();
+  EXPECT_EQ(d.rejected(), 0u) << d.describe();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Liveness, BrokerFreeze,
+    ::testing::Values(freeze_case{"AgentHeartbeats", 0, 100ms, true},
+                      freeze_case{"BrokerHeartbeatTtl", 100, 0ms, true},
+                      freeze_case{"NoHeartbeats", 0, 0ms, false}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 TEST_F(Bus, TenThousandMalformedFramesDoNotDisturbLegitimateTraffic) {
   auto& b = broker();

@@ -34,6 +34,7 @@ class broker_process {
   void stop(int signal_number = 15);
   bool running() const;
   int wait_exit();  // after stop(): the exit status
+  pid_t pid() const noexcept { return pid_; }  // -1 when not running (e.g. to SIGSTOP/SIGCONT it)
 
   const std::string& endpoint() const noexcept { return endpoint_; }
   const std::string& admin_endpoint() const noexcept { return admin_endpoint_; }

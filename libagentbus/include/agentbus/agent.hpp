@@ -60,7 +60,16 @@ struct agent_options {
   std::chrono::seconds rekey_after{3600};
   std::chrono::seconds rekey_grace{30};
   std::size_t max_pending = 10'000;        // envelopes parked while a sender's key is fetched
-  std::chrono::milliseconds ping_interval{1'000};  // liveness ping; a restarted broker triggers re-enrolment
+  // heartbeat_interval: ZMTP heartbeats on the broker connection (ZeroMQ's own
+  // PING/PONG, which never reach the broker's message queues). A connection silent
+  // for 3 intervals is dropped and reconnected; every reconnection makes the agent
+  // ping the broker once, and a restarted broker then has it re-enrol
+  // (schemas/protocol.md §10). 0 = off; at most one hour (else invalid_argument).
+  std::chrono::milliseconds heartbeat_interval{5'000};
+  // ping_interval: an application-level ping to the broker this often (0 = off, the
+  // default). Not needed to notice a restarted broker; each costs the broker a
+  // control message per agent.
+  std::chrono::milliseconds ping_interval{0};
   // batch_signing: data envelopes carry assurance tpm-batch: one TPM signature over
   // a Merkle root covers every envelope sealed while the previous root was being
   // signed (adaptive: no timer; at most max_batch per root). send/publish then

@@ -30,6 +30,7 @@
 #include "agentbus/identity.hpp"
 #include "agentbus/policy.hpp"
 #include "client/batch_signer.hpp"
+#include "client/connection_monitor.hpp"
 #include "client/zmq_util.hpp"
 #include "session/checks.hpp"
 #include "session/handshake.hpp"
@@ -83,6 +84,8 @@ struct agent::impl {
 
   zmq::context_t ctx{1};
   zmq::socket_t dealer{ctx, zmq::socket_type::dealer};
+  // Declared after the socket and context it borrows: destroyed (closed) before them.
+  std::optional<client::connection_monitor> monitor;  // io thread only, once running
   int wake_fd = -1;
   std::atomic<bool> stopping{false};
   std::thread io_thread, dispatch_thread;
@@ -1092,9 +1095,9 @@ struct agent::impl {
     auto last_ping = steady::now();
     net::frames received;  // reused for every message: its buffers stay allocated
     while (!stopping) {
-      // A ping per interval lets a silent agent notice a restarted broker (it answers
-      // an unknown session with an error, and we enrol again).
-      if (steady::now() - last_ping >= opts.ping_interval) {
+      // An optional periodic ping (off by default): a restarted broker is noticed
+      // through the connection monitor (on_reconnected) without one.
+      if (opts.ping_interval.count() > 0 && steady::now() - last_ping >= opts.ping_interval) {
         (void)send_ctrl("ping", {});
         last_ping = steady::now();
       }
@@ -1107,9 +1110,11 @@ struct agent::impl {
       flush_deliveries();
       // While the socket is at its high-water mark, wait until it can take more.
       const short dealer_events = static_cast<short>(ZMQ_POLLIN | (send_blocked ? ZMQ_POLLOUT : 0));
-      zmq::pollitem_t items[2] = {{dealer.handle(), 0, dealer_events, 0}, {nullptr, wake_fd, ZMQ_POLLIN, 0}};
+      zmq::pollitem_t items[3] = {{dealer.handle(), 0, dealer_events, 0},
+                                  {nullptr, wake_fd, ZMQ_POLLIN, 0},
+                                  {monitor->handle(), 0, ZMQ_POLLIN, 0}};
       try {
-        zmq::poll(items, 2, std::chrono::milliseconds(100));
+        zmq::poll(items, 3, std::chrono::milliseconds(100));
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) throw;
       }
@@ -1117,6 +1122,7 @@ struct agent::impl {
         std::uint64_t n;
         (void)!::read(wake_fd, &n, sizeof n);
       }
+      if ((items[2].revents & ZMQ_POLLIN) && monitor->reconnected()) on_reconnected();
       send_queued();
       // Receive everything waiting.
       for (int budget = 0; budget < 1024; ++budget) {
@@ -1209,6 +1215,18 @@ struct agent::impl {
     }
   }
 
+  // on_reconnected runs when the DEALER connected again after losing its connection
+  // (the broker restarted, or heartbeats declared the connection dead). The broker
+  // behind the new connection does not know it and says nothing until we speak: one
+  // ping now, answered with unknown_agent, makes us re-enrol (schemas/protocol.md
+  // §10). The new connection's first unknown_agent must count even within 2 s of
+  // the last enrolment, so the de-duplication in reenrol starts afresh.
+  void on_reconnected() {
+    spdlog::info("[{}] reconnected to the broker", opts.name);
+    last_enrol = steady::time_point{};
+    (void)send_ctrl("ping", {});
+  }
+
   // reenrol runs when the broker no longer knows us (it restarted): enrol again on
   // this (the socket's) thread, then restore subscriptions and topic watches.
   void reenrol() {
@@ -1263,6 +1281,8 @@ agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shar
   d.key = std::move(key);
   d.pol = std::move(pol);
   if (!d.key || !d.pol) throw std::invalid_argument("agent needs an identity and a policy");
+  if (d.opts.heartbeat_interval < std::chrono::milliseconds::zero() || d.opts.heartbeat_interval > std::chrono::hours(1))
+    throw std::invalid_argument("agent_options::heartbeat_interval must be 0 (off) .. 1 hour");
   d.role = d.key->metadata().role;
   auto s = d.pol->suite_for(d.role);
   if (!s) throw enrolment_error(s.error().code(), s.error().to_string());
@@ -1271,6 +1291,17 @@ agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shar
     throw enrolment_error(status_code::suite_mismatch, "identity suite " + d.key->key_suite().name +
                                                            " differs from the policy's " + d.my_suite.name);
   d.my_key_id = d.key->public_key().fingerprint();
+  if (const int ivl = static_cast<int>(d.opts.heartbeat_interval.count()); ivl > 0) {
+    // ZMTP heartbeats: ZeroMQ's engine pings the broker and drops a connection silent
+    // for 3 intervals (a dead host, a cut link; a closed one is noticed at once), so
+    // the socket reconnects and the monitor reports it. The TTL asks the broker to
+    // drop ours likewise (libzmq caps it at 6553.5 s).
+    d.dealer.set(zmq::sockopt::heartbeat_ivl, ivl);
+    d.dealer.set(zmq::sockopt::heartbeat_timeout, 3 * ivl);
+    d.dealer.set(zmq::sockopt::heartbeat_ttl, std::min(3 * ivl, 6'553'500));
+  }
+  // Attached before connect, so the first connection is known not to be a reconnection.
+  d.monitor.emplace(d.ctx, d.dealer);
   d.wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (d.wake_fd < 0) throw std::runtime_error("eventfd failed");
   d.dealer.set(zmq::sockopt::linger, 0);

@@ -1,0 +1,63 @@
+#include "client/connection_monitor.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace agentbus::client {
+namespace {
+
+// inproc names are per context, and each agent has its own; the counter keeps them
+// unique even for two monitors sharing a context.
+std::string next_endpoint() {
+  static std::atomic<std::uint64_t> counter{0};
+  return "inproc://agentbus-connection-monitor-" + std::to_string(counter.fetch_add(1));
+}
+
+}  // namespace
+
+connection_monitor::connection_monitor(zmq::context_t& ctx, zmq::socket_t& watched) : watched_(watched) {
+  const std::string endpoint = next_endpoint();
+  // libzmq binds its end of the pair here; ours connects below.
+  if (zmq_socket_monitor(watched.handle(), endpoint.c_str(), ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
+    throw zmq::error_t();
+  try {
+    events_ = zmq::socket_t(ctx, zmq::socket_type::pair);
+    events_.set(zmq::sockopt::linger, 0);
+    events_.connect(endpoint);
+  } catch (...) {
+    (void)zmq_socket_monitor(watched.handle(), nullptr, 0);
+    throw;
+  }
+}
+
+connection_monitor::~connection_monitor() { close(); }
+
+void connection_monitor::close() noexcept {
+  if (!events_) return;
+  (void)zmq_socket_monitor(watched_.handle(), nullptr, 0);  // libzmq closes its end
+  events_.close();
+}
+
+bool connection_monitor::reconnected() {
+  bool again = false;
+  zmq::message_t part;
+  // An event is two frames: 6 bytes (u16 event, u32 value, host order), then the
+  // endpoint. Only the event number matters here.
+  while (events_.recv(part, zmq::recv_flags::dontwait)) {
+    std::uint16_t event = 0;
+    if (part.size() >= sizeof event) std::memcpy(&event, part.data(), sizeof event);
+    while (part.more() && events_.recv(part, zmq::recv_flags::dontwait)) {
+    }
+    if (event == ZMQ_EVENT_DISCONNECTED) {
+      disconnected_ = true;
+    } else if (event == ZMQ_EVENT_CONNECTED && disconnected_) {
+      disconnected_ = false;
+      again = true;
+    }
+  }
+  return again;
+}
+
+}  // namespace agentbus::client
