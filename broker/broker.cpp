@@ -158,6 +158,7 @@ struct broker::impl {
   counter* accepted_total = nullptr;
   histogram* accepted_check_seconds = nullptr;
   counter* wire_batches_total = nullptr;
+  counter* wire_batches_out_total = nullptr;
 
   struct offer_seen {
     std::string initiator, responder, curve;
@@ -574,6 +575,11 @@ struct broker::impl {
     items.reserve(count);
     for (const auto& m : members) items.push_back({m.digest, &m.auth});
     if (status st = session::verify_wire_batch_mac(a.hop, f[2], items, f[3]); !st) return refuse_all(st);
+    std::vector<staged_delivery> staged;
+    if (cfg.wire_batches) {
+      staged.reserve(count);
+      fanout = &staged;
+    }
     for (std::size_t k = 0; k < members.size(); ++k) {
       member& m = members[k];
       check_started = steady::now();
@@ -583,6 +589,8 @@ struct broker::impl {
       }
       enforce_and_route(a, m.header, m.auth, f[4 + 2 * k], m.digest);
     }
+    fanout = nullptr;
+    send_staged(a, staged);
     check_started = {};
     accepted_check_seconds->observe((steady::now() - started) / static_cast<long>(count));
   }
@@ -657,7 +665,84 @@ struct broker::impl {
     const session::mac_key* k = to.hop.send_key();
     const session_mac hop{"", k->session_id, session::hop_tag(*k, digest, auth)};
     const bytes auth_part = encode_auth_part(auth, &hop);
-    switch (net::send_frames(router, {to.route, as_bytes(session::frame::kEnvelope), signed_part, auth_part})) {
+    return sent_to(to, net::send_frames(router, {to.route, as_bytes(session::frame::kEnvelope), signed_part, auth_part}));
+  }
+
+  // Fan-out as wire batches (schemas/envelope.md §7.3): while the envelopes of one
+  // incoming wire batch are routed, what goes to each recipient is staged, then sent
+  // as one wire batch per recipient — one hop MAC and one ZeroMQ message instead of
+  // one per envelope. The staged pointers refer to on_wire_batch's decoded members
+  // and received frames, which outlive send_staged.
+  struct staged_delivery {
+    agent_entry* to;
+    const envelope_header* header;
+    const envelope_auth* auth;
+    const bytes* signed_part;
+    byte_view digest;
+  };
+  std::vector<staged_delivery>* fanout = nullptr;  // non-null while a wire batch is routed
+
+  // deliver_one forwards now, or stages the envelope for its recipient's wire batch.
+  void deliver_one(agent_entry& from, agent_entry& to, const envelope_header& h, const envelope_auth& auth,
+                   const bytes& signed_part, byte_view digest) {
+    if (fanout != nullptr) {
+      fanout->push_back({&to, &h, &auth, &signed_part, digest});
+      return;
+    }
+    delivered(from, to, h, forward(to, auth, signed_part, digest));
+  }
+
+  // delivered accounts for one envelope's outcome for one recipient.
+  void delivered(agent_entry& from, const agent_entry& to, const envelope_header& h, const status& st) {
+    const bool to_agent = h.to_kind == recipient_kind::agent;
+    if (!st) return nack(from, h.message_id, st, to_agent ? h.to : to.name);
+    if (!to_agent) return count_traffic(from, to.name);
+    if (h.type != envelope_type::control) count_traffic(from, h.to);
+    accepted_total->increment();
+  }
+
+  void send_staged(agent_entry& from, std::vector<staged_delivery>& staged) {
+    // Grouped by recipient; each recipient's envelopes keep their order.
+    std::stable_sort(staged.begin(), staged.end(),
+                     [](const staged_delivery& x, const staged_delivery& y) { return std::less<>{}(x.to, y.to); });
+    for (std::size_t i = 0; i < staged.size();) {
+      std::size_t j = i;
+      while (j < staged.size() && staged[j].to == staged[i].to) ++j;
+      const std::span<const staged_delivery> group(staged.data() + i, j - i);
+      agent_entry& to = *group[0].to;
+      const status st = group.size() == 1 ? forward(to, *group[0].auth, *group[0].signed_part, group[0].digest)
+                                          : forward_batch(to, group);
+      for (const auto& d : group) delivered(from, to, *d.header, st);
+      i = j;
+    }
+  }
+
+  status forward_batch(agent_entry& to, std::span<const staged_delivery> group) {
+    if (!to.online) return {status_code::not_deliverable, to.name + " is offline"};
+    const session::mac_key* k = to.hop.send_key();
+    std::vector<wire_batch_item> items;
+    std::vector<bytes> auth_parts;  // without hop MACs: the batch MAC covers them
+    items.reserve(group.size());
+    auth_parts.reserve(group.size());
+    for (const auto& d : group) {
+      items.push_back({d.digest, d.auth});
+      auth_parts.push_back(encode_auth_part(*d.auth, nullptr));
+    }
+    const bytes tag = session::wire_batch_tag(*k, items);
+    std::vector<byte_view> parts;
+    parts.reserve(4 + 2 * group.size());
+    parts.insert(parts.end(), {to.route, as_bytes(session::frame::kWireBatch), k->session_id, tag});
+    for (std::size_t n = 0; n < group.size(); ++n) {
+      parts.push_back(*group[n].signed_part);
+      parts.push_back(auth_parts[n]);
+    }
+    wire_batches_out_total->increment();
+    return sent_to(to, net::send_frames(router, parts));
+  }
+
+  // sent_to: what a send to `to` means for the envelopes in it.
+  status sent_to(agent_entry& to, net::send_outcome outcome) {
+    switch (outcome) {
       case net::send_outcome::sent: return {};
       case net::send_outcome::would_block:  // its queue is full: the sender is told, nothing vanishes
         return {status_code::overloaded, to.name + " is not keeping up (high-water mark)"};
@@ -673,10 +758,7 @@ struct broker::impl {
     if (h.to_kind == recipient_kind::agent) {
       auto r = agents.find(h.to);
       if (r == agents.end()) return nack(from, h.message_id, {status_code::not_deliverable, "no agent named '" + h.to + "'"}, h.to);
-      if (status st = forward(r->second, auth, signed_part, digest); !st) return nack(from, h.message_id, st, h.to);
-      if (h.type != envelope_type::control) count_traffic(from, h.to);
-      accepted_total->increment();
-      return;
+      return deliver_one(from, r->second, h, auth, signed_part, digest);
     }
     auto subs = subscribers.find(h.to);
     if (subs != subscribers.end()) {
@@ -684,8 +766,7 @@ struct broker::impl {
         if (name == from.name) continue;
         auto r = agents.find(name);
         if (r == agents.end()) continue;
-        if (status st = forward(r->second, auth, signed_part, digest); !st) nack(from, h.message_id, st, name);
-        else count_traffic(from, name);
+        deliver_one(from, r->second, h, auth, signed_part, digest);
       }
     }
     accepted_total->increment();
@@ -941,6 +1022,7 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
   d.accepted_total = &d.stats->get_counter("envelopes_total", "accepted");
   d.accepted_check_seconds = &d.stats->get_histogram("publish_check_seconds", "accepted");
   d.wire_batches_total = &d.stats->get_counter("wire_batches_total");
+  d.wire_batches_out_total = &d.stats->get_counter("wire_batches_sent_total");
   fs::create_directories(d.cfg.state_dir);
   d.reg.emplace(d.cfg.state_dir / "registry.db");
   spdlog::info("registry {} (schema {}, {} agents known)", (d.cfg.state_dir / "registry.db").string(),

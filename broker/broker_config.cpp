@@ -265,6 +265,11 @@ void read_sessions(const config_reader& r, const toml::table& t, broker_config& 
   if (auto v = r.integer(t, "sessions", "rekey_grace_seconds", 0, 31'536'000)) c.rekey_grace_seconds = static_cast<std::uint64_t>(*v);
 }
 
+void read_forwarding(const config_reader& r, const toml::table& t, broker_config& c) {
+  r.only_keys(t, "forwarding", {"wire_batches"});
+  if (auto v = r.boolean(t, "forwarding", "wire_batches")) c.wire_batches = *v;
+}
+
 void read_logging(const config_reader& r, const toml::table& t, broker_config& c) {
   r.only_keys(t, "logging", {"format", "level"});
   if (auto v = r.string(t, "logging", "format", false)) {
@@ -302,11 +307,12 @@ broker_config parse_broker_config(std::string_view toml_text, const std::filesys
 
   const fs::path base = anchor_directory(file);
   broker_config c;
-  r.only_keys(doc, "", {"broker", "identity", "limits", "sessions", "logging"});
+  r.only_keys(doc, "", {"broker", "identity", "limits", "sessions", "forwarding", "logging"});
   read_broker(r, *r.table(doc, "broker", true), base, c);
   read_identity(r, *r.table(doc, "identity", true), base, c);
   if (const toml::table* t = r.table(doc, "limits", false)) read_limits(r, *t, c);
   if (const toml::table* t = r.table(doc, "sessions", false)) read_sessions(r, *t, c);
+  if (const toml::table* t = r.table(doc, "forwarding", false)) read_forwarding(r, *t, c);
   if (const toml::table* t = r.table(doc, "logging", false)) read_logging(r, *t, c);
 
   // With a grace window as long as the rekey interval, a key would still be in its

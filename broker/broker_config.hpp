@@ -60,7 +60,12 @@ struct broker_config {
   std::size_t max_subscriptions_per_agent = 256;    // 1 .. 100,000
   // ZMTP heartbeats on every agent connection: ping interval, timeout 3x (0 = off).
   int heartbeat_interval_ms = 5000;                 // 0 .. 3,600,000
-  bool wire_batch_fanout = true;                    // forward a wire batch's envelopes as one wire batch per recipient
+
+  // [forwarding]
+  // The envelopes of one received wire batch leave as one wire batch per recipient
+  // (one hop MAC, one ZeroMQ message). Agents older than this broker do not know
+  // BATCH from the broker: false forwards envelope by envelope.
+  bool wire_batches = true;
 
   // [sessions]
   std::uint64_t rekey_after_messages = 1000000;     // >= 1

@@ -140,6 +140,7 @@ metrics::metrics() {
   describe("control_send_failures_total", metric_kind::counter, "Control replies that could not be sent, by agent.", "agent");
   describe("internal_errors_total", metric_kind::counter, "Unexpected exceptions caught by the event loop.");
   describe("wire_batches_total", metric_kind::counter, "Wire batches received (several envelopes under one hop MAC; each envelope is also counted in envelopes_total).");
+  describe("wire_batches_sent_total", metric_kind::counter, "Wire batches sent: the envelopes of one received wire batch for one recipient, under one hop MAC.");
   describe("agents_online", metric_kind::gauge, "Agents currently enrolled and connected.");
   describe("publish_check_seconds", metric_kind::histogram, "Time to check one envelope at publish, by outcome.", "outcome");
 }

@@ -2,6 +2,7 @@
 // case refused at the broker and at the receiver, and a TPM that stops mid-run.
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 
@@ -193,12 +194,16 @@ TEST(Batch, ATpmThatStopsMidRunFailsTheBatchAndTellsTheSender) {
 
 // ---------------------------------------------------------------- wire batches
 
-std::uint64_t wire_batches_counted(broker_process& b) {
+// metric_value reads one unlabelled sample line, not its # HELP / # TYPE lines.
+std::uint64_t metric_value(broker_process& b, const std::string& family) {
   const std::string metrics = b.admin("metrics");
-  const std::string name = "\nagentbus_wire_batches_total ";  // the sample line, not # HELP / # TYPE
+  const std::string name = "\nagentbus_" + family + " ";
   auto at = metrics.find(name);
   return at == std::string::npos ? 0 : std::stoull(metrics.substr(at + name.size()));
 }
+
+std::uint64_t wire_batches_counted(broker_process& b) { return metric_value(b, "wire_batches_total"); }
+std::uint64_t wire_batches_sent(broker_process& b) { return metric_value(b, "wire_batches_sent_total"); }
 
 TEST(WireBatch, WireAndEnvelopeAtATimeDeliverTheSameTrafficInOrder) {
   broker_process b;
@@ -220,6 +225,9 @@ TEST(WireBatch, WireAndEnvelopeAtATimeDeliverTheSameTrafficInOrder) {
   const std::uint64_t wire_batches = wire_batches_counted(b);
   EXPECT_GE(wire_batches, 1u);
   EXPECT_LT(wire_batches, static_cast<std::uint64_t>(kMessages / 4)) << "wire batches did not carry several envelopes";
+  // Fanned out as wire batches too (one per received batch of several envelopes).
+  EXPECT_GE(wire_batches_sent(b), 1u);
+  EXPECT_LE(wire_batches_sent(b), wire_batches);
   std::lock_guard lock(*d.mu);
   for (int i = 0; i < 2 * kMessages; ++i) {
     const auto& m = (*d.got)[i];
@@ -330,6 +338,135 @@ INSTANTIATE_TEST_SUITE_P(
                            }
                          }}),
     [](const ::testing::TestParamInfo<wire_tamper_case>& info) { return std::string(info.param.name); });
+
+
+// The broker's switch: [forwarding] wire_batches = false forwards every envelope of a
+// received wire batch on its own (for agents that do not know BATCH from the broker).
+TEST(WireBatch, FanOutSwitchedOffForwardsEnvelopeByEnvelope) {
+  broker_process::options o;
+  o.extra_sections = "[forwarding]\nwire_batches = false\n";
+  broker_process b(o);
+  testing::scoped_temp_dir dir;
+  auto monitor = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, batching());
+  auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");
+  collector d;
+  d.attach(*director.client);
+  constexpr int kMessages = 400;
+  for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(monitor->send("director-1", "text/plain", text(std::to_string(i))).ok());
+  ASSERT_TRUE(wait_until([&] { return d.count() == kMessages; }, 30s)) << d.count() << d.describe();
+  EXPECT_EQ(d.describe(), "");
+  EXPECT_GE(wire_batches_counted(b), 1u) << "the sender sent no wire batch: the test proves nothing";
+  EXPECT_EQ(wire_batches_sent(b), 0u);
+  std::lock_guard lock(*d.mu);
+  for (int i = 0; i < kMessages; ++i)
+    ASSERT_EQ(std::string((*d.got)[i].header.payload.begin(), (*d.got)[i].header.payload.end()), std::to_string(i));
+}
+
+// Receiver side of fan-out wire batches: a wire batch from the broker that was altered
+// after its MAC (by the broker or on the path) is refused as a whole by the receiver,
+// with its reason, and nothing of it is delivered; the bus goes on.
+class FanOutTampering : public ::testing::TestWithParam<wire_tamper_case> {};
+
+TEST_P(FanOutTampering, WholeBatchIsRefusedAtTheReceiverAndTheBusGoesOn) {
+  const auto& c = GetParam();
+  broker_process b;
+  testing::scoped_temp_dir dir;
+  auto monitor = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, batching());
+  auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");
+  collector d, m;
+  d.attach(*director.client);
+  m.attach(*monitor.client);
+
+  // The first wire batch of several envelopes that reaches director-1 is altered;
+  // its members' payloads are noted before that.
+  struct tampered_batch {
+    std::mutex mu;
+    bool done = false;
+    std::vector<std::string> payloads;
+  };
+  auto seen = std::make_shared<tampered_batch>();
+  agent::raw_access::edit_received(*director.client, [seen, edit = c.edit](std::vector<bytes>& f) {
+    std::lock_guard lock(seen->mu);
+    if (seen->done || f.empty() || std::string(f[0].begin(), f[0].end()) != "BATCH" || f.size() < 7) return;
+    for (std::size_t i = 3; i + 1 < f.size(); i += 2) {
+      auto h = decode_signed_part(f[i]);
+      ASSERT_TRUE(h.ok());
+      seen->payloads.emplace_back(h->payload.begin(), h->payload.end());
+    }
+    edit(f);
+    seen->done = true;
+  });
+  constexpr int kMessages = 300;
+  for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(monitor->send("director-1", "text/plain", text(std::to_string(i))).ok());
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(seen->mu);
+    return seen->done;
+  }, 30s)) << "the broker sent no wire batch of several envelopes";
+  std::size_t lost = 0;
+  {
+    std::lock_guard lock(seen->mu);
+    lost = seen->payloads.size();
+  }
+  ASSERT_TRUE(wait_until([&] { return d.has(c.expected, "receiver"); })) << d.describe();
+  ASSERT_TRUE(wait_until([&] { return d.count() == kMessages - lost; }, 30s)) << d.count() << " + " << lost << "\n" << d.describe();
+  // The sender hears nothing from the broker (it forwarded in good faith)...
+  EXPECT_EQ(m.describe(), "");
+  // ... and later traffic still arrives.
+  agent::raw_access::edit_received(*director.client, {});
+  ASSERT_TRUE(monitor->send("director-1", "text/plain", text("after")).ok());
+  ASSERT_TRUE(wait_until([&] { return d.count() == kMessages - lost + 1; })) << d.describe();
+  std::lock_guard lock(*d.mu), lock2(seen->mu);
+  for (const auto& got : *d.got) {
+    const std::string p(got.header.payload.begin(), got.header.payload.end());
+    EXPECT_EQ(std::count(seen->payloads.begin(), seen->payloads.end(), p), 0) << p << " of the altered batch was delivered";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, FanOutTampering,
+    ::testing::Values(
+        wire_tamper_case{"MemberPayloadChanged", status_code::bad_mac, [](std::vector<bytes>& f) { flip_last(f[3]); }},
+        wire_tamper_case{"MacChanged", status_code::bad_mac, [](std::vector<bytes>& f) { flip_last(f[2]); }},
+        wire_tamper_case{"UnknownSession", status_code::bad_mac, [](std::vector<bytes>& f) { flip_last(f[1]); }},
+        wire_tamper_case{"MemberAdded", status_code::bad_mac,
+                         [](std::vector<bytes>& f) {
+                           f.push_back(f[3]);
+                           f.push_back(f[4]);
+                         }},
+        wire_tamper_case{"MemberRemoved", status_code::bad_mac,
+                         [](std::vector<bytes>& f) { f.resize(f.size() - 2); }},
+        wire_tamper_case{"MembersSwapped", status_code::bad_mac,
+                         [](std::vector<bytes>& f) {
+                           std::swap(f[3], f[5]);
+                           std::swap(f[4], f[6]);
+                         }},
+        wire_tamper_case{"MemberWithItsOwnHopMac", status_code::malformed,
+                         [](std::vector<bytes>& f) {
+                           auto auth = decode_auth_part(f[4]);
+                           ASSERT_TRUE(auth.ok());
+                           auth->hop_mac = session_mac{"", bytes(16, 0x11), bytes(32, 0x22)};
+                           f[4] = encode_auth_part(*auth);
+                         }},
+        wire_tamper_case{"MemberUndecodable", status_code::malformed,
+                         [](std::vector<bytes>& f) { f[3] = bytes{0x93, 0x01}; }},
+        wire_tamper_case{"HalfAnEnvelope", status_code::malformed, [](std::vector<bytes>& f) { f.pop_back(); }},
+        wire_tamper_case{"OverTheSizeLimit", status_code::too_large,
+                         [](std::vector<bytes>& f) {
+                           const bytes auth = f[4];
+                           for (int i = 0; i < 6; ++i) {
+                             f.push_back(bytes(900 * 1024, 0x93));
+                             f.push_back(auth);
+                           }
+                         }},
+        wire_tamper_case{"MoreEnvelopesThanTheLimit", status_code::malformed,
+                         [](std::vector<bytes>& f) {
+                           const bytes signed_part = f[3], auth = f[4];
+                           for (int i = 0; i < 1024; ++i) {
+                             f.push_back(signed_part);
+                             f.push_back(auth);
+                           }
+                         }}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace agentbus

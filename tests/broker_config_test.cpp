@@ -63,6 +63,7 @@ TEST(BrokerConfig, DefaultsApplyWhenOnlyRequiredKeysAreGiven) {
   EXPECT_EQ(c.max_agents, 10000u);
   EXPECT_EQ(c.max_subscriptions_per_agent, 256u);
   EXPECT_EQ(c.heartbeat_interval_ms, 5000);
+  EXPECT_TRUE(c.wire_batches);
   EXPECT_EQ(c.rekey_after_messages, 1000000u);
   EXPECT_EQ(c.rekey_after_seconds, 3600u);
   EXPECT_EQ(c.rekey_grace_seconds, 30u);
@@ -81,6 +82,7 @@ TEST(BrokerConfig, EveryKeyIsRead) {
   d.tail = "[limits]\nmax_frame_bytes = 1024\nsend_hwm = 1\nrecv_hwm = 10000000\nmax_clock_skew_ms = 86400000\n"
            "max_agents = 1000000\nmax_subscriptions_per_agent = 1\nheartbeat_interval_ms = 0\n"
            "[sessions]\nrekey_after_messages = 9223372036854775807\nrekey_after_seconds = 31536000\nrekey_grace_seconds = 0\n"
+           "[forwarding]\nwire_batches = false\n"
            "[logging]\nformat = \"json\"\nlevel = \"trace\"\n";
   const broker_config c = parse_broker_config(d.text(), kFile);
   EXPECT_EQ(c.name, "broker-2.eu_west");
@@ -97,6 +99,7 @@ TEST(BrokerConfig, EveryKeyIsRead) {
   EXPECT_EQ(c.max_agents, 1000000u);
   EXPECT_EQ(c.max_subscriptions_per_agent, 1u);
   EXPECT_EQ(c.heartbeat_interval_ms, 0);
+  EXPECT_FALSE(c.wire_batches);
   EXPECT_EQ(c.rekey_after_messages, 9223372036854775807u);
   EXPECT_EQ(c.rekey_after_seconds, 31536000u);
   EXPECT_EQ(c.rekey_grace_seconds, 0u);
@@ -205,6 +208,10 @@ std::vector<bad_case> bad_cases() {
        "sessions.rekey_grace_seconds", "shorter than sessions.rekey_after_seconds (60)"},
       {"rekey_grace_vs_default", [](doc& d) { d.tail = "[sessions]\nrekey_grace_seconds = 3600\n"; }, "sessions.rekey_grace_seconds", "(3600)"},
       {"sessions_unknown_key", [](doc& d) { d.tail = "[sessions]\nrekey_after = 5\n"; }, "sessions.rekey_after", "unknown key"},
+      {"forwarding_type", [](doc& d) { d.tail = "[forwarding]\nwire_batches = 1\n"; }, "forwarding.wire_batches",
+       "must be true or false"},
+      {"forwarding_unknown_key", [](doc& d) { d.tail = "[forwarding]\nwire_batch = true\n"; }, "forwarding.wire_batch",
+       "did you mean 'wire_batches'"},
       {"log_format", [](doc& d) { d.tail = "[logging]\nformat = \"xml\"\n"; }, "logging.format", "\"text\" or \"json\""},
       {"log_level", [](doc& d) { d.tail = "[logging]\nlevel = \"warning\"\n"; }, "logging.level", "trace, debug, info, warn, error"},
       {"log_level_type", [](doc& d) { d.tail = "[logging]\nlevel = 3\n"; }, "logging.level", "must be a string"},
@@ -318,6 +325,7 @@ TEST(BrokerConfig, ShippedDemoConfigLoads) {
   EXPECT_EQ(c.max_frame_bytes, d.max_frame_bytes);
   EXPECT_EQ(c.send_hwm, d.send_hwm);
   EXPECT_EQ(c.heartbeat_interval_ms, d.heartbeat_interval_ms);
+  EXPECT_EQ(c.wire_batches, d.wire_batches);
   EXPECT_EQ(c.rekey_grace_seconds, d.rekey_grace_seconds);
 }
 

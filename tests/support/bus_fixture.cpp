@@ -21,7 +21,7 @@ broker_process::broker_process(options opts) : opts_(std::move(opts)) {
   cfg << "[broker]\nname = \"test-broker\"\nendpoints = [\"" << endpoint_ << "\"]\n"
       << "policy = \"" << opts_.policy_file.string() << "\"\nstate_dir = \"state\"\nadmin_endpoint = \"" << admin_endpoint_
       << "\"\n[identity]\nkey_dir = \"key\"\ntcti = \"" << tpm_.tcti() << "\"\nsuite = \"ecdsa-p256-sha256\"\n"
-      << "[limits]\n" << opts_.extra_limits << "\n[logging]\nlevel = \"info\"\n";
+      << "[limits]\n" << opts_.extra_limits << "\n[logging]\nlevel = \"info\"\n" << opts_.extra_sections << "\n";
   cfg.close();
   start();
 }

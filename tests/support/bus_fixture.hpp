@@ -25,6 +25,7 @@ class broker_process {
     std::filesystem::path policy_file;  // default: config/policy.toml
     bool permissive = false;            // --insecure-permissive-testing
     std::string extra_limits;           // TOML lines appended to [limits]
+    std::string extra_sections;         // whole TOML sections appended to the config
   };
   explicit broker_process(options opts);
   broker_process() : broker_process(options{}) {}

@@ -175,6 +175,10 @@ struct agent::raw_access {
   static status resend_last(agent& a);
   // send_frames sends arbitrary frames on the agent's broker connection.
   static status send_frames(agent& a, std::vector<bytes> frames);
+  // edit_received alters every message the agent receives from the broker (its
+  // frames as received, the frame kind first) before any check, as a broker or a
+  // path that tampers with what it forwards would. An empty function stops it.
+  static void edit_received(agent& a, std::function<void(std::vector<bytes>& frames)> edit);
 };
 
 }  // namespace agentbus

@@ -101,12 +101,19 @@ struct agent::impl {
   std::mutex out_mu;
   std::deque<net::frames> outbound;
   net::frames last_envelope;  // for raw_access::resend_last: the last envelope (or wire batch) the io thread sent
+  // raw_access::edit_received: tests alter what arrives from the broker before any
+  // check. The flag keeps the lock off the receive path when no edit is set.
+  std::atomic<bool> has_received_edit{false};
+  std::mutex received_edit_mu;
+  std::function<void(net::frames&)> received_edit;
   bool send_blocked = false;  // io thread only: the socket refused a send (HWM); poll for POLLOUT
 
   // Peer directory (pinned on first use within the process, or by the policy).
   std::mutex peers_mu;
   std::condition_variable peers_cv;
-  std::map<std::string, peer_info, std::less<>> peers;
+  // Entries are immutable and shared: the receive path and every send take a
+  // pointer, not a copy of the strings and key (several allocations per envelope).
+  std::map<std::string, std::shared_ptr<const peer_info>, std::less<>> peers;
   std::map<std::string, status, std::less<>> peer_failures;
   std::map<std::string, steady::time_point, std::less<>> peer_failure_at;
   std::deque<net::frames> parked;  // io thread only: envelopes waiting for their sender's key
@@ -577,7 +584,7 @@ struct agent::impl {
   }
 
   // ---------------------------------------------------------------- peers and sessions
-  result<peer_info> peer(const std::string& name) {
+  result<std::shared_ptr<const peer_info>> peer(const std::string& name) {
     std::unique_lock lock(peers_mu);
     if (auto it = peers.find(name); it != peers.end()) return it->second;
     peer_failures.erase(name);
@@ -603,7 +610,7 @@ struct agent::impl {
     if (s.established && s.offer && steady::now() - s.offer->sent_at > opts.session_timeout) s.offer.reset();
     if (s.established && !s.offer && s.state.due_for_rekey(opts.rekey_after_messages, opts.rekey_after)) {
       lock.unlock();
-      if (status st = send_offer(*p, /*rekey=*/true); !st) return st;
+      if (status st = send_offer(**p, /*rekey=*/true); !st) return st;
       return {};
     }
     if (s.established) return {};
@@ -611,7 +618,7 @@ struct agent::impl {
     if (s.offer && steady::now() - s.offer->sent_at > opts.session_timeout) s.offer.reset();
     if (!s.offer) {
       lock.unlock();
-      if (status st = send_offer(*p, false); !st) return st;
+      if (status st = send_offer(**p, false); !st) return st;
       lock.lock();
     }
     bool ok = sess_cv.wait_for(lock, opts.session_timeout, [&] { return sessions[name].established || stopping.load(); });
@@ -814,77 +821,152 @@ struct agent::impl {
   }
 
   // ---------------------------------------------------------------- receive half of the hot path
+  // A received envelope, decoded, with its sender's pinned facts and its digest.
+  struct received_envelope {
+    std::optional<envelope_header> header;
+    std::optional<envelope_auth> auth;
+    std::shared_ptr<const peer_info> peer;
+    bytes digest;
+  };
+  enum class lookup { ready, refused, unknown_sender };
+
+  // open_envelope: 1. limits and decoding of untrusted bytes; 2. the sender's pinned
+  // key and role (fetched once from the broker, pinned); the digest under its suite.
+  // `refused` carries the rejection to report; unknown_sender means "park it".
+  lookup open_envelope(const bytes& signed_part, const bytes& auth_part, received_envelope& e, rejection& refused) {
+    auto h = decode_signed_part(signed_part);
+    if (!h) {
+      refused = {"receiver", h.error(), "?", opts.name, {}};
+      return lookup::refused;
+    }
+    auto auth = decode_auth_part(auth_part);
+    if (!auth) {
+      refused = {"receiver", auth.error(), h->sender, opts.name, h->message_id};
+      return lookup::refused;
+    }
+    e.header = std::move(*h);
+    e.auth = std::move(*auth);
+    {
+      std::lock_guard lock(peers_mu);
+      auto it = peers.find(e.header->sender);
+      if (it == peers.end()) {
+        if (auto failed = peer_failures.find(e.header->sender); failed != peer_failures.end()) {
+          // A failed lookup is not forever (the peer may have been re-enrolling):
+          // after a few seconds we ask the broker again.
+          if (steady::now() - peer_failure_at[e.header->sender] < std::chrono::seconds(5)) {
+            refused = {"receiver", failed->second, e.header->sender, e.header->to, e.header->message_id};
+            return lookup::refused;
+          }
+          peer_failures.erase(failed);
+          asked.erase(e.header->sender);
+        }
+        return lookup::unknown_sender;  // park; the io loop asks the broker
+      }
+      e.peer = it->second;
+    }
+    e.digest = envelope_digest(e.peer->peer_suite.envelope_hash, signed_part);
+    return lookup::ready;
+  }
+
   // check_and_deliver runs every receive-side check in order, cheapest first.
   // Returns false if the envelope was parked (sender key unknown yet).
   bool check_and_deliver(const net::frames& f) {
-    // 1. Limits and decoding of untrusted bytes.
-    auto h = decode_signed_part(f[1]);
-    if (!h) {
-      report({"receiver", h.error(), "?", opts.name, {}});
-      return true;
+    received_envelope e;
+    rejection refused;
+    switch (open_envelope(f[1], f[2], e, refused)) {
+      case lookup::refused: report(std::move(refused)); return true;
+      case lookup::unknown_sender: return false;
+      case lookup::ready: break;
     }
-    auto auth = decode_auth_part(f[2]);
-    if (!auth) {
-      report({"receiver", auth.error(), h->sender, opts.name, h->message_id});
-      return true;
-    }
-    auto reject = [&](status st) { report({"receiver", std::move(st), h->sender, h->to, h->message_id}); };
-
-    // 2. The sender's pinned key and role (fetched once from the broker, pinned).
-    peer_info p;
-    {
-      std::lock_guard lock(peers_mu);
-      auto it = peers.find(h->sender);
-      if (it == peers.end()) {
-        if (auto failed = peer_failures.find(h->sender); failed != peer_failures.end()) {
-          // A failed lookup is not forever (the peer may have been re-enrolling):
-          // after a few seconds we ask the broker again.
-          if (steady::now() - peer_failure_at[h->sender] < std::chrono::seconds(5)) {
-            reject(failed->second);
-            return true;
-          }
-          peer_failures.erase(failed);
-          asked.erase(h->sender);
-        }
-        return false;  // park; the io loop asks the broker
-      }
-      p = it->second;
-    }
-    const suite& s = p.peer_suite;
-    bytes digest = envelope_digest(s.envelope_hash, f[1]);
-
     // 3. Hop MAC: the frames came through our authenticated broker session.
     {
       std::lock_guard lock(hop_mu);
-      if (status st = session::verify_hop_mac(hop, digest, *auth); !st) return reject(st), true;
+      if (status st = session::verify_hop_mac(hop, e.digest, *e.auth); !st) {
+        report({"receiver", std::move(st), e.header->sender, e.header->to, e.header->message_id});
+        return true;
+      }
     }
+    check_and_deliver_opened(e, f[1]);
+    return true;
+  }
+
+  // check_and_deliver_batch: a wire batch from the broker (schemas/envelope.md §7.3):
+  // [BATCH, session id, MAC, (signed part, auth part) × n]. Its one hop MAC stands for
+  // every member's; the size limits, every member's decoding and the MAC decide for
+  // the whole batch (a broker never builds a bad one); then each envelope is checked
+  // on its own. Returns false if it was parked (a sender's key is unknown yet).
+  bool check_and_deliver_batch(const net::frames& f) {
+    const std::size_t count = f.size() >= 5 ? (f.size() - 3) / 2 : 0;
+    auto refuse_batch = [&](status why) {
+      report({"receiver", std::move(why), "broker", opts.name, {}});
+      return true;
+    };
+    if (count == 0 || (f.size() - 3) % 2 != 0 || count > session::kMaxWireBatchEnvelopes)
+      return refuse_batch({status_code::malformed, "a wire batch is a session id, a MAC and 1 to 1024 envelopes"});
+    std::size_t total = 0;
+    for (std::size_t i = 3; i < f.size(); ++i) total += f[i].size();
+    if (total > session::kMaxWireBatchBytes) return refuse_batch({status_code::too_large, "wire batch exceeds its size limit"});
+    std::vector<received_envelope> members(count);
+    for (std::size_t k = 0; k < count; ++k) {
+      rejection refused;
+      switch (open_envelope(f[3 + 2 * k], f[4 + 2 * k], members[k], refused)) {
+        case lookup::refused:
+          refused.reason = status(refused.reason.code(), "in a wire batch: " + refused.reason.detail());
+          report(std::move(refused));
+          return refuse_batch({status_code::malformed, "wire batch with a member that cannot be checked"});
+        case lookup::unknown_sender: return false;
+        case lookup::ready: break;
+      }
+      if (members[k].auth->hop_mac)
+        return refuse_batch({status_code::malformed, "an envelope in a wire batch carries a hop MAC of its own"});
+    }
+    std::vector<wire_batch_item> items;
+    items.reserve(count);
+    for (const auto& m : members) items.push_back({m.digest, &*m.auth});
+    {
+      std::lock_guard lock(hop_mu);
+      if (status st = session::verify_wire_batch_mac(hop, f[1], items, f[2]); !st) return refuse_batch(std::move(st));
+    }
+    for (std::size_t k = 0; k < count; ++k) check_and_deliver_opened(members[k], f[3 + 2 * k]);
+    return true;
+  }
+
+  // check_and_deliver_opened: steps 4-9 for an envelope whose hop MAC (its own or its
+  // wire batch's) verified.
+  void check_and_deliver_opened(received_envelope& e, const bytes& signed_part) {
+    auto& h = e.header;
+    auto& auth = e.auth;
+    const peer_info& p = *e.peer;
+    const suite& s = p.peer_suite;
+    const bytes& digest = e.digest;
+    auto reject = [&](status st) { report({"receiver", std::move(st), h->sender, h->to, h->message_id}); };
     // 4. Declared suite is the sender's role suite; key and assurance level.
-    if (status st = pol->check_declared_suite(p.role, h->suite); !st) return reject(st), true;
+    if (status st = pol->check_declared_suite(p.role, h->suite); !st) return reject(st);
     if (status st = session::check_key_and_assurance(*pol, p.role, p.key_protection, p.key_id, *auth); !st)
-      return reject(st), true;
+      return reject(st);
     // 5. ACL: the policy, not the broker, says who may reach us.
     // Session set-up travels only agent to agent: a topic-addressed offer would make
     // every subscriber sign an acceptance.
     const bool session_control = h->type == envelope_type::control && h->to_kind == recipient_kind::agent &&
                                  (h->content_type == session::kOfferContentType || h->content_type == session::kAcceptContentType);
     if (h->to_kind == recipient_kind::agent) {
-      if (h->to != opts.name) return reject({status_code::invalid_field, "envelope addressed to " + h->to}), true;
+      if (h->to != opts.name) return reject({status_code::invalid_field, "envelope addressed to " + h->to});
       if (!session_control)
-        if (status st = pol->check_send(p.role, role); !st) return reject(st), true;
+        if (status st = pol->check_send(p.role, role); !st) return reject(st);
     } else {
-      if (status st = pol->check_publish(p.role, h->to); !st) return reject(st), true;
+      if (status st = pol->check_publish(p.role, h->to); !st) return reject(st);
       std::lock_guard lock(topics_mu);
-      if (!topic_handlers.count(h->to)) return reject({status_code::acl_denied, "not subscribed to " + h->to}), true;
+      if (!topic_handlers.count(h->to)) return reject({status_code::acl_denied, "not subscribed to " + h->to});
     }
     // 6. Replay window and clock skew (checked now, committed after the crypto).
     auto& window = windows[h->sender];
-    if (status st = window.check(h->sequence); !st) return reject(st), true;
+    if (status st = window.check(h->sequence); !st) return reject(st);
     if (status st = session::check_timestamp(h->timestamp_ms, session::now_ms(),
                                              static_cast<std::uint64_t>(opts.max_clock_skew.count()));
         !st)
-      return reject(st), true;
+      return reject(st);
     // 7. Signature against the pinned key.
-    if (status st = session::verify_envelope_signature(*p.key, s, digest, *auth, &roots); !st) return reject(st), true;
+    if (status st = session::verify_envelope_signature(*p.key, s, digest, *auth, &roots); !st) return reject(st);
     // 8. End-to-end MAC (session set-up messages are authenticated by their signature).
     if (!session_control) {
       std::lock_guard lock(sess_mu);
@@ -892,7 +974,7 @@ struct agent::impl {
       status st = it == sessions.end() ? status(status_code::no_session, "no session with " + h->sender)
                                        : session::verify_e2e_mac(it->second.state, digest, *auth, opts.name);
       if (st.code() == status_code::no_session) reoffer(h->sender);
-      if (!st) return reject(st), true;
+      if (!st) return reject(st);
       it->second.state.count_received();
     }
     window.commit(h->sequence);
@@ -902,14 +984,13 @@ struct agent::impl {
     if (session_control) {
       // Both may use the TPM (signing, ECDH): the dispatch thread, never this one.
       if (h->content_type == session::kOfferContentType)
-        dispatch([this, p, hdr = std::move(*h), sp = f[1]]() mutable { answer_offer(p, hdr, std::move(sp)); });
+        dispatch([this, p, hdr = std::move(*h), sp = signed_part]() mutable { answer_offer(p, hdr, std::move(sp)); });
       else
-        dispatch([this, p, hdr = std::move(*h), sp = f[1]] { complete_offer(p, hdr, sp); });
-      return true;
+        dispatch([this, p, hdr = std::move(*h), sp = signed_part] { complete_offer(p, hdr, sp); });
+      return;
     }
     message m{std::move(*h), p.role, auth->level, p.key_protection};
     deliver(std::move(m));
-    return true;
   }
 
   // reoffer: the sender MACs for a session we do not have (we restarted, or lost
@@ -926,7 +1007,7 @@ struct agent::impl {
         std::lock_guard lock(peers_mu);
         auto it = peers.find(peer_name);
         if (it == peers.end()) return;
-        p = it->second;
+        p = *it->second;
       }
       {
         std::lock_guard lock(sess_mu);
@@ -1082,10 +1163,10 @@ struct agent::impl {
       p.key = std::move(key).value();
       p.key_id = p.key->fingerprint();
       p.key_protection = *prot;
-      if (auto existing = peers.find(name); existing != peers.end() && existing->second.key_id != p.key_id)
+      if (auto existing = peers.find(name); existing != peers.end() && existing->second->key_id != p.key_id)
         peer_failures[name] = status(status_code::key_changed, name + " presented another key than the one pinned");
       else
-        peers[name] = std::move(p);
+        peers[name] = std::make_shared<const peer_info>(std::move(p));
     }
     peers_cv.notify_all();
   }
@@ -1126,7 +1207,12 @@ struct agent::impl {
       send_queued();
       // Receive everything waiting.
       for (int budget = 0; budget < 1024; ++budget) {
-        if (!net::recv_multipart_into(dealer, received)) break;
+        // The largest message is a wire batch: kind, session id, MAC, 2 frames an envelope.
+        if (!net::recv_multipart_into(dealer, received, 3 + 2 * session::kMaxWireBatchEnvelopes)) break;
+        if (has_received_edit.load(std::memory_order_relaxed)) {
+          std::lock_guard lock(received_edit_mu);
+          if (received_edit) received_edit(received);
+        }
         handle_frames(received);
       }
       // Retry parked envelopes whose sender is now known (or known-bad).
@@ -1177,16 +1263,22 @@ struct agent::impl {
   void handle_frames(const net::frames& f) {
     if (f.empty()) return;
     std::string_view kind = net::as_string(f[0]);
-    if (kind == session::frame::kEnvelope && f.size() == 3) {
-      if (!check_and_deliver(f)) {
-        auto h = decode_signed_part(f[1]);
-        if (parked.size() >= opts.max_pending) {
-          report({"receiver", {status_code::overloaded, "too many envelopes waiting for sender keys"}, h->sender, opts.name, h->message_id});
-          return;
-        }
-        if (asked.insert(h->sender).second) (void)send_ctrl("peer", {h->sender});
-        parked.push_back(f);
+    const bool envelope = kind == session::frame::kEnvelope && f.size() == 3;
+    const bool wire_batch = kind == session::frame::kWireBatch;
+    if (envelope || wire_batch) {
+      if (envelope ? check_and_deliver(f) : check_and_deliver_batch(f)) return;
+      // Parked until the broker tells us the sender's key (asked once per sender).
+      // The signed parts decoded before parking, so they decode here.
+      const std::size_t first = envelope ? 1 : 3;
+      if (parked.size() >= opts.max_pending) {
+        for (std::size_t i = first; i < f.size(); i += 2)
+          if (auto h = decode_signed_part(f[i]))
+            report({"receiver", {status_code::overloaded, "too many envelopes waiting for sender keys"}, h->sender, opts.name, h->message_id});
+        return;
       }
+      for (std::size_t i = first; i < f.size(); i += 2)
+        if (auto h = decode_signed_part(f[i]); h && asked.insert(h->sender).second) (void)send_ctrl("peer", {h->sender});
+      parked.push_back(f);
     } else if (kind == session::frame::kControl) {
       handle_ctrl(f);
     } else if (kind == session::frame::kError) {
@@ -1480,5 +1572,12 @@ status agent::raw_access::resend_last(agent& a) {
 }
 
 status agent::raw_access::send_frames(agent& a, std::vector<bytes> frames) { return a.impl_->enqueue(std::move(frames)); }
+
+void agent::raw_access::edit_received(agent& a, std::function<void(std::vector<bytes>& frames)> edit) {
+  impl& d = *a.impl_;
+  std::lock_guard lock(d.received_edit_mu);
+  d.has_received_edit = static_cast<bool>(edit);
+  d.received_edit = std::move(edit);
+}
 
 }  // namespace agentbus

@@ -55,4 +55,8 @@ send_outcome send_frames(zmq::socket_t& socket, std::initializer_list<byte_view>
   return send_parts(socket, parts, dont_wait);
 }
 
+send_outcome send_frames(zmq::socket_t& socket, std::span<const byte_view> parts, bool dont_wait) {
+  return send_parts(socket, parts, dont_wait);
+}
+
 }  // namespace agentbus::net

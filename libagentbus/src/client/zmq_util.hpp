@@ -5,6 +5,7 @@
 
 #include <initializer_list>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "agentbus/bytes.hpp"
@@ -32,6 +33,7 @@ send_outcome send_frames(zmq::socket_t& socket, const frames& parts, bool dont_w
 // The same over views: a forwarder sends parts it holds elsewhere without first
 // copying them into a `frames` (ZeroMQ copies each part once either way).
 send_outcome send_frames(zmq::socket_t& socket, std::initializer_list<byte_view> parts, bool dont_wait = true);
+send_outcome send_frames(zmq::socket_t& socket, std::span<const byte_view> parts, bool dont_wait = true);
 
 // send_multipart: true when sent.
 inline bool send_multipart(zmq::socket_t& socket, const frames& parts, bool dont_wait = true) {
