@@ -707,7 +707,8 @@ struct broker::impl {
                      [](const staged_delivery& x, const staged_delivery& y) { return std::less<>{}(x.to, y.to); });
     for (std::size_t i = 0; i < staged.size();) {
       std::size_t j = i;
-      while (j < staged.size() && staged[j].to == staged[i].to) ++j;
+      static const std::size_t kChunk = getenv("AB_CHUNK") ? std::stoul(getenv("AB_CHUNK")) : 100000;
+      while (j < staged.size() && staged[j].to == staged[i].to && j - i < kChunk) ++j;
       const std::span<const staged_delivery> group(staged.data() + i, j - i);
       agent_entry& to = *group[0].to;
       const status st = group.size() == 1 ? forward(to, *group[0].auth, *group[0].signed_part, group[0].digest)

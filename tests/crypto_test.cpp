@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -32,6 +33,7 @@
 #include "agentbus/status.hpp"
 #include "agentbus/suite.hpp"
 #include "crypto/ossl.hpp"
+#include "crypto/random_id_pool.hpp"
 #include "crypto/software_key.hpp"
 
 namespace agentbus::crypto {
@@ -313,6 +315,33 @@ TEST(HmacKat, PreparedKeyIsSafeAcrossThreads) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_THROW(hmac_key().tag(as_bytes("x")), crypto_error);
+}
+
+// The pool hands out each buffered byte once: ids are distinct across refills (256
+// ids a buffer) and across threads drawing at the same time.
+TEST(RandomIdPool, IdsAreDistinctAcrossRefillsAndThreads) {
+  crypto::random_id_pool pool;
+  std::set<bytes> seen;
+  for (int i = 0; i < 1000; ++i) {
+    bytes id = pool.next();
+    ASSERT_EQ(id.size(), crypto::random_id_pool::kIdSize);
+    ASSERT_TRUE(seen.insert(std::move(id)).second) << "id " << i << " repeated";
+  }
+  std::mutex mu;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      std::vector<bytes> mine;
+      for (int i = 0; i < 500; ++i) mine.push_back(pool.next());
+      std::lock_guard lock(mu);
+      for (auto& id : mine) seen.insert(std::move(id));
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(seen.size(), 3000u);
+  // Random, not a counter: bytes spread over the whole range.
+  std::set<std::uint8_t> first_bytes;
+  for (const auto& id : seen) first_bytes.insert(id[0]);
+  EXPECT_GT(first_bytes.size(), 200u);
 }
 
 TEST(HkdfKat, MatchesRfc5869) {

@@ -36,6 +36,9 @@ struct bench_options {
   std::string mode = "agentbus";
   bool software = false;
   bool batch = false;  // tpm-batch: Merkle batch signing
+  // Wire batches with --batch: "both" (agent -> broker and the broker's fan-out),
+  // "in" (agent -> broker only; the broker forwards envelope by envelope), "off".
+  std::string wire_batches = "both";
   std::string broker;          // use a running broker
   int broker_hwm = 10000;      // send_hwm / recv_hwm of a broker we start
   std::string broker_bin;      // default: <dir of this binary>/../broker/agentbus-broker

@@ -161,7 +161,7 @@ bool wait_for(const std::function<bool()>& done, const std::function<std::uint64
 class broker_process {
  public:
   broker_process(const std::string& bin, const fs::path& dir, const fs::path& policy_file, const std::string& tcti,
-                 bool software, int hwm, const std::string& log_level) {
+                 bool software, int hwm, bool fan_out_wire_batches, const std::string& log_level) {
     if (!fs::exists(bin))
       throw std::runtime_error("broker binary " + bin + " not found (build the agentbus-broker target, or pass --broker-bin / --broker)");
     fs::create_directories(dir / "broker");
@@ -181,6 +181,7 @@ class broker_process {
         << "[limits]\nmax_frame_bytes = 1114112\nsend_hwm = " << hwm << "\nrecv_hwm = " << hwm << "\n"
         << "max_clock_skew_ms = 30000\nmax_agents = 10000\nmax_subscriptions_per_agent = 256\n\n"
         << "[sessions]\nrekey_after_messages = 1000000\nrekey_after_seconds = 3600\nrekey_grace_seconds = 30\n\n"
+        << "[forwarding]\nwire_batches = " << (fan_out_wire_batches ? "true" : "false") << "\n\n"
         << "[logging]\nformat = \"text\"\nlevel = \"" << (log_level == "off" ? "error" : log_level) << "\"\n";
     cfg.close();
 
@@ -325,7 +326,8 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
     // Idle agents have software keys: the broker must admit those (their role's
     // policy must too; idle_agents checks).
     broker = std::make_unique<broker_process>(o.broker_bin, tmp, o.policy_file, broker_tcti,
-                                              o.software || o.idle_agents > 0, o.broker_hwm, o.log_level);
+                                              o.software || o.idle_agents > 0, o.broker_hwm,
+                                              o.wire_batches == "both", o.log_level);
     endpoint = broker->endpoint();
     res.broker = endpoint + " (started by the bench)";
   } else {
@@ -360,6 +362,7 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
     ao.connect_timeout = std::chrono::seconds(30);
     ao.max_pending = 100'000;
     ao.batch_signing = o.batch;
+    ao.wire_batching = o.wire_batches != "off";
     names.push_back(ao.name);
     agents.push_back(std::make_unique<agent>(ao, keys[static_cast<std::size_t>(i)], pol));
     agents.back()->on_rejected([&col](const rejection& r) { col.on_rejection(r); });
@@ -767,6 +770,7 @@ nlohmann::ordered_json run_to_json(const bench_options& o, const bench_result& r
   j["keys"] = r.keys;
   j["role"] = o.mode != "agentbus" ? "-" : o.role;
   j["suite"] = r.suite;
+  j["wire_batches"] = o.batch ? nlohmann::ordered_json(o.wire_batches) : nlohmann::ordered_json();
   j["broker"] = r.broker;
   j["sent"] = r.sent;
   j["delivered"] = sm.delivered;
@@ -848,7 +852,7 @@ void report(const bench_options& o, const bench_result& r, collector& col) {
              r.senders + r.receivers, r.senders, r.senders == 1 ? "" : "s", r.receivers, r.receivers == 1 ? "" : "s",
              o.messages, o.size, o.rate > 0 ? fmt::format("{:g}/s", o.rate) : std::string("max"),
              o.duration > 0 ? fmt::format("  duration={:g} s", o.duration) : std::string());
-  fmt::print("  keys        {}{}{}\n", r.keys, o.batch ? "  assurance tpm-batch" : "", o.mode != "agentbus" ? "" : fmt::format("   role {}  suite {}", o.role, r.suite));
+  fmt::print("  keys        {}{}{}\n", r.keys, o.batch ? "  assurance tpm-batch, wire batches " + o.wire_batches : "", o.mode != "agentbus" ? "" : fmt::format("   role {}  suite {}", o.role, r.suite));
   fmt::print("  broker      {}\n", r.broker);
   fmt::print("  set-up      {:.2f} s (keys, enrolment)   warm-up {:.2f} s (sessions)\n", r.setup_s, r.warmup_s);
   fmt::print("  delivered   {} / {} sent{}{}\n", sm.delivered, r.sent,
@@ -902,6 +906,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::IsMember({"agentbus", "plain", "curve"}));
   app.add_flag("--software", o.software, "Software identity keys instead of one swtpm per agent");
   app.add_flag("--batch", o.batch, "tpm-batch: one TPM signature per Merkle batch of envelopes (TPM keys only)");
+  app.add_option("--wire-batches", o.wire_batches,
+                 "With --batch: both (agent->broker and broker fan-out), in (agent->broker only), off")
+      ->check(CLI::IsMember({"both", "in", "off"}))
+      ->capture_default_str();
   app.add_flag("--suite", o.suite,
                "Run, for each --sizes, the plain relay, the CurveZMQ relay, agentbus with software keys, agentbus tpm "
                "direct and agentbus tpm-batch (swtpm), each with a fresh broker and agents, and print one table");

@@ -32,6 +32,7 @@
 #include "client/batch_signer.hpp"
 #include "client/connection_monitor.hpp"
 #include "client/zmq_util.hpp"
+#include "crypto/random_id_pool.hpp"
 #include "session/checks.hpp"
 #include "session/handshake.hpp"
 #include "session/replay_window.hpp"
@@ -97,6 +98,8 @@ struct agent::impl {
   session::control_sequence ctrl_seq_in;         // io thread only
 
   std::atomic<std::uint64_t> next_sequence{micros_now()};
+  crypto::random_id_pool message_ids;  // message ids: public, random, one RAND_bytes call per 256
+  static_assert(crypto::random_id_pool::kIdSize == kMessageIdSize);
 
   std::mutex out_mu;
   std::deque<net::frames> outbound;
@@ -402,7 +405,7 @@ struct agent::impl {
                    byte_view payload, const bytes& correlation_id, const seal_tweaks* tweaks, bytes* message_id_out) {
     envelope_header h;
     h.type = type;
-    h.message_id = crypto::random_bytes(kMessageIdSize);
+    h.message_id = message_ids.next();
     h.correlation_id = correlation_id;
     h.sender = opts.name;
     h.to_kind = kind;
@@ -1496,7 +1499,7 @@ result<message> agent::request(const std::string& to, std::string_view content_t
   if (status st = d.ensure_session(to); !st) return st;
   // The message id is chosen before the envelope is signed, so the reply waiter is
   // registered before anything can answer.
-  bytes id = crypto::random_bytes(kMessageIdSize);
+  bytes id = d.message_ids.next();
   auto waiter = std::make_shared<std::promise<result<message>>>();
   auto answer = waiter->get_future();
   {
