@@ -6,6 +6,7 @@
 #include <atomic>
 #include <mutex>
 
+#include "session/handshake.hpp"
 #include "support/bus_fixture.hpp"
 
 namespace agentbus {
@@ -239,6 +240,7 @@ TEST(WireBatch, WireAndEnvelopeAtATimeDeliverTheSameTrafficInOrder) {
 
 // Large envelopes: a signed batch is split into wire batches within the size limit
 // (the split counts each envelope's exact encoded size, inclusion path included).
+// 300 KiB envelopes: kWireBatchEnvelopes (16) of them would exceed the 4 MiB limit.
 TEST(WireBatch, LargeEnvelopesAreSplitWithinTheSizeLimitAndAllArrive) {
   broker_process b;
   testing::scoped_temp_dir dir;
@@ -247,9 +249,10 @@ TEST(WireBatch, LargeEnvelopesAreSplitWithinTheSizeLimitAndAllArrive) {
   collector d, m;
   d.attach(*director.client);
   m.attach(*monitor.client);
-  constexpr int kMessages = 600;
+  constexpr int kMessages = 60;
+  static_assert(session::kWireBatchEnvelopes * 300 * 1024 > session::kMaxWireBatchBytes);
   for (int i = 0; i < kMessages; ++i) {
-    bytes payload(16 * 1024, static_cast<std::uint8_t>(i));
+    bytes payload(300 * 1024, static_cast<std::uint8_t>(i));
     ASSERT_TRUE(monitor->send("director-1", "application/octet-stream", payload).ok());
   }
   ASSERT_TRUE(wait_until([&] { return d.count() == kMessages || !m.describe().empty(); }, 60s)) << d.count();

@@ -34,6 +34,14 @@ inline constexpr std::string_view kError = "ERR";            // broker → unaut
 // broker refuses a wire batch beyond either as malformed / too large.
 inline constexpr std::size_t kMaxWireBatchEnvelopes = 1024;
 inline constexpr std::size_t kMaxWireBatchBytes = 4u << 20;  // sum of its envelope frames
+// kWireBatchEnvelopes: how many envelopes a sender, and the broker's fan-out, put in
+// one wire batch (far below the limit above, which is for interoperability). Measured
+// on the 2-core development machine (tpm-batch, 256 B, medians of 4 runs): 8-16 a
+// batch 66k env/s at 2.7 CPU s per 100k; 32: 62k; up to 1024 (a whole signed batch):
+// 52k; envelope by envelope: 63k at 2.8. Every member of a wire batch is decoded before
+// its one MAC decides, then visited again: a batch much larger than what stays in the
+// cache costs more in misses than it saves in MACs and messages.
+inline constexpr std::size_t kWireBatchEnvelopes = 16;
 
 inline constexpr std::size_t kMaxHandshakeFrame = 16 * 1024;
 inline constexpr std::size_t kMaxControlFrame = 256 * 1024;
