@@ -15,6 +15,20 @@
 #include "logging.hpp"
 #include "metrics.hpp"
 
+#ifdef AGENTBUS_WITH_JEMALLOC
+// jemalloc's options for the broker, read when it starts (MALLOC_CONF in the
+// environment still overrides them). One arena: the broker's threads are one event
+// loop, one signer and ZeroMQ's I/O thread, and per-thread caches already keep them
+// apart; every arena keeps its own free pages. Freed pages go back to the system after
+// 1 s instead of 10 s. Measured with 1,000 enrolled agents under a burst of 50,000
+// envelopes (agentbus-bench --batch --idle-agents 1000): 63-65 MiB at the end of the
+// run against 70-77 MiB with jemalloc's defaults, at the same throughput.
+extern "C" {
+// NOLINTNEXTLINE: the name and type are jemalloc's (its malloc_conf(3) option source).
+const char* malloc_conf = "narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0";
+}
+#endif
+
 namespace {
 std::atomic<bool> g_stop{false};
 extern "C" void on_signal(int) { g_stop.store(true); }
