@@ -702,13 +702,16 @@ struct broker::impl {
   }
 
   void send_staged(agent_entry& from, std::vector<staged_delivery>& staged) {
-    // Grouped by recipient, at most kWireBatchEnvelopes a message (whatever size the
-    // sender chose); each recipient's envelopes keep their order.
+    // Grouped by recipient, at most kWireBatchEnvelopes and kWireBatchBytes of signed
+    // parts a message (whatever size the sender chose); each recipient's envelopes
+    // keep their order.
     std::stable_sort(staged.begin(), staged.end(),
                      [](const staged_delivery& x, const staged_delivery& y) { return std::less<>{}(x.to, y.to); });
     for (std::size_t i = 0; i < staged.size();) {
-      std::size_t j = i;
-      while (j < staged.size() && staged[j].to == staged[i].to && j - i < session::kWireBatchEnvelopes) ++j;
+      std::size_t j = i, group_bytes = 0;
+      while (j < staged.size() && staged[j].to == staged[i].to && j - i < session::kWireBatchEnvelopes &&
+             (j == i || group_bytes + staged[j].signed_part->size() <= session::kWireBatchBytes))
+        group_bytes += staged[j++].signed_part->size();
       const std::span<const staged_delivery> group(staged.data() + i, j - i);
       agent_entry& to = *group[0].to;
       const status st = group.size() == 1 ? forward(to, *group[0].auth, *group[0].signed_part, group[0].digest)

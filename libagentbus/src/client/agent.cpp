@@ -518,7 +518,7 @@ struct agent::impl {
       if (!alone) e.encoded_auth = encode_auth_part(e.auth);  // its exact size counts against the limit
       const std::size_t bytes_here = e.signed_part.size() + e.encoded_auth.size();
       if (alone || i - group_start >= session::kWireBatchEnvelopes ||
-          (i > group_start && group_bytes + bytes_here > session::kMaxWireBatchBytes))
+          (i > group_start && group_bytes + bytes_here > session::kWireBatchBytes))
         close_group(i);
       if (alone) {
         seal_alone(e);
