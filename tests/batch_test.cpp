@@ -299,50 +299,57 @@ TEST_P(WireBatchTampering, WholeBatchIsRefusedAtTheBrokerAndTheBusGoesOn) {
 
 void flip_last(bytes& b) { b.back() ^= 0x01; }
 
-INSTANTIATE_TEST_SUITE_P(
-    Cases, WireBatchTampering,
-    ::testing::Values(
-        wire_tamper_case{"MemberPayloadChanged", status_code::bad_mac, [](std::vector<bytes>& f) { flip_last(f[3]); }},
-        wire_tamper_case{"MemberSignatureChanged", status_code::bad_mac,
-                         [](std::vector<bytes>& f) {
-                           auto auth = decode_auth_part(f[4]);
-                           ASSERT_TRUE(auth.ok());
-                           flip_last(auth->signature);
-                           f[4] = encode_auth_part(*auth);
-                         }},
-        wire_tamper_case{"MacChanged", status_code::bad_mac, [](std::vector<bytes>& f) { flip_last(f[2]); }},
-        wire_tamper_case{"UnknownSession", status_code::bad_mac, [](std::vector<bytes>& f) { flip_last(f[1]); }},
-        wire_tamper_case{"MemberAdded", status_code::bad_mac,
-                         [](std::vector<bytes>& f) {
-                           // The same envelope twice: replayed inside the batch, and not what was MACed.
-                           f.push_back(f[3]);
-                           f.push_back(f[4]);
-                         }},
-        wire_tamper_case{"MemberWithItsOwnHopMac", status_code::malformed,
-                         [](std::vector<bytes>& f) {
-                           auto auth = decode_auth_part(f[4]);
-                           ASSERT_TRUE(auth.ok());
-                           auth->hop_mac = session_mac{"", bytes(16, 0x11), bytes(32, 0x22)};
-                           f[4] = encode_auth_part(*auth);
-                         }},
-        wire_tamper_case{"HalfAnEnvelope", status_code::malformed, [](std::vector<bytes>& f) { f.pop_back(); }},
-        wire_tamper_case{"OverTheSizeLimit", status_code::too_large,
-                         [](std::vector<bytes>& f) {
-                           const bytes auth = f[4];
-                           for (int i = 0; i < 6; ++i) {
-                             f.push_back(bytes(900 * 1024, 0x93));
-                             f.push_back(auth);
-                           }
-                         }},
-        wire_tamper_case{"MoreEnvelopesThanTheLimit", status_code::malformed,
-                         [](std::vector<bytes>& f) {
-                           const bytes signed_part = f[3], auth = f[4];
-                           for (int i = 0; i < 1024; ++i) {
-                             f.push_back(signed_part);
-                             f.push_back(auth);
-                           }
-                         }}),
-    [](const ::testing::TestParamInfo<wire_tamper_case>& info) { return std::string(info.param.name); });
+// wire_batch_tamperings: alterations of a wire batch after its MAC (frames: BATCH,
+// session id, MAC, then signed and auth part of each envelope), refused as a whole by
+// whoever checks it: the broker (from an agent) or the receiver (from the broker).
+std::vector<wire_tamper_case> wire_batch_tamperings() {
+  return {
+      wire_tamper_case{"MemberPayloadChanged", status_code::bad_mac, [](std::vector<bytes>& f) { flip_last(f[3]); }},
+      wire_tamper_case{"MemberSignatureChanged", status_code::bad_mac,
+                       [](std::vector<bytes>& f) {
+                         auto auth = decode_auth_part(f[4]);
+                         ASSERT_TRUE(auth.ok());
+                         flip_last(auth->signature);
+                         f[4] = encode_auth_part(*auth);
+                       }},
+      wire_tamper_case{"MacChanged", status_code::bad_mac, [](std::vector<bytes>& f) { flip_last(f[2]); }},
+      wire_tamper_case{"UnknownSession", status_code::bad_mac, [](std::vector<bytes>& f) { flip_last(f[1]); }},
+      wire_tamper_case{"MemberAdded", status_code::bad_mac,
+                       [](std::vector<bytes>& f) {
+                         // The same envelope twice: replayed inside the batch, and not what was MACed.
+                         f.push_back(f[3]);
+                         f.push_back(f[4]);
+                       }},
+      wire_tamper_case{"MemberWithItsOwnHopMac", status_code::malformed,
+                       [](std::vector<bytes>& f) {
+                         auto auth = decode_auth_part(f[4]);
+                         ASSERT_TRUE(auth.ok());
+                         auth->hop_mac = session_mac{"", bytes(16, 0x11), bytes(32, 0x22)};
+                         f[4] = encode_auth_part(*auth);
+                       }},
+      wire_tamper_case{"HalfAnEnvelope", status_code::malformed, [](std::vector<bytes>& f) { f.pop_back(); }},
+      wire_tamper_case{"OverTheSizeLimit", status_code::too_large,
+                       [](std::vector<bytes>& f) {
+                         const bytes auth = f[4];
+                         for (int i = 0; i < 6; ++i) {
+                           f.push_back(bytes(900 * 1024, 0x93));
+                           f.push_back(auth);
+                         }
+                       }},
+      wire_tamper_case{"MoreEnvelopesThanTheLimit", status_code::malformed,
+                       [](std::vector<bytes>& f) {
+                         const bytes signed_part = f[3], auth = f[4];
+                         for (int i = 0; i < 1024; ++i) {
+                           f.push_back(signed_part);
+                           f.push_back(auth);
+                         }
+                       }},
+  };
+}
+
+std::string case_name(const ::testing::TestParamInfo<wire_tamper_case>& info) { return info.param.name; }
+
+INSTANTIATE_TEST_SUITE_P(Cases, WireBatchTampering, ::testing::ValuesIn(wire_batch_tamperings()), case_name);
 
 
 // The broker's switch: [forwarding] wire_batches = false forwards every envelope of a
@@ -427,51 +434,21 @@ TEST_P(FanOutTampering, WholeBatchIsRefusedAtTheReceiverAndTheBusGoesOn) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Cases, FanOutTampering,
-    ::testing::Values(
-        wire_tamper_case{"MemberPayloadChanged", status_code::bad_mac, [](std::vector<bytes>& f) { flip_last(f[3]); }},
-        wire_tamper_case{"MacChanged", status_code::bad_mac, [](std::vector<bytes>& f) { flip_last(f[2]); }},
-        wire_tamper_case{"UnknownSession", status_code::bad_mac, [](std::vector<bytes>& f) { flip_last(f[1]); }},
-        wire_tamper_case{"MemberAdded", status_code::bad_mac,
-                         [](std::vector<bytes>& f) {
-                           f.push_back(f[3]);
-                           f.push_back(f[4]);
-                         }},
-        wire_tamper_case{"MemberRemoved", status_code::bad_mac,
-                         [](std::vector<bytes>& f) { f.resize(f.size() - 2); }},
-        wire_tamper_case{"MembersSwapped", status_code::bad_mac,
-                         [](std::vector<bytes>& f) {
-                           std::swap(f[3], f[5]);
-                           std::swap(f[4], f[6]);
-                         }},
-        wire_tamper_case{"MemberWithItsOwnHopMac", status_code::malformed,
-                         [](std::vector<bytes>& f) {
-                           auto auth = decode_auth_part(f[4]);
-                           ASSERT_TRUE(auth.ok());
-                           auth->hop_mac = session_mac{"", bytes(16, 0x11), bytes(32, 0x22)};
-                           f[4] = encode_auth_part(*auth);
-                         }},
-        wire_tamper_case{"MemberUndecodable", status_code::malformed,
-                         [](std::vector<bytes>& f) { f[3] = bytes{0x93, 0x01}; }},
-        wire_tamper_case{"HalfAnEnvelope", status_code::malformed, [](std::vector<bytes>& f) { f.pop_back(); }},
-        wire_tamper_case{"OverTheSizeLimit", status_code::too_large,
-                         [](std::vector<bytes>& f) {
-                           const bytes auth = f[4];
-                           for (int i = 0; i < 6; ++i) {
-                             f.push_back(bytes(900 * 1024, 0x93));
-                             f.push_back(auth);
-                           }
-                         }},
-        wire_tamper_case{"MoreEnvelopesThanTheLimit", status_code::malformed,
-                         [](std::vector<bytes>& f) {
-                           const bytes signed_part = f[3], auth = f[4];
-                           for (int i = 0; i < 1024; ++i) {
-                             f.push_back(signed_part);
-                             f.push_back(auth);
-                           }
-                         }}),
-    [](const auto& info) { return std::string(info.param.name); });
+// The broker's batches carry several envelopes (2 or more here), so members can also
+// be dropped or reordered.
+std::vector<wire_tamper_case> fan_out_tamperings() {
+  std::vector<wire_tamper_case> cases = wire_batch_tamperings();
+  cases.push_back({"MemberRemoved", status_code::bad_mac, [](std::vector<bytes>& f) { f.resize(f.size() - 2); }});
+  cases.push_back({"MembersSwapped", status_code::bad_mac,
+                   [](std::vector<bytes>& f) {
+                     std::swap(f[3], f[5]);
+                     std::swap(f[4], f[6]);
+                   }});
+  cases.push_back({"MemberUndecodable", status_code::malformed, [](std::vector<bytes>& f) { f[3] = bytes{0x93, 0x01}; }});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, FanOutTampering, ::testing::ValuesIn(fan_out_tamperings()), case_name);
 
 }  // namespace
 }  // namespace agentbus
