@@ -72,6 +72,40 @@ TEST(TpmIdentityFiles, ReopensAfterATpmRestartWithTheSamePublicKey) {
   EXPECT_TRUE(key->verify_message(as_bytes("after restart"), *sig).ok());
 }
 
+// Keys stay loaded across signatures while the slots allow (two besides the storage
+// key on swtpm): signing again with a loaded key loads nothing; a third key in turn
+// evicts the least recently used one, so each of its signatures loads a key and
+// flushes one. The statistics say so ("key_load", "key_flush").
+TEST(TpmKeyCache, KeysStayLoadedUntilAThirdKeyNeedsTheirSlot) {
+  auto t = swtpm_environment::shared_tpm();
+  std::vector<std::shared_ptr<identity_key>> keys;
+  std::vector<testing::scoped_temp_dir> dirs(3);
+  for (auto& d : dirs) {
+    auto k = identity_key::create_tpm(d.path(), "MONITOR", suite_of("MONITOR"), t);
+    ASSERT_TRUE(k.ok()) << k.error().to_string();
+    keys.push_back(std::move(k).value());
+  }
+  auto count = [&](const std::string& op) -> std::uint64_t {
+    for (const auto& s : t->stats())
+      if (s.operation == op) return s.count;
+    return 0;
+  };
+  auto sign = [](identity_key& k) { ASSERT_TRUE(k.sign_message(as_bytes("cached?")).ok()); };
+  sign(*keys[0]);
+  sign(*keys[1]);
+  const std::uint64_t loads = count("key_load"), flushes = count("key_flush");
+  for (int i = 0; i < 10; ++i) {
+    sign(*keys[0]);
+    sign(*keys[1]);
+  }
+  EXPECT_EQ(count("key_load"), loads) << "two keys fit: nothing should be reloaded";
+  EXPECT_EQ(count("key_flush"), flushes);
+  // k2 first: each key signs just after it was evicted (least recently used).
+  for (int i = 0; i < 9; ++i) sign(*keys[static_cast<std::size_t>((i + 2) % 3)]);
+  EXPECT_EQ(count("key_load"), loads + 9) << "three keys in turn: every signature reloads";
+  EXPECT_EQ(count("key_flush"), flushes + 9);
+}
+
 TEST(TpmIdentityFiles, AnotherTpmCannotUseTheKeyAndSaysWhy) {
   testing::scoped_temp_dir tmp;
   auto created = identity_key::create_tpm(tmp.path(), "ARCHITECT", suite_of("ARCHITECT"), swtpm_environment::shared_tpm());

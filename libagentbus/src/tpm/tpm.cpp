@@ -8,6 +8,7 @@
 #include <mutex>
 #include <spdlog/spdlog.h>
 #include <thread>
+#include <type_traits>
 
 #include "tpm/tpm_device.hpp"
 
@@ -65,6 +66,23 @@ struct tpm::impl {
     }
   }
 
+  // note_key_traffic turns the device's key cache counters into "key_load" and
+  // "key_flush" statistics (what keeping keys loaded saves, and how often the slots
+  // force a reload). Called by each job before its caller is answered, so the
+  // statistics a caller reads after an operation include it.
+  std::uint64_t seen_loads = 0, seen_flushes = 0;  // worker thread only
+  double seen_load_ms = 0;
+  void note_key_traffic(const tpm_device& d) {
+    if (d.key_loads() == seen_loads && d.key_flushes() == seen_flushes) return;
+    std::lock_guard lock(stats_mutex);
+    stats["key_load"].count += d.key_loads() - seen_loads;
+    stats["key_load"].total_ms += d.key_load_ms() - seen_load_ms;
+    if (d.key_flushes() != seen_flushes) stats["key_flush"].count += d.key_flushes() - seen_flushes;
+    seen_loads = d.key_loads();
+    seen_load_ms = d.key_load_ms();
+    seen_flushes = d.key_flushes();
+  }
+
   void record(const std::string& op, double ms, bool ok) {
     std::lock_guard lock(stats_mutex);
     auto& c = stats[op];
@@ -77,7 +95,16 @@ struct tpm::impl {
   template <typename Fn>
   auto call(const char* op, std::chrono::milliseconds deadline, Fn fn) -> decltype(fn(std::declval<tpm_device&>())) {
     using R = decltype(fn(std::declval<tpm_device&>()));
-    auto task = std::make_shared<std::packaged_task<R(tpm_device&)>>(std::move(fn));
+    auto task = std::make_shared<std::packaged_task<R(tpm_device&)>>([this, fn = std::move(fn)](tpm_device& d) mutable {
+      if constexpr (std::is_void_v<R>) {
+        fn(d);
+        note_key_traffic(d);
+      } else {
+        R r = fn(d);
+        note_key_traffic(d);
+        return r;
+      }
+    });
     std::future<R> done = task->get_future();
     {
       std::lock_guard lock(mutex);

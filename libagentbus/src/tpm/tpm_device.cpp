@@ -1,5 +1,7 @@
 #include "tpm/tpm_device.hpp"
 
+#include <chrono>
+
 #include <tss2/tss2_mu.h>
 
 #include <openssl/crypto.h>
@@ -225,6 +227,7 @@ void tpm_device::evict_down_to(std::size_t keep) {
     auto lru = std::min_element(loaded_.begin(), loaded_.end(),
                                 [](const loaded_key& a, const loaded_key& b) { return a.last_use < b.last_use; });
     loaded_.erase(lru);  // flushes
+    ++key_flushes_;
   }
 }
 
@@ -276,7 +279,10 @@ result<ESYS_TR> tpm_device::load(const key_blob& key) {
   if (!pub || !priv) return status{status_code::malformed, "key blob does not parse as TPM2B_PUBLIC/TPM2B_PRIVATE"};
   evict_down_to(kMaxLoadedKeys - 1);
   ESYS_TR handle = ESYS_TR_NONE;
+  const auto started = std::chrono::steady_clock::now();
   TSS2_RC rc = Esys_Load(ctx_.get(), srk_.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &*priv, &*pub, &handle);
+  ++key_loads_;
+  key_load_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   if (rc != TSS2_RC_SUCCESS) {
     // Integrity failures mean the blob was made under another storage key (another
     // TPM, or a TPM whose owner seed was cleared): the caller's problem, not ours.

@@ -26,6 +26,13 @@ class tpm_device {
   bytes pcr_read(unsigned index, hash_algorithm bank);
   bytes storage_key_name();
 
+  // Key cache traffic so far (the worker reports it as the "key_load" and
+  // "key_flush" operations): Loads of a blob that was not loaded, their time, and
+  // keys flushed to make room.
+  std::uint64_t key_loads() const noexcept { return key_loads_; }
+  double key_load_ms() const noexcept { return key_load_ms_; }
+  std::uint64_t key_flushes() const noexcept { return key_flushes_; }
+
  private:
   result<key_blob> create_under_srk(const TPM2B_PUBLIC& tmpl, key_blob meta);
   // load returns the handle of a loaded blob, loading it (and evicting the least
@@ -49,6 +56,8 @@ class tpm_device {
   static constexpr std::size_t kMaxLoadedKeys = 2;  // plus the SRK: 3 slots
   std::vector<loaded_key> loaded_;
   std::uint64_t use_clock_ = 0;
+  std::uint64_t key_loads_ = 0, key_flushes_ = 0;
+  double key_load_ms_ = 0;
 };
 
 }  // namespace agentbus::tpm
