@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <set>
+#include <thread>
 
 #include "session/handshake.hpp"
 #include "support/bus_fixture.hpp"
@@ -372,6 +374,51 @@ TEST(WireBatch, FanOutSwitchedOffForwardsEnvelopeByEnvelope) {
   std::lock_guard lock(*d.mu);
   for (int i = 0; i < kMessages; ++i)
     ASSERT_EQ(std::string((*d.got)[i].header.payload.begin(), (*d.got)[i].header.payload.end()), std::to_string(i));
+}
+
+// A fan-out batch from a sender the receiver refuses (its own policy revokes it) is
+// not malformed: each envelope is refused for its sender, by message id, as it would
+// be on its own. (A topic: the sender needs no session with this receiver to reach it.)
+TEST(WireBatch, FanOutFromARefusedSenderRefusesEachEnvelopeForItsSender) {
+  broker_process b;
+  testing::scoped_temp_dir dir;
+  std::string text_policy = testing::read_text(testing::source_dir() / "config" / "policy.toml");
+  text_policy.replace(text_policy.find("revoked = []"), 12, "revoked = [\"monitor-1\"]");
+  testing::write_text(dir.path() / "director-policy.toml", text_policy);
+  auto director_policy = std::make_shared<policy>(policy::load_file(dir.path() / "director-policy.toml"));
+  // The publisher tries a session with each subscriber before every publish, which
+  // this one refuses: a short session timeout, and publishers on several threads, so
+  // envelopes still reach the signer together and travel in wire batches.
+  agent_options o = batching();
+  o.session_timeout = std::chrono::milliseconds(100);
+  auto monitor = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, o);
+  auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR", false, {}, director_policy);
+  collector d;
+  d.attach(*director.client);
+  ASSERT_TRUE(director->subscribe("metrics/cpu", [](const message&) {}).ok());
+  constexpr int kThreads = 16, kEach = 8, kMessages = kThreads * kEach;
+  std::atomic<int> published{0};
+  std::vector<std::thread> publishers;
+  for (int t = 0; t < kThreads; ++t)
+    publishers.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i)
+        if (monitor->publish("metrics/cpu", "text/plain", text(std::to_string(t * kEach + i))).ok()) ++published;
+    });
+  for (auto& t : publishers) t.join();
+  ASSERT_EQ(published.load(), kMessages);
+  auto refused_for_sender = [&] {
+    std::lock_guard lock(*d.mu);
+    std::set<bytes> ids;
+    for (const auto& r : *d.refused)
+      if (r.reason.code() == status_code::revoked_agent && r.sender == "monitor-1") ids.insert(r.message_id);
+    return ids.size();
+  };
+  // Every envelope refused by its id; the publisher's session offers (refused too) add
+  // a few more.
+  ASSERT_TRUE(wait_until([&] { return refused_for_sender() >= kMessages; }, 30s)) << refused_for_sender() << "\n" << d.describe();
+  EXPECT_GE(wire_batches_sent(b), 1u) << "no wire batch reached the receiver: the test proves nothing";
+  EXPECT_EQ(d.count(), 0u);
+  EXPECT_EQ(d.describe().find("malformed"), std::string::npos) << d.describe();
 }
 
 // Receiver side of fan-out wire batches: a wire batch from the broker that was altered

@@ -831,7 +831,9 @@ struct agent::impl {
     std::shared_ptr<const peer_info> peer;
     bytes digest;
   };
-  enum class lookup { ready, refused, unknown_sender };
+  // refused: the bytes do not decode; sender_refused: they decode, but the sender's
+  // key lookup failed recently (unknown, revoked, changed key); unknown_sender: park.
+  enum class lookup { ready, refused, sender_refused, unknown_sender };
 
   // open_envelope: 1. limits and decoding of untrusted bytes; 2. the sender's pinned
   // key and role (fetched once from the broker, pinned); the digest under its suite.
@@ -858,7 +860,7 @@ struct agent::impl {
           // after a few seconds we ask the broker again.
           if (steady::now() - peer_failure_at[e.header->sender] < std::chrono::seconds(5)) {
             refused = {"receiver", failed->second, e.header->sender, e.header->to, e.header->message_id};
-            return lookup::refused;
+            return lookup::sender_refused;
           }
           peer_failures.erase(failed);
           asked.erase(e.header->sender);
@@ -877,7 +879,8 @@ struct agent::impl {
     received_envelope e;
     rejection refused;
     switch (open_envelope(f[1], f[2], e, refused)) {
-      case lookup::refused: report(std::move(refused)); return true;
+      case lookup::refused:
+      case lookup::sender_refused: report(std::move(refused)); return true;
       case lookup::unknown_sender: return false;
       case lookup::ready: break;
     }
@@ -917,6 +920,13 @@ struct agent::impl {
           refused.reason = status(refused.reason.code(), "in a wire batch: " + refused.reason.detail());
           report(std::move(refused));
           return refuse_batch({status_code::malformed, "wire batch with a member that cannot be checked"});
+        case lookup::sender_refused:
+          // Not the batch's fault: each of its envelopes is refused for its sender,
+          // as it would be on its own (the broker batches one sender's envelopes).
+          for (std::size_t i = 3; i + 1 < f.size(); i += 2)
+            if (auto h = decode_signed_part(f[i]))
+              report({"receiver", refused.reason, h->sender, h->to, h->message_id});
+          return true;
         case lookup::unknown_sender: return false;
         case lookup::ready: break;
       }
