@@ -65,7 +65,13 @@ struct peer_session {
   session::session_state state;
   std::optional<outstanding_offer> offer;
   bool established = false;
+  // unanswered_at: when an offer to this peer last went unanswered (the peer refused
+  // it, or never saw it). For kOfferRetryAfter after that, sends to the peer fail at
+  // once with no_session instead of each waiting session_timeout for a new offer: a
+  // subscriber that refuses us must not hold every publish up for seconds.
+  std::optional<steady::time_point> unanswered_at;
 };
+constexpr std::chrono::seconds kOfferRetryAfter{5};
 
 std::uint64_t micros_now() {
   return static_cast<std::uint64_t>(
@@ -617,6 +623,9 @@ struct agent::impl {
       return {};
     }
     if (s.established) return {};
+    if (offer_backing_off(s))
+      return {status_code::no_session, "no session with " + name + ": the last offer went unanswered; offering again " +
+                                           std::to_string(kOfferRetryAfter.count()) + " s after it"};
     // An offer that got no answer (lost, or refused by the broker) is replaced.
     if (s.offer && steady::now() - s.offer->sent_at > opts.session_timeout) s.offer.reset();
     if (!s.offer) {
@@ -625,10 +634,23 @@ struct agent::impl {
       lock.lock();
     }
     bool ok = sess_cv.wait_for(lock, opts.session_timeout, [&] { return sessions[name].established || stopping.load(); });
-    if (!ok || !sessions[name].established)
+    if (!ok || !sessions[name].established) {
+      sessions[name].unanswered_at = steady::now();
       return {status_code::no_session, "no session with " + name + " within " +
                                            std::to_string(opts.session_timeout.count()) + " ms"};
+    }
     return {};
+  }
+
+  // offer_backing_off: an offer to this peer went unanswered less than
+  // kOfferRetryAfter ago (sess_mu held).
+  static bool offer_backing_off(const peer_session& s) {
+    return s.unanswered_at && steady::now() - *s.unanswered_at < kOfferRetryAfter;
+  }
+  bool offer_backing_off(const std::string& name) {
+    std::lock_guard lock(sess_mu);
+    auto it = sessions.find(name);
+    return it != sessions.end() && !it->second.established && offer_backing_off(it->second);
   }
 
   status send_offer(const peer_info& p, bool rekey) {
@@ -1480,10 +1502,13 @@ status agent::publish(const std::string& topic, std::string_view content_type, b
   }
   std::erase(recipients, d.opts.name);
   // Sessions with every subscriber first; one that cannot be reached is reported and
-  // left out (it would refuse the envelope for lack of its MAC anyway).
-  for (const auto& r : recipients)
+  // left out (it would refuse the envelope for lack of its MAC anyway). One whose last
+  // offer went unanswered is left out quietly until it is offered again.
+  for (const auto& r : recipients) {
+    if (d.offer_backing_off(r)) continue;
     if (status st = d.ensure_session(r); !st)
       spdlog::warn("[{}] publishing to {} without {}: {}", d.opts.name, topic, r, st.to_string());
+  }
   return d.seal_and_queue(envelope_type::data, recipient_kind::topic, topic, content_type, payload, {}, recipients, nullptr);
 }
 
