@@ -235,7 +235,9 @@ done
 echo "   broker pid $broker_pid, log $state/logs/broker.log"
 
 echo "-- starting agents"
-start_agent monitor monitor-1 MONITOR
+# The monitor signs in tpm-batch mode (one TPM signature per Merkle batch), the others
+# envelope by envelope: the demo's traffic mixes both assurance levels.
+start_agent monitor monitor-1 MONITOR --batch
 wait_for_line monitor-1 '^\[monitor-1\] (SUBSCRIBED directives/all|FAILED subscribe)'
 echo "   monitor-1    pid ${agent_pid[monitor-1]}"
 start_agent architect architect-1 ARCHITECT

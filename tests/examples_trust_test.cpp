@@ -18,20 +18,32 @@ TEST(ExamplesTrust, TheExampleAgentsTalkAndTheTrustGraphShowsThem) {
   const std::string examples = (testing::binary_dir() / "examples").string();
   const std::string policy = (testing::source_dir() / "config" / "policy.toml").string();
   auto run = [&](const std::string& kind, const std::string& name, const std::string& role, const swtpm_process& t,
-                 double seconds) {
-    return shell_quote(examples + "/agentbus-example-" + kind) + " --name " + name + " --role " + role + " --key-dir " +
+                 double seconds, const std::string& extra = "") {
+    return shell_quote(examples + "/agentbus-example-" + kind) + extra + " --name " + name + " --role " + role + " --key-dir " +
            shell_quote((tmp.path() / name).string()) + " --tcti " + shell_quote(t.tcti()) + " --broker " +
            shell_quote(broker.endpoint()) + " --policy " + shell_quote(policy) + " --seconds " + std::to_string(seconds) +
            " > " + shell_quote((tmp.path() / (name + ".log")).string()) + " 2>&1";
   };
-  // Monitor and architect first (the director talks to both), then the director.
-  auto r = run_command("(" + run("monitor", "monitor-1", "MONITOR", monitor_tpm, 6) + ") & (" +
+  // Monitor and architect first (the director talks to both), then the director. The
+  // monitor signs in tpm-batch mode, the others directly: mixed traffic.
+  auto r = run_command("(" + run("monitor", "monitor-1", "MONITOR", monitor_tpm, 6, " --batch") + ") & (" +
                        run("architect", "architect-1", "ARCHITECT", architect_tpm, 6) + ") & sleep 1.5; " +
                        run("director", "director-1", "DIRECTOR", director_tpm, 3) + "; d=$?; wait; exit $d");
   std::string director_log = testing::read_text(tmp.path() / "director-1.log");
   ASSERT_EQ(r.exit_code, 0) << director_log << "\n" << broker.log();
-  EXPECT_NE(director_log.find("DELIVERED from monitor-1 (MONITOR, ecdsa-p256-sha256, tpm)"), std::string::npos)
+  // The director (direct signatures) received the monitor's batch-signed envelopes,
+  // on the topic and directly; the monitor received the director's direct ones.
+  EXPECT_NE(director_log.find("DELIVERED from monitor-1 (MONITOR, ecdsa-p256-sha256, tpm-batch): topic metrics/cpu:"),
+            std::string::npos)
       << director_log;
+  EXPECT_NE(director_log.find("DELIVERED from monitor-1 (MONITOR, ecdsa-p256-sha256, tpm-batch): direct:"),
+            std::string::npos)
+      << director_log;
+  std::string monitor_log = testing::read_text(tmp.path() / "monitor-1.log");
+  EXPECT_NE(monitor_log.find("DELIVERED from director-1 (DIRECTOR, rsa3072-pss-sha384, tpm): direct:"), std::string::npos)
+      << monitor_log;
+  EXPECT_EQ(director_log.find("REJECTED"), std::string::npos) << director_log;
+  EXPECT_EQ(monitor_log.find("REJECTED"), std::string::npos) << monitor_log;
 
   std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // the registry flush
   auto trust = [&](const std::string& args) {

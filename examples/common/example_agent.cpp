@@ -94,6 +94,8 @@ void add_options(CLI::App& app, example_options& opts, double default_seconds) {
   app.add_option("--policy", opts.policy_file, "Policy file (the broker's)")->capture_default_str();
   app.add_flag("--software", opts.software, "Create a software identity key (protection=software) instead of a TPM key")
       ->excludes(tcti);
+  app.add_flag("--batch", opts.batch, "Sign in tpm-batch mode: one TPM signature per Merkle batch of envelopes (TPM keys "
+                                      "only; session offers stay directly signed)");
   app.add_option("--seconds", opts.seconds, "Run time in seconds (0 = until SIGINT/SIGTERM)")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--log-level", opts.log_level, "Library log level on stderr")
@@ -156,6 +158,7 @@ example_agent::example_agent(const example_options& opts) : opts_(opts) {
   ao.name = opts_.name;
   ao.broker_endpoint = opts_.broker;
   ao.broker_fingerprint = opts_.broker_fingerprint;
+  ao.batch_signing = opts_.batch;
   agent_ = std::make_unique<agent>(ao, key_, policy_);
   agent_->on_rejected([this](const rejection& r) { print_rejection(r); });
 

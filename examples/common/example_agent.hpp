@@ -1,7 +1,7 @@
 // example_agent.hpp — shared start-up and output for the example agents.
 //
 // Every example takes the same options (--name --role --key-dir --tcti --broker
-// --policy [--software] [--seconds]), creates its identity key in --key-dir if
+// --policy [--software] [--batch] [--seconds]), creates its identity key in --key-dir if
 // the directory holds none (in the TPM named by --tcti, or in software), opens it,
 // loads the policy, enrols with the broker and installs an on_rejected printer.
 //
@@ -55,6 +55,7 @@ struct example_options {
   std::string broker_fingerprint;
   std::string policy_file = "config/policy.toml";
   bool software = false;
+  bool batch = false;        // --batch: tpm-batch signing (one TPM signature per Merkle batch)
   double seconds = 0;        // run time; 0 = until SIGINT/SIGTERM
   std::string log_level = "warn";
 };
