@@ -535,9 +535,11 @@ struct broker::impl {
     if (who == by_route.end()) return error_to_unknown(route, {status_code::unknown_agent, "not enrolled"});
     agent_entry& a = agents[who->second];
     wire_batches_total->increment();
-    const std::size_t count = f.size() >= 6 ? (f.size() - 4) / 2 : 0;
-    if (count == 0 || (f.size() - 4) % 2 != 0 || count > session::kMaxWireBatchEnvelopes)
-      return nack(a, {}, {status_code::malformed, fmt::format("a wire batch is a session id, a MAC and 1 to {} envelopes", session::kMaxWireBatchEnvelopes)}, "");
+    const std::span<const bytes> envelope_frames = f.size() > 4 ? std::span(f).subspan(4) : std::span<const bytes>();
+    const status shape = session::check_wire_batch_shape(envelope_frames, cfg.max_frame_bytes);
+    // A batch that is not pairs is refused once; one too large, envelope by envelope (below).
+    if (!shape && shape.code() == status_code::malformed) return nack(a, {}, shape, "");
+    const std::size_t count = envelope_frames.size() / 2;
     struct member {
       envelope_header header;
       envelope_auth auth;
@@ -555,13 +557,7 @@ struct broker::impl {
       }
       if (anonymous) nack(a, {}, why, "");
     };
-    std::size_t total = 0;
-    for (std::size_t i = 4; i < f.size(); i += 2) {
-      if (f[i].size() + f[i + 1].size() > cfg.max_frame_bytes)
-        return refuse_all({status_code::too_large, "an envelope of the wire batch exceeds max_frame_bytes"});
-      total += f[i].size() + f[i + 1].size();
-    }
-    if (total > session::kMaxWireBatchBytes) return refuse_all({status_code::too_large, "wire batch exceeds its size limit"});
+    if (!shape) return refuse_all(shape);
     for (std::size_t i = 4; i < f.size(); i += 2) {
       auto h = decode_signed_part(f[i]);
       if (!h) return refuse_all(h.error());

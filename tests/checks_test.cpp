@@ -6,11 +6,13 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "agentbus/envelope.hpp"
 #include "agentbus/policy.hpp"
 #include "agentbus/status.hpp"
 #include "session/checks.hpp"
+#include "session/handshake.hpp"
 
 namespace agentbus::session {
 namespace {
@@ -106,3 +108,31 @@ TEST(CheckKeyAndAssurance, KeyAndAssuranceAreCheckedBeforeTheBatchSize) {
 
 }  // namespace
 }  // namespace agentbus::session
+
+namespace agentbus {
+namespace {
+
+std::vector<bytes> pairs(std::size_t n, std::size_t each = 10) { return std::vector<bytes>(2 * n, bytes(each, 0x01)); }
+
+TEST(CheckWireBatchShape, OneToTheLimitOfPairsWithinTheSizesIsAccepted) {
+  EXPECT_TRUE(session::check_wire_batch_shape(pairs(1), 1024).ok());
+  EXPECT_TRUE(session::check_wire_batch_shape(pairs(session::kMaxWireBatchEnvelopes), 1024).ok());
+  // Exactly the byte limit in total.
+  auto frames = pairs(4, session::kMaxWireBatchBytes / 8);
+  EXPECT_TRUE(session::check_wire_batch_shape(frames, session::kMaxWireBatchBytes).ok());
+}
+
+TEST(CheckWireBatchShape, WrongCountsAreMalformedAndSizesTooLarge) {
+  EXPECT_EQ(session::check_wire_batch_shape({}, 1024).code(), status_code::malformed);
+  auto odd = pairs(3);
+  odd.pop_back();
+  EXPECT_EQ(session::check_wire_batch_shape(odd, 1024).code(), status_code::malformed);
+  EXPECT_EQ(session::check_wire_batch_shape(pairs(session::kMaxWireBatchEnvelopes + 1), 1024).code(), status_code::malformed);
+  EXPECT_EQ(session::check_wire_batch_shape(pairs(2, 600), 1199).code(), status_code::too_large);  // one pair over
+  auto big = pairs(4, session::kMaxWireBatchBytes / 8);
+  big.back().push_back(0x01);  // one byte over in total
+  EXPECT_EQ(session::check_wire_batch_shape(big, session::kMaxWireBatchBytes).code(), status_code::too_large);
+}
+
+}  // namespace
+}  // namespace agentbus

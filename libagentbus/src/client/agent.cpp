@@ -72,6 +72,9 @@ struct peer_session {
   std::optional<steady::time_point> unanswered_at;
 };
 constexpr std::chrono::seconds kOfferRetryAfter{5};
+// kMaxReceivedFrameBytes: ZeroMQ drops a larger frame from the broker (and the
+// connection): the DEALER's ZMQ_MAXMSGSIZE.
+constexpr std::size_t kMaxReceivedFrameBytes = 2u << 20;
 
 std::uint64_t micros_now() {
   return static_cast<std::uint64_t>(
@@ -924,16 +927,14 @@ struct agent::impl {
   // the whole batch (a broker never builds a bad one); then each envelope is checked
   // on its own. Returns false if it was parked (a sender's key is unknown yet).
   bool check_and_deliver_batch(const net::frames& f) {
-    const std::size_t count = f.size() >= 5 ? (f.size() - 3) / 2 : 0;
     auto refuse_batch = [&](status why) {
       report({"receiver", std::move(why), "broker", opts.name, {}});
       return true;
     };
-    if (count == 0 || (f.size() - 3) % 2 != 0 || count > session::kMaxWireBatchEnvelopes)
-      return refuse_batch({status_code::malformed, "a wire batch is a session id, a MAC and 1 to 1024 envelopes"});
-    std::size_t total = 0;
-    for (std::size_t i = 3; i < f.size(); ++i) total += f[i].size();
-    if (total > session::kMaxWireBatchBytes) return refuse_batch({status_code::too_large, "wire batch exceeds its size limit"});
+    const std::span<const bytes> envelope_frames = f.size() > 3 ? std::span(f).subspan(3) : std::span<const bytes>();
+    if (status st = session::check_wire_batch_shape(envelope_frames, 2 * kMaxReceivedFrameBytes); !st)
+      return refuse_batch(std::move(st));
+    const std::size_t count = envelope_frames.size() / 2;
     std::vector<received_envelope> members(count);
     for (std::size_t k = 0; k < count; ++k) {
       rejection refused;
@@ -1434,7 +1435,7 @@ agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shar
   d.dealer.set(zmq::sockopt::linger, 0);
   d.dealer.set(zmq::sockopt::sndhwm, 10000);
   d.dealer.set(zmq::sockopt::rcvhwm, 10000);
-  d.dealer.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(2u << 20));
+  d.dealer.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(kMaxReceivedFrameBytes));
   d.dealer.connect(d.opts.broker_endpoint);
   try {
     d.enrol();

@@ -50,6 +50,21 @@ status verify_ctrl_tag(const session_state& s, byte_view session_id, byte_view b
   return {};
 }
 
+status check_wire_batch_shape(std::span<const bytes> envelope_frames, std::size_t max_pair_bytes) {
+  const std::size_t count = envelope_frames.size() / 2;
+  if (count == 0 || envelope_frames.size() % 2 != 0 || count > kMaxWireBatchEnvelopes)
+    return {status_code::malformed,
+            "a wire batch is a session id, a MAC and 1 to " + std::to_string(kMaxWireBatchEnvelopes) + " envelopes"};
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < envelope_frames.size(); i += 2) {
+    const std::size_t pair = envelope_frames[i].size() + envelope_frames[i + 1].size();
+    if (pair > max_pair_bytes) return {status_code::too_large, "an envelope of the wire batch exceeds the frame limit"};
+    total += pair;
+  }
+  if (total > kMaxWireBatchBytes) return {status_code::too_large, "wire batch exceeds its size limit"};
+  return {};
+}
+
 status verify_wire_batch_mac(const session_state& s, byte_view session_id, std::span<const wire_batch_item> items,
                              byte_view tag) {
   const mac_key* k = s.find_receive(session_id);

@@ -26,6 +26,10 @@ status verify_hop_mac(const session_state& s, byte_view digest, const envelope_a
 // verify_e2e_mac: the entry for `me` is present, names a live key, and verifies.
 status verify_e2e_mac(const session_state& s, byte_view digest, const envelope_auth& auth, std::string_view me);
 status verify_ctrl_tag(const session_state& s, byte_view session_id, byte_view body, byte_view tag);
+// check_wire_batch_shape: the envelope frames of a wire batch (after its session id
+// and MAC) are 1 to kMaxWireBatchEnvelopes (signed part, auth part) pairs (malformed),
+// each pair within max_pair_bytes and all within kMaxWireBatchBytes (too_large).
+status check_wire_batch_shape(std::span<const bytes> envelope_frames, std::size_t max_pair_bytes);
 // verify_wire_batch_mac: the one hop MAC of a wire batch (schemas/envelope.md §7.3).
 status verify_wire_batch_mac(const session_state& s, byte_view session_id, std::span<const wire_batch_item> items,
                              byte_view tag);
