@@ -1039,15 +1039,9 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
   d.router.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(d.cfg.max_frame_bytes));
   d.router.set(zmq::sockopt::linger, 0);
   if (const int ivl = d.cfg.heartbeat_interval_ms; ivl > 0) {
-    // ZMTP heartbeats (ZeroMQ's engine, never the message queues): a connection
-    // silent for 3 intervals is dropped with its buffers, and the TTL tells agents to
-    // drop theirs to a broker gone silent (libzmq caps it at 6553.5 s). libzmq arms
-    // the TTL only at a PING and cancels it at any other traffic, so it catches a
-    // broker that froze after a PING, not one that froze right after data: agents
-    // run heartbeats of their own by default for that.
-    d.router.set(zmq::sockopt::heartbeat_ivl, ivl);
-    d.router.set(zmq::sockopt::heartbeat_timeout, 3 * ivl);
-    d.router.set(zmq::sockopt::heartbeat_ttl, std::min(3 * ivl, 6'553'500));
+    // A silent agent connection is dropped with its buffers; agents are asked to drop
+    // a silent broker too (and heartbeat themselves by default: see set_heartbeats).
+    net::set_heartbeats(d.router, ivl);
     spdlog::info("ZMTP heartbeats every {} ms (a connection silent for {} ms is dropped)", ivl, 3 * ivl);
   }
   for (const auto& ep : d.cfg.endpoints) {

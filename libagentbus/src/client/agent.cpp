@@ -1420,13 +1420,9 @@ agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shar
                                                            " differs from the policy's " + d.my_suite.name);
   d.my_key_id = d.key->public_key().fingerprint();
   if (const int ivl = static_cast<int>(d.opts.heartbeat_interval.count()); ivl > 0) {
-    // ZMTP heartbeats: ZeroMQ's engine pings the broker and drops a connection silent
-    // for 3 intervals (a dead host, a cut link; a closed one is noticed at once), so
-    // the socket reconnects and the monitor reports it. The TTL asks the broker to
-    // drop ours likewise (libzmq caps it at 6553.5 s).
-    d.dealer.set(zmq::sockopt::heartbeat_ivl, ivl);
-    d.dealer.set(zmq::sockopt::heartbeat_timeout, 3 * ivl);
-    d.dealer.set(zmq::sockopt::heartbeat_ttl, std::min(3 * ivl, 6'553'500));
+    // A connection silent for 3 intervals (a dead host, a cut link; a closed one is
+    // noticed at once) is dropped, so the socket reconnects and the monitor reports it.
+    net::set_heartbeats(d.dealer, ivl);
   }
   // Attached before connect, so the first connection is known not to be a reconnection.
   d.monitor.emplace(d.ctx, d.dealer);

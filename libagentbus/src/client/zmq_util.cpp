@@ -1,5 +1,7 @@
 #include "client/zmq_util.hpp"
 
+#include <algorithm>
+
 namespace agentbus::net {
 
 bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_frames) {
@@ -26,6 +28,12 @@ std::optional<frames> recv_multipart(zmq::socket_t& socket, std::size_t max_fram
   frames out;
   if (!recv_multipart_into(socket, out, max_frames)) return std::nullopt;
   return out;
+}
+
+void set_heartbeats(zmq::socket_t& socket, int interval_ms) {
+  socket.set(zmq::sockopt::heartbeat_ivl, interval_ms);
+  socket.set(zmq::sockopt::heartbeat_timeout, 3 * interval_ms);
+  socket.set(zmq::sockopt::heartbeat_ttl, std::min(3 * interval_ms, 6'553'500));
 }
 
 namespace {

@@ -24,6 +24,14 @@ std::optional<frames> recv_multipart(zmq::socket_t& socket, std::size_t max_fram
 // False if no message is waiting (`out` is then unchanged).
 bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_frames = 8);
 
+// set_heartbeats turns on ZMTP heartbeats on `socket` (ZeroMQ's own PING/PONG, outside
+// the message queues): a PING every interval_ms, the connection dropped when nothing
+// arrives for 3 intervals, and a TTL of 3 intervals asking the peer to drop it likewise
+// (capped at libzmq's 6553.5 s). libzmq arms that TTL only at a PING and cancels it at
+// any other traffic: a peer gone silent right after data is caught by the side's own
+// heartbeats, not by the TTL. Set before connect/bind; interval_ms > 0.
+void set_heartbeats(zmq::socket_t& socket, int interval_ms);
+
 // send_outcome distinguishes a full queue (EAGAIN at the high-water mark) from a
 // peer that is gone (EHOSTUNREACH under ROUTER_MANDATORY).
 enum class send_outcome { sent, would_block, unreachable };
