@@ -271,17 +271,25 @@ struct wire_tamper_case {
   std::function<void(std::vector<bytes>& frames)> edit;  // frames: BATCH, session id, MAC, (signed, auth)...
 };
 
-class WireBatchTampering : public ::testing::TestWithParam<wire_tamper_case> {};
+// batching_pair: a broker, monitor-1 signing in tpm-batch mode (wire batches on) and
+// director-1 signing directly, each with a collector (m, d).
+class batching_pair : public ::testing::TestWithParam<wire_tamper_case> {
+ protected:
+  batching_pair() {
+    d.attach(*director.client);
+    m.attach(*monitor.client);
+  }
+  broker_process b;
+  testing::scoped_temp_dir dir;
+  testing::bus_agent monitor = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, batching());
+  testing::bus_agent director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");
+  collector d, m;
+};
+
+class WireBatchTampering : public batching_pair {};
 
 TEST_P(WireBatchTampering, WholeBatchIsRefusedAtTheBrokerAndTheBusGoesOn) {
   const auto& c = GetParam();
-  broker_process b;
-  testing::scoped_temp_dir dir;
-  auto monitor = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, batching());
-  auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");
-  collector d, m;
-  d.attach(*director.client);
-  m.attach(*monitor.client);
   ASSERT_TRUE(monitor->send("director-1", "text/plain", text("before")).ok());
   ASSERT_TRUE(wait_until([&] { return d.count() == 1; })) << d.describe() << m.describe();
 
@@ -420,17 +428,10 @@ TEST(WireBatch, FanOutFromARefusedSenderRefusesEachEnvelopeForItsSender) {
 // Receiver side of fan-out wire batches: a wire batch from the broker that was altered
 // after its MAC (by the broker or on the path) is refused as a whole by the receiver,
 // with its reason, and nothing of it is delivered; the bus goes on.
-class FanOutTampering : public ::testing::TestWithParam<wire_tamper_case> {};
+class FanOutTampering : public batching_pair {};
 
 TEST_P(FanOutTampering, WholeBatchIsRefusedAtTheReceiverAndTheBusGoesOn) {
   const auto& c = GetParam();
-  broker_process b;
-  testing::scoped_temp_dir dir;
-  auto monitor = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, batching());
-  auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");
-  collector d, m;
-  d.attach(*director.client);
-  m.attach(*monitor.client);
 
   // The first wire batch of several envelopes that reaches director-1 is altered;
   // its members' payloads are noted before that.
