@@ -450,6 +450,48 @@ TEST_F(Bus, RekeyingUnderTrafficLosesAndRejectsNothing) {
   EXPECT_GE(monitor->stats().rekeys + director->stats().rekeys, 5u);
 }
 
+// A session's first envelopes can reach the initiator before it has installed the
+// keys: the responder installs right after queueing its acceptance and may send at
+// once, while the initiator completes the acceptance on its dispatch thread, here held
+// up by a slow handler. They wait for the keys instead of being refused (no_session).
+TEST_F(Bus, EnvelopesUnderANewSessionWaitForTheInitiatorToInstallItsKeys) {
+  auto& b = broker();
+  auto director = connect_agent(b, dir_.path(), "director-1", "DIRECTOR");
+  auto monitor = connect_agent(b, dir_.path(), "monitor-1", "MONITOR");
+  auto architect = connect_agent(b, dir_.path(), "architect-1", "ARCHITECT");
+  inbox d, m;
+  std::atomic<bool> blocking{false};
+  director->on_message([&, h = d.handler()](const message& msg) {
+    if (text_of(msg.header.payload) == "block") {
+      blocking = true;
+      std::this_thread::sleep_for(1500ms);  // the dispatch thread is busy meanwhile
+    }
+    h(msg);
+  });
+  director->on_rejected([s = d.st](const rejection& r) {
+    std::lock_guard lock(s->mu);
+    s->rejections.push_back(r);
+  });
+  m.attach(*monitor.client);
+  ASSERT_TRUE(architect->send("director-1", "text/plain", text("warm")).ok());
+  ASSERT_TRUE(wait_until([&] { return d.count() == 1; })) << d.describe();
+  ASSERT_TRUE(architect->send("director-1", "text/plain", text("block")).ok());
+  ASSERT_TRUE(wait_until([&] { return blocking.load(); }));
+
+  // director-1 offers monitor-1 a session; completing it waits behind the handler.
+  status first_send;
+  std::thread initiator([&] { first_send = director->send("monitor-1", "text/plain", text("hello")); });
+  ASSERT_TRUE(wait_until([&] { return monitor->stats().sessions >= 1; })) << "monitor-1 did not accept the session";
+  ASSERT_TRUE(monitor->send("director-1", "text/plain", text("early")).ok());  // under the new keys, at once
+  initiator.join();
+  EXPECT_TRUE(first_send.ok()) << first_send.to_string();
+  ASSERT_TRUE(wait_until([&] { return d.count() == 3; }, 10s)) << d.describe();
+  ASSERT_TRUE(wait_until([&] { return m.count() == 1; })) << m.describe();
+  EXPECT_EQ(d.rejected(), 0u) << d.describe();
+  std::lock_guard lock(d.mu);
+  EXPECT_EQ(text_of(d.messages.back().header.payload), "early");
+}
+
 TEST_F(Bus, AgentsReconnectAfterABrokerRestart) {
   auto& b = broker();
   auto monitor = connect_agent(b, dir_.path(), "monitor-1", "MONITOR");

@@ -209,6 +209,34 @@ struct agent::impl {
     (void)!::write(wake_fd, &one, sizeof one);
   }
 
+  // Offers being answered and accepts being completed (key derivation, possibly TPM
+  // signing and ECDH) on the dispatch thread, per peer (sess_mu). The peer may already
+  // send under the new keys (a responder installs right after queueing its accept; an
+  // initiator as soon as the accept arrives), and its envelopes can reach the io thread
+  // before our keys are installed: they wait for the job (awaiting_session) instead of
+  // being refused as no_session or bad_mac.
+  std::map<std::string, int, std::less<>> completing;
+  // completion_pending lives in the dispatched completion job: created when the job is
+  // queued, destroyed when it has run or was dropped (queue full) — then the waiting
+  // envelopes are checked again.
+  struct completion_pending {
+    impl* d;
+    std::string peer;
+    completion_pending(impl* owner, std::string name) : d(owner), peer(std::move(name)) {
+      std::lock_guard lock(d->sess_mu);
+      ++d->completing[peer];
+    }
+    ~completion_pending() {
+      {
+        std::lock_guard lock(d->sess_mu);
+        if (auto it = d->completing.find(peer); it != d->completing.end() && --it->second <= 0) d->completing.erase(it);
+      }
+      if (!d->stopping) d->wake_io();
+    }
+    completion_pending(const completion_pending&) = delete;
+    completion_pending& operator=(const completion_pending&) = delete;
+  };
+
   // dispatch queues work for the dispatch thread. Bounded: a flood that handlers
   // cannot keep up with is counted and logged, not allowed to exhaust memory.
   bool dispatch(std::function<void()> fn) {
@@ -769,8 +797,13 @@ struct agent::impl {
       // Queue the acceptance before the new keys can be used: nothing sealed with them
       // may overtake it to the initiator (who cannot verify it before the acceptance).
       std::lock_guard lock(sess_mu);
-      (void)queue_envelope(std::move(frames).value());
       auto& s = sessions[p.name];
+      // The crossing rule again: we may have offered a session ourselves while this
+      // acceptance was signed (the TPM is slow). Installing keys the peer drops (it
+      // answers our offer, which wins) would have us MAC with them: bad_mac there.
+      if (s.offer && opts.name < p.name) return;  // ours wins; the peer will accept ours
+      s.offer.reset();
+      (void)queue_envelope(std::move(frames).value());
       if (s.established) ++st_rekeys;
       else ++st_sessions;
       s.state.install(session::mac_key{keys.session_id, std::move(keys.responder_to_initiator), my_suite.mac_hash},
@@ -856,6 +889,9 @@ struct agent::impl {
     std::shared_ptr<const peer_info> peer;
     bytes digest;
   };
+  // io thread only: envelopes whose hop MAC verified, waiting for a session key that an
+  // accept being completed will install (see `completing`), with their signed parts.
+  std::deque<std::pair<received_envelope, bytes>> awaiting_session;
   // refused: the bytes do not decode; sender_refused: they decode, but the sender's
   // key lookup failed recently (unknown, revoked, changed key); unknown_sender: park.
   enum class lookup { ready, refused, sender_refused, unknown_sender };
@@ -1005,10 +1041,18 @@ struct agent::impl {
     if (status st = session::verify_envelope_signature(*p.key, s, digest, *auth, &roots); !st) return reject(st);
     // 8. End-to-end MAC (session set-up messages are authenticated by their signature).
     if (!session_control) {
-      std::lock_guard lock(sess_mu);
+      std::unique_lock lock(sess_mu);
       auto it = sessions.find(h->sender);
       status st = it == sessions.end() ? status(status_code::no_session, "no session with " + h->sender)
                                        : session::verify_e2e_mac(it->second.state, digest, *auth, opts.name);
+      if (!st && completing.count(h->sender) > 0) {
+        // Its key is probably being installed right now: check it again afterwards.
+        lock.unlock();
+        if (awaiting_session.size() >= opts.max_pending)
+          return reject({status_code::overloaded, "too many envelopes waiting for a session being set up"});
+        awaiting_session.emplace_back(std::move(e), signed_part);
+        return;
+      }
       if (st.code() == status_code::no_session) reoffer(h->sender);
       if (!st) return reject(st);
       it->second.state.count_received();
@@ -1020,9 +1064,13 @@ struct agent::impl {
     if (session_control) {
       // Both may use the TPM (signing, ECDH): the dispatch thread, never this one.
       if (h->content_type == session::kOfferContentType)
-        dispatch([this, p, hdr = std::move(*h), sp = signed_part]() mutable { answer_offer(p, hdr, std::move(sp)); });
+        dispatch([this, p, hdr = std::move(*h), sp = signed_part,
+                  pending = std::make_shared<completion_pending>(this, p.name)]() mutable {
+          answer_offer(p, hdr, std::move(sp));
+        });
       else
-        dispatch([this, p, hdr = std::move(*h), sp = signed_part] { complete_offer(p, hdr, sp); });
+        dispatch([this, p, hdr = std::move(*h), sp = signed_part,
+                  pending = std::make_shared<completion_pending>(this, p.name)] { complete_offer(p, hdr, sp); });
       return;
     }
     message m{std::move(*h), p.role, auth->level, p.key_protection};
@@ -1257,6 +1305,7 @@ struct agent::impl {
         again.swap(parked);
         for (auto& f : again) handle_frames(f);
       }
+      if (!awaiting_session.empty()) recheck_awaiting_session();
     }
   }
 
@@ -1341,6 +1390,25 @@ struct agent::impl {
       spdlog::warn("[{}] hop rekey failed (keeping the current keys): {}", opts.name, e.what());
       next_hop_rekey_attempt = steady::now() + std::chrono::seconds(5);  // whatever triggered it
     }
+  }
+
+  // recheck_awaiting_session checks again, in arrival order, the envelopes whose
+  // sender's accept has been completed since (installed or not: now they pass or are
+  // refused as usual).
+  void recheck_awaiting_session() {
+    std::deque<std::pair<received_envelope, bytes>> ready;
+    {
+      std::lock_guard lock(sess_mu);
+      for (auto it = awaiting_session.begin(); it != awaiting_session.end();) {
+        if (completing.count(it->first.header->sender) > 0) {
+          ++it;
+          continue;
+        }
+        ready.push_back(std::move(*it));
+        it = awaiting_session.erase(it);
+      }
+    }
+    for (auto& [e, signed_part] : ready) check_and_deliver_opened(e, signed_part);
   }
 
   // on_reconnected runs when the DEALER connected again after losing its connection
