@@ -21,7 +21,7 @@
 #include "admin_protocol.hpp"
 #include "agentbus/crypto.hpp"
 #include "registry.hpp"
-#include "client/zmq_util.hpp"
+#include "net/zmq_util.hpp"
 #include "session/checks.hpp"
 #include "session/handshake.hpp"
 #include "session/replay_window.hpp"

@@ -16,6 +16,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::broker_process;
+using testing::swtpm_process;
 using testing::connect_agent;
 using testing::wait_until;
 

@@ -9,6 +9,7 @@ namespace {
 
 using nlohmann::json;
 using testing::run_command;
+using testing::swtpm_process;
 using testing::shell_quote;
 
 TEST(ExamplesTrust, TheExampleAgentsTalkAndTheTrustGraphShowsThem) {

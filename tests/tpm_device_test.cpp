@@ -11,6 +11,7 @@ namespace agentbus {
 namespace {
 
 using testing::swtpm_environment;
+using testing::swtpm_process;
 AGENTBUS_USE_SWTPM_ENVIRONMENT();
 
 const key_type kRsa3072{signature_scheme::rsa_pss, 3072, ec_curve::p256};

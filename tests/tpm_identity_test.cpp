@@ -4,7 +4,7 @@
 
 #include "agentbus/identity.hpp"
 #include "agentbus/policy.hpp"
-#include "agentbus/swtpm_process.hpp"
+#include "agentbus/testing/swtpm_process.hpp"
 #include "agentbus/tpm.hpp"
 #include "support/swtpm_environment.hpp"
 
@@ -12,6 +12,7 @@ namespace agentbus {
 namespace {
 
 using testing::swtpm_environment;
+using testing::swtpm_process;
 AGENTBUS_USE_SWTPM_ENVIRONMENT();
 namespace fs = std::filesystem;
 

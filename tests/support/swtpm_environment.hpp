@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "agentbus/swtpm_process.hpp"
+#include "agentbus/testing/swtpm_process.hpp"
 #include "agentbus/tpm.hpp"
 
 namespace agentbus::testing {

@@ -65,7 +65,7 @@
 #include "agentbus/identity.hpp"
 #include "agentbus/policy.hpp"
 #include "agentbus/status.hpp"
-#include "agentbus/swtpm_process.hpp"
+#include "agentbus/testing/swtpm_process.hpp"
 #include "agentbus/tpm.hpp"
 #include "bench.hpp"
 #include "idle_agents.hpp"
@@ -73,6 +73,8 @@
 
 namespace agentbus::bench {
 namespace {
+
+using testing::swtpm_process;
 
 // ---------------------------------------------------------------- payload
 

@@ -28,13 +28,15 @@
 
 #include "agentbus/identity.hpp"
 #include "agentbus/policy.hpp"
-#include "agentbus/swtpm_process.hpp"
+#include "agentbus/testing/swtpm_process.hpp"
 #include "agentbus/tpm.hpp"
 #include "bench.hpp"
 #include "process_stats.hpp"
 
 namespace agentbus::bench {
 namespace {
+
+using testing::swtpm_process;
 
 using json = nlohmann::ordered_json;
 

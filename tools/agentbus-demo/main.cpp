@@ -17,11 +17,12 @@
 #include "agentbus/envelope.hpp"
 #include "agentbus/identity.hpp"
 #include "agentbus/policy.hpp"
-#include "agentbus/swtpm_process.hpp"
+#include "agentbus/testing/swtpm_process.hpp"
 #include "agentbus/tpm.hpp"
 
 namespace fs = std::filesystem;
 using namespace agentbus;
+using agentbus::testing::swtpm_process;
 
 namespace {
 

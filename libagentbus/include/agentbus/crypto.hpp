@@ -69,6 +69,13 @@ bool constant_time_equal(byte_view a, byte_view b) noexcept;
 // random_bytes returns cryptographically secure random bytes (RAND_bytes).
 bytes random_bytes(std::size_t n);
 
+// pkey_handle is the OpenSSL key behind a public_key or an ec_keypair. It is
+// defined inside the library only (crypto/ossl.hpp); this header names no OpenSSL
+// type, so an application compiles against it without OpenSSL's headers.
+struct pkey_handle;
+// key_access is the library's internal door to the OpenSSL key (crypto/ossl.hpp).
+struct key_access;
+
 // public_key is an immutable public key (RSA or EC) held as an OpenSSL EVP_PKEY.
 // Copies share the key; all methods are const and thread-safe.
 class public_key {
@@ -89,14 +96,12 @@ class public_key {
   bytes fingerprint() const;
   std::string fingerprint_hex() const { return to_hex(fingerprint()); }
 
-  // Internal access to the EVP_PKEY (an `EVP_PKEY*`), for libagentbus only.
-  void* native_handle() const noexcept { return pkey_.get(); }
 
  private:
-  public_key(std::shared_ptr<void> pkey, key_type type, bytes der)
+  friend struct key_access;
+  public_key(std::shared_ptr<const pkey_handle> pkey, key_type type, bytes der)
       : pkey_(std::move(pkey)), type_(type), der_(std::move(der)) {}
-  static result<public_key> adopt(void* evp_pkey);  // takes ownership
-  std::shared_ptr<void> pkey_;
+  std::shared_ptr<const pkey_handle> pkey_;
   key_type type_;
   bytes der_;
 };
@@ -123,9 +128,10 @@ class ec_keypair {
   result<secret_bytes> derive(const public_key& peer) const;
 
  private:
-  ec_keypair(std::shared_ptr<void> pkey, public_key pub)
+  friend struct key_access;
+  ec_keypair(std::shared_ptr<const pkey_handle> pkey, public_key pub)
       : pkey_(std::move(pkey)), public_(std::move(pub)) {}
-  std::shared_ptr<void> pkey_;
+  std::shared_ptr<const pkey_handle> pkey_;
   public_key public_;
 };
 

@@ -30,8 +30,8 @@
 #include "agentbus/identity.hpp"
 #include "agentbus/policy.hpp"
 #include "client/batch_signer.hpp"
-#include "client/connection_monitor.hpp"
-#include "client/zmq_util.hpp"
+#include "net/connection_monitor.hpp"
+#include "net/zmq_util.hpp"
 #include "crypto/random_id_pool.hpp"
 #include "session/checks.hpp"
 #include "session/handshake.hpp"
@@ -95,7 +95,7 @@ struct agent::impl {
   zmq::context_t ctx{1};
   zmq::socket_t dealer{ctx, zmq::socket_type::dealer};
   // Declared after the socket and context it borrows: destroyed (closed) before them.
-  std::optional<client::connection_monitor> monitor;  // io thread only, once running
+  std::optional<net::connection_monitor> monitor;  // io thread only, once running
   int wake_fd = -1;
   std::atomic<bool> stopping{false};
   std::thread io_thread, dispatch_thread;

@@ -50,14 +50,33 @@ const EVP_MD* md_of(hash_algorithm h);
 // group_name_of maps a curve to OpenSSL's group name ("P-256").
 const char* group_name_of(ec_curve c) noexcept;
 
-// share_pkey wraps an owned EVP_PKEY in the shared_ptr public_key keeps.
-std::shared_ptr<void> share_pkey(EVP_PKEY* pkey);
+// pkey_handle owns one EVP_PKEY: what public_key, ec_keypair and the software
+// private key share (the public header only forward-declares it).
+struct pkey_handle {
+  explicit pkey_handle(ossl_ptr<EVP_PKEY> k) noexcept : pkey(std::move(k)) {}
+  ossl_ptr<EVP_PKEY> pkey;
+};
+
+// share_pkey wraps an owned EVP_PKEY in the shared handle the key classes keep.
+std::shared_ptr<const pkey_handle> share_pkey(ossl_ptr<EVP_PKEY> pkey);
+
+// key_access is the library's way to the EVP_PKEY inside the public key classes
+// (their friend): nothing outside libagentbus can name it.
+struct key_access {
+  static EVP_PKEY* pkey(const public_key& k) noexcept { return k.pkey_->pkey.get(); }
+  static EVP_PKEY* pkey(const ec_keypair& k) noexcept { return k.pkey_->pkey.get(); }
+  // adopt: a public_key over an owned EVP_PKEY (its type checked, its DER kept).
+  static result<public_key> adopt(ossl_ptr<EVP_PKEY> pkey);
+  static ec_keypair make_keypair(std::shared_ptr<const pkey_handle> pkey, public_key pub) {
+    return ec_keypair(std::move(pkey), std::move(pub));
+  }
+};
 
 // key_type_of inspects an EVP_PKEY; nullopt for unsupported types.
 std::optional<key_type> key_type_of(const EVP_PKEY* pkey);
 
 // pkey_of returns the EVP_PKEY held by a public_key.
-inline EVP_PKEY* pkey_of(const public_key& k) { return static_cast<EVP_PKEY*>(k.native_handle()); }
+inline EVP_PKEY* pkey_of(const public_key& k) noexcept { return key_access::pkey(k); }
 
 }  // namespace agentbus::crypto
 

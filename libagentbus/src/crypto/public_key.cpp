@@ -16,8 +16,8 @@ const char* group_name_of(ec_curve c) noexcept {
   return "P-256";
 }
 
-std::shared_ptr<void> share_pkey(EVP_PKEY* pkey) {
-  return std::shared_ptr<void>(pkey, [](void* p) { EVP_PKEY_free(static_cast<EVP_PKEY*>(p)); });
+std::shared_ptr<const pkey_handle> share_pkey(ossl_ptr<EVP_PKEY> pkey) {
+  return std::make_shared<const pkey_handle>(std::move(pkey));
 }
 
 std::optional<key_type> key_type_of(const EVP_PKEY* pkey) {
@@ -44,8 +44,7 @@ std::optional<key_type> key_type_of(const EVP_PKEY* pkey) {
   return std::nullopt;
 }
 
-result<public_key> public_key::adopt(void* raw) {
-  ossl_ptr<EVP_PKEY> pkey(static_cast<EVP_PKEY*>(raw));
+result<public_key> key_access::adopt(ossl_ptr<EVP_PKEY> pkey) {
   auto type = key_type_of(pkey.get());
   if (!type) return status{status_code::unsupported_algorithm, "public key is neither RSA nor EC P-256/384/521"};
   int len = i2d_PUBKEY(pkey.get(), nullptr);
@@ -53,7 +52,7 @@ result<public_key> public_key::adopt(void* raw) {
   bytes der(static_cast<std::size_t>(len));
   unsigned char* p = der.data();
   i2d_PUBKEY(pkey.get(), &p);
-  return public_key(share_pkey(pkey.release()), *type, std::move(der));
+  return public_key(share_pkey(std::move(pkey)), *type, std::move(der));
 }
 
 result<public_key> public_key::from_der(byte_view der) {
@@ -67,7 +66,7 @@ result<public_key> public_key::from_der(byte_view der) {
     EVP_PKEY_free(pkey);
     return status{status_code::trailing_bytes, "bytes after the DER public key"};
   }
-  return adopt(pkey);
+  return key_access::adopt(ossl_ptr<EVP_PKEY>(pkey));
 }
 
 result<public_key> public_key::from_pem(std::string_view pem) {
@@ -80,7 +79,7 @@ result<public_key> public_key::from_pem(std::string_view pem) {
     ERR_clear_error();
     return status{status_code::malformed, "not a PEM public key"};
   }
-  return adopt(pkey);
+  return key_access::adopt(ossl_ptr<EVP_PKEY>(pkey));
 }
 
 result<public_key> public_key::from_ec_point(ec_curve curve, byte_view x, byte_view y) {
@@ -113,7 +112,7 @@ result<public_key> public_key::from_ec_point(ec_curve curve, byte_view x, byte_v
     ERR_clear_error();
     return status{status_code::invalid_field, "EC point is not on the curve"};
   }
-  return adopt(pkey);
+  return key_access::adopt(ossl_ptr<EVP_PKEY>(pkey));
 }
 
 result<public_key> public_key::from_rsa_modulus(byte_view modulus, std::uint32_t exponent) {
@@ -134,7 +133,7 @@ result<public_key> public_key::from_rsa_modulus(byte_view modulus, std::uint32_t
     ERR_clear_error();
     return status{status_code::invalid_field, "RSA modulus rejected"};
   }
-  return adopt(pkey);
+  return key_access::adopt(ossl_ptr<EVP_PKEY>(pkey));
 }
 
 std::string public_key::pem() const {
@@ -150,7 +149,7 @@ bytes public_key::fingerprint() const { return digest(hash_algorithm::sha256, de
 ec_keypair ec_keypair::generate(ec_curve curve) {
   EVP_PKEY* raw = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", group_name_of(curve));
   if (raw == nullptr) throw_crypto_error("EC key generation");
-  auto shared = share_pkey(raw);
+  auto shared = share_pkey(ossl_ptr<EVP_PKEY>(raw));
   // Derive the public half as its own EVP_PKEY so public_key never holds a secret.
   unsigned char* der = nullptr;
   int len = i2d_PUBKEY(raw, &der);
@@ -158,13 +157,13 @@ ec_keypair ec_keypair::generate(ec_curve curve) {
   auto pub = public_key::from_der(byte_view(der, static_cast<std::size_t>(len)));
   OPENSSL_free(der);
   if (!pub) throw crypto_error("generated EC key unreadable: " + pub.error().to_string());
-  return ec_keypair(std::move(shared), std::move(pub).value());
+  return key_access::make_keypair(std::move(shared), std::move(pub).value());
 }
 
 result<secret_bytes> ec_keypair::derive(const public_key& peer) const {
   if (peer.type().scheme != signature_scheme::ecdsa || peer.type().curve != curve())
     return status{status_code::wrong_key, "peer key is not on " + std::string(curve_name(curve()))};
-  ossl_ptr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, static_cast<EVP_PKEY*>(pkey_.get()), nullptr));
+  ossl_ptr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key_access::pkey(*this), nullptr));
   if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1) throw_crypto_error("EVP_PKEY_derive_init");
   if (EVP_PKEY_derive_set_peer(ctx.get(), pkey_of(peer)) != 1) {
     ERR_clear_error();

@@ -13,10 +13,9 @@
 
 namespace agentbus::crypto {
 
-software_private_key software_private_key::adopt(void* raw) {
-  auto shared = share_pkey(static_cast<EVP_PKEY*>(raw));
+software_private_key software_private_key::adopt(std::shared_ptr<const pkey_handle> shared) {
   unsigned char* der = nullptr;
-  int len = i2d_PUBKEY(static_cast<EVP_PKEY*>(raw), &der);
+  int len = i2d_PUBKEY(shared->pkey.get(), &der);
   if (len <= 0) throw_crypto_error("i2d_PUBKEY");
   auto pub = public_key::from_der(byte_view(der, static_cast<std::size_t>(len)));
   OPENSSL_free(der);
@@ -29,7 +28,7 @@ software_private_key software_private_key::generate(const key_type& type) {
                        ? EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(type.rsa_bits))
                        : EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", group_name_of(type.curve));
   if (pkey == nullptr) throw_crypto_error("software key generation (" + type.describe() + ")");
-  return adopt(pkey);
+  return adopt(share_pkey(ossl_ptr<EVP_PKEY>(pkey)));
 }
 
 software_private_key software_private_key::load(const std::filesystem::path& file) {
@@ -41,7 +40,7 @@ software_private_key software_private_key::load(const std::filesystem::path& fil
   if (!bio) throw_crypto_error("cannot open " + file.string());
   EVP_PKEY* pkey = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
   if (pkey == nullptr) throw_crypto_error(file.string() + " holds no PEM private key");
-  return adopt(pkey);
+  return adopt(share_pkey(ossl_ptr<EVP_PKEY>(pkey)));
 }
 
 void software_private_key::save(const std::filesystem::path& file) const {
@@ -53,13 +52,13 @@ void software_private_key::save(const std::filesystem::path& file) const {
     ::close(fd);
     throw_crypto_error("BIO_new_fd");
   }
-  if (PEM_write_bio_PrivateKey(bio.get(), static_cast<EVP_PKEY*>(pkey_.get()), nullptr, nullptr, 0, nullptr, nullptr) != 1)
+  if (PEM_write_bio_PrivateKey(bio.get(), pkey_->pkey.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
     throw_crypto_error("PEM_write_bio_PrivateKey");
 }
 
 result<bytes> software_private_key::sign_digest(hash_algorithm h, byte_view digest) const {
   if (digest.size() != hash_size(h)) return status{status_code::invalid_field, "digest length does not match the hash"};
-  ossl_ptr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, static_cast<EVP_PKEY*>(pkey_.get()), nullptr));
+  ossl_ptr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey_->pkey.get(), nullptr));
   if (!ctx || EVP_PKEY_sign_init(ctx.get()) != 1) throw_crypto_error("EVP_PKEY_sign_init");
   if (public_.type().scheme == signature_scheme::rsa_pss) {
     if (EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PSS_PADDING) != 1 ||

@@ -23,9 +23,10 @@ class software_private_key {
   result<bytes> sign_digest(hash_algorithm h, byte_view digest) const;
 
  private:
-  software_private_key(std::shared_ptr<void> pkey, public_key pub) : pkey_(std::move(pkey)), public_(std::move(pub)) {}
-  static software_private_key adopt(void* evp_pkey);
-  std::shared_ptr<void> pkey_;
+  software_private_key(std::shared_ptr<const pkey_handle> pkey, public_key pub)
+      : pkey_(std::move(pkey)), public_(std::move(pub)) {}
+  static software_private_key adopt(std::shared_ptr<const pkey_handle> pkey);
+  std::shared_ptr<const pkey_handle> pkey_;
   public_key public_;
 };
 

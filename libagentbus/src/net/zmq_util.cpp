@@ -1,4 +1,4 @@
-#include "client/zmq_util.hpp"
+#include "net/zmq_util.hpp"
 
 #include <algorithm>
 

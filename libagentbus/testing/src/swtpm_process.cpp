@@ -1,4 +1,4 @@
-#include "agentbus/swtpm_process.hpp"
+#include "agentbus/testing/swtpm_process.hpp"
 
 #include <signal.h>
 #include <sys/prctl.h>
@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-namespace agentbus {
+namespace agentbus::testing {
 namespace fs = std::filesystem;
 namespace {
 
@@ -172,4 +172,4 @@ void swtpm_process::stop() {
   pid_ = -1;
 }
 
-}  // namespace agentbus
+}  // namespace agentbus::testing

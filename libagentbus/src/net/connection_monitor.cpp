@@ -1,11 +1,11 @@
-#include "client/connection_monitor.hpp"
+#include "net/connection_monitor.hpp"
 
 #include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <string>
 
-namespace agentbus::client {
+namespace agentbus::net {
 namespace {
 
 // inproc names are per context, and each agent has its own; the counter keeps them
@@ -60,4 +60,4 @@ bool connection_monitor::reconnected() {
   return again;
 }
 
-}  // namespace agentbus::client
+}  // namespace agentbus::net

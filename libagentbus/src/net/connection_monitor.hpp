@@ -10,7 +10,7 @@
 
 #include <zmq.hpp>
 
-namespace agentbus::client {
+namespace agentbus::net {
 
 // connection_monitor watches `watched` through zmq_socket_monitor on an inproc
 // endpoint of its own (ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) and reads the
@@ -45,4 +45,4 @@ class connection_monitor {
   bool disconnected_ = false;  // a DISCONNECTED not yet followed by a CONNECTED
 };
 
-}  // namespace agentbus::client
+}  // namespace agentbus::net

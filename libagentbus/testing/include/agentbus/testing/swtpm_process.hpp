@@ -1,4 +1,5 @@
-// swtpm_process.hpp — a private software TPM (swtpm) for demos and tests.
+// swtpm_process.hpp — a private software TPM (swtpm) for demos and tests
+// (agentbus_testing: the product library and the broker never link it).
 //
 // Each swtpm_process runs `swtpm socket --tpm2` on UNIX sockets inside its own
 // temporary state directory, so several test runs on one machine never collide
@@ -16,7 +17,7 @@
 #include <filesystem>
 #include <string>
 
-namespace agentbus {
+namespace agentbus::testing {
 
 class swtpm_process {
  public:
@@ -51,4 +52,4 @@ class swtpm_process {
   pid_t pid_ = -1;
 };
 
-}  // namespace agentbus
+}  // namespace agentbus::testing
