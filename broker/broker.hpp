@@ -1,9 +1,23 @@
 // broker.hpp — the agentbus broker: a ZeroMQ ROUTER that enrols agents, enforces
 // the policy at publish and routes.
 //
-// One socket thread owns the ROUTER and every piece of routing state; it never
-// touches the TPM. The broker's own TPM work (signing enrolment challenges, TPM
-// ECDH) runs on a signer thread that hands results back through an eventfd.
+// The broker is a facade over parts with one owner each (docs/architecture.md):
+//   connections      known agents apart from their connections (connections.hpp)
+//   enrolment        the handshake and its checks (enrolment.hpp)
+//   identity worker  the broker's own TPM work, off the event loop (identity_worker.hpp)
+//   publish intake   enforcement at publish, in the protocol's one order (publish_intake.hpp)
+//   router, topics   where accepted envelopes go (router.hpp, topics.hpp)
+//   control channel  subscribe, peer lookups, membership, bye (control_channel.hpp)
+//   outbox           every message the broker sends (outbox.hpp)
+//   accounting       metrics, registry counters, trust edges (accounting.hpp)
+//   admin server     the admin endpoint (admin_server.hpp)
+//
+// Threads: one event-loop thread (run()) owns the ROUTER, the admin socket and every
+// part above; nothing there blocks on a TPM. The identity worker's thread signs
+// CHALLENGE transcripts and computes the broker's TPM ECDH shares and hands results
+// back through an eventfd (its queue under its own mutex, the only lock the broker
+// takes; no lock is ever held while another is taken). ZeroMQ's I/O thread is
+// libzmq's own.
 #pragma once
 
 #include <atomic>
@@ -43,7 +57,6 @@ class broker {
  private:
   struct impl;
   std::unique_ptr<impl> impl_;
-  friend class broker_admin_state;
 };
 
 }  // namespace agentbus::broker

@@ -137,7 +137,8 @@ metrics::metrics() {
   describe("frames_refused_total", metric_kind::counter, "Frames refused before routing, by reason.", "reason");
   describe("frames_malformed_total", metric_kind::counter, "ZeroMQ messages that were not an agentbus frame.");
   describe("control_total", metric_kind::counter, "Control messages from agents, by operation.", "op");
-  describe("control_send_failures_total", metric_kind::counter, "Control replies that could not be sent, by agent.", "agent");
+  describe("control_refused_total", metric_kind::counter, "Control messages from agents refused (nack), by reason.", "reason");
+  describe("control_send_failures_total", metric_kind::counter, "Control messages that could not be sent, by reason (overloaded: the agent's queue is full; not_deliverable: its connection is gone).", "reason");
   describe("internal_errors_total", metric_kind::counter, "Unexpected exceptions caught by the event loop.");
   describe("wire_batches_total", metric_kind::counter, "Wire batches received (several envelopes under one hop MAC; each envelope is also counted in envelopes_total).");
   describe("wire_batches_sent_total", metric_kind::counter, "Wire batches sent: the envelopes of one received wire batch for one recipient, under one hop MAC.");

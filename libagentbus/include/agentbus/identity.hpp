@@ -11,6 +11,7 @@
 // every output, and the policy decides whether a role may use it.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -80,9 +81,18 @@ class identity_key {
 
   // static_ecdh_public returns the identity's static ECDH public key on `curve`,
   // creating the key on first use (TPM identities: a TPM-resident decrypt key
-  // stored as ecdh-<curve>.pub/.priv in the key directory). Software identities
-  // have none (nullopt): their sessions rely on ephemeral ECDH alone.
-  virtual std::optional<crypto::public_key> static_ecdh_public(ec_curve curve) { (void)curve; return std::nullopt; }
+  // stored as ecdh-<curve>.pub/.priv in the key directory). nullopt: the identity
+  // has none by design (software identities: their sessions rely on ephemeral ECDH
+  // alone). An error status: it should have one and the key can be neither loaded
+  // nor created (a TPM or key-directory failure; logged, and not tried again for
+  // kStaticEcdhRetry). The caller then goes on without it, which downgrades the
+  // session to ephemeral ECDH, and counts that where users see it
+  // (agent_stats::static_ecdh_failures, the broker's static_ecdh_failures_total).
+  static constexpr std::chrono::seconds kStaticEcdhRetry{30};
+  virtual result<std::optional<crypto::public_key>> static_ecdh_public(ec_curve curve) {
+    (void)curve;
+    return std::optional<crypto::public_key>{};
+  }
   // static_ecdh computes Z = x(d_static * peer) inside the TPM (TPM2_ECDH_ZGen).
   virtual result<secret_bytes> static_ecdh(ec_curve curve, const crypto::public_key& peer) {
     (void)curve; (void)peer;

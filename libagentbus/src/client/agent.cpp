@@ -177,6 +177,12 @@ struct agent::impl {
   steady::time_point last_enrol = steady::now();  // io thread only
   std::atomic<std::uint64_t> st_sent{0}, st_received{0}, st_rejected{0}, st_refused{0}, st_sessions{0}, st_rekeys{0};
 
+  std::optional<crypto::public_key> static_or_none(ec_curve curve) {
+    auto k = key->static_ecdh_public(curve);
+    if (!k) return std::nullopt;
+    return *k;
+  }
+
   // ---------------------------------------------------------------- queues
   // The io thread takes the whole queue at each wake-up, so only the push onto an
   // empty queue needs to wake it (one eventfd write per burst, not per envelope).
@@ -319,7 +325,7 @@ struct agent::impl {
     hello.tpm_manufacturer = key->metadata().tpm_manufacturer;
     hello.tpm_simulator = key->metadata().tpm_simulator;
     hello.ephemeral_der = ephemeral.public_part().der();
-    std::optional<crypto::public_key> static_pub = key->static_ecdh_public(curve);
+    std::optional<crypto::public_key> static_pub = static_or_none(curve);
     if (static_pub) hello.static_ecdh_der = static_pub->der();
     hello.nonce = crypto::random_bytes(session::kNonceSize);
     bytes hello_bytes = session::encode(hello);
@@ -695,7 +701,7 @@ struct agent::impl {
     m.curve = std::string(curve_name(o.curve));
     // With a TPM, the session also depends on a secret that never leaves it (the
     // Noise es/se pattern): our static TPM ECDH key on the session's curve.
-    if (auto st = key->static_ecdh_public(o.curve)) m.static_ecdh_der = st->der();
+    if (auto st = static_or_none(o.curve)) m.static_ecdh_der = st->der();
     {
       std::lock_guard lock(sess_mu);
       auto& s = sessions[p.name];
@@ -754,7 +760,7 @@ struct agent::impl {
     a.ephemeral_der = eph.public_part().der();
     a.nonce = crypto::random_bytes(session::kNonceSize);
     a.offer_id = offer_header.message_id;
-    std::optional<crypto::public_key> my_static = key->static_ecdh_public(expected);
+    std::optional<crypto::public_key> my_static = static_or_none(expected);
     if (my_static) a.static_ecdh_der = my_static->der();
     std::optional<crypto::public_key> peer_static;
     if (!offer->static_ecdh_der.empty()) {
@@ -849,7 +855,7 @@ struct agent::impl {
     auto z = ephemeral->derive(*peer_eph);
     if (!z) return;
     secrets.push_back(std::move(z).value());
-    std::optional<crypto::public_key> my_static = key->static_ecdh_public(curve);
+    std::optional<crypto::public_key> my_static = static_or_none(curve);
     if (my_static) {
       auto z_se = key->static_ecdh(curve, *peer_eph);
       if (!z_se) {
@@ -1367,9 +1373,10 @@ struct agent::impl {
     } else if (kind == session::frame::kControl) {
       handle_ctrl(f);
     } else if (kind == session::frame::kError) {
-      std::string text = f.size() > 1 ? std::string(net::as_string(f[1])) : "";
-      spdlog::warn("[{}] broker error: {}", opts.name, text);
-      if (text.rfind("unknown_agent", 0) == 0) reenrol();
+      auto err = f.size() == 2 ? session::decode_error(f[1]) : result<session::error_msg>(status{status_code::malformed, "ERR"});
+      if (!err) return;
+      spdlog::warn("[{}] broker error: {}: {}", opts.name, status_code_name(err->code), err->detail);
+      if (err->code == status_code::unknown_agent) reenrol();
     } else {
       report({"receiver", {status_code::malformed, "unexpected frame from the broker"}, "broker", opts.name, {}});
     }

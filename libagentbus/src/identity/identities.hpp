@@ -15,20 +15,24 @@ class tpm_identity final : public identity_key {
   tpm_identity(identity_metadata meta, crypto::public_key pub, std::shared_ptr<tpm::tpm> t, tpm::key_blob blob)
       : identity_key(std::move(meta), std::move(pub)), tpm_(std::move(t)), blob_(std::move(blob)) {}
   result<bytes> sign_digest(byte_view digest) override;
-  std::optional<crypto::public_key> static_ecdh_public(ec_curve curve) override;
+  result<std::optional<crypto::public_key>> static_ecdh_public(ec_curve curve) override;
   result<secret_bytes> static_ecdh(ec_curve curve, const crypto::public_key& peer) override;
   static std::unique_ptr<identity_key> load(const std::filesystem::path& dir, identity_metadata meta,
                                             std::shared_ptr<tpm::tpm> t);
   static void save_blob(const std::filesystem::path& dir, const tpm::key_blob& blob);
 
  private:
-  const tpm::key_blob* ecdh_blob(ec_curve curve);
+  // ecdh_blob: the static ECDH key on `curve` (nullptr: none by design), loaded or
+  // created on first use; a failure is remembered for kStaticEcdhRetry.
+  result<const tpm::key_blob*> ecdh_blob(ec_curve curve);
+  result<const tpm::key_blob*> load_or_create_ecdh(ec_curve curve);
 
   std::shared_ptr<tpm::tpm> tpm_;
   tpm::key_blob blob_;
   std::filesystem::path dir_;
   std::mutex ecdh_mutex_;
   std::map<ec_curve, tpm::key_blob> ecdh_blobs_;
+  std::map<ec_curve, std::pair<status, std::chrono::steady_clock::time_point>> ecdh_failures_;
 };
 
 class software_identity final : public identity_key {

@@ -1,5 +1,7 @@
 #include "identity/identities.hpp"
 
+#include <spdlog/spdlog.h>
+
 namespace agentbus {
 namespace fs = std::filesystem;
 
@@ -30,39 +32,68 @@ std::unique_ptr<identity_key> tpm_identity::load(const fs::path& dir, identity_m
   return id;
 }
 
-const tpm::key_blob* tpm_identity::ecdh_blob(ec_curve curve) {
-  std::lock_guard lock(ecdh_mutex_);
-  if (auto it = ecdh_blobs_.find(curve); it != ecdh_blobs_.end()) return &it->second;
-  if (dir_.empty()) return nullptr;  // an identity created in this process has its dir set below
+result<const tpm::key_blob*> tpm_identity::load_or_create_ecdh(ec_curve curve) {
   std::string base = "ecdh-" + std::string(curve_name(curve));
   tpm::key_blob blob;
-  if (fs::exists(dir_ / (base + ".pub"))) {
-    blob.type = key_type{signature_scheme::ecdsa, 0, curve};
-    blob.ecdh = true;
-    blob.public_area = read_binary_file(dir_ / (base + ".pub"));
-    blob.private_area = read_binary_file(dir_ / (base + ".priv"));
-  } else {
-    auto created = tpm_->create_ecdh_key(curve);
-    if (!created) return nullptr;
-    blob = std::move(created).value();
-    write_binary_file(dir_ / (base + ".pub"), blob.public_area, 0644);
-    write_binary_file(dir_ / (base + ".priv"), blob.private_area, 0600);
+  try {
+    if (fs::exists(dir_ / (base + ".pub"))) {
+      blob.type = key_type{signature_scheme::ecdsa, 0, curve};
+      blob.ecdh = true;
+      blob.public_area = read_binary_file(dir_ / (base + ".pub"));
+      blob.private_area = read_binary_file(dir_ / (base + ".priv"));
+      if (auto pub = tpm::tpm::public_key_of(blob); !pub || pub->type() != blob.type)
+        return status{status_code::invalid_field,
+                      (dir_ / (base + ".pub")).string() + " is not an ECDH key on " + std::string(curve_name(curve))};
+    } else {
+      auto created = tpm_->create_ecdh_key(curve);
+      if (!created) return created.error();
+      blob = std::move(created).value();
+      write_binary_file(dir_ / (base + ".pub"), blob.public_area, 0644);
+      write_binary_file(dir_ / (base + ".priv"), blob.private_area, 0600);
+    }
+  } catch (const std::exception& e) {
+    // A key directory that cannot be read or written, or a TPM that stopped answering:
+    // the session goes on without the static share, and the caller says so.
+    return status{status_code::tpm_unavailable, e.what()};
   }
   return &ecdh_blobs_.emplace(curve, std::move(blob)).first->second;
 }
 
-std::optional<crypto::public_key> tpm_identity::static_ecdh_public(ec_curve curve) {
-  const tpm::key_blob* blob = ecdh_blob(curve);
-  if (blob == nullptr) return std::nullopt;
-  auto pub = tpm::tpm::public_key_of(*blob);
-  if (!pub) return std::nullopt;
-  return std::move(pub).value();
+result<const tpm::key_blob*> tpm_identity::ecdh_blob(ec_curve curve) {
+  std::lock_guard lock(ecdh_mutex_);
+  if (auto it = ecdh_blobs_.find(curve); it != ecdh_blobs_.end()) return &it->second;
+  if (dir_.empty()) return static_cast<const tpm::key_blob*>(nullptr);
+  const auto now = std::chrono::steady_clock::now();
+  if (auto failed = ecdh_failures_.find(curve); failed != ecdh_failures_.end()) {
+    if (now - failed->second.second < kStaticEcdhRetry) return failed->second.first;
+    ecdh_failures_.erase(failed);
+  }
+  auto blob = load_or_create_ecdh(curve);
+  if (!blob) {
+    spdlog::error("identity {}: no static ECDH key on {}: {}; sessions on that curve fall back to ephemeral ECDH "
+                  "(trying again in {} s)",
+                  metadata().fingerprint.substr(0, 16), curve_name(curve), blob.error().to_string(),
+                  kStaticEcdhRetry.count());
+    ecdh_failures_[curve] = {blob.error(), now};
+  }
+  return blob;
+}
+
+result<std::optional<crypto::public_key>> tpm_identity::static_ecdh_public(ec_curve curve) {
+  auto blob = ecdh_blob(curve);
+  if (!blob) return blob.error();
+  if (*blob == nullptr) return std::optional<crypto::public_key>{};
+  auto pub = tpm::tpm::public_key_of(**blob);
+  if (!pub) return pub.error();
+  return std::optional<crypto::public_key>(std::move(pub).value());
 }
 
 result<secret_bytes> tpm_identity::static_ecdh(ec_curve curve, const crypto::public_key& peer) {
-  const tpm::key_blob* blob = ecdh_blob(curve);
-  if (blob == nullptr) return status{status_code::unsupported_algorithm, "no static ECDH key on " + std::string(curve_name(curve))};
-  return tpm_->ecdh_zgen(*blob, peer);
+  auto blob = ecdh_blob(curve);
+  if (!blob) return blob.error();
+  if (*blob == nullptr)
+    return status{status_code::unsupported_algorithm, "no static ECDH key on " + std::string(curve_name(curve))};
+  return tpm_->ecdh_zgen(**blob, peer);
 }
 
 result<bytes> tpm_identity::sign_digest(byte_view digest) {

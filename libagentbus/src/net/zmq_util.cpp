@@ -1,6 +1,7 @@
 #include "net/zmq_util.hpp"
 
 #include <algorithm>
+#include <array>
 
 namespace agentbus::net {
 
@@ -38,8 +39,8 @@ void set_heartbeats(zmq::socket_t& socket, int interval_ms) {
 
 namespace {
 template <typename Parts>
-send_outcome send_parts(zmq::socket_t& socket, const Parts& parts, bool dont_wait) {
-  std::size_t left = parts.size();
+send_outcome send_parts(zmq::socket_t& socket, const Parts& parts, bool dont_wait, std::size_t after = 0) {
+  std::size_t left = parts.size() + after;
   for (const auto& part : parts) {
     auto flags = (--left > 0 ? zmq::send_flags::sndmore : zmq::send_flags::none);
     if (dont_wait) flags = flags | zmq::send_flags::dontwait;
@@ -54,6 +55,13 @@ send_outcome send_parts(zmq::socket_t& socket, const Parts& parts, bool dont_wai
   return send_outcome::sent;
 }
 }  // namespace
+
+send_outcome send_routed(zmq::socket_t& socket, byte_view route, std::span<const byte_view> parts, bool dont_wait) {
+  // The routing id leads with the MORE flag; the message is sent only with its last part.
+  const std::array<byte_view, 1> head{route};
+  if (send_outcome o = send_parts(socket, head, dont_wait, parts.size()); o != send_outcome::sent) return o;
+  return send_parts(socket, parts, dont_wait);
+}
 
 send_outcome send_frames(zmq::socket_t& socket, const frames& parts, bool dont_wait) {
   return send_parts(socket, parts, dont_wait);

@@ -43,6 +43,10 @@ send_outcome send_frames(zmq::socket_t& socket, const frames& parts, bool dont_w
 send_outcome send_frames(zmq::socket_t& socket, std::initializer_list<byte_view> parts, bool dont_wait = true);
 send_outcome send_frames(zmq::socket_t& socket, std::span<const byte_view> parts, bool dont_wait = true);
 
+// send_routed sends `route` (a ROUTER's routing id) followed by `parts`, without
+// gathering them into one container first.
+send_outcome send_routed(zmq::socket_t& socket, byte_view route, std::span<const byte_view> parts, bool dont_wait = true);
+
 // send_multipart: true when sent.
 inline bool send_multipart(zmq::socket_t& socket, const frames& parts, bool dont_wait = true) {
   return send_frames(socket, parts, dont_wait) == send_outcome::sent;

@@ -65,6 +65,18 @@ status check_wire_batch_shape(std::span<const bytes> envelope_frames, std::size_
   return {};
 }
 
+std::size_t wire_batch_group_end(std::size_t first, std::size_t n, const std::function<std::size_t(std::size_t)>& size_of,
+                                 const std::function<bool(std::size_t)>& joins) {
+  std::size_t end = first + 1, bytes_in = size_of(first);
+  while (end < n && end - first < kWireBatchEnvelopes && joins(end)) {
+    const std::size_t more = size_of(end);
+    if (bytes_in + more > kWireBatchBytes) break;
+    bytes_in += more;
+    ++end;
+  }
+  return end;
+}
+
 status verify_wire_batch_mac(const session_state& s, byte_view session_id, std::span<const wire_batch_item> items,
                              byte_view tag) {
   const mac_key* k = s.find_receive(session_id);
@@ -73,7 +85,7 @@ status verify_wire_batch_mac(const session_state& s, byte_view session_id, std::
   return {};
 }
 
-status check_key_and_assurance(const policy& pol, const std::string& role, protection sender_protection,
+status check_key_and_assurance(const policy& pol, std::string_view role, protection sender_protection,
                                byte_view pinned_key_id, const envelope_auth& auth) {
   if (!crypto::constant_time_equal(pinned_key_id, auth.key_id))
     return {status_code::wrong_key, "envelope names a key other than the sender's pinned key"};

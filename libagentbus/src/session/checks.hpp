@@ -3,6 +3,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -30,6 +31,13 @@ status verify_ctrl_tag(const session_state& s, byte_view session_id, byte_view b
 // and MAC) are 1 to kMaxWireBatchEnvelopes (signed part, auth part) pairs (malformed),
 // each pair within max_pair_bytes and all within kMaxWireBatchBytes (too_large).
 status check_wire_batch_shape(std::span<const bytes> envelope_frames, std::size_t max_pair_bytes);
+// wire_batch_group_end: where the wire batch that starts with envelope `first` of `n`
+// ends (one past its last member). A group takes the envelopes that follow while
+// `joins(i)` holds, up to kWireBatchEnvelopes envelopes and kWireBatchBytes bytes
+// (`size_of(i)`); its first envelope is always in it, however large. The sender's
+// sealer and the broker's fan-out split their traffic with this one rule.
+std::size_t wire_batch_group_end(std::size_t first, std::size_t n, const std::function<std::size_t(std::size_t)>& size_of,
+                                 const std::function<bool(std::size_t)>& joins);
 // verify_wire_batch_mac: the one hop MAC of a wire batch (schemas/envelope.md §7.3).
 status verify_wire_batch_mac(const session_state& s, byte_view session_id, std::span<const wire_batch_item> items,
                              byte_view tag);
@@ -38,7 +46,7 @@ status verify_wire_batch_mac(const session_state& s, byte_view session_id, std::
 // its assurance level is one the role accepts and matches the key's protection
 // (a software key cannot claim tpm; assurance_refused); a tpm-batch proof names
 // at most the role's batch_max_leaves leaves (batch_too_large).
-status check_key_and_assurance(const policy& pol, const std::string& role, protection sender_protection,
+status check_key_and_assurance(const policy& pol, std::string_view role, protection sender_protection,
                                byte_view pinned_key_id, const envelope_auth& auth);
 
 // root_cache remembers batch roots whose signature verified, per signing key, so

@@ -182,6 +182,23 @@ result<refused_msg> decode_refused(byte_view in) {
   reader r(in, "REFUSED", 2, kMaxHandshakeFrame);
   r.uint("code", code).str("reason", m.reason, 1024);
   if (!r.ok()) return r.error();
+  // A refusal with code 0 would read as success.
+  if (code == 0 || code > 0xffff) return status{status_code::invalid_field, "REFUSED code out of range"};
+  m.code = static_cast<status_code>(code);
+  return m;
+}
+
+bytes encode(const error_msg& m) {
+  return writer(3).uint(static_cast<std::uint64_t>(m.code)).str(m.detail).bin(m.message_id).done();
+}
+result<error_msg> decode_error(byte_view in) {
+  error_msg m;
+  std::uint64_t code = 0;
+  reader r(in, "ERR", 3, kMaxHandshakeFrame);
+  r.uint("code", code).str("detail", m.detail, 1024).bin("message_id", m.message_id, 0, 16);
+  if (!r.ok()) return r.error();
+  if (code == 0 || code > 0xffff) return status{status_code::invalid_field, "ERR code out of range"};
+  if (!m.message_id.empty() && m.message_id.size() != 16) return status{status_code::invalid_field, "ERR message_id size"};
   m.code = static_cast<status_code>(code);
   return m;
 }

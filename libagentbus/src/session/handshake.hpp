@@ -27,7 +27,7 @@ inline constexpr std::string_view kRefused = "REFUSED";      // broker → agent
 inline constexpr std::string_view kEnvelope = "ENV";         // both ways: signed part, auth part
 inline constexpr std::string_view kWireBatch = "BATCH";     // agent → broker: session id, MAC, then envelope pairs
 inline constexpr std::string_view kControl = "CTRL";         // both ways: session id, body, hop MAC
-inline constexpr std::string_view kError = "ERR";            // broker → unauthenticated peer
+inline constexpr std::string_view kError = "ERR";            // broker → unauthenticated peer: error body
 }  // namespace frame
 
 // Wire batch limits (schemas/envelope.md §7.3): a sender splits larger batches; the
@@ -92,6 +92,18 @@ struct refused_msg {
   std::string reason;
 };
 
+// ERR: the broker's answer to a frame it cannot attribute to an enrolled agent (a
+// connection it does not know, a handshake message out of order). Not
+// authenticated: an agent acts on it only as far as an attacker on the path could
+// make it act anyway (re-enrol, report). message_id names the refused envelope
+// when the frame was an envelope whose signed part decoded (so the sender learns
+// which envelopes a restarted broker dropped), else it is empty.
+struct error_msg {
+  status_code code = status_code::malformed;
+  std::string detail;
+  bytes message_id;
+};
+
 // Agent↔agent session offer and acceptance travel as control envelopes
 // (content types below): the envelope signature authenticates them.
 inline constexpr std::string_view kOfferContentType = "application/agentbus-session-offer";
@@ -125,6 +137,7 @@ bytes encode(const challenge_msg& m, bool with_signature = true);
 bytes encode(const proof_msg& m);
 bytes encode(const welcome_msg& m);
 bytes encode(const refused_msg& m);
+bytes encode(const error_msg& m);
 bytes encode(const offer_msg& m);
 bytes encode(const accept_msg& m);
 bytes encode(const ctrl_msg& m);
@@ -134,6 +147,7 @@ result<challenge_msg> decode_challenge(byte_view in);
 result<proof_msg> decode_proof(byte_view in);
 result<welcome_msg> decode_welcome(byte_view in);
 result<refused_msg> decode_refused(byte_view in);
+result<error_msg> decode_error(byte_view in);
 result<offer_msg> decode_offer(byte_view in);
 result<accept_msg> decode_accept(byte_view in);
 result<ctrl_msg> decode_ctrl(byte_view in);

@@ -1,0 +1,111 @@
+#include "accounting.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "session/handshake.hpp"
+#include "session/replay_window.hpp"
+
+namespace agentbus::broker {
+namespace {
+constexpr std::size_t kMaxOffersInFlight = 10'000;
+std::int64_t now_ms() { return static_cast<std::int64_t>(session::now_ms()); }
+}  // namespace
+
+accounting::accounting(metrics& m, registry& reg)
+    : stats_(m),
+      reg_(reg),
+      accepted_total_(&m.get_counter("envelopes_total", "accepted")),
+      accepted_seconds_(&m.get_histogram("publish_check_seconds", "accepted")),
+      wire_batches_in_(&m.get_counter("wire_batches_total")),
+      wire_batches_out_(&m.get_counter("wire_batches_sent_total")) {}
+
+void accounting::refused_envelope(const std::string& agent, const status& why,
+                                  std::optional<std::chrono::nanoseconds> check_time) {
+  const std::string_view code = status_code_name(why.code());
+  stats_.increment("envelopes_total", code);
+  if (check_time) stats_.observe("publish_check_seconds", code, *check_time);
+  refusal(agent, why);
+}
+
+void accounting::refusal(const std::string& agent, const status& why) {
+  auto& d = refusals_[{agent, std::string(status_code_name(why.code()))}];
+  d.agent = agent;
+  d.reason = status_code_name(why.code());
+  d.detail = why.detail().substr(0, 256);
+  d.count += 1;
+  d.at = now_ms();
+}
+
+void accounting::seen(known_agent& a) {
+  a.seen_ms = now_ms();
+  if (!a.seen_dirty) {
+    a.seen_dirty = true;
+    dirty_.insert(a.name);
+  }
+}
+
+void accounting::traffic(known_agent& from, std::string_view to) {
+  auto it = from.traffic_to.find(to);
+  if (it == from.traffic_to.end()) it = from.traffic_to.emplace(std::string(to), 0).first;
+  ++it->second;
+  if (!from.seen_dirty) seen(from);
+}
+
+void accounting::note_session_control(const envelope_header& h, const connections& agents) {
+  if (h.content_type == session::kOfferContentType) {
+    auto offer = session::decode_offer(h.payload);
+    if (!offer) return;
+    if (offers_in_flight_.size() >= kMaxOffersInFlight) offers_in_flight_.erase(offers_in_flight_.begin());
+    offers_in_flight_[h.message_id] = {h.sender, h.to, offer->curve, !offer->rekey_of.empty()};
+    return;
+  }
+  if (h.content_type != session::kAcceptContentType) return;
+  auto it = offers_in_flight_.find(h.correlation_id);
+  if (it == offers_in_flight_.end() || it->second.initiator != h.to || it->second.responder != h.sender) return;
+  const known_agent* i = agents.find(it->second.initiator);
+  const known_agent* r = agents.find(it->second.responder);
+  if (i && r) {
+    std::string mac = "hmac-" + std::string(hash_name(i->agent_suite.mac_hash));
+    if (r->agent_suite.mac_hash != i->agent_suite.mac_hash) mac += "/hmac-" + std::string(hash_name(r->agent_suite.mac_hash));
+    try {
+      reg_.record_session(it->second.initiator, it->second.responder, it->second.curve, mac, now_ms(), it->second.rekey);
+    } catch (const std::exception& e) {
+      stats_.increment("registry_errors_total");
+      spdlog::error("registry: cannot record the session {} <-> {}: {}", it->second.initiator, it->second.responder,
+                    e.what());
+    }
+  }
+  offers_in_flight_.erase(it);
+}
+
+void accounting::flush(connections& agents) {
+  if (dirty_.empty() && refusals_.empty()) return;
+  std::vector<registry::traffic_delta> traffic;
+  std::vector<registry::refusal_delta> refusals;
+  std::vector<registry::seen_delta> seen;
+  for (const auto& name : dirty_) {
+    const known_agent* a = agents.find(name);
+    if (!a) continue;
+    for (const auto& [to, n] : a->traffic_to) traffic.push_back({name, to, n});
+    if (a->seen_dirty) seen.push_back({name, a->seen_ms});
+  }
+  for (const auto& [k, d] : refusals_) refusals.push_back(d);
+  try {
+    reg_.flush(traffic, refusals, seen);
+  } catch (const std::exception& e) {
+    // Kept for the next attempt; the bus goes on.
+    stats_.increment("registry_errors_total");
+    spdlog::error("registry flush failed (will retry): {}", e.what());
+    return;
+  }
+  for (const auto& name : dirty_) {
+    if (known_agent* a = agents.find(name)) {
+      a->traffic_to.clear();
+      a->seen_dirty = false;
+    }
+  }
+  dirty_.clear();
+  refusals_.clear();
+}
+
+}  // namespace agentbus::broker

@@ -1,0 +1,110 @@
+// connections.hpp — the agents the broker knows, apart from their connections.
+//
+// known_agent is who an agent is (name, role, suite, pinned key, TPM facts) and what
+// outlives any one connection: its replay window (an envelope from before a
+// reconnection stays a replay), its outgoing control sequence, its registry deltas.
+// connection is one enrolled ZeroMQ connection (routing id) of an agent: its hop
+// session and what it asked for on it (subscriptions, membership watches).
+//
+// Lifecycle: a connection is opened when an enrolment completes (PROOF verified and
+// WELCOME sent) and closed at `bye`, when a send finds the peer gone, when the agent
+// enrols on another connection or another agent takes this routing id, and at
+// revocation. Closing calls the close hook first (the broker leaves the topics and
+// tells watchers), then forgets the connection. A re-enrolment on the same
+// connection (a hop rekey) keeps it: subscriptions and watches survive.
+//
+// Owned by the broker's event-loop thread; not thread-safe. Addresses of known
+// agents and connections are stable while they exist.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "agentbus/crypto.hpp"
+#include "agentbus/suite.hpp"
+#include "session/replay_window.hpp"
+#include "session/session_keys.hpp"
+#include "session/verifier.hpp"
+
+namespace agentbus::broker {
+
+struct connection;
+
+struct known_agent {
+  std::string name, role;
+  suite agent_suite;
+  std::optional<crypto::public_key> key;
+  bytes key_id;
+  protection key_protection = protection::tpm;
+  bool tpm_simulator = false;
+  std::string tpm_manufacturer;
+  session::replay_window window;
+  std::uint64_t ctrl_out = 1;       // never reset while the broker runs
+  connection* conn = nullptr;       // set while online
+  // Registry deltas kept here, so counting an envelope allocates nothing.
+  std::map<std::string, std::uint64_t, std::less<>> traffic_to;  // recipient → envelopes since the last flush
+  std::int64_t seen_ms = 0;
+  bool seen_dirty = false;
+
+  bool online() const noexcept { return conn != nullptr; }
+  // facts: the verifier's view of this agent as a sender.
+  session::sender_facts facts() const noexcept {
+    return {name, role, &agent_suite, key ? &*key : nullptr, key_id, key_protection};
+  }
+};
+
+struct connection {
+  bytes route;
+  known_agent* agent = nullptr;
+  session::session_state hop;  // send: broker→agent, receive: agent→broker
+  session::control_sequence ctrl_in;
+  std::set<std::string, std::less<>> subscriptions;
+  std::set<std::string, std::less<>> watching;  // topics whose membership it follows
+};
+
+class connections {
+ public:
+  // close_hook runs for a connection about to close (its agent is still attached).
+  using close_hook = std::function<void(connection&)>;
+  void on_close(close_hook hook) { on_close_ = std::move(hook); }
+
+  known_agent* find(std::string_view name) noexcept;
+  const known_agent* find(std::string_view name) const noexcept;
+  // remember returns the record of `name`, creating an empty one.
+  known_agent& remember(const std::string& name);
+  connection* by_route(const bytes& route) noexcept;
+
+  // open attaches `a` to `route` and returns the connection: the same one when `a` is
+  // already connected there (a hop rekey), else a new one, after closing whatever
+  // held `route` and `a`'s connection elsewhere.
+  connection& open(known_agent& a, const bytes& route);
+  // close ends `a`'s connection, if any.
+  void close(known_agent& a);
+
+  std::size_t known_count() const noexcept { return agents_.size(); }
+  std::size_t online_count() const noexcept { return routes_.size(); }
+
+  // for_each_online calls f for every agent online when it starts; f may close
+  // connections (a send that finds a peer gone does).
+  template <typename F>
+  void for_each_online(F&& f) {
+    std::vector<known_agent*> online;
+    online.reserve(routes_.size());
+    for (auto& [route, c] : routes_) online.push_back(c->agent);
+    for (known_agent* a : online) f(*a);
+  }
+  const std::map<std::string, known_agent, std::less<>>& agents() const noexcept { return agents_; }
+
+ private:
+  std::map<std::string, known_agent, std::less<>> agents_;
+  std::map<bytes, std::unique_ptr<connection>> routes_;
+  close_hook on_close_;
+};
+
+}  // namespace agentbus::broker

@@ -1,0 +1,134 @@
+#include "control_channel.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "session/checks.hpp"
+
+namespace agentbus::broker {
+namespace control = session::control;
+
+template <class... Fs>
+struct overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <class... Fs>
+overloaded(Fs...) -> overloaded<Fs...>;
+
+void control_channel::on_control(const bytes& route, std::span<const bytes> frames) {
+  connection* c = agents_.by_route(route);
+  if (c == nullptr) return out_.error(route, {status_code::unknown_agent, "not enrolled"});
+  known_agent& a = *c->agent;
+  if (frames.size() != 3) return refuse(a, {status_code::malformed, "a control message is 3 frames"}, "");
+  if (status st = session::verify_ctrl_tag(c->hop, frames[0], frames[1], frames[2]); !st) return refuse(a, st, "");
+  auto m = control::decode_request(frames[1]);
+  if (!m) return refuse(a, m.error(), "");
+  if (!c->ctrl_in.accept(frames[0], m->seq)) return refuse(a, {status_code::replayed, "control sequence replayed"}, "");
+  acct_.stats().increment("control_total", control::op_name(m->message));
+  handle(a, m->message);
+}
+
+void control_channel::handle(known_agent& a, const control::request& r) {
+  std::visit(overloaded{[&](const control::subscribe& m) { subscribe(a, m.topic); },
+                        [&](const control::unsubscribe& m) { unsubscribe(a, m.topic); },
+                        [&](const control::peer_lookup& m) { peer_lookup(a, m.name); },
+                        [&](const control::watch_members& m) { watch_members(a, m.topic); },
+                        [&](const control::stats_request&) { out_.control(a, control::stats_answer{acct_.stats().to_json()}); },
+                        [&](const control::ping&) {},
+                        [&](const control::bye&) {
+                          agents_.close(a);
+                          spdlog::info("{} disconnected", a.name);
+                        }},
+             r);
+}
+
+void control_channel::refuse(known_agent& a, const status& why, const std::string& about) {
+  acct_.refusal(a.name, why);
+  acct_.stats().increment("control_refused_total", status_code_name(why.code()));
+  if (acct_.log_allowed("control")) spdlog::warn("control message from {} refused: {}", a.name, why.to_string());
+  out_.nack(a, {}, why, about);
+}
+
+void control_channel::subscribe(known_agent& a, const std::string& topic) {
+  connection& c = *a.conn;
+  status st = topic.size() <= 128 ? pol_.check_subscribe(a.role, topic)
+                                  : status(status_code::too_large, "topic longer than 128 bytes");
+  if (st && c.subscriptions.size() >= cfg_.max_subscriptions_per_agent && !c.subscriptions.count(topic))
+    st = status(status_code::too_large, "subscription limit reached");
+  if (st) {
+    c.subscriptions.insert(topic);
+    if (topics_.subscribe(topic, a.name)) notify_members(topic);
+  } else if (acct_.log_allowed("subscribe")) {
+    spdlog::warn("subscription of {} to {} refused: {}", a.name, topic, st.to_string());
+  }
+  acct_.stats().increment("subscriptions_total", st ? "accepted" : status_code_name(st.code()));
+  out_.control(a, control::subscribed{topic, st});
+}
+
+void control_channel::unsubscribe(known_agent& a, const std::string& topic) {
+  if (!a.conn->subscriptions.erase(topic)) return;
+  if (topics_.unsubscribe(topic, a.name)) notify_members(topic);
+}
+
+// watch_members answers (and follows) a topic's membership, only for topics the agent
+// may publish to: who subscribes is not everyone's business, and every watch costs
+// memory, so they are capped like subscriptions.
+void control_channel::watch_members(known_agent& a, const std::string& topic) {
+  if (status st = pol_.check_publish(a.role, topic); !st) return refuse(a, st, topic);
+  connection& c = *a.conn;
+  if (!c.watching.count(topic)) {
+    if (c.watching.size() >= cfg_.max_subscriptions_per_agent)
+      return refuse(a, {status_code::too_large, "membership watch limit reached"}, topic);
+    c.watching.insert(topic);
+    topics_.watch(topic, a.name);
+  }
+  send_members(a, topic);
+}
+
+void control_channel::send_members(known_agent& a, const std::string& topic) {
+  control::members list{topic, {}};
+  for (const auto& n : topics_.subscribers(topic))
+    if (const known_agent* s = agents_.find(n); s && s->online()) list.subscribers.push_back(n);
+  out_.control(a, list);
+}
+
+void control_channel::notify_members(const std::string& topic) {
+  // Copied: a send that finds a watcher gone closes it, which changes the set.
+  const topics::name_set watchers = topics_.watchers(topic);
+  for (const auto& w : watchers)
+    if (known_agent* a = agents_.find(w); a && a->online()) send_members(*a, topic);
+}
+
+void control_channel::peer_lookup(known_agent& a, const std::string& name) {
+  control::peer_answer p;
+  p.name = name;
+  const known_agent* peer = agents_.find(name);
+  if (peer == nullptr || !peer->key) {
+    p.state = control::peer_state::unknown;
+  } else if (auto rec = reg_.find_agent(name); rec && rec->revoked) {
+    p.state = control::peer_state::revoked;
+  } else {
+    p.state = control::peer_state::known;
+    p.role = peer->role;
+    p.suite = peer->agent_suite.name;
+    p.key_protection = peer->key_protection;
+    p.tpm_manufacturer = peer->tpm_manufacturer;
+    p.tpm_simulator = peer->tpm_simulator;
+    p.identity_der = peer->key->der();
+  }
+  out_.control(a, p);
+}
+
+void control_channel::leave(connection& c) {
+  const std::string& name = c.agent->name;
+  for (const auto& t : c.subscriptions)
+    if (topics_.unsubscribe(t, name)) notify_members(t);
+  for (const auto& t : c.watching) topics_.unwatch(t, name);
+  c.subscriptions.clear();
+  c.watching.clear();
+}
+
+void control_channel::announce_revocation(const std::string& name) {
+  agents_.for_each_online([&](known_agent& other) { out_.control(other, control::revoked{name}); });
+}
+
+}  // namespace agentbus::broker

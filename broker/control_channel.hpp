@@ -1,0 +1,59 @@
+// control_channel.hpp — the control messages enrolled agents send (schemas/protocol.md
+// §5): subscribe, unsubscribe, peer lookups, membership watches, stats, ping, bye;
+// and what the broker pushes unasked: member lists when a topic changes, revocations.
+//
+// A CTRL frame is checked in order: 3 frames, the tag under the connection's hop
+// session, the typed body (session/control.hpp), its sequence number; a refusal is a
+// nack without a message id.
+//
+// Owned by the broker's event-loop thread; not thread-safe.
+#pragma once
+
+#include <span>
+
+#include "accounting.hpp"
+#include "agentbus/policy.hpp"
+#include "broker_config.hpp"
+#include "connections.hpp"
+#include "outbox.hpp"
+#include "registry.hpp"
+#include "session/control.hpp"
+#include "topics.hpp"
+
+namespace agentbus::broker {
+
+class control_channel {
+ public:
+  control_channel(const broker_config& cfg, const policy& pol, connections& agents, topics& t, outbox& out,
+                  accounting& acct, registry& reg)
+      : cfg_(cfg), pol_(pol), agents_(agents), topics_(t), out_(out), acct_(acct), reg_(reg) {}
+
+  // on_control: frames after the kind: [session id, body, tag].
+  void on_control(const bytes& route, std::span<const bytes> frames);
+
+  // leave: what a closing connection asked for ends (connections' close hook):
+  // its subscriptions (watchers get the new member lists) and its watches.
+  void leave(connection& c);
+  // announce_revocation tells every online agent that `name` was revoked.
+  void announce_revocation(const std::string& name);
+
+ private:
+  void handle(known_agent& a, const session::control::request& r);
+  void subscribe(known_agent& a, const std::string& topic);
+  void unsubscribe(known_agent& a, const std::string& topic);
+  void watch_members(known_agent& a, const std::string& topic);
+  void send_members(known_agent& a, const std::string& topic);
+  void notify_members(const std::string& topic);
+  void peer_lookup(known_agent& a, const std::string& name);
+  void refuse(known_agent& a, const status& why, const std::string& about);
+
+  const broker_config& cfg_;
+  const policy& pol_;
+  connections& agents_;
+  topics& topics_;
+  outbox& out_;
+  accounting& acct_;
+  registry& reg_;
+};
+
+}  // namespace agentbus::broker

@@ -1,0 +1,266 @@
+#include "enrolment.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+
+#include "session/checks.hpp"
+#include "session/key_agreement.hpp"
+#include "session/replay_window.hpp"
+
+namespace agentbus::broker {
+namespace {
+using steady = std::chrono::steady_clock;
+}
+
+struct enrolment::handshake {
+  session::hello_msg hello;
+  bytes hello_bytes;
+  session::challenge_msg challenge;
+  bytes challenge_bytes;  // empty until signed and sent
+  std::optional<crypto::ec_keypair> ephemeral;
+  std::optional<crypto::public_key> agent_key, agent_ephemeral, agent_static;  // from HELLO, checked
+  std::optional<secret_bytes> static_share;  // broker static (TPM) × agent ephemeral
+  suite agent_suite;
+  steady::time_point deadline;
+  std::uint64_t generation = 0;
+  std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
+  ~handshake() { cancelled->store(true); }  // the worker skips its job if it has not run it yet
+};
+
+enrolment::enrolment(const broker_config& cfg, const policy& pol, identity_key& identity, registry& reg,
+                     connections& agents, outbox& out, accounting& acct, submit_fn submit)
+    : cfg_(cfg), pol_(pol), identity_(identity), reg_(reg), agents_(agents), out_(out), acct_(acct),
+      submit_(std::move(submit)) {
+  for (const suite& s : pol_.suites()) {
+    if (static_keys_.count(s.ecdh_curve)) continue;
+    auto k = identity_.static_ecdh_public(s.ecdh_curve);
+    if (!k) {
+      acct_.stats().increment("static_ecdh_failures_total", curve_name(s.ecdh_curve));
+      spdlog::error("broker identity has no static ECDH key on {}: {}; hop sessions on that curve use ephemeral "
+                    "ECDH only",
+                    curve_name(s.ecdh_curve), k.error().to_string());
+    } else if (k->has_value()) {
+      static_keys_.emplace(s.ecdh_curve, std::move(**k));
+    }
+  }
+}
+
+enrolment::~enrolment() = default;
+
+void enrolment::refuse(const bytes& route, const std::string& name, const status& why) {
+  acct_.stats().increment("enrolments_total", status_code_name(why.code()));
+  acct_.refusal(name, why);
+  if (acct_.log_allowed("enrolment")) spdlog::warn("enrolment of '{}' refused: {}", name, why.to_string());
+  out_.refused(route, why);
+  pending_.erase(route);
+}
+
+status enrolment::check_pins(const std::string& name, const std::string& role, const std::string& fingerprint) {
+  if (const agent_pin* pin = pol_.find_pin(name)) {
+    if (pin->role != role) return {status_code::refused, name + " is pinned to role " + pin->role};
+    if (!pin->fingerprint.empty() && pin->fingerprint != fingerprint)
+      return {status_code::key_changed, "key " + fingerprint.substr(0, 16) + " is not the key pinned in the policy"};
+  }
+  if (auto rec = reg_.find_agent(name)) {
+    if (rec->revoked) return {status_code::revoked_agent, name + " is revoked: " + rec->revoked_reason};
+    if (rec->fingerprint != fingerprint)
+      return {status_code::key_changed, "key " + fingerprint.substr(0, 16) +
+                                            " differs from the key pinned on first use; an operator must approve it"};
+    if (rec->role != role) return {status_code::refused, name + " was enrolled as " + rec->role};
+  }
+  return {};
+}
+
+void enrolment::on_hello(const bytes& route, std::span<const bytes> frames) {
+  if (frames.size() != 1) return out_.error(route, {status_code::malformed, "HELLO must be 2 frames"});
+  auto hello = session::decode_hello(frames[0]);
+  if (!hello) return refuse(route, "?", hello.error());
+  const std::string name = hello->name;
+  // One handshake per connection at a time: a flood of HELLOs on one connection must
+  // not queue TPM work (the pending one goes on undisturbed).
+  if (pending_.count(route))
+    return out_.error(route, {status_code::overloaded, "an enrolment is already in progress"});
+  if (pending_.size() >= kMaxPendingEnrolments)
+    return refuse(route, name, {status_code::overloaded, "too many enrolments in progress"});
+  if (agents_.known_count() >= cfg_.max_agents && !agents_.find(name))
+    return refuse(route, name, {status_code::overloaded, "broker is at its agent limit"});
+
+  // Policy before any expensive work, cheapest first.
+  const role_policy* role = pol_.find_role(hello->role);
+  if (role == nullptr) return refuse(route, name, {status_code::unknown_role, "role '" + hello->role + "' is not in the policy"});
+  if (pol_.is_revoked(name)) return refuse(route, name, {status_code::revoked_agent, name + " is revoked"});
+  if (status st = pol_.check_declared_suite(hello->role, hello->suite); !st) return refuse(route, name, st);
+  if (hello->key_protection == protection::software && !role->allow_software)
+    return refuse(route, name, {status_code::software_key_refused, "role " + role->name + " requires a TPM key"});
+  if (hello->key_protection == protection::tpm && hello->tpm_simulator && !role->allow_simulator)
+    return refuse(route, name, {status_code::simulator_refused, "role " + role->name + " refuses simulated TPMs"});
+  auto key = crypto::public_key::from_der(hello->identity_der);
+  const suite s = *pol_.suite_for(hello->role);
+  if (!key) return refuse(route, name, key.error());
+  if (key->type() != s.key)
+    return refuse(route, name, {status_code::wrong_key, "identity key is " + key->type().describe() + ", role needs " + s.key.describe()});
+  const std::string fingerprint = key->fingerprint_hex();
+  if (status st = check_pins(name, hello->role, fingerprint); !st) {
+    // A changed key is remembered so that an operator can approve exactly this one.
+    if (st.code() == status_code::key_changed) (void)reg_.set_pending_key(name, fingerprint, key->pem());
+    return refuse(route, name, st);
+  }
+  auto agent_eph = session::ec_key_on_curve(hello->ephemeral_der, s.ecdh_curve);
+  if (!agent_eph)
+    return refuse(route, name, {status_code::invalid_field, "ephemeral key is not on " + std::string(curve_name(s.ecdh_curve))});
+  std::optional<crypto::public_key> agent_static;
+  if (!hello->static_ecdh_der.empty()) {
+    agent_static = session::ec_key_on_curve(hello->static_ecdh_der, s.ecdh_curve);
+    if (!agent_static)
+      return refuse(route, name, {status_code::invalid_field, "static ECDH key is not on the role's curve"});
+  }
+
+  auto p = std::make_unique<handshake>();
+  p->hello = std::move(hello).value();
+  p->hello_bytes = frames[0];
+  p->agent_suite = s;
+  p->agent_key = std::move(key).value();
+  p->ephemeral = crypto::ec_keypair::generate(s.ecdh_curve);
+  p->agent_ephemeral = agent_eph;
+  p->agent_static = std::move(agent_static);
+  p->deadline = steady::now() + kEnrolmentTimeout;
+  p->generation = ++generations_;
+  p->challenge.nonce = crypto::random_bytes(session::kNonceSize);
+  p->challenge.ephemeral_der = p->ephemeral->public_part().der();
+  auto my_static = static_keys_.find(s.ecdh_curve);
+  if (my_static != static_keys_.end()) p->challenge.static_ecdh_der = my_static->second.der();
+  p->challenge.broker_name = cfg_.name;
+  p->challenge.broker_identity_der = identity_.public_key().der();
+  p->challenge.broker_hash = identity_.key_suite().envelope_hash;
+
+  identity_job job;
+  job.route = route;
+  job.generation = p->generation;
+  job.transcript = session::challenge_transcript(p->hello_bytes, session::encode(p->challenge, false));
+  if (my_static != static_keys_.end()) job.agent_ephemeral = std::move(agent_eph);
+  job.curve = s.ecdh_curve;
+  job.cancelled = p->cancelled;
+  pending_[route] = std::move(p);
+  submit_(std::move(job));
+}
+
+void enrolment::on_signed(identity_result r) {
+  if (r.skipped) return;
+  auto it = pending_.find(r.route);
+  if (it == pending_.end() || it->second->generation != r.generation) return;  // gone, or an older handshake
+  handshake& p = *it->second;
+  if (!r.signature) {
+    spdlog::error("broker identity could not sign a challenge: {}", r.signature.error().to_string());
+    return refuse(r.route, p.hello.name, {status_code::tpm_unavailable, "broker TPM unavailable"});
+  }
+  if (r.static_share) {
+    if (!*r.static_share) {
+      // The CHALLENGE names the static key and is signed: it cannot be dropped now.
+      acct_.stats().increment("static_ecdh_failures_total", curve_name(p.agent_suite.ecdh_curve));
+      spdlog::error("broker TPM ECDH failed: {}", r.static_share->error().to_string());
+      return refuse(r.route, p.hello.name, {status_code::tpm_unavailable, "broker TPM ECDH failed"});
+    }
+    p.static_share = std::move(*r.static_share).value();
+  }
+  p.challenge.signature = std::move(r.signature).value();
+  p.challenge_bytes = session::encode(p.challenge);
+  if (out_.handshake(r.route, session::frame::kChallenge, p.challenge_bytes) != net::send_outcome::sent) {
+    acct_.stats().increment("enrolments_total", "challenge_unsent");
+    pending_.erase(it);
+  }
+}
+
+void enrolment::on_proof(const bytes& route, std::span<const bytes> frames) {
+  auto it = pending_.find(route);
+  if (it == pending_.end() || it->second->challenge_bytes.empty())
+    return out_.error(route, {status_code::malformed, "PROOF without a CHALLENGE"});
+  handshake& p = *it->second;
+  const std::string name = p.hello.name;
+  if (frames.size() != 1) return refuse(route, name, {status_code::malformed, "PROOF must be 2 frames"});
+  auto proof = session::decode_proof(frames[0]);
+  if (!proof) return refuse(route, name, proof.error());
+  const suite& s = p.agent_suite;
+  const bytes transcript = session::proof_transcript(p.hello_bytes, p.challenge_bytes);
+  if (status st = crypto::verify_digest(*p.agent_key, s.key, s.envelope_hash, crypto::digest(s.envelope_hash, transcript),
+                                        proof->signature);
+      !st)
+    return refuse(route, name, {status_code::bad_signature, "proof of possession does not verify"});
+  // Pins again: another enrolment of this name may have completed meanwhile.
+  if (status st = check_pins(name, p.hello.role, p.agent_key->fingerprint_hex()); !st) return refuse(route, name, st);
+  if (agents_.known_count() >= cfg_.max_agents && !agents_.find(name))
+    return refuse(route, name, {status_code::overloaded, "broker is at its agent limit"});
+  complete(route, p, frames[0]);
+}
+
+void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_bytes) {
+  const std::string name = p.hello.name;
+  const suite& s = p.agent_suite;
+  auto shares = session::software_shares(*p.ephemeral, *p.agent_ephemeral, p.agent_static);
+  if (!shares) return refuse(route, name, shares.error());
+  if (p.static_share) shares->my_static = std::move(p.static_share);
+  const std::array<byte_view, 3> transcript{p.hello_bytes, p.challenge_bytes, proof_bytes};
+  session::agreed_keys keys = session::agree(
+      session::handshake_role::responder, *shares,
+      {"hop", name, cfg_.name, p.hello.nonce, p.challenge.nonce, s.mac_hash, s.mac_hash, transcript});
+  session::welcome_msg w;
+  w.session_id = keys.session_id;
+  w.confirm_tag = session::welcome_confirm_tag(keys);
+  w.rekey_after_messages = cfg_.rekey_after_messages;
+  w.rekey_after_seconds = cfg_.rekey_after_seconds;
+
+  // The registry row first, committed before WELCOME: a pinned key survives kill -9.
+  const bool first_use = !reg_.find_agent(name).has_value();
+  agent_record rec;
+  rec.name = name;
+  rec.role = p.hello.role;
+  rec.suite = s.name;
+  rec.fingerprint = p.agent_key->fingerprint_hex();
+  rec.public_key_pem = p.agent_key->pem();
+  rec.protection = std::string(protection_name(p.hello.key_protection));
+  rec.tpm_manufacturer = p.hello.tpm_manufacturer;
+  rec.tpm_simulator = p.hello.tpm_simulator;
+  rec.enrolled_at = rec.last_seen = static_cast<std::int64_t>(session::now_ms());
+  reg_.upsert_agent(rec);
+  if (first_use) spdlog::info("pinned {} ({}) to key {} on first use", name, rec.role, rec.fingerprint);
+
+  // Only a WELCOME that left opens the connection: an agent that never got it is not
+  // online, and nothing is routed to it.
+  if (out_.handshake(route, session::frame::kWelcome, session::encode(w)) != net::send_outcome::sent) {
+    acct_.stats().increment("enrolments_total", "welcome_unsent");
+    if (acct_.log_allowed("enrolment")) spdlog::warn("enrolment of {} abandoned: its WELCOME could not be sent", name);
+    pending_.erase(route);
+    return;
+  }
+  known_agent& a = agents_.remember(name);
+  a.role = p.hello.role;
+  a.agent_suite = s;
+  a.key = p.agent_key;
+  a.key_id = p.agent_key->fingerprint();
+  a.key_protection = p.hello.key_protection;
+  a.tpm_simulator = p.hello.tpm_simulator;
+  a.tpm_manufacturer = p.hello.tpm_manufacturer;
+  // A re-enrolment on the same connection is its hop rekey: the connection (its
+  // subscriptions) stays, and the previous agent→broker key stays valid for the
+  // grace window (envelopes in flight). The replay window is the agent's: kept.
+  connection& c = agents_.open(a, route);
+  c.hop.install(std::move(keys.send), std::move(keys.receive), std::chrono::seconds(cfg_.rekey_grace_seconds));
+  pending_.erase(route);
+  acct_.stats().increment("enrolments_total", "accepted");
+  acct_.stats().set_gauge("agents_online", "", static_cast<double>(agents_.online_count()));
+  spdlog::info("enrolled {} as {} ({}, {}{}{})", name, a.role, s.name, protection_name(a.key_protection),
+               a.key_protection == protection::tpm ? ", " + a.tpm_manufacturer : "", a.tpm_simulator ? " simulator" : "");
+}
+
+void enrolment::expire(steady::time_point now) {
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->second->deadline < now) {
+      acct_.stats().increment("enrolments_total", "timeout");
+      it = pending_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace agentbus::broker

@@ -1,0 +1,88 @@
+// enrolment.hpp — the broker's side of the enrolment handshake (schemas/protocol.md
+// §3): HELLO → CHALLENGE → PROOF → WELCOME, the policy and pin checks of §3.7 in
+// their order, and the hop keys (session/key_agreement.hpp, the one key agreement
+// both ends run).
+//
+// State: at most one handshake per connection (routing id), at most
+// kMaxPendingEnrolments in all, each expiring kEnrolmentTimeout after its HELLO. Its
+// TPM work goes to the identity worker with a generation number (a result for an
+// older handshake on the same connection is discarded) and a cancel flag (set when
+// the handshake goes away, so the worker skips it).
+//
+// An enrolment completes only when its WELCOME left: the registry row is committed
+// first (a pinned key survives kill -9), then WELCOME is sent, and only a sent
+// WELCOME opens the agent's connection. One that cannot be sent leaves nothing
+// online (enrolments_total{outcome="welcome_unsent"}).
+//
+// No sockets (it sends through the outbox): unit-tested with a recording transport.
+// Owned by the broker's event-loop thread; not thread-safe.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+
+#include "accounting.hpp"
+#include "agentbus/identity.hpp"
+#include "agentbus/policy.hpp"
+#include "broker_config.hpp"
+#include "connections.hpp"
+#include "identity_worker.hpp"
+#include "outbox.hpp"
+#include "registry.hpp"
+#include "session/handshake.hpp"
+
+namespace agentbus::broker {
+
+inline constexpr std::size_t kMaxPendingEnrolments = 1024;
+inline constexpr std::chrono::seconds kEnrolmentTimeout{30};
+
+class enrolment {
+ public:
+  using submit_fn = std::function<void(identity_job)>;
+
+  // The broker's static ECDH keys (one per curve the policy uses) are read from
+  // `identity` here, once: later handshakes never wait for a TPM on this thread. A
+  // curve whose key cannot be had is logged and counted
+  // (static_ecdh_failures_total{curve}); its hop sessions use ephemeral ECDH only.
+  enrolment(const broker_config& cfg, const policy& pol, identity_key& identity, registry& reg, connections& agents,
+            outbox& out, accounting& acct, submit_fn submit);
+  ~enrolment();
+  enrolment(const enrolment&) = delete;
+  enrolment& operator=(const enrolment&) = delete;
+
+  // on_hello / on_proof: frames after the kind (one body frame each).
+  void on_hello(const bytes& route, std::span<const bytes> frames);
+  void on_proof(const bytes& route, std::span<const bytes> frames);
+  // on_signed: the identity worker finished a job.
+  void on_signed(identity_result r);
+  // expire drops handshakes older than kEnrolmentTimeout.
+  void expire(std::chrono::steady_clock::time_point now);
+
+  std::size_t pending() const noexcept { return pending_.size(); }
+
+ private:
+  struct handshake;
+  void refuse(const bytes& route, const std::string& name, const status& why);
+  // check_pins: the policy pin, then the registry's (first use, approval, revocation).
+  status check_pins(const std::string& name, const std::string& role, const std::string& fingerprint);
+  void complete(const bytes& route, handshake& p, const bytes& proof_bytes);
+
+  const broker_config& cfg_;
+  const policy& pol_;
+  identity_key& identity_;
+  registry& reg_;
+  connections& agents_;
+  outbox& out_;
+  accounting& acct_;
+  submit_fn submit_;
+  std::map<ec_curve, crypto::public_key> static_keys_;
+  std::map<bytes, std::unique_ptr<handshake>> pending_;
+  std::uint64_t generations_ = 0;
+};
+
+}  // namespace agentbus::broker

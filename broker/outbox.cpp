@@ -1,0 +1,94 @@
+#include "outbox.hpp"
+
+#include <array>
+#include <vector>
+
+#include "session/checks.hpp"
+#include "session/handshake.hpp"
+
+namespace agentbus::broker {
+
+void outbox::control(known_agent& to, const session::control::answer& msg) {
+  if (!to.online()) return;
+  connection& c = *to.conn;
+  const session::mac_key* k = c.hop.send_key();
+  const bytes body = session::control::encode(to.ctrl_out++, msg);
+  const bytes tag = session::ctrl_tag(*k, body);
+  const std::array<byte_view, 4> parts{as_bytes(session::frame::kControl), k->session_id, body, tag};
+  const net::send_outcome o = transport_.send(c.route, parts);
+  if (o != net::send_outcome::sent) {
+    stats_.increment("control_send_failures_total", o == net::send_outcome::would_block ? "overloaded" : "not_deliverable");
+    if (o == net::send_outcome::unreachable) agents_.close(to);
+  }
+}
+
+void outbox::nack(known_agent& to, const bytes& message_id, const status& why, const std::string& recipient) {
+  control(to, session::control::nack{why, recipient, message_id});
+}
+
+void outbox::error(const bytes& route, const status& why, const bytes& message_id) {
+  stats_.increment("frames_refused_total", status_code_name(why.code()));
+  const bytes body = session::encode(session::error_msg{why.code(), why.detail().substr(0, 1024), message_id});
+  const std::array<byte_view, 2> parts{as_bytes(session::frame::kError), body};
+  (void)transport_.send(route, parts);  // the peer is not enrolled: nothing more to do if it is gone
+}
+
+void outbox::refused(const bytes& route, const status& why) {
+  const bytes body = session::encode(session::refused_msg{why.code(), why.detail().substr(0, 1024)});
+  const std::array<byte_view, 2> parts{as_bytes(session::frame::kRefused), body};
+  (void)transport_.send(route, parts);
+}
+
+net::send_outcome outbox::handshake(const bytes& route, std::string_view kind, const bytes& body) {
+  const std::array<byte_view, 2> parts{as_bytes(kind), body};
+  return transport_.send(route, parts);
+}
+
+status outbox::forward(known_agent& to, const routed_envelope& e) {
+  if (!to.online()) return {status_code::not_deliverable, to.name + " is offline"};
+  connection& c = *to.conn;
+  const session::mac_key* k = c.hop.send_key();
+  // The signed part is forwarded byte for byte; only the hop MAC is the recipient's.
+  const session_mac hop{"", k->session_id, session::hop_tag(*k, e.digest, *e.auth)};
+  const bytes auth_part = encode_auth_part(*e.auth, &hop);
+  const std::array<byte_view, 3> parts{as_bytes(session::frame::kEnvelope), e.signed_part, auth_part};
+  return outcome_for(to, transport_.send(c.route, parts));
+}
+
+status outbox::forward_batch(known_agent& to, std::span<const routed_envelope> group) {
+  if (!to.online()) return {status_code::not_deliverable, to.name + " is offline"};
+  connection& c = *to.conn;
+  const session::mac_key* k = c.hop.send_key();
+  std::vector<wire_batch_item> items;
+  std::vector<bytes> auth_parts;  // without hop MACs: the batch MAC covers them
+  items.reserve(group.size());
+  auth_parts.reserve(group.size());
+  for (const auto& e : group) {
+    items.push_back({e.digest, e.auth});
+    auth_parts.push_back(encode_auth_part(*e.auth, nullptr));
+  }
+  const bytes tag = session::wire_batch_tag(*k, items);
+  std::vector<byte_view> parts;
+  parts.reserve(3 + 2 * group.size());
+  parts.insert(parts.end(), {as_bytes(session::frame::kWireBatch), k->session_id, tag});
+  for (std::size_t n = 0; n < group.size(); ++n) {
+    parts.push_back(group[n].signed_part);
+    parts.push_back(auth_parts[n]);
+  }
+  batches_out_->increment();
+  return outcome_for(to, transport_.send(c.route, parts));
+}
+
+status outbox::outcome_for(known_agent& to, net::send_outcome o) {
+  switch (o) {
+    case net::send_outcome::sent: return {};
+    case net::send_outcome::would_block:  // its queue is full: the sender is told, nothing vanishes
+      return {status_code::overloaded, to.name + " is not keeping up (high-water mark)"};
+    case net::send_outcome::unreachable:  // the connection is gone (crashed without saying bye)
+      agents_.close(to);
+      return {status_code::not_deliverable, to.name + " is offline"};
+  }
+  return {status_code::internal, "unknown send outcome"};
+}
+
+}  // namespace agentbus::broker

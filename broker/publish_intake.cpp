@@ -1,0 +1,163 @@
+#include "publish_intake.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "session/handshake.hpp"
+
+namespace agentbus::broker {
+namespace {
+using steady = std::chrono::steady_clock;
+
+bool is_session_control(const envelope_header& h) {
+  return h.type == envelope_type::control &&
+         (h.content_type == session::kOfferContentType || h.content_type == session::kAcceptContentType);
+}
+}  // namespace
+
+// The broker's side of the enforcement order: the sender is the connection's agent,
+// and the ACL asks who the recipient is.
+class publish_intake::broker_hooks final : public session::enforcement_hooks {
+ public:
+  broker_hooks(const policy& pol, connections& agents, known_agent& from) : pol_(pol), agents_(agents), from_(from) {}
+
+  session::verdict sender(const envelope_header& h, session::sender_facts& out, status& why) override {
+    if (h.sender != from_.name) {
+      why = {status_code::spoofed_sender, "sender '" + h.sender + "' is not this connection's agent"};
+      return session::verdict::refuse;
+    }
+    out = from_.facts();
+    return session::verdict::accept;
+  }
+
+  status acl(const envelope_header& h, const session::sender_facts& s) override {
+    if (h.to_kind == recipient_kind::topic) return pol_.check_publish(s.role, h.to);
+    const known_agent* to = agents_.find(h.to);
+    if (to == nullptr) return {status_code::not_deliverable, "no agent named '" + h.to + "' is known"};
+    status direct = pol_.check_send(s.role, to->role);
+    if (direct) return direct;
+    // Session set-up is allowed wherever traffic could flow either way: direct, or
+    // over a topic one publishes and the other subscribes to.
+    if (is_session_control(h) && session_allowed(from_, *to)) return {};
+    // Naming the recipient lets the trust graph draw the refused attempt to it.
+    if (direct.code() == status_code::acl_denied)
+      return {direct.code(), direct.detail() + " (recipient '" + h.to + "')"};
+    return direct;
+  }
+
+ private:
+  bool session_allowed(const known_agent& a, const known_agent& b) const {
+    if (pol_.check_send(b.role, a.role).ok()) return true;
+    if (b.conn)
+      for (const auto& t : b.conn->subscriptions)
+        if (pol_.check_publish(a.role, t).ok()) return true;
+    if (a.conn)
+      for (const auto& t : a.conn->subscriptions)
+        if (pol_.check_publish(b.role, t).ok()) return true;
+    return false;
+  }
+
+  const policy& pol_;
+  connections& agents_;
+  known_agent& from_;
+};
+
+publish_intake::publish_intake(const broker_config& cfg, const policy& pol, connections& agents, router& r, outbox& out,
+                               accounting& acct, bool permissive)
+    : cfg_(cfg),
+      pol_(pol),
+      agents_(agents),
+      router_(r),
+      out_(out),
+      acct_(acct),
+      verifier_(pol, session::verifier_options{cfg.max_clock_skew_ms, permissive}, &roots_) {}
+
+void publish_intake::unknown_route(const bytes& route, std::span<const bytes> envelope_frames) {
+  const status why{status_code::unknown_agent, "not enrolled"};
+  bool any = false;
+  for (std::size_t i = 0; i < envelope_frames.size(); i += 2)
+    if (envelope_frames[i].size() <= cfg_.max_frame_bytes)
+      if (auto h = decode_signed_part(envelope_frames[i])) {
+        out_.error(route, why, h->message_id);
+        any = true;
+      }
+  if (!any) out_.error(route, why);
+}
+
+void publish_intake::on_envelope(const bytes& route, std::span<const bytes> frames) {
+  const auto started = steady::now();
+  // 1. The connection must be enrolled; size limits before decoding.
+  connection* c = agents_.by_route(route);
+  if (c == nullptr) return unknown_route(route, frames.size() == 2 ? frames.first(1) : frames.first(0));
+  known_agent& a = *c->agent;
+  auto refuse = [&](const bytes& id, const status& why, const std::string& to) {
+    refuse_envelope(out_, acct_, a, id, why, to, steady::now() - started);
+  };
+  if (frames.size() != 2) return refuse({}, {status_code::malformed, "an envelope is 2 frames"}, "");
+  if (frames[0].size() + frames[1].size() > cfg_.max_frame_bytes)
+    return refuse({}, {status_code::too_large, "envelope exceeds max_frame_bytes"}, "");
+  broker_hooks hooks(pol_, agents_, a);
+  session::opened_envelope e;
+  session::sender_facts sender;
+  status why;
+  // 2.-4. Decoding, sender, declared suite, hop MAC; 5.-10. the rest, in the one order.
+  if (verifier_.open(frames[0], frames[1], c->hop, hooks, e, sender, why) != session::verdict::accept ||
+      verifier_.check(e, sender, a.window, hooks, why) != session::verdict::accept)
+    return refuse(e.header.message_id, why, e.header.to);
+  acct_.passed_checks(steady::now() - started);
+  accept_checked(a, e, frames[0], nullptr);
+}
+
+void publish_intake::on_wire_batch(const bytes& route, std::span<const bytes> frames) {
+  const auto started = steady::now();
+  connection* c = agents_.by_route(route);
+  if (c == nullptr) return unknown_route(route, frames.size() > 2 ? frames.subspan(2) : frames.first(0));
+  known_agent& a = *c->agent;
+  acct_.wire_batches_in().increment();
+  broker_hooks hooks(pol_, agents_, a);
+  std::vector<session::opened_envelope> members;
+  session::sender_facts sender;
+  status why;
+  // The batch as a unit: its shape, every member decoding, one sender and suite, no
+  // member hop MAC, the one MAC. A failure refuses every envelope in it, by id.
+  if (verifier_.open_batch(frames, cfg_.max_frame_bytes, c->hop, hooks, members, sender, why) !=
+      session::verdict::accept) {
+    bool anonymous = false;
+    session::for_each_member(frames, [&](const std::optional<envelope_header>& h) {
+      if (h) refuse_envelope(out_, acct_, a, h->message_id, why, h->to, steady::now() - started);
+      else anonymous = true;
+    });
+    if (anonymous) refuse_envelope(out_, acct_, a, {}, why, "", steady::now() - started);
+    return;
+  }
+  // Then each envelope on its own; what they deliver leaves as wire batches.
+  fanout batch;
+  fanout* staging = cfg_.wire_batches ? &batch : nullptr;
+  for (std::size_t k = 0; k < members.size(); ++k) {
+    const session::opened_envelope& e = members[k];
+    const auto member_started = steady::now();
+    try {
+      if (verifier_.check(e, sender, a.window, hooks, why) != session::verdict::accept) {
+        refuse_envelope(out_, acct_, a, e.header.message_id, why, e.header.to, steady::now() - member_started);
+        continue;
+      }
+      accept_checked(a, e, frames[2 + 2 * k], staging);
+    } catch (const std::exception& ex) {
+      // A bug in one envelope's path must not lose the others of its batch.
+      acct_.stats().increment("internal_errors_total");
+      spdlog::error("internal error while checking an envelope from {}: {}", a.name, ex.what());
+      refuse_envelope(out_, acct_, a, e.header.message_id, {status_code::internal, "internal error"}, e.header.to);
+    }
+  }
+  router_.flush(batch);
+  acct_.passed_checks((steady::now() - started) / static_cast<long>(members.size()));
+}
+
+void publish_intake::accept_checked(known_agent& a, const session::opened_envelope& e, byte_view signed_part,
+                                    fanout* batch) {
+  a.conn->hop.count_received();
+  acct_.seen(a);
+  if (e.header.type == envelope_type::control) acct_.note_session_control(e.header, agents_);
+  router_.route(a, routed_envelope{&e.header, &e.auth, signed_part, e.digest}, batch);
+}
+
+}  // namespace agentbus::broker

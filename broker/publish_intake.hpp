@@ -1,0 +1,55 @@
+// publish_intake.hpp — enforcement at publish: the envelopes (ENV) and wire batches
+// (BATCH) enrolled agents send, checked in the protocol's one enforcement order
+// (session/verifier.hpp) with the broker's hooks (the sender is the connection's
+// agent; the ACL needs the recipient known and reachable), then handed to the router.
+// Every refusal is a nack by message id (refuse_envelope); an envelope whose check
+// throws is refused `internal` and the rest of its batch goes on.
+//
+// Owned by the broker's event-loop thread; not thread-safe.
+#pragma once
+
+#include <span>
+
+#include "accounting.hpp"
+#include "agentbus/policy.hpp"
+#include "broker_config.hpp"
+#include "connections.hpp"
+#include "outbox.hpp"
+#include "router.hpp"
+#include "session/checks.hpp"
+#include "session/verifier.hpp"
+
+namespace agentbus::broker {
+
+class publish_intake {
+ public:
+  // permissive: --insecure-permissive-testing (only the hop MAC is checked).
+  publish_intake(const broker_config& cfg, const policy& pol, connections& agents, router& r, outbox& out,
+                 accounting& acct, bool permissive);
+
+  // on_envelope: frames after the kind: [signed part, auth part].
+  void on_envelope(const bytes& route, std::span<const bytes> frames);
+  // on_wire_batch: frames after the kind: [session id, MAC, (signed part, auth part) × n].
+  void on_wire_batch(const bytes& route, std::span<const bytes> frames);
+
+  const session::root_cache& roots() const noexcept { return roots_; }
+
+ private:
+  class broker_hooks;
+  // accept_checked: an envelope from `a` that passed every check.
+  void accept_checked(known_agent& a, const session::opened_envelope& e, byte_view signed_part, fanout* batch);
+  // unknown_route: ENV or BATCH from a connection that is not enrolled: ERR, with the
+  // id of each envelope whose signed part decodes (a restarted broker's answer).
+  void unknown_route(const bytes& route, std::span<const bytes> envelope_frames);
+
+  const broker_config& cfg_;
+  const policy& pol_;
+  connections& agents_;
+  router& router_;
+  outbox& out_;
+  accounting& acct_;
+  session::root_cache roots_{16384};  // verified batch roots: a batch costs one signature check
+  session::verifier verifier_;
+};
+
+}  // namespace agentbus::broker

@@ -1,0 +1,76 @@
+#include "router.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "session/checks.hpp"
+#include "session/handshake.hpp"
+
+namespace agentbus::broker {
+
+void refuse_envelope(outbox& out, accounting& acct, known_agent& sender, const bytes& message_id, const status& why,
+                     const std::string& recipient, std::optional<std::chrono::nanoseconds> check_time) {
+  acct.refused_envelope(sender.name, why, check_time);
+  if (acct.log_allowed(status_code_name(why.code())))
+    spdlog::warn("refused envelope from {} to {}: {}", sender.name, recipient, why.to_string());
+  out.nack(sender, message_id, why, recipient);
+}
+
+void router::route(known_agent& from, const routed_envelope& e, fanout* batch) {
+  const envelope_header& h = *e.header;
+  if (h.to_kind == recipient_kind::agent) {
+    known_agent* to = agents_.find(h.to);
+    if (to == nullptr)
+      return refuse_envelope(out_, acct_, from, h.message_id,
+                             {status_code::not_deliverable, "no agent named '" + h.to + "'"}, h.to);
+    return deliver(from, *to, e, batch);
+  }
+  // A send may find a subscriber gone and close its connection, which changes the
+  // topic's subscriber set: iterate over a copy.
+  recipients_.clear();
+  for (const auto& name : topics_.subscribers(h.to))
+    if (name != from.name)
+      if (known_agent* to = agents_.find(name)) recipients_.push_back(to);
+  for (known_agent* to : recipients_) deliver(from, *to, e, batch);
+  acct_.accepted();
+}
+
+void router::deliver(known_agent& from, known_agent& to, const routed_envelope& e, fanout* batch) {
+  if (batch != nullptr) {
+    batch->staged_.push_back({&from, &to, e});
+    return;
+  }
+  delivered(from, to, *e.header, out_.forward(to, e));
+}
+
+void router::delivered(known_agent& from, const known_agent& to, const envelope_header& h, const status& st) {
+  const bool to_agent = h.to_kind == recipient_kind::agent;
+  if (!st) return refuse_envelope(out_, acct_, from, h.message_id, st, to_agent ? h.to : to.name);
+  if (!to_agent) return acct_.traffic(from, to.name);
+  // Session set-up (direct control envelopes) is not traffic in the trust graph.
+  if (h.type != envelope_type::control) acct_.traffic(from, h.to);
+  acct_.accepted();
+}
+
+void router::flush(fanout& batch) {
+  auto& staged = batch.staged_;
+  // Grouped by recipient; each recipient's envelopes keep their order.
+  std::stable_sort(staged.begin(), staged.end(),
+                   [](const fanout::delivery& x, const fanout::delivery& y) { return std::less<>{}(x.to, y.to); });
+  std::vector<routed_envelope> group;
+  for (std::size_t i = 0; i < staged.size();) {
+    const std::size_t end = session::wire_batch_group_end(
+        i, staged.size(), [&](std::size_t k) { return staged[k].envelope.signed_part.size(); },
+        [&](std::size_t k) { return staged[k].to == staged[i].to; });
+    known_agent& to = *staged[i].to;
+    group.clear();
+    for (std::size_t k = i; k < end; ++k) group.push_back(staged[k].envelope);
+    const status st = group.size() == 1 ? out_.forward(to, group[0]) : out_.forward_batch(to, group);
+    for (std::size_t k = i; k < end; ++k) delivered(*staged[k].from, to, *staged[k].envelope.header, st);
+    i = end;
+  }
+  staged.clear();
+}
+
+}  // namespace agentbus::broker

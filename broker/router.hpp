@@ -1,0 +1,69 @@
+// router.hpp — where an accepted envelope goes (schemas/protocol.md §7): to its
+// recipient, or to every subscriber of its topic but the sender; each delivery
+// re-MACed for the recipient's hop, each failure a nack to the sender naming the
+// recipient. Traffic is counted for the trust graph.
+//
+// Fan-out as wire batches: the envelopes of one received wire batch are staged in a
+// `fanout` that the caller owns and passes to route(), then sent as one wire batch
+// per recipient by flush(). Nothing ambient: a route() call without a fanout sends
+// at once, whatever happened to an earlier batch.
+//
+// No sockets of its own (it sends through the outbox), so it runs in a unit test.
+// Owned by the broker's event-loop thread; not thread-safe.
+#pragma once
+
+#include <vector>
+
+#include "accounting.hpp"
+#include "connections.hpp"
+#include "outbox.hpp"
+#include "topics.hpp"
+
+namespace agentbus::broker {
+
+// fanout collects the deliveries of one received wire batch. The envelopes it refers
+// to (routed_envelope views) must outlive flush().
+class fanout {
+ public:
+  bool empty() const noexcept { return staged_.empty(); }
+  std::size_t size() const noexcept { return staged_.size(); }
+
+ private:
+  friend class router;
+  struct delivery {
+    known_agent* from;
+    known_agent* to;
+    routed_envelope envelope;
+  };
+  std::vector<delivery> staged_;
+};
+
+// refuse_envelope: the one way an envelope refusal leaves the broker: counted
+// (metrics, registry), logged (rate-limited) and nacked to its sender by id.
+void refuse_envelope(outbox& out, accounting& acct, known_agent& sender, const bytes& message_id, const status& why,
+                     const std::string& recipient, std::optional<std::chrono::nanoseconds> check_time = std::nullopt);
+
+class router {
+ public:
+  router(connections& agents, topics& t, outbox& out, accounting& acct)
+      : agents_(agents), topics_(t), out_(out), acct_(acct) {}
+
+  // route sends an accepted envelope from `from` on (staged in `batch` when given).
+  void route(known_agent& from, const routed_envelope& e, fanout* batch = nullptr);
+  // flush sends what `batch` staged: per recipient, in order, at most
+  // kWireBatchEnvelopes envelopes and kWireBatchBytes bytes a wire batch (a single
+  // envelope as ENV), and accounts for each envelope. `batch` is empty afterwards.
+  void flush(fanout& batch);
+
+ private:
+  void deliver(known_agent& from, known_agent& to, const routed_envelope& e, fanout* batch);
+  void delivered(known_agent& from, const known_agent& to, const envelope_header& h, const status& st);
+
+  connections& agents_;
+  topics& topics_;
+  outbox& out_;
+  accounting& acct_;
+  std::vector<known_agent*> recipients_;  // reused per topic envelope
+};
+
+}  // namespace agentbus::broker

@@ -1,0 +1,174 @@
+#include "session/control.hpp"
+
+#include "agentbus/envelope.hpp"
+#include "session/handshake.hpp"
+
+namespace agentbus::session::control {
+namespace {
+
+template <class... Fs>
+struct overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <class... Fs>
+overloaded(Fs...) -> overloaded<Fs...>;
+
+constexpr std::uint64_t kMaxStatusCode = 0xffff;
+
+status wrong_shape(std::string_view op) {
+  return {status_code::invalid_field, "control operation '" + std::string(op) + "' with the wrong fields"};
+}
+
+// shape: exactly `strings` strings, and no blob / a zero number unless the op uses them.
+bool shape(const ctrl_msg& m, std::size_t strings, bool blob_allowed, bool number_allowed) {
+  return m.strings.size() == strings && (blob_allowed || m.blob.empty()) && (number_allowed || m.number == 0);
+}
+
+ctrl_msg generic(std::uint64_t seq, std::string_view op, std::vector<std::string> strings = {}, bytes blob = {},
+                 std::uint64_t number = 0) {
+  ctrl_msg m;
+  m.seq = seq;
+  m.op = std::string(op);
+  m.strings = std::move(strings);
+  m.blob = std::move(blob);
+  m.number = number;
+  return m;
+}
+
+status status_from_wire(std::uint64_t code, std::string detail) {
+  return {static_cast<status_code>(code), std::move(detail)};
+}
+
+}  // namespace
+
+std::string_view op_name(const request& r) noexcept {
+  return std::visit(overloaded{[](const subscribe&) { return std::string_view("subscribe"); },
+                               [](const unsubscribe&) { return std::string_view("unsubscribe"); },
+                               [](const peer_lookup&) { return std::string_view("peer"); },
+                               [](const watch_members&) { return std::string_view("members"); },
+                               [](const stats_request&) { return std::string_view("stats"); },
+                               [](const ping&) { return std::string_view("ping"); },
+                               [](const bye&) { return std::string_view("bye"); }},
+                    r);
+}
+
+std::string_view op_name(const answer& a) noexcept {
+  return std::visit(overloaded{[](const subscribed&) { return std::string_view("subscribed"); },
+                               [](const peer_answer&) { return std::string_view("peer"); },
+                               [](const members&) { return std::string_view("members"); },
+                               [](const nack&) { return std::string_view("nack"); },
+                               [](const revoked&) { return std::string_view("revoked"); },
+                               [](const stats_answer&) { return std::string_view("stats"); }},
+                    a);
+}
+
+bytes encode(std::uint64_t seq, const request& r) {
+  const std::string_view op = op_name(r);
+  return session::encode(std::visit(
+      overloaded{[&](const subscribe& m) { return generic(seq, op, {m.topic}); },
+                 [&](const unsubscribe& m) { return generic(seq, op, {m.topic}); },
+                 [&](const peer_lookup& m) { return generic(seq, op, {m.name}); },
+                 [&](const watch_members& m) { return generic(seq, op, {m.topic}); },
+                 [&](const auto&) { return generic(seq, op); }},
+      r));
+}
+
+bytes encode(std::uint64_t seq, const answer& a) {
+  const std::string_view op = op_name(a);
+  return session::encode(std::visit(
+      overloaded{
+          [&](const subscribed& m) {
+            return generic(seq, op, {m.topic, m.outcome.detail()}, {}, static_cast<std::uint64_t>(m.outcome.code()));
+          },
+          [&](const peer_answer& m) {
+            switch (m.state) {
+              case peer_state::unknown: return generic(seq, op, {m.name}, {}, 1);
+              case peer_state::revoked: return generic(seq, op, {m.name, "revoked"}, {}, 2);
+              case peer_state::known: break;
+            }
+            return generic(seq, op,
+                           {m.name, m.role, m.suite, std::string(protection_name(m.key_protection)), m.tpm_manufacturer,
+                            m.tpm_simulator ? "1" : "0"},
+                           m.identity_der, 0);
+          },
+          [&](const members& m) {
+            std::vector<std::string> strings{m.topic};
+            strings.insert(strings.end(), m.subscribers.begin(), m.subscribers.end());
+            return generic(seq, op, std::move(strings));
+          },
+          [&](const nack& m) {
+            return generic(seq, op, {std::string(status_code_name(m.reason.code())), m.reason.detail(), m.recipient},
+                           m.message_id, static_cast<std::uint64_t>(m.reason.code()));
+          },
+          [&](const revoked& m) { return generic(seq, op, {m.name}); },
+          [&](const stats_answer& m) { return generic(seq, op, {m.json}); }},
+      a));
+}
+
+result<sequenced<request>> decode_request(byte_view body) {
+  auto m = decode_ctrl(body);
+  if (!m) return m.error();
+  sequenced<request> out{m->seq, ping{}};
+  const std::string& op = m->op;
+  const bool one_string = shape(*m, 1, false, false);
+  if (op == "subscribe" && one_string) out.message = subscribe{m->strings[0]};
+  else if (op == "unsubscribe" && one_string) out.message = unsubscribe{m->strings[0]};
+  else if (op == "peer" && one_string) out.message = peer_lookup{m->strings[0]};
+  else if (op == "members" && one_string) out.message = watch_members{m->strings[0]};
+  else if (op == "stats" && shape(*m, 0, false, false)) out.message = stats_request{};
+  else if (op == "ping" && shape(*m, 0, false, false)) out.message = ping{};
+  else if (op == "bye" && shape(*m, 0, false, false)) out.message = bye{};
+  else if (op == "subscribe" || op == "unsubscribe" || op == "peer" || op == "members" || op == "stats" ||
+           op == "ping" || op == "bye")
+    return wrong_shape(op);
+  else
+    return status{status_code::invalid_field, "unknown control operation '" + op.substr(0, 32) + "'"};
+  return out;
+}
+
+result<sequenced<answer>> decode_answer(byte_view body) {
+  auto m = decode_ctrl(body);
+  if (!m) return m.error();
+  sequenced<answer> out{m->seq, revoked{}};
+  const std::string& op = m->op;
+  auto& s = m->strings;
+  if (op == "subscribed") {
+    if (!shape(*m, 2, false, true) || m->number > kMaxStatusCode) return wrong_shape(op);
+    out.message = subscribed{s[0], m->number == 0 ? status{} : status_from_wire(m->number, s[1])};
+  } else if (op == "peer") {
+    peer_answer p;
+    if (m->number == 1 && shape(*m, 1, false, true)) {
+      p.name = s[0];
+      p.state = peer_state::unknown;
+    } else if (m->number == 2 && shape(*m, 2, false, true) && s[1] == "revoked") {
+      p.name = s[0];
+      p.state = peer_state::revoked;
+    } else if (m->number == 0 && shape(*m, 6, true, false) && !m->blob.empty() && (s[5] == "0" || s[5] == "1")) {
+      auto prot = parse_protection(s[3]);
+      if (!prot) return wrong_shape(op);
+      p = peer_answer{s[0], peer_state::known, s[1], s[2], *prot, s[4], s[5] == "1", m->blob};
+    } else {
+      return wrong_shape(op);
+    }
+    out.message = std::move(p);
+  } else if (op == "members") {
+    if (!shape(*m, s.size(), false, false) || s.empty()) return wrong_shape(op);
+    out.message = members{s[0], std::vector<std::string>(s.begin() + 1, s.end())};
+  } else if (op == "nack") {
+    if (!shape(*m, 3, true, true) || m->number == 0 || m->number > kMaxStatusCode ||
+        (!m->blob.empty() && m->blob.size() != kMessageIdSize))
+      return wrong_shape(op);
+    out.message = nack{status_from_wire(m->number, s[1]), s[2], m->blob};
+  } else if (op == "revoked") {
+    if (!shape(*m, 1, false, false)) return wrong_shape(op);
+    out.message = revoked{s[0]};
+  } else if (op == "stats") {
+    if (!shape(*m, 1, false, false)) return wrong_shape(op);
+    out.message = stats_answer{s[0]};
+  } else {
+    return status{status_code::invalid_field, "unknown control operation '" + op.substr(0, 32) + "'"};
+  }
+  return out;
+}
+
+}  // namespace agentbus::session::control
