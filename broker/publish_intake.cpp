@@ -100,7 +100,7 @@ void publish_intake::on_envelope(const bytes& route, std::span<const bytes> fram
   session::sender_facts sender;
   status why;
   // 2.-4. Decoding, sender, declared suite, hop MAC; 5.-10. the rest, in the one order.
-  if (verifier_.open(frames[0], frames[1], c->hop, hooks, e, sender, why) != session::verdict::accept ||
+  if (verifier_.open(frames[0], frames[1], session::state_hop(c->hop), hooks, e, sender, why) != session::verdict::accept ||
       verifier_.check(e, sender, a.window, hooks, why) != session::verdict::accept)
     return refuse(e.header.message_id, why, e.header.to);
   acct_.passed_checks(steady::now() - started);
@@ -119,7 +119,7 @@ void publish_intake::on_wire_batch(const bytes& route, std::span<const bytes> fr
   status why;
   // The batch as a unit: its shape, every member decoding, one sender and suite, no
   // member hop MAC, the one MAC. A failure refuses every envelope in it, by id.
-  if (verifier_.open_batch(frames, cfg_.max_frame_bytes, c->hop, hooks, members, sender, why) !=
+  if (verifier_.open_batch(frames, cfg_.max_frame_bytes, session::state_hop(c->hop), hooks, members, sender, why) !=
       session::verdict::accept) {
     bool anonymous = false;
     session::for_each_member(frames, [&](const std::optional<envelope_header>& h) {

@@ -1,4 +1,5 @@
-// rogue — an agent that misbehaves on purpose (role MONITOR, name rogue-1).
+// rogue — an agent that misbehaves on purpose (role MONITOR, name rogue-1). It uses
+// agentbus_testing's agent_access to send what a correct agent never sends.
 //
 // It enrols like any agent (its key is genuine), then tries, one at a time:
 //   a  wrong-suite     declares rsa3072-pss-sha384 instead of its role's suite
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "agentbus/crypto.hpp"
+#include "agentbus/testing/agent_access.hpp"
 #include "example_agent.hpp"
 
 using namespace agentbus;
@@ -136,6 +138,7 @@ int main(int argc, char** argv) {
         using namespace std::chrono;
         const auto deadline = steady_clock::now() + duration_cast<steady_clock::duration>(duration<double>(timeout));
         agent& bus = a.bus();
+        testing::agent_access::record_sent(bus);  // for the replay attempt
         refusal_box box;
         a.on_rejected([&](const rejection& r) {
           if (r.where == "broker") box.push(r);
@@ -175,13 +178,13 @@ int main(int argc, char** argv) {
 
         // send_one seals with tweaks, capturing the message id from the header.
         auto seal = [&](attempt& at, recipient_kind kind, const std::string& to, const std::string& payload,
-                        agent::seal_tweaks tweaks) {
+                        testing::seal_tweaks tweaks) {
           auto inner = tweaks.edit_header;
           tweaks.edit_header = [&at, inner](envelope_header& h) {
             if (inner) inner(h);
             at.message_id = h.message_id;
           };
-          return agent::raw_access::send_tweaked(bus, kind, to, "application/json", as_bytes(payload), tweaks);
+          return testing::agent_access::send_tweaked(bus, kind, to, "application/json", as_bytes(payload), tweaks);
         };
         auto payload = [&](const attempt& at) {
           return fmt::format(R"({{"rogue":"ROGUE-ATTEMPT {} {}","ts_ms":{}}})", at.id, at.label, now_ms());
@@ -212,7 +215,7 @@ int main(int argc, char** argv) {
         for (auto& at : attempts) {
           if (stop_requested()) break;
           if (at.id == "a") {
-            agent::seal_tweaks t;
+            testing::seal_tweaks t;
             t.edit_header = [&](envelope_header& h) { h.suite = wrong_suite; };
             record(at, seal(at, recipient_kind::topic, topic, payload(at), t));
           } else if (at.id == "b") {
@@ -228,9 +231,9 @@ int main(int argc, char** argv) {
             }
             a.say(fmt::format("SENT valid envelope on {}: {}", topic, ok_payload));
             at.message_id.clear();
-            record(at, agent::raw_access::resend_last(bus));
+            record(at, testing::agent_access::resend_last(bus));
           } else if (at.id == "c") {
-            agent::seal_tweaks t;
+            testing::seal_tweaks t;
             t.edit_after_signing = [](bytes& signed_part) {
               // The payload is the last field of the signed part: flip a byte
               // near its end (a digit of ts_ms, so it stays printable).
@@ -238,13 +241,13 @@ int main(int argc, char** argv) {
             };
             record(at, seal(at, recipient_kind::topic, topic, payload(at), t));
           } else if (at.id == "d") {
-            agent::seal_tweaks t;
+            testing::seal_tweaks t;
             t.edit_header = [&](envelope_header& h) { h.sender = spoof_as; };
             record(at, seal(at, recipient_kind::topic, topic, payload(at), t));
           } else if (at.id == "e") {
             record(at, seal(at, recipient_kind::topic, forbidden_topic, payload(at), {}));
           } else if (at.id == "e2") {
-            agent::seal_tweaks t;
+            testing::seal_tweaks t;
             std::string target = forbidden_agent;
             t.edit_header = [target](envelope_header& h) { h.to = target; };
             record(at, seal(at, recipient_kind::agent, via_peer, payload(at), t));
@@ -260,7 +263,7 @@ int main(int argc, char** argv) {
             else
               frames = {junk, bytes(text.begin(), text.end())};
             at.message_id.clear();
-            record(at, agent::raw_access::send_frames(bus, frames));
+            record(at, testing::agent_access::send_frames(bus, frames));
           }
           await(at);
         }

@@ -114,9 +114,9 @@ TEST_P(BatchTampering, IsRefusedWithItsOwnReason) {
 
   // A good batch envelope first; keep its auth part (signature and proof).
   auto captured = std::make_shared<envelope_auth>();
-  agent::seal_tweaks keep;
+  testing::seal_tweaks keep;
   keep.edit_auth = [captured](envelope_auth& a) { *captured = a; };
-  ASSERT_TRUE(agent::raw_access::send_tweaked(*monitor.client, recipient_kind::agent, "director-1", "text/plain",
+  ASSERT_TRUE(testing::agent_access::send_tweaked(*monitor.client, recipient_kind::agent, "director-1", "text/plain",
                                               text("good"), keep).ok());
   ASSERT_TRUE(wait_until([&] { return d.count() == 1; })) << d.describe() << m.describe();
   ASSERT_EQ(captured->level, assurance::tpm_batch);
@@ -135,30 +135,30 @@ INSTANTIATE_TEST_SUITE_P(
             tamper_case{"MovedLeaf", status_code::bad_batch_proof,
                         // This envelope presents the earlier batch's signature and path.
                         [](agent& a, const envelope_auth& good) {
-                          agent::seal_tweaks t;
+                          testing::seal_tweaks t;
                           t.edit_auth = [good](envelope_auth& x) {
                             x.signature = good.signature;
                             x.batch = good.batch;
                           };
-                          return agent::raw_access::send_tweaked(a, recipient_kind::agent, "director-1", "text/plain",
+                          return testing::agent_access::send_tweaked(a, recipient_kind::agent, "director-1", "text/plain",
                                                                  text("moved"), t);
                         }},
             tamper_case{"RootNotSignedBySender", status_code::bad_batch_signature,
                         [](agent& a, const envelope_auth&) {
-                          agent::seal_tweaks t;
+                          testing::seal_tweaks t;
                           t.edit_auth = [](envelope_auth& x) { x.signature[x.signature.size() / 2] ^= 0x10; };
-                          return agent::raw_access::send_tweaked(a, recipient_kind::agent, "director-1", "text/plain",
+                          return testing::agent_access::send_tweaked(a, recipient_kind::agent, "director-1", "text/plain",
                                                                  text("bad root signature"), t);
                         }},
             tamper_case{"TamperedAfterSigning", status_code::bad_batch_signature,
                         [](agent& a, const envelope_auth&) {
-                          agent::seal_tweaks t;
+                          testing::seal_tweaks t;
                           t.edit_after_signing = [](bytes& s) { s[s.size() - 1] ^= 1; };
-                          return agent::raw_access::send_tweaked(a, recipient_kind::agent, "director-1", "text/plain",
+                          return testing::agent_access::send_tweaked(a, recipient_kind::agent, "director-1", "text/plain",
                                                                  text("tampered"), t);
                         }},
             tamper_case{"ReplayedBatchEnvelope", status_code::replayed,
-                        [](agent& a, const envelope_auth&) { return agent::raw_access::resend_last(a); }}),
+                        [](agent& a, const envelope_auth&) { return testing::agent_access::resend_last(a); }}),
         ::testing::Bool()),
     [](const auto& info) {
       return std::string(std::get<0>(info.param).name) + (std::get<1>(info.param) ? "_AtReceiver" : "_AtBroker");
@@ -294,9 +294,9 @@ TEST_P(WireBatchTampering, WholeBatchIsRefusedAtTheBrokerAndTheBusGoesOn) {
   ASSERT_TRUE(monitor->send("director-1", "text/plain", text("before")).ok());
   ASSERT_TRUE(wait_until([&] { return d.count() == 1; })) << d.describe() << m.describe();
 
-  agent::seal_tweaks t;
+  testing::seal_tweaks t;
   t.edit_wire_batch = c.edit;
-  ASSERT_TRUE(agent::raw_access::send_tweaked(*monitor.client, recipient_kind::agent, "director-1", "text/plain",
+  ASSERT_TRUE(testing::agent_access::send_tweaked(*monitor.client, recipient_kind::agent, "director-1", "text/plain",
                                               text("tampered"), t).ok());
   ASSERT_TRUE(wait_until([&] { return m.has(c.expected, "broker"); })) << m.describe();
   // The broker keeps serving this sender: the next envelope arrives, the bad one never.
@@ -442,7 +442,7 @@ TEST_P(FanOutTampering, WholeBatchIsRefusedAtTheReceiverAndTheBusGoesOn) {
     std::vector<std::string> payloads;
   };
   auto seen = std::make_shared<tampered_batch>();
-  agent::raw_access::edit_received(*director.client, [seen, edit = c.edit](std::vector<bytes>& f) {
+  testing::agent_access::edit_received(*director.client, [seen, edit = c.edit](std::vector<bytes>& f) {
     std::lock_guard lock(seen->mu);
     if (seen->done || f.empty() || std::string(f[0].begin(), f[0].end()) != "BATCH" || f.size() < 7) return;
     for (std::size_t i = 3; i + 1 < f.size(); i += 2) {
@@ -469,7 +469,7 @@ TEST_P(FanOutTampering, WholeBatchIsRefusedAtTheReceiverAndTheBusGoesOn) {
   // The sender hears nothing from the broker (it forwarded in good faith)...
   EXPECT_EQ(m.describe(), "");
   // ... and later traffic still arrives.
-  agent::raw_access::edit_received(*director.client, {});
+  testing::agent_access::edit_received(*director.client, {});
   ASSERT_TRUE(monitor->send("director-1", "text/plain", text("after")).ok());
   ASSERT_TRUE(wait_until([&] { return d.count() == kMessages - lost + 1; })) << d.describe();
   std::lock_guard lock(*d.mu), lock2(seen->mu);

@@ -204,9 +204,9 @@ TEST_P(BrokerRefusal, IsTypedCountedAndHarmlessToOtherTraffic) {
   EXPECT_NE(stats.find(std::string(status_code_name(GetParam().expected))), std::string::npos) << stats;
 }
 
-using tweaks = agent::seal_tweaks;
+using tweaks = testing::seal_tweaks;
 status tweaked(agent& a, const std::string& to, tweaks t, recipient_kind k = recipient_kind::agent) {
-  return agent::raw_access::send_tweaked(a, k, to, "text/plain", text("misbehaving"), t);
+  return testing::agent_access::send_tweaked(a, k, to, "text/plain", text("misbehaving"), t);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -219,7 +219,7 @@ INSTANTIATE_TEST_SUITE_P(
                               return tweaked(a, "director-1", t);
                             }},
         broker_refusal_case{"Replay", status_code::replayed,
-                            [](agent& a) { return agent::raw_access::resend_last(a); }},
+                            [](agent& a) { return testing::agent_access::resend_last(a); }},
         broker_refusal_case{"TamperedPayload", status_code::bad_signature,
                             [](agent& a) {
                               tweaks t;
@@ -267,7 +267,7 @@ INSTANTIATE_TEST_SUITE_P(
         broker_refusal_case{"AclTopic", status_code::acl_denied,
                             [](agent& a) {
                               tweaks t;  // MONITOR may not publish directives
-                              return agent::raw_access::send_tweaked(a, recipient_kind::topic, "directives/all",
+                              return testing::agent_access::send_tweaked(a, recipient_kind::topic, "directives/all",
                                                                      "text/plain", text("x"), t);
                             }},
         broker_refusal_case{"UnknownRecipient", status_code::not_deliverable,
@@ -404,7 +404,7 @@ INSTANTIATE_TEST_SUITE_P(
                         t.edit_header = [](envelope_header& h) { h.suite = "ecdsa-p384-sha3-384"; };
                         return tweaked(a, "director-1", t);
                       }},
-        receiver_case{"Replay", status_code::replayed, [](agent& a) { return agent::raw_access::resend_last(a); }},
+        receiver_case{"Replay", status_code::replayed, [](agent& a) { return testing::agent_access::resend_last(a); }},
         receiver_case{"MissingEndToEndMac", status_code::no_session,
                       [](agent& a) {
                         tweaks t;
@@ -425,7 +425,7 @@ INSTANTIATE_TEST_SUITE_P(
         receiver_case{"AclViolation", status_code::acl_denied,
                       [](agent& a) {
                         tweaks t;
-                        return agent::raw_access::send_tweaked(a, recipient_kind::topic, "directives/all",
+                        return testing::agent_access::send_tweaked(a, recipient_kind::topic, "directives/all",
                                                                "text/plain", text("x"), t);
                       }}),
     [](const auto& info) { return std::string(info.param.name); });

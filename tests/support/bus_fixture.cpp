@@ -135,6 +135,7 @@ bus_agent connect_agent(const broker_process& b, const fs::path& dir, const std:
   opts.name = name;
   opts.broker_endpoint = b.endpoint();
   a.client = std::make_unique<agent>(opts, a.id.key, pol);
+  agent_access::record_sent(*a.client);  // so that a test can replay what an agent sent
   return a;
 }
 

@@ -11,6 +11,7 @@
 #include "agentbus/agent.hpp"
 #include "agentbus/identity.hpp"
 #include "agentbus/policy.hpp"
+#include "agentbus/testing/agent_access.hpp"
 #include "agentbus/testing/swtpm_process.hpp"
 #include "agentbus/tpm.hpp"
 #include "support/swtpm_environment.hpp"

@@ -11,6 +11,14 @@
 // the sender's pinned key, end-to-end MAC. Rejected envelopes go to the
 // on_rejected callback and a counter, never to a handler.
 //
+// Nothing accepted is lost silently: every envelope send/publish accepted reaches a
+// handler at its receiver, or an on_rejected report (and a counter in agent_stats)
+// at the side that refused it; a sender is told of refusals it can act on (the
+// broker's nacks, a full queue, a failed batch signature). When handlers fall behind,
+// the agent stops reading from the broker (flow control) instead of dropping: the
+// broker then refuses further envelopes to it with `overloaded`, which their senders
+// see.
+//
 // Thread-safety: every method may be called from any thread. Handlers run on the
 // agent's dispatch thread, one at a time; they may call send/publish/request
 // (a request from inside a handler waits on the caller only, not the dispatcher).
@@ -36,6 +44,10 @@ namespace agentbus {
 
 class identity_key;
 class policy;
+namespace client {
+struct agent_runtime;
+struct agent_internals;
+}  // namespace client
 
 // enrolment_error is thrown by the agent constructor when the broker refuses the
 // agent (code: unknown_role, key_changed, revoked_agent, software_key_refused, ...)
@@ -93,9 +105,11 @@ struct message {
   protection sender_protection = protection::tpm;
 };
 
-// rejection describes an envelope that was refused: by this library at receive
-// (where == "receiver") or by the broker at publish (where == "broker", reported
-// back to the sender with the envelope's message id).
+// rejection describes an envelope that was refused or could not be sent: by this
+// library at receive (where == "receiver"), by the broker at publish or delivery
+// (where == "broker", reported back to the sender with the envelope's message id),
+// or here before it left (where == "sender": its batch could not be signed, the
+// outbound queue was full, a session acceptance could not be queued).
 struct rejection {
   std::string where;
   status reason;
@@ -109,7 +123,13 @@ struct agent_stats {
                 reenrolments = 0, hop_rekeys = 0,
                 tpm_ecdh_sessions = 0,  // agent↔agent sessions whose keys mix a TPM ECDH_ZGen
                 batch_roots = 0,        // TPM signatures over Merkle roots (tpm-batch mode)
-                batched_envelopes = 0;  // envelopes those roots covered
+                batched_envelopes = 0,  // envelopes those roots covered
+                failed_at_sender = 0,   // on_rejected reports with where == "sender"
+                // Handshakes (hop or agent↔agent) that went without this identity's static
+                // TPM ECDH share because the key could be neither loaded nor created: those
+                // sessions rest on ephemeral ECDH alone (the identity logs why).
+                static_ecdh_failures = 0,
+                dispatch_dropped = 0;   // jobs dropped past the dispatcher's hard limit (flow control keeps it 0)
 };
 
 using message_handler = std::function<void(const message&)>;
@@ -147,38 +167,9 @@ class agent {
 
   agent_stats stats() const;
 
-  // raw_access is for tests and the misbehaving example only: it sends envelopes a
-  // correct agent never produces, to exercise the broker's and receivers' checks.
-  struct raw_access;
-
-  // seal_tweaks alter one envelope while it is sealed (raw_access::send_tweaked).
-  struct seal_tweaks {
-    std::function<void(envelope_header&)> edit_header;           // before signing
-    std::function<void(bytes& signed_part)> edit_after_signing;  // tamper after the signature
-    std::function<void(envelope_auth&)> edit_auth;               // before the MACs
-    bool omit_hop_mac = false;
-    bool omit_e2e_macs = false;
-    // Batch mode with wire batching: edits the whole wire batch that carries this
-    // envelope, after its MAC (forces a wire batch even for a batch of one).
-    std::function<void(std::vector<bytes>& frames)> edit_wire_batch;
-  };
-
  private:
-  struct impl;
-  std::unique_ptr<impl> impl_;
-};
-
-struct agent::raw_access {
-  static status send_tweaked(agent& a, recipient_kind kind, const std::string& to, std::string_view content_type,
-                             byte_view payload, const seal_tweaks& tweaks);
-  // resend_last sends the exact frames of the last envelope again (a replay).
-  static status resend_last(agent& a);
-  // send_frames sends arbitrary frames on the agent's broker connection.
-  static status send_frames(agent& a, std::vector<bytes> frames);
-  // edit_received alters every message the agent receives from the broker (its
-  // frames as received, the frame kind first) before any check, as a broker or a
-  // path that tampers with what it forwards would. An empty function stops it.
-  static void edit_received(agent& a, std::function<void(std::vector<bytes>& frames)> edit);
+  friend struct client::agent_internals;  // the library's own parts (and agentbus_testing's hooks)
+  std::unique_ptr<client::agent_runtime> impl_;
 };
 
 }  // namespace agentbus

@@ -34,18 +34,18 @@ verdict verifier::open_member(byte_view signed_part, byte_view auth_part, enforc
   return verdict::accept;
 }
 
-verdict verifier::open(byte_view signed_part, byte_view auth_part, const session_state& hop, enforcement_hooks& hooks,
+verdict verifier::open(byte_view signed_part, byte_view auth_part, const hop_receiver& hop, enforcement_hooks& hooks,
                        opened_envelope& out, sender_facts& sender, status& why) const {
   if (verdict v = open_member(signed_part, auth_part, hooks, out, sender, why); v != verdict::accept) return v;
   // 4. Its hop MAC: the frames came over an authenticated hop.
-  if (status st = verify_hop_mac(hop, out.digest, out.auth); !st) {
+  if (status st = hop.verify_envelope(out.digest, out.auth); !st) {
     why = std::move(st);
     return verdict::refuse;
   }
   return verdict::accept;
 }
 
-verdict verifier::open_batch(std::span<const bytes> frames, std::size_t max_pair_bytes, const session_state& hop,
+verdict verifier::open_batch(std::span<const bytes> frames, std::size_t max_pair_bytes, const hop_receiver& hop,
                              enforcement_hooks& hooks, std::vector<opened_envelope>& out, sender_facts& sender,
                              status& why) const {
   out.clear();
@@ -77,7 +77,7 @@ verdict verifier::open_batch(std::span<const bytes> frames, std::size_t max_pair
   std::vector<wire_batch_item> items;
   items.reserve(out.size());
   for (const auto& m : out) items.push_back({m.digest, &m.auth});
-  if (status st = verify_wire_batch_mac(hop, frames[0], items, frames[1]); !st) return refuse(std::move(st));
+  if (status st = hop.verify_batch(frames[0], items, frames[1]); !st) return refuse(std::move(st));
   return verdict::accept;
 }
 

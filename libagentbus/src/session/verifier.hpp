@@ -78,6 +78,30 @@ class enforcement_hooks {
   }
 };
 
+// hop_receiver: the receive keys of the hop an envelope arrived on. The broker hands
+// its connection's session (state_hop); the agent its broker link's, which takes the
+// link's lock for the one MAC check.
+class hop_receiver {
+ public:
+  virtual ~hop_receiver() = default;
+  virtual status verify_envelope(byte_view digest, const envelope_auth& auth) const = 0;
+  virtual status verify_batch(byte_view session_id, std::span<const wire_batch_item> items, byte_view tag) const = 0;
+};
+
+class state_hop final : public hop_receiver {
+ public:
+  explicit state_hop(const session_state& s) : s_(s) {}
+  status verify_envelope(byte_view digest, const envelope_auth& auth) const override {
+    return verify_hop_mac(s_, digest, auth);
+  }
+  status verify_batch(byte_view session_id, std::span<const wire_batch_item> items, byte_view tag) const override {
+    return verify_wire_batch_mac(s_, session_id, items, tag);
+  }
+
+ private:
+  const session_state& s_;
+};
+
 struct verifier_options {
   std::uint64_t max_clock_skew_ms = 30'000;
   // hop_only skips steps 3 and 5-9: the broker's --insecure-permissive-testing mode,
@@ -92,7 +116,7 @@ class verifier {
 
   // open runs steps 1-4 for an envelope that travels alone: its own hop MAC under
   // `hop` (the receive keys of the hop it arrived on).
-  verdict open(byte_view signed_part, byte_view auth_part, const session_state& hop, enforcement_hooks& hooks,
+  verdict open(byte_view signed_part, byte_view auth_part, const hop_receiver& hop, enforcement_hooks& hooks,
                opened_envelope& out, sender_facts& sender, status& why) const;
 
   // open_batch runs steps 1-4 for a wire batch (schemas/envelope.md §7.3), given its
@@ -101,7 +125,7 @@ class verifier {
   // decoding, one sender for all, each declaring that sender's suite and carrying no
   // hop MAC of its own, and then the one MAC decide for the whole batch: on refuse or
   // wait, `out` is empty. A sender never builds a batch that fails these.
-  verdict open_batch(std::span<const bytes> frames, std::size_t max_pair_bytes, const session_state& hop,
+  verdict open_batch(std::span<const bytes> frames, std::size_t max_pair_bytes, const hop_receiver& hop,
                      enforcement_hooks& hooks, std::vector<opened_envelope>& out, sender_facts& sender,
                      status& why) const;
 

@@ -1,0 +1,258 @@
+#include "client/broker_link.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <future>
+
+#include "session/checks.hpp"
+#include "session/handshake.hpp"
+
+namespace agentbus::client {
+namespace {
+using steady = std::chrono::steady_clock;
+// A failed hop rekey keeps the current keys; the next attempt waits this long.
+constexpr std::chrono::seconds kRekeyRetry{5};
+// Several ERR unknown_agent arrive for what was sent before the broker knew us
+// again: one re-enrolment answers them all.
+constexpr std::chrono::seconds kReenrolDebounce{2};
+}  // namespace
+
+broker_link::broker_link(const agent_options& opts, identity_key& key, const suite& my_suite, outbound_queue& out)
+    : opts_(opts), key_(key), suite_(my_suite), out_(out) {}
+
+broker_link::~broker_link() { stop(); }
+
+void broker_link::start(std::function<void()> on_reenrolled) {
+  on_reenrolled_ = std::move(on_reenrolled);
+  worker_ = std::thread([this] { run(); });
+}
+
+void broker_link::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+bool broker_link::enrolled() const {
+  std::lock_guard lock(mu_);
+  return enrolled_;
+}
+
+void broker_link::enrol_first() {
+  std::future<status> result;
+  {
+    std::lock_guard lock(mu_);
+    first_result_.emplace();
+    result = first_result_->get_future();
+  }
+  submit(job::first);
+  status st = result.get();
+  if (!st) throw enrolment_error(st.code(), st.code() == status_code::timeout
+                                                ? "broker at " + opts_.broker_endpoint + " did not answer"
+                                                : st.to_string());
+}
+
+void broker_link::submit(job j) {
+  {
+    std::lock_guard lock(mu_);
+    // At most one job waits; a re-enrolment supersedes a waiting rekey, and one that
+    // is already running answers every unknown_agent that arrives meanwhile.
+    if (j == job::reenrol && running_ == job::reenrol) return;
+    if (pending_job_ == job::none || (j == job::reenrol && pending_job_ == job::rekey)) pending_job_ = j;
+    else return;
+  }
+  cv_.notify_all();
+}
+
+status broker_link::send_control(const session::control::request& r) {
+  return out_.push_built([&] {
+    // Numbered and MACed under the queue's lock: two threads can never put a lower
+    // number behind a higher one, which the broker would drop as replayed.
+    std::lock_guard lock(mu_);
+    const session::mac_key* k = hop_.send_key();
+    bytes body = session::control::encode(ctrl_seq_out_++, r);
+    bytes tag = k ? session::ctrl_tag(*k, body) : bytes{};
+    bytes sid = k ? k->session_id : bytes(session::kSessionIdSize, 0);
+    return net::frames{net::to_bytes(session::frame::kControl), std::move(sid), std::move(body), std::move(tag)};
+  });
+}
+
+status broker_link::verify_envelope(byte_view digest, const envelope_auth& auth) const {
+  std::lock_guard lock(mu_);
+  return session::verify_hop_mac(hop_, digest, auth);
+}
+
+status broker_link::verify_batch(byte_view session_id, std::span<const wire_batch_item> items, byte_view tag) const {
+  std::lock_guard lock(mu_);
+  return session::verify_wire_batch_mac(hop_, session_id, items, tag);
+}
+
+status broker_link::verify_control(byte_view session_id, byte_view body, byte_view tag) const {
+  std::lock_guard lock(mu_);
+  return session::verify_ctrl_tag(hop_, session_id, body, tag);
+}
+
+bool broker_link::accept_control(byte_view session_id, std::uint64_t seq) {
+  return ctrl_in_.accept(bytes(session_id.begin(), session_id.end()), seq);
+}
+
+// ---------------------------------------------------------------- io thread
+
+void broker_link::on_handshake(std::string_view kind, const bytes& body) {
+  std::lock_guard lock(mu_);
+  if (!current_) return;  // a late answer to a handshake that gave up: nothing waits for it
+  if (kind == session::frame::kChallenge) {
+    if (!current_->proof_sent() && !challenge_) challenge_ = body;
+  } else if (kind == session::frame::kWelcome) {
+    // Checked and installed here, before the io thread reads anything the broker MACed
+    // under the new keys. Software only: the worker derived the keys before PROOF left.
+    auto w = current_->on_welcome(body);
+    if (!w) {
+      outcome_ = w.error();
+    } else {
+      // A rekey keeps the previous broker→agent key for the grace window: envelopes the
+      // broker MACed before it saw our new handshake still verify.
+      hop_.install(std::move(w->keys.send), std::move(w->keys.receive), opts_.rekey_grace);
+      rekey_after_messages_ = w->rekey_after_messages;
+      rekey_after_ = w->rekey_after;
+      enrolled_ = true;
+      outcome_ = status{};
+    }
+  } else if (kind == session::frame::kRefused) {
+    auto r = session::decode_refused(body);
+    outcome_ = r ? status(r->code, "enrolment refused: " + std::string(status_code_name(r->code)) + ": " + r->reason)
+                 : status(status_code::refused, "enrolment refused (unreadable reason)");
+  }
+  cv_.notify_all();
+}
+
+void broker_link::on_error(const session::error_msg& e) {
+  bool reenrol = false;
+  {
+    std::lock_guard lock(mu_);
+    if (current_ && !current_->proof_sent() && !challenge_ && e.code != status_code::unknown_agent) {
+      // The broker turned this handshake down before it began (one already in
+      // progress on this connection, a malformed HELLO): no CHALLENGE will come.
+      outcome_ = status(e.code, "broker: " + e.detail);
+      cv_.notify_all();
+      return;
+    }
+    reenrol = e.code == status_code::unknown_agent && enrolled_ && steady::now() - last_enrol_ >= kReenrolDebounce;
+  }
+  if (reenrol) submit(job::reenrol);
+}
+
+void broker_link::on_reconnected() {
+  spdlog::info("[{}] reconnected to the broker", opts_.name);
+  {
+    // The new connection's first unknown_agent must count even within the debounce.
+    std::lock_guard lock(mu_);
+    last_enrol_ = steady::time_point{};
+  }
+  (void)send_control(session::control::ping{});
+}
+
+void broker_link::tick() {
+  bool due;
+  {
+    std::lock_guard lock(mu_);
+    due = enrolled_ && running_ == job::none && pending_job_ == job::none && steady::now() >= next_rekey_attempt_ &&
+          rekey_after_messages_ > 0 && hop_.due_for_rekey(rekey_after_messages_, rekey_after_);
+  }
+  if (due) submit(job::rekey);
+}
+
+// ---------------------------------------------------------------- worker thread
+
+status broker_link::handshake() {
+  auto hs = std::make_shared<hop_handshake>(key_, suite_, opts_.name, opts_.broker_fingerprint);
+  if (hs->static_key_failed()) ++static_ecdh_failures_;
+  const auto deadline = steady::now() + opts_.connect_timeout;
+  std::unique_lock lock(mu_);
+  current_ = hs;
+  challenge_.reset();
+  outcome_.reset();
+  struct clear_current {
+    broker_link& l;
+    ~clear_current() { l.current_.reset(); }
+  } clear{*this};
+  lock.unlock();
+  if (status st = out_.push({net::to_bytes(session::frame::kHello), hs->hello()}); !st) return st;
+  lock.lock();
+  if (!cv_.wait_until(lock, deadline, [&] { return stopping_ || challenge_ || outcome_; }))
+    return {status_code::timeout, "no CHALLENGE from the broker"};
+  if (stopping_) return {status_code::timeout, "agent stopping"};
+  if (outcome_) return *outcome_;
+  const bytes challenge = std::move(*challenge_);
+  lock.unlock();
+  auto proof = hs->on_challenge(challenge);  // TPM: signature and ECDH, no lock held
+  if (!proof) return proof.error();
+  if (status st = out_.push({net::to_bytes(session::frame::kProof), std::move(proof).value()}); !st) return st;
+  lock.lock();
+  if (!cv_.wait_until(lock, deadline, [&] { return stopping_ || outcome_; }))
+    return {status_code::timeout, "no WELCOME from the broker"};
+  if (stopping_) return {status_code::timeout, "agent stopping"};
+  if (outcome_->ok()) last_enrol_ = steady::now();
+  return *outcome_;
+}
+
+void broker_link::run() {
+  for (;;) {
+    job j;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || pending_job_ != job::none; });
+      if (stopping_) break;
+      j = pending_job_;
+      pending_job_ = job::none;
+      running_ = j;
+    }
+    if (j == job::first) {
+      status st = handshake();
+      std::lock_guard lock(mu_);
+      first_result_->set_value(st);
+      first_result_.reset();
+    } else if (j == job::rekey) {
+      status st = handshake();
+      if (st) {
+        ++hop_rekeys_;
+      } else {
+        spdlog::warn("[{}] hop rekey failed (keeping the current keys): {}", opts_.name, st.to_string());
+        std::lock_guard lock(mu_);
+        next_rekey_attempt_ = steady::now() + kRekeyRetry;  // whatever triggered it
+      }
+    } else {
+      // Re-enrolment: the broker no longer knows us. Retried with a back-off until it
+      // works or the agent stops.
+      bool ok = false;
+      for (int attempt = 1;; ++attempt) {
+        status st = handshake();
+        if (st) {
+          ok = true;
+          break;
+        }
+        spdlog::warn("[{}] re-enrolment attempt {} failed: {}", opts_.name, attempt, st.to_string());
+        std::unique_lock lock(mu_);
+        if (cv_.wait_for(lock, std::chrono::milliseconds(std::min(2000, 100 * attempt)), [&] { return stopping_; }))
+          break;
+      }
+      if (ok) {
+        ++reenrolments_;
+        spdlog::info("[{}] re-enrolled with the broker", opts_.name);
+        if (on_reenrolled_) on_reenrolled_();
+      }
+    }
+    std::lock_guard lock(mu_);
+    running_ = job::none;
+  }
+  std::lock_guard lock(mu_);
+  if (first_result_) {
+    first_result_->set_value(status{status_code::timeout, "agent stopping"});
+    first_result_.reset();
+  }
+}
+
+}  // namespace agentbus::client

@@ -1,0 +1,93 @@
+#include "client/hop_handshake.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+#include "session/checks.hpp"
+
+namespace agentbus::client {
+
+hop_handshake::hop_handshake(identity_key& key, const suite& my_suite, std::string agent_name, std::string broker_pin)
+    : key_(key),
+      suite_(my_suite),
+      name_(std::move(agent_name)),
+      broker_pin_(std::move(broker_pin)),
+      ephemeral_(crypto::ec_keypair::generate(my_suite.ecdh_curve)) {
+  // Hex in either case (agentbus-key prints lower case).
+  std::transform(broker_pin_.begin(), broker_pin_.end(), broker_pin_.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  auto st = key_.static_ecdh_public(suite_.ecdh_curve);
+  if (!st) static_key_failed_ = true;
+  else if (st->has_value()) static_pub_ = std::move(**st);
+  hello_.name = name_;
+  hello_.role = key_.metadata().role;
+  hello_.suite = suite_.name;
+  hello_.key_protection = key_.key_protection();
+  hello_.identity_der = key_.public_key().der();
+  hello_.tpm_manufacturer = key_.metadata().tpm_manufacturer;
+  hello_.tpm_simulator = key_.metadata().tpm_simulator;
+  hello_.ephemeral_der = ephemeral_.public_part().der();
+  if (static_pub_) hello_.static_ecdh_der = static_pub_->der();
+  hello_.nonce = crypto::random_bytes(session::kNonceSize);
+  hello_bytes_ = session::encode(hello_);
+}
+
+result<bytes> hop_handshake::on_challenge(byte_view challenge_body) {
+  auto challenge = session::decode_challenge(challenge_body);
+  if (!challenge) return status{challenge.error().code(), "bad CHALLENGE: " + challenge.error().to_string()};
+  // The broker proves its identity first (SIGMA: each side signs the transcript).
+  auto broker_key = crypto::public_key::from_der(challenge->broker_identity_der);
+  if (!broker_key) return status{broker_key.error().code(), "broker key unreadable"};
+  if (!broker_pin_.empty() && broker_key->fingerprint_hex() != broker_pin_)
+    return status{status_code::key_changed,
+                  "broker key " + broker_key->fingerprint_hex() + " does not match the pinned fingerprint"};
+  const bytes ct = session::challenge_transcript(hello_bytes_, session::encode(*challenge, false));
+  if (!crypto::verify_digest(*broker_key, broker_key->type(), challenge->broker_hash,
+                             crypto::digest(challenge->broker_hash, ct), challenge->signature)
+           .ok())
+    return status{status_code::bad_signature, "broker signature over the challenge does not verify"};
+
+  auto broker_eph = session::ec_key_on_curve(challenge->ephemeral_der, suite_.ecdh_curve);
+  if (!broker_eph) return status{status_code::invalid_field, "broker ephemeral key is not on the role's curve"};
+  std::optional<crypto::public_key> broker_static;
+  if (!challenge->static_ecdh_der.empty()) {
+    broker_static = session::ec_key_on_curve(challenge->static_ecdh_der, suite_.ecdh_curve);
+    if (!broker_static) return status{status_code::invalid_field, "broker static key is not on the role's curve"};
+  }
+  auto shares = session::software_shares(ephemeral_, *broker_eph, broker_static);
+  if (!shares) return status{shares.error().code(), "ECDH failed: " + shares.error().to_string()};
+  if (static_pub_) {
+    auto z = key_.static_ecdh(suite_.ecdh_curve, *broker_eph);  // TPM2_ECDH_ZGen
+    if (!z) return status{z.error().code(), "TPM ECDH failed: " + z.error().to_string()};
+    shares->my_static = std::move(z).value();
+  }
+
+  session::proof_msg proof;
+  auto sig = key_.sign_message(session::proof_transcript(hello_bytes_, challenge_body));
+  if (!sig) return status{sig.error().code(), "cannot sign the enrolment proof: " + sig.error().to_string()};
+  proof.signature = std::move(sig).value();
+  bytes proof_bytes = session::encode(proof);
+
+  const std::array<byte_view, 3> transcript{hello_bytes_, challenge_body, proof_bytes};
+  keys_ = session::agree(session::handshake_role::initiator, *shares,
+                         {"hop", name_, challenge->broker_name, hello_.nonce, challenge->nonce, suite_.mac_hash,
+                          suite_.mac_hash, transcript});
+  return proof_bytes;
+}
+
+result<hop_handshake::welcome> hop_handshake::on_welcome(byte_view welcome_body) {
+  if (!keys_) return status{status_code::malformed, "WELCOME before PROOF"};
+  auto w = session::decode_welcome(welcome_body);
+  if (!w) return status{w.error().code(), "bad WELCOME: " + w.error().to_string()};
+  if (status st = session::check_welcome_confirm(*keys_, w->session_id, w->confirm_tag); !st) return st;
+  // WELCOME's rekey schedule is not covered by its MAC (docs/protocol-history.md, D11):
+  // bounded here so that no value can overflow a clock computation.
+  constexpr std::uint64_t kMaxRekeySeconds = 10ull * 365 * 24 * 3600;
+  welcome out{std::move(*keys_), w->rekey_after_messages,
+              std::chrono::seconds(std::min(w->rekey_after_seconds, kMaxRekeySeconds))};
+  keys_.reset();
+  return out;
+}
+
+}  // namespace agentbus::client

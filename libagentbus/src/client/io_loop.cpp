@@ -1,0 +1,200 @@
+// io_loop.cpp — the agent's io thread: the DEALER socket, and every message from the
+// broker handed to the part that owns its kind.
+#include <spdlog/spdlog.h>
+
+#include "client/agent_runtime.hpp"
+#include "session/control.hpp"
+#include "session/handshake.hpp"
+
+namespace agentbus::client {
+namespace control = session::control;
+namespace {
+template <class... Fs>
+struct overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <class... Fs>
+overloaded(Fs...) -> overloaded<Fs...>;
+}  // namespace
+
+void agent_runtime::io_loop() {
+  using steady = std::chrono::steady_clock;
+  auto last_ping = steady::now();
+  bool send_blocked = false;  // the socket refused a send (HWM): poll for POLLOUT
+  net::frames received;       // reused for every message: its buffers stay allocated
+  while (!stopping) {
+    // An optional periodic ping (off by default): a restarted broker is noticed
+    // through the connection monitor without one.
+    if (opts.ping_interval.count() > 0 && steady::now() - last_ping >= opts.ping_interval) {
+      (void)link.send_control(control::ping{});
+      last_ping = steady::now();
+    }
+    link.tick();
+    topics.retry();
+    receive.flush();
+    // Flow control: while the dispatcher is full, nothing more is read from the broker
+    // (it waits in ZeroMQ's queue; past its HWM the broker tells senders `overloaded`).
+    const bool reading = !jobs.saturated();
+    const short dealer_events = static_cast<short>((reading ? ZMQ_POLLIN : 0) | (send_blocked ? ZMQ_POLLOUT : 0));
+    zmq::pollitem_t items[3] = {{dealer.handle(), 0, dealer_events, 0},
+                                {nullptr, outbound.wake_fd(), ZMQ_POLLIN, 0},
+                                {monitor->handle(), 0, ZMQ_POLLIN, 0}};
+    try {
+      zmq::poll(items, 3, std::chrono::milliseconds(100));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+    }
+    if (items[1].revents & ZMQ_POLLIN) outbound.drain_wake();
+    if ((items[2].revents & ZMQ_POLLIN) && monitor->reconnected()) link.on_reconnected();
+    send_queued(send_blocked);
+    for (int budget = 0; reading && budget < 1024; ++budget) {
+      // The largest message is a wire batch: kind, session id, MAC, 2 frames an envelope.
+      if (!net::recv_multipart_into(dealer, received, 3 + 2 * session::kMaxWireBatchEnvelopes)) break;
+      if (has_received_edit.load(std::memory_order_relaxed)) {
+        std::lock_guard lock(received_edit_mu);
+        if (received_edit) received_edit(received);
+      }
+      handle_frames(received);
+      if (jobs.saturated()) break;
+    }
+    receive.retry();
+  }
+}
+
+// send_queued sends what was queued, taken under one lock. What the socket refuses (at
+// its high-water mark) goes back to the front, in order: no silent drop.
+void agent_runtime::send_queued(bool& blocked) {
+  std::deque<net::frames> batch = outbound.take_all();
+  blocked = false;
+  while (!batch.empty()) {
+    if (!net::send_multipart(dealer, batch.front())) {
+      blocked = true;
+      break;
+    }
+    outbound.sent(batch.front());
+    batch.pop_front();
+  }
+  outbound.put_back(batch);
+}
+
+void agent_runtime::handle_frames(net::frames& f) {
+  if (f.empty()) return;
+  const std::string_view kind = net::as_string(f[0]);
+  if (kind == session::frame::kEnvelope) return receive.on_envelope(f);
+  if (kind == session::frame::kWireBatch) return receive.on_wire_batch(f);
+  if (kind == session::frame::kControl) return handle_control(f);
+  if (kind == session::frame::kError) return handle_error(f);
+  if (kind == session::frame::kChallenge || kind == session::frame::kWelcome || kind == session::frame::kRefused) {
+    if (f.size() == 2) link.on_handshake(kind, f[1]);
+    return;
+  }
+  rejections.report({"receiver", {status_code::malformed, "unexpected frame from the broker"}, "broker", opts.name, {}});
+}
+
+void agent_runtime::handle_control(const net::frames& f) {
+  // Unauthenticated or replayed control messages are dropped, with a (rate-limited)
+  // line: they come from no one the agent can answer.
+  if (f.size() != 4 || !link.verify_control(f[1], f[2], f[3]).ok())
+    return rejections.note("control", "control message with a bad MAC dropped");
+  auto m = control::decode_answer(f[2]);
+  if (!m) return rejections.note("control", "control message dropped: " + m.error().to_string());
+  if (!link.accept_control(f[1], m->seq)) return rejections.note("control", "replayed control message dropped");
+  std::visit(overloaded{
+                 [&](const control::nack& n) {
+                   // A refused session offer is forgotten at once (the next attempt sends
+                   // a new one); a refused request fails now rather than at its timeout.
+                   if (!n.message_id.empty()) {
+                     sessions.on_nack(n.message_id);
+                     pending_requests.complete(n.message_id, n.reason);
+                   }
+                   rejections.report({"broker", n.reason, opts.name, n.recipient, n.message_id});
+                 },
+                 [&](const control::peer_answer& a) { peers.on_answer(a); },
+                 [&](const control::revoked& r) {
+                   // An operator revoked this agent: its sessions end now and nothing more
+                   // from it is accepted.
+                   sessions.forget(r.name);
+                   peers.revoked(r.name);
+                   spdlog::warn("[{}] {} was revoked: sessions dropped", opts.name, r.name);
+                 },
+                 [&](const control::members& mm) { topics.on_members(mm); },
+                 [&](const control::subscribed& s) { topics.on_subscribed(s); },
+                 [&](const control::stats_answer&) {}},
+             m->message);
+}
+
+void agent_runtime::handle_error(const net::frames& f) {
+  auto e = f.size() == 2 ? session::decode_error(f[1]) : result<session::error_msg>(status{status_code::malformed, "ERR"});
+  if (!e) {
+    rejections.report({"receiver", {e.error().code(), "unreadable ERR from the broker"}, "broker", opts.name, {}});
+    return;
+  }
+  // ERR is unauthenticated: it may make the agent re-enrol and report, nothing more.
+  if (!e->message_id.empty()) {
+    // An envelope the broker could not take (it restarted and no longer knows us):
+    // the sender hears of it by id; a request waiting for it fails now.
+    const status why(e->code, e->detail);
+    pending_requests.complete(e->message_id, why);
+    rejections.report({"broker", why, opts.name, "", e->message_id});
+  } else {
+    spdlog::warn("[{}] broker error: {}: {}", opts.name, status_code_name(e->code), e->detail);
+  }
+  link.on_error(*e);
+}
+
+void agent_runtime::deliver_burst(std::vector<message>& burst) {
+  std::vector<std::function<void()>> jobs_out;
+  jobs_out.reserve(burst.size());
+  for (auto& m : burst) {
+    if (m.header.type == envelope_type::reply) {
+      // Replies go straight to their waiter (a request may be waiting on the dispatch
+      // thread itself); one whose request gave up is reported, not dropped silently.
+      bytes correlation = m.header.correlation_id;
+      std::string sender = m.header.sender;
+      bytes id = m.header.message_id;
+      if (!pending_requests.complete(correlation, std::move(m)))
+        rejections.report({"receiver", {status_code::timeout, "a reply arrived after its request gave up"}, sender,
+                           opts.name, id});
+      continue;
+    }
+    jobs_out.push_back([this, m = std::move(m)] { run_delivery(m); });
+  }
+  (void)jobs.push_all(jobs_out);
+}
+
+void agent_runtime::run_delivery(const message& m) {
+  if (m.header.type == envelope_type::request) {
+    request_handler h;
+    {
+      std::lock_guard lock(handlers_mu);
+      h = on_request;
+    }
+    if (!h) return;
+    std::optional<bytes> answer = h(m);
+    if (!answer) return;
+    if (status st = send_envelope(envelope_type::reply, m.header.sender, "application/octet-stream", *answer,
+                                  m.header.message_id);
+        !st)
+      rejections.report({"sender", {st.code(), "reply to " + m.header.sender + " not sent: " + st.detail()}, opts.name,
+                         m.header.sender, m.header.message_id});
+    return;
+  }
+  message_handler h;
+  if (m.header.to_kind == recipient_kind::topic) {
+    h = topics.handler(m.header.to);
+  } else {
+    std::lock_guard lock(handlers_mu);
+    h = on_message;
+  }
+  if (h) h(m);
+}
+
+status agent_runtime::send_envelope(envelope_type type, const std::string& to, std::string_view content_type,
+                                    byte_view payload, const bytes& correlation_id,
+                                    std::shared_ptr<const seal_hooks> hooks, bytes message_id) {
+  if (status st = sessions.ensure(to); !st) return st;
+  return seal.seal_and_queue({type, recipient_kind::agent, to, content_type, payload, correlation_id, {to}, std::move(message_id)},
+                             std::move(hooks));
+}
+
+}  // namespace agentbus::client

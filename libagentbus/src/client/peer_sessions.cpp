@@ -1,0 +1,383 @@
+#include "client/peer_sessions.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+
+#include "session/checks.hpp"
+#include "session/handshake.hpp"
+#include "session/key_agreement.hpp"
+
+namespace agentbus::client {
+
+// job_marker lives in a queued offer/accept job: created when the job is queued,
+// destroyed when it has run (or was dropped); then the envelopes that waited for it
+// are checked again.
+class peer_sessions::job_marker {
+ public:
+  job_marker(peer_sessions& owner, std::string peer) : owner_(owner), peer_(std::move(peer)) {
+    std::lock_guard lock(owner_.mu_);
+    ++owner_.sessions_by_peer_[peer_].jobs;
+  }
+  ~job_marker() {
+    {
+      std::lock_guard lock(owner_.mu_);
+      if (auto it = owner_.sessions_by_peer_.find(peer_); it != owner_.sessions_by_peer_.end()) --it->second.jobs;
+    }
+    owner_.wake_io_();
+  }
+  job_marker(const job_marker&) = delete;
+  job_marker& operator=(const job_marker&) = delete;
+
+ private:
+  peer_sessions& owner_;
+  std::string peer_;
+};
+
+peer_sessions::peer_sessions(const agent_options& opts, identity_key& key, const suite& my_suite, peer_directory& peers,
+                             sealer& seal, dispatcher& jobs, reporter& rep, std::function<void()> wake_io)
+    : opts_(opts), key_(key), suite_(my_suite), peers_(peers), sealer_(seal), jobs_(jobs), reporter_(rep),
+      wake_io_(std::move(wake_io)) {}
+
+bool peer_sessions::backing_off_locked(const peer_session& s) const {
+  return s.unanswered_at && steady::now() - *s.unanswered_at < kOfferRetryAfter;
+}
+
+bool peer_sessions::backing_off(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto it = sessions_by_peer_.find(name);
+  return it != sessions_by_peer_.end() && !it->second.established && backing_off_locked(it->second);
+}
+
+std::optional<crypto::public_key> peer_sessions::my_static(ec_curve curve) {
+  auto k = key_.static_ecdh_public(curve);
+  if (!k) {
+    // The identity logged why; the session goes on with ephemeral ECDH only, counted.
+    ++static_ecdh_failures_;
+    return std::nullopt;
+  }
+  return std::move(k).value();
+}
+
+status peer_sessions::ensure(const std::string& name) {
+  auto p = peers_.resolve(name);
+  if (!p) return p.error();
+  std::unique_lock lock(mu_);
+  {
+    peer_session& s = sessions_by_peer_[name];
+    const auto now = steady::now();
+    if (s.offer && now - s.offer->sent_at > opts_.session_timeout) s.offer.reset();  // unanswered: replaced
+    if (s.established) {
+      const bool rekey = !s.offer && s.state.due_for_rekey(opts_.rekey_after_messages, opts_.rekey_after);
+      lock.unlock();
+      // The old keys keep working until the peer accepts; a rekey offer that cannot be
+      // sent now is tried again at the next send.
+      if (rekey)
+        if (status st = send_offer(**p, /*rekey=*/true); !st)
+          spdlog::warn("[{}] rekey offer to {} not sent: {}", opts_.name, name, st.to_string());
+      return {};
+    }
+    if (backing_off_locked(s))
+      return {status_code::no_session, "no session with " + name + ": the last offer went unanswered; offering again " +
+                                           std::to_string(kOfferRetryAfter.count()) + " s after it"};
+    if (!s.offer) {
+      lock.unlock();
+      if (status st = send_offer(**p, false); !st) return st;
+      lock.lock();
+    }
+  }
+  // The entry is looked up again each time: a revocation may erase it while we wait.
+  auto established = [&] {
+    auto it = sessions_by_peer_.find(name);
+    return it != sessions_by_peer_.end() && it->second.established;
+  };
+  cv_.wait_for(lock, opts_.session_timeout, [&] { return stopping_ || established(); });
+  if (!established()) {
+    if (auto it = sessions_by_peer_.find(name); it != sessions_by_peer_.end()) it->second.unanswered_at = steady::now();
+    return {status_code::no_session,
+            "no session with " + name + " within " + std::to_string(opts_.session_timeout.count()) + " ms"};
+  }
+  return {};
+}
+
+status peer_sessions::send_offer(const peer_info& p, bool rekey) {
+  outstanding_offer o;
+  o.curve = session::curve_for_pair(suite_.ecdh_curve, p.peer_suite.ecdh_curve);
+  o.ephemeral = std::make_shared<const crypto::ec_keypair>(crypto::ec_keypair::generate(o.curve));
+  o.nonce = crypto::random_bytes(session::kNonceSize);
+  session::offer_msg m;
+  m.ephemeral_der = o.ephemeral->public_part().der();
+  m.nonce = o.nonce;
+  m.curve = std::string(curve_name(o.curve));
+  // With a TPM, the session also depends on a secret that never leaves it (the Noise
+  // es/se pattern): our static TPM ECDH key on the session's curve.
+  if (auto st = my_static(o.curve)) {
+    m.static_ecdh_der = st->der();
+    o.with_static = true;
+  }
+  {
+    std::lock_guard lock(mu_);
+    auto& s = sessions_by_peer_[p.name];
+    if (s.offer) return {};  // one outstanding offer per peer
+    if (rekey && s.state.send_key()) m.rekey_of = s.state.send_key()->session_id;
+  }
+  const bytes body = session::encode(m);
+  const envelope_request r{envelope_type::control, recipient_kind::agent, p.name, session::kOfferContentType, body,
+                           {}, {}, {}};
+  auto frames = sealer_.seal(r, nullptr, &o.message_id);
+  if (!frames) return frames.error();
+  o.signed_part = (*frames)[1];
+  o.sent_at = steady::now();
+  const bytes id = o.message_id;
+  {
+    std::lock_guard lock(mu_);
+    auto& s = sessions_by_peer_[p.name];
+    if (s.offer) return {};
+    s.offer = std::move(o);
+  }
+  status st = sealer_.queue_sealed(std::move(frames).value());
+  if (!st) {
+    // Never left: not outstanding (the next attempt sends a new one at once).
+    std::lock_guard lock(mu_);
+    auto& s = sessions_by_peer_[p.name];
+    if (s.offer && s.offer->message_id == id) s.offer.reset();
+  }
+  return st;
+}
+
+void peer_sessions::add_macs(envelope_auth& auth, byte_view digest, const std::vector<std::string>& recipients) {
+  std::lock_guard lock(mu_);
+  for (const auto& r : recipients) {
+    auto it = sessions_by_peer_.find(r);
+    if (it == sessions_by_peer_.end() || !it->second.established) continue;
+    const session::mac_key* k = it->second.state.send_key();
+    auth.e2e_macs.push_back(session_mac{r, k->session_id, session::e2e_tag(*k, digest, auth, r)});
+    it->second.state.count_sent();
+  }
+}
+
+session::verdict peer_sessions::verify(const std::string& sender, byte_view digest, const envelope_auth& auth,
+                                       status& why) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = sessions_by_peer_.find(sender);
+    status st = it == sessions_by_peer_.end() ? status(status_code::no_session, "no session with " + sender)
+                                              : session::verify_e2e_mac(it->second.state, digest, auth, opts_.name);
+    if (st) {
+      it->second.state.count_received();
+      return session::verdict::accept;
+    }
+    // Its key is probably being installed right now: check it again afterwards.
+    if (it != sessions_by_peer_.end() && it->second.jobs > 0) return session::verdict::wait;
+    why = std::move(st);
+  }
+  if (why.code() == status_code::no_session) reoffer(sender);
+  return session::verdict::refuse;
+}
+
+// reoffer: the sender MACs for a session we do not have (we restarted, or lost it):
+// offer a fresh one, at most every kReofferEvery per peer, from the dispatch thread
+// (the offer is signed).
+void peer_sessions::reoffer(const std::string& peer) {
+  {
+    std::lock_guard lock(mu_);
+    auto& s = sessions_by_peer_[peer];
+    const auto now = steady::now();
+    if (now - s.last_reoffer < kReofferEvery) return;
+    s.last_reoffer = now;
+  }
+  jobs_.push([this, peer] {
+    auto p = peers_.find(peer);
+    if (!p) return;
+    {
+      std::lock_guard lock(mu_);
+      sessions_by_peer_[peer].established = false;  // stop MACing with keys the peer lacks
+    }
+    if (status st = send_offer(*p, false); !st)
+      spdlog::warn("[{}] session offer to {} not sent: {}", opts_.name, peer, st.to_string());
+  });
+}
+
+void peer_sessions::answer(std::shared_ptr<const peer_info> p, envelope_header offer, bytes offer_signed) {
+  auto marker = std::make_shared<job_marker>(*this, p->name);
+  jobs_.push([this, p = std::move(p), h = std::move(offer), sp = std::move(offer_signed), marker] {
+    answer_offer(*p, h, sp);
+  });
+}
+
+void peer_sessions::complete(std::shared_ptr<const peer_info> p, envelope_header accept, bytes accept_signed) {
+  auto marker = std::make_shared<job_marker>(*this, p->name);
+  jobs_.push([this, p = std::move(p), h = std::move(accept), sp = std::move(accept_signed), marker] {
+    complete_offer(*p, h, sp);
+  });
+}
+
+bool peer_sessions::job_pending(const std::string& peer) {
+  std::lock_guard lock(mu_);
+  auto it = sessions_by_peer_.find(peer);
+  return it != sessions_by_peer_.end() && it->second.jobs > 0;
+}
+
+// On the dispatch thread: answer a verified offer.
+void peer_sessions::answer_offer(const peer_info& p, const envelope_header& h, const bytes& offer_signed) {
+  auto refuse = [&](status why) { reporter_.report({"receiver", std::move(why), p.name, opts_.name, h.message_id}); };
+  auto offer = session::decode_offer(h.payload);
+  if (!offer) return refuse(offer.error());
+  const ec_curve curve = session::curve_for_pair(suite_.ecdh_curve, p.peer_suite.ecdh_curve);
+  auto peer_eph = session::ec_key_on_curve(offer->ephemeral_der, curve);
+  if (offer->curve != curve_name(curve) || !peer_eph)
+    return refuse({status_code::invalid_field, "session offer on the wrong curve"});
+  std::optional<crypto::public_key> peer_static;
+  if (!offer->static_ecdh_der.empty()) {
+    peer_static = session::ec_key_on_curve(offer->static_ecdh_der, curve);
+    if (!peer_static) return refuse({status_code::invalid_field, "session offer's static key is not on the session curve"});
+  }
+  {
+    // Crossing offers: the agent whose name sorts first stays initiator.
+    std::lock_guard lock(mu_);
+    auto& s = sessions_by_peer_[p.name];
+    if (s.offer && opts_.name < p.name) return;  // ours wins; the peer will accept ours
+    s.offer.reset();
+  }
+  const crypto::ec_keypair eph = crypto::ec_keypair::generate(curve);
+  session::accept_msg a;
+  a.ephemeral_der = eph.public_part().der();
+  a.nonce = crypto::random_bytes(session::kNonceSize);
+  a.offer_id = h.message_id;
+  const std::optional<crypto::public_key> mine = my_static(curve);
+  if (mine) a.static_ecdh_der = mine->der();
+  const bytes body = session::encode(a);
+  envelope_request r{envelope_type::control, recipient_kind::agent, p.name, session::kAcceptContentType, body,
+                     h.message_id, {}, {}};
+  auto frames = sealer_.seal(r, nullptr);
+  if (!frames) {
+    reporter_.report({"sender", frames.error(), opts_.name, p.name, h.message_id});
+    return;
+  }
+  // Z_ee, Z_se (the initiator's static share), Z_es (ours: TPM2_ECDH_ZGen).
+  auto shares = session::software_shares(eph, *peer_eph, peer_static);
+  if (!shares) return refuse(shares.error());
+  if (mine) {
+    auto z = key_.static_ecdh(curve, *peer_eph);
+    if (!z) {
+      ++static_ecdh_failures_;
+      reporter_.report({"sender", {z.error().code(), "TPM ECDH for a session with " + p.name + " failed: " +
+                                                         z.error().detail()},
+                        opts_.name, p.name, h.message_id});
+      return;
+    }
+    shares->my_static = std::move(z).value();
+  }
+  const std::array<byte_view, 2> transcript{offer_signed, (*frames)[1]};
+  session::agreed_keys keys =
+      session::agree(session::handshake_role::responder, *shares,
+                     {"e2e", p.name, opts_.name, offer->nonce, a.nonce, p.peer_suite.mac_hash, suite_.mac_hash, transcript});
+  status queued;
+  {
+    // Queue the acceptance before the new keys can be used: nothing sealed with them
+    // may overtake it to the initiator (who cannot verify it before the acceptance).
+    std::lock_guard lock(mu_);
+    auto& s = sessions_by_peer_[p.name];
+    // The crossing rule again: we may have offered a session ourselves while this
+    // acceptance was signed (the TPM is slow). Installing keys the peer drops (it
+    // answers our offer, which wins) would have us MAC with them: bad_mac there.
+    if (s.offer && opts_.name < p.name) return;
+    s.offer.reset();
+    queued = sealer_.queue_sealed(std::move(frames).value());
+    if (queued) {
+      // Installed only once the acceptance is on its way: keys the peer never gets
+      // would have us MAC with them (its refusals: no_session, bad_mac).
+      if (s.established) ++rekeys_;
+      else ++sessions_;
+      if (peer_static || mine) ++tpm_ecdh_sessions_;
+      s.state.install(std::move(keys.send), std::move(keys.receive), opts_.rekey_grace);
+      s.established = true;
+      s.unanswered_at.reset();
+    }
+  }
+  if (!queued) {
+    reporter_.report({"sender", {queued.code(), "session acceptance for " + p.name + " not sent: " + queued.detail()},
+                      opts_.name, p.name, h.message_id});
+    return;
+  }
+  cv_.notify_all();
+}
+
+// On the dispatch thread: complete our own offer. The key agreement (which may use the
+// TPM) runs outside the lock; the keys are installed only if the offer is still the
+// outstanding one.
+void peer_sessions::complete_offer(const peer_info& p, const envelope_header& h, const bytes& accept_signed) {
+  auto refuse = [&](status why) { reporter_.report({"receiver", std::move(why), p.name, opts_.name, h.message_id}); };
+  auto a = session::decode_accept(h.payload);
+  if (!a) return refuse(a.error());
+  outstanding_offer o;
+  {
+    std::lock_guard lock(mu_);
+    auto& s = sessions_by_peer_[p.name];
+    if (!s.offer || s.offer->message_id != a->offer_id) return;  // stale or unsolicited
+    o = *s.offer;
+  }
+  auto peer_eph = session::ec_key_on_curve(a->ephemeral_der, o.curve);
+  std::optional<crypto::public_key> peer_static;
+  if (!a->static_ecdh_der.empty()) peer_static = session::ec_key_on_curve(a->static_ecdh_der, o.curve);
+  if (!peer_eph || (!a->static_ecdh_der.empty() && !peer_static))
+    return refuse({status_code::invalid_field, "session acceptance with a key off the session curve"});
+  // Z_ee, Z_se (ours: TPM2_ECDH_ZGen), Z_es (the responder's static share).
+  auto shares = session::software_shares(*o.ephemeral, *peer_eph, peer_static);
+  if (!shares) return refuse(shares.error());
+  if (o.with_static) {
+    auto z = key_.static_ecdh(o.curve, *peer_eph);
+    if (!z) {
+      ++static_ecdh_failures_;
+      reporter_.report({"sender", {z.error().code(), "TPM ECDH for a session with " + p.name + " failed: " +
+                                                         z.error().detail()},
+                        opts_.name, p.name, h.message_id});
+      return;
+    }
+    shares->my_static = std::move(z).value();
+  }
+  const std::array<byte_view, 2> transcript{o.signed_part, accept_signed};
+  session::agreed_keys keys =
+      session::agree(session::handshake_role::initiator, *shares,
+                     {"e2e", opts_.name, p.name, o.nonce, a->nonce, suite_.mac_hash, p.peer_suite.mac_hash, transcript});
+  {
+    std::lock_guard lock(mu_);
+    auto& s = sessions_by_peer_[p.name];
+    if (!s.offer || s.offer->message_id != a->offer_id) return;  // superseded meanwhile
+    if (s.established) ++rekeys_;
+    else ++sessions_;
+    if (peer_static || o.with_static) ++tpm_ecdh_sessions_;
+    s.state.install(std::move(keys.send), std::move(keys.receive), opts_.rekey_grace);
+    s.established = true;
+    s.offer.reset();
+    s.unanswered_at.reset();
+  }
+  cv_.notify_all();
+}
+
+void peer_sessions::on_nack(const bytes& id) {
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [peer, s] : sessions_by_peer_)
+      if (s.offer && s.offer->message_id == id) s.offer.reset();
+  }
+  cv_.notify_all();
+}
+
+void peer_sessions::forget(const std::string& peer) {
+  {
+    std::lock_guard lock(mu_);
+    sessions_by_peer_.erase(peer);
+  }
+  cv_.notify_all();
+}
+
+void peer_sessions::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+}
+
+}  // namespace agentbus::client

@@ -1,0 +1,122 @@
+// peer_sessions.hpp — the agent's end-to-end sessions with its peers (internal;
+// schemas/protocol.md §4): offers, acceptances, the crossing rule, rekeys, the
+// end-to-end MAC keys, and the back-off after an offer nobody answered.
+//
+// Threads: callers set sessions up (ensure) and the sealer MACs with them; the io
+// thread verifies end-to-end MACs; the dispatch thread answers offers and completes
+// acceptances (they sign and may use the TPM), never holding this part's lock while
+// it does.
+//
+// While such a job for a peer is queued or running, envelopes from that peer whose
+// MAC does not verify yet wait for it (verify says `wait`): the peer may already send
+// under the keys the job is about to install.
+//
+// Thread-safe. Its mutex is the agent's outermost lock: the acceptance is queued
+// (outbound queue lock) under it, so nothing MACed with the new keys can overtake it.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "agentbus/agent.hpp"
+#include "agentbus/identity.hpp"
+#include "client/dispatcher.hpp"
+#include "client/peer_directory.hpp"
+#include "client/reporter.hpp"
+#include "client/sealer.hpp"
+#include "session/session_keys.hpp"
+#include "session/verifier.hpp"
+
+namespace agentbus::client {
+
+class peer_sessions {
+ public:
+  // After an offer went unanswered, sends to that peer fail at once with no_session
+  // for this long instead of each waiting session_timeout for a new offer.
+  static constexpr std::chrono::seconds kOfferRetryAfter{5};
+  // A receiver without a session offers one at most this often per peer.
+  static constexpr std::chrono::seconds kReofferEvery{2};
+
+  // wake_io wakes the io thread (envelopes waiting for a job are checked again).
+  peer_sessions(const agent_options& opts, identity_key& key, const suite& my_suite, peer_directory& peers,
+                sealer& seal, dispatcher& jobs, reporter& rep, std::function<void()> wake_io);
+
+  // ensure returns once a session with `name` exists, setting it up (or starting a
+  // due rekey, which runs in the background: the old keys work until the accept).
+  status ensure(const std::string& name);
+  // backing_off: an offer to `name` went unanswered less than kOfferRetryAfter ago.
+  bool backing_off(const std::string& name);
+  // add_macs adds an end-to-end MAC for each recipient with an established session.
+  void add_macs(envelope_auth& auth, byte_view digest, const std::vector<std::string>& recipients);
+
+  // io thread: the end-to-end MAC of an envelope from `sender` (`wait`: a job for
+  // that sender is pending; `refuse` with no_session also offers a fresh session).
+  session::verdict verify(const std::string& sender, byte_view digest, const envelope_auth& auth, status& why);
+  // answer / complete queue the dispatch-thread job for a verified offer / accept.
+  void answer(std::shared_ptr<const peer_info> p, envelope_header offer, bytes offer_signed);
+  void complete(std::shared_ptr<const peer_info> p, envelope_header accept, bytes accept_signed);
+  bool job_pending(const std::string& peer);
+  // on_nack: the broker refused (or could not deliver) message `id`: if it was an
+  // offer, it is forgotten, so the next attempt sends a new one.
+  void on_nack(const bytes& id);
+  // forget: the peer was revoked.
+  void forget(const std::string& peer);
+  void stop();
+
+  std::uint64_t sessions() const noexcept { return sessions_.load(); }
+  std::uint64_t rekeys() const noexcept { return rekeys_.load(); }
+  std::uint64_t tpm_ecdh_sessions() const noexcept { return tpm_ecdh_sessions_.load(); }
+  std::uint64_t static_ecdh_failures() const noexcept { return static_ecdh_failures_.load(); }
+
+ private:
+  using steady = std::chrono::steady_clock;
+  struct outstanding_offer {
+    std::shared_ptr<const crypto::ec_keypair> ephemeral;
+    bytes nonce;
+    bytes signed_part;  // the offer envelope's signed part: transcript input
+    bytes message_id;
+    ec_curve curve = ec_curve::p256;
+    bool with_static = false;  // our static (TPM) key was in it
+    steady::time_point sent_at{};
+  };
+  struct peer_session {
+    session::session_state state;
+    std::optional<outstanding_offer> offer;
+    bool established = false;
+    std::optional<steady::time_point> unanswered_at;  // an offer went unanswered then
+    steady::time_point last_reoffer{};
+    int jobs = 0;  // offer/accept jobs queued or running for this peer
+  };
+  class job_marker;
+
+  status send_offer(const peer_info& p, bool rekey);
+  void answer_offer(const peer_info& p, const envelope_header& h, const bytes& offer_signed);
+  void complete_offer(const peer_info& p, const envelope_header& h, const bytes& accept_signed);
+  void reoffer(const std::string& peer);
+  // my_static: our static (TPM) ECDH key on `curve`, counting a failure to have one.
+  std::optional<crypto::public_key> my_static(ec_curve curve);
+  bool backing_off_locked(const peer_session& s) const;
+
+  const agent_options& opts_;
+  identity_key& key_;
+  const suite suite_;
+  peer_directory& peers_;
+  sealer& sealer_;
+  dispatcher& jobs_;
+  reporter& reporter_;
+  std::function<void()> wake_io_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::map<std::string, peer_session, std::less<>> sessions_by_peer_;
+  std::atomic<std::uint64_t> sessions_{0}, rekeys_{0}, tpm_ecdh_sessions_{0}, static_ecdh_failures_{0};
+};
+
+}  // namespace agentbus::client

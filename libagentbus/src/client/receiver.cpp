@@ -1,0 +1,214 @@
+#include "client/receiver.hpp"
+
+#include "session/handshake.hpp"
+
+namespace agentbus::client {
+namespace {
+bool is_session_control(const envelope_header& h) {
+  // Session set-up travels only agent to agent: a topic-addressed offer would make
+  // every subscriber sign an acceptance.
+  return h.type == envelope_type::control && h.to_kind == recipient_kind::agent &&
+         (h.content_type == session::kOfferContentType || h.content_type == session::kAcceptContentType);
+}
+}  // namespace
+
+// The receiver's side of the enforcement order: the sender is a pinned peer, the
+// ACL is this agent's policy and subscriptions, the end-to-end MAC its session's.
+class receiver::receiver_hooks final : public session::enforcement_hooks {
+ public:
+  explicit receiver_hooks(receiver& r) : r_(r) {}
+
+  session::verdict sender(const envelope_header& h, session::sender_facts& out, status& why) override {
+    auto found = r_.peers_.check(h.sender);
+    if (found.peer) {
+      // One peer per wire batch (the verifier refuses a batch of several senders).
+      peer = std::move(found.peer);
+      out = peer->facts();
+      return session::verdict::accept;
+    }
+    if (found.failure) {
+      why = *found.failure;
+      return session::verdict::refuse;
+    }
+    unknown = h.sender;
+    return session::verdict::wait;  // park it; the broker is asked for the key
+  }
+
+  status acl(const envelope_header& h, const session::sender_facts& s) override {
+    if (h.to_kind == recipient_kind::agent) {
+      if (h.to != r_.opts_.name) return {status_code::invalid_field, "envelope addressed to " + h.to};
+      // Offers and acceptances are exempt: session set-up precedes any traffic.
+      if (is_session_control(h)) return {};
+      return r_.pol_.check_send(s.role, r_.my_role_);
+    }
+    if (status st = r_.pol_.check_publish(s.role, h.to); !st) return st;
+    if (!r_.subs_.subscribed(h.to)) return {status_code::acl_denied, "not subscribed to " + h.to};
+    return {};
+  }
+
+  session::verdict end_to_end(const session::opened_envelope& e, const session::sender_facts& s,
+                              status& why) override {
+    // Session set-up is authenticated by its signature: it has no end-to-end MAC.
+    if (is_session_control(e.header)) return session::verdict::accept;
+    return r_.sessions_.verify(std::string(s.name), e.digest, e.auth, why);
+  }
+
+  std::shared_ptr<const peer_info> peer;
+  std::string unknown;
+
+ private:
+  receiver& r_;
+};
+
+receiver::receiver(const agent_options& opts, const policy& pol, const std::string& my_role, broker_link& link,
+                   peer_directory& peers, peer_sessions& sessions, subscriptions& subs, reporter& rep,
+                   deliver_fn deliver)
+    : opts_(opts),
+      pol_(pol),
+      my_role_(my_role),
+      link_(link),
+      peers_(peers),
+      sessions_(sessions),
+      subs_(subs),
+      reporter_(rep),
+      deliver_(std::move(deliver)),
+      verifier_(pol, session::verifier_options{static_cast<std::uint64_t>(opts.max_clock_skew.count()), false}, &roots_) {}
+
+void receiver::refuse(const status& why, std::string sender, std::string recipient, bytes message_id) {
+  reporter_.report({"receiver", why, std::move(sender), std::move(recipient), std::move(message_id)});
+}
+
+void receiver::on_envelope(const net::frames& f) {
+  if (!handle_envelope(f)) park(f, 1);
+}
+
+void receiver::on_wire_batch(const net::frames& f) {
+  if (!handle_batch(f)) park(f, 3);
+}
+
+bool receiver::handle_envelope(const net::frames& f) {
+  if (f.size() != 3) {
+    refuse({status_code::malformed, "an envelope from the broker is 2 frames"}, "broker", opts_.name, {});
+    return true;
+  }
+  receiver_hooks hooks(*this);
+  session::opened_envelope e;
+  session::sender_facts sender;
+  status why;
+  // 1.-4. Decoding, sender, declared suite, hop MAC.
+  switch (verifier_.open(f[1], f[2], link_, hooks, e, sender, why)) {
+    case session::verdict::wait:
+      (void)peers_.ask(hooks.unknown);  // not sent now (queue full): asked again at the next retry
+      return false;
+    case session::verdict::refuse:
+      refuse(why, e.header.sender.empty() ? "?" : e.header.sender, opts_.name, e.header.message_id);
+      return true;
+    case session::verdict::accept: break;
+  }
+  check(e, f[1], hooks.peer);
+  return true;
+}
+
+// A wire batch from the broker (schemas/envelope.md §7.3): its one hop MAC stands for
+// every member's; the shape, every member's decoding, one sender and its suite decide
+// for the whole batch (a broker never builds a bad one), then each envelope is
+// checked on its own.
+bool receiver::handle_batch(const net::frames& f) {
+  receiver_hooks hooks(*this);
+  std::vector<session::opened_envelope> members;
+  session::sender_facts sender;
+  status why;
+  const std::span<const bytes> frames = std::span(f).subspan(1);
+  switch (verifier_.open_batch(frames, 2 * kMaxReceivedFrameBytes, link_, hooks, members, sender, why)) {
+    case session::verdict::wait:
+      (void)peers_.ask(hooks.unknown);
+      return false;
+    case session::verdict::refuse: {
+      // Each envelope of it is refused by its id, as the broker would nack each.
+      bool anonymous = false;
+      session::for_each_member(frames, [&](const std::optional<envelope_header>& h) {
+        if (h) refuse(why, h->sender, h->to, h->message_id);
+        else anonymous = true;
+      });
+      if (anonymous) refuse(why, "broker", opts_.name, {});
+      return true;
+    }
+    case session::verdict::accept: break;
+  }
+  for (std::size_t k = 0; k < members.size(); ++k) check(members[k], f[3 + 2 * k], hooks.peer);
+  return true;
+}
+
+void receiver::check(session::opened_envelope& e, const bytes& signed_part, const std::shared_ptr<const peer_info>& peer) {
+  receiver_hooks hooks(*this);
+  status why;
+  session::replay_window& window = windows_[peer->name];
+  switch (verifier_.check(e, peer->facts(), window, hooks, why)) {
+    case session::verdict::refuse:
+      return refuse(why, e.header.sender, e.header.to, e.header.message_id);
+    case session::verdict::wait:
+      // A session job for this sender is about to install the key its MAC needs.
+      if (awaiting_session_.size() >= opts_.max_pending)
+        return refuse({status_code::overloaded, "too many envelopes waiting for a session being set up"},
+                      e.header.sender, e.header.to, e.header.message_id);
+      awaiting_session_.push_back({std::move(e), signed_part, peer});
+      return;
+    case session::verdict::accept: break;
+  }
+  ++received_;
+  deliver(e, signed_part, peer);
+}
+
+void receiver::deliver(session::opened_envelope& e, const bytes& signed_part, const std::shared_ptr<const peer_info>& peer) {
+  envelope_header& h = e.header;
+  if (is_session_control(h)) {
+    // Both sign and may use the TPM: the dispatch thread, never this one.
+    if (h.content_type == session::kOfferContentType) sessions_.answer(peer, std::move(h), signed_part);
+    else sessions_.complete(peer, std::move(h), signed_part);
+    return;
+  }
+  burst_.push_back(message{std::move(h), peer->role, e.auth.level, peer->key_protection});
+}
+
+void receiver::flush() {
+  if (!burst_.empty()) deliver_(burst_);
+  burst_.clear();
+}
+
+void receiver::park(const net::frames& f, std::size_t first_signed_part) {
+  if (parked_.size() >= opts_.max_pending) {
+    for (std::size_t i = first_signed_part; i < f.size(); i += 2)
+      if (auto h = decode_signed_part(f[i]))
+        refuse({status_code::overloaded, "too many envelopes waiting for sender keys"}, h->sender, opts_.name,
+               h->message_id);
+    return;
+  }
+  parked_.push_back(f);
+}
+
+void receiver::retry() {
+  if (!parked_.empty()) {
+    std::deque<net::frames> again;
+    again.swap(parked_);
+    for (auto& f : again) {
+      const bool batch = net::as_string(f[0]) == session::frame::kWireBatch;
+      if (!(batch ? handle_batch(f) : handle_envelope(f))) parked_.push_back(std::move(f));
+    }
+  }
+  if (!awaiting_session_.empty()) {
+    // In arrival order, those whose sender's job has run (installed or not: now they
+    // pass or are refused as usual).
+    std::deque<awaiting> ready;
+    for (auto it = awaiting_session_.begin(); it != awaiting_session_.end();) {
+      if (sessions_.job_pending(it->peer->name)) {
+        ++it;
+        continue;
+      }
+      ready.push_back(std::move(*it));
+      it = awaiting_session_.erase(it);
+    }
+    for (auto& a : ready) check(a.envelope, a.signed_part, a.peer);
+  }
+}
+
+}  // namespace agentbus::client

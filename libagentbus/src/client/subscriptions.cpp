@@ -1,0 +1,118 @@
+#include "client/subscriptions.hpp"
+
+namespace agentbus::client {
+namespace control = session::control;
+
+status subscriptions::subscribe(const std::string& topic, message_handler handler) {
+  {
+    std::lock_guard lock(mu_);
+    handlers_[topic] = std::move(handler);
+    answers_.erase(topic);
+  }
+  if (status st = send_(control::subscribe{topic}); !st) {
+    std::lock_guard lock(mu_);
+    handlers_.erase(topic);
+    return st;
+  }
+  std::unique_lock lock(mu_);
+  if (!cv_.wait_for(lock, opts_.session_timeout, [&] { return stopping_ || answers_.count(topic) > 0; }))
+    return {status_code::timeout, "broker did not answer the subscription to " + topic};
+  if (stopping_) return {status_code::timeout, "agent stopping"};
+  status answer = answers_[topic];
+  answers_.erase(topic);
+  if (!answer) handlers_.erase(topic);
+  return answer;
+}
+
+result<std::vector<std::string>> subscriptions::members(const std::string& topic) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = members_.find(topic); it != members_.end()) return it->second;
+  }
+  if (status st = send_(control::watch_members{topic}); !st) return st;
+  std::unique_lock lock(mu_);
+  if (!cv_.wait_for(lock, opts_.session_timeout, [&] { return stopping_ || members_.count(topic) > 0; }) || stopping_)
+    return status{status_code::timeout, "broker did not list the members of " + topic};
+  return members_[topic];
+}
+
+message_handler subscriptions::handler(std::string_view topic) const {
+  std::lock_guard lock(mu_);
+  auto it = handlers_.find(topic);
+  return it == handlers_.end() ? message_handler{} : it->second;
+}
+
+bool subscriptions::subscribed(std::string_view topic) const {
+  std::lock_guard lock(mu_);
+  return handlers_.count(topic) > 0;
+}
+
+void subscriptions::on_subscribed(const control::subscribed& a) {
+  bool lost = false;
+  {
+    std::lock_guard lock(mu_);
+    if (restoring_.erase(a.topic) > 0) {
+      // A re-subscription after a re-enrolment: nobody waits for it, so a refusal is
+      // reported, and the handler that will never be called again is removed.
+      if (!a.outcome) {
+        handlers_.erase(a.topic);
+        lost = true;
+      }
+    } else {
+      answers_[a.topic] = a.outcome;
+    }
+    cv_.notify_all();
+  }
+  if (lost)
+    reporter_.report({"broker",
+                      status(a.outcome.code(), "re-subscription to " + a.topic + " after re-enrolment refused: " +
+                                                   a.outcome.detail()),
+                      opts_.name, a.topic, {}});
+}
+
+void subscriptions::on_members(const control::members& m) {
+  std::lock_guard lock(mu_);
+  members_[m.topic] = m.subscribers;
+  cv_.notify_all();
+}
+
+void subscriptions::restore() {
+  std::set<std::string, std::less<>> subs, watches;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [t, h] : handlers_) subs.insert(t);
+    for (const auto& [t, m] : members_) watches.insert(t);
+  }
+  send_again(subs, watches);
+}
+
+void subscriptions::retry() {
+  std::set<std::string, std::less<>> subs, watches;
+  {
+    std::lock_guard lock(mu_);
+    if (unsent_subs_.empty() && unsent_watches_.empty()) return;
+    subs.swap(unsent_subs_);
+    watches.swap(unsent_watches_);
+  }
+  send_again(subs, watches);
+}
+
+void subscriptions::send_again(std::set<std::string, std::less<>>& subs,
+                                      std::set<std::string, std::less<>>& watches) {
+  std::set<std::string, std::less<>> sent_subs, failed_subs, failed_watches;
+  for (const auto& t : subs) (send_(control::subscribe{t}) ? sent_subs : failed_subs).insert(t);
+  for (const auto& t : watches)
+    if (!send_(control::watch_members{t})) failed_watches.insert(t);
+  std::lock_guard lock(mu_);
+  restoring_.insert(sent_subs.begin(), sent_subs.end());
+  unsent_subs_.insert(failed_subs.begin(), failed_subs.end());
+  unsent_watches_.insert(failed_watches.begin(), failed_watches.end());
+}
+
+void subscriptions::stop() {
+  std::lock_guard lock(mu_);
+  stopping_ = true;
+  cv_.notify_all();
+}
+
+}  // namespace agentbus::client

@@ -1,0 +1,79 @@
+#include "agentbus/testing/agent_access.hpp"
+
+#include <memory>
+
+#include "client/agent_internals.hpp"
+#include "client/seal_hooks.hpp"
+
+namespace agentbus::testing {
+namespace {
+
+// tweak_hooks: seal_tweaks as the sealer's tamper points.
+class tweak_hooks final : public client::seal_hooks {
+ public:
+  explicit tweak_hooks(seal_tweaks t) : t_(std::move(t)) {}
+  void edit_header(envelope_header& h) const override {
+    if (t_.edit_header) t_.edit_header(h);
+  }
+  std::optional<hash_algorithm> digest_hash() const override { return t_.digest_hash; }
+  void edit_after_signing(bytes& b) const override {
+    if (t_.edit_after_signing) t_.edit_after_signing(b);
+  }
+  void edit_auth(envelope_auth& a) const override {
+    if (t_.edit_auth) t_.edit_auth(a);
+  }
+  bool omit_hop_mac() const override { return t_.omit_hop_mac; }
+  bool omit_e2e_macs() const override { return t_.omit_e2e_macs; }
+  bool edits_wire_batch() const override { return static_cast<bool>(t_.edit_wire_batch); }
+  void edit_wire_batch(std::vector<bytes>& f) const override {
+    if (t_.edit_wire_batch) t_.edit_wire_batch(f);
+  }
+
+ private:
+  seal_tweaks t_;
+};
+
+}  // namespace
+
+status agent_access::send_tweaked(agent& a, recipient_kind kind, const std::string& to, std::string_view content_type,
+                                  byte_view payload, const seal_tweaks& tweaks) {
+  client::agent_runtime& d = client::agent_internals::of(a);
+  auto hooks = std::make_shared<const tweak_hooks>(tweaks);
+  std::vector<std::string> recipients;
+  if (kind == recipient_kind::agent) {
+    if (status st = d.sessions.ensure(to); !st) return st;
+    recipients = {to};
+  }
+  return d.seal.seal_and_queue({envelope_type::data, kind, to, content_type, payload, {}, std::move(recipients), {}},
+                               std::move(hooks));
+}
+
+void agent_access::record_sent(agent& a) { client::agent_internals::of(a).outbound.record_sent(true); }
+
+status agent_access::resend_last(agent& a) {
+  client::agent_runtime& d = client::agent_internals::of(a);
+  // Once the io thread has sent what was queued, "last" is the last envelope queued.
+  (void)d.outbound.wait_drained(std::chrono::milliseconds(1000));
+  net::frames copy = d.outbound.last_sent();
+  if (copy.empty()) return {status_code::invalid_field, "nothing recorded (record_sent first) or nothing sent yet"};
+  return d.outbound.push(std::move(copy));
+}
+
+status agent_access::send_frames(agent& a, std::vector<bytes> frames) {
+  return client::agent_internals::of(a).outbound.push(std::move(frames));
+}
+
+void agent_access::edit_received(agent& a, std::function<void(std::vector<bytes>& frames)> edit) {
+  client::agent_runtime& d = client::agent_internals::of(a);
+  std::lock_guard lock(d.received_edit_mu);
+  d.has_received_edit = static_cast<bool>(edit);
+  d.received_edit = std::move(edit);
+}
+
+void agent_access::hold_outbound(agent& a, bool hold) {
+  client::agent_runtime& d = client::agent_internals::of(a);
+  d.outbound.hold(hold);
+  if (!hold) d.outbound.wake();
+}
+
+}  // namespace agentbus::testing
