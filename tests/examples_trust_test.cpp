@@ -43,7 +43,7 @@ TEST(ExamplesTrust, TheExampleAgentsTalkAndTheTrustGraphShowsThem) {
   std::string monitor_log = testing::read_text(tmp.path() / "monitor-1.log");
   EXPECT_NE(monitor_log.find("DELIVERED from director-1 (DIRECTOR, rsa3072-pss-sha384, tpm): direct:"), std::string::npos)
       << monitor_log;
-  EXPECT_EQ(director_log.find("REJECTED"), std::string::npos) << director_log;
+  EXPECT_EQ(director_log.find("REJECTED"), std::string::npos) << director_log << "\n---- monitor-1 ----\n" << monitor_log;
   EXPECT_EQ(monitor_log.find("REJECTED"), std::string::npos) << monitor_log;
 
   std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // the registry flush

@@ -129,7 +129,11 @@ struct agent_stats {
                 // TPM ECDH share because the key could be neither loaded nor created: those
                 // sessions rest on ephemeral ECDH alone (the identity logs why).
                 static_ecdh_failures = 0,
-                dispatch_dropped = 0;   // jobs dropped past the dispatcher's hard limit (flow control keeps it 0)
+                dispatch_dropped = 0,   // jobs dropped past the dispatcher's hard limit (flow control keeps it 0)
+                // Topic envelopes that carried no end-to-end MAC for this agent and arrived
+                // within 2 s of its subscription: sealed before their publisher knew of it,
+                // never addressed to it; dropped, not refused (schemas/protocol.md §8.2).
+                unaddressed_after_subscribing = 0;
 };
 
 using message_handler = std::function<void(const message&)>;

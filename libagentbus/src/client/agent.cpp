@@ -180,6 +180,7 @@ agent_stats agent::stats() const {
   s.batch_roots = d.seal.batch_roots();
   s.batched_envelopes = d.seal.batched_envelopes();
   s.dispatch_dropped = d.jobs.dropped();
+  s.unaddressed_after_subscribing = d.receive.unaddressed();
   return s;
 }
 

@@ -4,6 +4,14 @@
 
 namespace agentbus::client {
 namespace {
+// kLateJoinGrace: how long after subscribing a topic envelope that carries no
+// end-to-end MAC for this agent is taken as sealed before its publisher knew of the
+// subscription (its member list travels from the broker while the envelope is being
+// signed and sent) rather than refused. Such an envelope was never addressed to this
+// agent; refusing it would report a failure nobody made. The publisher MACs for the
+// new subscriber from its next envelope on.
+constexpr std::chrono::seconds kLateJoinGrace{2};
+
 bool is_session_control(const envelope_header& h) {
   // Session set-up travels only agent to agent: a topic-addressed offer would make
   // every subscriber sign an acceptance.
@@ -50,7 +58,11 @@ class receiver::receiver_hooks final : public session::enforcement_hooks {
                               status& why) override {
     // Session set-up is authenticated by its signature: it has no end-to-end MAC.
     if (is_session_control(e.header)) return session::verdict::accept;
-    return r_.sessions_.verify(std::string(s.name), e.digest, e.auth, why);
+    const session::verdict v = r_.sessions_.verify(std::string(s.name), e.digest, e.auth, why);
+    if (v == session::verdict::refuse && why.code() == status_code::no_session &&
+        e.header.to_kind == recipient_kind::topic && r_.subs_.joined_within(e.header.to, kLateJoinGrace))
+      return session::verdict::drop;  // published before its publisher knew of this subscription
+    return v;
   }
 
   std::shared_ptr<const peer_info> peer;
@@ -101,6 +113,7 @@ bool receiver::handle_envelope(const net::frames& f) {
       (void)peers_.ask(hooks.unknown);  // not sent now (queue full): asked again at the next retry
       return false;
     case session::verdict::refuse:
+    case session::verdict::drop:  // steps 1-4 never drop
       refuse(why, e.header.sender.empty() ? "?" : e.header.sender, opts_.name, e.header.message_id);
       return true;
     case session::verdict::accept: break;
@@ -123,7 +136,8 @@ bool receiver::handle_batch(const net::frames& f) {
     case session::verdict::wait:
       (void)peers_.ask(hooks.unknown);
       return false;
-    case session::verdict::refuse: {
+    case session::verdict::refuse:
+    case session::verdict::drop: {  // steps 1-4 never drop
       // Each envelope of it is refused by its id, as the broker would nack each.
       bool anonymous = false;
       session::for_each_member(frames, [&](const std::optional<envelope_header>& h) {
@@ -152,6 +166,9 @@ void receiver::check(session::opened_envelope& e, const bytes& signed_part, cons
         return refuse({status_code::overloaded, "too many envelopes waiting for a session being set up"},
                       e.header.sender, e.header.to, e.header.message_id);
       awaiting_session_.push_back({std::move(e), signed_part, peer});
+      return;
+    case session::verdict::drop:
+      ++unaddressed_;
       return;
     case session::verdict::accept: break;
   }

@@ -57,6 +57,9 @@ class receiver {
   void flush();
 
   std::uint64_t received() const noexcept { return received_.load(); }
+  // unaddressed: topic envelopes without a MAC for this agent that arrived just after
+  // it subscribed (sealed before their publisher knew of it): dropped, not refused.
+  std::uint64_t unaddressed() const noexcept { return unaddressed_.load(); }
 
  private:
   class receiver_hooks;
@@ -89,7 +92,7 @@ class receiver {
   std::deque<net::frames> parked_;
   std::deque<awaiting> awaiting_session_;
   std::vector<message> burst_;
-  std::atomic<std::uint64_t> received_{0};
+  std::atomic<std::uint64_t> received_{0}, unaddressed_{0};
 };
 
 }  // namespace agentbus::client

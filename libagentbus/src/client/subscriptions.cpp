@@ -47,10 +47,18 @@ bool subscriptions::subscribed(std::string_view topic) const {
   return handlers_.count(topic) > 0;
 }
 
+bool subscriptions::joined_within(std::string_view topic, std::chrono::steady_clock::duration d) const {
+  std::lock_guard lock(mu_);
+  auto it = joined_at_.find(topic);
+  return it != joined_at_.end() && std::chrono::steady_clock::now() - it->second < d;
+}
+
 void subscriptions::on_subscribed(const control::subscribed& a) {
   bool lost = false;
   {
     std::lock_guard lock(mu_);
+    if (a.outcome) joined_at_[a.topic] = std::chrono::steady_clock::now();
+    else joined_at_.erase(a.topic);
     if (restoring_.erase(a.topic) > 0) {
       // A re-subscription after a re-enrolment: nobody waits for it, so a refusal is
       // reported, and the handler that will never be called again is removed.

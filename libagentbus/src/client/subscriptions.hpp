@@ -11,6 +11,7 @@
 // Thread-safe; its mutex is a leaf.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -39,6 +40,9 @@ class subscriptions {
   result<std::vector<std::string>> members(const std::string& topic);
   message_handler handler(std::string_view topic) const;
   bool subscribed(std::string_view topic) const;
+  // joined_within: the broker accepted this agent's subscription to `topic` less than
+  // `d` ago (a first subscription, or one restored after a re-enrolment).
+  bool joined_within(std::string_view topic, std::chrono::steady_clock::duration d) const;
 
   // io thread: the broker's answers.
   void on_subscribed(const session::control::subscribed& a);
@@ -60,6 +64,7 @@ class subscriptions {
   std::map<std::string, message_handler, std::less<>> handlers_;
   std::map<std::string, status, std::less<>> answers_;  // for subscribe() callers waiting
   std::map<std::string, std::vector<std::string>, std::less<>> members_;
+  std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> joined_at_;
   std::set<std::string, std::less<>> restoring_;        // re-subscriptions awaiting an answer
   std::set<std::string, std::less<>> unsent_subs_, unsent_watches_;
 };

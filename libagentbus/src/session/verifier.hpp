@@ -57,8 +57,10 @@ struct opened_envelope {
 
 // verdict: accept, refuse (with a reason), or wait: the envelope cannot be decided
 // yet (the receiver is fetching the sender's key, or installing the session key its
-// end-to-end MAC needs) and the caller holds it and checks it again later.
-enum class verdict { accept, refuse, wait };
+// end-to-end MAC needs) and the caller holds it and checks it again later. A
+// receiver's end-to-end hook may also say drop: the envelope was never addressed to
+// it (see client/receiver.cpp, "late join"), counted but not a refusal.
+enum class verdict { accept, refuse, wait, drop };
 
 // enforcement_hooks: what differs between the broker and a receiver.
 class enforcement_hooks {
