@@ -218,6 +218,15 @@ INSTANTIATE_TEST_SUITE_P(
                               t.edit_header = [](envelope_header& h) { h.suite = "rsa3072-pss-sha384"; };
                               return tweaked(a, "director-1", t);
                             }},
+        // A sender that hashes under the suite it declares (not its role's): the declared
+        // suite is checked before the hop MAC, so it is suite_mismatch, not bad_mac.
+        broker_refusal_case{"WrongSuiteAndItsHash", status_code::suite_mismatch,
+                            [](agent& a) {
+                              tweaks t;
+                              t.edit_header = [](envelope_header& h) { h.suite = "ecdsa-p256-sha3-256"; };
+                              t.digest_hash = hash_algorithm::sha3_256;
+                              return tweaked(a, "director-1", t);
+                            }},
         broker_refusal_case{"Replay", status_code::replayed,
                             [](agent& a) { return testing::agent_access::resend_last(a); }},
         broker_refusal_case{"TamperedPayload", status_code::bad_signature,

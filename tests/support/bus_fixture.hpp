@@ -37,6 +37,7 @@ class broker_process {
   bool running() const;
   int wait_exit();  // after stop(): the exit status
   pid_t pid() const noexcept { return pid_; }  // -1 when not running (e.g. to SIGSTOP/SIGCONT it)
+  pid_t tpm_pid() const noexcept { return tpm_.pid(); }  // the broker identity's swtpm
 
   const std::string& endpoint() const noexcept { return endpoint_; }
   const std::string& admin_endpoint() const noexcept { return admin_endpoint_; }

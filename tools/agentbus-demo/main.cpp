@@ -74,7 +74,14 @@ int main(int argc, char** argv) {
   app.add_option("--tcti", tcti, "Use this TPM instead of starting a private swtpm");
   app.add_flag("--software", software, "Use software keys (protection=software) instead of a TPM");
   app.add_option("--signatures", signatures, "Signatures per role for the timing (median is shown)")->check(CLI::Range(1, 1000));
-  CLI11_PARSE(app, argc, argv);
+  app.footer("Exit codes: 0 every role verified, 1 a role failed (or the demo could not run), 2 usage, "
+             "3 the policy names a suite this TPM cannot perform.");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // Every agentbus tool exits 2 on a usage error, not with CLI11's own numbers.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   spdlog::set_level(spdlog::level::warn);
 
   try {

@@ -1,0 +1,481 @@
+// broker_parts_test.cpp — the broker's parts without sockets: topics, the router
+// (fan-out state passed explicitly), the control channel, and the enrolment state
+// machine driven by the agent's own handshake code (client::hop_handshake), so both
+// ends of the one key agreement meet here. A recording transport stands in for the
+// ROUTER socket; the registry is a real SQLite file in a temporary directory.
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <map>
+#include <set>
+
+#include "accounting.hpp"
+#include "client/hop_handshake.hpp"
+#include "connections.hpp"
+#include "control_channel.hpp"
+#include "enrolment.hpp"
+#include "outbox.hpp"
+#include "router.hpp"
+#include "session/checks.hpp"
+#include "session/control.hpp"
+#include "session/handshake.hpp"
+#include "support/swtpm_environment.hpp"
+#include "topics.hpp"
+
+namespace agentbus::broker {
+namespace {
+
+using testing::scoped_temp_dir;
+
+bytes b(std::string_view s) { return bytes(s.begin(), s.end()); }
+std::string str(const bytes& v) { return std::string(v.begin(), v.end()); }
+
+// recording_transport keeps every message "sent"; a route or a kind can be made to
+// fail as a full queue or a vanished peer would.
+class recording_transport final : public transport {
+ public:
+  struct message {
+    bytes route;
+    std::vector<bytes> parts;
+    std::string kind() const { return str(parts.at(0)); }
+  };
+  net::send_outcome send(const bytes& route, std::span<const byte_view> parts) override {
+    if (auto it = fail_route.find(route); it != fail_route.end()) return it->second;
+    if (auto it = fail_kind.find(std::string(parts[0].begin(), parts[0].end())); it != fail_kind.end()) return it->second;
+    message m{route, {}};
+    for (byte_view p : parts) m.parts.emplace_back(p.begin(), p.end());
+    sent.push_back(std::move(m));
+    return net::send_outcome::sent;
+  }
+  std::vector<message> to(const bytes& route, std::string_view kind = {}) const {
+    std::vector<message> out;
+    for (const auto& m : sent)
+      if (m.route == route && (kind.empty() || m.kind() == kind)) out.push_back(m);
+    return out;
+  }
+  std::map<bytes, net::send_outcome> fail_route;
+  std::map<std::string, net::send_outcome> fail_kind;
+  std::vector<message> sent;
+};
+
+// A hop key both ends share here (the tests play the agent with the same key).
+session::mac_key test_key(std::uint8_t seed) {
+  return session::mac_key{bytes(session::kSessionIdSize, seed), secret_bytes(bytes(32, seed)), hash_algorithm::sha256};
+}
+
+struct parts {
+  scoped_temp_dir dir;
+  broker_config cfg;
+  policy pol = policy::builtin_default();
+  registry reg{dir.path() / "registry.db"};
+  metrics stats;
+  connections agents;
+  topics subscriptions;
+  recording_transport tx;
+  accounting acct{stats, reg};
+  outbox out{tx, agents, stats};
+  router routes{agents, subscriptions, out, acct};
+  control_channel control{cfg, pol, agents, subscriptions, out, acct, reg};
+
+  parts() {
+    agents.on_close([this](connection& c) { control.leave(c); });
+  }
+
+  // online: an enrolled agent on `route` with a hop keyed by test_key(seed).
+  known_agent& online(const std::string& name, const std::string& role, std::uint8_t seed) {
+    known_agent& a = agents.remember(name);
+    a.role = role;
+    a.agent_suite = *pol.suite_for(role);
+    connection& c = agents.open(a, b("route-" + name));
+    c.hop.install(test_key(seed), test_key(seed), std::chrono::seconds(30));
+    return a;
+  }
+
+  // nacks sent to `a`, decoded under its hop key.
+  std::vector<session::control::nack> nacks_to(const known_agent& a) const {
+    std::vector<session::control::nack> out;
+    for (const auto& m : tx.to(b("route-" + a.name), session::frame::kControl)) {
+      auto d = session::control::decode_answer(m.parts.at(2));
+      if (d)
+        if (auto* n = std::get_if<session::control::nack>(&d->message)) out.push_back(*n);
+    }
+    return out;
+  }
+};
+
+// An accepted envelope as the router gets it: a decoded header and auth part, views
+// of its signed part and digest.
+struct fake_envelope {
+  envelope_header header;
+  envelope_auth auth;
+  bytes signed_part, digest;
+  fake_envelope(std::string sender, recipient_kind kind, std::string to, std::string payload = "x") {
+    header.message_id = bytes(kMessageIdSize, static_cast<std::uint8_t>(payload.size()));
+    header.sender = std::move(sender);
+    header.to_kind = kind;
+    header.to = std::move(to);
+    header.suite = "ecdsa-p256-sha256";
+    header.payload = b(payload);
+    signed_part = encode_signed_part(header);
+    digest = envelope_digest(hash_algorithm::sha256, signed_part);
+    auth.level = assurance::tpm;
+    auth.key_id = bytes(kKeyIdSize, 1);
+    auth.signature = bytes(64, 2);
+  }
+  routed_envelope view() const { return {&header, &auth, signed_part, digest}; }
+};
+
+// ---------------------------------------------------------------- topics
+
+TEST(Topics, SubscribersAndWatchersComeAndGoLeavingNothingBehind) {
+  topics t;
+  EXPECT_TRUE(t.subscribe("metrics/cpu", "a"));
+  EXPECT_FALSE(t.subscribe("metrics/cpu", "a"));  // already: watchers are not told again
+  EXPECT_TRUE(t.subscribe("metrics/cpu", "b"));
+  t.watch("metrics/cpu", "w");
+  EXPECT_EQ(t.subscribers("metrics/cpu"), (topics::name_set{"a", "b"}));
+  EXPECT_EQ(t.watchers("metrics/cpu"), (topics::name_set{"w"}));
+  EXPECT_TRUE(t.subscribers("other").empty());
+  EXPECT_TRUE(t.unsubscribe("metrics/cpu", "a"));
+  EXPECT_FALSE(t.unsubscribe("metrics/cpu", "a"));
+  EXPECT_TRUE(t.unsubscribe("metrics/cpu", "b"));
+  EXPECT_EQ(t.topic_count(), 0u);
+  t.unwatch("metrics/cpu", "w");
+  EXPECT_EQ(t.watched_topic_count(), 0u);
+}
+
+// ---------------------------------------------------------------- router
+
+TEST(Router, ADirectEnvelopeGoesToItsRecipientReMacedForItsHop) {
+  parts p;
+  known_agent& a = p.online("monitor-1", "MONITOR", 1);
+  known_agent& d = p.online("director-1", "DIRECTOR", 2);
+  fake_envelope e("monitor-1", recipient_kind::agent, "director-1");
+  p.routes.route(a, e.view());
+  auto sent = p.tx.to(b("route-director-1"), session::frame::kEnvelope);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].parts[1], e.signed_part);  // byte for byte
+  auto auth = decode_auth_part(sent[0].parts[2]);
+  ASSERT_TRUE(auth.ok());
+  ASSERT_TRUE(auth->hop_mac.has_value());
+  EXPECT_TRUE(session::verify_hop_mac(d.conn->hop, e.digest, *auth).ok()) << "MACed under the recipient's hop key";
+  EXPECT_EQ(p.stats.value("envelopes_total", "accepted"), 1u);
+  EXPECT_TRUE(p.nacks_to(a).empty());
+}
+
+TEST(Router, AnUnknownOrVanishedRecipientIsNackedToTheSenderAndAVanishedOneGoesOffline) {
+  parts p;
+  known_agent& a = p.online("monitor-1", "MONITOR", 1);
+  known_agent& d = p.online("director-1", "DIRECTOR", 2);
+  fake_envelope nobody("monitor-1", recipient_kind::agent, "nobody-1");
+  p.routes.route(a, nobody.view());
+  p.tx.fail_route[b("route-director-1")] = net::send_outcome::unreachable;
+  fake_envelope gone("monitor-1", recipient_kind::agent, "director-1", "yy");
+  p.routes.route(a, gone.view());
+  auto nacks = p.nacks_to(a);
+  ASSERT_EQ(nacks.size(), 2u);
+  EXPECT_EQ(nacks[0].reason.code(), status_code::not_deliverable);
+  EXPECT_EQ(nacks[0].recipient, "nobody-1");
+  EXPECT_EQ(nacks[0].message_id, nobody.header.message_id);
+  EXPECT_EQ(nacks[1].reason.code(), status_code::not_deliverable);
+  EXPECT_EQ(nacks[1].message_id, gone.header.message_id);
+  EXPECT_FALSE(d.online()) << "a send that found the peer gone closes its connection";
+}
+
+TEST(Router, AFullQueueIsOverloadedNotGone) {
+  parts p;
+  known_agent& a = p.online("monitor-1", "MONITOR", 1);
+  known_agent& d = p.online("director-1", "DIRECTOR", 2);
+  p.tx.fail_route[b("route-director-1")] = net::send_outcome::would_block;
+  fake_envelope e("monitor-1", recipient_kind::agent, "director-1");
+  p.routes.route(a, e.view());
+  auto nacks = p.nacks_to(a);
+  ASSERT_EQ(nacks.size(), 1u);
+  EXPECT_EQ(nacks[0].reason.code(), status_code::overloaded);
+  EXPECT_TRUE(d.online());
+}
+
+TEST(Router, ATopicEnvelopeGoesToEverySubscriberButItsSender) {
+  parts p;
+  known_agent& a = p.online("monitor-1", "MONITOR", 1);
+  p.online("director-1", "DIRECTOR", 2);
+  p.online("architect-1", "ARCHITECT", 3);
+  for (const char* n : {"monitor-1", "director-1", "architect-1"}) p.subscriptions.subscribe("metrics/cpu", n);
+  fake_envelope e("monitor-1", recipient_kind::topic, "metrics/cpu");
+  p.routes.route(a, e.view());
+  EXPECT_EQ(p.tx.to(b("route-director-1"), session::frame::kEnvelope).size(), 1u);
+  EXPECT_EQ(p.tx.to(b("route-architect-1"), session::frame::kEnvelope).size(), 1u);
+  EXPECT_TRUE(p.tx.to(b("route-monitor-1"), session::frame::kEnvelope).empty());
+}
+
+TEST(Router, AFanOutSendsOneWireBatchPerRecipientInOrderWithinTheLimits) {
+  parts p;
+  known_agent& a = p.online("monitor-1", "MONITOR", 1);
+  p.online("director-1", "DIRECTOR", 2);
+  p.online("architect-1", "ARCHITECT", 3);
+  std::deque<fake_envelope> envelopes;  // stable addresses: the fan-out holds views
+  fanout batch;
+  for (int i = 0; i < 20; ++i) {
+    envelopes.emplace_back("monitor-1", recipient_kind::agent, "director-1", std::string(static_cast<std::size_t>(i + 1), 'p'));
+    p.routes.route(a, envelopes.back().view(), &batch);
+  }
+  envelopes.emplace_back("monitor-1", recipient_kind::agent, "architect-1");
+  p.routes.route(a, envelopes.back().view(), &batch);
+  EXPECT_TRUE(p.tx.sent.empty()) << "staged, not sent, until the batch is flushed";
+  EXPECT_EQ(batch.size(), 21u);
+  p.routes.flush(batch);
+  EXPECT_TRUE(batch.empty());
+  auto to_d = p.tx.to(b("route-director-1"));
+  ASSERT_EQ(to_d.size(), 2u);  // 16 + 4: kWireBatchEnvelopes a message
+  EXPECT_EQ(to_d[0].kind(), session::frame::kWireBatch);
+  EXPECT_EQ(to_d[0].parts.size(), 3 + 2 * session::kWireBatchEnvelopes);
+  EXPECT_EQ(to_d[1].parts.size(), 3 + 2 * 4u);
+  for (std::size_t k = 0; k < 16; ++k) EXPECT_EQ(to_d[0].parts[3 + 2 * k], envelopes[k].signed_part) << k;
+  auto to_r = p.tx.to(b("route-architect-1"));
+  ASSERT_EQ(to_r.size(), 1u);
+  EXPECT_EQ(to_r[0].kind(), session::frame::kEnvelope) << "a single envelope leaves as ENV";
+  EXPECT_EQ(p.stats.value("wire_batches_sent_total"), 2u);
+}
+
+// The old broker kept its fan-out as a member pointer set while a wire batch was
+// routed; a member check that threw left it pointing at a destroyed vector, and the
+// next envelope was staged into it. The fan-out is now the caller's, passed
+// explicitly: an abandoned one leaves nothing behind.
+TEST(Router, AFanOutThatIsAbandonedLeavesTheNextEnvelopeUnaffected) {
+  parts p;
+  known_agent& a = p.online("monitor-1", "MONITOR", 1);
+  p.online("director-1", "DIRECTOR", 2);
+  fake_envelope staged("monitor-1", recipient_kind::agent, "director-1", "staged");
+  {
+    fanout abandoned;
+    p.routes.route(a, staged.view(), &abandoned);
+  }  // as when the batch's routing ends in an exception: never flushed
+  fake_envelope next("monitor-1", recipient_kind::agent, "director-1", "next");
+  p.routes.route(a, next.view());
+  auto sent = p.tx.to(b("route-director-1"), session::frame::kEnvelope);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].parts[1], next.signed_part);
+}
+
+// ---------------------------------------------------------------- control channel
+
+// control_frames: a control request as the agent with hop key `seed` sends it.
+std::vector<bytes> control_frames(std::uint8_t seed, std::uint64_t seq, const session::control::request& r) {
+  const session::mac_key k = test_key(seed);
+  bytes body = session::control::encode(seq, r);
+  return {k.session_id, body, session::ctrl_tag(k, body)};
+}
+
+TEST(ControlChannel, SubscriptionsFollowThePolicyAndWatchersHearOfThem) {
+  parts p;
+  known_agent& m = p.online("monitor-1", "MONITOR", 1);
+  known_agent& d = p.online("director-1", "DIRECTOR", 2);
+  p.control.on_control(b("route-monitor-1"), control_frames(1, 1, session::control::watch_members{"metrics/cpu"}));
+  p.control.on_control(b("route-director-1"), control_frames(2, 1, session::control::subscribe{"metrics/cpu"}));
+  p.control.on_control(b("route-monitor-1"), control_frames(1, 2, session::control::subscribe{"builds/x"}));  // not MONITOR's
+  EXPECT_EQ(p.subscriptions.subscribers("metrics/cpu"), (topics::name_set{"director-1"}));
+  EXPECT_TRUE(p.subscriptions.subscribers("builds/x").empty());
+  std::vector<std::vector<std::string>> member_lists;
+  std::vector<session::control::subscribed> answers;
+  for (const auto& msg : p.tx.sent) {
+    auto a = session::control::decode_answer(msg.parts.at(2));
+    ASSERT_TRUE(a.ok());
+    if (auto* ml = std::get_if<session::control::members>(&a->message)) member_lists.push_back(ml->subscribers);
+    if (auto* s = std::get_if<session::control::subscribed>(&a->message)) answers.push_back(*s);
+  }
+  ASSERT_EQ(member_lists.size(), 2u);  // the first answer, then the change
+  EXPECT_TRUE(member_lists[0].empty());
+  EXPECT_EQ(member_lists[1], std::vector<std::string>{"director-1"});
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_TRUE(answers[0].outcome.ok());
+  EXPECT_EQ(answers[1].outcome.code(), status_code::acl_denied);
+  // A replayed control message is refused; a closing connection leaves its topics.
+  p.control.on_control(b("route-director-1"), control_frames(2, 1, session::control::subscribe{"metrics/cpu"}));
+  ASSERT_FALSE(p.nacks_to(d).empty());
+  EXPECT_EQ(p.nacks_to(d).back().reason.code(), status_code::replayed);
+  p.agents.close(d);
+  EXPECT_TRUE(p.subscriptions.subscribers("metrics/cpu").empty());
+  (void)m;
+}
+
+TEST(ControlChannel, AControlMessageWithTheWrongShapeIsRefusedInvalidField) {
+  parts p;
+  known_agent& m = p.online("monitor-1", "MONITOR", 1);
+  session::ctrl_msg generic;
+  generic.seq = 1;
+  generic.op = "subscribe";
+  generic.strings = {"metrics/cpu", "extra"};
+  const session::mac_key k = test_key(1);
+  bytes body = session::encode(generic);
+  p.control.on_control(b("route-monitor-1"), std::vector<bytes>{k.session_id, body, session::ctrl_tag(k, body)});
+  ASSERT_EQ(p.nacks_to(m).size(), 1u);
+  EXPECT_EQ(p.nacks_to(m)[0].reason.code(), status_code::invalid_field);
+  EXPECT_EQ(p.stats.value("control_refused_total", "invalid_field"), 1u);
+}
+
+// ---------------------------------------------------------------- enrolment
+
+struct enrolment_bench : parts {
+  std::shared_ptr<identity_key> broker_key;
+  std::deque<identity_job> jobs;
+  std::unique_ptr<enrolment> enrol;
+
+  enrolment_bench() {
+    cfg.name = "test-broker";
+    broker_key = identity_key::create_software(dir.path() / "broker-key", "MONITOR", *pol.suite_for("MONITOR"));
+    enrol = std::make_unique<enrolment>(cfg, pol, *broker_key, reg, agents, out, acct,
+                                        [this](identity_job j) { jobs.push_back(std::move(j)); });
+  }
+  // run_jobs plays the identity worker.
+  void run_jobs() {
+    while (!jobs.empty()) {
+      identity_job j = std::move(jobs.front());
+      jobs.pop_front();
+      identity_result r;
+      r.route = j.route;
+      r.generation = j.generation;
+      if (j.cancelled && j.cancelled->load()) r.skipped = true;
+      else r.signature = broker_key->sign_message(j.transcript);
+      enrol->on_signed(std::move(r));
+    }
+  }
+  std::shared_ptr<identity_key> agent_key(const std::string& name, const std::string& role) {
+    return identity_key::create_software(dir.path() / name, role, *pol.suite_for(role));
+  }
+  bytes last_body(const bytes& route, std::string_view kind) {
+    auto m = tx.to(route, kind);
+    return m.empty() ? bytes{} : m.back().parts.at(1);
+  }
+};
+
+TEST(Enrolment, AHandshakeCompletesWithKeysBothEndsAgreeOn) {
+  enrolment_bench e;
+  auto key = e.agent_key("debugger-1", "DEBUGGER");
+  const bytes route = b("r1");
+  client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", e.broker_key->public_key().fingerprint_hex());
+  e.enrol->on_hello(route, std::vector<bytes>{hs.hello()});
+  EXPECT_EQ(e.enrol->pending(), 1u);
+  ASSERT_EQ(e.jobs.size(), 1u) << "the broker's signature is the identity worker's job, not the event loop's";
+  e.run_jobs();
+  auto proof = hs.on_challenge(e.last_body(route, session::frame::kChallenge));
+  ASSERT_TRUE(proof.ok()) << proof.error().to_string();
+  e.enrol->on_proof(route, std::vector<bytes>{*proof});
+  auto welcome = hs.on_welcome(e.last_body(route, session::frame::kWelcome));
+  ASSERT_TRUE(welcome.ok()) << welcome.error().to_string();
+  const known_agent* a = e.agents.find("debugger-1");
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(a->online());
+  EXPECT_EQ(e.enrol->pending(), 0u);
+  // What the agent MACs with its send key the broker verifies, and the other way round.
+  session::session_state agent_hop;
+  agent_hop.install(std::move(welcome->keys.send), std::move(welcome->keys.receive), std::chrono::seconds(30));
+  const bytes body = b("a control body");
+  EXPECT_TRUE(session::verify_ctrl_tag(a->conn->hop, agent_hop.send_key()->session_id, body,
+                                       session::ctrl_tag(*agent_hop.send_key(), body))
+                  .ok());
+  EXPECT_TRUE(session::verify_ctrl_tag(agent_hop, a->conn->hop.send_key()->session_id, body,
+                                       session::ctrl_tag(*a->conn->hop.send_key(), body))
+                  .ok());
+  ASSERT_TRUE(e.reg.find_agent("debugger-1").has_value());
+  EXPECT_EQ(e.stats.value("enrolments_total", "accepted"), 1u);
+}
+
+// A WELCOME the broker could not send (the peer gone, its queue full) used to leave
+// the agent online all the same. Only a WELCOME that left opens the connection now.
+TEST(Enrolment, AWelcomeThatCannotBeSentLeavesNothingOnline) {
+  enrolment_bench e;
+  auto key = e.agent_key("debugger-1", "DEBUGGER");
+  const bytes route = b("r1");
+  client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", "");
+  e.enrol->on_hello(route, std::vector<bytes>{hs.hello()});
+  e.run_jobs();
+  auto proof = hs.on_challenge(e.last_body(route, session::frame::kChallenge));
+  ASSERT_TRUE(proof.ok());
+  e.tx.fail_kind[std::string(session::frame::kWelcome)] = net::send_outcome::unreachable;
+  e.enrol->on_proof(route, std::vector<bytes>{*proof});
+  const known_agent* a = e.agents.find("debugger-1");
+  EXPECT_TRUE(a == nullptr || !a->online());
+  EXPECT_EQ(e.agents.online_count(), 0u);
+  EXPECT_EQ(e.enrol->pending(), 0u);
+  EXPECT_EQ(e.stats.value("enrolments_total", "welcome_unsent"), 1u);
+}
+
+TEST(Enrolment, RefusalsComeInTheOrderOfTheChecks) {
+  enrolment_bench e;
+  // A role the policy does not have.
+  auto stranger = identity_key::create_software(e.dir.path() / "x-1", "NOPE", *e.pol.suite_for("DEBUGGER"));
+  client::hop_handshake hs_x(*stranger, *e.pol.suite_for("DEBUGGER"), "x-1", "");
+  e.enrol->on_hello(b("rx"), std::vector<bytes>{hs_x.hello()});
+  auto refused = session::decode_refused(e.last_body(b("rx"), session::frame::kRefused));
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->code, status_code::unknown_role);
+  EXPECT_TRUE(e.jobs.empty()) << "no TPM work for a refused HELLO";
+
+  // A second HELLO on a connection with a handshake in progress: ERR, the first goes on.
+  auto key = e.agent_key("debugger-1", "DEBUGGER");
+  client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", "");
+  e.enrol->on_hello(b("r1"), std::vector<bytes>{hs.hello()});
+  e.enrol->on_hello(b("r1"), std::vector<bytes>{hs.hello()});
+  auto err = session::decode_error(e.last_body(b("r1"), session::frame::kError));
+  ASSERT_TRUE(err.ok());
+  EXPECT_EQ(err->code, status_code::overloaded);
+  EXPECT_EQ(e.jobs.size(), 1u);
+
+  // A PROOF without a CHALLENGE, and a PROOF whose signature does not verify.
+  e.enrol->on_proof(b("r2"), std::vector<bytes>{b("x")});
+  auto err2 = session::decode_error(e.last_body(b("r2"), session::frame::kError));
+  ASSERT_TRUE(err2.ok());
+  EXPECT_EQ(err2->code, status_code::malformed);
+  e.run_jobs();
+  auto proof = hs.on_challenge(e.last_body(b("r1"), session::frame::kChallenge));
+  ASSERT_TRUE(proof.ok());
+  auto tampered = session::decode_proof(*proof);
+  ASSERT_TRUE(tampered.ok());
+  tampered->signature.back() ^= 1;
+  e.enrol->on_proof(b("r1"), std::vector<bytes>{session::encode(*tampered)});
+  auto refused2 = session::decode_refused(e.last_body(b("r1"), session::frame::kRefused));
+  ASSERT_TRUE(refused2.ok());
+  EXPECT_EQ(refused2->code, status_code::bad_signature);
+  EXPECT_EQ(e.agents.online_count(), 0u);
+}
+
+TEST(Enrolment, AChangedKeyIsRefusedAndRememberedForApproval) {
+  enrolment_bench e;
+  auto enrol = [&](identity_key& key, const bytes& route) {
+    client::hop_handshake hs(key, *e.pol.suite_for("DEBUGGER"), "debugger-1", "");
+    e.enrol->on_hello(route, std::vector<bytes>{hs.hello()});
+    e.run_jobs();
+    auto proof = hs.on_challenge(e.last_body(route, session::frame::kChallenge));
+    if (proof) e.enrol->on_proof(route, std::vector<bytes>{*proof});
+  };
+  auto first = e.agent_key("debugger-1", "DEBUGGER");
+  enrol(*first, b("r1"));
+  ASSERT_TRUE(e.agents.find("debugger-1")->online());
+  auto second = e.agent_key("debugger-1-b", "DEBUGGER");
+  enrol(*second, b("r2"));
+  auto refused = session::decode_refused(e.last_body(b("r2"), session::frame::kRefused));
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->code, status_code::key_changed);
+  auto rec = e.reg.find_agent("debugger-1");
+  ASSERT_TRUE(rec.has_value());
+  EXPECT_EQ(rec->fingerprint, first->public_key().fingerprint_hex());
+  EXPECT_EQ(rec->pending_fingerprint, second->public_key().fingerprint_hex());
+  EXPECT_EQ(e.agents.find("debugger-1")->conn->route, b("r1")) << "the pinned agent keeps its connection";
+}
+
+TEST(Enrolment, AnExpiredHandshakeIsDroppedAndItsTpmJobSkipped) {
+  enrolment_bench e;
+  auto key = e.agent_key("debugger-1", "DEBUGGER");
+  client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", "");
+  e.enrol->on_hello(b("r1"), std::vector<bytes>{hs.hello()});
+  ASSERT_EQ(e.jobs.size(), 1u);
+  e.enrol->expire(std::chrono::steady_clock::now() + kEnrolmentTimeout + std::chrono::seconds(1));
+  EXPECT_EQ(e.enrol->pending(), 0u);
+  EXPECT_EQ(e.stats.value("enrolments_total", "timeout"), 1u);
+  ASSERT_TRUE(e.jobs.front().cancelled->load()) << "the identity worker skips it";
+  e.run_jobs();
+  EXPECT_TRUE(e.tx.to(b("r1"), session::frame::kChallenge).empty());
+}
+
+}  // namespace
+}  // namespace agentbus::broker
