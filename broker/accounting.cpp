@@ -16,8 +16,7 @@ accounting::accounting(metrics& m, registry& reg)
       reg_(reg),
       accepted_total_(&m.get_counter("envelopes_total", "accepted")),
       accepted_seconds_(&m.get_histogram("publish_check_seconds", "accepted")),
-      wire_batches_in_(&m.get_counter("wire_batches_total")),
-      wire_batches_out_(&m.get_counter("wire_batches_sent_total")) {}
+      wire_batches_in_(&m.get_counter("wire_batches_total")) {}
 
 void accounting::refused_envelope(const std::string& agent, const status& why,
                                   std::optional<std::chrono::nanoseconds> check_time) {
@@ -55,8 +54,13 @@ void accounting::note_session_control(const envelope_header& h, const connection
   if (h.content_type == session::kOfferContentType) {
     auto offer = session::decode_offer(h.payload);
     if (!offer) return;
-    if (offers_in_flight_.size() >= kMaxOffersInFlight) offers_in_flight_.erase(offers_in_flight_.begin());
-    offers_in_flight_[h.message_id] = {h.sender, h.to, offer->curve, !offer->rekey_of.empty()};
+    // Bounded, the oldest forgotten first (ids are random: the map's order is not age).
+    while (offer_order_.size() >= kMaxOffersInFlight) {
+      offers_in_flight_.erase(offer_order_.front());
+      offer_order_.pop_front();
+    }
+    if (offers_in_flight_.emplace(h.message_id, offer_seen{h.sender, h.to, offer->curve, !offer->rekey_of.empty()}).second)
+      offer_order_.push_back(h.message_id);
     return;
   }
   if (h.content_type != session::kAcceptContentType) return;

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -55,7 +56,6 @@ class accounting {
 
   metrics& stats() noexcept { return stats_; }
   counter& wire_batches_in() noexcept { return *wire_batches_in_; }
-  counter& wire_batches_out() noexcept { return *wire_batches_out_; }
 
  private:
   metrics& stats_;
@@ -68,11 +68,11 @@ class accounting {
     bool rekey = false;
   };
   std::map<bytes, offer_seen> offers_in_flight_;  // by offer message id, bounded
+  std::deque<bytes> offer_order_;                  // oldest first, for eviction
   // The hottest series, looked up once.
   counter* accepted_total_;
   histogram* accepted_seconds_;
   counter* wire_batches_in_;
-  counter* wire_batches_out_;
 };
 
 }  // namespace agentbus::broker

@@ -15,9 +15,11 @@
 // Threads: one event-loop thread (run()) owns the ROUTER, the admin socket and every
 // part above; nothing there blocks on a TPM. The identity worker's thread signs
 // CHALLENGE transcripts and computes the broker's TPM ECDH shares and hands results
-// back through an eventfd (its queue under its own mutex, the only lock the broker
-// takes; no lock is ever held while another is taken). ZeroMQ's I/O thread is
-// libzmq's own.
+// back through an eventfd; it waits on the library's TPM worker thread (tpm/tpm.cpp)
+// when the identity lives in a TPM. ZeroMQ's I/O thread is libzmq's own. The locks
+// the event loop takes are leaves inside parts and primitives (the identity worker's
+// queue, the metrics' registry, the admin nonces, the log limiter, the prepared HMAC
+// pool): no lock is ever held while another is taken.
 #pragma once
 
 #include <atomic>

@@ -9,8 +9,9 @@
 // Lifecycle: a connection is opened when an enrolment completes (PROOF verified and
 // WELCOME sent) and closed at `bye`, when a send finds the peer gone, when the agent
 // enrols on another connection or another agent takes this routing id, and at
-// revocation. Closing calls the close hook first (the broker leaves the topics and
-// tells watchers), then forgets the connection. A re-enrolment on the same
+// revocation. Closing detaches the connection first (its agent is offline from then
+// on, so nothing the hook sends goes to it), then calls the close hook with it (the
+// broker leaves its topics and tells their watchers) and forgets it. A re-enrolment on the same
 // connection (a hop rekey) keeps it: subscriptions and watches survive.
 //
 // Owned by the broker's event-loop thread; not thread-safe. Addresses of known
@@ -70,7 +71,8 @@ struct connection {
 
 class connections {
  public:
-  // close_hook runs for a connection about to close (its agent is still attached).
+  // close_hook runs for a connection being closed: already detached from its agent
+  // (known_agent::conn is null), its `agent` still names whose it was.
   using close_hook = std::function<void(connection&)>;
   void on_close(close_hook hook) { on_close_ = std::move(hook); }
 

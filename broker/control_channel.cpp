@@ -3,16 +3,12 @@
 #include <spdlog/spdlog.h>
 
 #include "session/checks.hpp"
+#include "util/overloaded.hpp"
 
 namespace agentbus::broker {
 namespace control = session::control;
 
-template <class... Fs>
-struct overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <class... Fs>
-overloaded(Fs...) -> overloaded<Fs...>;
+using util::overloaded;
 
 void control_channel::on_control(const bytes& route, std::span<const bytes> frames) {
   connection* c = agents_.by_route(route);

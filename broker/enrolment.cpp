@@ -78,9 +78,14 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames) {
   if (!hello) return refuse(route, "?", hello.error());
   const std::string name = hello->name;
   // One handshake per connection at a time: a flood of HELLOs on one connection must
-  // not queue TPM work (the pending one goes on undisturbed).
-  if (pending_.count(route))
-    return out_.error(route, {status_code::overloaded, "an enrolment is already in progress"});
+  // not queue TPM work (the pending one goes on undisturbed), unless the pending one is
+  // old enough that its agent has given up on it (its job is skipped if not yet run).
+  if (auto it = pending_.find(route); it != pending_.end()) {
+    if (steady::now() - (it->second->deadline - kEnrolmentTimeout) < kReHello)
+      return out_.error(route, {status_code::overloaded, "an enrolment is already in progress"});
+    acct_.stats().increment("enrolments_total", "replaced");
+    pending_.erase(it);
+  }
   if (pending_.size() >= kMaxPendingEnrolments)
     return refuse(route, name, {status_code::overloaded, "too many enrolments in progress"});
   if (agents_.known_count() >= cfg_.max_agents && !agents_.find(name))
@@ -194,8 +199,9 @@ void enrolment::on_proof(const bytes& route, std::span<const bytes> frames) {
 }
 
 void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_bytes) {
+  // Copies: `p` is erased before the last line below uses them.
   const std::string name = p.hello.name;
-  const suite& s = p.agent_suite;
+  const suite s = p.agent_suite;
   auto shares = session::software_shares(*p.ephemeral, *p.agent_ephemeral, p.agent_static);
   if (!shares) return refuse(route, name, shares.error());
   if (p.static_share) shares->my_static = std::move(p.static_share);

@@ -40,6 +40,10 @@ namespace agentbus::broker {
 
 inline constexpr std::size_t kMaxPendingEnrolments = 1024;
 inline constexpr std::chrono::seconds kEnrolmentTimeout{30};
+// kReHello: a new HELLO on a connection whose handshake is at least this old replaces
+// it (an agent that gave up waiting retries); a younger one is answered ERR
+// overloaded. Either way a connection costs the TPM at most one signature per kReHello.
+inline constexpr std::chrono::seconds kReHello{5};
 
 class enrolment {
  public:

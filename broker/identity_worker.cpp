@@ -40,11 +40,6 @@ std::deque<identity_result> identity_worker::take() {
   return out;
 }
 
-std::size_t identity_worker::queued() const {
-  std::lock_guard lock(mu_);
-  return jobs_.size();
-}
-
 void identity_worker::run() {
   for (;;) {
     identity_job job;

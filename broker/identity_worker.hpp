@@ -54,7 +54,6 @@ class identity_worker {
   // fd is readable while results wait; take() returns them (and drains the fd).
   int fd() const noexcept { return fd_; }
   std::deque<identity_result> take();
-  std::size_t queued() const;
 
  private:
   void run();

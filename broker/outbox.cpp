@@ -1,5 +1,7 @@
 #include "outbox.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <array>
 #include <vector>
 
@@ -28,8 +30,12 @@ void outbox::nack(known_agent& to, const bytes& message_id, const status& why, c
 
 void outbox::error(const bytes& route, const status& why, const bytes& message_id) {
   stats_.increment("frames_refused_total", status_code_name(why.code()));
+  if (limiter_.allow("unauthenticated")) spdlog::warn("frame from an unenrolled connection refused: {}", why.to_string());
+  // Frame 1 is the text agents before the typed body parsed (a status name first);
+  // frame 2 the typed body (schemas/protocol.md §3.6).
+  const std::string text = why.to_string().substr(0, 1024);
   const bytes body = session::encode(session::error_msg{why.code(), why.detail().substr(0, 1024), message_id});
-  const std::array<byte_view, 2> parts{as_bytes(session::frame::kError), body};
+  const std::array<byte_view, 3> parts{as_bytes(session::frame::kError), as_bytes(text), body};
   (void)transport_.send(route, parts);  // the peer is not enrolled: nothing more to do if it is gone
 }
 

@@ -18,6 +18,7 @@
 #include "metrics.hpp"
 #include "session/control.hpp"
 #include "transport.hpp"
+#include "util/log_limiter.hpp"
 
 namespace agentbus::broker {
 
@@ -61,6 +62,7 @@ class outbox {
   connections& agents_;
   metrics& stats_;
   counter* batches_out_;
+  util::log_limiter limiter_;
 };
 
 }  // namespace agentbus::broker

@@ -72,15 +72,19 @@ publish_intake::publish_intake(const broker_config& cfg, const policy& pol, conn
       verifier_(pol, session::verifier_options{cfg.max_clock_skew_ms, permissive}, &roots_) {}
 
 void publish_intake::unknown_route(const bytes& route, std::span<const bytes> envelope_frames) {
+  // The peer is not authenticated: it gets its envelopes named (a restarted broker's
+  // answer to an agent that does not know it yet), but at most kMaxNamedPerMessage of
+  // them, so one message cannot buy a thousand decodes and answers.
+  constexpr std::size_t kMaxNamedPerMessage = 16;
   const status why{status_code::unknown_agent, "not enrolled"};
-  bool any = false;
-  for (std::size_t i = 0; i < envelope_frames.size(); i += 2)
+  std::size_t named = 0;
+  for (std::size_t i = 0; i < envelope_frames.size() && named < kMaxNamedPerMessage; i += 2)
     if (envelope_frames[i].size() <= cfg_.max_frame_bytes)
       if (auto h = decode_signed_part(envelope_frames[i])) {
         out_.error(route, why, h->message_id);
-        any = true;
+        ++named;
       }
-  if (!any) out_.error(route, why);
+  if (named == 0) out_.error(route, why);
 }
 
 void publish_intake::on_envelope(const bytes& route, std::span<const bytes> frames) {
@@ -121,12 +125,14 @@ void publish_intake::on_wire_batch(const bytes& route, std::span<const bytes> fr
   // member hop MAC, the one MAC. A failure refuses every envelope in it, by id.
   if (verifier_.open_batch(frames, cfg_.max_frame_bytes, session::state_hop(c->hop), hooks, members, sender, why) !=
       session::verdict::accept) {
-    bool anonymous = false;
+    bool anonymous = false, named = false;
     session::for_each_member(frames, [&](const std::optional<envelope_header>& h) {
       if (h) refuse_envelope(out_, acct_, a, h->message_id, why, h->to, steady::now() - started);
       else anonymous = true;
+      named = named || h.has_value();
     });
-    if (anonymous) refuse_envelope(out_, acct_, a, {}, why, "", steady::now() - started);
+    // One refusal without an id for what had none (or a batch too short to hold any).
+    if (anonymous || !named) refuse_envelope(out_, acct_, a, {}, why, "", steady::now() - started);
     return;
   }
   // Then each envelope on its own; what they deliver leaves as wire batches.
@@ -154,7 +160,9 @@ void publish_intake::on_wire_batch(const bytes& route, std::span<const bytes> fr
 
 void publish_intake::accept_checked(known_agent& a, const session::opened_envelope& e, byte_view signed_part,
                                     fanout* batch) {
-  a.conn->hop.count_received();
+  // The sender's own connection may have closed meanwhile (a nack or a delivery to it
+  // found it gone): the rest of its batch is still routed.
+  if (a.conn) a.conn->hop.count_received();
   acct_.seen(a);
   if (e.header.type == envelope_type::control) acct_.note_session_control(e.header, agents_);
   router_.route(a, routed_envelope{&e.header, &e.auth, signed_part, e.digest}, batch);

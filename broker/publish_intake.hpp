@@ -32,7 +32,6 @@ class publish_intake {
   // on_wire_batch: frames after the kind: [session id, MAC, (signed part, auth part) × n].
   void on_wire_batch(const bytes& route, std::span<const bytes> frames);
 
-  const session::root_cache& roots() const noexcept { return roots_; }
 
  private:
   class broker_hooks;

@@ -2,7 +2,8 @@
 # Configures and builds agentbus into ./build (or $AGENTBUS_BUILD_DIR).
 # Warnings are errors (the project targets Debian 12's GCC exactly); AGENTBUS_WERROR=0
 # turns that off. AGENTBUS_SANITIZE=1 builds with ASan+UBSan (use its own build dir:
-# AGENTBUS_BUILD_DIR=build-asan). The demo and the tests share one configuration, so
+# AGENTBUS_BUILD_DIR=build-asan); AGENTBUS_TSAN=1 with ThreadSanitizer
+# (AGENTBUS_BUILD_DIR=build-tsan; docs/testing.md). The demo and the tests share one configuration, so
 # running one after the other does not rebuild everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,5 +12,8 @@ werror=ON
 if [ "${AGENTBUS_WERROR:-1}" = "0" ]; then werror=OFF; fi
 sanitize=OFF
 if [ "${AGENTBUS_SANITIZE:-}" = "1" ]; then sanitize=ON; fi
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAGENTBUS_WERROR="$werror" -DAGENTBUS_SANITIZE="$sanitize" >/dev/null
+tsan=OFF
+if [ "${AGENTBUS_TSAN:-}" = "1" ]; then tsan=ON; fi
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAGENTBUS_WERROR="$werror" -DAGENTBUS_SANITIZE="$sanitize" \
+  -DAGENTBUS_TSAN="$tsan" >/dev/null
 cmake --build "$build_dir" -j"$(nproc)"

@@ -326,7 +326,8 @@ TEST_F(AdminHandler, SignedRevokeTakesEffect) {
   EXPECT_TRUE(m->revoked);
   EXPECT_EQ(m->revoked_reason, "stolen laptop");
   // Now both of monitor-1's edges are revoked.
-  for (const auto& e : ask(R"({"op":"edges"})").at("result")) EXPECT_EQ(e.at("revoked"), true) << e.dump();
+  const json edges = ask(R"({"op":"edges"})");  // kept: a range-for over a temporary's member dangles
+  for (const auto& e : edges.at("result")) EXPECT_EQ(e.at("revoked"), true) << e.dump();
 
   json by_mallory = ask(make_signed_request(revoke_request("director-1"), *mallory_, "alice"));
   EXPECT_EQ(by_mallory.at("error").at("code"), "acl_denied");

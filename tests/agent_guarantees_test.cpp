@@ -169,6 +169,33 @@ TEST_F(Guarantees, AnAcceptanceThatCannotBeQueuedInstallsNoKeys) {
   EXPECT_EQ(d.rejected(), 0u) << d.describe();
 }
 
+// Handlers may send (agent.hpp). A handler sending to a peer it had no session with
+// used to wait session_timeout and fail no_session: the acceptance it waited for was
+// completed on the dispatch thread, queued behind that very handler. Session jobs now
+// run on a thread of their own.
+TEST_F(Guarantees, AHandlerCanSendToAPeerItHasNoSessionWithYet) {
+  auto& b = broker();
+  auto director = connect_agent(b, dir_.path(), "director-1", "DIRECTOR");
+  auto monitor = connect_agent(b, dir_.path(), "monitor-1", "MONITOR");
+  auto architect = connect_agent(b, dir_.path(), "architect-1", "ARCHITECT");
+  inbox a, d;
+  a.attach(*architect.client);
+  director->on_rejected(d.rejection_recorder());
+  std::mutex mu;
+  std::optional<status> forwarded;
+  director->on_message([&](const message& m) {
+    status st = director->send("architect-1", "text/plain", m.header.payload);  // no session with architect-1 yet
+    std::lock_guard lock(mu);
+    forwarded = st;
+  });
+  ASSERT_TRUE(monitor->send("director-1", "text/plain", text("pass it on")).ok());
+  ASSERT_TRUE(wait_until([&] { return a.count() == 1; }, 20s)) << a.describe() << d.describe();
+  std::lock_guard lock(mu);
+  ASSERT_TRUE(forwarded.has_value());
+  EXPECT_TRUE(forwarded->ok()) << forwarded->to_string();
+  EXPECT_EQ(a.rejected(), 0u) << a.describe();
+}
+
 // After a broker restart the agent re-enrols and subscribes again. A re-subscription
 // the (restarted, re-configured) broker refuses used to vanish: the handler stayed,
 // nothing ever arrived, nobody was told. Now it is reported and the handler removed.

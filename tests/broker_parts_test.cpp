@@ -344,7 +344,7 @@ struct enrolment_bench : parts {
   }
   bytes last_body(const bytes& route, std::string_view kind) {
     auto m = tx.to(route, kind);
-    return m.empty() ? bytes{} : m.back().parts.at(1);
+    return m.empty() ? bytes{} : m.back().parts.back();  // the body (ERR: after its text)
   }
 };
 
@@ -359,7 +359,8 @@ TEST(Enrolment, AHandshakeCompletesWithKeysBothEndsAgreeOn) {
   e.run_jobs();
   auto proof = hs.on_challenge(e.last_body(route, session::frame::kChallenge));
   ASSERT_TRUE(proof.ok()) << proof.error().to_string();
-  e.enrol->on_proof(route, std::vector<bytes>{*proof});
+  hs.keys_ready(std::move(proof->keys));
+  e.enrol->on_proof(route, std::vector<bytes>{proof->body});
   auto welcome = hs.on_welcome(e.last_body(route, session::frame::kWelcome));
   ASSERT_TRUE(welcome.ok()) << welcome.error().to_string();
   const known_agent* a = e.agents.find("debugger-1");
@@ -392,7 +393,7 @@ TEST(Enrolment, AWelcomeThatCannotBeSentLeavesNothingOnline) {
   auto proof = hs.on_challenge(e.last_body(route, session::frame::kChallenge));
   ASSERT_TRUE(proof.ok());
   e.tx.fail_kind[std::string(session::frame::kWelcome)] = net::send_outcome::unreachable;
-  e.enrol->on_proof(route, std::vector<bytes>{*proof});
+  e.enrol->on_proof(route, std::vector<bytes>{proof->body});
   const known_agent* a = e.agents.find("debugger-1");
   EXPECT_TRUE(a == nullptr || !a->online());
   EXPECT_EQ(e.agents.online_count(), 0u);
@@ -429,7 +430,7 @@ TEST(Enrolment, RefusalsComeInTheOrderOfTheChecks) {
   e.run_jobs();
   auto proof = hs.on_challenge(e.last_body(b("r1"), session::frame::kChallenge));
   ASSERT_TRUE(proof.ok());
-  auto tampered = session::decode_proof(*proof);
+  auto tampered = session::decode_proof(proof->body);
   ASSERT_TRUE(tampered.ok());
   tampered->signature.back() ^= 1;
   e.enrol->on_proof(b("r1"), std::vector<bytes>{session::encode(*tampered)});
@@ -446,7 +447,7 @@ TEST(Enrolment, AChangedKeyIsRefusedAndRememberedForApproval) {
     e.enrol->on_hello(route, std::vector<bytes>{hs.hello()});
     e.run_jobs();
     auto proof = hs.on_challenge(e.last_body(route, session::frame::kChallenge));
-    if (proof) e.enrol->on_proof(route, std::vector<bytes>{*proof});
+    if (proof) e.enrol->on_proof(route, std::vector<bytes>{proof->body});
   };
   auto first = e.agent_key("debugger-1", "DEBUGGER");
   enrol(*first, b("r1"));

@@ -129,7 +129,9 @@ struct agent_stats {
                 // TPM ECDH share because the key could be neither loaded nor created: those
                 // sessions rest on ephemeral ECDH alone (the identity logs why).
                 static_ecdh_failures = 0,
-                dispatch_dropped = 0,   // jobs dropped past the dispatcher's hard limit (flow control keeps it 0)
+                // Jobs dropped past the dispatchers' hard limit: on_rejected reports pushed
+                // while handlers are far behind (deliveries never are: flow control).
+                dispatch_dropped = 0,
                 // Topic envelopes that carried no end-to-end MAC for this agent and arrived
                 // within 2 s of its subscription: sealed before their publisher knew of it,
                 // never addressed to it; dropped, not refused (schemas/protocol.md §8.2).

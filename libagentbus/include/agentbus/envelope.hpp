@@ -93,7 +93,10 @@ struct decode_limits {
   std::size_t max_signature = 1024;
   std::size_t max_macs = 256;          // end-to-end MACs (one per topic recipient)
   std::size_t max_tag = 64;
-  std::size_t max_path = 40;           // Merkle depth: 2^40 leaves
+  // max_path: more path nodes are too_large before any is read. A 32-bit leaf_count
+  // needs at most 32, and a path must have exactly the length its (leaf_index,
+  // leaf_count) implies (invalid_field otherwise): 32 refuses no valid path.
+  std::size_t max_path = 32;
   std::size_t max_depth = 4;           // MessagePack nesting
 };
 

@@ -21,15 +21,17 @@ agent_runtime::agent_runtime(agent_options options, std::shared_ptr<identity_key
       my_suite(my_suite_in),
       role(key->metadata().role),
       jobs(opts.max_pending, opts.name, [this] { outbound.wake(); }),
+      session_jobs(opts.max_pending, opts.name + " sessions", {}),
       rejections(opts.name, jobs),
       outbound(opts.max_pending),
       link(opts, *key, my_suite, outbound),
       topics(opts, [this](const session::control::request& r) { return link.send_control(r); }, rejections),
       peers(opts, *pol, [this](const session::control::request& r) { return link.send_control(r); }),
       seal(opts, key, my_suite, link, outbound, rejections),
-      sessions(opts, *key, my_suite, peers, seal, jobs, rejections, [this] { outbound.wake(); }),
+      sessions(opts, *key, my_suite, peers, seal, session_jobs, rejections, [this] { outbound.wake(); }),
       receive(opts, *pol, role, link, peers, sessions, topics, rejections,
-              [this](std::vector<message>& burst) { deliver_burst(burst); }) {
+              [this](std::vector<message>& burst) { deliver_burst(burst); },
+              [this](message&& m) { deliver_reply(std::move(m)); }) {
   seal.attach(sessions);
 }
 
@@ -46,6 +48,7 @@ void stop_threads(client::agent_runtime& d) {
   d.topics.stop();
   d.link.stop();
   if (d.io_thread.joinable()) d.io_thread.join();
+  d.session_jobs.stop();
   d.jobs.stop();
   d.pending_requests.fail_all(status{status_code::timeout, "agent stopped"});
 }
@@ -76,6 +79,7 @@ agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shar
   d.dealer.connect(d.opts.broker_endpoint);
 
   d.jobs.start();
+  d.session_jobs.start();
   // After a re-enrolment the restarted broker knows none of our topics.
   d.link.start([&d] { d.topics.restore(); });
   d.io_thread = std::thread([&d] { d.io_loop(); });
@@ -179,7 +183,7 @@ agent_stats agent::stats() const {
   s.static_ecdh_failures = d.sessions.static_ecdh_failures() + d.link.static_ecdh_failures();
   s.batch_roots = d.seal.batch_roots();
   s.batched_envelopes = d.seal.batched_envelopes();
-  s.dispatch_dropped = d.jobs.dropped();
+  s.dispatch_dropped = d.jobs.dropped() + d.session_jobs.dropped();
   s.unaddressed_after_subscribing = d.receive.unaddressed();
   return s;
 }

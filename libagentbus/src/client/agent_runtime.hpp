@@ -11,7 +11,8 @@
 //   receiver         the receive half: the protocol's enforcement order, again
 //   subscriptions    topics, their handlers and member lists; restored after re-enrolment
 //   requests         requests waiting for their replies
-//   dispatcher       the dispatch thread: handlers, session jobs, on_rejected
+//   dispatcher       the dispatch thread: handlers and on_rejected reports; a second
+//                    dispatcher runs the session jobs
 //   reporter         every refusal: counter, rate-limited log line, on_rejected
 //
 // Threads:
@@ -20,16 +21,27 @@
 //   io thread        owns the DEALER socket and the connection monitor: sends the
 //                    outbound queue, receives, runs every receive-side check
 //                    (software only, never the TPM), hands handshake frames to the
-//                    broker link, installs WELCOME's keys. It stops reading while
-//                    the dispatcher is full (flow control: nothing is dropped)
-//   dispatch thread  handlers; answers offers and completes acceptances (TPM)
-//   link worker      enrolments (TPM signature and ECDH)
+//                    broker link, installs WELCOME's keys. Verified messages wait
+//                    for room in the dispatcher; while max_pending of them wait it
+//                    stops reading (flow control: nothing is dropped)
+//   dispatch thread  handlers and on_rejected reports; a handler's reply is sealed here
+//                    (a TPM signature in direct mode)
+//   session thread   answers offers, completes acceptances, sends re-offers (they sign
+//                    and may use the TPM). Not the dispatch thread: a handler that sends
+//                    to a peer it has no session with waits for this thread, which
+//                    would otherwise be queued behind that very handler
+//   link worker      enrolments (TPM signature and ECDH); restores the subscriptions
+//                    after a re-enrolment
 //   batch signer     tpm-batch mode: signs Merkle roots, completes and queues batches
 //
 // Lock order (a thread holding one may take only those after it):
 //   peer_sessions  →  outbound_queue  →  broker_link (hop)
 // Every other lock is a leaf, never held while another is taken: peer_directory,
-// subscriptions, requests, dispatcher, reporter, handlers_mu, the receive hook's.
+// subscriptions, requests, both dispatchers, reporter (and its log limiter),
+// handlers_mu, the receive hook's, outbound_queue's recording lock, the batch
+// signer's, and those inside the library's primitives (message-id pool, prepared
+// HMAC contexts). The identity below may hold its own lock while it creates a static
+// ECDH key in the TPM; no part's lock is held when it is called.
 // No lock is held while a handler runs, while the TPM works, or while the io thread
 // polls.
 #pragma once
@@ -71,8 +83,11 @@ struct agent_runtime {
   const suite my_suite;
   const std::string role;
 
-  // The parts, in construction order (each refers only to those above it).
+  // The parts, in construction order (each refers to those above it; the dispatchers'
+  // wake-up callbacks and the sealer's end-to-end MACs reach parts built after them,
+  // used only once every part exists).
   dispatcher jobs;
+  dispatcher session_jobs;
   reporter rejections;
   outbound_queue outbound;
   broker_link link;
@@ -108,6 +123,7 @@ struct agent_runtime {
   void handle_error(const net::frames& f);
   // deliver_burst: verified messages to the dispatcher (replies to their waiters at once).
   void deliver_burst(std::vector<message>& burst);
+  void deliver_reply(message&& m);
   void run_delivery(const message& m);
   // send_envelope: a direct envelope (data, request, reply) after its session.
   status send_envelope(envelope_type type, const std::string& to, std::string_view content_type, byte_view payload,

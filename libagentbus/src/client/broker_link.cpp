@@ -36,11 +36,6 @@ void broker_link::stop() {
   if (worker_.joinable()) worker_.join();
 }
 
-bool broker_link::enrolled() const {
-  std::lock_guard lock(mu_);
-  return enrolled_;
-}
-
 void broker_link::enrol_first() {
   std::future<status> result;
   {
@@ -105,7 +100,7 @@ void broker_link::on_handshake(std::string_view kind, const bytes& body) {
   std::lock_guard lock(mu_);
   if (!current_) return;  // a late answer to a handshake that gave up: nothing waits for it
   if (kind == session::frame::kChallenge) {
-    if (!current_->proof_sent() && !challenge_) challenge_ = body;
+    if (!current_->proof_sent()) challenge_ = body;  // the latest: an earlier one may answer an older HELLO
   } else if (kind == session::frame::kWelcome) {
     // Checked and installed here, before the io thread reads anything the broker MACed
     // under the new keys. Software only: the worker derived the keys before PROOF left.
@@ -175,22 +170,38 @@ status broker_link::handshake() {
   current_ = hs;
   challenge_.reset();
   outcome_.reset();
+  // However it ends, the handshake is forgotten under the lock (the io thread reads it).
   struct clear_current {
     broker_link& l;
-    ~clear_current() { l.current_.reset(); }
-  } clear{*this};
+    std::unique_lock<std::mutex>& lock;
+    ~clear_current() {
+      if (!lock.owns_lock()) lock.lock();
+      l.current_.reset();
+    }
+  } clear{*this, lock};
   lock.unlock();
   if (status st = out_.push({net::to_bytes(session::frame::kHello), hs->hello()}); !st) return st;
   lock.lock();
-  if (!cv_.wait_until(lock, deadline, [&] { return stopping_ || challenge_ || outcome_; }))
-    return {status_code::timeout, "no CHALLENGE from the broker"};
-  if (stopping_) return {status_code::timeout, "agent stopping"};
-  if (outcome_) return *outcome_;
-  const bytes challenge = std::move(*challenge_);
-  lock.unlock();
-  auto proof = hs->on_challenge(challenge);  // TPM: signature and ECDH, no lock held
+  result<hop_handshake::proof> proof = status{status_code::timeout, "no CHALLENGE from the broker"};
+  for (;;) {
+    if (!cv_.wait_until(lock, deadline, [&] { return stopping_ || challenge_ || outcome_; }))
+      return {status_code::timeout, "no CHALLENGE from the broker"};
+    if (stopping_) return {status_code::timeout, "agent stopping"};
+    if (outcome_) return *outcome_;
+    const bytes challenge = std::move(*challenge_);
+    challenge_.reset();
+    lock.unlock();
+    proof = hs->on_challenge(challenge);  // TPM: signature and ECDH, no lock held
+    lock.lock();
+    // A CHALLENGE whose signature does not cover this HELLO may answer an earlier
+    // attempt the broker was still working on: wait for this attempt's own.
+    if (proof || proof.error().code() != status_code::bad_signature) break;
+  }
   if (!proof) return proof.error();
-  if (status st = out_.push({net::to_bytes(session::frame::kProof), std::move(proof).value()}); !st) return st;
+  // Published before PROOF leaves: WELCOME (checked on the io thread) finds the keys.
+  hs->keys_ready(std::move(proof->keys));
+  lock.unlock();
+  if (status st = out_.push({net::to_bytes(session::frame::kProof), std::move(proof->body)}); !st) return st;
   lock.lock();
   if (!cv_.wait_until(lock, deadline, [&] { return stopping_ || outcome_; }))
     return {status_code::timeout, "no WELCOME from the broker"};
@@ -210,13 +221,22 @@ void broker_link::run() {
       pending_job_ = job::none;
       running_ = j;
     }
+    // Whatever throws (a TPM past its deadline, a broken OpenSSL) ends the attempt, not
+    // the process: it is reported like any failed attempt.
+    auto attempt = [this] {
+      try {
+        return handshake();
+      } catch (const std::exception& e) {
+        return status{status_code::tpm_unavailable, e.what()};
+      }
+    };
     if (j == job::first) {
-      status st = handshake();
+      status st = attempt();
       std::lock_guard lock(mu_);
       first_result_->set_value(st);
       first_result_.reset();
     } else if (j == job::rekey) {
-      status st = handshake();
+      status st = attempt();
       if (st) {
         ++hop_rekeys_;
       } else {
@@ -228,16 +248,15 @@ void broker_link::run() {
       // Re-enrolment: the broker no longer knows us. Retried with a back-off until it
       // works or the agent stops.
       bool ok = false;
-      for (int attempt = 1;; ++attempt) {
-        status st = handshake();
+      for (int n = 1;; ++n) {
+        status st = attempt();
         if (st) {
           ok = true;
           break;
         }
-        spdlog::warn("[{}] re-enrolment attempt {} failed: {}", opts_.name, attempt, st.to_string());
+        spdlog::warn("[{}] re-enrolment attempt {} failed: {}", opts_.name, n, st.to_string());
         std::unique_lock lock(mu_);
-        if (cv_.wait_for(lock, std::chrono::milliseconds(std::min(2000, 100 * attempt)), [&] { return stopping_; }))
-          break;
+        if (cv_.wait_for(lock, std::chrono::milliseconds(std::min(2000, 100 * n)), [&] { return stopping_; })) break;
       }
       if (ok) {
         ++reenrolments_;

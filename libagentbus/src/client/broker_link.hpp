@@ -65,7 +65,6 @@ class broker_link final : public session::hop_receiver {
   void tick();
 
   // ---- any thread
-  bool enrolled() const;
   // with_hop runs f on the hop session under the link's lock (sealers MAC with its
   // send key, the receiver checks with its receive keys).
   template <typename F>

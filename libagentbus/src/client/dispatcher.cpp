@@ -44,6 +44,11 @@ std::size_t dispatcher::push_all(std::vector<std::function<void()>>& jobs) {
   return dropped;
 }
 
+std::size_t dispatcher::room() const {
+  std::lock_guard lock(mu_);
+  return jobs_.size() >= capacity_ ? 0 : capacity_ - jobs_.size();
+}
+
 bool dispatcher::saturated() const {
   std::lock_guard lock(mu_);
   return jobs_.size() >= capacity_;
@@ -56,7 +61,9 @@ void dispatcher::run() {
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
-      if (stopping_) return;
+      // What was queued before stop runs: verified deliveries and reports are not
+      // dropped because the agent is being destroyed.
+      if (jobs_.empty()) return;
       room = jobs_.size() == capacity_;  // taking this one makes room below the limit
       job = std::move(jobs_.front());
       jobs_.pop_front();

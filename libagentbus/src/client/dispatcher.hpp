@@ -2,12 +2,13 @@
 // session offers and completes acceptances (which sign, so they may wait for the
 // TPM), and delivers on_rejected reports, one job at a time, in order.
 //
-// Flow control instead of drops: the queue holds `capacity` jobs (max_pending). While
-// it is full the io thread stops reading from the broker (saturated()), so what
-// arrives waits in ZeroMQ's receive queue, and once that fills the broker refuses
-// further envelopes to this agent with `overloaded`, which their senders see. A job
-// is dropped only past a hard limit that flow control never reaches (counted and
-// logged: dropped()).
+// Flow control instead of drops: the queue holds `capacity` jobs (max_pending). The
+// receiver hands it no more than room() deliveries and holds the rest; while it holds
+// max_pending, the io thread stops reading from the broker, so what arrives waits in
+// ZeroMQ's receive queue, and once that fills the broker refuses further envelopes to
+// this agent with `overloaded`, which their senders see. A job is dropped only past a
+// hard limit (counted and logged: dropped()): reports pushed by other threads while
+// the queue is full, in numbers flow control does not bound.
 //
 // Thread-safe; its mutex is a leaf (no other lock is taken under it). Jobs run on
 // its thread without any lock held.
@@ -34,7 +35,7 @@ class dispatcher {
   dispatcher& operator=(const dispatcher&) = delete;
 
   void start();
-  // stop lets the job in progress finish and drops the rest.
+  // stop runs what is queued, then stops the thread (jobs pushed meanwhile run too).
   void stop();
 
   // push queues a job; false only past the hard limit (counted, logged).
@@ -43,9 +44,10 @@ class dispatcher {
   std::size_t push_all(std::vector<std::function<void()>>& jobs);
 
   bool saturated() const;
+  // room: how many more jobs fit below the capacity.
+  std::size_t room() const;
   std::uint64_t dropped() const noexcept { return dropped_.load(); }
-  // hard_limit: the queue never holds more (capacity plus what one received message
-  // and the other threads' reports can add while the io thread stops reading).
+  // hard_limit: the queue never holds more.
   std::size_t hard_limit() const noexcept { return 2 * capacity_ + 4096; }
 
  private:

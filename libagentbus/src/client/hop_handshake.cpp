@@ -33,7 +33,7 @@ hop_handshake::hop_handshake(identity_key& key, const suite& my_suite, std::stri
   hello_bytes_ = session::encode(hello_);
 }
 
-result<bytes> hop_handshake::on_challenge(byte_view challenge_body) {
+result<hop_handshake::proof> hop_handshake::on_challenge(byte_view challenge_body) const {
   auto challenge = session::decode_challenge(challenge_body);
   if (!challenge) return status{challenge.error().code(), "bad CHALLENGE: " + challenge.error().to_string()};
   // The broker proves its identity first (SIGMA: each side signs the transcript).
@@ -70,10 +70,10 @@ result<bytes> hop_handshake::on_challenge(byte_view challenge_body) {
   bytes proof_bytes = session::encode(proof);
 
   const std::array<byte_view, 3> transcript{hello_bytes_, challenge_body, proof_bytes};
-  keys_ = session::agree(session::handshake_role::initiator, *shares,
-                         {"hop", name_, challenge->broker_name, hello_.nonce, challenge->nonce, suite_.mac_hash,
-                          suite_.mac_hash, transcript});
-  return proof_bytes;
+  session::agreed_keys keys = session::agree(session::handshake_role::initiator, *shares,
+                                             {"hop", name_, challenge->broker_name, hello_.nonce, challenge->nonce,
+                                              suite_.mac_hash, suite_.mac_hash, transcript});
+  return hop_handshake::proof{std::move(proof_bytes), std::move(keys)};
 }
 
 result<hop_handshake::welcome> hop_handshake::on_welcome(byte_view welcome_body) {

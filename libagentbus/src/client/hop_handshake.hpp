@@ -7,7 +7,8 @@
 // MAC check): the io thread runs it the moment WELCOME arrives, before any envelope
 // the broker MACed under the new keys can be read.
 //
-// Not thread-safe: the broker link serialises its use.
+// Not thread-safe: the broker link calls on_challenge (const) on its worker and every
+// member that changes or reads the state under its own lock.
 #pragma once
 
 #include <optional>
@@ -29,8 +30,15 @@ class hop_handshake {
 
   // on_challenge checks the broker (its pin, then its signature over the transcript),
   // computes the shared secrets (TPM ECDH_ZGen here), signs the PROOF (TPM) and
-  // derives the hop keys. Returns the PROOF body.
-  result<bytes> on_challenge(byte_view challenge_body);
+  // derives the hop keys. It changes nothing in the handshake: the caller publishes
+  // the keys with keys_ready (under whatever lock guards its readers) before the
+  // PROOF leaves.
+  struct proof {
+    bytes body;
+    session::agreed_keys keys;
+  };
+  result<proof> on_challenge(byte_view challenge_body) const;
+  void keys_ready(session::agreed_keys keys) { keys_ = std::move(keys); }
 
   // on_welcome checks WELCOME's key confirmation against the keys derived at
   // on_challenge and hands them over (once).

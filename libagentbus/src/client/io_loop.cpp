@@ -5,17 +5,11 @@
 #include "client/agent_runtime.hpp"
 #include "session/control.hpp"
 #include "session/handshake.hpp"
+#include "util/overloaded.hpp"
 
 namespace agentbus::client {
 namespace control = session::control;
-namespace {
-template <class... Fs>
-struct overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <class... Fs>
-overloaded(Fs...) -> overloaded<Fs...>;
-}  // namespace
+using util::overloaded;
 
 void agent_runtime::io_loop() {
   using steady = std::chrono::steady_clock;
@@ -31,10 +25,11 @@ void agent_runtime::io_loop() {
     }
     link.tick();
     topics.retry();
-    receive.flush();
-    // Flow control: while the dispatcher is full, nothing more is read from the broker
-    // (it waits in ZeroMQ's queue; past its HWM the broker tells senders `overloaded`).
-    const bool reading = !jobs.saturated();
+    // Flow control: verified messages go to the dispatcher as it has room; while
+    // max_pending of them wait, nothing more is read from the broker (it waits in
+    // ZeroMQ's queue; past its HWM the broker tells senders `overloaded`).
+    receive.flush(jobs.room());
+    const bool reading = receive.held() < opts.max_pending;
     const short dealer_events = static_cast<short>((reading ? ZMQ_POLLIN : 0) | (send_blocked ? ZMQ_POLLOUT : 0));
     zmq::pollitem_t items[3] = {{dealer.handle(), 0, dealer_events, 0},
                                 {nullptr, outbound.wake_fd(), ZMQ_POLLIN, 0},
@@ -55,9 +50,10 @@ void agent_runtime::io_loop() {
         if (received_edit) received_edit(received);
       }
       handle_frames(received);
-      if (jobs.saturated()) break;
+      if (receive.held() >= opts.max_pending) break;
     }
-    receive.retry();
+    if (receive.held() < opts.max_pending) receive.retry();
+    receive.flush(jobs.room());
   }
 }
 
@@ -124,18 +120,22 @@ void agent_runtime::handle_control(const net::frames& f) {
 }
 
 void agent_runtime::handle_error(const net::frames& f) {
-  auto e = f.size() == 2 ? session::decode_error(f[1]) : result<session::error_msg>(status{status_code::malformed, "ERR"});
-  if (!e) {
-    rejections.report({"receiver", {e.error().code(), "unreadable ERR from the broker"}, "broker", opts.name, {}});
-    return;
+  result<session::error_msg> e = status{status_code::malformed, "ERR without a body"};
+  if (f.size() == 3) {
+    e = session::decode_error(f[2]);
+  } else if (f.size() == 2) {
+    // A broker from before the typed body: a status name, ": ", a detail.
+    const std::string_view text = net::as_string(f[1]);
+    const bool unknown = text.rfind(status_code_name(status_code::unknown_agent), 0) == 0;
+    e = session::error_msg{unknown ? status_code::unknown_agent : status_code::malformed, std::string(text), {}};
   }
-  // ERR is unauthenticated: it may make the agent re-enrol and report, nothing more.
+  if (!e) return rejections.note("error", "unreadable ERR from the broker dropped: " + e.error().to_string());
+  // ERR is unauthenticated: it makes the agent report and re-enrol, nothing an attacker
+  // on the path could not make it do by dropping traffic. It completes no request.
   if (!e->message_id.empty()) {
-    // An envelope the broker could not take (it restarted and no longer knows us):
-    // the sender hears of it by id; a request waiting for it fails now.
-    const status why(e->code, e->detail);
-    pending_requests.complete(e->message_id, why);
-    rejections.report({"broker", why, opts.name, "", e->message_id});
+    // An envelope the broker did not take (it restarted and no longer knows us): the
+    // sender hears of it by id.
+    rejections.report({"broker", status(e->code, e->detail), opts.name, "", e->message_id});
   } else {
     spdlog::warn("[{}] broker error: {}: {}", opts.name, status_code_name(e->code), e->detail);
   }
@@ -145,21 +145,19 @@ void agent_runtime::handle_error(const net::frames& f) {
 void agent_runtime::deliver_burst(std::vector<message>& burst) {
   std::vector<std::function<void()>> jobs_out;
   jobs_out.reserve(burst.size());
-  for (auto& m : burst) {
-    if (m.header.type == envelope_type::reply) {
-      // Replies go straight to their waiter (a request may be waiting on the dispatch
-      // thread itself); one whose request gave up is reported, not dropped silently.
-      bytes correlation = m.header.correlation_id;
-      std::string sender = m.header.sender;
-      bytes id = m.header.message_id;
-      if (!pending_requests.complete(correlation, std::move(m)))
-        rejections.report({"receiver", {status_code::timeout, "a reply arrived after its request gave up"}, sender,
-                           opts.name, id});
-      continue;
-    }
-    jobs_out.push_back([this, m = std::move(m)] { run_delivery(m); });
-  }
+  for (auto& m : burst) jobs_out.push_back([this, m = std::move(m)] { run_delivery(m); });
   (void)jobs.push_all(jobs_out);
+}
+
+void agent_runtime::deliver_reply(message&& m) {
+  // Straight to its waiter (a request may be waiting on the dispatch thread itself);
+  // one whose request gave up is reported, not dropped silently.
+  const bytes correlation = m.header.correlation_id;
+  const std::string sender = m.header.sender;
+  const bytes id = m.header.message_id;
+  if (!pending_requests.complete(correlation, std::move(m)))
+    rejections.report({"receiver", {status_code::timeout, "a reply arrived after its request gave up"}, sender,
+                       opts.name, id});
 }
 
 void agent_runtime::run_delivery(const message& m) {

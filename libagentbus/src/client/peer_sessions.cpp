@@ -201,14 +201,24 @@ void peer_sessions::reoffer(const std::string& peer) {
 void peer_sessions::answer(std::shared_ptr<const peer_info> p, envelope_header offer, bytes offer_signed) {
   auto marker = std::make_shared<job_marker>(*this, p->name);
   jobs_.push([this, p = std::move(p), h = std::move(offer), sp = std::move(offer_signed), marker] {
-    answer_offer(*p, h, sp);
+    try {
+      answer_offer(*p, h, sp);
+    } catch (const std::exception& e) {  // a TPM past its deadline: the offer goes unanswered, said so
+      reporter_.report({"sender", {status_code::tpm_unavailable, "cannot answer a session offer: " + std::string(e.what())},
+                        opts_.name, p->name, h.message_id});
+    }
   });
 }
 
 void peer_sessions::complete(std::shared_ptr<const peer_info> p, envelope_header accept, bytes accept_signed) {
   auto marker = std::make_shared<job_marker>(*this, p->name);
   jobs_.push([this, p = std::move(p), h = std::move(accept), sp = std::move(accept_signed), marker] {
-    complete_offer(*p, h, sp);
+    try {
+      complete_offer(*p, h, sp);
+    } catch (const std::exception& e) {
+      reporter_.report({"sender", {status_code::tpm_unavailable, "cannot complete a session: " + std::string(e.what())},
+                        opts_.name, p->name, h.message_id});
+    }
   });
 }
 

@@ -3,9 +3,10 @@
 // end-to-end MAC keys, and the back-off after an offer nobody answered.
 //
 // Threads: callers set sessions up (ensure) and the sealer MACs with them; the io
-// thread verifies end-to-end MACs; the dispatch thread answers offers and completes
-// acceptances (they sign and may use the TPM), never holding this part's lock while
-// it does.
+// thread verifies end-to-end MACs; the session thread (its own dispatcher) answers
+// offers and completes acceptances (they sign and may use the TPM), never holding
+// this part's lock while it does. Handlers run on another thread, so one that sends
+// to a new peer waits for this part's jobs without blocking them.
 //
 // While such a job for a peer is queued or running, envelopes from that peer whose
 // MAC does not verify yet wait for it (verify says `wait`): the peer may already send
@@ -44,7 +45,8 @@ class peer_sessions {
   // A receiver without a session offers one at most this often per peer.
   static constexpr std::chrono::seconds kReofferEvery{2};
 
-  // wake_io wakes the io thread (envelopes waiting for a job are checked again).
+  // `jobs` runs the session jobs (the agent's session thread); wake_io wakes the io
+  // thread (envelopes waiting for a job are checked again).
   peer_sessions(const agent_options& opts, identity_key& key, const suite& my_suite, peer_directory& peers,
                 sealer& seal, dispatcher& jobs, reporter& rep, std::function<void()> wake_io);
 

@@ -74,7 +74,7 @@ class receiver::receiver_hooks final : public session::enforcement_hooks {
 
 receiver::receiver(const agent_options& opts, const policy& pol, const std::string& my_role, broker_link& link,
                    peer_directory& peers, peer_sessions& sessions, subscriptions& subs, reporter& rep,
-                   deliver_fn deliver)
+                   deliver_fn deliver, reply_fn on_reply)
     : opts_(opts),
       pol_(pol),
       my_role_(my_role),
@@ -84,6 +84,7 @@ receiver::receiver(const agent_options& opts, const policy& pol, const std::stri
       subs_(subs),
       reporter_(rep),
       deliver_(std::move(deliver)),
+      on_reply_(std::move(on_reply)),
       verifier_(pol, session::verifier_options{static_cast<std::uint64_t>(opts.max_clock_skew.count()), false}, &roots_) {}
 
 void receiver::refuse(const status& why, std::string sender, std::string recipient, bytes message_id) {
@@ -184,12 +185,21 @@ void receiver::deliver(session::opened_envelope& e, const bytes& signed_part, co
     else sessions_.complete(peer, std::move(h), signed_part);
     return;
   }
-  burst_.push_back(message{std::move(h), peer->role, e.auth.level, peer->key_protection});
+  message m{std::move(h), peer->role, e.auth.level, peer->key_protection};
+  if (m.header.type == envelope_type::reply) return on_reply_(std::move(m));
+  held_.push_back(std::move(m));
 }
 
-void receiver::flush() {
-  if (!burst_.empty()) deliver_(burst_);
-  burst_.clear();
+void receiver::flush(std::size_t room) {
+  const std::size_t n = std::min(room, held_.size());
+  if (n == 0) return;
+  std::vector<message> burst;
+  burst.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    burst.push_back(std::move(held_.front()));
+    held_.pop_front();
+  }
+  deliver_(burst);
 }
 
 void receiver::park(const net::frames& f, std::size_t first_signed_part) {

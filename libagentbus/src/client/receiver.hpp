@@ -10,6 +10,10 @@
 // up (parked), and those whose end-to-end key a queued session job is about to
 // install (awaiting a session). Every refusal goes to the reporter.
 //
+// Verified messages wait here for room in the dispatcher (flush hands over no more
+// than it has): while max_pending of them wait, the io thread stops reading. Replies
+// do not wait: they go to their request at once (a handler may be the one waiting).
+//
 // io thread only (no lock of its own); it takes the broker link's lock for hop MACs
 // and the peer-sessions lock for end-to-end MACs, one at a time.
 #pragma once
@@ -42,10 +46,13 @@ inline constexpr std::size_t kMaxReceivedFrameBytes = 2u << 20;
 
 class receiver {
  public:
-  // deliver receives each burst of verified messages (one dispatcher hand-off).
+  // deliver receives a burst of verified messages for the handlers (one dispatcher
+  // hand-off); on_reply each verified reply, at once.
   using deliver_fn = std::function<void(std::vector<message>&)>;
+  using reply_fn = std::function<void(message&&)>;
   receiver(const agent_options& opts, const policy& pol, const std::string& my_role, broker_link& link,
-           peer_directory& peers, peer_sessions& sessions, subscriptions& subs, reporter& rep, deliver_fn deliver);
+           peer_directory& peers, peer_sessions& sessions, subscriptions& subs, reporter& rep, deliver_fn deliver,
+           reply_fn on_reply);
 
   // on_envelope / on_wire_batch: ENV / BATCH frames (the kind first).
   void on_envelope(const net::frames& f);
@@ -53,8 +60,10 @@ class receiver {
   // retry checks again what waits: parked envelopes whose sender is now known (or
   // known bad), and envelopes whose session job has run.
   void retry();
-  // flush hands the burst of verified messages to the dispatcher.
-  void flush();
+  // flush hands at most `room` of the verified messages waiting, oldest first.
+  void flush(std::size_t room);
+  // held: verified messages waiting for the dispatcher.
+  std::size_t held() const noexcept { return held_.size(); }
 
   std::uint64_t received() const noexcept { return received_.load(); }
   // unaddressed: topic envelopes without a MAC for this agent that arrived just after
@@ -86,12 +95,13 @@ class receiver {
   subscriptions& subs_;
   reporter& reporter_;
   deliver_fn deliver_;
+  reply_fn on_reply_;
   session::root_cache roots_{4096};  // verified batch roots
   session::verifier verifier_;
   std::map<std::string, session::replay_window, std::less<>> windows_;  // per sender
   std::deque<net::frames> parked_;
   std::deque<awaiting> awaiting_session_;
-  std::vector<message> burst_;
+  std::deque<message> held_;
   std::atomic<std::uint64_t> received_{0}, unaddressed_{0};
 };
 

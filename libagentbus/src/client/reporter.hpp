@@ -32,7 +32,6 @@ class reporter {
   std::uint64_t rejected_at_receive() const noexcept { return at_receive_.load(); }
   std::uint64_t refused_by_broker() const noexcept { return by_broker_.load(); }
   std::uint64_t failed_at_sender() const noexcept { return at_sender_.load(); }
-  std::uint64_t log_lines_suppressed() const { return limiter_.suppressed_total(); }
 
  private:
   const std::string name_;

@@ -32,10 +32,32 @@ sealer::sealer(const agent_options& opts, std::shared_ptr<identity_key> key, con
 sealer::~sealer() { stop_batching(); }
 
 void sealer::start_batching(std::size_t max_batch, std::chrono::microseconds window) {
-  batcher_ = std::make_unique<batch_signer>(key_, max_batch, window, [this] { flush_staged(); });
+  auto b = std::make_shared<batch_signer>(key_, max_batch, window, [this] {
+    flush_staged();
+    std::shared_ptr<batch_signer> self = batcher();
+    if (self) {
+      batch_roots_ = self->batches();
+      batched_envelopes_ = self->envelopes();
+    }
+  });
+  std::lock_guard lock(batcher_mu_);
+  batcher_ = std::move(b);
 }
 
-void sealer::stop_batching() { batcher_.reset(); }
+std::shared_ptr<batch_signer> sealer::batcher() const {
+  std::lock_guard lock(batcher_mu_);
+  return batcher_;
+}
+
+void sealer::stop_batching() {
+  std::shared_ptr<batch_signer> b;
+  {
+    std::lock_guard lock(batcher_mu_);
+    b.swap(batcher_);
+  }
+  if (!b) return;
+  b.reset();  // signs and queues what was submitted (unless a sealer still holds it: then at its release)
+}
 
 // 1. Header and its canonical bytes: these exact bytes are hashed, sent and verified.
 // 2. Digest in software (TPMs lack SHA-3) under the role's hash; the TPM signs it, or
@@ -110,7 +132,8 @@ status sealer::queue_sealed(net::frames f) {
 }
 
 status sealer::seal_and_queue(envelope_request r, std::shared_ptr<const seal_hooks> hooks) {
-  if (!batcher_) {
+  const std::shared_ptr<batch_signer> batcher_now = batcher();
+  if (!batcher_now) {
     auto frames = seal(r, hooks.get());
     if (!frames) return frames.error();
     return queue_sealed(std::move(frames).value());
@@ -118,7 +141,7 @@ status sealer::seal_and_queue(envelope_request r, std::shared_ptr<const seal_hoo
   bytes id;
   prepared p = prepare(r, hooks.get(), &id);
   bytes digest = p.digest;
-  batcher_->submit(std::move(digest), [this, p = std::move(p), e2e_to = std::move(r.e2e_to), hooks = std::move(hooks),
+  batcher_now->submit(std::move(digest), [this, p = std::move(p), e2e_to = std::move(r.e2e_to), hooks = std::move(hooks),
                                        to = std::move(r.to), id](const result<bytes>& sig, batch_proof proof) mutable {
     if (!sig) {
       // The sender is told, as for any refusal; nothing is sent unsigned.

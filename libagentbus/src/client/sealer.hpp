@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -70,8 +71,8 @@ class sealer {
   status queue_sealed(net::frames f);
 
   std::uint64_t sent() const noexcept { return sent_.load(); }
-  std::uint64_t batch_roots() const noexcept { return batcher_ ? batcher_->batches() : 0; }
-  std::uint64_t batched_envelopes() const noexcept { return batcher_ ? batcher_->envelopes() : 0; }
+  std::uint64_t batch_roots() const noexcept { return batch_roots_.load(); }
+  std::uint64_t batched_envelopes() const noexcept { return batched_envelopes_.load(); }
 
  private:
   struct prepared {
@@ -104,7 +105,12 @@ class sealer {
   peer_sessions* sessions_ = nullptr;
   std::atomic<std::uint64_t> next_sequence_;
   crypto::random_id_pool message_ids_;  // message ids: public, random, one RAND_bytes call per 256
-  std::unique_ptr<batch_signer> batcher_;
+  // The batch signer, shared: a caller sealing while the agent stops keeps it alive
+  // until its envelope is submitted (stop_batching swaps it out under batcher_mu_).
+  std::shared_ptr<batch_signer> batcher() const;
+  mutable std::mutex batcher_mu_;
+  std::shared_ptr<batch_signer> batcher_;
+  std::atomic<std::uint64_t> batch_roots_{0}, batched_envelopes_{0};  // kept once it is gone
   std::vector<staged> staged_;  // the batch signer's thread only
   std::atomic<std::uint64_t> sent_{0};
 };

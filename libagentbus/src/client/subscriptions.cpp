@@ -8,16 +8,23 @@ status subscriptions::subscribe(const std::string& topic, message_handler handle
     std::lock_guard lock(mu_);
     handlers_[topic] = std::move(handler);
     answers_.erase(topic);
+    waiting_.insert(topic);
   }
+  std::unique_lock lock(mu_, std::defer_lock);
   if (status st = send_(control::subscribe{topic}); !st) {
-    std::lock_guard lock(mu_);
+    lock.lock();
     handlers_.erase(topic);
+    waiting_.erase(topic);
     return st;
   }
-  std::unique_lock lock(mu_);
-  if (!cv_.wait_for(lock, opts_.session_timeout, [&] { return stopping_ || answers_.count(topic) > 0; }))
-    return {status_code::timeout, "broker did not answer the subscription to " + topic};
-  if (stopping_) return {status_code::timeout, "agent stopping"};
+  lock.lock();
+  const bool answered =
+      cv_.wait_for(lock, opts_.session_timeout, [&] { return stopping_ || answers_.count(topic) > 0; }) && !stopping_;
+  waiting_.erase(topic);
+  if (!answered) {
+    handlers_.erase(topic);
+    return {status_code::timeout, stopping_ ? "agent stopping" : "broker did not answer the subscription to " + topic};
+  }
   status answer = answers_[topic];
   answers_.erase(topic);
   if (!answer) handlers_.erase(topic);
@@ -57,6 +64,10 @@ void subscriptions::on_subscribed(const control::subscribed& a) {
   bool lost = false;
   {
     std::lock_guard lock(mu_);
+    const bool restored = restoring_.count(a.topic) > 0;
+    // Only an answer someone waits for counts: an unsolicited one changes nothing (it
+    // would open the late-join window, or pile up in answers_).
+    if (!restored && !waiting_.count(a.topic)) return;
     if (a.outcome) joined_at_[a.topic] = std::chrono::steady_clock::now();
     else joined_at_.erase(a.topic);
     if (restoring_.erase(a.topic) > 0) {
@@ -107,12 +118,18 @@ void subscriptions::retry() {
 
 void subscriptions::send_again(std::set<std::string, std::less<>>& subs,
                                       std::set<std::string, std::less<>>& watches) {
-  std::set<std::string, std::less<>> sent_subs, failed_subs, failed_watches;
-  for (const auto& t : subs) (send_(control::subscribe{t}) ? sent_subs : failed_subs).insert(t);
+  // Marked as restoring before they leave: the broker's answer may come at once.
+  {
+    std::lock_guard lock(mu_);
+    restoring_.insert(subs.begin(), subs.end());
+  }
+  std::set<std::string, std::less<>> failed_subs, failed_watches;
+  for (const auto& t : subs)
+    if (!send_(control::subscribe{t})) failed_subs.insert(t);
   for (const auto& t : watches)
     if (!send_(control::watch_members{t})) failed_watches.insert(t);
   std::lock_guard lock(mu_);
-  restoring_.insert(sent_subs.begin(), sent_subs.end());
+  for (const auto& t : failed_subs) restoring_.erase(t);
   unsent_subs_.insert(failed_subs.begin(), failed_subs.end());
   unsent_watches_.insert(failed_watches.begin(), failed_watches.end());
 }

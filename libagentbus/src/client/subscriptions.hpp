@@ -62,7 +62,8 @@ class subscriptions {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::map<std::string, message_handler, std::less<>> handlers_;
-  std::map<std::string, status, std::less<>> answers_;  // for subscribe() callers waiting
+  std::set<std::string, std::less<>> waiting_;          // topics a subscribe() call waits for
+  std::map<std::string, status, std::less<>> answers_;  // their answers
   std::map<std::string, std::vector<std::string>, std::less<>> members_;
   std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> joined_at_;
   std::set<std::string, std::less<>> restoring_;        // re-subscriptions awaiting an answer

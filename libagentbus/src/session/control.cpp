@@ -2,16 +2,12 @@
 
 #include "agentbus/envelope.hpp"
 #include "session/handshake.hpp"
+#include "util/overloaded.hpp"
 
 namespace agentbus::session::control {
 namespace {
 
-template <class... Fs>
-struct overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <class... Fs>
-overloaded(Fs...) -> overloaded<Fs...>;
+using util::overloaded;
 
 constexpr std::uint64_t kMaxStatusCode = 0xffff;
 

@@ -25,7 +25,7 @@ inline constexpr std::string_view kProof = "PROOF";          // agent → broker
 inline constexpr std::string_view kWelcome = "WELCOME";      // broker → agent
 inline constexpr std::string_view kRefused = "REFUSED";      // broker → agent, enrolment refused
 inline constexpr std::string_view kEnvelope = "ENV";         // both ways: signed part, auth part
-inline constexpr std::string_view kWireBatch = "BATCH";     // agent → broker: session id, MAC, then envelope pairs
+inline constexpr std::string_view kWireBatch = "BATCH";     // both ways: session id, MAC, then envelope pairs
 inline constexpr std::string_view kControl = "CTRL";         // both ways: session id, body, hop MAC
 inline constexpr std::string_view kError = "ERR";            // broker → unauthenticated peer: error body
 }  // namespace frame
@@ -93,7 +93,8 @@ struct refused_msg {
 };
 
 // ERR: the broker's answer to a frame it cannot attribute to an enrolled agent (a
-// connection it does not know, a handshake message out of order). Not
+// connection it does not know, a handshake message out of order): ["ERR", text, body],
+// the text for people and older agents, this body the typed answer. Not
 // authenticated: an agent acts on it only as far as an attacker on the path could
 // make it act anyway (re-enrol, report). message_id names the refused envelope
 // when the frame was an envelope whose signed part decoded (so the sender learns

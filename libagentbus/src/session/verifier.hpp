@@ -106,7 +106,8 @@ class state_hop final : public hop_receiver {
 
 struct verifier_options {
   std::uint64_t max_clock_skew_ms = 30'000;
-  // hop_only skips steps 3 and 5-9: the broker's --insecure-permissive-testing mode,
+  // hop_only skips steps 3 and 5-10 (nothing commits the replay window): the broker's
+  // --insecure-permissive-testing mode,
   // which exists so that tests can prove receivers refuse what a broker wrongly
   // forwards. Never in production.
   bool hop_only = false;
