@@ -51,18 +51,7 @@ class log_capture {
   std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
 };
 
-class Guarantees : public ::testing::Test {
- protected:
-  void TearDown() override {
-    if (HasFailure() && broker_) std::cerr << "---- broker log ----\n" << broker_->log();
-  }
-  broker_process& broker(broker_process::options o = {}) {
-    broker_ = std::make_unique<broker_process>(std::move(o));
-    return *broker_;
-  }
-  scoped_temp_dir dir_;
-  std::unique_ptr<broker_process> broker_;
-};
+class Guarantees : public testing::broker_test {};
 
 // Handlers slower than the traffic: with max_pending 50 and a 10 ms handler, 500
 // sends used to succeed and 446 envelopes vanished after acceptance (stats showed no
@@ -86,10 +75,11 @@ TEST_F(Guarantees, HandlersSlowerThanTheTrafficLoseNothing) {
     ASSERT_TRUE(monitor->send("director-1", "text/plain", text(std::to_string(i))).ok()) << i;
   ASSERT_TRUE(wait_until([&] { return d.count() == kMessages; }, 60s))
       << d.count() << " delivered\n" << d.describe() << m.describe();
-  const auto got = d.messages();
+  std::lock_guard lock(d.mu);
+  const auto& got = d.messages;
   for (int i = 0; i < kMessages; ++i)
     ASSERT_EQ(std::string(got[i].header.payload.begin(), got[i].header.payload.end()), std::to_string(i)) << "order";
-  EXPECT_EQ(d.rejected(), 0u) << d.describe();
+  EXPECT_TRUE(d.rejections.empty());
   EXPECT_EQ(m.rejected(), 0u) << m.describe();
   EXPECT_EQ(director->stats().dispatch_dropped, 0u);
   EXPECT_EQ(director->stats().rejected_at_receive, 0u);
@@ -220,10 +210,10 @@ TEST_F(Guarantees, AReSubscriptionRefusedAfterABrokerRestartIsReported) {
   b.start();
 
   ASSERT_TRUE(wait_until([&] { return m.has_rejection(status_code::acl_denied, "broker"); }, 20s)) << m.describe();
-  const auto refused = m.rejections();
+  std::lock_guard lock(m.mu);
   bool named = false;
-  for (const auto& r : refused) named = named || (r.recipient == "metrics/cpu" && r.reason.code() == status_code::acl_denied);
-  EXPECT_TRUE(named) << m.describe();
+  for (const auto& r : m.rejections) named = named || (r.recipient == "metrics/cpu" && r.reason.code() == status_code::acl_denied);
+  EXPECT_TRUE(named);
   EXPECT_GE(monitor->stats().reenrolments, 1u);
 }
 

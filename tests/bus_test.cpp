@@ -11,6 +11,7 @@
 #include <zmq.hpp>
 
 #include "support/bus_fixture.hpp"
+#include "support/inbox.hpp"
 
 namespace agentbus {
 namespace {
@@ -25,67 +26,9 @@ using testing::wait_until;
 bytes text(std::string_view s) { return bytes(s.begin(), s.end()); }
 std::string text_of(const bytes& b) { return std::string(b.begin(), b.end()); }
 
-// inbox records what an agent's handlers see. The handlers share its state, so an
-// agent that outlives the inbox (destruction order in a test) never writes freed memory.
-struct inbox_state {
-  std::mutex mu;
-  std::vector<message> messages;
-  std::vector<rejection> rejections;
-};
+using testing::inbox;
 
-struct inbox {
-  std::shared_ptr<inbox_state> st = std::make_shared<inbox_state>();
-  std::mutex& mu = st->mu;
-  std::vector<message>& messages = st->messages;
-  std::vector<rejection>& rejections = st->rejections;
-
-  void attach(agent& a) {
-    a.on_message(handler());
-    a.on_rejected([s = st](const rejection& r) {
-      std::lock_guard lock(s->mu);
-      s->rejections.push_back(r);
-    });
-  }
-  message_handler handler() {
-    return [s = st](const message& m) {
-      std::lock_guard lock(s->mu);
-      s->messages.push_back(m);
-    };
-  }
-  std::size_t count() {
-    std::lock_guard lock(mu);
-    return messages.size();
-  }
-  std::size_t rejected() {
-    std::lock_guard lock(mu);
-    return rejections.size();
-  }
-  bool has_rejection(status_code code, const std::string& where) {
-    std::lock_guard lock(mu);
-    for (const auto& r : rejections)
-      if (r.reason.code() == code && r.where == where) return true;
-    return false;
-  }
-  std::string describe() {
-    std::lock_guard lock(mu);
-    std::string out;
-    for (const auto& r : rejections) out += r.where + ":" + r.reason.to_string() + "\n";
-    return out;
-  }
-};
-
-class Bus : public ::testing::Test {
- protected:
-  void TearDown() override {
-    if (HasFailure() && broker_) std::cerr << "---- broker log ----\n" << broker_->log();
-  }
-  broker_process& broker(broker_process::options o = {}) {
-    broker_ = std::make_unique<broker_process>(std::move(o));
-    return *broker_;
-  }
-  scoped_temp_dir dir_;
-  std::unique_ptr<broker_process> broker_;
-};
+class Bus : public testing::broker_test {};
 
 TEST_F(Bus, DirectMessagesForAllThreeSignatureFamilies) {
   auto& b = broker();

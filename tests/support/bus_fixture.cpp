@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <fstream>
+#include <iostream>
 #include <thread>
 #include <zmq.hpp>
 
@@ -137,6 +138,15 @@ bus_agent connect_agent(const broker_process& b, const fs::path& dir, const std:
   a.client = std::make_unique<agent>(opts, a.id.key, pol);
   agent_access::record_sent(*a.client);  // so that a test can replay what an agent sent
   return a;
+}
+
+void broker_test::TearDown() {
+  if (HasFailure() && broker_) std::cerr << "---- broker log ----\n" << broker_->log();
+}
+
+broker_process& broker_test::broker(broker_process::options o) {
+  broker_ = std::make_unique<broker_process>(std::move(o));
+  return *broker_;
 }
 
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {

@@ -76,6 +76,16 @@ bus_agent connect_agent(const broker_process& b, const std::filesystem::path& di
                         const std::string& role, bool software = false, agent_options tweak = {},
                         std::shared_ptr<const policy> pol = nullptr);
 
+// broker_test: a test that starts a broker (`broker()`), with a temporary directory
+// for its agents' keys; the broker's log is printed when the test fails.
+class broker_test : public ::testing::Test {
+ protected:
+  void TearDown() override;
+  broker_process& broker(broker_process::options o = {});
+  scoped_temp_dir dir_;
+  std::unique_ptr<broker_process> broker_;
+};
+
 // wait_until polls `pred` for up to `timeout` (for asynchronous deliveries).
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 

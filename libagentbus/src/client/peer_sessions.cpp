@@ -228,7 +228,21 @@ bool peer_sessions::job_pending(const std::string& peer) {
   return it != sessions_by_peer_.end() && it->second.jobs > 0;
 }
 
-// On the dispatch thread: answer a verified offer.
+bool peer_sessions::add_my_static_share(session::ecdh_shares& shares, ec_curve curve, const crypto::public_key& peer_eph,
+                                        const std::string& peer, const bytes& about) {
+  auto z = key_.static_ecdh(curve, peer_eph);  // TPM2_ECDH_ZGen
+  if (!z) {
+    // Our key is named in what we signed: the session cannot go on without its share.
+    ++static_ecdh_failures_;
+    reporter_.report({"sender", {z.error().code(), "TPM ECDH for a session with " + peer + " failed: " + z.error().detail()},
+                      opts_.name, peer, about});
+    return false;
+  }
+  shares.my_static = std::move(z).value();
+  return true;
+}
+
+// On the session thread: answer a verified offer.
 void peer_sessions::answer_offer(const peer_info& p, const envelope_header& h, const bytes& offer_signed) {
   auto refuse = [&](status why) { reporter_.report({"receiver", std::move(why), p.name, opts_.name, h.message_id}); };
   auto offer = session::decode_offer(h.payload);
@@ -267,17 +281,7 @@ void peer_sessions::answer_offer(const peer_info& p, const envelope_header& h, c
   // Z_ee, Z_se (the initiator's static share), Z_es (ours: TPM2_ECDH_ZGen).
   auto shares = session::software_shares(eph, *peer_eph, peer_static);
   if (!shares) return refuse(shares.error());
-  if (mine) {
-    auto z = key_.static_ecdh(curve, *peer_eph);
-    if (!z) {
-      ++static_ecdh_failures_;
-      reporter_.report({"sender", {z.error().code(), "TPM ECDH for a session with " + p.name + " failed: " +
-                                                         z.error().detail()},
-                        opts_.name, p.name, h.message_id});
-      return;
-    }
-    shares->my_static = std::move(z).value();
-  }
+  if (mine && !add_my_static_share(*shares, curve, *peer_eph, p.name, h.message_id)) return;
   const std::array<byte_view, 2> transcript{offer_signed, (*frames)[1]};
   session::agreed_keys keys =
       session::agree(session::handshake_role::responder, *shares,
@@ -313,7 +317,7 @@ void peer_sessions::answer_offer(const peer_info& p, const envelope_header& h, c
   cv_.notify_all();
 }
 
-// On the dispatch thread: complete our own offer. The key agreement (which may use the
+// On the session thread: complete our own offer. The key agreement (which may use the
 // TPM) runs outside the lock; the keys are installed only if the offer is still the
 // outstanding one.
 void peer_sessions::complete_offer(const peer_info& p, const envelope_header& h, const bytes& accept_signed) {
@@ -335,17 +339,7 @@ void peer_sessions::complete_offer(const peer_info& p, const envelope_header& h,
   // Z_ee, Z_se (ours: TPM2_ECDH_ZGen), Z_es (the responder's static share).
   auto shares = session::software_shares(*o.ephemeral, *peer_eph, peer_static);
   if (!shares) return refuse(shares.error());
-  if (o.with_static) {
-    auto z = key_.static_ecdh(o.curve, *peer_eph);
-    if (!z) {
-      ++static_ecdh_failures_;
-      reporter_.report({"sender", {z.error().code(), "TPM ECDH for a session with " + p.name + " failed: " +
-                                                         z.error().detail()},
-                        opts_.name, p.name, h.message_id});
-      return;
-    }
-    shares->my_static = std::move(z).value();
-  }
+  if (o.with_static && !add_my_static_share(*shares, o.curve, *peer_eph, p.name, h.message_id)) return;
   const std::array<byte_view, 2> transcript{o.signed_part, accept_signed};
   session::agreed_keys keys =
       session::agree(session::handshake_role::initiator, *shares,

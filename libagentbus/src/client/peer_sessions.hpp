@@ -32,6 +32,7 @@
 #include "client/peer_directory.hpp"
 #include "client/reporter.hpp"
 #include "client/sealer.hpp"
+#include "session/key_agreement.hpp"
 #include "session/session_keys.hpp"
 #include "session/verifier.hpp"
 
@@ -102,6 +103,10 @@ class peer_sessions {
   void answer_offer(const peer_info& p, const envelope_header& h, const bytes& offer_signed);
   void complete_offer(const peer_info& p, const envelope_header& h, const bytes& accept_signed);
   void reoffer(const std::string& peer);
+  // add_my_static_share puts our static key's share into `shares`; false (counted and
+  // reported, about message `about`) when the TPM cannot compute it.
+  bool add_my_static_share(session::ecdh_shares& shares, ec_curve curve, const crypto::public_key& peer_eph,
+                           const std::string& peer, const bytes& about);
   // my_static: our static (TPM) ECDH key on `curve`, counting a failure to have one.
   std::optional<crypto::public_key> my_static(ec_curve curve);
   bool backing_off_locked(const peer_session& s) const;
