@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "agentbus/crypto.hpp"
+#include "support/vector_json.hpp"
 #include "agentbus/envelope.hpp"
 #include "envelope/merkle.hpp"
 #include "session/checks.hpp"
@@ -75,20 +76,10 @@ std::vector<fs::path> vector_files() {
   return files;
 }
 
-std::string str(const json& j) { return j.get<std::string>(); }
+using testing::vectors::hex;
+using testing::vectors::str;
 
-bytes hex(const json& j) {
-  bool ok = false;
-  bytes b = from_hex(j.get<std::string>(), &ok);
-  EXPECT_TRUE(ok) << "bad hex in vector: " << j;
-  return b;
-}
-
-hash_algorithm hash_of(const json& j) {
-  auto h = parse_hash(j.get<std::string>());
-  EXPECT_TRUE(h.has_value()) << j;
-  return h.value_or(hash_algorithm::sha256);
-}
+using testing::vectors::hash_of;
 
 key_type key_type_of(const json& v) {
   key_type t;

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "agentbus/crypto.hpp"
+#include "support/vector_json.hpp"
 #include "agentbus/envelope.hpp"
 #include "session/checks.hpp"
 #include "session/handshake.hpp"
@@ -45,25 +46,15 @@ json load(const char* name) {
   return json::parse(text.str());
 }
 
-std::string str(const json& j) { return j.get<std::string>(); }
-
-bytes hex(const json& j) {
-  bool ok = false;
-  bytes b = from_hex(j.get<std::string>(), &ok);
-  EXPECT_TRUE(ok) << "bad hex in vector: " << j;
-  return b;
-}
+using testing::vectors::hex;
+using testing::vectors::str;
 
 secret_bytes secret(const json& j) {
   const bytes b = hex(j);
   return secret_bytes(b.data(), b.size());
 }
 
-hash_algorithm hash_of(const json& j) {
-  auto h = parse_hash(j.get<std::string>());
-  EXPECT_TRUE(h.has_value()) << j;
-  return h.value_or(hash_algorithm::sha256);
-}
+using testing::vectors::hash_of;
 
 // suite_of reads a suite object of the vectors (name, signature_scheme, curve,
 // rsa_bits, envelope_hash, mac_hash, ecdh_curve).
