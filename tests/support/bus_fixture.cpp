@@ -1,11 +1,5 @@
 #include "support/bus_fixture.hpp"
 
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <fcntl.h>
 #include <fstream>
 #include <iostream>
 #include <thread>
@@ -33,32 +27,19 @@ void broker_process::start() {
   if (running()) return;
   std::error_code ec;
   fs::remove(dir_.path() / "broker.sock", ec);
-  std::string bin = (binary_dir() / "broker" / "agentbus-broker").string();
-  std::string config = (dir_.path() / "broker.toml").string();
-  std::string log = (dir_.path() / "broker.log").string();
-  pid_t parent = ::getpid();
-  pid_ = ::fork();
-  if (pid_ == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    std::vector<std::string> args{bin, "--config", config};
-    if (opts_.permissive) args.push_back("--insecure-permissive-testing");
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(bin.c_str(), argv.data());
-    ::_exit(127);
-  }
+  std::vector<std::string> args{(binary_dir() / "broker" / "agentbus-broker").string(), "--config",
+                                (dir_.path() / "broker.toml").string()};
+  if (opts_.permissive) args.push_back("--insecure-permissive-testing");
+  child_spec spec;
+  spec.argv = std::move(args);
+  spec.log_file = dir_.path() / "broker.log";
+  spec.append_log = true;  // a restarted broker keeps the earlier log
+  proc_ = child_process(spec);
   // Ready when the admin endpoint answers.
   for (int i = 0; i < 200; ++i) {
-    int st = 0;
-    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-      pid_ = -1;
-      throw std::runtime_error("agentbus-broker exited during start-up:\n" + this->log());
-    }
+    if (auto status = proc_.try_wait())
+      throw std::runtime_error("agentbus-broker exited during start-up (" + child_process::describe(*status) + "):\n" +
+                               this->log());
     if (fs::exists(dir_.path() / "admin.sock") && fs::exists(dir_.path() / "broker.sock")) {
       try {
         if (!admin("stats").empty()) return;
@@ -71,24 +52,10 @@ void broker_process::start() {
 }
 
 void broker_process::stop(int signal_number) {
-  if (pid_ <= 0) return;
-  ::kill(pid_, signal_number);
-  int st = 0;
-  for (int i = 0; i < 500; ++i) {
-    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-      exit_status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      pid_ = -1;
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, &st, 0);
-  exit_status_ = 137;
-  pid_ = -1;
+  if (auto status = proc_.stop(signal_number, std::chrono::seconds(5))) exit_status_ = child_process::exit_code(*status);
 }
 
-bool broker_process::running() const { return pid_ > 0; }
+bool broker_process::running() const { return proc_.running(); }
 int broker_process::wait_exit() { return exit_status_; }
 
 std::string broker_process::admin(const std::string& command) {

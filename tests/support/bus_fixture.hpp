@@ -12,6 +12,7 @@
 #include "agentbus/identity.hpp"
 #include "agentbus/policy.hpp"
 #include "agentbus/testing/agent_access.hpp"
+#include "agentbus/testing/child_process.hpp"
 #include "agentbus/testing/swtpm_process.hpp"
 #include "agentbus/tpm.hpp"
 #include "support/swtpm_environment.hpp"
@@ -33,10 +34,10 @@ class broker_process {
   ~broker_process();
 
   void start();
-  void stop(int signal_number = 15);
+  void stop(int signal_number = SIGTERM);
   bool running() const;
   int wait_exit();  // after stop(): the exit status
-  pid_t pid() const noexcept { return pid_; }  // -1 when not running (e.g. to SIGSTOP/SIGCONT it)
+  pid_t pid() const noexcept { return proc_.pid(); }  // -1 when not running (e.g. to SIGSTOP/SIGCONT it)
   pid_t tpm_pid() const noexcept { return tpm_.pid(); }  // the broker identity's swtpm
 
   const std::string& endpoint() const noexcept { return endpoint_; }
@@ -50,7 +51,7 @@ class broker_process {
   scoped_temp_dir dir_;
   swtpm_process tpm_;
   std::string endpoint_, admin_endpoint_;
-  pid_t pid_ = -1;
+  child_process proc_;
   int exit_status_ = -1;
 };
 

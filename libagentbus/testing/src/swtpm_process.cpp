@@ -1,7 +1,6 @@
 #include "agentbus/testing/swtpm_process.hpp"
 
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -15,6 +14,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace agentbus::testing {
@@ -122,33 +122,22 @@ void swtpm_process::start() {
   const std::string log = "file=" + (dir_ / "swtpm.log").string() + ",level=1";
   std::vector<std::string> args = {"swtpm", "socket", "--tpm2", "--tpmstate", state, "--server", server, "--ctrl", ctrl,
                                    "--flags", "not-need-init,startup-clear", "--log", log};
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error(std::string("swtpm: fork failed: ") + std::strerror(errno));
-  if (pid == 0) {
-    // Child: die with the parent, so an interrupted test leaves no swtpm behind.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execvp("swtpm", argv.data());
-    ::_exit(127);
-  }
-  pid_ = pid;
-  std::ofstream(dir_ / "swtpm.pid") << pid_ << "\n";
+  // The child dies with the thread that started it, so an interrupted test
+  // leaves no swtpm behind.
+  child_spec spec;
+  spec.argv = std::move(args);
+  spec.death_signal = SIGKILL;
+  proc_ = child_process(spec);
+  std::ofstream(dir_ / "swtpm.pid") << proc_.pid() << "\n";
   wait_until_answering();
 }
 
 void swtpm_process::wait_until_answering() {
   auto deadline = std::chrono::steady_clock::now() + opts_.start_timeout;
   while (std::chrono::steady_clock::now() < deadline) {
-    int st = 0;
-    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-      pid_ = -1;
-      throw std::runtime_error("swtpm exited during start-up (is the swtpm package installed?); log: " +
-                               read_file(dir_ / "swtpm.log"));
-    }
+    if (auto status = proc_.try_wait())
+      throw std::runtime_error("swtpm exited during start-up (" + child_process::describe(*status) +
+                               "; is the swtpm package installed?); log: " + read_file(dir_ / "swtpm.log"));
     if (fs::exists(dir_ / "sock") && tpm_answers(dir_ / "sock")) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -158,18 +147,7 @@ void swtpm_process::wait_until_answering() {
 }
 
 void swtpm_process::stop() {
-  if (!running()) return;
-  ::kill(pid_, SIGTERM);
-  for (int i = 0; i < 200; ++i) {  // up to 2 s for a clean shutdown (state is written)
-    if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-      pid_ = -1;
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, nullptr, 0);
-  pid_ = -1;
+  proc_.stop(SIGTERM, std::chrono::seconds(2));  // 2 s for a clean shutdown (state is written)
 }
 
 }  // namespace agentbus::testing

@@ -17,6 +17,8 @@
 #include <filesystem>
 #include <string>
 
+#include "agentbus/testing/child_process.hpp"
+
 namespace agentbus::testing {
 
 class swtpm_process {
@@ -37,8 +39,8 @@ class swtpm_process {
   // tcti is "swtpm:path=<dir>/sock" (the control socket is <dir>/sock.ctrl).
   std::string tcti() const;
   const std::filesystem::path& state_dir() const noexcept { return dir_; }
-  pid_t pid() const noexcept { return pid_; }
-  bool running() const noexcept { return pid_ > 0; }
+  pid_t pid() const noexcept { return proc_.pid(); }
+  bool running() const noexcept { return proc_.running(); }
 
   // stop terminates swtpm (SIGTERM, then SIGKILL) and keeps the state; start runs
   // it again on the same state, as a TPM restart (power cycle) does.
@@ -49,7 +51,7 @@ class swtpm_process {
   void wait_until_answering();
   options opts_;
   std::filesystem::path dir_;
-  pid_t pid_ = -1;
+  child_process proc_;
 };
 
 }  // namespace agentbus::testing
