@@ -1,6 +1,7 @@
 // bench.hpp — what agentbus-bench's parts share: the options, the receivers'
-// collector, one run's result and its summary, and the run functions (main.cpp)
-// that the single-mode report and the suite (suite.cpp) both drive.
+// collector, one run's result and its summary, and the run functions
+// (agentbus_mode.cpp, relay_mode.cpp) that the single-mode report (report.cpp)
+// and the suite (suite.cpp) both drive.
 #pragma once
 
 #include <fmt/format.h>
@@ -180,6 +181,10 @@ nlohmann::ordered_json memory_to_json(const memory_report& m);
 
 // round_to rounds for printing (JSON keeps every digit otherwise).
 double round_to(double v, int decimals);
+
+// report prints one single-mode run: the table, or with o.json one JSON object
+// (report.cpp).
+void report(const bench_options& o, const bench_result& r, collector& col);
 
 // ---------------------------------------------------------------- runs
 

@@ -32,6 +32,7 @@
 #include "agentbus/tpm.hpp"
 #include "bench.hpp"
 #include "process_stats.hpp"
+#include "tpm_counters.hpp"
 
 namespace agentbus::bench {
 namespace {
@@ -88,12 +89,6 @@ struct sign_rate : sign_loop {
 };
 constexpr int kReloadKeys = 3;
 
-std::map<std::string, std::uint64_t> op_counts(const tpm::tpm& t) {
-  std::map<std::string, std::uint64_t> out;
-  for (const auto& s : t.stats()) out[s.operation] += s.count;
-  return out;
-}
-
 // measure_sign_rate creates the role's identity keys on a private swtpm and signs
 // o.sign_samples distinct 256-byte messages in a tight loop, through the same
 // identity_key::sign_message the agents seal with, but no bus: first with one key
@@ -122,16 +117,13 @@ sign_rate measure_sign_rate(const bench_options& o, const fs::path& dir) {
     r.signatures = o.sign_samples;
     cpu_meter cpu;
     cpu.add(sw.pid(), "swtpm");
-    auto ops_before = op_counts(*t);
+    const auto ops_before = tpm_op_counts({t});
     const double cpu_before = cpu.sample();
     auto t0 = steady::now();
     for (int i = 0; i < o.sign_samples; ++i) sign_one(i, *keys[static_cast<std::size_t>(i % key_count)]);
     r.seconds = std::chrono::duration<double>(steady::now() - t0).count();
     r.cpu_s = cpu.sample() - cpu_before;
-    for (auto& [op, n] : op_counts(*t)) {
-      std::uint64_t before = ops_before.count(op) ? ops_before[op] : 0;
-      if (n > before) r.tpm_ops[op] = n - before;
-    }
+    r.tpm_ops = tpm_ops_since(ops_before, tpm_op_counts({t}));
     r.per_s = r.seconds > 0 ? r.signatures / r.seconds : 0;
     r.mean_ms = r.signatures > 0 ? 1e3 * r.seconds / r.signatures : 0;
     return r;

@@ -1,0 +1,75 @@
+#include "broker_process.hpp"
+
+#include <signal.h>
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <fstream>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+namespace agentbus::bench {
+namespace fs = std::filesystem;
+namespace {
+
+std::string tail_file(const fs::path& file, std::size_t lines) {
+  std::ifstream f(file);
+  std::vector<std::string> all;
+  for (std::string l; std::getline(f, l);) all.push_back(l);
+  std::string out;
+  for (std::size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i) out += "    " + all[i] + "\n";
+  return out;
+}
+
+}  // namespace
+
+broker_process::broker_process(const options& o) {
+  if (!fs::exists(o.binary))
+    throw std::runtime_error("broker binary " + o.binary + " not found (build the agentbus-broker target, or pass --broker-bin / --broker)");
+  fs::create_directories(o.dir / "broker");
+  const fs::path sock = o.dir / "broker.sock";
+  const fs::path config = o.dir / "broker.toml";
+  endpoint_ = "ipc://" + sock.string();
+  log_ = o.dir / "broker.log";
+  std::ofstream cfg(config);
+  cfg << "# written by agentbus-bench\n"
+      << "[broker]\nname = \"bench-broker\"\n"
+      << "endpoints = [\"" << endpoint_ << "\"]\n"
+      << "policy = \"" << fs::absolute(o.policy_file).string() << "\"\n"
+      << "state_dir = \"" << (o.dir / "broker").string() << "\"\n\n"
+      << "[identity]\nkey_dir = \"" << (o.dir / "broker" / "key").string() << "\"\n"
+      << "tcti = \"" << o.tcti << "\"\n"
+      << "allow_software = " << (o.allow_software ? "true" : "false") << "\n"
+      << "suite = \"ecdsa-p256-sha256\"\n\n"
+      << "[limits]\nmax_frame_bytes = 1114112\nsend_hwm = " << o.hwm << "\nrecv_hwm = " << o.hwm << "\n"
+      << "max_clock_skew_ms = 30000\nmax_agents = 10000\nmax_subscriptions_per_agent = 256\n\n"
+      << "[sessions]\nrekey_after_messages = 1000000\nrekey_after_seconds = 3600\nrekey_grace_seconds = 30\n\n"
+      << "[forwarding]\nwire_batches = " << (o.fan_out_wire_batches ? "true" : "false") << "\n\n"
+      << "[logging]\nformat = \"text\"\nlevel = \"" << (o.log_level == "off" ? "error" : o.log_level) << "\"\n";
+  cfg.close();
+
+  // Killed with us (SIGTERM, so it shuts down cleanly) if this process dies.
+  testing::child_spec spec;
+  spec.argv = {o.binary, "--config", config.string()};
+  spec.log_file = log_;
+  spec.death_signal = SIGTERM;
+  proc_ = testing::child_process(spec);
+
+  // Ready when the ipc socket exists (the broker binds after loading its
+  // policy and identity).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!fs::exists(sock)) {
+    if (auto status = proc_.try_wait())
+      throw std::runtime_error(fmt::format("the broker exited during start-up ({}); its log:\n{}",
+                                           testing::child_process::describe(*status), tail_file(log_, 30)));
+    if (std::chrono::steady_clock::now() > deadline)
+      throw std::runtime_error("the broker did not bind " + endpoint_ + " within 60 s");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+void broker_process::stop() { proc_.stop(SIGTERM, std::chrono::seconds(5)); }
+
+}  // namespace agentbus::bench

@@ -1,0 +1,46 @@
+// broker_process.hpp — the agentbus-broker a single-mode or suite run starts:
+// a config written into the run's temp dir, its output in broker.log there.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string>
+
+#include "agentbus/testing/child_process.hpp"
+
+namespace agentbus::bench {
+
+class broker_process {
+ public:
+  struct options {
+    std::string binary;
+    std::filesystem::path dir;          // broker.toml, broker.log, broker.sock and its state go here
+    std::filesystem::path policy_file;
+    std::string tcti;                   // the broker identity's TPM
+    bool allow_software = false;        // agents (and the broker) with software keys are admitted
+    int hwm = 10000;                    // send_hwm and recv_hwm
+    bool fan_out_wire_batches = true;   // [forwarding] wire_batches
+    std::string log_level = "warn";
+  };
+
+  // Starts the broker and waits (up to 60 s) until it has bound its socket;
+  // throws std::runtime_error with the tail of its log when it exits first.
+  explicit broker_process(const options& opts);
+  ~broker_process() { stop(); }
+  broker_process(const broker_process&) = delete;
+  broker_process& operator=(const broker_process&) = delete;
+
+  // stop sends SIGTERM and waits up to 5 s before SIGKILL.
+  void stop();
+  const std::string& endpoint() const noexcept { return endpoint_; }
+  const std::filesystem::path& log() const noexcept { return log_; }
+  pid_t pid() const noexcept { return proc_.pid(); }  // -1 once stopped
+
+ private:
+  std::string endpoint_;
+  std::filesystem::path log_;
+  testing::child_process proc_;
+};
+
+}  // namespace agentbus::bench
