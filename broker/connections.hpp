@@ -101,7 +101,6 @@ class connections {
     for (auto& [route, c] : routes_) online.push_back(c->agent);
     for (known_agent* a : online) f(*a);
   }
-  const std::map<std::string, known_agent, std::less<>>& agents() const noexcept { return agents_; }
 
  private:
   std::map<std::string, known_agent, std::less<>> agents_;

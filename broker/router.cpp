@@ -5,7 +5,6 @@
 #include <algorithm>
 
 #include "session/checks.hpp"
-#include "session/handshake.hpp"
 
 namespace agentbus::broker {
 

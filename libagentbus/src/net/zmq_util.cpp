@@ -25,12 +25,6 @@ bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_fra
   return true;
 }
 
-std::optional<frames> recv_multipart(zmq::socket_t& socket, std::size_t max_frames) {
-  frames out;
-  if (!recv_multipart_into(socket, out, max_frames)) return std::nullopt;
-  return out;
-}
-
 void set_heartbeats(zmq::socket_t& socket, int interval_ms) {
   socket.set(zmq::sockopt::heartbeat_ivl, interval_ms);
   socket.set(zmq::sockopt::heartbeat_timeout, 3 * interval_ms);
@@ -64,14 +58,6 @@ send_outcome send_routed(zmq::socket_t& socket, byte_view route, std::span<const
 }
 
 send_outcome send_frames(zmq::socket_t& socket, const frames& parts, bool dont_wait) {
-  return send_parts(socket, parts, dont_wait);
-}
-
-send_outcome send_frames(zmq::socket_t& socket, std::initializer_list<byte_view> parts, bool dont_wait) {
-  return send_parts(socket, parts, dont_wait);
-}
-
-send_outcome send_frames(zmq::socket_t& socket, std::span<const byte_view> parts, bool dont_wait) {
   return send_parts(socket, parts, dont_wait);
 }
 

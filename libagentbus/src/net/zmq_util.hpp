@@ -3,8 +3,6 @@
 
 #include <zmq.hpp>
 
-#include <initializer_list>
-#include <optional>
 #include <span>
 #include <vector>
 
@@ -14,14 +12,12 @@ namespace agentbus::net {
 
 using frames = std::vector<bytes>;
 
-// recv_multipart reads one whole message without blocking; nullopt if none is
-// waiting. A message of more than max_frames frames is read whole and dropped: the
-// result then holds only its first frame (a ROUTER's routing id, so the sender can
+// recv_multipart_into reads one whole message without blocking into `out`, reusing
+// its buffers: a receive loop that keeps one `frames` allocates nothing per message
+// once warm (only copies). False if no message is waiting (`out` is then
+// unchanged). A message of more than max_frames frames is read whole and dropped:
+// `out` then holds only its first frame (a ROUTER's routing id, so the sender can
 // be told), which no handler accepts as a message.
-std::optional<frames> recv_multipart(zmq::socket_t& socket, std::size_t max_frames = 8);
-// recv_multipart_into is the same into `out`, reusing its buffers: a receive loop
-// that keeps one `frames` allocates nothing per message once warm (only copies).
-// False if no message is waiting (`out` is then unchanged).
 bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_frames = 8);
 
 // set_heartbeats turns on ZMTP heartbeats on `socket` (ZeroMQ's own PING/PONG, outside
@@ -38,10 +34,6 @@ enum class send_outcome { sent, would_block, unreachable };
 
 // send_frames sends all frames without blocking (unless dont_wait is false).
 send_outcome send_frames(zmq::socket_t& socket, const frames& parts, bool dont_wait = true);
-// The same over views: a forwarder sends parts it holds elsewhere without first
-// copying them into a `frames` (ZeroMQ copies each part once either way).
-send_outcome send_frames(zmq::socket_t& socket, std::initializer_list<byte_view> parts, bool dont_wait = true);
-send_outcome send_frames(zmq::socket_t& socket, std::span<const byte_view> parts, bool dont_wait = true);
 
 // send_routed sends `route` (a ROUTER's routing id) followed by `parts`, without
 // gathering them into one container first.

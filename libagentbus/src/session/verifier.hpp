@@ -137,8 +137,6 @@ class verifier {
   verdict check(const opened_envelope& e, const sender_facts& sender, replay_window& window, enforcement_hooks& hooks,
                 status& why) const;
 
-  const verifier_options& options() const noexcept { return opts_; }
-
  private:
   verdict open_member(byte_view signed_part, byte_view auth_part, enforcement_hooks& hooks, opened_envelope& out,
                       sender_facts& sender, status& why) const;

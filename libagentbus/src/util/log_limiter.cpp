@@ -20,21 +20,13 @@ bool log_limiter::allow(std::string_view reason, std::string_view who) {
       b = {now, 0, 0};
     }
     allowed = ++b.count <= burst_;
-    if (!allowed) {
-      ++b.suppressed;
-      ++suppressed_total_;
-    }
+    if (!allowed) ++b.suppressed;
   }
   if (report > 0) {
     if (who.empty()) spdlog::warn("{} further '{}' lines not logged in the last second", report, reason);
     else spdlog::warn("[{}] {} further '{}' lines not logged in the last second", who, report, reason);
   }
   return allowed;
-}
-
-std::uint64_t log_limiter::suppressed_total() const {
-  std::lock_guard lock(mu_);
-  return suppressed_total_;
 }
 
 }  // namespace agentbus::util

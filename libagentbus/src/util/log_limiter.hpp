@@ -28,18 +28,14 @@ class log_limiter {
   // `who` as its prefix) how many were suppressed.
   bool allow(std::string_view reason, std::string_view who = {});
 
-  // suppressed_total: lines suppressed since construction (for tests and stats).
-  std::uint64_t suppressed_total() const;
-
  private:
   struct bucket {
     std::chrono::steady_clock::time_point window_start{};
     std::uint64_t count = 0, suppressed = 0;
   };
   const std::uint64_t burst_;
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::map<std::string, bucket, std::less<>> buckets_;
-  std::uint64_t suppressed_total_ = 0;
 };
 
 }  // namespace agentbus::util
