@@ -4,6 +4,7 @@
 
 #include <array>
 
+#include "admin_protocol.hpp"
 #include "session/checks.hpp"
 #include "session/key_agreement.hpp"
 #include "session/replay_window.hpp"
@@ -20,6 +21,7 @@ struct enrolment::handshake {
   bytes challenge_bytes;  // empty until signed and sent
   std::optional<crypto::ec_keypair> ephemeral;
   std::optional<crypto::public_key> agent_key, agent_ephemeral, agent_static;  // from HELLO, checked
+  std::string agent_fingerprint;  // of agent_key
   std::optional<secret_bytes> static_share;  // broker static (TPM) × agent ephemeral
   suite agent_suite;
   steady::time_point deadline;
@@ -111,24 +113,18 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames) {
     if (st.code() == status_code::key_changed) (void)reg_.set_pending_key(name, fingerprint, key->pem());
     return refuse(route, name, st);
   }
-  auto agent_eph = session::ec_key_on_curve(hello->ephemeral_der, s.ecdh_curve);
-  if (!agent_eph)
-    return refuse(route, name, {status_code::invalid_field, "ephemeral key is not on " + std::string(curve_name(s.ecdh_curve))});
-  std::optional<crypto::public_key> agent_static;
-  if (!hello->static_ecdh_der.empty()) {
-    agent_static = session::ec_key_on_curve(hello->static_ecdh_der, s.ecdh_curve);
-    if (!agent_static)
-      return refuse(route, name, {status_code::invalid_field, "static ECDH key is not on the role's curve"});
-  }
+  auto agent_ecdh = session::read_peer_ecdh_keys(hello->ephemeral_der, hello->static_ecdh_der, s.ecdh_curve, "agent");
+  if (!agent_ecdh) return refuse(route, name, agent_ecdh.error());
 
   auto p = std::make_unique<handshake>();
   p->hello = std::move(hello).value();
   p->hello_bytes = frames[0];
   p->agent_suite = s;
   p->agent_key = std::move(key).value();
+  p->agent_fingerprint = fingerprint;
   p->ephemeral = crypto::ec_keypair::generate(s.ecdh_curve);
-  p->agent_ephemeral = agent_eph;
-  p->agent_static = std::move(agent_static);
+  p->agent_ephemeral = agent_ecdh->ephemeral;
+  p->agent_static = std::move(agent_ecdh->static_key);
   p->deadline = steady::now() + kEnrolmentTimeout;
   p->generation = ++generations_;
   p->challenge.nonce = crypto::random_bytes(session::kNonceSize);
@@ -143,7 +139,7 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames) {
   job.route = route;
   job.generation = p->generation;
   job.transcript = session::challenge_transcript(p->hello_bytes, session::encode(p->challenge, false));
-  if (my_static != static_keys_.end()) job.agent_ephemeral = std::move(agent_eph);
+  if (my_static != static_keys_.end()) job.agent_ephemeral = std::move(agent_ecdh->ephemeral);
   job.curve = s.ecdh_curve;
   job.cancelled = p->cancelled;
   pending_[route] = std::move(p);
@@ -192,7 +188,7 @@ void enrolment::on_proof(const bytes& route, std::span<const bytes> frames) {
       !st)
     return refuse(route, name, {status_code::bad_signature, "proof of possession does not verify"});
   // Pins again: another enrolment of this name may have completed meanwhile.
-  if (status st = check_pins(name, p.hello.role, p.agent_key->fingerprint_hex()); !st) return refuse(route, name, st);
+  if (status st = check_pins(name, p.hello.role, p.agent_fingerprint); !st) return refuse(route, name, st);
   if (agents_.known_count() >= cfg_.max_agents && !agents_.find(name))
     return refuse(route, name, {status_code::overloaded, "broker is at its agent limit"});
   complete(route, p, frames[0]);
@@ -221,12 +217,12 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
   rec.name = name;
   rec.role = p.hello.role;
   rec.suite = s.name;
-  rec.fingerprint = p.agent_key->fingerprint_hex();
+  rec.fingerprint = p.agent_fingerprint;
   rec.public_key_pem = p.agent_key->pem();
   rec.protection = std::string(protection_name(p.hello.key_protection));
   rec.tpm_manufacturer = p.hello.tpm_manufacturer;
   rec.tpm_simulator = p.hello.tpm_simulator;
-  rec.enrolled_at = rec.last_seen = static_cast<std::int64_t>(session::now_ms());
+  rec.enrolled_at = rec.last_seen = now_unix_ms();
   reg_.upsert_agent(rec);
   if (first_use) spdlog::info("pinned {} ({}) to key {} on first use", name, rec.role, rec.fingerprint);
 

@@ -7,11 +7,6 @@
 namespace agentbus::broker {
 namespace {
 using steady = std::chrono::steady_clock;
-
-bool is_session_control(const envelope_header& h) {
-  return h.type == envelope_type::control &&
-         (h.content_type == session::kOfferContentType || h.content_type == session::kAcceptContentType);
-}
 }  // namespace
 
 // The broker's side of the enforcement order: the sender is the connection's agent,
@@ -37,7 +32,7 @@ class publish_intake::broker_hooks final : public session::enforcement_hooks {
     if (direct) return direct;
     // Session set-up is allowed wherever traffic could flow either way: direct, or
     // over a topic one publishes and the other subscribes to.
-    if (is_session_control(h) && session_allowed(from_, *to)) return {};
+    if (session::is_session_control(h) && session_allowed(from_, *to)) return {};
     // Naming the recipient lets the trust graph draw the refused attempt to it.
     if (direct.code() == status_code::acl_denied)
       return {direct.code(), direct.detail() + " (recipient '" + h.to + "')"};

@@ -48,17 +48,12 @@ result<hop_handshake::proof> hop_handshake::on_challenge(byte_view challenge_bod
            .ok())
     return status{status_code::bad_signature, "broker signature over the challenge does not verify"};
 
-  auto broker_eph = session::ec_key_on_curve(challenge->ephemeral_der, suite_.ecdh_curve);
-  if (!broker_eph) return status{status_code::invalid_field, "broker ephemeral key is not on the role's curve"};
-  std::optional<crypto::public_key> broker_static;
-  if (!challenge->static_ecdh_der.empty()) {
-    broker_static = session::ec_key_on_curve(challenge->static_ecdh_der, suite_.ecdh_curve);
-    if (!broker_static) return status{status_code::invalid_field, "broker static key is not on the role's curve"};
-  }
-  auto shares = session::software_shares(ephemeral_, *broker_eph, broker_static);
+  auto broker = session::read_peer_ecdh_keys(challenge->ephemeral_der, challenge->static_ecdh_der, suite_.ecdh_curve, "broker");
+  if (!broker) return broker.error();
+  auto shares = session::software_shares(ephemeral_, broker->ephemeral, broker->static_key);
   if (!shares) return status{shares.error().code(), "ECDH failed: " + shares.error().to_string()};
   if (static_pub_) {
-    auto z = key_.static_ecdh(suite_.ecdh_curve, *broker_eph);  // TPM2_ECDH_ZGen
+    auto z = key_.static_ecdh(suite_.ecdh_curve, broker->ephemeral);  // TPM2_ECDH_ZGen
     if (!z) return status{z.error().code(), "TPM ECDH failed: " + z.error().to_string()};
     shares->my_static = std::move(z).value();
   }

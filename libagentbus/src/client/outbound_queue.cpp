@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "session/handshake.hpp"
+
 namespace agentbus::client {
 
 outbound_queue::outbound_queue(std::size_t capacity) : capacity_(capacity) {
@@ -100,7 +102,7 @@ net::frames outbound_queue::last_sent() const {
 void outbound_queue::sent(const net::frames& f) {
   if (!recording_.load(std::memory_order_relaxed) || f.empty()) return;
   const std::string_view kind = net::as_string(f[0]);
-  if (kind != "ENV" && kind != "BATCH") return;
+  if (kind != session::frame::kEnvelope && kind != session::frame::kWireBatch) return;
   std::lock_guard lock(recorded_mu_);
   recorded_ = f;
 }

@@ -156,12 +156,12 @@ void peer_sessions::add_macs(envelope_auth& auth, byte_view digest, const std::v
   }
 }
 
-session::verdict peer_sessions::verify(const std::string& sender, byte_view digest, const envelope_auth& auth,
+session::verdict peer_sessions::verify(std::string_view sender, byte_view digest, const envelope_auth& auth,
                                        status& why) {
   {
     std::lock_guard lock(mu_);
-    auto it = sessions_by_peer_.find(sender);
-    status st = it == sessions_by_peer_.end() ? status(status_code::no_session, "no session with " + sender)
+    auto it = sessions_by_peer_.find(sender);  // heterogeneous lookup: no string built per envelope
+    status st = it == sessions_by_peer_.end() ? status(status_code::no_session, "no session with " + std::string(sender))
                                               : session::verify_e2e_mac(it->second.state, digest, auth, opts_.name);
     if (st) {
       it->second.state.count_received();
@@ -171,7 +171,7 @@ session::verdict peer_sessions::verify(const std::string& sender, byte_view dige
     if (it != sessions_by_peer_.end() && it->second.jobs > 0) return session::verdict::wait;
     why = std::move(st);
   }
-  if (why.code() == status_code::no_session) reoffer(sender);
+  if (why.code() == status_code::no_session) reoffer(std::string(sender));
   return session::verdict::refuse;
 }
 
@@ -199,27 +199,36 @@ void peer_sessions::reoffer(const std::string& peer) {
 }
 
 void peer_sessions::answer(std::shared_ptr<const peer_info> p, envelope_header offer, bytes offer_signed) {
+  queue_job(std::move(p), std::move(offer), std::move(offer_signed), &peer_sessions::answer_offer,
+            "cannot answer a session offer: ");
+}
+
+void peer_sessions::complete(std::shared_ptr<const peer_info> p, envelope_header accept, bytes accept_signed) {
+  queue_job(std::move(p), std::move(accept), std::move(accept_signed), &peer_sessions::complete_offer,
+            "cannot complete a session: ");
+}
+
+void peer_sessions::queue_job(std::shared_ptr<const peer_info> p, envelope_header h, bytes signed_part,
+                              void (peer_sessions::*step)(const peer_info&, const envelope_header&, const bytes&),
+                              const char* what) {
   auto marker = std::make_shared<job_marker>(*this, p->name);
-  jobs_.push([this, p = std::move(p), h = std::move(offer), sp = std::move(offer_signed), marker] {
+  jobs_.push([this, p = std::move(p), h = std::move(h), sp = std::move(signed_part), step, what, marker] {
     try {
-      answer_offer(*p, h, sp);
-    } catch (const std::exception& e) {  // a TPM past its deadline: the offer goes unanswered, said so
-      reporter_.report({"sender", {status_code::tpm_unavailable, "cannot answer a session offer: " + std::string(e.what())},
-                        opts_.name, p->name, h.message_id});
+      (this->*step)(*p, h, sp);
+    } catch (const std::exception& e) {  // a TPM past its deadline: the message goes unanswered, said so
+      reporter_.report({"sender", {status_code::tpm_unavailable, what + std::string(e.what())}, opts_.name, p->name,
+                        h.message_id});
     }
   });
 }
 
-void peer_sessions::complete(std::shared_ptr<const peer_info> p, envelope_header accept, bytes accept_signed) {
-  auto marker = std::make_shared<job_marker>(*this, p->name);
-  jobs_.push([this, p = std::move(p), h = std::move(accept), sp = std::move(accept_signed), marker] {
-    try {
-      complete_offer(*p, h, sp);
-    } catch (const std::exception& e) {
-      reporter_.report({"sender", {status_code::tpm_unavailable, "cannot complete a session: " + std::string(e.what())},
-                        opts_.name, p->name, h.message_id});
-    }
-  });
+void peer_sessions::install_locked(peer_session& s, session::agreed_keys&& keys, bool tpm_share) {
+  if (s.established) ++rekeys_;
+  else ++sessions_;
+  if (tpm_share) ++tpm_ecdh_sessions_;
+  s.state.install(std::move(keys.send), std::move(keys.receive), opts_.rekey_grace);
+  s.established = true;
+  s.unanswered_at.reset();
 }
 
 bool peer_sessions::job_pending(const std::string& peer) {
@@ -248,14 +257,9 @@ void peer_sessions::answer_offer(const peer_info& p, const envelope_header& h, c
   auto offer = session::decode_offer(h.payload);
   if (!offer) return refuse(offer.error());
   const ec_curve curve = session::curve_for_pair(suite_.ecdh_curve, p.peer_suite.ecdh_curve);
-  auto peer_eph = session::ec_key_on_curve(offer->ephemeral_der, curve);
-  if (offer->curve != curve_name(curve) || !peer_eph)
-    return refuse({status_code::invalid_field, "session offer on the wrong curve"});
-  std::optional<crypto::public_key> peer_static;
-  if (!offer->static_ecdh_der.empty()) {
-    peer_static = session::ec_key_on_curve(offer->static_ecdh_der, curve);
-    if (!peer_static) return refuse({status_code::invalid_field, "session offer's static key is not on the session curve"});
-  }
+  if (offer->curve != curve_name(curve)) return refuse({status_code::invalid_field, "session offer on the wrong curve"});
+  auto peer = session::read_peer_ecdh_keys(offer->ephemeral_der, offer->static_ecdh_der, curve, "session offer's");
+  if (!peer) return refuse(peer.error());
   {
     // Crossing offers: the agent whose name sorts first stays initiator.
     std::lock_guard lock(mu_);
@@ -279,9 +283,9 @@ void peer_sessions::answer_offer(const peer_info& p, const envelope_header& h, c
     return;
   }
   // Z_ee, Z_se (the initiator's static share), Z_es (ours: TPM2_ECDH_ZGen).
-  auto shares = session::software_shares(eph, *peer_eph, peer_static);
+  auto shares = session::software_shares(eph, peer->ephemeral, peer->static_key);
   if (!shares) return refuse(shares.error());
-  if (mine && !add_my_static_share(*shares, curve, *peer_eph, p.name, h.message_id)) return;
+  if (mine && !add_my_static_share(*shares, curve, peer->ephemeral, p.name, h.message_id)) return;
   const std::array<byte_view, 2> transcript{offer_signed, (*frames)[1]};
   session::agreed_keys keys =
       session::agree(session::handshake_role::responder, *shares,
@@ -301,12 +305,7 @@ void peer_sessions::answer_offer(const peer_info& p, const envelope_header& h, c
     if (queued) {
       // Installed only once the acceptance is on its way: keys the peer never gets
       // would have us MAC with them (its refusals: no_session, bad_mac).
-      if (s.established) ++rekeys_;
-      else ++sessions_;
-      if (peer_static || mine) ++tpm_ecdh_sessions_;
-      s.state.install(std::move(keys.send), std::move(keys.receive), opts_.rekey_grace);
-      s.established = true;
-      s.unanswered_at.reset();
+      install_locked(s, std::move(keys), peer->static_key || mine);
     }
   }
   if (!queued) {
@@ -331,15 +330,12 @@ void peer_sessions::complete_offer(const peer_info& p, const envelope_header& h,
     if (!s.offer || s.offer->message_id != a->offer_id) return;  // stale or unsolicited
     o = *s.offer;
   }
-  auto peer_eph = session::ec_key_on_curve(a->ephemeral_der, o.curve);
-  std::optional<crypto::public_key> peer_static;
-  if (!a->static_ecdh_der.empty()) peer_static = session::ec_key_on_curve(a->static_ecdh_der, o.curve);
-  if (!peer_eph || (!a->static_ecdh_der.empty() && !peer_static))
-    return refuse({status_code::invalid_field, "session acceptance with a key off the session curve"});
+  auto peer = session::read_peer_ecdh_keys(a->ephemeral_der, a->static_ecdh_der, o.curve, "session acceptance's");
+  if (!peer) return refuse(peer.error());
   // Z_ee, Z_se (ours: TPM2_ECDH_ZGen), Z_es (the responder's static share).
-  auto shares = session::software_shares(*o.ephemeral, *peer_eph, peer_static);
+  auto shares = session::software_shares(*o.ephemeral, peer->ephemeral, peer->static_key);
   if (!shares) return refuse(shares.error());
-  if (o.with_static && !add_my_static_share(*shares, o.curve, *peer_eph, p.name, h.message_id)) return;
+  if (o.with_static && !add_my_static_share(*shares, o.curve, peer->ephemeral, p.name, h.message_id)) return;
   const std::array<byte_view, 2> transcript{o.signed_part, accept_signed};
   session::agreed_keys keys =
       session::agree(session::handshake_role::initiator, *shares,
@@ -348,13 +344,8 @@ void peer_sessions::complete_offer(const peer_info& p, const envelope_header& h,
     std::lock_guard lock(mu_);
     auto& s = sessions_by_peer_[p.name];
     if (!s.offer || s.offer->message_id != a->offer_id) return;  // superseded meanwhile
-    if (s.established) ++rekeys_;
-    else ++sessions_;
-    if (peer_static || o.with_static) ++tpm_ecdh_sessions_;
-    s.state.install(std::move(keys.send), std::move(keys.receive), opts_.rekey_grace);
-    s.established = true;
     s.offer.reset();
-    s.unanswered_at.reset();
+    install_locked(s, std::move(keys), peer->static_key || o.with_static);
   }
   cv_.notify_all();
 }

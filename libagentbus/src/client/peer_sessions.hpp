@@ -61,7 +61,7 @@ class peer_sessions {
 
   // io thread: the end-to-end MAC of an envelope from `sender` (`wait`: a job for
   // that sender is pending; `refuse` with no_session also offers a fresh session).
-  session::verdict verify(const std::string& sender, byte_view digest, const envelope_auth& auth, status& why);
+  session::verdict verify(std::string_view sender, byte_view digest, const envelope_auth& auth, status& why);
   // answer / complete queue the dispatch-thread job for a verified offer / accept.
   void answer(std::shared_ptr<const peer_info> p, envelope_header offer, bytes offer_signed);
   void complete(std::shared_ptr<const peer_info> p, envelope_header accept, bytes accept_signed);
@@ -103,6 +103,13 @@ class peer_sessions {
   void answer_offer(const peer_info& p, const envelope_header& h, const bytes& offer_signed);
   void complete_offer(const peer_info& p, const envelope_header& h, const bytes& accept_signed);
   void reoffer(const std::string& peer);
+  // queue_job runs `step` (answer_offer / complete_offer) for a verified message on
+  // the session thread; a TPM past its deadline there is reported as `what` failing.
+  void queue_job(std::shared_ptr<const peer_info> p, envelope_header h, bytes signed_part,
+                 void (peer_sessions::*step)(const peer_info&, const envelope_header&, const bytes&), const char* what);
+  // install_locked puts agreed keys into use for `s` (mu_ held), counting the
+  // session or rekey; `tpm_share`: a static (TPM) key took part.
+  void install_locked(peer_session& s, session::agreed_keys&& keys, bool tpm_share);
   // add_my_static_share puts our static key's share into `shares`; false (counted and
   // reported, about message `about`) when the TPM cannot compute it.
   bool add_my_static_share(session::ecdh_shares& shares, ec_curve curve, const crypto::public_key& peer_eph,

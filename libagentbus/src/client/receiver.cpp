@@ -11,13 +11,6 @@ namespace {
 // agent; refusing it would report a failure nobody made. The publisher MACs for the
 // new subscriber from its next envelope on.
 constexpr std::chrono::seconds kLateJoinGrace{2};
-
-bool is_session_control(const envelope_header& h) {
-  // Session set-up travels only agent to agent: a topic-addressed offer would make
-  // every subscriber sign an acceptance.
-  return h.type == envelope_type::control && h.to_kind == recipient_kind::agent &&
-         (h.content_type == session::kOfferContentType || h.content_type == session::kAcceptContentType);
-}
 }  // namespace
 
 // The receiver's side of the enforcement order: the sender is a pinned peer, the
@@ -46,7 +39,7 @@ class receiver::receiver_hooks final : public session::enforcement_hooks {
     if (h.to_kind == recipient_kind::agent) {
       if (h.to != r_.opts_.name) return {status_code::invalid_field, "envelope addressed to " + h.to};
       // Offers and acceptances are exempt: session set-up precedes any traffic.
-      if (is_session_control(h)) return {};
+      if (session::is_session_control(h)) return {};
       return r_.pol_.check_send(s.role, r_.my_role_);
     }
     if (status st = r_.pol_.check_publish(s.role, h.to); !st) return st;
@@ -57,8 +50,8 @@ class receiver::receiver_hooks final : public session::enforcement_hooks {
   session::verdict end_to_end(const session::opened_envelope& e, const session::sender_facts& s,
                               status& why) override {
     // Session set-up is authenticated by its signature: it has no end-to-end MAC.
-    if (is_session_control(e.header)) return session::verdict::accept;
-    const session::verdict v = r_.sessions_.verify(std::string(s.name), e.digest, e.auth, why);
+    if (session::is_session_control(e.header)) return session::verdict::accept;
+    const session::verdict v = r_.sessions_.verify(s.name, e.digest, e.auth, why);
     if (v == session::verdict::refuse && why.code() == status_code::no_session &&
         e.header.to_kind == recipient_kind::topic && r_.subs_.joined_within(e.header.to, kLateJoinGrace))
       return session::verdict::drop;  // published before its publisher knew of this subscription
@@ -179,7 +172,7 @@ void receiver::check(session::opened_envelope& e, const bytes& signed_part, cons
 
 void receiver::deliver(session::opened_envelope& e, const bytes& signed_part, const std::shared_ptr<const peer_info>& peer) {
   envelope_header& h = e.header;
-  if (is_session_control(h)) {
+  if (session::is_session_control(h)) {
     // Both sign and may use the TPM: the dispatch thread, never this one.
     if (h.content_type == session::kOfferContentType) sessions_.answer(peer, std::move(h), signed_part);
     else sessions_.complete(peer, std::move(h), signed_part);

@@ -180,6 +180,22 @@ std::optional<crypto::public_key> ec_key_on_curve(byte_view der, ec_curve curve)
   return std::move(k).value();
 }
 
+result<peer_ecdh_keys> read_peer_ecdh_keys(byte_view ephemeral_der, byte_view static_der, ec_curve curve,
+                                           std::string_view whose) {
+  auto off_curve = [&](std::string_view which) {
+    return status{status_code::invalid_field,
+                  std::string(whose) + " " + std::string(which) + " key is not on " + std::string(curve_name(curve))};
+  };
+  auto ephemeral = ec_key_on_curve(ephemeral_der, curve);
+  if (!ephemeral) return off_curve("ephemeral");
+  peer_ecdh_keys keys{std::move(*ephemeral), std::nullopt};
+  if (!static_der.empty()) {
+    keys.static_key = ec_key_on_curve(static_der, curve);
+    if (!keys.static_key) return off_curve("static");
+  }
+  return keys;
+}
+
 ec_curve curve_for_pair(ec_curve a, ec_curve b) noexcept { return curve_bytes(a) >= curve_bytes(b) ? a : b; }
 
 }  // namespace agentbus::session

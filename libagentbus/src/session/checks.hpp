@@ -104,6 +104,18 @@ status verify_envelope_signature(const crypto::public_key& key, const suite& s, 
 // `curve` (ephemeral and static ECDH keys in handshakes); nullopt otherwise.
 std::optional<crypto::public_key> ec_key_on_curve(byte_view der, ec_curve curve);
 
+// peer_ecdh_keys is what a handshake message offers for the key agreement: the
+// peer's ephemeral key and, when it sent one, its static (TPM-resident) key.
+struct peer_ecdh_keys {
+  crypto::public_key ephemeral;
+  std::optional<crypto::public_key> static_key;
+};
+// read_peer_ecdh_keys accepts both only as EC keys on `curve` (an empty
+// static_der: none offered); invalid_field "<whose> ephemeral key is not on P-256"
+// (or "static key") otherwise.
+result<peer_ecdh_keys> read_peer_ecdh_keys(byte_view ephemeral_der, byte_view static_der, ec_curve curve,
+                                           std::string_view whose);
+
 // curve_for_pair: agent↔agent sessions use the stronger of the two roles' curves.
 ec_curve curve_for_pair(ec_curve a, ec_curve b) noexcept;
 

@@ -9,8 +9,6 @@ namespace {
 
 using util::overloaded;
 
-constexpr std::uint64_t kMaxStatusCode = 0xffff;
-
 status wrong_shape(std::string_view op) {
   return {status_code::invalid_field, "control operation '" + std::string(op) + "' with the wrong fields"};
 }
@@ -31,9 +29,21 @@ ctrl_msg generic(std::uint64_t seq, std::string_view op, std::vector<std::string
   return m;
 }
 
-status status_from_wire(std::uint64_t code, std::string detail) {
-  return {static_cast<status_code>(code), std::move(detail)};
-}
+// The requests and their arguments: every one is a fixed number of strings.
+struct request_kind {
+  std::string_view op;
+  std::size_t strings;
+  request (*make)(const std::vector<std::string>& s);
+};
+constexpr request_kind kRequests[] = {
+    {"subscribe", 1, [](const std::vector<std::string>& s) -> request { return subscribe{s[0]}; }},
+    {"unsubscribe", 1, [](const std::vector<std::string>& s) -> request { return unsubscribe{s[0]}; }},
+    {"peer", 1, [](const std::vector<std::string>& s) -> request { return peer_lookup{s[0]}; }},
+    {"members", 1, [](const std::vector<std::string>& s) -> request { return watch_members{s[0]}; }},
+    {"stats", 0, [](const std::vector<std::string>&) -> request { return stats_request{}; }},
+    {"ping", 0, [](const std::vector<std::string>&) -> request { return ping{}; }},
+    {"bye", 0, [](const std::vector<std::string>&) -> request { return bye{}; }},
+};
 
 }  // namespace
 
@@ -104,22 +114,12 @@ bytes encode(std::uint64_t seq, const answer& a) {
 result<sequenced<request>> decode_request(byte_view body) {
   auto m = decode_ctrl(body);
   if (!m) return m.error();
-  sequenced<request> out{m->seq, ping{}};
-  const std::string& op = m->op;
-  const bool one_string = shape(*m, 1, false, false);
-  if (op == "subscribe" && one_string) out.message = subscribe{m->strings[0]};
-  else if (op == "unsubscribe" && one_string) out.message = unsubscribe{m->strings[0]};
-  else if (op == "peer" && one_string) out.message = peer_lookup{m->strings[0]};
-  else if (op == "members" && one_string) out.message = watch_members{m->strings[0]};
-  else if (op == "stats" && shape(*m, 0, false, false)) out.message = stats_request{};
-  else if (op == "ping" && shape(*m, 0, false, false)) out.message = ping{};
-  else if (op == "bye" && shape(*m, 0, false, false)) out.message = bye{};
-  else if (op == "subscribe" || op == "unsubscribe" || op == "peer" || op == "members" || op == "stats" ||
-           op == "ping" || op == "bye")
-    return wrong_shape(op);
-  else
-    return status{status_code::invalid_field, "unknown control operation '" + op.substr(0, 32) + "'"};
-  return out;
+  for (const request_kind& k : kRequests) {
+    if (m->op != k.op) continue;
+    if (!shape(*m, k.strings, false, false)) return wrong_shape(m->op);
+    return sequenced<request>{m->seq, k.make(m->strings)};
+  }
+  return status{status_code::invalid_field, "unknown control operation '" + m->op.substr(0, 32) + "'"};
 }
 
 result<sequenced<answer>> decode_answer(byte_view body) {
@@ -129,8 +129,10 @@ result<sequenced<answer>> decode_answer(byte_view body) {
   const std::string& op = m->op;
   auto& s = m->strings;
   if (op == "subscribed") {
-    if (!shape(*m, 2, false, true) || m->number > kMaxStatusCode) return wrong_shape(op);
-    out.message = subscribed{s[0], m->number == 0 ? status{} : status_from_wire(m->number, s[1])};
+    // number 0: subscribed; otherwise the refusal's code.
+    const auto refusal = error_code_from_wire(m->number);
+    if (!shape(*m, 2, false, true) || (m->number != 0 && !refusal)) return wrong_shape(op);
+    out.message = subscribed{s[0], refusal ? status{*refusal, s[1]} : status{}};
   } else if (op == "peer") {
     peer_answer p;
     if (m->number == 1 && shape(*m, 1, false, true)) {
@@ -151,10 +153,10 @@ result<sequenced<answer>> decode_answer(byte_view body) {
     if (!shape(*m, s.size(), false, false) || s.empty()) return wrong_shape(op);
     out.message = members{s[0], std::vector<std::string>(s.begin() + 1, s.end())};
   } else if (op == "nack") {
-    if (!shape(*m, 3, true, true) || m->number == 0 || m->number > kMaxStatusCode ||
-        (!m->blob.empty() && m->blob.size() != kMessageIdSize))
+    const auto refusal = error_code_from_wire(m->number);
+    if (!shape(*m, 3, true, true) || !refusal || (!m->blob.empty() && m->blob.size() != kMessageIdSize))
       return wrong_shape(op);
-    out.message = nack{status_from_wire(m->number, s[1]), s[2], m->blob};
+    out.message = nack{status{*refusal, s[1]}, s[2], m->blob};
   } else if (op == "revoked") {
     if (!shape(*m, 1, false, false)) return wrong_shape(op);
     out.message = revoked{s[0]};

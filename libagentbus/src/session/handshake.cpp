@@ -182,9 +182,9 @@ result<refused_msg> decode_refused(byte_view in) {
   reader r(in, "REFUSED", 2, kMaxHandshakeFrame);
   r.uint("code", code).str("reason", m.reason, 1024);
   if (!r.ok()) return r.error();
-  // A refusal with code 0 would read as success.
-  if (code == 0 || code > 0xffff) return status{status_code::invalid_field, "REFUSED code out of range"};
-  m.code = static_cast<status_code>(code);
+  auto refusal = error_code_from_wire(code);
+  if (!refusal) return status{status_code::invalid_field, "REFUSED code out of range"};
+  m.code = *refusal;
   return m;
 }
 
@@ -195,11 +195,13 @@ result<error_msg> decode_error(byte_view in) {
   error_msg m;
   std::uint64_t code = 0;
   reader r(in, "ERR", 3, kMaxHandshakeFrame);
-  r.uint("code", code).str("detail", m.detail, 1024).bin("message_id", m.message_id, 0, 16);
+  r.uint("code", code).str("detail", m.detail, 1024).bin("message_id", m.message_id, 0, kMessageIdSize);
   if (!r.ok()) return r.error();
-  if (code == 0 || code > 0xffff) return status{status_code::invalid_field, "ERR code out of range"};
-  if (!m.message_id.empty() && m.message_id.size() != 16) return status{status_code::invalid_field, "ERR message_id size"};
-  m.code = static_cast<status_code>(code);
+  auto refusal = error_code_from_wire(code);
+  if (!refusal) return status{status_code::invalid_field, "ERR code out of range"};
+  if (!m.message_id.empty() && m.message_id.size() != kMessageIdSize)
+    return status{status_code::invalid_field, "ERR message_id size"};
+  m.code = *refusal;
   return m;
 }
 
@@ -264,5 +266,15 @@ bytes welcome_confirm_input(byte_view transcript_hash) {
 }
 
 bytes ctrl_mac_input(byte_view session_id, byte_view body) { return labelled("agentbus-v1 ctrl", {session_id, body}); }
+
+std::optional<status_code> error_code_from_wire(std::uint64_t code) noexcept {
+  if (code == 0 || code > 0xffff) return std::nullopt;
+  return static_cast<status_code>(code);
+}
+
+bool is_session_control(const envelope_header& h) noexcept {
+  return h.type == envelope_type::control && h.to_kind == recipient_kind::agent &&
+         (h.content_type == kOfferContentType || h.content_type == kAcceptContentType);
+}
 
 }  // namespace agentbus::session

@@ -7,11 +7,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "agentbus/bytes.hpp"
+#include "agentbus/envelope.hpp"
 #include "agentbus/status.hpp"
 #include "agentbus/suite.hpp"
 
@@ -105,10 +107,17 @@ struct error_msg {
   bytes message_id;
 };
 
+// error_code_from_wire reads a refusal's status code as REFUSED, ERR and the
+// control answers carry it: 1..0xffff (0 would read as success); nullopt otherwise.
+std::optional<status_code> error_code_from_wire(std::uint64_t code) noexcept;
+
 // Agent↔agent session offer and acceptance travel as control envelopes
 // (content types below): the envelope signature authenticates them.
 inline constexpr std::string_view kOfferContentType = "application/agentbus-session-offer";
 inline constexpr std::string_view kAcceptContentType = "application/agentbus-session-accept";
+// is_session_control: an offer or acceptance, which travel only agent to agent (a
+// topic-addressed offer would make every subscriber sign an acceptance).
+bool is_session_control(const envelope_header& h) noexcept;
 struct offer_msg {
   bytes ephemeral_der;
   bytes nonce;
