@@ -2,13 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include "admin_protocol.hpp"
 #include "session/handshake.hpp"
 #include "session/replay_window.hpp"
 
 namespace agentbus::broker {
 namespace {
 constexpr std::size_t kMaxOffersInFlight = 10'000;
-std::int64_t now_ms() { return static_cast<std::int64_t>(session::now_ms()); }
 }  // namespace
 
 accounting::accounting(metrics& m, registry& reg)
@@ -32,11 +32,11 @@ void accounting::refusal(const std::string& agent, const status& why) {
   d.reason = status_code_name(why.code());
   d.detail = why.detail().substr(0, 256);
   d.count += 1;
-  d.at = now_ms();
+  d.at = now_unix_ms();
 }
 
 void accounting::seen(known_agent& a) {
-  a.seen_ms = now_ms();
+  a.seen_ms = now_unix_ms();
   if (!a.seen_dirty) {
     a.seen_dirty = true;
     dirty_.insert(a.name);
@@ -72,7 +72,7 @@ void accounting::note_session_control(const envelope_header& h, const connection
     std::string mac = "hmac-" + std::string(hash_name(i->agent_suite.mac_hash));
     if (r->agent_suite.mac_hash != i->agent_suite.mac_hash) mac += "/hmac-" + std::string(hash_name(r->agent_suite.mac_hash));
     try {
-      reg_.record_session(it->second.initiator, it->second.responder, it->second.curve, mac, now_ms(), it->second.rekey);
+      reg_.record_session(it->second.initiator, it->second.responder, it->second.curve, mac, now_unix_ms(), it->second.rekey);
     } catch (const std::exception& e) {
       stats_.increment("registry_errors_total");
       spdlog::error("registry: cannot record the session {} <-> {}: {}", it->second.initiator, it->second.responder,

@@ -45,6 +45,7 @@ admin_server::admin_server(zmq::context_t& ctx, const std::string& endpoint, std
                            registry& reg, connections& agents, accounting& acct, std::shared_ptr<tpm::tpm> tpm,
                            std::function<void(const std::string&)> on_revoked)
     : socket_(ctx, zmq::socket_type::rep),
+      agents_(agents),
       acct_(acct),
       tpm_(std::move(tpm)),
       state_(std::make_unique<state>(reg, agents, acct, std::move(on_revoked))) {
@@ -68,12 +69,12 @@ void admin_server::refresh_tpm_metrics() {
   }
 }
 
-void admin_server::serve(connections& agents) {
+void admin_server::serve() {
   zmq::message_t req;
   if (!socket_.recv(req, zmq::recv_flags::dontwait)) return;
   const std::string cmd = req.to_string();
   refresh_tpm_metrics();
-  acct_.flush(agents);  // answers reflect everything counted so far
+  acct_.flush(agents_);  // answers reflect everything counted so far
   std::string reply;
   if (cmd == "metrics") reply = acct_.stats().to_prometheus_text();
   else if (cmd == "stats") reply = acct_.stats().to_json();

@@ -33,12 +33,13 @@ class admin_server {
 
   void* handle() noexcept { return socket_.handle(); }
   // serve answers one waiting request, if any.
-  void serve(connections& agents);
+  void serve();
 
  private:
   class state;
   void refresh_tpm_metrics();
   zmq::socket_t socket_;
+  connections& agents_;
   accounting& acct_;
   std::shared_ptr<tpm::tpm> tpm_;
   std::unique_ptr<state> state_;

@@ -172,7 +172,7 @@ void broker::run(const std::atomic<bool>& stop) {
         spdlog::error("internal error while handling a message: {}", e.what());
       }
     }
-    if (d.admin && (items[2].revents & ZMQ_POLLIN)) d.admin->serve(d.agents);
+    if (d.admin && (items[2].revents & ZMQ_POLLIN)) d.admin->serve();
     if (steady::now() - last_sweep > std::chrono::seconds(1)) {
       d.acct->flush(d.agents);
       d.enrol->expire(steady::now());

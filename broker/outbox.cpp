@@ -17,11 +17,8 @@ void outbox::control(known_agent& to, const session::control::answer& msg) {
   const bytes body = session::control::encode(to.ctrl_out++, msg);
   const bytes tag = session::ctrl_tag(*k, body);
   const std::array<byte_view, 4> parts{as_bytes(session::frame::kControl), k->session_id, body, tag};
-  const net::send_outcome o = transport_.send(c.route, parts);
-  if (o != net::send_outcome::sent) {
-    stats_.increment("control_send_failures_total", o == net::send_outcome::would_block ? "overloaded" : "not_deliverable");
-    if (o == net::send_outcome::unreachable) agents_.close(to);
-  }
+  if (status st = outcome_for(to, transport_.send(c.route, parts)); !st)
+    stats_.increment("control_send_failures_total", status_code_name(st.code()));
 }
 
 void outbox::nack(known_agent& to, const bytes& message_id, const status& why, const std::string& recipient) {
