@@ -113,7 +113,6 @@ void broker_link::on_handshake(std::string_view kind, const bytes& body) {
       hop_.install(std::move(w->keys.send), std::move(w->keys.receive), opts_.rekey_grace);
       rekey_after_messages_ = w->rekey_after_messages;
       rekey_after_ = w->rekey_after;
-      enrolled_ = true;
       outcome_ = status{};
     }
   } else if (kind == session::frame::kRefused) {
@@ -135,7 +134,7 @@ void broker_link::on_error(const session::error_msg& e) {
       cv_.notify_all();
       return;
     }
-    reenrol = e.code == status_code::unknown_agent && enrolled_ && steady::now() - last_enrol_ >= kReenrolDebounce;
+    reenrol = e.code == status_code::unknown_agent && hop_.send_key() != nullptr && steady::now() - last_enrol_ >= kReenrolDebounce;
   }
   if (reenrol) submit(job::reenrol);
 }
@@ -154,7 +153,8 @@ void broker_link::tick() {
   bool due;
   {
     std::lock_guard lock(mu_);
-    due = enrolled_ && running_ == job::none && pending_job_ == job::none && steady::now() >= next_rekey_attempt_ &&
+    // due_for_rekey is false until the first WELCOME installed keys.
+    due = running_ == job::none && pending_job_ == job::none && steady::now() >= next_rekey_attempt_ &&
           rekey_after_messages_ > 0 && hop_.due_for_rekey(rekey_after_messages_, rekey_after_);
   }
   if (due) submit(job::rekey);

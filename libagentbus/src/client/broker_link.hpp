@@ -100,8 +100,7 @@ class broker_link final : public session::hop_receiver {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  session::session_state hop_;
-  bool enrolled_ = false;
+  session::session_state hop_;  // has a send key once enrolled
   std::uint64_t rekey_after_messages_ = 0;
   std::chrono::seconds rekey_after_{0};
   session::control_sequence ctrl_in_;              // io thread only

@@ -39,13 +39,8 @@ status agent_access::send_tweaked(agent& a, recipient_kind kind, const std::stri
                                   byte_view payload, const seal_tweaks& tweaks) {
   client::agent_runtime& d = client::agent_internals::of(a);
   auto hooks = std::make_shared<const tweak_hooks>(tweaks);
-  std::vector<std::string> recipients;
-  if (kind == recipient_kind::agent) {
-    if (status st = d.sessions.ensure(to); !st) return st;
-    recipients = {to};
-  }
-  return d.seal.seal_and_queue({envelope_type::data, kind, to, content_type, payload, {}, std::move(recipients), {}},
-                               std::move(hooks));
+  if (kind == recipient_kind::agent) return d.send_envelope(envelope_type::data, to, content_type, payload, {}, std::move(hooks));
+  return d.seal.seal_and_queue({envelope_type::data, kind, to, content_type, payload, {}, {}, {}}, std::move(hooks));
 }
 
 void agent_access::record_sent(agent& a) { client::agent_internals::of(a).outbound.record_sent(true); }
