@@ -10,6 +10,7 @@
 
 #include "session/handshake.hpp"
 #include "support/bus_fixture.hpp"
+#include "support/inbox.hpp"
 
 namespace agentbus {
 namespace {
@@ -18,41 +19,10 @@ using namespace std::chrono_literals;
 using testing::broker_process;
 using testing::swtpm_process;
 using testing::connect_agent;
+using testing::inbox;
 using testing::wait_until;
 
 bytes text(std::string_view s) { return bytes(s.begin(), s.end()); }
-
-struct collector {
-  std::shared_ptr<std::mutex> mu = std::make_shared<std::mutex>();
-  std::shared_ptr<std::vector<message>> got = std::make_shared<std::vector<message>>();
-  std::shared_ptr<std::vector<rejection>> refused = std::make_shared<std::vector<rejection>>();
-  void attach(agent& a) {
-    a.on_message([mu = mu, got = got](const message& m) {
-      std::lock_guard lock(*mu);
-      got->push_back(m);
-    });
-    a.on_rejected([mu = mu, refused = refused](const rejection& r) {
-      std::lock_guard lock(*mu);
-      refused->push_back(r);
-    });
-  }
-  std::size_t count() {
-    std::lock_guard lock(*mu);
-    return got->size();
-  }
-  bool has(status_code code, const std::string& where) {
-    std::lock_guard lock(*mu);
-    for (const auto& r : *refused)
-      if (r.reason.code() == code && r.where == where) return true;
-    return false;
-  }
-  std::string describe() {
-    std::lock_guard lock(*mu);
-    std::string out;
-    for (const auto& r : *refused) out += r.where + ": " + r.reason.to_string() + "\n";
-    return out;
-  }
-};
 
 agent_options batching() {
   agent_options o;
@@ -65,7 +35,7 @@ TEST(Batch, BatchTrafficMixedWithDirectTrafficAllArrivesWithFewTpmSignatures) {
   testing::scoped_temp_dir dir;
   auto monitor = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, batching());
   auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");  // direct mode
-  collector d, m;
+  inbox d, m;
   d.attach(*director.client);
   m.attach(*monitor.client);
   constexpr int kMessages = 1000;
@@ -75,14 +45,14 @@ TEST(Batch, BatchTrafficMixedWithDirectTrafficAllArrivesWithFewTpmSignatures) {
   ASSERT_TRUE(wait_until([&] { return d.count() == kMessages && m.count() == 20; }, 30s)) << d.count() << d.describe();
   EXPECT_EQ(d.describe() + m.describe(), "");
   {
-    std::lock_guard lock(*d.mu);
-    for (const auto& msg : *d.got) ASSERT_EQ(msg.level, assurance::tpm_batch);
+    std::lock_guard lock(d.mu);
+    for (const auto& msg : d.messages) ASSERT_EQ(msg.level, assurance::tpm_batch);
     // Order is kept: the batch signer completes envelopes in submission order.
-    for (int i = 0; i < kMessages; ++i) ASSERT_EQ(std::string((*d.got)[i].header.payload.begin(), (*d.got)[i].header.payload.end()), std::to_string(i));
+    for (int i = 0; i < kMessages; ++i) ASSERT_EQ(std::string(d.messages[i].header.payload.begin(), d.messages[i].header.payload.end()), std::to_string(i));
   }
   {
-    std::lock_guard lock(*m.mu);
-    for (const auto& msg : *m.got) ASSERT_EQ(msg.level, assurance::tpm);
+    std::lock_guard lock(m.mu);
+    for (const auto& msg : m.messages) ASSERT_EQ(msg.level, assurance::tpm);
   }
   auto st = monitor->stats();
   EXPECT_EQ(st.batched_envelopes, static_cast<std::uint64_t>(kMessages));
@@ -90,7 +60,7 @@ TEST(Batch, BatchTrafficMixedWithDirectTrafficAllArrivesWithFewTpmSignatures) {
   EXPECT_GE(st.batch_roots, 1u);
 }
 
-// tamper runs one batch-tampering case against `b` and returns the collectors.
+// tamper runs one batch-tampering case against `b` and returns the inboxes.
 struct tamper_case {
   const char* name;
   status_code expected;
@@ -108,7 +78,7 @@ TEST_P(BatchTampering, IsRefusedWithItsOwnReason) {
   testing::scoped_temp_dir dir;
   auto monitor = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, batching());
   auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");
-  collector d, m;
+  inbox d, m;
   d.attach(*director.client);
   m.attach(*monitor.client);
 
@@ -123,8 +93,8 @@ TEST_P(BatchTampering, IsRefusedWithItsOwnReason) {
 
   ASSERT_TRUE(c.send_bad(*monitor.client, *captured).ok());
   const std::string where = at_receiver ? "receiver" : "broker";
-  collector& sees = at_receiver ? d : m;
-  ASSERT_TRUE(wait_until([&] { return sees.has(c.expected, where); })) << d.describe() << m.describe();
+  inbox& sees = at_receiver ? d : m;
+  ASSERT_TRUE(wait_until([&] { return sees.has_rejection(c.expected, where); })) << d.describe() << m.describe();
   EXPECT_EQ(d.count(), 1u) << "a tampered batch envelope was delivered";
 }
 
@@ -180,7 +150,7 @@ TEST(Batch, ATpmThatStopsMidRunFailsTheBatchAndTellsTheSender) {
   o.broker_endpoint = b.endpoint();
   agent monitor(o, key, pol);
   auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");
-  collector d, m;
+  inbox d, m;
   d.attach(*director.client);
   m.attach(monitor);
   ASSERT_TRUE(monitor.send("director-1", "text/plain", text("before")).ok());
@@ -188,7 +158,7 @@ TEST(Batch, ATpmThatStopsMidRunFailsTheBatchAndTellsTheSender) {
 
   ASSERT_EQ(::kill(monitor_tpm.pid(), SIGSTOP), 0);
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(monitor.send("director-1", "text/plain", text("while frozen")).ok());
-  ASSERT_TRUE(wait_until([&] { return m.has(status_code::tpm_unavailable, "sender"); }, 10s)) << m.describe();
+  ASSERT_TRUE(wait_until([&] { return m.has_rejection(status_code::tpm_unavailable, "sender"); }, 10s)) << m.describe();
   ::kill(monitor_tpm.pid(), SIGCONT);
   std::this_thread::sleep_for(300ms);
   EXPECT_EQ(d.count(), 1u) << "an envelope without its TPM signature was delivered";
@@ -217,7 +187,7 @@ TEST(WireBatch, WireAndEnvelopeAtATimeDeliverTheSameTrafficInOrder) {
   auto separate = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, one_by_one);
   auto wired = connect_agent(b, dir.path(), "monitor-2", "MONITOR", false, batching());
   auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");
-  collector d;
+  inbox d;
   d.attach(*director.client);
   constexpr int kMessages = 600;
   for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(separate->send("director-1", "text/plain", text(std::to_string(i))).ok());
@@ -232,9 +202,9 @@ TEST(WireBatch, WireAndEnvelopeAtATimeDeliverTheSameTrafficInOrder) {
   // Fanned out as wire batches too (one per received batch of several envelopes).
   EXPECT_GE(wire_batches_sent(b), 1u);
   EXPECT_LE(wire_batches_sent(b), wire_batches);
-  std::lock_guard lock(*d.mu);
+  std::lock_guard lock(d.mu);
   for (int i = 0; i < 2 * kMessages; ++i) {
-    const auto& m = (*d.got)[i];
+    const auto& m = d.messages[i];
     EXPECT_EQ(m.header.sender, i < kMessages ? "monitor-1" : "monitor-2");
     EXPECT_EQ(m.level, assurance::tpm_batch);
     ASSERT_EQ(std::string(m.header.payload.begin(), m.header.payload.end()), std::to_string(i % kMessages));
@@ -250,7 +220,7 @@ TEST(WireBatch, LargeEnvelopesAreSplitWithinTheSizeLimitAndAllArrive) {
   testing::scoped_temp_dir dir;
   auto monitor = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, batching());
   auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");
-  collector d, m;
+  inbox d, m;
   d.attach(*director.client);
   m.attach(*monitor.client);
   constexpr int kMessages = 600;
@@ -273,7 +243,7 @@ struct wire_tamper_case {
 };
 
 // batching_pair: a broker, monitor-1 signing in tpm-batch mode (wire batches on) and
-// director-1 signing directly, each with a collector (m, d).
+// director-1 signing directly, each with an inbox (m, d).
 class batching_pair : public ::testing::TestWithParam<wire_tamper_case> {
  protected:
   batching_pair() {
@@ -284,7 +254,7 @@ class batching_pair : public ::testing::TestWithParam<wire_tamper_case> {
   testing::scoped_temp_dir dir;
   testing::bus_agent monitor = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, batching());
   testing::bus_agent director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");
-  collector d, m;
+  inbox d, m;
 };
 
 class WireBatchTampering : public batching_pair {};
@@ -298,14 +268,14 @@ TEST_P(WireBatchTampering, WholeBatchIsRefusedAtTheBrokerAndTheBusGoesOn) {
   t.edit_wire_batch = c.edit;
   ASSERT_TRUE(testing::agent_access::send_tweaked(*monitor.client, recipient_kind::agent, "director-1", "text/plain",
                                               text("tampered"), t).ok());
-  ASSERT_TRUE(wait_until([&] { return m.has(c.expected, "broker"); })) << m.describe();
+  ASSERT_TRUE(wait_until([&] { return m.has_rejection(c.expected, "broker"); })) << m.describe();
   // The broker keeps serving this sender: the next envelope arrives, the bad one never.
   ASSERT_TRUE(monitor->send("director-1", "text/plain", text("after")).ok());
   ASSERT_TRUE(wait_until([&] { return d.count() == 2; })) << d.describe() << m.describe();
   std::this_thread::sleep_for(100ms);
-  std::lock_guard lock(*d.mu);
-  ASSERT_EQ(d.got->size(), 2u);
-  for (const auto& got : *d.got) EXPECT_NE(std::string(got.header.payload.begin(), got.header.payload.end()), "tampered");
+  std::lock_guard lock(d.mu);
+  ASSERT_EQ(d.messages.size(), 2u);
+  for (const auto& got : d.messages) EXPECT_NE(std::string(got.header.payload.begin(), got.header.payload.end()), "tampered");
 }
 
 void flip_last(bytes& b) { b.back() ^= 0x01; }
@@ -372,7 +342,7 @@ TEST(WireBatch, FanOutSwitchedOffForwardsEnvelopeByEnvelope) {
   testing::scoped_temp_dir dir;
   auto monitor = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, batching());
   auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");
-  collector d;
+  inbox d;
   d.attach(*director.client);
   constexpr int kMessages = 400;
   for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(monitor->send("director-1", "text/plain", text(std::to_string(i))).ok());
@@ -380,9 +350,9 @@ TEST(WireBatch, FanOutSwitchedOffForwardsEnvelopeByEnvelope) {
   EXPECT_EQ(d.describe(), "");
   EXPECT_GE(wire_batches_counted(b), 1u) << "the sender sent no wire batch: the test proves nothing";
   EXPECT_EQ(wire_batches_sent(b), 0u);
-  std::lock_guard lock(*d.mu);
+  std::lock_guard lock(d.mu);
   for (int i = 0; i < kMessages; ++i)
-    ASSERT_EQ(std::string((*d.got)[i].header.payload.begin(), (*d.got)[i].header.payload.end()), std::to_string(i));
+    ASSERT_EQ(std::string(d.messages[i].header.payload.begin(), d.messages[i].header.payload.end()), std::to_string(i));
 }
 
 // A fan-out batch from a sender the receiver refuses (its own policy revokes it) is
@@ -403,16 +373,16 @@ TEST(WireBatch, FanOutFromARefusedSenderRefusesEachEnvelopeForItsSender) {
   o.session_timeout = std::chrono::milliseconds(200);
   auto monitor = connect_agent(b, dir.path(), "monitor-1", "MONITOR", false, o);
   auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR", false, {}, director_policy);
-  collector d;
+  inbox d;
   d.attach(*director.client);
   ASSERT_TRUE(director->subscribe("metrics/cpu", [](const message&) {}).ok());
   constexpr int kMessages = 128;
   for (int i = 0; i < kMessages; ++i)
     ASSERT_TRUE(monitor->publish("metrics/cpu", "text/plain", text(std::to_string(i))).ok());
   auto refused_for_sender = [&] {
-    std::lock_guard lock(*d.mu);
+    std::lock_guard lock(d.mu);
     std::set<bytes> ids;
-    for (const auto& r : *d.refused)
+    for (const auto& r : d.rejections)
       if (r.reason.code() == status_code::revoked_agent && r.sender == "monitor-1") ids.insert(r.message_id);
     return ids.size();
   };
@@ -464,7 +434,7 @@ TEST_P(FanOutTampering, WholeBatchIsRefusedAtTheReceiverAndTheBusGoesOn) {
     std::lock_guard lock(seen->mu);
     lost = seen->payloads.size();
   }
-  ASSERT_TRUE(wait_until([&] { return d.has(c.expected, "receiver"); })) << d.describe();
+  ASSERT_TRUE(wait_until([&] { return d.has_rejection(c.expected, "receiver"); })) << d.describe();
   ASSERT_TRUE(wait_until([&] { return d.count() == kMessages - lost; }, 30s)) << d.count() << " + " << lost << "\n" << d.describe();
   // The sender hears nothing from the broker (it forwarded in good faith)...
   EXPECT_EQ(m.describe(), "");
@@ -472,8 +442,8 @@ TEST_P(FanOutTampering, WholeBatchIsRefusedAtTheReceiverAndTheBusGoesOn) {
   testing::agent_access::edit_received(*director.client, {});
   ASSERT_TRUE(monitor->send("director-1", "text/plain", text("after")).ok());
   ASSERT_TRUE(wait_until([&] { return d.count() == kMessages - lost + 1; })) << d.describe();
-  std::lock_guard lock(*d.mu), lock2(seen->mu);
-  for (const auto& got : *d.got) {
+  std::lock_guard lock(d.mu), lock2(seen->mu);
+  for (const auto& got : d.messages) {
     const std::string p(got.header.payload.begin(), got.header.payload.end());
     EXPECT_EQ(std::count(seen->payloads.begin(), seen->payloads.end(), p), 0) << p << " of the altered batch was delivered";
   }

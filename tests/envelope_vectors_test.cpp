@@ -38,7 +38,14 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-fs::path vectors_dir() { return fs::path(AGENTBUS_SOURCE_DIR) / "schemas" / "vectors"; }
+using testing::vectors::hash_of;
+using testing::vectors::hex;
+using testing::vectors::key_type_of;
+using testing::vectors::load;
+using testing::vectors::secret;
+using testing::vectors::str;
+using testing::vectors::suite_of;
+using testing::vectors::vectors_dir;
 
 std::vector<fs::path> json_files() {
   std::vector<fs::path> files;
@@ -46,13 +53,6 @@ std::vector<fs::path> json_files() {
     if (entry.path().extension() == ".json") files.push_back(entry.path());
   std::sort(files.begin(), files.end());
   return files;
-}
-
-json load(const fs::path& file) {
-  std::ifstream in(file);
-  std::stringstream text;
-  text << in.rdbuf();
-  return json::parse(text.str());
 }
 
 // kind_of: the file's top-level "kind" ("envelope", "wire-batch-mac", "negative",
@@ -76,35 +76,6 @@ std::vector<fs::path> vector_files() {
   return files;
 }
 
-using testing::vectors::hex;
-using testing::vectors::str;
-
-using testing::vectors::hash_of;
-
-key_type key_type_of(const json& v) {
-  key_type t;
-  if (v["signature_scheme"] == "rsa-pss") {
-    t.scheme = signature_scheme::rsa_pss;
-    t.rsa_bits = v["rsa_bits"].get<unsigned>();
-  } else {
-    t.scheme = signature_scheme::ecdsa;
-    t.curve = parse_curve(v["curve"].get<std::string>()).value_or(ec_curve::p256);
-  }
-  return t;
-}
-
-// suite_of reads a suite object of the vectors (name, signature_scheme, curve,
-// rsa_bits, envelope_hash, mac_hash, ecdh_curve).
-suite suite_of(const json& j) {
-  suite s;
-  s.name = j["name"].get<std::string>();
-  s.key = key_type_of(j);
-  s.envelope_hash = hash_of(j["envelope_hash"]);
-  s.mac_hash = hash_of(j["mac_hash"]);
-  s.ecdh_curve = parse_curve(j["ecdh_curve"].get<std::string>()).value_or(ec_curve::p256);
-  return s;
-}
-
 // The suite an envelope vector names (its fields are at the vector's top level).
 suite envelope_suite_of(const json& v) {
   suite s;
@@ -116,8 +87,7 @@ suite envelope_suite_of(const json& v) {
 }
 
 session::mac_key mac_key_of(const json& session_id, const json& key, hash_algorithm h) {
-  const bytes k = hex(key);
-  return session::mac_key{hex(session_id), secret_bytes(k.data(), k.size()), h};
+  return session::mac_key{hex(session_id), secret(key), h};
 }
 
 envelope_type type_of(const std::string& name) {

@@ -15,12 +15,9 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <filesystem>
-#include <fstream>
 #include <initializer_list>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,46 +34,14 @@ namespace agentbus {
 namespace {
 
 using json = nlohmann::json;
-namespace fs = std::filesystem;
 
-json load(const char* name) {
-  std::ifstream in(fs::path(AGENTBUS_SOURCE_DIR) / "schemas" / "vectors" / name);
-  std::stringstream text;
-  text << in.rdbuf();
-  return json::parse(text.str());
-}
-
-using testing::vectors::hex;
-using testing::vectors::str;
-
-secret_bytes secret(const json& j) {
-  const bytes b = hex(j);
-  return secret_bytes(b.data(), b.size());
-}
+json load(const char* name) { return testing::vectors::load(testing::vectors::vectors_dir() / name); }
 
 using testing::vectors::hash_of;
-
-// suite_of reads a suite object of the vectors (name, signature_scheme, curve,
-// rsa_bits, envelope_hash, mac_hash, ecdh_curve).
-suite suite_of(const json& j) {
-  suite s;
-  s.name = str(j["name"]);
-  if (j["signature_scheme"] == "rsa-pss") {
-    s.key.scheme = signature_scheme::rsa_pss;
-    s.key.rsa_bits = j["rsa_bits"].get<unsigned>();
-  } else {
-    s.key.scheme = signature_scheme::ecdsa;
-    auto c = parse_curve(str(j["curve"]));
-    EXPECT_TRUE(c.has_value()) << j;
-    s.key.curve = c.value_or(ec_curve::p256);
-  }
-  s.envelope_hash = hash_of(j["envelope_hash"]);
-  s.mac_hash = hash_of(j["mac_hash"]);
-  auto ecdh = parse_curve(str(j["ecdh_curve"]));
-  EXPECT_TRUE(ecdh.has_value()) << j;
-  s.ecdh_curve = ecdh.value_or(ec_curve::p256);
-  return s;
-}
+using testing::vectors::hex;
+using testing::vectors::secret;
+using testing::vectors::str;
+using testing::vectors::suite_of;
 
 // openssl_ecdh: x(d_mine × Q_peer) with OpenSSL directly, from the vector's PEM
 // keys (libagentbus holds ephemeral private keys only as keys it generated).
