@@ -48,6 +48,7 @@ struct broker::impl {
   std::unique_ptr<identity_worker> worker;
   std::unique_ptr<enrolment> enrol;
   std::unique_ptr<admin_server> admin;
+  std::string hello_address;  // the peer address of the HELLO being handled (recv_multipart_into)
 
   // handle dispatches one message [route, kind, ...] to the part that owns its kind.
   void handle(const net::frames& f) {
@@ -67,7 +68,7 @@ struct broker::impl {
     if (kind == session::frame::kEnvelope) return intake->on_envelope(route, body);
     if (kind == session::frame::kWireBatch) return intake->on_wire_batch(route, body);
     if (kind == session::frame::kControl) return control->on_control(route, body);
-    if (kind == session::frame::kHello) return enrol->on_hello(route, body);
+    if (kind == session::frame::kHello) return enrol->on_hello(route, body, hello_address);
     if (kind == session::frame::kProof) return enrol->on_proof(route, body);
     stats->increment("frames_malformed_total");
     out->error(route, {status_code::malformed, "unknown frame kind"});
@@ -148,6 +149,7 @@ void broker::run(const std::atomic<bool>& stop) {
   impl& d = *impl_;
   auto last_sweep = steady::now();
   net::frames received;  // reused for every message: its buffers stay allocated
+  const net::peer_address_of hello_address{session::frame::kHello, &d.hello_address};
   while (!stop.load()) {
     zmq::pollitem_t items[3] = {{d.socket.handle(), 0, ZMQ_POLLIN, 0},
                                 {nullptr, d.worker->fd(), ZMQ_POLLIN, 0},
@@ -163,7 +165,9 @@ void broker::run(const std::atomic<bool>& stop) {
     // Bounded batch per wake-up so the identity worker's results and the admin socket
     // are not starved.
     for (int budget = 0; budget < 4096; ++budget) {
-      if (!net::recv_multipart_into(d.socket, received, 4 + 2 * session::kMaxWireBatchEnvelopes)) break;
+      d.hello_address.clear();
+      if (!net::recv_multipart_into(d.socket, received, 4 + 2 * session::kMaxWireBatchEnvelopes, &hello_address))
+        break;
       try {
         d.handle(received);
       } catch (const std::exception& e) {

@@ -22,6 +22,7 @@ struct enrolment::handshake {
   std::optional<crypto::ec_keypair> ephemeral;
   std::optional<crypto::public_key> agent_key, agent_ephemeral, agent_static;  // from HELLO, checked
   std::string agent_fingerprint;  // of agent_key
+  std::string peer_address;       // as libzmq reports it ("" if unknown)
   std::optional<secret_bytes> static_share;  // broker static (TPM) × agent ephemeral
   suite agent_suite;
   steady::time_point deadline;
@@ -32,7 +33,7 @@ struct enrolment::handshake {
 
 enrolment::enrolment(const broker_config& cfg, const policy& pol, identity_key& identity, registry& reg,
                      connections& agents, outbox& out, accounting& acct, submit_fn submit)
-    : cfg_(cfg), pol_(pol), identity_(identity), reg_(reg), agents_(agents), out_(out), acct_(acct),
+    : cfg_(cfg), pol_(pol), identity_(identity), reg_(reg), authority_(pol, reg), agents_(agents), out_(out), acct_(acct),
       submit_(std::move(submit)) {
   for (const suite& s : pol_.suites()) {
     if (static_keys_.count(s.ecdh_curve)) continue;
@@ -58,23 +59,21 @@ void enrolment::refuse(const bytes& route, const std::string& name, const status
   pending_.erase(route);
 }
 
-status enrolment::check_pins(const std::string& name, const std::string& role, const std::string& fingerprint) {
-  if (const agent_pin* pin = pol_.find_pin(name)) {
-    if (pin->role != role) return {status_code::refused, name + " is pinned to role " + pin->role};
-    if (!pin->fingerprint.empty() && pin->fingerprint != fingerprint)
-      return {status_code::key_changed, "key " + fingerprint.substr(0, 16) + " is not the key pinned in the policy"};
-  }
-  if (auto rec = reg_.find_agent(name)) {
-    if (rec->revoked) return {status_code::revoked_agent, name + " is revoked: " + rec->revoked_reason};
-    if (rec->fingerprint != fingerprint)
-      return {status_code::key_changed, "key " + fingerprint.substr(0, 16) +
-                                            " differs from the key pinned on first use; an operator must approve it"};
-    if (rec->role != role) return {status_code::refused, name + " was enrolled as " + rec->role};
-  }
-  return {};
+candidate enrolment::candidate_of(const session::hello_msg& hello, const crypto::public_key& key,
+                                  const std::string& fingerprint, const std::string& address) const {
+  candidate c;
+  c.name = hello.name;
+  c.role = hello.role;
+  c.fingerprint = fingerprint;
+  c.public_key_pem = key.pem();
+  c.address = address;
+  c.evidence = "declared " + std::string(protection_name(hello.key_protection));
+  if (hello.key_protection == protection::tpm)
+    c.evidence += ", manufacturer " + hello.tpm_manufacturer + (hello.tpm_simulator ? ", simulator" : "");
+  return c;
 }
 
-void enrolment::on_hello(const bytes& route, std::span<const bytes> frames) {
+void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, const std::string& peer_address) {
   if (frames.size() != 1) return out_.error(route, {status_code::malformed, "HELLO must be 2 frames"});
   auto hello = session::decode_hello(frames[0]);
   if (!hello) return refuse(route, "?", hello.error());
@@ -96,7 +95,6 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames) {
   // Policy before any expensive work, cheapest first.
   const role_policy* role = pol_.find_role(hello->role);
   if (role == nullptr) return refuse(route, name, {status_code::unknown_role, "role '" + hello->role + "' is not in the policy"});
-  if (pol_.is_revoked(name)) return refuse(route, name, {status_code::revoked_agent, name + " is revoked"});
   if (status st = pol_.check_declared_suite(hello->role, hello->suite); !st) return refuse(route, name, st);
   if (hello->key_protection == protection::software && !role->allow_software)
     return refuse(route, name, {status_code::software_key_refused, "role " + role->name + " requires a TPM key"});
@@ -108,11 +106,11 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames) {
   if (key->type() != s.key)
     return refuse(route, name, {status_code::wrong_key, "identity key is " + key->type().describe() + ", role needs " + s.key.describe()});
   const std::string fingerprint = key->fingerprint_hex();
-  if (status st = check_pins(name, hello->role, fingerprint); !st) {
-    // A changed key is remembered so that an operator can approve exactly this one.
-    if (st.code() == status_code::key_changed) (void)reg_.set_pending_key(name, fingerprint, key->pem());
+  // What no PROOF could change is refused before the broker signs anything. A key
+  // that differs from the registry's is not refused yet: a token in PROOF may
+  // authorise it, and only a proven key is recorded for an operator.
+  if (status st = authority_.screen(candidate_of(*hello, *key, fingerprint, peer_address)); !st)
     return refuse(route, name, st);
-  }
   auto agent_ecdh = session::read_peer_ecdh_keys(hello->ephemeral_der, hello->static_ecdh_der, s.ecdh_curve, "agent");
   if (!agent_ecdh) return refuse(route, name, agent_ecdh.error());
 
@@ -122,6 +120,7 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames) {
   p->agent_suite = s;
   p->agent_key = std::move(key).value();
   p->agent_fingerprint = fingerprint;
+  p->peer_address = peer_address;
   p->ephemeral = crypto::ec_keypair::generate(s.ecdh_curve);
   p->agent_ephemeral = agent_ecdh->ephemeral;
   p->agent_static = std::move(agent_ecdh->static_key);
@@ -187,32 +186,46 @@ void enrolment::on_proof(const bytes& route, std::span<const bytes> frames) {
                                         proof->signature);
       !st)
     return refuse(route, name, {status_code::bad_signature, "proof of possession does not verify"});
-  // Pins again: another enrolment of this name may have completed meanwhile.
-  if (status st = check_pins(name, p.hello.role, p.agent_fingerprint); !st) return refuse(route, name, st);
-  if (agents_.known_count() >= cfg_.max_agents && !agents_.find(name))
-    return refuse(route, name, {status_code::overloaded, "broker is at its agent limit"});
-  complete(route, p, frames[0]);
-}
-
-void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_bytes) {
-  // Copies: `p` is erased before the last line below uses them.
-  const std::string name = p.hello.name;
-  const suite s = p.agent_suite;
   auto shares = session::software_shares(*p.ephemeral, *p.agent_ephemeral, p.agent_static);
   if (!shares) return refuse(route, name, shares.error());
   if (p.static_share) shares->my_static = std::move(p.static_share);
+  std::optional<secret_bytes> token;
+  if (!proof->sealed_token.empty()) {
+    const std::array<byte_view, 2> hello_challenge{p.hello_bytes, p.challenge_bytes};
+    auto opened = session::open_enrolment_token(
+        *shares, {"hop", name, cfg_.name, p.hello.nonce, p.challenge.nonce, s.mac_hash, s.mac_hash, hello_challenge},
+        proof->sealed_token);
+    if (!opened) return refuse(route, name, {opened.error().code(), "enrolment token: " + opened.error().detail()});
+    token = std::move(opened).value();
+  }
+  // Now that the key is proven: may it have this name and role? (The registry may
+  // also have changed since HELLO.)
+  auto auth = authority_.authorise(candidate_of(p.hello, *p.agent_key, p.agent_fingerprint, p.peer_address), token,
+                                   now_unix_ms());
+  if (!auth) return refuse(route, name, auth.error());
+  if (agents_.known_count() >= cfg_.max_agents && !agents_.find(name))
+    return refuse(route, name, {status_code::overloaded, "broker is at its agent limit"});
+  complete(route, p, frames[0], std::move(*shares), *auth);
+}
+
+void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_bytes, const session::ecdh_shares& shares,
+                         const authorisation& auth) {
+  // Copies: `p` is erased before the last line below uses them.
+  const std::string name = p.hello.name;
+  const suite s = p.agent_suite;
   const std::array<byte_view, 3> transcript{p.hello_bytes, p.challenge_bytes, proof_bytes};
   session::agreed_keys keys = session::agree(
-      session::handshake_role::responder, *shares,
+      session::handshake_role::responder, shares,
       {"hop", name, cfg_.name, p.hello.nonce, p.challenge.nonce, s.mac_hash, s.mac_hash, transcript});
   session::welcome_msg w;
   w.session_id = keys.session_id;
-  w.confirm_tag = session::welcome_confirm_tag(keys);
   w.rekey_after_messages = cfg_.rekey_after_messages;
   w.rekey_after_seconds = cfg_.rekey_after_seconds;
+  w.confirm_tag = session::welcome_confirm_tag(keys, w.rekey_after_messages, w.rekey_after_seconds);
 
-  // The registry row first, committed before WELCOME: a pinned key survives kill -9.
-  const bool first_use = !reg_.find_agent(name).has_value();
+  // The registry row first (and the token consumed with it), committed before
+  // WELCOME: a pinned key survives kill -9.
+  const auto before = reg_.find_agent(name);
   agent_record rec;
   rec.name = name;
   rec.role = p.hello.role;
@@ -223,8 +236,11 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
   rec.tpm_manufacturer = p.hello.tpm_manufacturer;
   rec.tpm_simulator = p.hello.tpm_simulator;
   rec.enrolled_at = rec.last_seen = now_unix_ms();
-  reg_.upsert_agent(rec);
-  if (first_use) spdlog::info("pinned {} ({}) to key {} on first use", name, rec.role, rec.fingerprint);
+  if (!reg_.enrol(rec, auth.token_hash))
+    return refuse(route, name, {status_code::not_authorised, "the enrolment token was used by another enrolment meanwhile"});
+  if (!before || before->fingerprint != rec.fingerprint)
+    spdlog::warn("{} {} ({}) to key {} ({})", before ? "re-keyed" : "enrolled", name, rec.role, rec.fingerprint,
+                 auth.reason);
 
   // Only a WELCOME that left opens the connection: an agent that never got it is not
   // online, and nothing is routed to it.

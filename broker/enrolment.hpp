@@ -31,10 +31,12 @@
 #include "agentbus/policy.hpp"
 #include "broker_config.hpp"
 #include "connections.hpp"
+#include "enrolment_authority.hpp"
 #include "identity_worker.hpp"
 #include "outbox.hpp"
 #include "registry.hpp"
 #include "session/handshake.hpp"
+#include "session/key_agreement.hpp"
 
 namespace agentbus::broker {
 
@@ -59,8 +61,10 @@ class enrolment {
   enrolment(const enrolment&) = delete;
   enrolment& operator=(const enrolment&) = delete;
 
-  // on_hello / on_proof: frames after the kind (one body frame each).
-  void on_hello(const bytes& route, std::span<const bytes> frames);
+  // on_hello / on_proof: frames after the kind (one body frame each). peer_address:
+  // the connection's address as libzmq reports it ("" if unknown), recorded with a
+  // changed key for the operator.
+  void on_hello(const bytes& route, std::span<const bytes> frames, const std::string& peer_address = {});
   void on_proof(const bytes& route, std::span<const bytes> frames);
   // on_signed: the identity worker finished a job.
   void on_signed(identity_result r);
@@ -72,14 +76,16 @@ class enrolment {
  private:
   struct handshake;
   void refuse(const bytes& route, const std::string& name, const status& why);
-  // check_pins: the policy pin, then the registry's (first use, approval, revocation).
-  status check_pins(const std::string& name, const std::string& role, const std::string& fingerprint);
-  void complete(const bytes& route, handshake& p, const bytes& proof_bytes);
+  candidate candidate_of(const session::hello_msg& hello, const crypto::public_key& key, const std::string& fingerprint,
+                         const std::string& address) const;
+  void complete(const bytes& route, handshake& p, const bytes& proof_bytes, const session::ecdh_shares& shares,
+                const authorisation& auth);
 
   const broker_config& cfg_;
   const policy& pol_;
   identity_key& identity_;
   registry& reg_;
+  enrolment_authority authority_;
   connections& agents_;
   outbox& out_;
   accounting& acct_;

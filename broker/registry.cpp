@@ -1,4 +1,5 @@
 #include "registry.hpp"
+#include "registry_sqlite.hpp"
 
 #include <sqlite3.h>
 
@@ -16,146 +17,9 @@ namespace agentbus::broker {
 namespace {
 
 namespace fs = std::filesystem;
-
-// ---------------------------------------------------------------- SQLite handles
-
-// connection owns one sqlite3* (move-only; closing is the deleter, idempotent through
-// unique_ptr) and the file name every error carries. check() is the one place that
-// turns an SQLite result code into a registry_error.
-class connection {
- public:
-  connection(const fs::path& file, int flags) : file_(file.string()) {
-    sqlite3* raw = nullptr;
-    // Extended result codes from the start (SQLITE_OPEN_EXRESCODE), so that errors
-    // say which constraint failed, not only "constraint failed".
-    const int rc = sqlite3_open_v2(file_.c_str(), &raw, flags | SQLITE_OPEN_EXRESCODE, nullptr);
-    db_.reset(raw);  // sqlite3_open_v2 may return a handle even when it fails; it must be closed
-    check(rc, "sqlite3_open_v2");
-    check(sqlite3_busy_timeout(db_.get(), static_cast<int>(registry::kBusyTimeout.count())), "sqlite3_busy_timeout");
-  }
-
-  sqlite3* get() const noexcept { return db_.get(); }
-  const std::string& file() const noexcept { return file_; }
-
-  // check throws registry_error "registry FILE: CALL: MESSAGE (code N)" unless rc is OK.
-  void check(int rc, std::string_view call) const {
-    if (rc != SQLITE_OK) fail(rc, call);
-  }
-
-  [[noreturn]] void fail(int rc, std::string_view call) const {
-    // sqlite3_errmsg describes the latest failed call on this connection (more
-    // specific than sqlite3_errstr: it names the constraint or the missing table).
-    const char* message = db_ ? sqlite3_errmsg(db_.get()) : sqlite3_errstr(rc);
-    throw registry_error("registry " + file_ + ": " + std::string(call) + ": " + message + " (code " +
-                         std::to_string(rc) + ")");
-  }
-
-  [[noreturn]] void refuse(const std::string& problem) const { throw registry_error("registry " + file_ + ": " + problem); }
-
-  // exec runs constant SQL (pragmas, BEGIN/COMMIT, migration scripts). Never values:
-  // those are bound to prepared statements.
-  void exec(const std::string& sql, std::string_view label) const {
-    check(sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, nullptr), "sqlite3_exec(" + std::string(label) + ")");
-  }
-
- private:
-  struct closer {
-    // sqlite3_close_v2 never fails for want of finalised statements: it defers the close
-    // until the last one is finalised. Every statement here is RAII-owned anyway.
-    void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
-  };
-  std::string file_;
-  std::unique_ptr<sqlite3, closer> db_;
-};
-
-// statement owns one prepared sqlite3_stmt*. Parameters are bound, never spliced into
-// SQL. Text is bound SQLITE_STATIC: the caller's strings outlive the step that uses them.
-class statement {
- public:
-  statement(const connection& c, const char* sql, std::string_view label) : conn_(&c), label_(label) {
-    sqlite3_stmt* raw = nullptr;
-    const char* tail = nullptr;
-    const int rc = sqlite3_prepare_v2(c.get(), sql, -1, &raw, &tail);
-    stmt_.reset(raw);
-    c.check(rc, call("sqlite3_prepare_v2"));
-    if (tail != nullptr && *tail != '\0') std::abort();  // one statement per string: an invariant of this file
-  }
-
-  statement& bind_text(int index, std::string_view v) {
-    // An empty string_view may have a null data(), which SQLite would bind as NULL.
-    const char* data = v.data() != nullptr ? v.data() : "";
-    conn_->check(sqlite3_bind_text64(stmt_.get(), index, data, v.size(), SQLITE_STATIC, SQLITE_UTF8), call("sqlite3_bind_text64"));
-    return *this;
-  }
-  statement& bind_int(int index, std::int64_t v) {
-    conn_->check(sqlite3_bind_int64(stmt_.get(), index, v), call("sqlite3_bind_int64"));
-    return *this;
-  }
-
-  // step returns true for a row, false when done; throws on failure.
-  bool step() {
-    const int rc = sqlite3_step(stmt_.get());
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    conn_->fail(rc, call("sqlite3_step"));
-  }
-  // run steps a statement that returns no rows and returns the rows it changed.
-  int run() {
-    while (step()) {
-    }
-    return sqlite3_changes(conn_->get());
-  }
-  // reset makes the statement ready to bind and run again. The result of the previous
-  // step (already reported by step) is not repeated.
-  void reset() {
-    sqlite3_reset(stmt_.get());
-    sqlite3_clear_bindings(stmt_.get());
-  }
-
-  std::string text(int column) const {
-    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_.get(), column));
-    // sqlite3_column_bytes after sqlite3_column_text: the length of the UTF-8 form.
-    return p != nullptr ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_.get(), column))) : std::string();
-  }
-  std::int64_t int64(int column) const { return sqlite3_column_int64(stmt_.get(), column); }
-  std::uint64_t count(int column) const { return static_cast<std::uint64_t>(int64(column)); }  // CHECK (>= 0) in the schema
-  bool boolean(int column) const { return int64(column) != 0; }
-
- private:
-  std::string call(std::string_view fn) const { return std::string(fn) + "(" + label_ + ")"; }
-
-  struct finalizer {
-    void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
-  };
-  const connection* conn_;
-  std::string label_;
-  std::unique_ptr<sqlite3_stmt, finalizer> stmt_;
-};
-
-// transaction is a write transaction: BEGIN IMMEDIATE takes the write lock up front
-// (waiting up to the busy timeout), so a transaction never fails half-way for want of
-// a lock. It rolls back unless commit() succeeded.
-class transaction {
- public:
-  explicit transaction(const connection& c) : conn_(c) { conn_.exec("BEGIN IMMEDIATE", "begin"); }
-  transaction(const transaction&) = delete;
-  transaction& operator=(const transaction&) = delete;
-
-  void commit() {
-    conn_.exec("COMMIT", "commit");
-    committed_ = true;
-  }
-
-  ~transaction() {
-    // Some errors (SQLITE_FULL, IOERR, NOMEM) already rolled the transaction back;
-    // then the connection is in autocommit mode and there is nothing to undo.
-    if (!committed_ && sqlite3_get_autocommit(conn_.get()) == 0) sqlite3_exec(conn_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
-  }
-
- private:
-  const connection& conn_;
-  bool committed_ = false;
-};
+using sqlite::connection;
+using sqlite::statement;
+using sqlite::transaction;
 
 // ---------------------------------------------------------------- schema
 
@@ -212,6 +76,32 @@ CREATE TABLE refusals (
 ) STRICT;
 CREATE INDEX refusals_by_reason ON refusals (reason);
 )sql"},
+    // 2: enrolment tokens, revoked keys, and where a pending key came from.
+    {2, R"sql(
+ALTER TABLE agents ADD COLUMN pending_at       INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agents ADD COLUMN pending_address  TEXT    NOT NULL DEFAULT '';
+ALTER TABLE agents ADD COLUMN pending_evidence TEXT    NOT NULL DEFAULT '';
+
+CREATE TABLE tokens (
+  hash                TEXT    NOT NULL PRIMARY KEY CHECK (length(hash) = 64),
+  name                TEXT    NOT NULL CHECK (name <> ''),
+  role                TEXT    NOT NULL CHECK (role <> ''),
+  fingerprint         TEXT    NOT NULL DEFAULT '',
+  created_at          INTEGER NOT NULL,
+  expires_at          INTEGER NOT NULL,
+  created_by          TEXT    NOT NULL DEFAULT '',
+  used_at             INTEGER NOT NULL DEFAULT 0,
+  used_by_fingerprint TEXT    NOT NULL DEFAULT ''
+) STRICT;
+CREATE INDEX tokens_by_name ON tokens (name);
+
+CREATE TABLE revoked_keys (
+  fingerprint TEXT    NOT NULL PRIMARY KEY CHECK (fingerprint <> ''),
+  agent       TEXT    NOT NULL DEFAULT '',
+  reason      TEXT    NOT NULL DEFAULT '',
+  revoked_at  INTEGER NOT NULL
+) STRICT;
+)sql"},
 };
 
 static_assert(std::size(kMigrations) == registry::kSchemaVersion, "one migration per schema version");
@@ -248,7 +138,7 @@ void check_identity(const connection& c, int version) {
 int migrate(const connection& c) {
   int found = user_version(c);
   if (found == registry::kSchemaVersion) return found;  // the common case: no write, no lock
-  transaction t(c);
+  transaction t(c, "migrate");
   found = user_version(c);  // again, under the write lock: another process may have migrated meanwhile
   if (found > registry::kSchemaVersion) refuse_newer(c, found);
   for (const migration& m : kMigrations) {
@@ -281,12 +171,16 @@ agent_record read_agent(const statement& s) {
   a.revoked_at = s.int64(12);
   a.pending_fingerprint = s.text(13);
   a.pending_public_key_pem = s.text(14);
+  a.pending_at = s.int64(15);
+  a.pending_address = s.text(16);
+  a.pending_evidence = s.text(17);
   return a;
 }
 
 #define AGENTBUS_AGENT_COLUMNS                                                                                 \
   "name, role, suite, fingerprint, public_key_pem, protection, tpm_manufacturer, tpm_simulator, enrolled_at, " \
-  "last_seen, revoked, revoked_reason, revoked_at, pending_fingerprint, pending_public_key_pem"
+  "last_seen, revoked, revoked_reason, revoked_at, pending_fingerprint, pending_public_key_pem, pending_at, "      \
+  "pending_address, pending_evidence"
 
 // ordered_pair puts two agent names in the edge's (a, b) order: bytewise, as SQLite's
 // BINARY collation compares them in CHECK (a < b) and ORDER BY.
@@ -297,13 +191,6 @@ std::pair<std::string_view, std::string_view> ordered_pair(std::string_view x, s
 }  // namespace
 
 // ---------------------------------------------------------------- registry
-
-struct registry::impl {
-  connection conn;
-  fs::path file;
-  int opened_at_version = 0;
-  bool read_only = false;
-};
 
 registry::registry(std::unique_ptr<impl> p) noexcept : impl_(std::move(p)) {}
 
@@ -388,7 +275,7 @@ void registry::upsert_agent(const agent_record& a) {
   // test the old pending_fingerprint.
   statement s(self().conn,
               "INSERT INTO agents (" AGENTBUS_AGENT_COLUMNS ")"
-              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
               " ON CONFLICT (name) DO UPDATE SET"
               "  role = excluded.role, suite = excluded.suite, fingerprint = excluded.fingerprint,"
               "  public_key_pem = excluded.public_key_pem, protection = excluded.protection,"
@@ -397,37 +284,75 @@ void registry::upsert_agent(const agent_record& a) {
               "  pending_fingerprint = CASE WHEN agents.pending_fingerprint = excluded.fingerprint"
               "                             THEN '' ELSE agents.pending_fingerprint END,"
               "  pending_public_key_pem = CASE WHEN agents.pending_fingerprint = excluded.fingerprint"
-              "                                THEN '' ELSE agents.pending_public_key_pem END",
+              "                                THEN '' ELSE agents.pending_public_key_pem END,"
+              "  pending_at = CASE WHEN agents.pending_fingerprint = excluded.fingerprint"
+              "                    THEN 0 ELSE agents.pending_at END,"
+              "  pending_address = CASE WHEN agents.pending_fingerprint = excluded.fingerprint"
+              "                         THEN '' ELSE agents.pending_address END,"
+              "  pending_evidence = CASE WHEN agents.pending_fingerprint = excluded.fingerprint"
+              "                          THEN '' ELSE agents.pending_evidence END",
               "upsert_agent");
   s.bind_text(1, a.name).bind_text(2, a.role).bind_text(3, a.suite).bind_text(4, a.fingerprint);
   s.bind_text(5, a.public_key_pem).bind_text(6, a.protection).bind_text(7, a.tpm_manufacturer);
   s.bind_int(8, a.tpm_simulator ? 1 : 0).bind_int(9, a.enrolled_at).bind_int(10, a.last_seen);
   s.bind_int(11, a.revoked ? 1 : 0).bind_text(12, a.revoked_reason).bind_int(13, a.revoked_at);
-  s.bind_text(14, a.pending_fingerprint).bind_text(15, a.pending_public_key_pem);
+  s.bind_text(14, a.pending_fingerprint).bind_text(15, a.pending_public_key_pem).bind_int(16, a.pending_at);
+  s.bind_text(17, a.pending_address).bind_text(18, a.pending_evidence);
   s.run();
 }
 
-bool registry::set_pending_key(std::string_view name, std::string_view fingerprint, std::string_view pem) {
-  statement s(self().conn, "UPDATE agents SET pending_fingerprint = ?2, pending_public_key_pem = ?3 WHERE name = ?1",
+bool registry::set_pending_key(const pending_key& k) {
+  // The first pending key stays until an operator approves or rejects it: a stream of
+  // other keys (each with a verified PROOF) cannot replace the one being reviewed.
+  statement s(self().conn,
+              "UPDATE agents SET pending_fingerprint = ?2, pending_public_key_pem = ?3, pending_at = ?4,"
+              "  pending_address = ?5, pending_evidence = ?6"
+              " WHERE name = ?1 AND pending_fingerprint = '' AND fingerprint <> ?2",
               "set_pending_key");
-  s.bind_text(1, name).bind_text(2, fingerprint).bind_text(3, pem);
+  s.bind_text(1, k.name).bind_text(2, k.fingerprint).bind_text(3, k.pem).bind_int(4, k.at);
+  s.bind_text(5, k.address).bind_text(6, k.evidence);
   return s.run() > 0;
 }
 
 bool registry::approve_key(std::string_view name, std::string_view fingerprint) {
   statement s(self().conn,
               "UPDATE agents SET fingerprint = pending_fingerprint, public_key_pem = pending_public_key_pem,"
-              "  pending_fingerprint = '', pending_public_key_pem = ''"
+              "  pending_fingerprint = '', pending_public_key_pem = '', pending_at = 0, pending_address = '',"
+              "  pending_evidence = ''"
               " WHERE name = ?1 AND pending_fingerprint <> '' AND pending_fingerprint = ?2",
               "approve_key");
   s.bind_text(1, name).bind_text(2, fingerprint);
   return s.run() > 0;
 }
 
-bool registry::revoke(std::string_view name, std::string_view reason, std::int64_t at) {
-  statement s(self().conn, "UPDATE agents SET revoked = 1, revoked_reason = ?2, revoked_at = ?3 WHERE name = ?1", "revoke");
-  s.bind_text(1, name).bind_text(2, reason).bind_int(3, at);
+bool registry::reject_key(std::string_view name, std::string_view fingerprint) {
+  statement s(self().conn,
+              "UPDATE agents SET pending_fingerprint = '', pending_public_key_pem = '', pending_at = 0,"
+              "  pending_address = '', pending_evidence = ''"
+              " WHERE name = ?1 AND pending_fingerprint <> '' AND pending_fingerprint = ?2",
+              "reject_key");
+  s.bind_text(1, name).bind_text(2, fingerprint);
   return s.run() > 0;
+}
+
+bool registry::revoke(std::string_view name, std::string_view reason, std::int64_t at) {
+  const connection& c = self().conn;
+  transaction t(c, "revoke");
+  statement s(c, "UPDATE agents SET revoked = 1, revoked_reason = ?2, revoked_at = ?3 WHERE name = ?1", "revoke");
+  s.bind_text(1, name).bind_text(2, reason).bind_int(3, at);
+  if (s.run() == 0) return false;
+  // The name's key is revoked with it, under any name (and a pending key too: it was
+  // presented for this name).
+  statement k(c,
+              "INSERT INTO revoked_keys (fingerprint, agent, reason, revoked_at)"
+              " SELECT fingerprint, name, ?2, ?3 FROM agents WHERE name = ?1"
+              " UNION ALL SELECT pending_fingerprint, name, ?2, ?3 FROM agents WHERE name = ?1 AND pending_fingerprint <> ''"
+              " ON CONFLICT (fingerprint) DO NOTHING",
+              "revoke: keys");
+  k.bind_text(1, name).bind_text(2, reason).bind_int(3, at);
+  k.run();
+  t.commit();
+  return true;
 }
 
 bool registry::unrevoke(std::string_view name) {
@@ -493,7 +418,7 @@ void registry::flush(const std::vector<traffic_delta>& traffic, const std::vecto
   const connection& c = self().conn;
   // One transaction for the whole batch: one WAL commit a second instead of one per
   // counter, and a failure anywhere leaves every counter as it was.
-  transaction t(c);
+  transaction t(c, "flush");
   if (!traffic.empty()) {
     statement s(c,
                 "INSERT INTO edges (a, b, messages_a_to_b, messages_b_to_a) VALUES (?1, ?2, ?3, ?4)"

@@ -50,8 +50,11 @@ struct agent_record {
   bool revoked = false;
   std::string revoked_reason;
   std::int64_t revoked_at = 0;
-  std::string pending_fingerprint;  // a changed key presented and refused, awaiting operator approval ("" if none)
+  std::string pending_fingerprint;  // a changed key that proved possession and was refused, awaiting operator approval ("" if none)
   std::string pending_public_key_pem;
+  std::int64_t pending_at = 0;      // Unix ms it was presented (0 if none)
+  std::string pending_address;      // the connection's peer address ("" if unknown)
+  std::string pending_evidence;     // what it claimed or proved about its protection, for the operator
 
   friend bool operator==(const agent_record&, const agent_record&) = default;
 };
@@ -81,6 +84,36 @@ struct refusal_record {
   friend bool operator==(const refusal_record&, const refusal_record&) = default;
 };
 
+// pending_key is a changed key for a known name, recorded after its PROOF verified.
+struct pending_key {
+  std::string name, fingerprint, pem;
+  std::int64_t at = 0;
+  std::string address{}, evidence{};
+};
+
+// token_record is one enrolment token (schemas/registry.md §2.4). Only its SHA-256
+// is stored; `id` (the hash's first 16 hex digits) is how operators name it.
+struct token_record {
+  std::string hash;                 // hex SHA-256 of the 32 token bytes
+  std::string name, role;
+  std::string fingerprint;          // the only key it admits ("" = any key)
+  std::int64_t created_at = 0, expires_at = 0;  // Unix ms
+  std::string created_by;           // operator name
+  std::int64_t used_at = 0;         // 0 until consumed
+  std::string used_by_fingerprint;
+
+  std::string id() const { return hash.substr(0, 16); }
+  friend bool operator==(const token_record&, const token_record&) = default;
+};
+
+// key_revocation is a key refused under any name and role.
+struct key_revocation {
+  std::string fingerprint, agent, reason;
+  std::int64_t revoked_at = 0;
+
+  friend bool operator==(const key_revocation&, const key_revocation&) = default;
+};
+
 // registry is an open registry database. Move-only; a moved-from registry may only be
 // destroyed or assigned to. Every SQLite failure throws registry_error; a write that
 // throws has changed nothing (each write is one transaction, rolled back on failure),
@@ -88,7 +121,10 @@ struct refusal_record {
 class registry {
  public:
   // kSchemaVersion is the schema this build reads and writes (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
+  // kMaxTokens bounds the tokens kept (issued, used or expired): add_token refuses
+  // beyond it once expired and used ones older than a day are purged.
+  static constexpr std::size_t kMaxTokens = 10000;
   // kApplicationId marks the file as an agentbus registry (PRAGMA application_id, "ABRG").
   static constexpr std::int32_t kApplicationId = 0x41425247;
   // kBusyTimeout is how long a call waits for another connection's write lock.
@@ -141,20 +177,50 @@ class registry {
   // passes the key it accepted. Throws registry_error on a constraint violation (empty
   // name, protection other than "tpm"/"software").
   void upsert_agent(const agent_record& a);
-  // set_pending_key records a changed key that `name` presented and was refused, for an
-  // operator to approve; it replaces an earlier pending key. False if `name` is unknown.
-  bool set_pending_key(std::string_view name, std::string_view fingerprint, std::string_view pem);
+  // set_pending_key records a changed key that proved possession for `k.name` and was
+  // refused, for an operator to approve or reject. It never replaces a pending key
+  // (the first stays until decided) nor records the pinned key. False if nothing was
+  // recorded (unknown name, a key already pending, the pinned key).
+  bool set_pending_key(const pending_key& k);
+  // reject_key clears the pending key of `name` if it is `fingerprint`. False otherwise.
+  bool reject_key(std::string_view name, std::string_view fingerprint);
   // approve_key makes the pending key of `name` its pinned key and clears the pending
   // one, if `fingerprint` equals the pending fingerprint exactly (no prefix, no case
   // folding). False, changing nothing, if the agent is unknown, has no pending key or
   // the fingerprint differs.
   bool approve_key(std::string_view name, std::string_view fingerprint);
-  // revoke marks `name` revoked with `reason` at `at` (Unix ms); revoking again
-  // replaces reason and time. False if `name` is unknown.
+  // revoke marks `name` revoked with `reason` at `at` (Unix ms), and its pinned and
+  // pending keys revoked (revoked_keys; a key revoked before keeps its first record),
+  // in one transaction; revoking again replaces reason and time. False if `name` is
+  // unknown.
   bool revoke(std::string_view name, std::string_view reason, std::int64_t at);
   // unrevoke clears the revocation of `name` (true even if it was not revoked). False
   // if `name` is unknown.
   bool unrevoke(std::string_view name);
+
+  // ---- enrolment authority (registry_enrolment.cpp)
+
+  // enrol commits an accepted enrolment: upsert_agent(a) and, when `token_hash` is
+  // given, consumes that token for a.fingerprint at a.last_seen, in one transaction.
+  // False, changing nothing, if the token is no longer usable (used, expired, deleted,
+  // or not for this name, role or key): another enrolment consumed it meanwhile.
+  bool enrol(const agent_record& a, std::optional<std::string_view> token_hash);
+  // add_token stores a new token. False if kMaxTokens are kept even after purging
+  // tokens that expired or were used more than a day before `t.created_at`.
+  bool add_token(const token_record& t);
+  // find_token returns the token whose hash is `hash`, or nullopt.
+  std::optional<token_record> find_token(std::string_view hash) const;
+  // tokens returns every token kept, newest first.
+  std::vector<token_record> tokens() const;
+  // delete_token removes the unused token whose id (hash prefix, 16 hex digits) is
+  // `id`. False if there is none.
+  bool delete_token(std::string_view id);
+
+  // revoke_key refuses `fingerprint` under any name from now on. False if it was
+  // revoked already (the first record is kept).
+  bool revoke_key(const key_revocation& k);
+  std::optional<key_revocation> find_revoked_key(std::string_view fingerprint) const;
+  std::vector<key_revocation> revoked_keys() const;
 
   // ---- trust edges
 

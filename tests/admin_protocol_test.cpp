@@ -340,7 +340,7 @@ TEST_F(AdminHandler, SignedRevokeTakesEffect) {
 TEST_F(AdminHandler, ApproveNeedsThePendingFingerprint) {
   const std::string fp(64, 'e');
   const std::string before = reg_->find_agent("monitor-1")->fingerprint;
-  ASSERT_TRUE(reg_->set_pending_key("monitor-1", fp, "PEM"));
+  ASSERT_TRUE(reg_->set_pending_key({"monitor-1", fp, "PEM"}));
   json wrong = ask(make_signed_request(json{{"op", "approve"}, {"agent", "monitor-1"}, {"fingerprint", std::string(64, 'f')}},
                                        *alice_, "alice"));
   EXPECT_EQ(wrong.at("error").at("code"), "key_changed") << wrong.dump();

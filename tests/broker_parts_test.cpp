@@ -10,6 +10,7 @@
 #include <set>
 
 #include "accounting.hpp"
+#include "admin_protocol.hpp"
 #include "client/hop_handshake.hpp"
 #include "connections.hpp"
 #include "control_channel.hpp"
@@ -19,6 +20,7 @@
 #include "session/checks.hpp"
 #include "session/control.hpp"
 #include "session/handshake.hpp"
+#include "session/key_agreement.hpp"
 #include "support/swtpm_environment.hpp"
 #include "topics.hpp"
 
@@ -314,6 +316,13 @@ TEST(ControlChannel, AControlMessageWithTheWrongShapeIsRefusedInvalidField) {
 
 // ---------------------------------------------------------------- enrolment
 
+secret_bytes random_token() {
+  const bytes raw = crypto::random_bytes(session::kEnrolmentTokenSize);
+  secret_bytes t(raw.size());
+  std::copy(raw.begin(), raw.end(), t.data());
+  return t;
+}
+
 struct enrolment_bench : parts {
   std::shared_ptr<identity_key> broker_key;
   std::deque<identity_job> jobs;
@@ -341,6 +350,45 @@ struct enrolment_bench : parts {
   std::shared_ptr<identity_key> agent_key(const std::string& name, const std::string& role) {
     return identity_key::create_software(dir.path() / name, role, *pol.suite_for(role));
   }
+  // issue_token stores a token for `name` and `role` as `agentbus-trust token create`
+  // would (its hash only) and returns the token.
+  secret_bytes issue_token(const std::string& name, const std::string& role, std::string fingerprint = {},
+                           std::int64_t ttl_ms = 3'600'000) {
+    secret_bytes t = random_token();
+    token_record r;
+    r.hash = enrolment_authority::token_hash(t.view());
+    r.name = name;
+    r.role = role;
+    r.fingerprint = std::move(fingerprint);
+    r.created_at = now_unix_ms();
+    r.expires_at = r.created_at + ttl_ms;
+    r.created_by = "test";
+    if (!reg.add_token(r)) throw std::runtime_error("token not stored");
+    return t;
+  }
+  // enrol runs one whole handshake on `route` (the agent's side too) and returns the
+  // broker's answer: ok when WELCOME verified, else REFUSED's code.
+  status enrol_with(identity_key& key, const std::string& name, const bytes& route, const secret_bytes* token) {
+    const std::string role = key.metadata().role;
+    client::hop_handshake hs(key, *pol.suite_for(role), name, broker_key->public_key().fingerprint_hex(), token);
+    enrol->on_hello(route, std::vector<bytes>{hs.hello()}, "tcp://192.0.2.7:40000");
+    run_jobs();
+    auto refused = [&]() -> status {
+      auto r = session::decode_refused(last_body(route, session::frame::kRefused));
+      if (!r) return {status_code::internal, "neither WELCOME nor REFUSED"};
+      return {r->code, r->reason};
+    };
+    const bytes challenge = last_body(route, session::frame::kChallenge);
+    if (challenge.empty()) return refused();
+    auto proof = hs.on_challenge(challenge);
+    if (!proof) return proof.error();
+    hs.keys_ready(std::move(proof->keys));
+    enrol->on_proof(route, std::vector<bytes>{proof->body});
+    const bytes welcome = last_body(route, session::frame::kWelcome);
+    if (welcome.empty()) return refused();
+    auto w = hs.on_welcome(welcome);
+    return w ? status{} : w.error();
+  }
   bytes last_body(const bytes& route, std::string_view kind) {
     auto m = tx.to(route, kind);
     return m.empty() ? bytes{} : m.back().parts.back();  // the body (ERR: after its text)
@@ -351,7 +399,9 @@ TEST(Enrolment, AHandshakeCompletesWithKeysBothEndsAgreeOn) {
   enrolment_bench e;
   auto key = e.agent_key("debugger-1", "DEBUGGER");
   const bytes route = b("r1");
-  client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", e.broker_key->public_key().fingerprint_hex());
+  const secret_bytes token = e.issue_token("debugger-1", "DEBUGGER");
+  client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", e.broker_key->public_key().fingerprint_hex(),
+                           &token);
   e.enrol->on_hello(route, std::vector<bytes>{hs.hello()});
   EXPECT_EQ(e.enrol->pending(), 1u);
   ASSERT_EQ(e.jobs.size(), 1u) << "the broker's signature is the identity worker's job, not the event loop's";
@@ -386,7 +436,8 @@ TEST(Enrolment, AWelcomeThatCannotBeSentLeavesNothingOnline) {
   enrolment_bench e;
   auto key = e.agent_key("debugger-1", "DEBUGGER");
   const bytes route = b("r1");
-  client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", "");
+  const secret_bytes token = e.issue_token("debugger-1", "DEBUGGER");
+  client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", "", &token);
   e.enrol->on_hello(route, std::vector<bytes>{hs.hello()});
   e.run_jobs();
   auto proof = hs.on_challenge(e.last_body(route, session::frame::kChallenge));
@@ -439,28 +490,146 @@ TEST(Enrolment, RefusalsComeInTheOrderOfTheChecks) {
   EXPECT_EQ(e.agents.online_count(), 0u);
 }
 
-TEST(Enrolment, AChangedKeyIsRefusedAndRememberedForApproval) {
+// Squatting and the pending-key poisoning of issue 11: another key for an enrolled
+// name gets key_changed; it is recorded for an operator only once its PROOF verified
+// (a HELLO alone records nothing), and a later key does not replace it.
+TEST(Enrolment, AChangedKeyIsRefusedAndTheFirstProvenOneKeptForApproval) {
   enrolment_bench e;
-  auto enrol = [&](identity_key& key, const bytes& route) {
-    client::hop_handshake hs(key, *e.pol.suite_for("DEBUGGER"), "debugger-1", "");
-    e.enrol->on_hello(route, std::vector<bytes>{hs.hello()});
-    e.run_jobs();
-    auto proof = hs.on_challenge(e.last_body(route, session::frame::kChallenge));
-    if (proof) e.enrol->on_proof(route, std::vector<bytes>{proof->body});
-  };
   auto first = e.agent_key("debugger-1", "DEBUGGER");
-  enrol(*first, b("r1"));
+  const secret_bytes token = e.issue_token("debugger-1", "DEBUGGER");
+  ASSERT_TRUE(e.enrol_with(*first, "debugger-1", b("r1"), &token).ok());
   ASSERT_TRUE(e.agents.find("debugger-1")->online());
+
+  auto hello_only = e.agent_key("debugger-1-h", "DEBUGGER");
+  client::hop_handshake hs(*hello_only, *e.pol.suite_for("DEBUGGER"), "debugger-1", "");
+  e.enrol->on_hello(b("rh"), std::vector<bytes>{hs.hello()});
+  e.run_jobs();
+  EXPECT_EQ(e.reg.find_agent("debugger-1")->pending_fingerprint, "") << "a HELLO proves nothing";
+
   auto second = e.agent_key("debugger-1-b", "DEBUGGER");
-  enrol(*second, b("r2"));
-  auto refused = session::decode_refused(e.last_body(b("r2"), session::frame::kRefused));
-  ASSERT_TRUE(refused.ok());
-  EXPECT_EQ(refused->code, status_code::key_changed);
+  EXPECT_EQ(e.enrol_with(*second, "debugger-1", b("r2"), nullptr).code(), status_code::key_changed);
+  auto third = e.agent_key("debugger-1-c", "DEBUGGER");
+  EXPECT_EQ(e.enrol_with(*third, "debugger-1", b("r3"), nullptr).code(), status_code::key_changed);
   auto rec = e.reg.find_agent("debugger-1");
   ASSERT_TRUE(rec.has_value());
   EXPECT_EQ(rec->fingerprint, first->public_key().fingerprint_hex());
-  EXPECT_EQ(rec->pending_fingerprint, second->public_key().fingerprint_hex());
+  EXPECT_EQ(rec->pending_fingerprint, second->public_key().fingerprint_hex()) << "the first proven key stays";
+  EXPECT_EQ(rec->pending_address, "tcp://192.0.2.7:40000");
+  EXPECT_EQ(rec->pending_evidence, "declared software");
+  EXPECT_GT(rec->pending_at, 0);
   EXPECT_EQ(e.agents.find("debugger-1")->conn->route, b("r1")) << "the pinned agent keeps its connection";
+}
+
+// No name is first-come in a token role: without a token, or with one that is not
+// for this name, role or key, or used, or expired, the broker refuses not_authorised
+// and the registry is unchanged.
+TEST(Enrolment, ATokenRoleNeedsAValidTokenForTheNameRoleAndKey) {
+  enrolment_bench e;
+  auto key = e.agent_key("debugger-9", "DEBUGGER");
+  auto expect_refused = [&](const secret_bytes* token, const char* why) {
+    SCOPED_TRACE(why);
+    EXPECT_EQ(e.enrol_with(*key, "debugger-9", b(std::string("r-") + why), token).code(), status_code::not_authorised);
+    EXPECT_FALSE(e.reg.find_agent("debugger-9").has_value());
+    EXPECT_EQ(e.agents.online_count(), 0u);
+  };
+  expect_refused(nullptr, "no token");
+  const secret_bytes unknown = random_token();
+  expect_refused(&unknown, "unknown token");
+  const secret_bytes other_name = e.issue_token("debugger-8", "DEBUGGER");
+  expect_refused(&other_name, "another name");
+  const secret_bytes other_role = e.issue_token("debugger-9", "MONITOR");
+  expect_refused(&other_role, "another role");
+  const secret_bytes other_key = e.issue_token("debugger-9", "DEBUGGER", std::string(64, 'a'));
+  expect_refused(&other_key, "another key");
+  const secret_bytes expired = e.issue_token("debugger-9", "DEBUGGER", {}, -1);
+  expect_refused(&expired, "expired");
+  EXPECT_GE(e.stats.value("enrolments_total", "not_authorised"), 6u);
+
+  const secret_bytes good = e.issue_token("debugger-9", "DEBUGGER", key->public_key().fingerprint_hex());
+  ASSERT_TRUE(e.enrol_with(*key, "debugger-9", b("r-good"), &good).ok());
+  EXPECT_NE(e.reg.find_token(enrolment_authority::token_hash(good.view()))->used_at, 0);
+  // Used: another key cannot ride on it, and the enrolled key needs it no more.
+  auto thief = e.agent_key("debugger-9-t", "DEBUGGER");
+  EXPECT_EQ(e.enrol_with(*thief, "debugger-9", b("r-thief"), &good).code(), status_code::not_authorised);
+  EXPECT_TRUE(e.enrol_with(*key, "debugger-9", b("r-again"), nullptr).ok());
+}
+
+// A token authorises a new key for an enrolled name (rotation), replacing the pin.
+TEST(Enrolment, ATokenAuthorisesAKeyChange) {
+  enrolment_bench e;
+  auto old_key = e.agent_key("debugger-1", "DEBUGGER");
+  const secret_bytes t1 = e.issue_token("debugger-1", "DEBUGGER");
+  ASSERT_TRUE(e.enrol_with(*old_key, "debugger-1", b("r1"), &t1).ok());
+  auto new_key = e.agent_key("debugger-1-new", "DEBUGGER");
+  const secret_bytes t2 = e.issue_token("debugger-1", "DEBUGGER", new_key->public_key().fingerprint_hex());
+  ASSERT_TRUE(e.enrol_with(*new_key, "debugger-1", b("r2"), &t2).ok());
+  EXPECT_EQ(e.reg.find_agent("debugger-1")->fingerprint, new_key->public_key().fingerprint_hex());
+  EXPECT_EQ(e.enrol_with(*old_key, "debugger-1", b("r3"), nullptr).code(), status_code::key_changed);
+}
+
+// Revocation is by key: a revoked key is refused under a new name and another role,
+// at HELLO, before the broker spends a signature on it.
+TEST(Enrolment, ARevokedKeyIsRefusedUnderAnyNameBeforeAnyTpmWork) {
+  enrolment_bench e;
+  auto key = e.agent_key("debugger-victim", "DEBUGGER");
+  const secret_bytes t = e.issue_token("debugger-victim", "DEBUGGER");
+  ASSERT_TRUE(e.enrol_with(*key, "debugger-victim", b("r1"), &t).ok());
+  ASSERT_TRUE(e.reg.revoke("debugger-victim", "compromised", now_unix_ms()));
+  const secret_bytes t2 = e.issue_token("dbg-victim-2", "DEBUGGER");
+  client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "dbg-victim-2", "", &t2);
+  e.enrol->on_hello(b("r2"), std::vector<bytes>{hs.hello()});
+  EXPECT_TRUE(e.jobs.empty()) << "refused at HELLO";
+  auto refused = session::decode_refused(e.last_body(b("r2"), session::frame::kRefused));
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->code, status_code::revoked_key);
+  EXPECT_FALSE(e.reg.find_agent("dbg-victim-2").has_value());
+  EXPECT_EQ(e.reg.find_token(enrolment_authority::token_hash(t2.view()))->used_at, 0) << "the token is not spent";
+}
+
+// An on-path attacker who swaps the sealed token for another box, or flips a bit,
+// gets bad_mac; a token sealed for another broker does not open here.
+TEST(Enrolment, ASealedTokenOpensOnlyForTheBrokerItWasSealedFor) {
+  enrolment_bench e;
+  auto key = e.agent_key("debugger-9", "DEBUGGER");
+  const secret_bytes token = e.issue_token("debugger-9", "DEBUGGER");
+  client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "debugger-9", "", &token);
+  e.enrol->on_hello(b("r1"), std::vector<bytes>{hs.hello()});
+  e.run_jobs();
+  auto proof = hs.on_challenge(e.last_body(b("r1"), session::frame::kChallenge));
+  ASSERT_TRUE(proof.ok());
+  auto msg = session::decode_proof(proof->body);
+  ASSERT_TRUE(msg.ok());
+  ASSERT_EQ(msg->sealed_token.size(), 32u + 32u) << "DEBUGGER's MAC hash is SHA-256";
+  msg->sealed_token[0] ^= 1;
+  e.enrol->on_proof(b("r1"), std::vector<bytes>{session::encode(*msg)});
+  auto refused = session::decode_refused(e.last_body(b("r1"), session::frame::kRefused));
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->code, status_code::bad_mac);
+  EXPECT_EQ(e.reg.find_token(enrolment_authority::token_hash(token.view()))->used_at, 0);
+}
+
+// Roles in "open" mode keep first use; "pinned" roles admit only the policy's key.
+TEST(Enrolment, OpenAndPinnedRoles) {
+  enrolment_bench e;
+  auto pinned_key = e.agent_key("dbg-1", "DEBUGGER");
+  std::string text = testing::read_text(testing::source_dir() / "config" / "policy.toml");
+  text.replace(text.find("[roles.DEBUGGER]"), 16, "[roles.DEBUGGER]\nenrolment = \"pinned\"");
+  text += "\n[roles.SANDBOX]\nsuite = \"ecdsa-p256-sha256\"\nallow_software = true\n"
+          "assurance = [\"tpm\", \"tpm-batch\", \"software\"]\nenrolment = \"open\"\n"
+          "\n[agents.dbg-1]\nrole = \"DEBUGGER\"\nfingerprint = \"" + pinned_key->public_key().fingerprint_hex() + "\"\n";
+  e.pol = policy::parse(text, "test");  // the parts hold a reference to e.pol
+  EXPECT_TRUE(e.enrol_with(*pinned_key, "dbg-1", b("r1"), nullptr).ok());
+  auto other = e.agent_key("dbg-1-x", "DEBUGGER");
+  EXPECT_EQ(e.enrol_with(*other, "dbg-1", b("r2"), nullptr).code(), status_code::key_changed);
+  const secret_bytes token = e.issue_token("dbg-2", "DEBUGGER");
+  EXPECT_EQ(e.enrol_with(*other, "dbg-2", b("r3"), &token).code(), status_code::not_authorised) << "no pin, token or not";
+  EXPECT_TRUE(e.jobs.empty());
+  EXPECT_TRUE(e.reg.find_agent("dbg-1")->pending_fingerprint.empty()) << "pinned roles change keys in the policy";
+
+  auto sandbox = e.agent_key("box-1", "SANDBOX");
+  EXPECT_TRUE(e.enrol_with(*sandbox, "box-1", b("r4"), nullptr).ok()) << "open: first use";
+  auto squatter = e.agent_key("box-1-s", "SANDBOX");
+  EXPECT_EQ(e.enrol_with(*squatter, "box-1", b("r5"), nullptr).code(), status_code::key_changed);
 }
 
 TEST(Enrolment, AnExpiredHandshakeIsDroppedAndItsTpmJobSkipped) {

@@ -120,7 +120,7 @@ TEST(handshake_vectors, hop_enrolment_transcripts_signatures_and_key_schedule) {
   auto hello = session::decode_hello(hello_body);
   ASSERT_TRUE(hello.ok()) << hello.error().to_string();
   const json& hf = v["hello"]["fields"];
-  EXPECT_EQ(hf["version"].get<int>(), 1);
+  EXPECT_EQ(hf["version"].get<int>(), 2);
   EXPECT_EQ(hello->name, str(hf["name"]));
   EXPECT_EQ(hello->name, str(agent["name"]));
   EXPECT_EQ(hello->role, str(hf["role"]));
@@ -283,17 +283,48 @@ TEST(handshake_vectors, hop_enrolment_transcripts_signatures_and_key_schedule) {
   EXPECT_EQ(to_hex(welcome->confirm_tag), str(wj["confirm"]));
   EXPECT_EQ(welcome->rekey_after_messages, wj["rekey_after_messages"].get<std::uint64_t>());
   EXPECT_EQ(welcome->rekey_after_seconds, wj["rekey_after_seconds"].get<std::uint64_t>());
-  EXPECT_EQ(to_hex(session::welcome_confirm_input(th)), str(wj["confirm_input"]));
+  const std::uint64_t rekey_messages = wj["rekey_after_messages"].get<std::uint64_t>();
+  const std::uint64_t rekey_seconds = wj["rekey_after_seconds"].get<std::uint64_t>();
+  EXPECT_EQ(to_hex(session::welcome_confirm_input(th, rekey_messages, rekey_seconds)), str(wj["confirm_input"]));
   EXPECT_EQ(to_hex(crypto::hmac(mac, hex(ks["k_b2a"]), hex(wj["confirm_input"]))), str(wj["confirm"]));
-  EXPECT_EQ(to_hex(session::welcome_confirm_tag(kb)), str(wj["confirm"]));
-  status confirmed = session::check_welcome_confirm(ka, welcome->session_id, welcome->confirm_tag);
+  EXPECT_EQ(to_hex(session::welcome_confirm_tag(kb, rekey_messages, rekey_seconds)), str(wj["confirm"]));
+  status confirmed = session::check_welcome_confirm(ka, *welcome);
   EXPECT_TRUE(confirmed.ok()) << confirmed.to_string();
   session::welcome_msg w;
   w.session_id = kb.session_id;
-  w.confirm_tag = session::welcome_confirm_tag(kb);
-  w.rekey_after_messages = wj["rekey_after_messages"].get<std::uint64_t>();
-  w.rekey_after_seconds = wj["rekey_after_seconds"].get<std::uint64_t>();
+  w.confirm_tag = session::welcome_confirm_tag(kb, rekey_messages, rekey_seconds);
+  w.rekey_after_messages = rekey_messages;
+  w.rekey_after_seconds = rekey_seconds;
   EXPECT_EQ(to_hex(session::encode(w)), to_hex(welcome_body));
+  // The rekey schedule is inside the confirmation (an on-path change is bad_mac).
+  session::welcome_msg changed = *welcome;
+  changed.rekey_after_seconds += 1;
+  EXPECT_EQ(session::check_welcome_confirm(ka, changed).code(), status_code::bad_mac);
+
+  // The enrolment token sealed into PROOF (§3.3): the agent's box is the vector's,
+  // and the broker opens it; a flipped bit in it is bad_mac.
+  const json& tj = v["proof"]["token"];
+  const std::array<byte_view, 2> hello_challenge{hello_body, challenge_body};
+  const session::key_schedule_input tin{"hop", agent_name, broker_name, hello->nonce, challenge->nonce, mac, mac,
+                                        hello_challenge};
+  session::ecdh_shares agent_side;
+  agent_side.ephemeral = secret(z["z_ee"]);
+  agent_side.my_static = secret(z["z_se"]);
+  agent_side.peer_static = secret(z["z_es"]);
+  session::ecdh_shares broker_side;
+  broker_side.ephemeral = secret(z["z_ee"]);
+  broker_side.my_static = secret(z["z_es"]);
+  broker_side.peer_static = secret(z["z_se"]);
+  EXPECT_EQ(to_hex(session::seal_enrolment_token(agent_side, tin, hex(tj["token"]))), str(tj["sealed"]));
+  EXPECT_EQ(to_hex(proof->sealed_token), str(tj["sealed"]));
+  auto opened = session::open_enrolment_token(broker_side, tin, proof->sealed_token);
+  ASSERT_TRUE(opened.ok()) << opened.error().to_string();
+  EXPECT_EQ(to_hex(opened->view()), str(tj["token"]));
+  bytes flipped = proof->sealed_token;
+  flipped[3] ^= 0x40;
+  EXPECT_EQ(session::open_enrolment_token(broker_side, tin, flipped).error().code(), status_code::bad_mac);
+  EXPECT_EQ(session::open_enrolment_token(broker_side, tin, byte_view(flipped).first(40)).error().code(),
+            status_code::invalid_field);
 
   // Without the broker's static share the keys differ (the agent's check fails).
   session::ecdh_shares no_static;
@@ -301,8 +332,7 @@ TEST(handshake_vectors, hop_enrolment_transcripts_signatures_and_key_schedule) {
   no_static.my_static = secret(z["z_se"]);
   const session::agreed_keys without = session::agree(session::handshake_role::initiator, no_static, in);
   EXPECT_NE(to_hex(without.session_id), str(ks["sid"]));
-  EXPECT_EQ(session::check_welcome_confirm(without, welcome->session_id, welcome->confirm_tag).code(),
-            status_code::bad_mac);
+  EXPECT_EQ(session::check_welcome_confirm(without, *welcome).code(), status_code::bad_mac);
 }
 
 // ---------------------------------------------------------------- e2e (§4)

@@ -147,9 +147,9 @@ TEST_F(RegistryTest, NewFileIsCreatedMigratedAndInWalMode) {
   EXPECT_EQ(raw.value("PRAGMA journal_mode"), "wal");  // a property of the file
   EXPECT_EQ(raw.integer("PRAGMA user_version"), registry::kSchemaVersion);
   EXPECT_EQ(raw.integer("PRAGMA application_id"), registry::kApplicationId);
-  EXPECT_EQ(tables(db_), (std::vector<std::string>{"agents", "edges", "refusals"}));
+  EXPECT_EQ(tables(db_), (std::vector<std::string>{"agents", "edges", "refusals", "revoked_keys", "tokens"}));
   EXPECT_EQ(raw.column("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name"),
-            (std::vector<std::string>{"agents_by_fingerprint", "edges_by_b", "refusals_by_reason"}));
+            (std::vector<std::string>{"agents_by_fingerprint", "edges_by_b", "refusals_by_reason", "tokens_by_name"}));
 }
 
 TEST_F(RegistryTest, EmptyFileAtVersionZeroMigratesToCurrent) {
@@ -157,7 +157,7 @@ TEST_F(RegistryTest, EmptyFileAtVersionZeroMigratesToCurrent) {
   ASSERT_EQ(fs::file_size(db_), 0u);
   registry r(db_);
   EXPECT_EQ(r.opened_at_version(), 0);
-  EXPECT_EQ(r.schema_version(), 1);
+  EXPECT_EQ(r.schema_version(), registry::kSchemaVersion);
   r.upsert_agent(sample_agent("monitor-1"));
   EXPECT_TRUE(r.find_agent("monitor-1"));
 }
@@ -177,12 +177,124 @@ TEST_F(RegistryTest, ReopeningACurrentDatabaseRunsNoMigration) {
 
 TEST_F(RegistryTest, NewerSchemaIsRefusedAndLeftUntouched) {
   { registry r(db_); r.upsert_agent(sample_agent("monitor-1")); }
-  { raw_db raw(db_); raw.exec("PRAGMA user_version = 2"); }
-  expect_error([&] { registry r(db_); }, {db_.string(), "schema version 2", "newer than this build understands (1)"});
-  expect_error([&] { (void)registry::open_readonly(db_); }, {db_.string(), "schema version 2", "newer"});
+  { raw_db raw(db_); raw.exec("PRAGMA user_version = 3"); }
+  expect_error([&] { registry r(db_); }, {db_.string(), "schema version 3", "newer than this build understands (2)"});
+  expect_error([&] { (void)registry::open_readonly(db_); }, {db_.string(), "schema version 3", "newer"});
   raw_db raw(db_);
-  EXPECT_EQ(raw.integer("PRAGMA user_version"), 2);
+  EXPECT_EQ(raw.integer("PRAGMA user_version"), 3);
   EXPECT_EQ(raw.integer("SELECT count(*) FROM agents"), 1);
+}
+
+// A version 1 file (before tokens, revoked keys and pending provenance) is migrated
+// in place, its rows kept.
+TEST_F(RegistryTest, SchemaOneIsMigratedKeepingItsRows) {
+  { registry r(db_); r.upsert_agent(sample_agent("monitor-1")); }
+  {
+    raw_db raw(db_);
+    raw.exec("DROP TABLE tokens");
+    raw.exec("DROP TABLE revoked_keys");
+    for (const char* c : {"pending_at", "pending_address", "pending_evidence"})
+      raw.exec(std::string("ALTER TABLE agents DROP COLUMN ") + c);
+    raw.exec("PRAGMA user_version = 1");
+  }
+  expect_error([&] { (void)registry::open_readonly(db_); }, {"schema version 1", "older than this build reads"});
+  registry r(db_);
+  EXPECT_EQ(r.opened_at_version(), 1);
+  EXPECT_EQ(r.schema_version(), 2);
+  ASSERT_TRUE(r.find_agent("monitor-1"));
+  EXPECT_EQ(r.find_agent("monitor-1")->pending_at, 0);
+  EXPECT_TRUE(r.tokens().empty());
+  EXPECT_TRUE(r.revoked_keys().empty());
+}
+
+token_record sample_token(std::string hash, std::string name = "monitor-1", std::string role = "MONITOR") {
+  token_record t;
+  t.hash = std::move(hash);
+  t.name = std::move(name);
+  t.role = std::move(role);
+  t.created_at = 1'700'000'000'000;
+  t.expires_at = t.created_at + 3'600'000;
+  t.created_by = "alice";
+  return t;
+}
+
+// A token is consumed with the enrolment it authorises, once, in one transaction;
+// an enrolment whose token cannot be consumed writes nothing.
+TEST_F(RegistryTest, EnrolConsumesItsTokenOnceAndAtomically) {
+  registry r(db_);
+  const std::string h(64, '1');
+  ASSERT_TRUE(r.add_token(sample_token(h)));
+  expect_error([&] { (void)r.add_token(sample_token(h)); }, {"UNIQUE constraint failed: tokens.hash"});
+  agent_record a = sample_agent("monitor-1");
+  a.last_seen = 1'700'000'000'500;
+  ASSERT_TRUE(r.enrol(a, std::string_view(h)));
+  auto t = r.find_token(h);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->used_at, a.last_seen);
+  EXPECT_EQ(t->used_by_fingerprint, a.fingerprint);
+  EXPECT_EQ(t->id(), h.substr(0, 16));
+
+  agent_record other = sample_agent("monitor-1", std::string(64, 'e'));
+  other.last_seen = a.last_seen + 1;
+  EXPECT_FALSE(r.enrol(other, std::string_view(h))) << "already used";
+  EXPECT_EQ(r.find_agent("monitor-1")->fingerprint, a.fingerprint) << "nothing written";
+
+  const std::string expired(64, '2'), for_other_name(64, '3'), for_other_role(64, '4'), for_key(64, '5');
+  token_record e = sample_token(expired);
+  e.expires_at = e.created_at + 1;
+  ASSERT_TRUE(r.add_token(e));
+  ASSERT_TRUE(r.add_token(sample_token(for_other_name, "monitor-2")));
+  ASSERT_TRUE(r.add_token(sample_token(for_other_role, "monitor-1", "DIRECTOR")));
+  token_record k = sample_token(for_key);
+  k.fingerprint = std::string(64, 'f');
+  ASSERT_TRUE(r.add_token(k));
+  agent_record b = sample_agent("monitor-1", std::string(64, 'e'));
+  b.last_seen = 1'700'000'001'000;
+  for (const std::string& h2 : {expired, for_other_name, for_other_role, for_key})
+    EXPECT_FALSE(r.enrol(b, std::string_view(h2))) << h2.substr(0, 1);
+  EXPECT_EQ(r.find_agent("monitor-1")->fingerprint, a.fingerprint);
+  b.fingerprint = std::string(64, 'f');
+  EXPECT_TRUE(r.enrol(b, std::string_view(for_key))) << "the key it was bound to";
+  EXPECT_EQ(r.find_agent("monitor-1")->fingerprint, std::string(64, 'f'));
+
+  EXPECT_FALSE(r.delete_token(for_key.substr(0, 16))) << "used tokens stay as a record";
+  EXPECT_TRUE(r.delete_token(for_other_name.substr(0, 16)));
+  EXPECT_FALSE(r.find_token(for_other_name));
+}
+
+TEST_F(RegistryTest, TokensAreBoundedAndOldOnesPurged) {
+  registry r(db_);
+  for (std::size_t i = 0; i < registry::kMaxTokens; ++i) {
+    char hex[65];
+    std::snprintf(hex, sizeof hex, "%064zx", i);
+    ASSERT_TRUE(r.add_token(sample_token(hex)));
+  }
+  EXPECT_FALSE(r.add_token(sample_token(std::string(64, 'a')))) << "at the bound";
+  // Two days later every one of them has expired for more than a day: purged.
+  token_record later = sample_token(std::string(64, 'a'));
+  later.created_at += 2 * 24 * 3'600'000LL;
+  later.expires_at = later.created_at + 3'600'000;
+  EXPECT_TRUE(r.add_token(later));
+  EXPECT_EQ(r.tokens().size(), 1u);
+}
+
+// Revoking a name revokes its key under any name; a key revoked twice keeps its
+// first record.
+TEST_F(RegistryTest, RevokingAnAgentRevokesItsKeys) {
+  registry r(db_);
+  r.upsert_agent(sample_agent("monitor-1", std::string(64, 'a')));
+  ASSERT_TRUE(r.set_pending_key({"monitor-1", std::string(64, 'b'), "pem b"}));
+  ASSERT_TRUE(r.revoke("monitor-1", "compromised", 1'700'000'000'000));
+  auto k = r.find_revoked_key(std::string(64, 'a'));
+  ASSERT_TRUE(k);
+  EXPECT_EQ(k->agent, "monitor-1");
+  EXPECT_EQ(k->reason, "compromised");
+  EXPECT_TRUE(r.find_revoked_key(std::string(64, 'b'))) << "the pending key was presented for it too";
+  EXPECT_FALSE(r.revoke_key({std::string(64, 'a'), "x", "again", 1}));
+  EXPECT_EQ(r.find_revoked_key(std::string(64, 'a'))->reason, "compromised");
+  EXPECT_TRUE(r.revoke_key({std::string(64, 'c'), "", "lost laptop", 5}));
+  EXPECT_EQ(r.revoked_keys().size(), 3u);
+  EXPECT_FALSE(r.find_revoked_key(std::string(64, 'd')));
 }
 
 TEST_F(RegistryTest, FailedMigrationLeavesTheFileAsItWas) {
@@ -282,7 +394,7 @@ TEST_F(RegistryTest, UpsertUpdatesAllButEnrolmentRevocationAndPendingKey) {
   agent_record first = sample_agent("monitor-1");
   r.upsert_agent(first);
   ASSERT_TRUE(r.revoke("monitor-1", "compromised", 1'700'000'100'000));
-  ASSERT_TRUE(r.set_pending_key("monitor-1", std::string(64, 'b'), "new pem"));
+  ASSERT_TRUE(r.set_pending_key({"monitor-1", std::string(64, 'b'), "new pem"}));
 
   agent_record second;
   second.name = "monitor-1";
@@ -321,7 +433,7 @@ TEST_F(RegistryTest, UpsertUpdatesAllButEnrolmentRevocationAndPendingKey) {
 TEST_F(RegistryTest, UpsertPinningThePendingKeyClearsIt) {
   registry r(db_);
   r.upsert_agent(sample_agent("monitor-1", std::string(64, 'a')));
-  ASSERT_TRUE(r.set_pending_key("monitor-1", std::string(64, 'b'), "pem b"));
+  ASSERT_TRUE(r.set_pending_key({"monitor-1", std::string(64, 'b'), "pem b"}));
   r.upsert_agent(sample_agent("monitor-1", std::string(64, 'b')));
   auto got = r.find_agent("monitor-1");
   ASSERT_TRUE(got);
@@ -351,11 +463,11 @@ TEST_F(RegistryTest, ApproveKeyOnlyWithTheExactPendingFingerprint) {
   r.upsert_agent(sample_agent("monitor-1", pinned));
   const agent_record before = *r.find_agent("monitor-1");
 
-  EXPECT_FALSE(r.set_pending_key("nobody", pending, "pem"));
+  EXPECT_FALSE(r.set_pending_key({"nobody", pending, "pem"}));
   EXPECT_FALSE(r.approve_key("monitor-1", pending)) << "nothing pending yet";
   EXPECT_FALSE(r.approve_key("monitor-1", "")) << "empty matches the empty pending column";
 
-  ASSERT_TRUE(r.set_pending_key("monitor-1", pending, "pending pem"));
+  ASSERT_TRUE(r.set_pending_key({"monitor-1", pending, "pending pem"}));
   for (const std::string& wrong : {pinned, pending.substr(0, 16), pending.substr(0, 63), pending + "0", std::string(""),
                                    std::string("3F5A0C1E9B7D2468ACE013579BDF2468ACE013579BDF2468ACE013579BDF2468")}) {
     SCOPED_TRACE(wrong);
@@ -378,12 +490,27 @@ TEST_F(RegistryTest, ApproveKeyOnlyWithTheExactPendingFingerprint) {
   EXPECT_FALSE(r.approve_key("monitor-1", pending)) << "approving twice";
 }
 
-TEST_F(RegistryTest, SetPendingKeyReplacesAnEarlierOne) {
+// The first pending key stays until an operator decides: a stream of other keys
+// (the pending-key poisoning of issue 11) cannot push the one under review out.
+TEST_F(RegistryTest, SetPendingKeyKeepsTheFirstUntilDecided) {
   registry r(db_);
   r.upsert_agent(sample_agent("monitor-1"));
-  ASSERT_TRUE(r.set_pending_key("monitor-1", std::string(64, 'b'), "pem b"));
-  ASSERT_TRUE(r.set_pending_key("monitor-1", std::string(64, 'c'), "pem c"));
-  EXPECT_FALSE(r.approve_key("monitor-1", std::string(64, 'b')));
+  ASSERT_TRUE(r.set_pending_key({"monitor-1", std::string(64, 'b'), "pem b", 1'700'000'000'000, "tcp://10.0.0.7:4100",
+                                 "declared tpm, manufacturer IBM"}));
+  EXPECT_FALSE(r.set_pending_key({"monitor-1", std::string(64, 'c'), "pem c"}));
+  EXPECT_FALSE(r.set_pending_key({"monitor-1", sample_agent("monitor-1").fingerprint, "pinned"})) << "the pinned key";
+  auto got = r.find_agent("monitor-1");
+  EXPECT_EQ(got->pending_fingerprint, std::string(64, 'b'));
+  EXPECT_EQ(got->pending_at, 1'700'000'000'000);
+  EXPECT_EQ(got->pending_address, "tcp://10.0.0.7:4100");
+  EXPECT_EQ(got->pending_evidence, "declared tpm, manufacturer IBM");
+  EXPECT_FALSE(r.reject_key("monitor-1", std::string(64, 'c')));
+  EXPECT_TRUE(r.reject_key("monitor-1", std::string(64, 'b')));
+  got = r.find_agent("monitor-1");
+  EXPECT_EQ(got->pending_fingerprint, "");
+  EXPECT_EQ(got->pending_at, 0);
+  EXPECT_EQ(got->pending_address, "");
+  ASSERT_TRUE(r.set_pending_key({"monitor-1", std::string(64, 'c'), "pem c"}));
   EXPECT_TRUE(r.approve_key("monitor-1", std::string(64, 'c')));
   EXPECT_EQ(r.find_agent("monitor-1")->public_key_pem, "pem c");
 }
@@ -418,7 +545,7 @@ TEST_F(RegistryTest, RevocationAndApprovedKeyPersistAcrossReopen) {
     registry r(db_);
     add_agents(r, {"monitor-1", "monitor-2"});
     ASSERT_TRUE(r.revoke("monitor-1", "compromised", 1'700'000'000'777));
-    ASSERT_TRUE(r.set_pending_key("monitor-2", std::string(64, 'd'), "pem d"));
+    ASSERT_TRUE(r.set_pending_key({"monitor-2", std::string(64, 'd'), "pem d"}));
     ASSERT_TRUE(r.approve_key("monitor-2", std::string(64, 'd')));
   }
   registry r(db_);
@@ -696,7 +823,7 @@ TEST_F(RegistryTest, ReadOnlyCannotWrite) {
   ASSERT_EQ(agents.size(), 2u);
 
   expect_error([&] { ro.upsert_agent(sample_agent("c")); }, {db_.string(), "upsert_agent"});
-  expect_error([&] { ro.set_pending_key("a", "f", "p"); }, {"set_pending_key"});
+  expect_error([&] { ro.set_pending_key({"a", "f", "p"}); }, {"set_pending_key"});
   expect_error([&] { ro.approve_key("a", "f"); }, {"approve_key"});
   expect_error([&] { ro.revoke("a", "r", 1); }, {"revoke"});
   expect_error([&] { ro.unrevoke("a"); }, {"unrevoke"});

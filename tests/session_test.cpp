@@ -199,12 +199,22 @@ TEST(KeyAgreement, WelcomeConfirmationBindsTheKeysAndTheSessionId) {
   side agent, broker;
   agreed_keys ka = run(handshake_role::initiator, agent, broker, transcript);
   agreed_keys kb = run(handshake_role::responder, broker, agent, transcript);
-  const bytes tag = welcome_confirm_tag(kb);
-  EXPECT_TRUE(check_welcome_confirm(ka, kb.session_id, tag).ok());
-  bytes bad = tag;
-  bad[0] ^= 1;
-  EXPECT_EQ(check_welcome_confirm(ka, kb.session_id, bad).code(), status_code::bad_mac);
-  EXPECT_EQ(check_welcome_confirm(ka, bytes(kSessionIdSize, 0), tag).code(), status_code::bad_mac);
+  welcome_msg w;
+  w.session_id = kb.session_id;
+  w.rekey_after_messages = 1000;
+  w.rekey_after_seconds = 60;
+  w.confirm_tag = welcome_confirm_tag(kb, w.rekey_after_messages, w.rekey_after_seconds);
+  EXPECT_TRUE(check_welcome_confirm(ka, w).ok());
+  welcome_msg bad = w;
+  bad.confirm_tag[0] ^= 1;
+  EXPECT_EQ(check_welcome_confirm(ka, bad).code(), status_code::bad_mac);
+  bad = w;
+  bad.session_id = bytes(kSessionIdSize, 0);
+  EXPECT_EQ(check_welcome_confirm(ka, bad).code(), status_code::bad_mac);
+  // D11: the rekey schedule is covered (an on-path attacker cannot disable rekeying).
+  bad = w;
+  bad.rekey_after_messages = 0;
+  EXPECT_EQ(check_welcome_confirm(ka, bad).code(), status_code::bad_mac);
 }
 
 }  // namespace

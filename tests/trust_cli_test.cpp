@@ -79,7 +79,7 @@ void build_registry(const fs::path& db) {
              {"monitor-1", "acl_denied", "role MONITOR may not publish to 'design/plans'", 1, kT0 + 5000},
              {"ghost", "bad_signature", "signature does not verify", 2, kT0 + 6000}},
             {});
-  ASSERT_TRUE(reg.set_pending_key("architect-1", fingerprint_of("architect-1 new key"), "-----BEGIN PUBLIC KEY-----\nnew\n-----END PUBLIC KEY-----\n"));
+  ASSERT_TRUE(reg.set_pending_key({"architect-1", fingerprint_of("architect-1 new key"), "-----BEGIN PUBLIC KEY-----\nnew\n-----END PUBLIC KEY-----\n"}));
   ASSERT_TRUE(reg.revoke("optimizer-1", "compromised host", kT0 + 7000));
 }
 

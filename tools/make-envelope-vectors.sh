@@ -698,11 +698,11 @@ def make_hop():
     henv, hmac_h, hb = a["envelope_hash"], a["mac_hash"], b["envelope_hash"]
     agent_name, role, broker_name = "architect-1", "architect", "broker-1"
 
-    hello_fields = {"version": 1, "name": agent_name, "role": role, "suite": agent_suite, "protection": "tpm",
+    hello_fields = {"version": 2, "name": agent_name, "role": role, "suite": agent_suite, "protection": "tpm",
                     "identity": der("hop-agent-identity").hex(), "tpm_manufacturer": "IBM", "tpm_simulator": 1,
                     "ephemeral": der("hop-agent-ephemeral").hex(), "static_ecdh": der("hop-agent-static").hex(),
                     "nonce": det(name, "hello-nonce", 32).hex()}
-    hello = mp_array([mp_uint(1), mp_str(agent_name), mp_str(role), mp_str(agent_suite), mp_str("tpm"),
+    hello = mp_array([mp_uint(2), mp_str(agent_name), mp_str(role), mp_str(agent_suite), mp_str("tpm"),
                       mp_bin(der("hop-agent-identity")), mp_str("IBM"), mp_uint(1), mp_bin(der("hop-agent-ephemeral")),
                       mp_bin(der("hop-agent-static")), mp_bin(bytes.fromhex(hello_fields["nonce"]))])
     cu_items = [mp_bin(det(name, "challenge-nonce", 32)), mp_bin(der("hop-broker-ephemeral")),
@@ -720,7 +720,6 @@ def make_hop():
     t_p = labelled(b"agentbus-v1 proof", [hello, challenge])
     t_p_digest = H(henv, t_p)
     proof_sig = sign_digest("hop-agent-identity", a["scheme"], henv, t_p_digest)
-    proof = mp_array([mp_bin(proof_sig)])
 
     # Shares: each computed by both sides (openssl pkeyutl -derive both ways).
     z_ee = check_ecdh("hop-agent-ephemeral", "hop-broker-ephemeral")
@@ -729,17 +728,30 @@ def make_hop():
     assert len(z_ee) == len(z_se) == len(z_es) == 48
     ikm = z_ee + z_se + z_es
     salt = bytes.fromhex(hello_fields["nonce"]) + det(name, "challenge-nonce", 32)
-    th = H(hmac_h, hello + challenge + proof)
-    base = (b"agentbus-v1 hop\x00" + bytes([len(agent_name)]) + agent_name.encode() + bytes([len(broker_name)]) +
-            broker_name.encode() + th)
-    info = {t: base + t.encode() for t in ("i2r", "r2i", "sid")}
     size = HASH_SIZES[hmac_h]
+    names = bytes([len(agent_name)]) + agent_name.encode() + bytes([len(broker_name)]) + broker_name.encode()
+
+    # The enrolment token, sealed into PROOF under output "tok" of the schedule over
+    # HELLO || CHALLENGE (protocol.md §3.3): a one-time pad, then an HMAC tag.
+    token = det(name, "enrolment-token", 32)
+    th_c = H(hmac_h, hello + challenge)
+    info_tok = b"agentbus-v1 hop\x00" + names + th_c + b"tok"
+    okm = hkdf(hmac_h, salt, ikm, info_tok, 32 + size)
+    token_ct = bytes(x ^ y for x, y in zip(token, okm[:32]))
+    token_tag = hmac_tag(hmac_h, okm[32:], b"agentbus-v1 token\x00" + token_ct)
+    sealed_token = token_ct + token_tag
+    proof = mp_array([mp_bin(proof_sig), mp_bin(sealed_token)])
+
+    th = H(hmac_h, hello + challenge + proof)
+    base = b"agentbus-v1 hop\x00" + names + th
+    info = {t: base + t.encode() for t in ("i2r", "r2i", "sid")}
     k_a2b = hkdf(hmac_h, salt, ikm, info["i2r"], size)
     k_b2a = hkdf(hmac_h, salt, ikm, info["r2i"], size)
     sid = hkdf(hmac_h, salt, ikm, info["sid"], 16)
-    confirm_input = b"agentbus-v1 welcome\x00" + th
-    confirm = hmac_tag(hmac_h, k_b2a, confirm_input)
     rekey_messages, rekey_seconds = 1000000, 3600
+    confirm_input = (b"agentbus-v1 welcome\x00" + th + rekey_messages.to_bytes(8, "big") +
+                     rekey_seconds.to_bytes(8, "big"))
+    confirm = hmac_tag(hmac_h, k_b2a, confirm_input)
     welcome = mp_array([mp_bin(sid), mp_bin(confirm), mp_uint(rekey_messages), mp_uint(rekey_seconds)])
 
     return {"kind": "handshake-hop", "name": name,
@@ -754,7 +766,9 @@ def make_hop():
             "hello": {"fields": hello_fields, "body": hello.hex()},
             "challenge": {"fields": challenge_fields, "unsigned_body": cu.hex(), "body": challenge.hex()},
             "t_c": t_c.hex(), "t_c_digest": t_c_digest.hex(),
-            "proof": {"signature": proof_sig.hex(), "body": proof.hex()},
+            "proof": {"signature": proof_sig.hex(), "body": proof.hex(),
+                      "token": {"token": token.hex(), "th_c": th_c.hex(), "info": info_tok.hex(), "okm": okm.hex(),
+                                "sealed": sealed_token.hex()}},
             "t_p": t_p.hex(), "t_p_digest": t_p_digest.hex(),
             "ecdh": {"z_ee": z_ee.hex(), "z_se": z_se.hex(), "z_es": z_es.hex()},
             "key_schedule": {"hash": hmac_h, "ikm": ikm.hex(), "salt": salt.hex(), "th": th.hex(),

@@ -41,6 +41,9 @@ std::string_view status_code_name(status_code code) noexcept {
     case status_code::simulator_refused: return "simulator_refused";
     case status_code::timeout: return "timeout";
     case status_code::overloaded: return "overloaded";
+    case status_code::not_authorised: return "not_authorised";
+    case status_code::not_attested: return "not_attested";
+    case status_code::revoked_key: return "revoked_key";
     case status_code::tpm_unavailable: return "tpm_unavailable";
     case status_code::io_error: return "io_error";
     case status_code::internal: return "internal";

@@ -64,7 +64,20 @@ class enrolment_error : public std::runtime_error {
 struct agent_options {
   std::string name;                        // agent name, e.g. "monitor-1"
   std::string broker_endpoint;             // "tcp://127.0.0.1:5555" or "ipc:///run/agentbus/broker.sock"
-  std::string broker_fingerprint;          // optional pin of the broker's identity key (hex SHA-256)
+  // broker_fingerprint: the broker identity key's fingerprint (hex SHA-256 of its
+  // DER public key, either case, as `agentbus-key` and `agentbus-trust broker`
+  // print it). Required: an agent enrols only with the broker whose CHALLENGE this key
+  // signed, so that its token and its traffic go to no one else.
+  std::string broker_fingerprint;
+  // insecure_trust_any_broker: enrol with whichever key signs the CHALLENGE when
+  // broker_fingerprint is empty (logged at critical level on every enrolment).
+  // Anyone on the path can then pose as the broker. Tests of that very case only.
+  bool insecure_trust_any_broker = false;
+  // enrolment_token: the one-time token an operator issued for this name and role
+  // (64 hex digits; `agentbus-trust token create`), needed for the first enrolment of
+  // a name in a role with enrolment = "token" and for a new key. It travels sealed
+  // for the pinned broker (schemas/protocol.md §3.3). Empty: none.
+  std::string enrolment_token;
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds session_timeout{5'000};  // peer session set-up
   std::chrono::milliseconds max_clock_skew{30'000};
@@ -96,6 +109,15 @@ struct agent_options {
   // (schemas/envelope.md §7.3). Off: each envelope travels on its own.
   bool wire_batching = true;
 };
+
+// enrolment_bundle is what an operator hands an agent's owner (one TOML file written
+// by `agentbus-trust token create --out FILE`, mode 0600): the name and role, the
+// broker's fingerprint and, if the operator knew it, its endpoint, and the one-time
+// token. load_enrolment_bundle reads it into `options` (name, broker_fingerprint,
+// enrolment_token, and broker_endpoint when the file has one and options has none)
+// and returns the role; throws std::runtime_error naming the file and field when it
+// cannot be read or is invalid.
+std::string load_enrolment_bundle(const std::filesystem::path& file, agent_options& options);
 
 // message is a verified, delivered envelope.
 struct message {

@@ -54,15 +54,26 @@ struct batch_limits {
   bool operator==(const batch_limits&) const = default;
 };
 
+// enrolment_mode says what authorises an agent of a role to enrol under a name
+// with a key it has not enrolled with before (schemas/protocol.md §3.8):
+//   pinned  the policy's [agents.<name>] pin names this role and the key's fingerprint;
+//   token   a one-time enrolment token an operator issued for this name and role
+//           (`agentbus-trust token create`), presented sealed in PROOF;
+//   open    nothing: the first key to enrol a name keeps it (demo roles only).
+// A name that already enrolled with a key re-enrols with that key in every mode.
+enum class enrolment_mode { pinned, token, open };
+std::string_view enrolment_mode_name(enrolment_mode m) noexcept;
+
 // role_policy is one role's row: its suite, the assurance levels accepted from it,
-// whether a software key or a simulated TPM is acceptable for it, and its batch
-// window.
+// whether a software key or a simulated TPM is acceptable for it, how its agents are
+// authorised to enrol, and its batch window.
 struct role_policy {
   std::string name;                     // upper-case role name, e.g. "DIRECTOR"
   std::string suite;                    // suite name
   std::vector<assurance> accepted_assurance;
   bool allow_software = false;
   bool allow_simulator = true;
+  enrolment_mode enrolment = enrolment_mode::token;  // fail closed: nothing is first-come unless the policy says so
   batch_limits batch;                   // tpm-batch window limits
   // ACL. send_to lists recipient roles ("*" = any role); publish and subscribe list
   // topic patterns: segments separated by '/', "*" matches one segment, a final ">"
@@ -135,6 +146,9 @@ class policy {
   const operator_key* find_operator(std::string_view fingerprint) const noexcept;
   const std::vector<operator_key>& operators() const noexcept { return operators_; }
   bool is_revoked(std::string_view agent) const noexcept;
+  // is_key_revoked says whether the policy's revoked_keys lists this fingerprint
+  // (lower-case hex SHA-256 of the DER public key): refused under any name.
+  bool is_key_revoked(std::string_view fingerprint) const noexcept;
 
   const std::vector<suite>& suites() const noexcept { return suites_; }
   const std::vector<role_policy>& roles() const noexcept { return roles_; }
@@ -147,6 +161,7 @@ class policy {
   std::vector<agent_pin> pins_;
   std::vector<operator_key> operators_;
   std::vector<std::string> revoked_;
+  std::vector<std::string> revoked_keys_;
 };
 
 }  // namespace agentbus

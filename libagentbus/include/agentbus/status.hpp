@@ -60,6 +60,9 @@ enum class status_code : std::uint16_t {
   simulator_refused = 411,   // role refuses simulated TPMs
   timeout = 412,             // no answer within the deadline
   overloaded = 413,          // a bounded queue is full (no silent drop: the sender is told)
+  not_authorised = 414,      // enrolment: no valid token or pin authorises this name, role and key
+  not_attested = 415,        // enrolment: TPM evidence missing, invalid, or from an untrusted EK
+  revoked_key = 416,         // the key (or EK) is revoked, whatever name or role presents it
 
   // 500-599: local environment reported as a value where a caller wants to continue.
   tpm_unavailable = 500,

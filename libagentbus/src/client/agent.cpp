@@ -9,6 +9,7 @@
 
 #include "client/agent_internals.hpp"
 #include "client/agent_runtime.hpp"
+#include "session/key_agreement.hpp"
 
 namespace agentbus {
 namespace client {
@@ -58,6 +59,19 @@ agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shar
   if (!key || !pol) throw std::invalid_argument("agent needs an identity and a policy");
   if (options.heartbeat_interval < std::chrono::milliseconds::zero() || options.heartbeat_interval > std::chrono::hours(1))
     throw std::invalid_argument("agent_options::heartbeat_interval must be 0 (off) .. 1 hour");
+  if (options.broker_fingerprint.empty() && !options.insecure_trust_any_broker)
+    throw std::invalid_argument("agent_options::broker_fingerprint is required (the broker's identity, as `agentbus-trust "
+                                "broker` prints it); set insecure_trust_any_broker to enrol with any broker");
+  if (!options.broker_fingerprint.empty()) {
+    bool hex_ok = false;
+    if (from_hex(options.broker_fingerprint, &hex_ok).size() != 32 || !hex_ok)
+      throw std::invalid_argument("agent_options::broker_fingerprint must be 64 hex digits");
+  }
+  if (!options.enrolment_token.empty()) {
+    bool hex_ok = false;
+    if (from_hex(options.enrolment_token, &hex_ok).size() != session::kEnrolmentTokenSize || !hex_ok)
+      throw std::invalid_argument("agent_options::enrolment_token must be 64 hex digits");
+  }
   auto s = pol->suite_for(key->metadata().role);
   if (!s) throw enrolment_error(s.error().code(), s.error().to_string());
   if (key->key_suite().name != s->name)

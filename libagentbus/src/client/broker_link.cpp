@@ -18,7 +18,14 @@ constexpr std::chrono::seconds kReenrolDebounce{2};
 }  // namespace
 
 broker_link::broker_link(const agent_options& opts, identity_key& key, const suite& my_suite, outbound_queue& out)
-    : opts_(opts), key_(key), suite_(my_suite), out_(out) {}
+    : opts_(opts), key_(key), suite_(my_suite), out_(out) {
+  // agent::agent checked the hex; the token lives as key material from here on.
+  if (!opts_.enrolment_token.empty()) {
+    const bytes raw = from_hex(opts_.enrolment_token);
+    token_ = secret_bytes(raw.size());
+    std::copy(raw.begin(), raw.end(), token_->data());
+  }
+}
 
 broker_link::~broker_link() { stop(); }
 
@@ -163,7 +170,12 @@ void broker_link::tick() {
 // ---------------------------------------------------------------- worker thread
 
 status broker_link::handshake() {
-  auto hs = std::make_shared<hop_handshake>(key_, suite_, opts_.name, opts_.broker_fingerprint);
+  if (opts_.broker_fingerprint.empty())
+    spdlog::critical("[{}] enrolling WITHOUT authenticating the broker (insecure_trust_any_broker): anyone on the path "
+                     "can pose as it",
+                     opts_.name);
+  auto hs = std::make_shared<hop_handshake>(key_, suite_, opts_.name, opts_.broker_fingerprint,
+                                            token_ ? &*token_ : nullptr);
   if (hs->static_key_failed()) ++static_ecdh_failures_;
   const auto deadline = steady::now() + opts_.connect_timeout;
   std::unique_lock lock(mu_);

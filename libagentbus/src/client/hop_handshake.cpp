@@ -8,11 +8,13 @@
 
 namespace agentbus::client {
 
-hop_handshake::hop_handshake(identity_key& key, const suite& my_suite, std::string agent_name, std::string broker_pin)
+hop_handshake::hop_handshake(identity_key& key, const suite& my_suite, std::string agent_name, std::string broker_pin,
+                             const secret_bytes* token)
     : key_(key),
       suite_(my_suite),
       name_(std::move(agent_name)),
       broker_pin_(std::move(broker_pin)),
+      token_(token != nullptr ? std::optional<secret_bytes>(token->clone()) : std::nullopt),
       ephemeral_(crypto::ec_keypair::generate(my_suite.ecdh_curve)) {
   // Hex in either case (agentbus-key prints lower case).
   std::transform(broker_pin_.begin(), broker_pin_.end(), broker_pin_.begin(),
@@ -62,6 +64,14 @@ result<hop_handshake::proof> hop_handshake::on_challenge(byte_view challenge_bod
   auto sig = key_.sign_message(session::proof_transcript(hello_bytes_, challenge_body));
   if (!sig) return status{sig.error().code(), "cannot sign the enrolment proof: " + sig.error().to_string()};
   proof.signature = std::move(sig).value();
+  if (token_) {
+    // Sealed for the broker whose CHALLENGE verified above: only it can open it.
+    const std::array<byte_view, 2> hello_challenge{hello_bytes_, challenge_body};
+    proof.sealed_token = session::seal_enrolment_token(
+        *shares, {"hop", name_, challenge->broker_name, hello_.nonce, challenge->nonce, suite_.mac_hash,
+                  suite_.mac_hash, hello_challenge},
+        token_->view());
+  }
   bytes proof_bytes = session::encode(proof);
 
   const std::array<byte_view, 3> transcript{hello_bytes_, challenge_body, proof_bytes};
@@ -75,9 +85,9 @@ result<hop_handshake::welcome> hop_handshake::on_welcome(byte_view welcome_body)
   if (!keys_) return status{status_code::malformed, "WELCOME before PROOF"};
   auto w = session::decode_welcome(welcome_body);
   if (!w) return status{w.error().code(), "bad WELCOME: " + w.error().to_string()};
-  if (status st = session::check_welcome_confirm(*keys_, w->session_id, w->confirm_tag); !st) return st;
-  // WELCOME's rekey schedule is not covered by its MAC (docs/protocol-history.md, D11):
-  // bounded here so that no value can overflow a clock computation.
+  if (status st = session::check_welcome_confirm(*keys_, *w); !st) return st;
+  // The rekey schedule is covered by the confirmation; bounded all the same, so that
+  // no value can overflow a clock computation.
   constexpr std::uint64_t kMaxRekeySeconds = 10ull * 365 * 24 * 3600;
   welcome out{std::move(*keys_), w->rekey_after_messages,
               std::chrono::seconds(std::min(w->rekey_after_seconds, kMaxRekeySeconds))};

@@ -22,8 +22,11 @@ namespace agentbus::client {
 
 class hop_handshake {
  public:
-  // broker_pin: the broker identity's expected fingerprint (hex, any case), or empty.
-  hop_handshake(identity_key& key, const suite& my_suite, std::string agent_name, std::string broker_pin);
+  // broker_pin: the broker identity's expected fingerprint (hex, any case), or empty
+  // (the caller decided that an unpinned broker is acceptable). token: the enrolment
+  // token to seal into PROOF, or null.
+  hop_handshake(identity_key& key, const suite& my_suite, std::string agent_name, std::string broker_pin,
+                const secret_bytes* token = nullptr);
 
   // hello builds the HELLO body (fresh ephemeral key and nonce).
   const bytes& hello() const noexcept { return hello_bytes_; }
@@ -59,6 +62,7 @@ class hop_handshake {
   identity_key& key_;
   suite suite_;
   std::string name_, broker_pin_;
+  std::optional<secret_bytes> token_;
   crypto::ec_keypair ephemeral_;
   std::optional<crypto::public_key> static_pub_;
   bool static_key_failed_ = false;

@@ -5,7 +5,7 @@
 
 namespace agentbus::net {
 
-bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_frames) {
+bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_frames, const peer_address_of* peer_address) {
   std::size_t n = 0;
   bool overflow = false;
   zmq::message_t msg;
@@ -15,6 +15,13 @@ bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_fra
     if (n < max_frames) {
       if (n == out.size()) out.emplace_back();
       out[n++].assign(msg.data<std::uint8_t>(), msg.data<std::uint8_t>() + msg.size());
+      // Every frame of a message carries its connection's metadata; read it from
+      // the kind frame while that frame is at hand.
+      if (n == 2 && peer_address != nullptr && peer_address->out != nullptr &&
+          std::string_view(msg.data<char>(), msg.size()) == peer_address->kind) {
+        const char* a = zmq_msg_gets(msg.handle(), "Peer-Address");
+        *peer_address->out = a != nullptr ? a : "";
+      }
     } else {
       overflow = true;
     }

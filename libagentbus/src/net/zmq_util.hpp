@@ -18,7 +18,17 @@ using frames = std::vector<bytes>;
 // unchanged). A message of more than max_frames frames is read whole and dropped:
 // `out` then holds only its first frame (a ROUTER's routing id, so the sender can
 // be told), which no handler accepts as a message.
-bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_frames = 8);
+//
+// peer_address: when set and the message's second frame (a ROUTER's first after the
+// routing id) equals `kind`, `*out` is set to libzmq's "Peer-Address" of the
+// connection ("" where the transport has none); otherwise it is left alone. Asked
+// only for that kind, so other messages pay nothing for it.
+struct peer_address_of {
+  std::string_view kind;
+  std::string* out = nullptr;
+};
+bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_frames = 8,
+                         const peer_address_of* peer_address = nullptr);
 
 // set_heartbeats turns on ZMTP heartbeats on `socket` (ZeroMQ's own PING/PONG, outside
 // the message queues): a PING every interval_ms, the connection dropped when nothing

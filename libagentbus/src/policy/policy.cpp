@@ -177,8 +177,18 @@ class policy_reader {
 
 // kRoleKeys are the keys a role table and [defaults] may set.
 const std::initializer_list<std::string_view> kRoleKeys = {
-    "suite", "assurance", "allow_software", "allow_simulator", "batch_max_leaves", "batch_max_delay_ms",
+    "suite", "assurance", "allow_software", "allow_simulator", "enrolment", "batch_max_leaves", "batch_max_delay_ms",
     "send_to", "publish", "subscribe"};
+
+enrolment_mode read_enrolment_mode(const policy_reader& reader, const toml::table& t, const std::string& where,
+                                   enrolment_mode fallback) {
+  if (t.get("enrolment") == nullptr) return fallback;
+  const std::string v = reader.string_at(t, where, "enrolment");
+  if (v == "pinned") return enrolment_mode::pinned;
+  if (v == "token") return enrolment_mode::token;
+  if (v == "open") return enrolment_mode::open;
+  reader.fail(where + ".enrolment", "must be \"pinned\", \"token\" or \"open\", not '" + v + "'");
+}
 
 // Fingerprints are compared as lower-case hex (what agentbus-key prints); an
 // operator pasting upper-case hex must not lock the legitimate agent out.
@@ -204,7 +214,7 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
     where << "line " << e.source().begin.line << " column " << e.source().begin.column;
     throw policy_error(source, where.str(), std::string(e.description()));
   }
-  reader.only_keys(doc, "", {"version", "suites", "defaults", "roles", "agents", "revoked", "operators"});
+  reader.only_keys(doc, "", {"version", "suites", "defaults", "roles", "agents", "revoked", "revoked_keys", "operators"});
   const toml::node* version = doc.get("version");
   if (version == nullptr || !version->is_integer()) reader.fail("version", "missing (must be 1)");
   if (version->as_integer()->get() != 1) reader.fail("version", "unsupported policy version " + std::to_string(version->as_integer()->get()));
@@ -234,6 +244,7 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
     if (auto a = reader.optional_assurance(t, "defaults")) defaults.accepted_assurance = *a;
     if (auto b = reader.optional_bool(t, "defaults", "allow_software")) defaults.allow_software = *b;
     if (auto b = reader.optional_bool(t, "defaults", "allow_simulator")) defaults.allow_simulator = *b;
+    defaults.enrolment = read_enrolment_mode(reader, t, "defaults", defaults.enrolment);
     reader.read_batch_limits(t, "defaults", defaults.batch);
     if (auto v = reader.optional_strings(t, "defaults", "send_to", false)) defaults.send_to = *v;
     if (auto v = reader.optional_strings(t, "defaults", "publish", true)) defaults.publish = *v;
@@ -260,6 +271,7 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
     if (auto a = reader.optional_assurance(t, where)) r.accepted_assurance = *a;
     if (auto b = reader.optional_bool(t, where, "allow_software")) r.allow_software = *b;
     if (auto b = reader.optional_bool(t, where, "allow_simulator")) r.allow_simulator = *b;
+    r.enrolment = read_enrolment_mode(reader, t, where, r.enrolment);
     reader.read_batch_limits(t, where, r.batch);
     if (auto v = reader.optional_strings(t, where, "send_to", false)) r.send_to = *v;
     if (auto v = reader.optional_strings(t, where, "publish", true)) r.publish = *v;
@@ -295,10 +307,23 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
         if (from_hex(pin.fingerprint, &hex_ok).size() != 32 || !hex_ok)
           reader.fail(where + ".fingerprint", "must be 64 hex digits (SHA-256 of the DER public key)");
       }
+      // A role that enrols by pin has no other way in: a pin without a key would
+      // admit nobody, or (were it read as "any key") anybody.
+      if (pin.fingerprint.empty() && p.find_role(pin.role)->enrolment == enrolment_mode::pinned)
+        reader.fail(where + ".fingerprint", "missing: role " + pin.role + " enrols by pin (enrolment = \"pinned\")");
       p.pins_.push_back(std::move(pin));
     }
   }
   if (auto revoked = reader.optional_strings(doc, "", "revoked", false)) p.revoked_ = *revoked;
+  if (auto keys = reader.optional_strings(doc, "", "revoked_keys", false)) {
+    for (std::string& fp : *keys) {
+      fp = lower_hex(fp);
+      bool hex_ok = false;
+      if (from_hex(fp, &hex_ok).size() != 32 || !hex_ok)
+        reader.fail("revoked_keys", "'" + fp.substr(0, 80) + "' is not 64 hex digits (SHA-256 of the DER public key)");
+    }
+    p.revoked_keys_ = std::move(*keys);
+  }
   if (const toml::node* ops = doc.get("operators")) {
     if (!ops->is_table()) reader.fail("operators", "must be a table");
     for (auto&& [name, node] : *ops->as_table()) {
@@ -347,6 +372,19 @@ const operator_key* policy::find_operator(std::string_view fingerprint) const no
   for (const auto& op : operators_)
     if (op.fingerprint == fingerprint) return &op;
   return nullptr;
+}
+
+bool policy::is_key_revoked(std::string_view fingerprint) const noexcept {
+  return std::find(revoked_keys_.begin(), revoked_keys_.end(), fingerprint) != revoked_keys_.end();
+}
+
+std::string_view enrolment_mode_name(enrolment_mode m) noexcept {
+  switch (m) {
+    case enrolment_mode::pinned: return "pinned";
+    case enrolment_mode::token: return "token";
+    case enrolment_mode::open: return "open";
+  }
+  return "?";
 }
 
 bool policy::is_revoked(std::string_view agent) const noexcept {

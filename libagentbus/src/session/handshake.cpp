@@ -106,7 +106,7 @@ constexpr std::size_t kMaxSig = 1024;
 
 bytes encode(const hello_msg& m) {
   return writer(11)
-      .uint(1).str(m.name).str(m.role).str(m.suite).str(protection_name(m.key_protection)).bin(m.identity_der)
+      .uint(kHandshakeVersion).str(m.name).str(m.role).str(m.suite).str(protection_name(m.key_protection)).bin(m.identity_der)
       .str(m.tpm_manufacturer).uint(m.tpm_simulator ? 1 : 0).bin(m.ephemeral_der).bin(m.static_ecdh_der).bin(m.nonce)
       .done();
 }
@@ -123,7 +123,9 @@ result<hello_msg> decode_hello(byte_view in) {
       .bin("ephemeral", m.ephemeral_der, 32, kMaxKeyDer).bin("static_ecdh", m.static_ecdh_der, 0, kMaxKeyDer)
       .bin("nonce", m.nonce, kNonceSize, kNonceSize);
   if (!r.ok()) return r.error();
-  if (version != 1) return status{status_code::unsupported_version, "HELLO version " + std::to_string(version)};
+  if (version != kHandshakeVersion)
+    return status{status_code::unsupported_version,
+                  "HELLO version " + std::to_string(version) + " (this broker speaks " + std::to_string(kHandshakeVersion) + ")"};
   if (simulator > 1) return status{status_code::invalid_field, "HELLO tpm_simulator must be 0 or 1"};
   m.tpm_simulator = simulator == 1;
   auto p = parse_protection(prot);
@@ -156,11 +158,12 @@ result<challenge_msg> decode_challenge(byte_view in) {
   return m;
 }
 
-bytes encode(const proof_msg& m) { return writer(1).bin(m.signature).done(); }
+bytes encode(const proof_msg& m) { return writer(2).bin(m.signature).bin(m.sealed_token).done(); }
 result<proof_msg> decode_proof(byte_view in) {
   proof_msg m;
-  reader r(in, "PROOF", 1, kMaxHandshakeFrame);
-  r.bin("signature", m.signature, 1, kMaxSig);
+  reader r(in, "PROOF", 2, kMaxHandshakeFrame);
+  // A sealed token is 32 bytes and a tag of 32 or 48 (the MAC hash): open_enrolment_token checks which.
+  r.bin("signature", m.signature, 1, kMaxSig).bin("sealed_token", m.sealed_token, 0, 96);
   return finish(r, std::move(m));
 }
 
@@ -257,11 +260,14 @@ bytes challenge_transcript(byte_view hello, byte_view challenge_unsigned) {
   return labelled("agentbus-v1 challenge", {hello, challenge_unsigned});
 }
 bytes proof_transcript(byte_view hello, byte_view challenge) { return labelled("agentbus-v1 proof", {hello, challenge}); }
-bytes welcome_confirm_input(byte_view transcript_hash) {
+bytes welcome_confirm_input(byte_view transcript_hash, std::uint64_t rekey_after_messages,
+                            std::uint64_t rekey_after_seconds) {
   std::string_view label = "agentbus-v1 welcome";
   bytes out(label.begin(), label.end());
   out.push_back(0);
   out.insert(out.end(), transcript_hash.begin(), transcript_hash.end());
+  for (std::uint64_t v : {rekey_after_messages, rekey_after_seconds})
+    for (int s = 56; s >= 0; s -= 8) out.push_back(static_cast<std::uint8_t>(v >> s));
   return out;
 }
 

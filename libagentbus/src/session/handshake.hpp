@@ -76,9 +76,11 @@ struct challenge_msg {
   bytes signature;
 };
 
-// PROOF: the agent's identity signature over "agentbus-v1 proof" || HELLO || CHALLENGE.
+// PROOF: the agent's identity signature over "agentbus-v1 proof" || HELLO || CHALLENGE,
+// and its enrolment token sealed for the broker (empty when it has none).
 struct proof_msg {
   bytes signature;
+  bytes sealed_token;
 };
 
 // WELCOME: the hop session's id and a key-confirmation MAC under the broker→agent key.
@@ -169,8 +171,13 @@ bytes challenge_transcript(byte_view hello, byte_view challenge_unsigned);
 bytes proof_transcript(byte_view hello, byte_view challenge);
 
 // welcome_confirm_input is what WELCOME's key-confirmation MAC (under the
-// broker→agent hop key) covers: "agentbus-v1 welcome" || 0x00 || transcript hash.
-bytes welcome_confirm_input(byte_view transcript_hash);
+// broker→agent hop key) covers: "agentbus-v1 welcome" || 0x00 || transcript hash
+// || u64be(rekey_after_messages) || u64be(rekey_after_seconds).
+bytes welcome_confirm_input(byte_view transcript_hash, std::uint64_t rekey_after_messages,
+                            std::uint64_t rekey_after_seconds);
+
+// kHandshakeVersion is HELLO's version field.
+inline constexpr std::uint64_t kHandshakeVersion = 2;
 
 // ctrl_mac_input binds a control body to its session.
 bytes ctrl_mac_input(byte_view session_id, byte_view body);

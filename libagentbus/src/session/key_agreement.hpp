@@ -21,6 +21,7 @@
 #include "agentbus/crypto.hpp"
 #include "agentbus/status.hpp"
 #include "agentbus/suite.hpp"
+#include "session/handshake.hpp"
 #include "session/session_keys.hpp"
 
 namespace agentbus::session {
@@ -66,9 +67,22 @@ bytes transcript_hash(hash_algorithm mac_initiator, hash_algorithm mac_responder
 agreed_keys agree(handshake_role me, const ecdh_shares& shares, const key_schedule_input& in);
 
 // welcome_confirm_tag is the hop's key confirmation (WELCOME): a MAC under the
-// responder's (broker's) send key over the transcript hash. The initiator checks it
-// with check_welcome_confirm (constant time; bad_mac).
-bytes welcome_confirm_tag(const agreed_keys& responder_keys);
-status check_welcome_confirm(const agreed_keys& initiator_keys, byte_view session_id, byte_view tag);
+// responder's (broker's) send key over the transcript hash and WELCOME's rekey
+// schedule. The initiator checks it, and the session id, with check_welcome_confirm
+// (constant time; bad_mac).
+bytes welcome_confirm_tag(const agreed_keys& responder_keys, std::uint64_t rekey_after_messages,
+                          std::uint64_t rekey_after_seconds);
+status check_welcome_confirm(const agreed_keys& initiator_keys, const welcome_msg& w);
+
+// The enrolment token box (schemas/protocol.md §3.3): the agent seals its one-time
+// token into PROOF under a key only it and the broker whose CHALLENGE it verified can
+// derive (the hop's shares and nonces, over HELLO || CHALLENGE, output "tok"), so an
+// eavesdropper never sees it. A one-time pad (the key is used once) and an HMAC tag.
+// `in` is the hop's key_schedule_input with transcript {HELLO, CHALLENGE}; the shares
+// are the caller's own (agent: initiator, broker: responder). open: invalid_field for
+// a wrong length, bad_mac when the tag does not verify.
+inline constexpr std::size_t kEnrolmentTokenSize = 32;
+bytes seal_enrolment_token(const ecdh_shares& agent_shares, const key_schedule_input& in, byte_view token);
+result<secret_bytes> open_enrolment_token(const ecdh_shares& broker_shares, const key_schedule_input& in, byte_view box);
 
 }  // namespace agentbus::session

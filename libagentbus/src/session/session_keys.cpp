@@ -6,43 +6,69 @@
 
 namespace agentbus::session {
 
+namespace {
+
+// schedule: what every output of one handshake's key schedule shares.
+struct schedule {
+  secret_bytes ikm;
+  bytes salt, info;
+};
+
+schedule make_schedule(const std::vector<secret_bytes>& shared_secrets, byte_view nonce_initiator,
+                       byte_view nonce_responder, std::string_view label, std::string_view initiator,
+                       std::string_view responder, byte_view transcript_hash) {
+  std::size_t ikm_len = 0;
+  for (const auto& z : shared_secrets) ikm_len += z.size();
+  schedule s{secret_bytes(ikm_len), {}, {}};
+  std::size_t off = 0;
+  for (const auto& z : shared_secrets) {
+    std::copy(z.data(), z.data() + z.size(), s.ikm.data() + off);
+    off += z.size();
+  }
+  s.salt.assign(nonce_initiator.begin(), nonce_initiator.end());
+  s.salt.insert(s.salt.end(), nonce_responder.begin(), nonce_responder.end());
+  std::string prefix = "agentbus-v1 " + std::string(label);
+  s.info.insert(s.info.end(), prefix.begin(), prefix.end());
+  s.info.push_back(0);
+  s.info.push_back(static_cast<std::uint8_t>(initiator.size()));
+  s.info.insert(s.info.end(), initiator.begin(), initiator.end());
+  s.info.push_back(static_cast<std::uint8_t>(responder.size()));
+  s.info.insert(s.info.end(), responder.begin(), responder.end());
+  s.info.insert(s.info.end(), transcript_hash.begin(), transcript_hash.end());
+  return s;
+}
+
+secret_bytes expand(const schedule& s, hash_algorithm kdf, std::string_view tag, std::size_t length) {
+  bytes info = s.info;
+  info.insert(info.end(), tag.begin(), tag.end());
+  return crypto::hkdf(kdf, s.ikm.view(), s.salt, info, length);
+}
+
+}  // namespace
+
 derived_keys derive_keys(const std::vector<secret_bytes>& shared_secrets, byte_view nonce_initiator,
                          byte_view nonce_responder, std::string_view label, std::string_view initiator,
                          std::string_view responder, byte_view transcript_hash, hash_algorithm i2r_mac,
                          hash_algorithm r2i_mac) {
-  std::size_t ikm_len = 0;
-  for (const auto& z : shared_secrets) ikm_len += z.size();
-  secret_bytes ikm(ikm_len);
-  std::size_t off = 0;
-  for (const auto& z : shared_secrets) {
-    std::copy(z.data(), z.data() + z.size(), ikm.data() + off);
-    off += z.size();
-  }
-  bytes salt(nonce_initiator.begin(), nonce_initiator.end());
-  salt.insert(salt.end(), nonce_responder.begin(), nonce_responder.end());
-
-  bytes info;
-  std::string prefix = "agentbus-v1 " + std::string(label);
-  info.insert(info.end(), prefix.begin(), prefix.end());
-  info.push_back(0);
-  info.push_back(static_cast<std::uint8_t>(initiator.size()));
-  info.insert(info.end(), initiator.begin(), initiator.end());
-  info.push_back(static_cast<std::uint8_t>(responder.size()));
-  info.insert(info.end(), responder.begin(), responder.end());
-  info.insert(info.end(), transcript_hash.begin(), transcript_hash.end());
-  auto with = [&](std::string_view tag) {
-    bytes i = info;
-    i.insert(i.end(), tag.begin(), tag.end());
-    return i;
-  };
+  const schedule s =
+      make_schedule(shared_secrets, nonce_initiator, nonce_responder, label, initiator, responder, transcript_hash);
   // The KDF hash is the stronger of the two MAC hashes.
   hash_algorithm kdf = hash_size(i2r_mac) >= hash_size(r2i_mac) ? i2r_mac : r2i_mac;
   derived_keys out;
-  out.initiator_to_responder = crypto::hkdf(kdf, ikm.view(), salt, with("i2r"), hash_size(i2r_mac));
-  out.responder_to_initiator = crypto::hkdf(kdf, ikm.view(), salt, with("r2i"), hash_size(r2i_mac));
-  secret_bytes sid = crypto::hkdf(kdf, ikm.view(), salt, with("sid"), kSessionIdSize);
+  out.initiator_to_responder = expand(s, kdf, "i2r", hash_size(i2r_mac));
+  out.responder_to_initiator = expand(s, kdf, "r2i", hash_size(r2i_mac));
+  secret_bytes sid = expand(s, kdf, "sid", kSessionIdSize);
   out.session_id.assign(sid.data(), sid.data() + sid.size());
   return out;
+}
+
+secret_bytes derive_output(const std::vector<secret_bytes>& shared_secrets, byte_view nonce_initiator,
+                           byte_view nonce_responder, std::string_view label, std::string_view initiator,
+                           std::string_view responder, byte_view transcript_hash, hash_algorithm kdf,
+                           std::string_view tag, std::size_t length) {
+  return expand(make_schedule(shared_secrets, nonce_initiator, nonce_responder, label, initiator, responder,
+                              transcript_hash),
+                kdf, tag, length);
 }
 
 void session_state::install(mac_key send, mac_key receive, std::chrono::seconds grace) {

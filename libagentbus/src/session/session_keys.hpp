@@ -36,6 +36,14 @@ derived_keys derive_keys(const std::vector<secret_bytes>& shared_secrets, byte_v
                          std::string_view responder, byte_view transcript_hash, hash_algorithm i2r_mac,
                          hash_algorithm r2i_mac);
 
+// derive_output: one more output of the same schedule (same ikm, salt and info
+// prefix), named `tag`, `length` bytes of HKDF-`kdf`: "tok" keys the enrolment
+// token box (schemas/protocol.md §3.3).
+secret_bytes derive_output(const std::vector<secret_bytes>& shared_secrets, byte_view nonce_initiator,
+                           byte_view nonce_responder, std::string_view label, std::string_view initiator,
+                           std::string_view responder, byte_view transcript_hash, hash_algorithm kdf,
+                           std::string_view tag, std::size_t length);
+
 using steady = std::chrono::steady_clock;
 
 // mac_key is one direction's key of one session epoch.

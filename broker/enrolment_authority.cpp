@@ -1,0 +1,79 @@
+#include "enrolment_authority.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "agentbus/crypto.hpp"
+
+namespace agentbus::broker {
+
+namespace {
+std::string short_fp(const std::string& fp) { return fp.substr(0, 16); }
+}  // namespace
+
+std::string enrolment_authority::token_hash(byte_view token) {
+  return to_hex(crypto::digest(hash_algorithm::sha256, token));
+}
+
+status enrolment_authority::screen(const candidate& c) const {
+  if (pol_.is_revoked(c.name)) return {status_code::revoked_agent, c.name + " is revoked"};
+  if (pol_.is_key_revoked(c.fingerprint))
+    return {status_code::revoked_key, "key " + short_fp(c.fingerprint) + " is revoked (policy)"};
+  if (auto k = reg_.find_revoked_key(c.fingerprint))
+    return {status_code::revoked_key, "key " + short_fp(c.fingerprint) + " is revoked: " + k->reason};
+  const role_policy* role = pol_.find_role(c.role);
+  if (role == nullptr) return {status_code::unknown_role, "role '" + c.role + "' is not in the policy"};
+  const agent_pin* pin = pol_.find_pin(c.name);
+  if (pin != nullptr && pin->role != c.role) return {status_code::refused, c.name + " is pinned to role " + pin->role};
+  if (pin != nullptr && !pin->fingerprint.empty() && pin->fingerprint != c.fingerprint)
+    return {status_code::key_changed, "key " + short_fp(c.fingerprint) + " is not the key pinned in the policy"};
+  if (role->enrolment == enrolment_mode::pinned && (pin == nullptr || pin->fingerprint.empty()))
+    return {status_code::not_authorised, "role " + c.role + " enrols by pin and the policy pins no key for " + c.name};
+  if (auto rec = reg_.find_agent(c.name)) {
+    if (rec->revoked) return {status_code::revoked_agent, c.name + " is revoked: " + rec->revoked_reason};
+    if (rec->role != c.role) return {status_code::refused, c.name + " was enrolled as " + rec->role};
+  }
+  return {};
+}
+
+result<authorisation> enrolment_authority::authorise(const candidate& c, const std::optional<secret_bytes>& token,
+                                                     std::int64_t now_ms) {
+  if (status st = screen(c); !st) return st;
+  const role_policy& role = *pol_.find_role(c.role);
+  // The policy's own pin names this key (screen() refused any other): the operator's
+  // word, whatever the registry remembers.
+  if (const agent_pin* pin = pol_.find_pin(c.name); pin != nullptr && !pin->fingerprint.empty())
+    return authorisation{std::nullopt, "policy pin"};
+  const auto rec = reg_.find_agent(c.name);
+  if (rec && rec->fingerprint == c.fingerprint) return authorisation{std::nullopt, "pinned key"};
+
+  status refusal;
+  if (role.enrolment == enrolment_mode::open && !rec) return authorisation{std::nullopt, "open role (first use)"};
+  if (role.enrolment == enrolment_mode::token && token) {
+    const std::string hash = token_hash(token->view());
+    auto t = reg_.find_token(hash);
+    if (!t) refusal = {status_code::not_authorised, "the enrolment token is not known to this broker"};
+    else if (t->used_at != 0) refusal = {status_code::not_authorised, "enrolment token " + t->id() + " was already used"};
+    else if (t->expires_at <= now_ms) refusal = {status_code::not_authorised, "enrolment token " + t->id() + " has expired"};
+    else if (t->name != c.name || t->role != c.role)
+      refusal = {status_code::not_authorised, "enrolment token " + t->id() + " is for another name or role"};
+    else if (!t->fingerprint.empty() && t->fingerprint != c.fingerprint)
+      refusal = {status_code::not_authorised, "enrolment token " + t->id() + " is for another key"};
+    else
+      return authorisation{hash, "token " + t->id()};
+  } else if (rec) {
+    refusal = {status_code::key_changed, "key " + short_fp(c.fingerprint) + " differs from the key " + c.name +
+                                             " enrolled with; an operator must approve it or issue a token"};
+  } else {
+    refusal = {status_code::not_authorised, "role " + c.role + " needs an enrolment token for a new name (" + c.name + ")"};
+  }
+  // A changed key that proved possession is kept for an operator to decide on (the
+  // first one only: later ones cannot push it out).
+  if (rec && rec->fingerprint != c.fingerprint && role.enrolment != enrolment_mode::pinned) {
+    if (reg_.set_pending_key({c.name, c.fingerprint, c.public_key_pem, now_ms, c.address, c.evidence}))
+      spdlog::warn("recorded key {} presented for {} from {} as pending operator approval", short_fp(c.fingerprint),
+                   c.name, c.address.empty() ? "an unknown address" : c.address);
+  }
+  return refusal;
+}
+
+}  // namespace agentbus::broker

@@ -1,0 +1,62 @@
+// enrolment_authority.hpp — who may enrol under a name, in a role, with a key
+// (schemas/protocol.md §3.7-3.8): revocations by name and by key, the policy's pins,
+// the registry's pinned keys, the role's enrolment mode and one-time tokens.
+//
+// Two questions, asked at two moments of the handshake:
+//   at HELLO, before the broker spends a TPM signature: screen() refuses what no
+//     PROOF could change (a revoked name or key, another role, a pinned role's
+//     unlisted key);
+//   at PROOF, once the key's possession is proven: authorise() decides, with the
+//     token the agent sealed into PROOF, and records a changed key for an operator.
+// The token is consumed when the enrolment is committed (registry::enrol), in the
+// same transaction as the agent's row.
+//
+// No sockets, no TPM: unit-tested over a registry file. Owned by the broker's event
+// loop (the registry is not thread-safe).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "agentbus/bytes.hpp"
+#include "agentbus/policy.hpp"
+#include "agentbus/status.hpp"
+#include "registry.hpp"
+
+namespace agentbus::broker {
+
+// candidate: who asks, as HELLO said and the key proved.
+struct candidate {
+  std::string name, role, fingerprint, public_key_pem;
+  std::string address;   // the connection's peer address ("" if unknown)
+  std::string evidence;  // what HELLO claimed or proved about the key's protection
+};
+
+// authorisation: what allowed an enrolment. token_hash is set when a token did (to
+// be consumed with the commit).
+struct authorisation {
+  std::optional<std::string> token_hash;
+  std::string reason;  // "pinned key", "policy pin", "token <id>", "open role (first use)"
+};
+
+class enrolment_authority {
+ public:
+  enrolment_authority(const policy& pol, registry& reg) : pol_(pol), reg_(reg) {}
+
+  // screen: revoked_agent, revoked_key, refused (another role), or for a role with
+  // enrolment = "pinned": not_authorised (no pin) and key_changed (another key).
+  status screen(const candidate& c) const;
+  // authorise: screen() again (the registry may have changed), then the mode. A
+  // token is looked up by its hash; a changed key without one is key_changed and, in
+  // token and open roles, recorded as pending (first one only) for an operator.
+  result<authorisation> authorise(const candidate& c, const std::optional<secret_bytes>& token, std::int64_t now_ms);
+
+  // token_hash is the registry's name for a token: hex SHA-256 of its 32 bytes.
+  static std::string token_hash(byte_view token);
+
+ private:
+  const policy& pol_;
+  registry& reg_;
+};
+
+}  // namespace agentbus::broker
