@@ -51,6 +51,15 @@ std::optional<std::string> string_field(const json& obj, const char* key) {
 constexpr std::size_t kMaxNameBytes = 256;
 constexpr std::size_t kMaxReasonBytes = 1024;
 
+// is_agent_name: schemas/envelope.md §6 (a token of at most 128 bytes): one or more of
+// [A-Za-z0-9._-], the first alphanumeric.
+bool is_agent_name(std::string_view s) {
+  if (s.empty() || s.size() > 128 || !std::isalnum(static_cast<unsigned char>(s[0]))) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+}
+
 const operator_key* operator_for(const policy& pol, const std::string& fingerprint) {
   if (const operator_key* op = pol.find_operator(fingerprint)) return op;
   // Policy files may spell the fingerprint in upper case; the key's is lower case.
@@ -78,7 +87,29 @@ nlohmann::json to_json(const agent_record& a) {
               {"revoked_reason", string_or_null(a.revoked ? a.revoked_reason : std::string())},
               {"revoked_at", time_or_null(a.revoked ? a.revoked_at : 0)},
               {"pending_fingerprint", string_or_null(a.pending_fingerprint)},
-              {"pending_public_key_pem", string_or_null(a.pending_public_key_pem)}};
+              {"pending_public_key_pem", string_or_null(a.pending_public_key_pem)},
+              {"pending_at", time_or_null(a.pending_fingerprint.empty() ? 0 : a.pending_at)},
+              {"pending_address", string_or_null(a.pending_fingerprint.empty() ? std::string() : a.pending_address)},
+              {"pending_evidence", string_or_null(a.pending_fingerprint.empty() ? std::string() : a.pending_evidence)}};
+}
+
+nlohmann::json to_json(const token_record& t) {
+  return json{{"id", t.id()},
+              {"agent", t.name},
+              {"role", t.role},
+              {"fingerprint", string_or_null(t.fingerprint)},
+              {"created_at", time_or_null(t.created_at)},
+              {"expires_at", time_or_null(t.expires_at)},
+              {"created_by", t.created_by},
+              {"used_at", time_or_null(t.used_at)},
+              {"used_by_fingerprint", string_or_null(t.used_by_fingerprint)}};
+}
+
+nlohmann::json to_json(const key_revocation& k) {
+  return json{{"fingerprint", k.fingerprint},
+              {"agent", string_or_null(k.agent)},
+              {"reason", k.reason},
+              {"revoked_at", time_or_null(k.revoked_at)}};
 }
 
 nlohmann::json to_json(const edge_record& e) {
@@ -168,6 +199,15 @@ status admin_state::approve(const std::string&, const std::string&, const std::s
 status admin_state::reset_counters(const std::string&, const std::string&) {
   return {status_code::refused, "this admin endpoint is read-only"};
 }
+status admin_state::reject(const std::string&, const std::string&, const std::string&) {
+  return {status_code::refused, "this admin endpoint is read-only"};
+}
+status admin_state::create_token(const token_record&) {
+  return {status_code::refused, "this admin endpoint is read-only"};
+}
+status admin_state::revoke_key(const key_revocation&, const std::string&) {
+  return {status_code::refused, "this admin endpoint is read-only"};
+}
 
 registry_admin_state::registry_admin_state(registry& reg) : reg_(reg) {}
 
@@ -187,6 +227,26 @@ status registry_admin_state::approve(const std::string& agent, const std::string
   return {};
 }
 
+std::vector<token_record> registry_admin_state::tokens() { return reg_.tokens(); }
+std::vector<key_revocation> registry_admin_state::revoked_keys() { return reg_.revoked_keys(); }
+
+status registry_admin_state::reject(const std::string& agent, const std::string& fingerprint, const std::string&) {
+  if (!reg_.reject_key(agent, fingerprint))
+    return {status_code::key_changed, "the key awaiting approval for " + agent + " changed meanwhile"};
+  return {};
+}
+
+status registry_admin_state::create_token(const token_record& t) {
+  if (!reg_.add_token(t))
+    return {status_code::overloaded, "the registry holds " + std::to_string(registry::kMaxTokens) + " tokens already"};
+  return {};
+}
+
+status registry_admin_state::revoke_key(const key_revocation& k, const std::string&) {
+  (void)reg_.revoke_key(k);  // revoked before: the first record stays, which is what the operator wants
+  return {};
+}
+
 status registry_admin_state::reset_counters(const std::string& agent, const std::string&) {
   if (agent.empty()) reg_.reset_refusals(std::nullopt);
   else reg_.reset_refusals(std::string_view(agent));
@@ -201,7 +261,8 @@ std::int64_t now_unix_ms() noexcept {
 }
 
 bool is_state_changing_op(std::string_view op) noexcept {
-  return op == "revoke" || op == "approve" || op == "reset_counters";
+  return op == "revoke" || op == "approve" || op == "reject" || op == "reset_counters" || op == "token_create" ||
+         op == "revoke_key";
 }
 
 std::string make_signed_request(const nlohmann::json& inner, identity_key& operator_key,
@@ -367,6 +428,17 @@ result<nlohmann::json> admin_handler::read_only(const std::string& op, const nlo
   if (op == "edges") return edges_json(agents_by_name(), "");
   if (op == "violations") return refusals_json("");
   if (op == "stats") return state_.stats();
+  if (op == "broker") return state_.broker_identity();
+  if (op == "tokens") {
+    json out = json::array();
+    for (const auto& t : state_.tokens()) out.push_back(to_json(t));
+    return out;
+  }
+  if (op == "revoked_keys") {
+    json out = json::array();
+    for (const auto& k : state_.revoked_keys()) out.push_back(to_json(k));
+    return out;
+  }
   if (op == "graph") {
     auto agents = agents_by_name();
     return json{{"agents", agents_json(agents)},
@@ -386,11 +458,15 @@ result<nlohmann::json> admin_handler::read_only(const std::string& op, const nlo
                 {"refusals", refusals_json(a->name)}};
   }
   return status{status_code::invalid_field,
-                "unknown op '" + op.substr(0, 32) + "' (agents, show, edges, violations, graph, stats, revoke, approve, reset_counters)"};
+                "unknown op '" + op.substr(0, 32) +
+                    "' (agents, show, edges, violations, graph, stats, broker, tokens, revoked_keys, revoke, approve, "
+                    "reject, reset_counters, token_create, revoke_key)"};
 }
 
 result<nlohmann::json> admin_handler::apply(const verified_request& req) {
   const std::string op = req.inner.at("op").get<std::string>();
+  if (op == "token_create") return create_token(req);
+  if (op == "revoke_key") return revoke_key(req);
   auto agent = string_field(req.inner, "agent").value_or("");
   if (agent.size() > kMaxNameBytes) return status{status_code::too_large, "agent name exceeds 256 bytes"};
   if (agent.empty() && op != "reset_counters") return status{status_code::malformed, op + " needs a string 'agent'"};
@@ -417,6 +493,13 @@ result<nlohmann::json> admin_handler::apply(const verified_request& req) {
       return status{status_code::key_changed, "fingerprint does not match the key awaiting approval for " + agent +
                                                   " (sha256:" + before->pending_fingerprint.substr(0, 16) + "...)"};
     st = state_.approve(agent, before->pending_fingerprint, req.operator_name);
+  } else if (op == "reject") {
+    auto fp = string_field(req.inner, "fingerprint");
+    if (!fp || fp->size() != 64 || !is_hex(*fp))
+      return status{status_code::malformed, "reject needs 'fingerprint': 64 hex digits (SHA-256 of the DER public key)"};
+    if (before->pending_fingerprint.empty() || lower(*fp) != lower(before->pending_fingerprint))
+      return status{status_code::invalid_field, agent + " has no such key awaiting approval"};
+    st = state_.reject(agent, before->pending_fingerprint, req.operator_name);
   } else {
     st = state_.reset_counters(agent, req.operator_name);
   }
@@ -429,6 +512,58 @@ result<nlohmann::json> admin_handler::apply(const verified_request& req) {
               {"agent", agent.empty() ? json(nullptr) : json(agent)},
               {"operator", req.operator_name},
               {"agent_record", record}};
+}
+
+result<nlohmann::json> admin_handler::create_token(const verified_request& req) {
+  auto agent = string_field(req.inner, "agent");
+  auto role = string_field(req.inner, "role");
+  if (!agent || !role) return status{status_code::malformed, "token_create needs strings 'agent' and 'role'"};
+  if (!is_agent_name(*agent)) return status{status_code::invalid_field, "'" + agent->substr(0, 64) + "' is not an agent name"};
+  if (pol_->find_role(*role) == nullptr) return status{status_code::unknown_role, "role '" + role->substr(0, 64) + "' is not in the policy"};
+  std::string fingerprint;
+  if (auto fp = string_field(req.inner, "fingerprint"); fp && !fp->empty()) {
+    if (fp->size() != 64 || !is_hex(*fp)) return status{status_code::malformed, "fingerprint: 64 hex digits"};
+    fingerprint = lower(*fp);
+  }
+  std::int64_t ttl = kAdminDefaultTokenTtlSeconds;
+  if (auto it = req.inner.find("ttl_seconds"); it != req.inner.end()) {
+    if (!it->is_number_integer() || it->get<std::int64_t>() < 1 || it->get<std::int64_t>() > kAdminMaxTokenTtlSeconds)
+      return status{status_code::invalid_field, "ttl_seconds: 1.." + std::to_string(kAdminMaxTokenTtlSeconds)};
+    ttl = it->get<std::int64_t>();
+  }
+  // The token exists in clear only in this reply: the registry keeps its hash.
+  const bytes raw = crypto::random_bytes(32);
+  token_record t;
+  t.hash = to_hex(crypto::digest(hash_algorithm::sha256, raw));
+  t.name = *agent;
+  t.role = *role;
+  t.fingerprint = fingerprint;
+  t.created_at = now_unix_ms();
+  t.expires_at = t.created_at + ttl * 1000;
+  t.created_by = req.operator_name;
+  if (status st = state_.create_token(t); !st) return st;
+  return json{{"op", "token_create"}, {"operator", req.operator_name}, {"token", to_hex(raw)},
+              {"token_record", to_json(t)}, {"broker", state_.broker_identity()}};
+}
+
+result<nlohmann::json> admin_handler::revoke_key(const verified_request& req) {
+  auto fp = string_field(req.inner, "fingerprint");
+  auto reason = string_field(req.inner, "reason");
+  if (!fp || fp->size() != 64 || !is_hex(*fp))
+    return status{status_code::malformed, "revoke_key needs 'fingerprint': 64 hex digits (SHA-256 of the DER public key)"};
+  if (!reason || reason->empty()) return status{status_code::malformed, "revoke_key needs a non-empty string 'reason'"};
+  if (reason->size() > kMaxReasonBytes) return status{status_code::too_large, "reason exceeds 1024 bytes"};
+  const std::string fingerprint = lower(*fp);
+  // Agents pinned to the key are revoked with it (their sessions torn down at once).
+  json revoked_agents = json::array();
+  for (const auto& a : state_.agents()) {
+    if (a.fingerprint != fingerprint || a.revoked) continue;
+    if (status st = state_.revoke(a.name, *reason, req.operator_name); !st) return st;
+    revoked_agents.push_back(a.name);
+  }
+  if (status st = state_.revoke_key({fingerprint, "", *reason, now_unix_ms()}, req.operator_name); !st) return st;
+  return json{{"op", "revoke_key"}, {"operator", req.operator_name}, {"fingerprint", fingerprint},
+              {"revoked_agents", revoked_agents}};
 }
 
 }  // namespace agentbus::broker

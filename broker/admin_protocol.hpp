@@ -42,6 +42,10 @@ inline constexpr std::size_t kAdminMaxRequestBytes = 64 * 1024;
 // kAdminMaxSkewMs is how far a signed request's timestamp may be from the
 // verifier's clock (either way) before it is stale.
 inline constexpr std::int64_t kAdminMaxSkewMs = 5 * 60 * 1000;
+// Enrolment tokens (token_create): valid this long unless the request says
+// otherwise, and never longer than kAdminMaxTokenTtlSeconds.
+inline constexpr std::int64_t kAdminDefaultTokenTtlSeconds = 3600;
+inline constexpr std::int64_t kAdminMaxTokenTtlSeconds = 7 * 24 * 3600;
 // kAdminMaxNonces bounds the replay cache. Nonces are forgotten once their
 // timestamp is outside the skew window (a replay of such a request is stale
 // anyway); if more than this many are still fresh, new requests are refused as
@@ -55,6 +59,9 @@ inline constexpr std::size_t kAdminMaxNonces = 65536;
 nlohmann::json to_json(const agent_record& a);
 nlohmann::json to_json(const edge_record& e);
 nlohmann::json to_json(const refusal_record& r);
+// A token renders without its hash: "id" (the hash's first 16 hex digits) names it.
+nlohmann::json to_json(const token_record& t);
+nlohmann::json to_json(const key_revocation& k);
 
 // agent_json is to_json(a) plus "online".
 nlohmann::json agent_json(const agent_record& a, bool online);
@@ -92,6 +99,11 @@ class admin_state {
   virtual bool online(std::string_view agent) { (void)agent; return false; }
   // stats is the broker's metrics as JSON (metrics::to_json); null when none.
   virtual nlohmann::json stats() { return nullptr; }
+  virtual std::vector<token_record> tokens() = 0;
+  virtual std::vector<key_revocation> revoked_keys() = 0;
+  // broker_identity is {"name","fingerprint","suite"} of the broker's identity key;
+  // null when unknown (offline).
+  virtual nlohmann::json broker_identity() { return nullptr; }
 
   // The actions below default to `refused` ("read-only"), for read-only states.
   // revoke marks the agent revoked at once (tear down its sessions; its next
@@ -103,6 +115,14 @@ class admin_state {
   // reset_counters clears the refusal counters of one agent, or of all when
   // `agent` is empty.
   virtual status reset_counters(const std::string& agent, const std::string& operator_name);
+  // reject clears the pending key (the handler checked it is `fingerprint`).
+  virtual status reject(const std::string& agent, const std::string& fingerprint, const std::string& operator_name);
+  // create_token stores a new token (its hash); overloaded when the registry holds
+  // registry::kMaxTokens.
+  virtual status create_token(const token_record& t);
+  // revoke_key refuses a key under any name (agents pinned to it are revoked by the
+  // handler through revoke()).
+  virtual status revoke_key(const key_revocation& k, const std::string& operator_name);
 };
 
 // registry_admin_state implements admin_state over a registry it borrows (which
@@ -122,6 +142,11 @@ class registry_admin_state : public admin_state {
   status revoke(const std::string& agent, const std::string& reason, const std::string& operator_name) override;
   status approve(const std::string& agent, const std::string& fingerprint, const std::string& operator_name) override;
   status reset_counters(const std::string& agent, const std::string& operator_name) override;
+  std::vector<token_record> tokens() override;
+  std::vector<key_revocation> revoked_keys() override;
+  status reject(const std::string& agent, const std::string& fingerprint, const std::string& operator_name) override;
+  status create_token(const token_record& t) override;
+  status revoke_key(const key_revocation& k, const std::string& operator_name) override;
 
  protected:
   registry& reg_;
@@ -176,8 +201,13 @@ class admin_verifier {
 //   violations  [refusal...] sorted by agent, reason
 //   graph       {"agents":[...],"edges":[...],"policy_edges":[...],"refusals":[...]}
 //   stats       admin_state::stats()
-//   revoke / approve / reset_counters (signed)
+//   tokens      [token...] newest first (no hashes, no secrets)
+//   revoked_keys [key_revocation...]
+//   broker      admin_state::broker_identity()
+//   revoke / approve / reject / reset_counters (signed)
 //               {"op","agent","operator","agent_record":agent_json|null}
+//   token_create (signed) {"op","operator","token":HEX,"token_record":token,"broker":broker_identity}
+//   revoke_key (signed) {"op","operator","fingerprint","revoked_agents":[name...]}
 // Not thread-safe: one thread (the broker's socket thread) calls it.
 class admin_handler {
  public:
@@ -191,6 +221,8 @@ class admin_handler {
  private:
   result<nlohmann::json> read_only(const std::string& op, const nlohmann::json& req);
   result<nlohmann::json> apply(const verified_request& req);
+  result<nlohmann::json> create_token(const verified_request& req);
+  result<nlohmann::json> revoke_key(const verified_request& req);
 
   std::shared_ptr<const policy> pol_;
   admin_state& state_;

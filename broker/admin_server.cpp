@@ -9,8 +9,31 @@ namespace agentbus::broker {
 // state: the registry plus the live connection table; a revocation takes effect at once.
 class admin_server::state final : public registry_admin_state {
  public:
-  state(registry& reg, connections& agents, accounting& acct, std::function<void(const std::string&)> on_revoked)
-      : registry_admin_state(reg), agents_(agents), acct_(acct), on_revoked_(std::move(on_revoked)) {}
+  state(registry& reg, connections& agents, accounting& acct, std::function<void(const std::string&)> on_revoked,
+        nlohmann::json identity)
+      : registry_admin_state(reg),
+        agents_(agents),
+        acct_(acct),
+        on_revoked_(std::move(on_revoked)),
+        identity_(std::move(identity)) {}
+
+  nlohmann::json broker_identity() override { return identity_; }
+  status create_token(const token_record& t) override {
+    status st = registry_admin_state::create_token(t);
+    spdlog::warn("operator {} issued enrolment token {} for {} ({}{}): {}", t.created_by, t.id(), t.name, t.role,
+                 t.fingerprint.empty() ? "" : ", key " + t.fingerprint.substr(0, 16), st.to_string());
+    return st;
+  }
+  status revoke_key(const key_revocation& k, const std::string& operator_name) override {
+    status st = registry_admin_state::revoke_key(k, operator_name);
+    spdlog::warn("operator {} revoked key {}: {}", operator_name, k.fingerprint.substr(0, 16), k.reason);
+    return st;
+  }
+  status reject(const std::string& agent, const std::string& fingerprint, const std::string& operator_name) override {
+    status st = registry_admin_state::reject(agent, fingerprint, operator_name);
+    spdlog::warn("operator {} rejected key {} for {}: {}", operator_name, fingerprint.substr(0, 16), agent, st.to_string());
+    return st;
+  }
 
   bool online(std::string_view agent) override {
     const known_agent* a = agents_.find(agent);
@@ -39,16 +62,17 @@ class admin_server::state final : public registry_admin_state {
   connections& agents_;
   accounting& acct_;
   std::function<void(const std::string&)> on_revoked_;
+  nlohmann::json identity_;
 };
 
 admin_server::admin_server(zmq::context_t& ctx, const std::string& endpoint, std::shared_ptr<const policy> pol,
                            registry& reg, connections& agents, accounting& acct, std::shared_ptr<tpm::tpm> tpm,
-                           std::function<void(const std::string&)> on_revoked)
+                           std::function<void(const std::string&)> on_revoked, nlohmann::json broker_identity)
     : socket_(ctx, zmq::socket_type::rep),
       agents_(agents),
       acct_(acct),
       tpm_(std::move(tpm)),
-      state_(std::make_unique<state>(reg, agents, acct, std::move(on_revoked))) {
+      state_(std::make_unique<state>(reg, agents, acct, std::move(on_revoked), std::move(broker_identity))) {
   handler_ = std::make_unique<admin_handler>(std::move(pol), *state_);
   socket_.set(zmq::sockopt::linger, 0);
   if (endpoint.rfind("ipc://", 0) == 0)

@@ -134,7 +134,10 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
   }
   if (!d.cfg.admin_endpoint.empty())
     d.admin = std::make_unique<admin_server>(d.ctx, d.cfg.admin_endpoint, d.pol, *d.reg, d.agents, *d.acct, d.runtime.tpm,
-                                             [&d](const std::string& name) { d.revoke_now(name); });
+                                             [&d](const std::string& name) { d.revoke_now(name); },
+                                             nlohmann::json{{"name", d.cfg.name},
+                                                            {"fingerprint", d.identity->public_key().fingerprint_hex()},
+                                                            {"suite", d.identity->key_suite().name}});
   if (d.runtime.permissive_testing)
     spdlog::critical("PERMISSIVE TESTING MODE: envelopes are forwarded WITHOUT suite, ACL, replay or signature "
                      "checks. This broker must never carry real traffic.");

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
 
 #include "admin_protocol.hpp"
 #include "agentbus/crypto.hpp"
@@ -368,10 +369,87 @@ TEST_F(AdminHandler, ReadOnlyStateRefusesChanges) {
     std::optional<agent_record> find_agent(std::string_view) override { return agents()[0]; }
     std::vector<edge_record> edges() override { return {}; }
     std::vector<refusal_record> refusals() override { return {}; }
+    std::vector<token_record> tokens() override { return {}; }
+    std::vector<key_revocation> revoked_keys() override { return {}; }
   } ro;
   admin_handler h(pol_, ro);
   json r = json::parse(h.handle(make_signed_request(revoke_request(), *alice_, "alice"), now_unix_ms()));
   EXPECT_EQ(r.at("error").at("code"), "refused");
+  json t = json::parse(h.handle(
+      make_signed_request(json{{"op", "token_create"}, {"agent", "monitor-9"}, {"role", "MONITOR"}}, *alice_, "alice"),
+      now_unix_ms()));
+  EXPECT_EQ(t.at("error").at("code"), "refused");
+}
+
+// token_create: operator-signed only; the reply carries the token once, the registry
+// only its hash; bad names, roles, fingerprints and lifetimes are refused.
+TEST_F(AdminHandler, TokenCreateStoresOnlyTheHash) {
+  json unsigned_req = ask(json{{"op", "token_create"}, {"agent", "monitor-9"}, {"role", "MONITOR"}}.dump());
+  EXPECT_EQ(unsigned_req.at("error").at("code"), "acl_denied");
+  json r = ask(make_signed_request(json{{"op", "token_create"}, {"agent", "monitor-9"}, {"role", "MONITOR"},
+                                        {"ttl_seconds", 600}},
+                                   *alice_, "alice"));
+  ASSERT_TRUE(r.at("ok").get<bool>()) << r.dump();
+  const std::string token = r.at("result").at("token").get<std::string>();
+  ASSERT_EQ(token.size(), 64u);
+  const bytes raw = from_hex(token);
+  const std::string hash = to_hex(crypto::digest(hash_algorithm::sha256, raw));
+  auto stored = reg_->find_token(hash);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->name, "monitor-9");
+  EXPECT_EQ(stored->role, "MONITOR");
+  EXPECT_EQ(stored->created_by, "alice");
+  EXPECT_EQ(stored->expires_at - stored->created_at, 600'000);
+  EXPECT_EQ(r.at("result").at("token_record").at("id"), hash.substr(0, 16));
+  const std::string all = reg_->tokens().empty() ? "" : ask(json{{"op", "tokens"}}.dump()).dump();
+  EXPECT_EQ(all.find(token), std::string::npos) << "the secret is never listed";
+  EXPECT_EQ(all.find(hash), std::string::npos) << "nor its full hash";
+
+  auto refused = [&](json inner, const char* code) {
+    inner["op"] = "token_create";
+    json e = ask(make_signed_request(inner, *alice_, "alice"));
+    EXPECT_EQ(e.at("error").at("code"), code) << inner.dump();
+  };
+  refused({{"agent", "bad name!"}, {"role", "MONITOR"}}, "invalid_field");
+  refused({{"agent", "monitor-9"}, {"role", "NOPE"}}, "unknown_role");
+  refused({{"agent", "monitor-9"}, {"role", "MONITOR"}, {"fingerprint", "abc"}}, "malformed");
+  refused({{"agent", "monitor-9"}, {"role", "MONITOR"}, {"ttl_seconds", 0}}, "invalid_field");
+  refused({{"agent", "monitor-9"}, {"role", "MONITOR"}, {"ttl_seconds", 8 * 24 * 3600}}, "invalid_field");
+  refused({{"role", "MONITOR"}}, "malformed");
+}
+
+// revoke_key revokes the key under any name and the agents pinned to it.
+TEST_F(AdminHandler, RevokeKeyRevokesItsAgents) {
+  const std::string fp = reg_->find_agent("monitor-1")->fingerprint;
+  json r = ask(make_signed_request(json{{"op", "revoke_key"}, {"fingerprint", fp}, {"reason", "stolen"}}, *alice_, "alice"));
+  ASSERT_TRUE(r.at("ok").get<bool>()) << r.dump();
+  EXPECT_EQ(r.at("result").at("revoked_agents"), json::array({"monitor-1"}));
+  EXPECT_TRUE(reg_->find_agent("monitor-1")->revoked);
+  ASSERT_TRUE(reg_->find_revoked_key(fp));
+  const std::string other(64, '7');
+  json r2 = ask(make_signed_request(json{{"op", "revoke_key"}, {"fingerprint", other}, {"reason", "lost"}}, *alice_, "alice"));
+  ASSERT_TRUE(r2.at("ok").get<bool>()) << r2.dump();
+  EXPECT_TRUE(r2.at("result").at("revoked_agents").empty());
+  json list = ask(json{{"op", "revoked_keys"}}.dump());
+  std::set<std::string> listed;
+  for (const auto& k : list.at("result")) listed.insert(k.at("fingerprint").get<std::string>());
+  EXPECT_TRUE(listed.count(fp) && listed.count(other)) << list.dump();
+  json bad = ask(make_signed_request(json{{"op", "revoke_key"}, {"fingerprint", other}}, *alice_, "alice"));
+  EXPECT_EQ(bad.at("error").at("code"), "malformed");
+}
+
+TEST_F(AdminHandler, RejectDiscardsThePendingKey) {
+  const std::string fp(64, 'e');
+  ASSERT_TRUE(reg_->set_pending_key({"monitor-1", fp, "PEM", 5, "tcp://192.0.2.1:9", "declared tpm"}));
+  json shown = ask(json{{"op", "show"}, {"agent", "monitor-1"}}.dump());
+  EXPECT_EQ(shown.at("result").at("agent").at("pending_address"), "tcp://192.0.2.1:9");
+  EXPECT_EQ(shown.at("result").at("agent").at("pending_evidence"), "declared tpm");
+  json wrong = ask(make_signed_request(json{{"op", "reject"}, {"agent", "monitor-1"}, {"fingerprint", std::string(64, 'f')}},
+                                       *alice_, "alice"));
+  EXPECT_EQ(wrong.at("error").at("code"), "invalid_field");
+  json r = ask(make_signed_request(json{{"op", "reject"}, {"agent", "monitor-1"}, {"fingerprint", fp}}, *alice_, "alice"));
+  ASSERT_TRUE(r.at("ok").get<bool>()) << r.dump();
+  EXPECT_TRUE(reg_->find_agent("monitor-1")->pending_fingerprint.empty());
 }
 
 // ---------------------------------------------------------------- policy edges
