@@ -6,9 +6,14 @@
 #      director-1, rogue-1) on UNIX sockets, TCTI swtpm:path=<dir>/sock
 #   2. each agent's TPM identity key with agentbus-key (--require-tpm)
 #   3. agentbus-broker with a config written into the state dir (ipc endpoint
-#      only: no TCP port to race for), policy config/policy.toml
-#   4. monitor-1, architect-1, director-1 (in that order, each waits for the
-#      previous one to be subscribed), then rogue-1 (misbehaves on purpose)
+#      only: no TCP port to race for), policy config/policy.toml plus the demo's
+#      operator (a software key made here)
+#   4. the operator issues each agent its enrolment bundle (agentbus-trust token
+#      create: a one-time token and the broker's fingerprint), then monitor-1,
+#      architect-1, director-1 (in that order, each waits for the previous one to
+#      be subscribed), then rogue-1 (misbehaves on purpose); after it, the rogue
+#      tries to enrol as a DIRECTOR it holds no token for, and, once the operator
+#      revoked it, with its key under a new name
 #   5. a summary: per agent what was DELIVERED (grouped), the rogue's attempts
 #      and the broker's typed refusals, and a checklist. Exit 1 if any expected
 #      delivery or refusal is missing, or if a rogue envelope was delivered.
@@ -45,10 +50,11 @@ case "$build_dir" in /*) ;; *) build_dir="$repo/$build_dir" ;; esac
 case "$policy" in /*) ;; *) policy="$repo/$policy" ;; esac
 
 key_tool="$build_dir/tools/agentbus-key"
+trust_tool="$build_dir/tools/agentbus-trust"
 broker_bin="$build_dir/broker/agentbus-broker"
 examples_dir="$build_dir/examples"
 missing=()
-for bin in "$key_tool" "$broker_bin" "$examples_dir"/agentbus-example-{monitor,architect,director,rogue}; do
+for bin in "$key_tool" "$trust_tool" "$broker_bin" "$examples_dir"/agentbus-example-{monitor,architect,director,rogue}; do
   [ -x "$bin" ] || missing+=("$bin")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -60,7 +66,8 @@ command -v swtpm >/dev/null || { echo "bus-demo: swtpm not found (scripts/instal
 [ -f "$policy" ] || { echo "bus-demo: policy $policy not found" >&2; exit 2; }
 
 state="$(mktemp -d "${TMPDIR:-/tmp}/agentbus-bus-demo.XXXXXX")"
-mkdir -p "$state/logs" "$state/keys" "$state/tpm" "$state/broker"
+mkdir -p "$state/logs" "$state/keys" "$state/tpm" "$state/broker" "$state/bundles"
+chmod 700 "$state/bundles"
 endpoint="ipc://$state/broker.sock"
 admin_endpoint="ipc://$state/admin.sock"
 if [ "$keep_running" = 1 ]; then
@@ -158,9 +165,21 @@ start_agent() {
   local kind="$1" name="$2" role="$3"
   shift 3
   "$examples_dir/agentbus-example-$kind" --name "$name" --role "$role" --key-dir "$state/keys/$name" \
-    --tcti "${tcti[$name]}" --broker "$endpoint" --policy "$policy" "$@" \
+    --tcti "${tcti[$name]}" --enrolment-bundle "$state/bundles/$name.toml" --policy "$policy" "$@" \
     >"$state/logs/$name.log" 2>"$state/logs/$name.err" &
   agent_pid[$name]=$!
+}
+
+# issue_bundle NAME ROLE [bind]: the operator issues NAME's enrolment bundle (a
+# one-time token; with "bind", only for the key agentbus-key created for NAME).
+issue_bundle() {
+  local name="$1" role="$2" bind=()
+  if [ "${3:-}" = bind ]; then
+    bind=(--fingerprint "$(awk '/^fingerprint/ {sub(/^sha256:/, "", $2); print $2}' "$state/logs/key-$name.txt")")
+  fi
+  "$trust_tool" --admin "$admin_endpoint" token create "$name" --role "$role" "${bind[@]}" --endpoint "$endpoint" --ttl 600 \
+    --out "$state/bundles/$name.toml" --operator-key "$state/keys/operator" --operator demo-operator \
+    >>"$state/logs/operator.log" 2>&1 || { show_log "$state/logs/operator.log"; die "token create for $name failed"; }
 }
 
 # wait_agent NAME: wait for it to exit and record its exit code.
@@ -191,13 +210,21 @@ for name in monitor-1 architect-1 director-1 rogue-1; do
     "$(awk '/^fingerprint/ {print substr($2, 8, 16)}' "$state/logs/key-$name.txt")"
 done
 
+echo "-- the demo's operator key (software: it signs admin requests, never envelopes)"
+"$key_tool" --policy "$policy" create --role DEBUGGER --dir "$state/keys/operator" --software \
+  >"$state/logs/key-operator.txt" 2>&1 || { show_log "$state/logs/key-operator.txt"; die "the operator key could not be made"; }
+operator_fp="$(awk '/^fingerprint/ {sub(/^sha256:/, "", $2); print $2}' "$state/logs/key-operator.txt")"
+demo_policy="$state/policy.toml"
+{ cat "$policy"; printf '\n# added by scripts/bus-demo.sh\n[operators.demo-operator]\nfingerprint = "%s"\n' "$operator_fp"; } >"$demo_policy"
+echo "   demo-operator fingerprint ${operator_fp:0:16}, policy $demo_policy"
+
 echo "-- starting agentbus-broker on $endpoint"
 cat >"$state/broker.toml" <<EOF
 # written by scripts/bus-demo.sh
 [broker]
 name = "demo-broker"
 endpoints = ["$endpoint"]
-policy = "$policy"
+policy = "$demo_policy"
 state_dir = "$state/broker"
 admin_endpoint = "$admin_endpoint"
 
@@ -232,7 +259,18 @@ for ((i = 0; i < 1200; i++)); do
   sleep 0.05
 done
 [ -S "$state/broker.sock" ] || { show_log "$state/logs/broker.log" 40; die "the broker did not bind $endpoint within 60 s"; }
-echo "   broker pid $broker_pid, log $state/logs/broker.log"
+for ((i = 0; i < 200; i++)); do
+  broker_line="$("$trust_tool" --admin "$admin_endpoint" --timeout-ms 500 broker 2>/dev/null)" && break
+  sleep 0.05
+done
+[ -n "${broker_line:-}" ] || { show_log "$state/logs/broker.log" 40; die "the broker's admin endpoint did not answer"; }
+echo "   broker pid $broker_pid, identity ${broker_line#* }, log $state/logs/broker.log"
+
+echo "-- the operator issues enrolment bundles (agentbus-trust token create: token + broker fingerprint)"
+for name in monitor-1 architect-1 director-1 rogue-1; do
+  issue_bundle "$name" "${role_of[$name]}" bind
+  echo "   $name: $state/bundles/$name.toml (token bound to its key)"
+done
 
 echo "-- starting agents"
 # The monitor signs in tpm-batch mode (one TPM signature per Merkle batch), the others
@@ -251,6 +289,23 @@ echo "   rogue-1      pid ${agent_pid[rogue-1]} (misbehaves on purpose)"
 
 wait_agent director-1
 wait_agent rogue-1
+
+# Enrolment the rogue has no right to. (b) A DIRECTOR name it holds no token for, with
+# a fresh TPM key of its own; (c) once the operator revoked rogue-1 (name and key), its
+# key under a new name, even with a valid token for that name.
+echo "-- rogue enrolment attempts"
+"$key_tool" --policy "$policy" create --role DIRECTOR --dir "$state/keys/rogue-director" --tcti "${tcti[rogue-1]}" \
+  --require-tpm >"$state/logs/key-rogue-director.txt" 2>&1 || { show_log "$state/logs/key-rogue-director.txt"; die "agentbus-key create for the rogue's DIRECTOR key failed"; }
+"$examples_dir/agentbus-example-rogue" --name director-9 --role DIRECTOR --key-dir "$state/keys/rogue-director" \
+  --tcti "${tcti[rogue-1]}" --broker "$endpoint" --broker-fingerprint "${broker_line#* }" --policy "$policy" \
+  >"$state/logs/rogue-enrol-b.log" 2>"$state/logs/rogue-enrol-b.err" || true
+"$trust_tool" --admin "$admin_endpoint" revoke rogue-1 --reason "misbehaved in the demo" \
+  --operator-key "$state/keys/operator" --operator demo-operator >>"$state/logs/operator.log" 2>&1 ||
+  { show_log "$state/logs/operator.log"; die "revoke rogue-1 failed"; }
+issue_bundle mon-victim-2 MONITOR
+"$examples_dir/agentbus-example-rogue" --name mon-victim-2 --role MONITOR --key-dir "$state/keys/rogue-1" \
+  --tcti "${tcti[rogue-1]}" --enrolment-bundle "$state/bundles/mon-victim-2.toml" --policy "$policy" \
+  >"$state/logs/rogue-enrol-c.log" 2>"$state/logs/rogue-enrol-c.err" || true
 # The monitor and the architect run until told to stop.
 for name in monitor-1 architect-1; do
   stop_pid "${agent_pid[$name]}" 10
@@ -280,6 +335,10 @@ done
 echo "-- rogue-1 (MONITOR, misbehaving)   exit ${agent_rc[rogue-1]:-?}"
 log rogue-1 | grep -E '^\[rogue-1\] (ATTEMPT|SENT valid|REFUSED|RESULT|UNATTRIBUTED|NOTE|SUMMARY|PROBLEM|FAILED|SETUP FAILED)' |
   sed 's/^/   /' || true
+echo "   ENROL b: as director-9 (DIRECTOR) with a fresh TPM key and no token:"
+log rogue-enrol-b | grep -E 'REFUSED|READY|FAILED' | sed 's/^/     /' || true
+echo "   ENROL c: rogue-1's key (revoked with rogue-1) as mon-victim-2, with a valid token for that name:"
+log rogue-enrol-c | grep -E 'REFUSED|READY|FAILED' | sed 's/^/     /' || true
 
 echo
 echo "-- checklist"
@@ -316,6 +375,18 @@ for attempt in "a wrong-suite" "b replay" "c tampered" "d spoofed-sender" "e acl
   check "rogue-1 attempt $attempt_id ($attempt_label) refused by the broker with the expected reason" rogue-1 \
     "^\[rogue-1\] RESULT $attempt_id $attempt_label: refused as [a-z_]+ \(expected\)"
 done
+check "rogue enrolment b (a DIRECTOR name without a token) refused not_authorised" rogue-enrol-b \
+  "REFUSED by broker at enrolment: .*not_authorised"
+check "rogue enrolment c (a revoked key under a new name) refused revoked_key" rogue-enrol-c \
+  "REFUSED by broker at enrolment: .*revoked_key"
+for name in director-9 mon-victim-2; do
+  if "$trust_tool" --admin "$admin_endpoint" show "$name" >/dev/null 2>&1; then
+    printf '   FAILED   the registry holds a row for %s\n' "$name"
+    failed=1
+  else
+    printf '   ok       the registry holds no row for %s\n' "$name"
+  fi
+done
 if grep -h -E '\] (DELIVERED|REQUEST|REPLY) ' "$state"/logs/*.log | grep 'ROGUE-ATTEMPT' >/dev/null; then
   printf '   FAILED   a rogue envelope was DELIVERED:\n'
   grep -h -E '\] (DELIVERED|REQUEST|REPLY) ' "$state"/logs/*.log | grep 'ROGUE-ATTEMPT' | sed 's/^/            /'
@@ -348,7 +419,6 @@ fi
 
 # The trust graph, from the live broker's registry: who trusts whom, on what
 # hardware, and what was refused. The PNG goes next to where the demo was started.
-trust_tool="$build_dir/tools/agentbus-trust"
 png_out="${AGENTBUS_TRUST_PNG:-$PWD/trust-graph.png}"
 echo
 echo "-- trust graph (agentbus-trust --admin $admin_endpoint graph)"
@@ -397,11 +467,10 @@ Point the tools at them, e.g.:
   $trust_tool --db $state/broker/registry.db edges      (offline, read-only)
   $key_tool info --tcti ${tcti[monitor-1]}
   $key_tool pubkey --dir $state/keys/monitor-1
-  $examples_dir/agentbus-example-monitor --name monitor-1 --role MONITOR --key-dir $state/keys/monitor-1 \\
-      --tcti ${tcti[monitor-1]} --broker $endpoint --policy $policy --seconds 5
-  $examples_dir/agentbus-example-rogue --key-dir $state/keys/rogue-1 --tcti ${tcti[rogue-1]} \\
-      --broker $endpoint --policy $policy
-  $build_dir/tools/agentbus-bench --broker $endpoint --software --messages 2000
+  $trust_tool --admin $admin_endpoint token create monitor-2 --role MONITOR --endpoint $endpoint \\
+      --out monitor-2.toml --operator-key $state/keys/operator --operator demo-operator
+  $examples_dir/agentbus-example-monitor --name monitor-2 --role MONITOR --key-dir $state/keys/monitor-2 \\
+      --tcti ${tcti[monitor-1]} --enrolment-bundle monitor-2.toml --policy $policy --seconds 5
 Stop everything: $state/stop.sh
 EOF
 fi

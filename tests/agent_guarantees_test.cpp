@@ -252,6 +252,7 @@ TEST_F(Guarantees, AStaticEcdhKeyThatCannotBeLoadedIsLoggedAndCounted) {
   agent_options opts;
   opts.name = "monitor-1";
   opts.broker_endpoint = b.endpoint();
+  b.prepare(opts, "MONITOR", *id.key);
   agent monitor(opts, id.key, pol);
   auto optimizer = connect_agent(b, dir_.path(), "optimizer-1", "OPTIMIZER");
   inbox o;

@@ -148,6 +148,7 @@ TEST(Batch, ATpmThatStopsMidRunFailsTheBatchAndTellsTheSender) {
   agent_options o = batching();
   o.name = "monitor-1";
   o.broker_endpoint = b.endpoint();
+  b.prepare(o, "MONITOR", *key);
   agent monitor(o, key, pol);
   auto director = connect_agent(b, dir.path(), "director-1", "DIRECTOR");
   inbox d, m;

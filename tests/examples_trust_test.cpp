@@ -18,9 +18,22 @@ TEST(ExamplesTrust, TheExampleAgentsTalkAndTheTrustGraphShowsThem) {
   swtpm_process director_tpm, monitor_tpm, architect_tpm;
   const std::string examples = (testing::binary_dir() / "examples").string();
   const std::string policy = (testing::source_dir() / "config" / "policy.toml").string();
+  const std::string trust_bin = (testing::binary_dir() / "tools" / "agentbus-trust").string();
+  // The operator issues each agent its bundle (token and broker fingerprint), as
+  // docs/operations.md says; the examples enrol from it.
+  auto bundle = [&](const std::string& name, const std::string& role) {
+    const std::string file = (tmp.path() / (name + ".bundle")).string();
+    auto out = run_command(shell_quote(trust_bin) + " --admin " + shell_quote(broker.admin_endpoint()) + " token create " +
+                           name + " --role " + role + " --out " + shell_quote(file) + " --operator-key " +
+                           shell_quote((broker.dir() / "operator").string()) + " --operator " +
+                           testing::broker_process::kOperatorName);
+    EXPECT_EQ(out.exit_code, 0) << out.output;
+    return file;
+  };
   auto run = [&](const std::string& kind, const std::string& name, const std::string& role, const swtpm_process& t,
                  double seconds, const std::string& extra = "") {
-    return shell_quote(examples + "/agentbus-example-" + kind) + extra + " --name " + name + " --role " + role + " --key-dir " +
+    return shell_quote(examples + "/agentbus-example-" + kind) + extra + " --enrolment-bundle " +
+           shell_quote(bundle(name, role)) + " --name " + name + " --role " + role + " --key-dir " +
            shell_quote((tmp.path() / name).string()) + " --tcti " + shell_quote(t.tcti()) + " --broker " +
            shell_quote(broker.endpoint()) + " --policy " + shell_quote(policy) + " --seconds " + std::to_string(seconds) +
            " > " + shell_quote((tmp.path() / (name + ".log")).string()) + " 2>&1";

@@ -145,6 +145,7 @@ TEST_F(TrustOnline, ChangedKeyIsRefusedUntilAnOperatorApprovesIt) {
   agent_options o;
   o.name = "monitor-1";
   o.broker_endpoint = broker_->endpoint();
+  o.broker_fingerprint = broker_->fingerprint();
   try {
     agentbus::agent refused(o, second.key, policy_);
     ADD_FAILURE() << "a changed key was accepted";
@@ -164,6 +165,73 @@ TEST_F(TrustOnline, ChangedKeyIsRefusedUntilAnOperatorApprovesIt) {
   ASSERT_EQ(ok.exit_code, 0) << ok.output;
   agentbus::agent approved(o, second.key, policy_);  // enrols now
   EXPECT_EQ(trust_json("show monitor-1")["agent"]["fingerprint"], second.key->metadata().fingerprint);
+}
+
+// The operator's path end to end: `agentbus-trust token create --out` writes the
+// bundle, the agent enrols from it (the broker pinned, the token sealed), the token
+// is spent; a revoked key is then refused under a new name (revoked_key) and the
+// registry holds no row for it.
+TEST_F(TrustOnline, AnAgentEnrolsFromTheBundleAnOperatorIssued) {
+  const std::string op_key = shell_quote((dir_.path() / "operator").string());
+  auto id = testing::make_identity(dir_.path() / "director-9", "DIRECTOR", false, *policy_);
+  const auto bundle = dir_.path() / "director-9.bundle";
+  auto created = trust("token create director-9 --role DIRECTOR --ttl 600 --endpoint " + shell_quote(broker_->endpoint()) +
+                       " --out " + shell_quote(bundle.string()) + " --operator-key " + op_key);
+  ASSERT_EQ(created.exit_code, 0) << created.output;
+  EXPECT_EQ(std::filesystem::status(bundle).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  auto again = trust("token create director-9 --role DIRECTOR --out " + shell_quote(bundle.string()) + " --operator-key " + op_key);
+  EXPECT_NE(again.exit_code, 0) << "a bundle is never overwritten";
+
+  agent_options o;
+  EXPECT_EQ(load_enrolment_bundle(bundle, o), "DIRECTOR");
+  EXPECT_EQ(o.broker_endpoint, broker_->endpoint());
+  EXPECT_EQ(o.broker_fingerprint, broker_->fingerprint());
+  json tokens = trust_json("token list");
+  ASSERT_EQ(tokens.size(), 1u);
+  EXPECT_TRUE(tokens[0]["used_at"].is_null());
+  {
+    agentbus::agent director(o, id.key, policy_);
+    EXPECT_FALSE(trust_json("token list")[0]["used_at"].is_null()) << "spent";
+  }
+  // The same bundle for another key: the token is spent.
+  auto thief = testing::make_identity(dir_.path() / "thief", "DIRECTOR", false, *policy_);
+  try {
+    agentbus::agent stolen(o, thief.key, policy_);
+    ADD_FAILURE() << "a spent token enrolled another key";
+  } catch (const enrolment_error& e) {
+    EXPECT_EQ(e.code(), status_code::not_authorised) << e.what();
+  }
+
+  auto revoked = trust("revoke-key " + id.key->metadata().fingerprint + " --reason 'laptop stolen' --operator-key " + op_key);
+  ASSERT_EQ(revoked.exit_code, 0) << revoked.output;
+  EXPECT_TRUE(trust_json("show director-9")["agent"]["revoked"].get<bool>());
+  agent_options renamed = o;
+  renamed.name = "director-10";
+  renamed.enrolment_token = broker_->issue_token("director-10", "DIRECTOR");
+  try {
+    agentbus::agent again_as(renamed, id.key, policy_);
+    ADD_FAILURE() << "a revoked key enrolled under a new name";
+  } catch (const enrolment_error& e) {
+    EXPECT_EQ(e.code(), status_code::revoked_key) << e.what();
+  }
+  EXPECT_NE(trust("show director-10").exit_code, 0) << "no registry row for the refused name";
+}
+
+// Enrolment refuses an unpinned broker unless the agent opts out, loudly.
+TEST_F(TrustOnline, AnAgentRefusesAnUnpinnedBroker) {
+  auto id = testing::make_identity(dir_.path() / "m", "MONITOR", false, *policy_);
+  agent_options o;
+  o.name = "monitor-7";
+  o.broker_endpoint = broker_->endpoint();
+  EXPECT_THROW(agentbus::agent(o, id.key, policy_), std::invalid_argument);
+  o.broker_fingerprint = "not hex";
+  EXPECT_THROW(agentbus::agent(o, id.key, policy_), std::invalid_argument);
+  o.broker_fingerprint.clear();
+  o.insecure_trust_any_broker = true;
+  o.enrolment_token = broker_->issue_token("monitor-7", "MONITOR");
+  agentbus::agent opted_out(o, id.key, policy_);  // enrols, with a critical log line
+  EXPECT_EQ(opted_out.name(), "monitor-7");
 }
 
 TEST_F(TrustOnline, UnsignedOrUnauthorisedChangesAreRefused) {

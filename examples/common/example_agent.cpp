@@ -89,8 +89,15 @@ void add_options(CLI::App& app, example_options& opts, double default_seconds) {
                                             "(default: keys/<name>)");
   auto* tcti = app.add_option("--tcti", opts.tcti, "TPM holding the identity key, e.g. swtpm:path=/tmp/x/sock "
                                                    "(default: $AGENTBUS_TCTI; never a guessed address)");
-  app.add_option("--broker", opts.broker, "Broker endpoint")->capture_default_str();
-  app.add_option("--broker-fingerprint", opts.broker_fingerprint, "Pin the broker's identity key (hex SHA-256)");
+  app.add_option("--broker", opts.broker, "Broker endpoint (default: the enrolment bundle's, else tcp://127.0.0.1:5555)");
+  app.add_option("--broker-fingerprint", opts.broker_fingerprint,
+                 "The broker's identity key (hex SHA-256, `agentbus-trust broker` prints it); required unless the "
+                 "enrolment bundle names it or --insecure-any-broker");
+  app.add_option("--enrolment-bundle", opts.enrolment_bundle,
+                 "The bundle an operator issued for this agent (`agentbus-trust token create --out`): its token, the "
+                 "broker's fingerprint and endpoint");
+  app.add_flag("--insecure-any-broker", opts.insecure_any_broker,
+               "Enrol with whichever broker answers (no fingerprint): anyone on the path can pose as the broker");
   app.add_option("--policy", opts.policy_file, "Policy file (the broker's)")->capture_default_str();
   app.add_flag("--software", opts.software, "Create a software identity key (protection=software) instead of a TPM key")
       ->excludes(tcti);
@@ -156,8 +163,16 @@ example_agent::example_agent(const example_options& opts) : opts_(opts) {
   // 3. Enrol (throws enrolment_error when refused or unreachable).
   agent_options ao;
   ao.name = opts_.name;
-  ao.broker_endpoint = opts_.broker;
-  ao.broker_fingerprint = opts_.broker_fingerprint;
+  if (!opts_.enrolment_bundle.empty()) {
+    const std::string role = load_enrolment_bundle(opts_.enrolment_bundle, ao);
+    if (ao.name != opts_.name || role != opts_.role)
+      throw std::runtime_error("the enrolment bundle " + opts_.enrolment_bundle + " is for " + ao.name + " (" + role +
+                               "), not " + opts_.name + " (" + opts_.role + ")");
+  }
+  if (!opts_.broker.empty()) ao.broker_endpoint = opts_.broker;
+  if (ao.broker_endpoint.empty()) ao.broker_endpoint = "tcp://127.0.0.1:5555";
+  if (!opts_.broker_fingerprint.empty()) ao.broker_fingerprint = opts_.broker_fingerprint;
+  ao.insecure_trust_any_broker = opts_.insecure_any_broker;
   ao.batch_signing = opts_.batch;
   agent_ = std::make_unique<agent>(ao, key_, policy_);
   agent_->on_rejected([this](const rejection& r) { print_rejection(r); });
@@ -166,7 +181,7 @@ example_agent::example_agent(const example_options& opts) : opts_(opts) {
   if (meta.key_protection == protection::tpm)
     prot += fmt::format(" ({}{})", meta.tpm_manufacturer, meta.tpm_simulator ? " simulator" : "");
   say(fmt::format("READY role={} suite={} protection={} fingerprint={} broker={}", opts_.role, meta.key_suite.name, prot,
-                  meta.fingerprint.substr(0, 16), opts_.broker));
+                  meta.fingerprint.substr(0, 16), ao.broker_endpoint));
 }
 
 example_agent::~example_agent() = default;

@@ -51,8 +51,10 @@ struct example_options {
   std::string role;
   std::string key_dir;
   std::string tcti;          // --tcti, else $AGENTBUS_TCTI
-  std::string broker = "tcp://127.0.0.1:5555";
+  std::string broker;  // default: the bundle's endpoint, else tcp://127.0.0.1:5555
   std::string broker_fingerprint;
+  std::string enrolment_bundle;   // the operator's bundle (agentbus-trust token create --out)
+  bool insecure_any_broker = false;
   std::string policy_file = "config/policy.toml";
   bool software = false;
   bool batch = false;        // --batch: tpm-batch signing (one TPM signature per Merkle batch)

@@ -5,16 +5,22 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "admin_client.hpp"
+
 namespace agentbus::testing {
 namespace fs = std::filesystem;
 
 broker_process::broker_process(options opts) : opts_(std::move(opts)) {
   if (opts_.policy_file.empty()) opts_.policy_file = source_dir() / "config" / "policy.toml";
+  const policy given = policy::load_file(opts_.policy_file);
+  const std::string op_role = given.roles().front().name;
+  operator_key_ = identity_key::create_software(dir_.path() / "operator", op_role, *given.suite_for(op_role));
+  const fs::path policy_file = dir_.path() / "policy.toml";
   endpoint_ = "ipc://" + (dir_.path() / "broker.sock").string();
   admin_endpoint_ = "ipc://" + (dir_.path() / "admin.sock").string();
   std::ofstream cfg(dir_.path() / "broker.toml");
   cfg << "[broker]\nname = \"test-broker\"\nendpoints = [\"" << endpoint_ << "\"]\n"
-      << "policy = \"" << opts_.policy_file.string() << "\"\nstate_dir = \"state\"\nadmin_endpoint = \"" << admin_endpoint_
+      << "policy = \"" << policy_file.string() << "\"\nstate_dir = \"state\"\nadmin_endpoint = \"" << admin_endpoint_
       << "\"\n[identity]\nkey_dir = \"key\"\ntcti = \"" << tpm_.tcti() << "\"\nsuite = \"ecdsa-p256-sha256\"\n"
       << "[limits]\n" << opts_.extra_limits << "\n[logging]\nlevel = \"info\"\n" << opts_.extra_sections << "\n";
   cfg.close();
@@ -25,6 +31,12 @@ broker_process::~broker_process() { stop(); }
 
 void broker_process::start() {
   if (running()) return;
+  {
+    // Written at every start: a test may change its policy file between runs.
+    std::ofstream p(dir_.path() / "policy.toml");
+    p << read_text(opts_.policy_file) << "\n[operators." << kOperatorName << "]\nfingerprint = \""
+      << operator_key_->public_key().fingerprint_hex() << "\"\n";
+  }
   std::error_code ec;
   fs::remove(dir_.path() / "broker.sock", ec);
   std::vector<std::string> args{(binary_dir() / "broker" / "agentbus-broker").string(), "--config",
@@ -71,6 +83,36 @@ std::string broker_process::admin(const std::string& command) {
   return reply.to_string();
 }
 
+std::string broker_process::fingerprint() const {
+  auto fp = broker::admin_client(admin_endpoint_).broker_fingerprint();
+  if (!fp) throw std::runtime_error("broker fingerprint: " + fp.error().to_string());
+  return *fp;
+}
+
+std::string broker_process::issue_token(const std::string& name, const std::string& role,
+                                        const std::string& key_fingerprint) const {
+  auto t = broker::admin_client(admin_endpoint_).issue_token(*operator_key_, kOperatorName, name, role, key_fingerprint);
+  if (!t) throw std::runtime_error("enrolment token for " + name + ": " + t.error().to_string());
+  return *t;
+}
+
+void broker_process::prepare(agent_options& o, const std::string& role, const identity_key& key) const {
+  if (o.broker_fingerprint.empty() && !o.insecure_trust_any_broker) o.broker_fingerprint = fingerprint();
+  if (!o.enrolment_token.empty() || knows(o.name)) return;
+  auto t = broker::admin_client(admin_endpoint_).issue_token(*operator_key_, kOperatorName, o.name, role,
+                                                             key.public_key().fingerprint_hex());
+  // A role the broker's policy lacks gets no token: the broker is to refuse it unknown_role.
+  if (!t && t.error().code() != status_code::unknown_role)
+    throw std::runtime_error("enrolment token for " + o.name + ": " + t.error().to_string());
+  if (t) o.enrolment_token = *t;
+}
+
+bool broker_process::knows(const std::string& name) const {
+  auto r = broker::admin_client(admin_endpoint_).request({{"op", "show"}, {"agent", name}});
+  if (!r && r.error().code() != status_code::unknown_agent) throw std::runtime_error("show " + name + ": " + r.error().to_string());
+  return r.ok();
+}
+
 std::string broker_process::log() const {
   try {
     return read_text(dir_.path() / "broker.log");
@@ -102,6 +144,7 @@ bus_agent connect_agent(const broker_process& b, const fs::path& dir, const std:
   agent_options opts = std::move(tweak);
   opts.name = name;
   opts.broker_endpoint = b.endpoint();
+  b.prepare(opts, role, *a.id.key);
   a.client = std::make_unique<agent>(opts, a.id.key, pol);
   agent_access::record_sent(*a.client);  // so that a test can replay what an agent sent
   return a;

@@ -21,6 +21,8 @@ namespace agentbus::testing {
 
 // broker_process runs build/broker/agentbus-broker with a config written into its
 // own directory, its identity in its own swtpm. Stopped (SIGTERM) on destruction.
+// The policy it runs is the one given plus an operator (a software key in its
+// directory), so that the harness issues enrolment tokens as an operator would.
 class broker_process {
  public:
   struct options {
@@ -45,10 +47,24 @@ class broker_process {
   std::string admin(const std::string& command);  // "stats" (JSON) or "metrics"
   std::string log() const;
   const std::filesystem::path& dir() const noexcept { return dir_.path(); }
+  // fingerprint: the broker identity's (what agents pin), from its admin endpoint.
+  std::string fingerprint() const;
+  // issue_token: a one-time enrolment token for `name` in `role` (bound to
+  // `key_fingerprint` unless empty), signed by the harness operator.
+  std::string issue_token(const std::string& name, const std::string& role, const std::string& key_fingerprint = {}) const;
+  // prepare fills what an operator hands an agent's owner: the broker's fingerprint
+  // (unless `o` names one or opts out) and, when the broker does not know o.name and
+  // `o` brings no token, a token for `role` bound to `key`.
+  void prepare(agent_options& o, const std::string& role, const identity_key& key) const;
+  // knows: the broker's registry holds `name`.
+  bool knows(const std::string& name) const;
+  identity_key& operator_key() const { return *operator_key_; }
+  static constexpr const char* kOperatorName = "harness";
 
  private:
   options opts_;
   scoped_temp_dir dir_;
+  std::shared_ptr<identity_key> operator_key_;
   swtpm_process tpm_;
   std::string endpoint_, admin_endpoint_;
   child_process proc_;
@@ -73,6 +89,9 @@ struct bus_agent {
   agent* operator->() const { return client.get(); }
 };
 
+// connect_agent enrols a new identity as `name`: it pins the broker's fingerprint
+// (unless `tweak` names one or opts out) and, when the broker does not know the
+// name yet and `tweak` brings no token, presents a token issued for this key.
 bus_agent connect_agent(const broker_process& b, const std::filesystem::path& dir, const std::string& name,
                         const std::string& role, bool software = false, agent_options tweak = {},
                         std::shared_ptr<const policy> pol = nullptr);

@@ -27,6 +27,7 @@
 #include "agentbus/tpm.hpp"
 #include "bench.hpp"
 #include "broker_process.hpp"
+#include "enrolment.hpp"
 #include "idle_agents.hpp"
 #include "process_stats.hpp"
 #include "tpm_counters.hpp"
@@ -81,6 +82,18 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
   } else {
     res.broker = endpoint + " (running broker)";
   }
+  const enrolment_access access = [&] {
+    if (broker)
+      return enrolment_access(broker->fingerprint(), broker::admin_client(broker->admin_endpoint()), broker->operator_key(),
+                              broker_process::kOperatorName);
+    std::optional<broker::admin_client> admin;
+    std::shared_ptr<identity_key> op_key;
+    if (!o.admin.empty() && !o.operator_key_dir.empty()) {
+      admin.emplace(o.admin);
+      op_key = identity_key::open(o.operator_key_dir, nullptr);  // software operator keys only here
+    }
+    return enrolment_access(o.broker_fingerprint, std::move(admin), std::move(op_key), o.operator_name);
+  }();
   res.keys = o.software ? "software (protection=software)" : "tpm (one swtpm per agent)";
 
   progress(fmt::format("creating {} identities ({}, {})", n, res.suite, o.software ? "software" : "swtpm"));
@@ -111,6 +124,7 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
     ao.max_pending = 100'000;
     ao.batch_signing = o.batch;
     ao.wire_batching = o.wire_batches != "off";
+    access.prepare(ao, o.role, *keys[static_cast<std::size_t>(i)]);
     names.push_back(ao.name);
     agents.push_back(std::make_unique<agent>(ao, keys[static_cast<std::size_t>(i)], pol));
     agents.back()->on_rejected([&col](const rejection& r) { col.on_rejection(r); });
@@ -146,7 +160,8 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
                                                                 .name_prefix = fmt::format("bench-{}-idle", tag),
                                                                 .key_dir = tmp / "keys",
                                                                 .count = o.idle_agents,
-                                                                .parallel = o.idle_parallel},
+                                                                .parallel = o.idle_parallel,
+                                                                .access = &access},
                                            pol);
     }
     m.idle_enrol_s = std::chrono::duration<double>(steady::now() - t_idle).count();

@@ -41,6 +41,9 @@ struct bench_options {
   // "in" (agent -> broker only; the broker forwards envelope by envelope), "off".
   std::string wire_batches = "both";
   std::string broker;          // use a running broker
+  // With --broker: its fingerprint (else agents enrol with any broker, logged), and
+  // the operator access that issues tokens (else agents present none).
+  std::string broker_fingerprint, admin, operator_key_dir, operator_name;
   int broker_hwm = 10000;      // send_hwm / recv_hwm of a broker we start
   std::string broker_bin;      // default: <dir of this binary>/../broker/agentbus-broker
   std::string policy_file;     // default: config/policy.toml (cwd, then the source tree)

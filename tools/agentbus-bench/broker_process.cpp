@@ -1,5 +1,8 @@
 #include "broker_process.hpp"
 
+#include "admin_client.hpp"
+#include "agentbus/policy.hpp"
+
 #include <signal.h>
 
 #include <fmt/format.h>
@@ -32,13 +35,24 @@ broker_process::broker_process(const options& o) {
   const fs::path sock = o.dir / "broker.sock";
   const fs::path config = o.dir / "broker.toml";
   endpoint_ = "ipc://" + sock.string();
+  admin_endpoint_ = "ipc://" + (o.dir / "admin.sock").string();
   log_ = o.dir / "broker.log";
+  {
+    const policy given = policy::load_file(o.policy_file);
+    const std::string role = given.roles().front().name;
+    operator_key_ = identity_key::create_software(o.dir / "operator", role, *given.suite_for(role));
+    std::ofstream p(o.dir / "policy.toml");
+    std::ifstream in(o.policy_file);
+    p << in.rdbuf() << "\n# added by agentbus-bench\n[operators." << kOperatorName << "]\nfingerprint = \""
+      << operator_key_->public_key().fingerprint_hex() << "\"\n";
+  }
   std::ofstream cfg(config);
   cfg << "# written by agentbus-bench\n"
       << "[broker]\nname = \"bench-broker\"\n"
       << "endpoints = [\"" << endpoint_ << "\"]\n"
-      << "policy = \"" << fs::absolute(o.policy_file).string() << "\"\n"
-      << "state_dir = \"" << (o.dir / "broker").string() << "\"\n\n"
+      << "policy = \"" << fs::absolute(o.dir / "policy.toml").string() << "\"\n"
+      << "state_dir = \"" << (o.dir / "broker").string() << "\"\n"
+      << "admin_endpoint = \"" << admin_endpoint_ << "\"\n\n"
       << "[identity]\nkey_dir = \"" << (o.dir / "broker" / "key").string() << "\"\n"
       << "tcti = \"" << o.tcti << "\"\n"
       << "allow_software = " << (o.allow_software ? "true" : "false") << "\n"
@@ -57,15 +71,24 @@ broker_process::broker_process(const options& o) {
   spec.death_signal = SIGTERM;
   proc_ = testing::child_process(spec);
 
-  // Ready when the ipc socket exists (the broker binds after loading its
-  // policy and identity).
+  // Ready when the admin endpoint says the broker's fingerprint (the broker binds
+  // after loading its policy and identity).
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!fs::exists(sock)) {
+  for (;;) {
     if (auto status = proc_.try_wait())
       throw std::runtime_error(fmt::format("the broker exited during start-up ({}); its log:\n{}",
                                            testing::child_process::describe(*status), tail_file(log_, 30)));
     if (std::chrono::steady_clock::now() > deadline)
       throw std::runtime_error("the broker did not bind " + endpoint_ + " within 60 s");
+    if (fs::exists(sock) && fs::exists(o.dir / "admin.sock")) {
+      try {
+        if (auto fp = broker::admin_client(admin_endpoint_, 500).broker_fingerprint()) {
+          fingerprint_ = *fp;
+          break;
+        }
+      } catch (const broker::admin_unreachable&) {
+      }
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include "agentbus/identity.hpp"
 #include "agentbus/testing/child_process.hpp"
 
 namespace agentbus::bench {
@@ -24,8 +25,10 @@ class broker_process {
     std::string log_level = "warn";
   };
 
-  // Starts the broker and waits (up to 60 s) until it has bound its socket;
-  // throws std::runtime_error with the tail of its log when it exits first.
+  // Starts the broker and waits (up to 60 s) until its admin endpoint answers;
+  // throws std::runtime_error with the tail of its log when it exits first. The
+  // broker runs a copy of the policy that lists the bench as an operator (a software
+  // key in `dir`), so that the bench issues its agents' enrolment tokens.
   explicit broker_process(const options& opts);
   ~broker_process() { stop(); }
   broker_process(const broker_process&) = delete;
@@ -34,11 +37,16 @@ class broker_process {
   // stop sends SIGTERM and waits up to 5 s before SIGKILL.
   void stop();
   const std::string& endpoint() const noexcept { return endpoint_; }
+  const std::string& admin_endpoint() const noexcept { return admin_endpoint_; }
+  const std::string& fingerprint() const noexcept { return fingerprint_; }
+  const std::shared_ptr<identity_key>& operator_key() const noexcept { return operator_key_; }
+  static constexpr const char* kOperatorName = "bench";
   const std::filesystem::path& log() const noexcept { return log_; }
   pid_t pid() const noexcept { return proc_.pid(); }  // -1 once stopped
 
  private:
-  std::string endpoint_;
+  std::string endpoint_, admin_endpoint_, fingerprint_;
+  std::shared_ptr<identity_key> operator_key_;
   std::filesystem::path log_;
   testing::child_process proc_;
 };

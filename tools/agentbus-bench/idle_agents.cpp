@@ -61,6 +61,7 @@ idle_agents::idle_agents(const options& opts, std::shared_ptr<const policy> pol)
       ao.name = fmt::format("{}{}", opts.name_prefix, i);
       ao.broker_endpoint = opts.endpoint;
       ao.connect_timeout = std::chrono::seconds(60);
+      opts.access->prepare(ao, opts.role, *key);
       agents_[static_cast<std::size_t>(i)] = std::make_unique<agent>(ao, key, pol);
     });
   } catch (...) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "agentbus/agent.hpp"
+#include "enrolment.hpp"
 
 namespace agentbus {
 class policy;
@@ -33,6 +34,7 @@ class idle_agents {
     std::filesystem::path key_dir;        // a software key per agent below it
     int count = 0;
     int parallel = 4;
+    const enrolment_access* access = nullptr;  // the fingerprint and tokens (required)
   };
   idle_agents(const options& opts, std::shared_ptr<const policy> pol);
   ~idle_agents();

@@ -121,6 +121,13 @@ int main(int argc, char** argv) {
   app.add_option("--sample-interval", o.sample_interval, "Seconds between broker RSS samples")->capture_default_str()
       ->check(CLI::Range(0.05, 3600.0));
   app.add_option("--broker", o.broker, "Endpoint of a running broker (default: start one)");
+  app.add_option("--broker-fingerprint", o.broker_fingerprint,
+                 "With --broker: its identity's fingerprint (`agentbus-trust broker`); without it the agents enrol with "
+                 "any broker (logged)");
+  app.add_option("--admin", o.admin, "With --broker: its admin endpoint, to issue the agents' enrolment tokens");
+  app.add_option("--operator-key", o.operator_key_dir,
+                 "With --admin: an operator's key directory (listed under [operators] in the broker's policy)");
+  app.add_option("--operator", o.operator_name, "With --operator-key: the operator's name in the policy");
   app.add_option("--broker-hwm", o.broker_hwm, "send_hwm and recv_hwm of the broker the bench starts (envelopes "
                                                "queued per connection: bounds its memory under a burst)")
       ->capture_default_str()->check(CLI::Range(1, 1'000'000));

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "commands.hpp"
@@ -44,22 +45,40 @@ std::string toml_string(const std::string& v) {
   return out + "\"";
 }
 
-void write_secret_file(const std::string& path, const std::string& text) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) throw tool_error(kFailure, "cannot create " + path + ": " + std::strerror(errno) + " (it is never overwritten)");
-  std::size_t off = 0;
-  while (off < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int e = errno;
-      ::close(fd);
-      throw tool_error(kFailure, "cannot write " + path + ": " + std::strerror(e));
-    }
-    off += static_cast<std::size_t>(n);
+// secret_file is the bundle being written: created (O_EXCL, 0600) before the token
+// is asked for, so that a file that cannot be written never leaves a live token
+// behind; removed again unless commit() wrote it whole.
+class secret_file {
+ public:
+  explicit secret_file(std::string path) : path_(std::move(path)) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd_ < 0) throw tool_error(kFailure, "cannot create " + path_ + ": " + std::strerror(errno) + " (it is never overwritten)");
   }
-  if (::close(fd) != 0) throw tool_error(kFailure, "cannot write " + path + ": " + std::strerror(errno));
-}
+  secret_file(const secret_file&) = delete;
+  secret_file& operator=(const secret_file&) = delete;
+  ~secret_file() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(path_.c_str());
+  }
+  void commit(const std::string& text) {
+    std::size_t off = 0;
+    while (off < text.size()) {
+      const ssize_t n = ::write(fd_, text.data() + off, text.size() - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw tool_error(kFailure, "cannot write " + path_ + ": " + std::strerror(errno));
+      off += static_cast<std::size_t>(n);
+    }
+    const int rc = ::close(fd_);
+    fd_ = -1;
+    if (rc != 0) throw tool_error(kFailure, "cannot write " + path_ + ": " + std::strerror(errno));
+    committed_ = true;
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
 
 void add_token_create(CLI::App* token, const global_options& global, int* result) {
   struct options {
@@ -81,6 +100,8 @@ void add_token_create(CLI::App* token, const global_options& global, int* result
   add_operator_options(cmd, opts->op);
   cmd->footer(kExitCodesFooter);
   cmd->callback([&global, opts, result] {
+    std::optional<secret_file> out;
+    if (!opts->out.empty()) out.emplace(opts->out);
     nlohmann::json inner{{"op", "token_create"}, {"agent", opts->agent}, {"role", opts->role}, {"ttl_seconds", opts->ttl}};
     if (!opts->fingerprint.empty()) inner["fingerprint"] = lower(opts->fingerprint);
     auto r = send_operator_request(global, opts->op, inner);
@@ -102,8 +123,8 @@ void add_token_create(CLI::App* token, const global_options& global, int* result
     } else if (opts->out.empty()) {
       std::cout << bundle.str();
     }
-    if (!opts->out.empty()) {
-      write_secret_file(opts->out, bundle.str());
+    if (out) {
+      out->commit(bundle.str());
       if (!opts->op.json)
         std::cout << "wrote the enrolment bundle for " << opts->agent << " to " << opts->out << " (token "
                   << rec.value("id", std::string()) << ", expires in " << opts->ttl << " s)\n";

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <zmq.hpp>
 
+#include "admin_client.hpp"
 #include "admin_protocol.hpp"
 #include "agentbus/policy.hpp"
 #include "registry.hpp"
@@ -16,12 +17,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-status_code code_from_name(std::string_view name) {
-  for (int c = 0; c < 600; ++c)
-    if (status_code_name(static_cast<status_code>(c)) == name) return static_cast<status_code>(c);
-  return status_code::internal;
-}
 
 class online_source final : public source {
  public:
@@ -88,21 +83,7 @@ std::string admin_endpoint(const global_options& global) {
   return kDefaultAdminEndpoint;
 }
 
-std::optional<result<nlohmann::json>> decode_reply(const nlohmann::json& reply) {
-  if (!reply.is_object()) return std::nullopt;
-  auto ok = reply.find("ok");
-  if (ok == reply.end() || !ok->is_boolean()) return std::nullopt;
-  if (ok->get<bool>()) {
-    auto r = reply.find("result");
-    if (r == reply.end()) return std::nullopt;
-    return result<json>(*r);
-  }
-  auto err = reply.find("error");
-  if (err == reply.end() || !err->is_object()) return std::nullopt;
-  std::string code = err->value("code", std::string("internal"));
-  std::string message = err->value("message", std::string());
-  return result<json>(status{code_from_name(code), message});
-}
+std::optional<result<nlohmann::json>> decode_reply(const nlohmann::json& reply) { return broker::decode_admin_reply(reply); }
 
 result<nlohmann::json> broker_request(const std::string& endpoint, const std::string& frame, int timeout_ms) {
   const std::string unreachable = "broker is not answering at " + endpoint;
