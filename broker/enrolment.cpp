@@ -238,6 +238,7 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
   rec.enrolled_at = rec.last_seen = now_unix_ms();
   if (!reg_.enrol(rec, auth.token_hash))
     return refuse(route, name, {status_code::not_authorised, "the enrolment token was used by another enrolment meanwhile"});
+  const std::string p_fingerprint = rec.fingerprint;
   if (!before || before->fingerprint != rec.fingerprint)
     spdlog::warn("{} {} ({}) to key {} ({})", before ? "re-keyed" : "enrolled", name, rec.role, rec.fingerprint,
                  auth.reason);
@@ -265,6 +266,15 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
   c.hop.install(std::move(keys.send), std::move(keys.receive), std::chrono::seconds(cfg_.rekey_grace_seconds));
   pending_.erase(route);
   acct_.stats().increment("enrolments_total", "accepted");
+  if (before && before->fingerprint != p_fingerprint) {
+    // A new key for a known name (a token, the policy or an operator authorised it):
+    // every online agent forgets the old key and its sessions with this agent, before
+    // anything the agent sends under the new key reaches it (one ROUTER, in order).
+    agents_.for_each_online([&](known_agent& other) {
+      if (other.name != name) out_.control(other, session::control::key_changed{name});
+    });
+    acct_.stats().increment("key_changes_total");
+  }
   acct_.stats().set_gauge("agents_online", "", static_cast<double>(agents_.online_count()));
   spdlog::info("enrolled {} as {} ({}, {}{}{})", name, a.role, s.name, protection_name(a.key_protection),
                a.key_protection == protection::tpm ? ", " + a.tpm_manufacturer : "", a.tpm_simulator ? " simulator" : "");

@@ -300,6 +300,48 @@ TEST_F(Bus, AgentsPinningTheBrokerKeyRefuseAnotherBroker) {
   }
 }
 
+// Rotation without downtime (issue 11): an operator's token admits a new key for
+// monitor-1; director-1, which keeps running, learns it from the broker's key_changed
+// notice, and traffic flows both ways under the new key. The old key is refused.
+TEST_F(Bus, ARotatedKeyIsLearnedByRunningPeers) {
+  auto& b = broker();
+  auto director = connect_agent(b, dir_.path(), "director-1", "DIRECTOR");
+  inbox d;
+  d.attach(*director.client);
+  auto old_monitor = connect_agent(b, dir_.path() / "v1", "monitor-1", "MONITOR");
+  inbox m1;
+  m1.attach(*old_monitor.client);
+  ASSERT_TRUE(old_monitor->send("director-1", "text/plain", text("before")).ok());
+  ASSERT_TRUE(director->send("monitor-1", "text/plain", text("to v1")).ok());
+  ASSERT_TRUE(wait_until([&] { return d.count() == 1 && m1.count() == 1; })) << d.describe() << m1.describe();
+
+  // The new key, admitted by a token (the old process is still running: the new
+  // enrolment takes the name over).
+  agent_options rotated;
+  rotated.enrolment_token = b.issue_token("monitor-1", "MONITOR");
+  auto new_monitor = connect_agent(b, dir_.path() / "v2", "monitor-1", "MONITOR", false, rotated);
+  inbox m2;
+  m2.attach(*new_monitor.client);
+  ASSERT_TRUE(new_monitor->send("director-1", "text/plain", text("after")).ok());
+  ASSERT_TRUE(director->send("monitor-1", "text/plain", text("to v2")).ok());
+  ASSERT_TRUE(wait_until([&] { return d.count() == 2 && m2.count() == 1; })) << d.describe() << m2.describe();
+  EXPECT_EQ(d.rejected(), 0u) << d.describe();
+  EXPECT_EQ(m2.rejected(), 0u) << m2.describe();
+  EXPECT_EQ(new_monitor->stats().refused_by_broker, 0u);
+
+  // The old key is no longer the name's: its re-enrolment is refused.
+  try {
+    agent_options again;
+    again.name = "monitor-1";
+    again.broker_endpoint = b.endpoint();
+    again.broker_fingerprint = b.fingerprint();
+    agent old_again(again, old_monitor.id.key, std::make_shared<policy>(policy::load_file(testing::source_dir() / "config" / "policy.toml")));
+    ADD_FAILURE() << "the rotated-out key enrolled again";
+  } catch (const enrolment_error& e) {
+    EXPECT_EQ(e.code(), status_code::key_changed) << e.what();
+  }
+}
+
 TEST_F(Bus, PinnedKeysSurviveABrokerRestart) {
   auto& b = broker();
   { auto first = connect_agent(b, dir_.path(), "monitor-1", "MONITOR"); }

@@ -122,6 +122,7 @@ TEST(ControlCodecs, EveryAnswerRoundTrips) {
   EXPECT_EQ(n.reason.code(), status_code::replayed);
   EXPECT_EQ(n.recipient, "director-1");
   EXPECT_EQ(round_trip_answer<control::revoked>(control::revoked{"rogue-1"}).name, "rogue-1");
+  EXPECT_EQ(round_trip_answer<control::key_changed>(control::key_changed{"monitor-1"}).name, "monitor-1");
   EXPECT_EQ(round_trip_answer<control::stats_answer>(control::stats_answer{"{}"}).json, "{}");
 }
 

@@ -113,6 +113,14 @@ void agent_runtime::handle_control(const net::frames& f) {
                    peers.revoked(r.name);
                    spdlog::warn("[{}] {} was revoked: sessions dropped", opts.name, r.name);
                  },
+                 [&](const control::key_changed& k) {
+                   // The agent enrolled with another key: its sessions were agreed under the
+                   // old one. The next envelope looks its key up again (under the policy's
+                   // pins, as any lookup) and a fresh session follows.
+                   sessions.forget(k.name);
+                   peers.forget(k.name);
+                   spdlog::info("[{}] {} enrolled with a new key: its pinned key and sessions dropped", opts.name, k.name);
+                 },
                  [&](const control::members& mm) { topics.on_members(mm); },
                  [&](const control::subscribed& s) { topics.on_subscribed(s); },
                  [&](const control::stats_answer&) {}},

@@ -106,6 +106,13 @@ void peer_directory::revoked(const std::string& name) {
   cv_.notify_all();
 }
 
+void peer_directory::forget(const std::string& name) {
+  std::lock_guard lock(mu_);
+  peers_.erase(name);
+  failures_.erase(name);
+  cv_.notify_all();
+}
+
 void peer_directory::stop() {
   std::lock_guard lock(mu_);
   stopping_ = true;

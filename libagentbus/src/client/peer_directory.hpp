@@ -66,9 +66,11 @@ class peer_directory {
   // find: the pinned peer, or nullptr, without asking.
   std::shared_ptr<const peer_info> find(std::string_view name) const;
 
-  // io thread: the broker's answer; an operator's revocation.
+  // io thread: the broker's answer; an operator's revocation; a key change (the
+  // pinned key and any cached failure are forgotten: the next use looks it up again).
   void on_answer(const session::control::peer_answer& a);
   void revoked(const std::string& name);
+  void forget(const std::string& name);
   // stop wakes every waiter (the agent is stopping).
   void stop();
 

@@ -64,6 +64,7 @@ std::string_view op_name(const answer& a) noexcept {
                                [](const members&) { return std::string_view("members"); },
                                [](const nack&) { return std::string_view("nack"); },
                                [](const revoked&) { return std::string_view("revoked"); },
+                               [](const key_changed&) { return std::string_view("key_changed"); },
                                [](const stats_answer&) { return std::string_view("stats"); }},
                     a);
 }
@@ -107,6 +108,7 @@ bytes encode(std::uint64_t seq, const answer& a) {
                            m.message_id, static_cast<std::uint64_t>(m.reason.code()));
           },
           [&](const revoked& m) { return generic(seq, op, {m.name}); },
+          [&](const key_changed& m) { return generic(seq, op, {m.name}); },
           [&](const stats_answer& m) { return generic(seq, op, {m.json}); }},
       a));
 }
@@ -160,6 +162,9 @@ result<sequenced<answer>> decode_answer(byte_view body) {
   } else if (op == "revoked") {
     if (!shape(*m, 1, false, false)) return wrong_shape(op);
     out.message = revoked{s[0]};
+  } else if (op == "key_changed") {
+    if (!shape(*m, 1, false, false)) return wrong_shape(op);
+    out.message = key_changed{s[0]};
   } else if (op == "stats") {
     if (!shape(*m, 1, false, false)) return wrong_shape(op);
     out.message = stats_answer{s[0]};

@@ -66,9 +66,13 @@ struct nack {
 };
 // revoked: an operator revoked this agent; sessions with it end now.
 struct revoked { std::string name; };
+// key_changed: this agent enrolled with another key (authorised by a token, the
+// policy or an operator's approval): forget its pinned key and sessions, and look it
+// up again before the next envelope from or to it.
+struct key_changed { std::string name; };
 struct stats_answer { std::string json; };
 
-using answer = std::variant<subscribed, peer_answer, members, nack, revoked, stats_answer>;
+using answer = std::variant<subscribed, peer_answer, members, nack, revoked, key_changed, stats_answer>;
 
 // op_name is the wire name of an operation ("subscribe", "nack", ...), for metrics
 // labels and logs: a fixed set, never text from the peer.
