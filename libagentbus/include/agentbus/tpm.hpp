@@ -63,6 +63,22 @@ struct key_blob {
   bytes private_area;     // marshalled TPM2B_PRIVATE
 };
 
+// endorsement is the TPM's endorsement key (the RSA-2048 EK of the TCG EK profile's
+// template L-1 at persistent handle 0x81010001) and its certificate from NV index
+// 0x01c00002, as manufacturers (and swtpm_setup --create-ek-cert) provision them.
+struct endorsement {
+  bytes public_area;      // marshalled TPM2B_PUBLIC of the EK
+  bytes certificate_der;  // the EK certificate (X.509 DER)
+};
+
+// certification is TPM2_Certify's output: the TPMS_ATTEST bytes the TPM signed and
+// the signature (DER ECDSA over SHA-256 of `attest`, for the attestation key made
+// by create_attestation_key).
+struct certification {
+  bytes attest;
+  bytes signature;
+};
+
 struct tpm_options {
   // deadline bounds each TPM operation. RSA key generation on a real chip can take
   // tens of seconds, so creation uses create_deadline.
@@ -118,6 +134,23 @@ class tpm {
 
   // ecdh_zgen returns Z.x = x(d_key * Q_peer) computed inside the TPM.
   result<secret_bytes> ecdh_zgen(const key_blob& key, const crypto::public_key& peer);
+
+  // ---- attestation (docs/tpm-notes.md "Attestation")
+
+  // read_endorsement returns the EK's public area and certificate; not_attested if
+  // the TPM has no EK at 0x81010001 or no certificate at 0x01c00002.
+  result<endorsement> read_endorsement();
+  // create_attestation_key makes an AK: a restricted ECDSA P-256 / SHA-256 signing
+  // key (fixedTPM, fixedParent, sensitiveDataOrigin, noDA) under the storage key.
+  result<key_blob> create_attestation_key();
+  // certify has `ak` certify `key` (TPM2_Certify) with `qualifying_data` (at most 64
+  // bytes) as extraData.
+  result<certification> certify(const key_blob& key, const key_blob& ak, byte_view qualifying_data);
+  // activate_credential recovers the secret a verifier wrapped for `ak` under this
+  // TPM's EK (TPM2_MakeCredential's output: marshalled TPM2B_ID_OBJECT and
+  // TPM2B_ENCRYPTED_SECRET). not_attested when the TPM refuses it: the credential
+  // was made for another EK or another key name.
+  result<secret_bytes> activate_credential(const key_blob& ak, byte_view id_object, byte_view encrypted_secret);
 
   // pcr_extend extends PCR `index` of the bank `bank` with `digest`
   // (PCR := H(PCR || digest)); pcr_read returns the PCR's value.

@@ -212,6 +212,29 @@ result<secret_bytes> tpm::ecdh_zgen(const key_blob& key, const crypto::public_ke
                      [key, peer](tpm_device& d) { return d.ecdh_zgen(key, peer); });
 }
 
+result<endorsement> tpm::read_endorsement() {
+  return impl_->call("read_endorsement", impl_->options.deadline, [](tpm_device& d) { return d.read_endorsement(); });
+}
+
+result<key_blob> tpm::create_attestation_key() {
+  return impl_->call("create_key", impl_->options.create_deadline, [](tpm_device& d) { return d.create_attestation_key(); });
+}
+
+result<certification> tpm::certify(const key_blob& key, const key_blob& ak, byte_view qualifying_data) {
+  return impl_->call("certify", impl_->options.deadline,
+                     [key, ak, q = bytes(qualifying_data.begin(), qualifying_data.end())](tpm_device& d) {
+                       return d.certify(key, ak, q);
+                     });
+}
+
+result<secret_bytes> tpm::activate_credential(const key_blob& ak, byte_view id_object, byte_view encrypted_secret) {
+  return impl_->call("activate_credential", impl_->options.deadline,
+                     [ak, id = bytes(id_object.begin(), id_object.end()),
+                      enc = bytes(encrypted_secret.begin(), encrypted_secret.end())](tpm_device& d) {
+                       return d.activate_credential(ak, id, enc);
+                     });
+}
+
 void tpm::pcr_extend(unsigned index, hash_algorithm bank, byte_view digest) {
   impl_->call("pcr_extend", impl_->options.deadline, [index, bank, d = bytes(digest.begin(), digest.end())](tpm_device& dev) {
     dev.pcr_extend(index, bank, d);

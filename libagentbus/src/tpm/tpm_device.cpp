@@ -13,32 +13,12 @@
 #include <spdlog/spdlog.h>
 
 #include "crypto/ossl.hpp"
+#include "tpm/tpm_marshal.hpp"
 #include "tpm/tpm_templates.hpp"
 #include "tpm/tss_error.hpp"
 
 namespace agentbus::tpm {
 namespace {
-
-template <typename T, TSS2_RC (*Marshal)(const T*, uint8_t[], size_t, size_t*)>
-bytes marshal(const T& value) {
-  bytes out(sizeof(T) + 16);
-  size_t offset = 0;
-  if (Marshal(&value, out.data(), out.size(), &offset) != TSS2_RC_SUCCESS) throw tpm_error("marshalling a TPM structure failed");
-  out.resize(offset);
-  return out;
-}
-
-template <typename T, TSS2_RC (*Unmarshal)(const uint8_t[], size_t, size_t*, T*)>
-std::optional<T> unmarshal(byte_view data) {
-  T value{};
-  size_t offset = 0;
-  if (Unmarshal(data.data(), data.size(), &offset, &value) != TSS2_RC_SUCCESS || offset != data.size()) return std::nullopt;
-  return value;
-}
-
-std::optional<TPM2B_PUBLIC> parse_public(byte_view b) {
-  return unmarshal<TPM2B_PUBLIC, Tss2_MU_TPM2B_PUBLIC_Unmarshal>(b);
-}
 
 std::string four_chars(std::uint32_t v) {
   std::string s;

@@ -25,6 +25,11 @@ class tpm_device {
   void pcr_extend(unsigned index, hash_algorithm bank, byte_view digest);
   bytes pcr_read(unsigned index, hash_algorithm bank);
   bytes storage_key_name();
+  // Attestation (tpm_attestation.cpp).
+  result<endorsement> read_endorsement();
+  result<key_blob> create_attestation_key();
+  result<certification> certify(const key_blob& key, const key_blob& ak, byte_view qualifying_data);
+  result<secret_bytes> activate_credential(const key_blob& ak, byte_view id_object, byte_view encrypted_secret);
 
   // Key cache traffic so far (the worker reports it as the "key_load" and
   // "key_flush" operations): Loads of a blob that was not loaded, their time, and
@@ -45,6 +50,8 @@ class tpm_device {
   // evict_down_to flushes least recently used keys until at most `keep` remain.
   void evict_down_to(std::size_t keep);
   std::vector<std::uint32_t> fixed_properties(std::uint32_t first, std::uint32_t count);
+  // read_nv reads a whole NV index with owner authorisation, in chunks.
+  result<bytes> read_nv(std::uint32_t index);
 
   esys_context ctx_;
   transient_object srk_;

@@ -73,6 +73,20 @@ TPM2B_PUBLIC signing_key_template(const key_type& type, hash_algorithm scheme_ha
   return t;
 }
 
+TPM2B_PUBLIC attestation_key_template() noexcept {
+  TPM2B_PUBLIC t{};
+  TPMT_PUBLIC& p = t.publicArea;
+  p.type = TPM2_ALG_ECC;
+  p.nameAlg = TPM2_ALG_SHA256;
+  p.objectAttributes = kServiceKeyAttributes | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
+  p.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
+  p.parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
+  p.parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+  p.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+  p.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+  return t;
+}
+
 TPM2B_PUBLIC ecdh_key_template(ec_curve curve) noexcept {
   TPM2B_PUBLIC t{};
   TPMT_PUBLIC& p = t.publicArea;

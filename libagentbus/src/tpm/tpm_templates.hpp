@@ -21,6 +21,10 @@ TPM2B_PUBLIC srk_template() noexcept;
 // with `scheme_hash`, noDA, non-exportable.
 TPM2B_PUBLIC signing_key_template(const key_type& type, hash_algorithm scheme_hash) noexcept;
 
+// attestation_key_template: a restricted ECDSA P-256 signing key with scheme
+// ECDSA-SHA256 (an AK, as tpm2_createak -G ecc -g sha256 -s ecdsa makes), noDA.
+TPM2B_PUBLIC attestation_key_template() noexcept;
+
 // ecdh_key_template: unrestricted decrypt ECC key usable with ECDH_ZGen.
 TPM2B_PUBLIC ecdh_key_template(ec_curve curve) noexcept;
 

@@ -95,6 +95,7 @@ swtpm_process::swtpm_process(options opts) : opts_(std::move(opts)) {
   }
   std::ofstream(dir_ / "owner.pid") << ::getpid() << "\n";
   try {
+    if (opts_.endorsement) provision_endorsement();
     start();
   } catch (...) {
     std::error_code ec;
@@ -144,6 +145,45 @@ void swtpm_process::wait_until_answering() {
   stop();
   throw std::runtime_error("swtpm did not answer within " + std::to_string(opts_.start_timeout.count()) +
                            " ms; log: " + read_file(dir_ / "swtpm.log"));
+}
+
+fs::path swtpm_process::ca_dir() const { return opts_.ek_ca_dir.empty() ? dir_ / "ca" : opts_.ek_ca_dir; }
+fs::path swtpm_process::ek_ca_root() const { return ca_dir() / "swtpm-localca-rootca-cert.pem"; }
+fs::path swtpm_process::ek_ca_intermediate() const { return ca_dir() / "issuercert.pem"; }
+
+void swtpm_process::provision_endorsement() {
+  // docs/tpm-notes.md: the recipe checked on Debian 12's swtpm 0.7.1.
+  const fs::path ca = ca_dir();
+  fs::create_directories(ca);
+  {
+    std::ofstream conf(dir_ / "localca.conf");
+    conf << "statedir = " << ca.string() << "\nsigningkey = " << (ca / "signkey.pem").string()
+         << "\nissuercert = " << (ca / "issuercert.pem").string() << "\ncertserial = " << (ca / "certserial").string()
+         << "\n";
+  }
+  {
+    std::ofstream conf(dir_ / "setup.conf");
+    conf << "create_certs_tool = /usr/share/swtpm/swtpm-localca\ncreate_certs_tool_config = "
+         << (dir_ / "localca.conf").string() << "\ncreate_certs_tool_options = /etc/swtpm-localca.options\n"
+         << "active_pcr_banks = sha256\n";
+  }
+  child_spec spec;
+  spec.argv = {"swtpm_setup", "--tpm2", "--tpmstate", dir_.string(), "--create-ek-cert", "--config",
+               (dir_ / "setup.conf").string(), "--overwrite"};
+  spec.log_file = dir_ / "swtpm_setup.log";
+  child_process setup(spec);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  std::optional<int> status;
+  while (!(status = setup.try_wait())) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      setup.stop(SIGKILL);
+      throw std::runtime_error("swtpm_setup did not finish within 60 s; log: " + read_file(dir_ / "swtpm_setup.log"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (child_process::exit_code(*status) != 0)
+    throw std::runtime_error("swtpm_setup failed (" + child_process::describe(*status) +
+                             "; is swtpm-tools installed?); log: " + read_file(dir_ / "swtpm_setup.log"));
 }
 
 void swtpm_process::stop() {

@@ -27,6 +27,14 @@ class swtpm_process {
     // Parent of the state directory; empty means $TMPDIR or /tmp.
     std::filesystem::path temp_root;
     std::chrono::milliseconds start_timeout{10'000};
+    // endorsement: provision the TPM as a manufacturer would, before it starts:
+    // swtpm_setup --create-ek-cert with swtpm-localca leaves an RSA-2048 EK at
+    // 0x81010001 (and a P-384 one at 0x81010016) and their certificates in NV
+    // 0x01c00002 / 0x01c00016, issued by a local CA in `ek_ca_dir` (created there on
+    // first use; empty: <state dir>/ca, a CA of its own). TPMs given the same
+    // directory share the CA, as one manufacturer's chips do.
+    bool endorsement = false;
+    std::filesystem::path ek_ca_dir;
   };
 
   // Starts swtpm; throws std::runtime_error with swtpm's log when it fails.
@@ -39,6 +47,9 @@ class swtpm_process {
   // tcti is "swtpm:path=<dir>/sock" (the control socket is <dir>/sock.ctrl).
   std::string tcti() const;
   const std::filesystem::path& state_dir() const noexcept { return dir_; }
+  // With endorsement: the local CA's root and intermediate certificates (PEM files).
+  std::filesystem::path ek_ca_root() const;
+  std::filesystem::path ek_ca_intermediate() const;
   pid_t pid() const noexcept { return proc_.pid(); }
   bool running() const noexcept { return proc_.running(); }
 
@@ -49,6 +60,8 @@ class swtpm_process {
 
  private:
   void wait_until_answering();
+  void provision_endorsement();
+  std::filesystem::path ca_dir() const;
   options opts_;
   std::filesystem::path dir_;
   child_process proc_;
