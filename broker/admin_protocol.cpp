@@ -90,7 +90,12 @@ nlohmann::json to_json(const agent_record& a) {
               {"pending_public_key_pem", string_or_null(a.pending_public_key_pem)},
               {"pending_at", time_or_null(a.pending_fingerprint.empty() ? 0 : a.pending_at)},
               {"pending_address", string_or_null(a.pending_fingerprint.empty() ? std::string() : a.pending_address)},
-              {"pending_evidence", string_or_null(a.pending_fingerprint.empty() ? std::string() : a.pending_evidence)}};
+              {"pending_evidence", string_or_null(a.pending_fingerprint.empty() ? std::string() : a.pending_evidence)},
+              {"attestation", a.ek_ca.empty() ? json(nullptr)
+                                              : json{{"ek_ca", a.ek_ca},
+                                                     {"ek_issuer", a.ek_issuer},
+                                                     {"ek_fingerprint", a.ek_fingerprint},
+                                                     {"ak_name", a.ak_name}}}};
 }
 
 nlohmann::json to_json(const token_record& t) {

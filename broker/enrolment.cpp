@@ -5,6 +5,7 @@
 #include <array>
 
 #include "admin_protocol.hpp"
+#include "attestation/evidence.hpp"
 #include "session/checks.hpp"
 #include "session/key_agreement.hpp"
 #include "session/replay_window.hpp"
@@ -23,6 +24,7 @@ struct enrolment::handshake {
   std::optional<crypto::public_key> agent_key, agent_ephemeral, agent_static;  // from HELLO, checked
   std::string agent_fingerprint;  // of agent_key
   std::string peer_address;       // as libzmq reports it ("" if unknown)
+  std::optional<attestation::attested_key> attested;  // the evidence held; PROOF must return its secret
   std::optional<secret_bytes> static_share;  // broker static (TPM) × agent ephemeral
   suite agent_suite;
   steady::time_point deadline;
@@ -60,13 +62,18 @@ void enrolment::refuse(const bytes& route, const std::string& name, const status
 }
 
 candidate enrolment::candidate_of(const session::hello_msg& hello, const crypto::public_key& key,
-                                  const std::string& fingerprint, const std::string& address) const {
+                                  const std::string& fingerprint, const std::string& address,
+                                  const attestation::attested_key* attested) const {
   candidate c;
   c.name = hello.name;
   c.role = hello.role;
   c.fingerprint = fingerprint;
   c.public_key_pem = key.pem();
   c.address = address;
+  if (attested != nullptr) {
+    c.evidence = "attested: " + attested->summary();
+    return c;
+  }
   c.evidence = "declared " + std::string(protection_name(hello.key_protection));
   if (hello.key_protection == protection::tpm)
     c.evidence += ", manufacturer " + hello.tpm_manufacturer + (hello.tpm_simulator ? ", simulator" : "");
@@ -98,8 +105,6 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
   if (status st = pol_.check_declared_suite(hello->role, hello->suite); !st) return refuse(route, name, st);
   if (hello->key_protection == protection::software && !role->allow_software)
     return refuse(route, name, {status_code::software_key_refused, "role " + role->name + " requires a TPM key"});
-  if (hello->key_protection == protection::tpm && hello->tpm_simulator && !role->allow_simulator)
-    return refuse(route, name, {status_code::simulator_refused, "role " + role->name + " refuses simulated TPMs"});
   auto key = crypto::public_key::from_der(hello->identity_der);
   const suite s = *pol_.suite_for(hello->role);
   if (!key) return refuse(route, name, key.error());
@@ -109,10 +114,31 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
   // What no PROOF could change is refused before the broker signs anything. A key
   // that differs from the registry's is not refused yet: a token in PROOF may
   // authorise it, and only a proven key is recorded for an operator.
-  if (status st = authority_.screen(candidate_of(*hello, *key, fingerprint, peer_address)); !st)
+  if (status st = authority_.screen(candidate_of(*hello, *key, fingerprint, peer_address, nullptr)); !st)
     return refuse(route, name, st);
   auto agent_ecdh = session::read_peer_ecdh_keys(hello->ephemeral_der, hello->static_ecdh_der, s.ecdh_curve, "agent");
   if (!agent_ecdh) return refuse(route, name, agent_ecdh.error());
+
+  // TPM evidence (schemas/protocol.md §3.9), before the broker signs anything: the
+  // EK certificate chains to a CA of the policy, the AK certified these very keys.
+  // A role that requires it refuses a HELLO without it; "simulator" then comes from
+  // the CA, not from the agent's word.
+  std::optional<attestation::attested_key> attested;
+  if (!hello->evidence.empty()) {
+    if (hello->key_protection != protection::tpm)
+      return refuse(route, name, {status_code::not_attested, "TPM evidence for a key declared software"});
+    auto a = attestation::check_evidence(pol_, hello->evidence, *key, agent_ecdh->static_key);
+    if (!a) return refuse(route, name, {status_code::not_attested, a.error().detail()});
+    if (status st = authority_.screen_endorsement(a->ek_fingerprint); !st) return refuse(route, name, st);
+    attested = std::move(a).value();
+  } else if (role->require_attestation) {
+    return refuse(route, name, {status_code::not_attested, "role " + role->name +
+                                                               " requires attested TPM keys and HELLO carries no evidence"});
+  }
+  const bool simulator = attested ? attested->simulator : hello->tpm_simulator;
+  if (hello->key_protection == protection::tpm && simulator && !role->allow_simulator)
+    return refuse(route, name, {status_code::simulator_refused, "role " + role->name + " refuses simulated TPMs" +
+                                                                    (attested ? " (EK CA " + attested->ek_ca + ")" : "")});
 
   auto p = std::make_unique<handshake>();
   p->hello = std::move(hello).value();
@@ -121,6 +147,8 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
   p->agent_key = std::move(key).value();
   p->agent_fingerprint = fingerprint;
   p->peer_address = peer_address;
+  if (attested) p->challenge.credential = attested->credential;
+  p->attested = std::move(attested);
   p->ephemeral = crypto::ec_keypair::generate(s.ecdh_curve);
   p->agent_ephemeral = agent_ecdh->ephemeral;
   p->agent_static = std::move(agent_ecdh->static_key);
@@ -186,6 +214,11 @@ void enrolment::on_proof(const bytes& route, std::span<const bytes> frames) {
                                         proof->signature);
       !st)
     return refuse(route, name, {status_code::bad_signature, "proof of possession does not verify"});
+  // The AK named in the evidence sits in the TPM of the EK: that TPM alone could open
+  // the credential CHALLENGE carried.
+  if (p.attested && !crypto::constant_time_equal(proof->activation, p.attested->secret.view()))
+    return refuse(route, name, {status_code::not_attested,
+                                "the credential was not activated: the AK is not in the TPM the EK certificate names"});
   auto shares = session::software_shares(*p.ephemeral, *p.agent_ephemeral, p.agent_static);
   if (!shares) return refuse(route, name, shares.error());
   if (p.static_share) shares->my_static = std::move(p.static_share);
@@ -200,8 +233,9 @@ void enrolment::on_proof(const bytes& route, std::span<const bytes> frames) {
   }
   // Now that the key is proven: may it have this name and role? (The registry may
   // also have changed since HELLO.)
-  auto auth = authority_.authorise(candidate_of(p.hello, *p.agent_key, p.agent_fingerprint, p.peer_address), token,
-                                   now_unix_ms());
+  auto auth = authority_.authorise(
+      candidate_of(p.hello, *p.agent_key, p.agent_fingerprint, p.peer_address, p.attested ? &*p.attested : nullptr), token,
+      now_unix_ms());
   if (!auth) return refuse(route, name, auth.error());
   if (agents_.known_count() >= cfg_.max_agents && !agents_.find(name))
     return refuse(route, name, {status_code::overloaded, "broker is at its agent limit"});
@@ -234,7 +268,13 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
   rec.public_key_pem = p.agent_key->pem();
   rec.protection = std::string(protection_name(p.hello.key_protection));
   rec.tpm_manufacturer = p.hello.tpm_manufacturer;
-  rec.tpm_simulator = p.hello.tpm_simulator;
+  rec.tpm_simulator = p.attested ? p.attested->simulator : p.hello.tpm_simulator;
+  if (p.attested) {
+    rec.ek_ca = p.attested->ek_ca;
+    rec.ek_issuer = p.attested->ek_issuer;
+    rec.ek_fingerprint = p.attested->ek_fingerprint;
+    rec.ak_name = p.attested->ak_name;
+  }
   rec.enrolled_at = rec.last_seen = now_unix_ms();
   if (!reg_.enrol(rec, auth.token_hash))
     return refuse(route, name, {status_code::not_authorised, "the enrolment token was used by another enrolment meanwhile"});
@@ -257,7 +297,7 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
   a.key = p.agent_key;
   a.key_id = p.agent_key->fingerprint();
   a.key_protection = p.hello.key_protection;
-  a.tpm_simulator = p.hello.tpm_simulator;
+  a.tpm_simulator = rec.tpm_simulator;
   a.tpm_manufacturer = p.hello.tpm_manufacturer;
   // A re-enrolment on the same connection is its hop rekey: the connection (its
   // subscriptions) stays, and the previous agent→broker key stays valid for the
@@ -276,8 +316,9 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
     acct_.stats().increment("key_changes_total");
   }
   acct_.stats().set_gauge("agents_online", "", static_cast<double>(agents_.online_count()));
-  spdlog::info("enrolled {} as {} ({}, {}{}{})", name, a.role, s.name, protection_name(a.key_protection),
-               a.key_protection == protection::tpm ? ", " + a.tpm_manufacturer : "", a.tpm_simulator ? " simulator" : "");
+  spdlog::info("enrolled {} as {} ({}, {}{}{}{})", name, a.role, s.name, protection_name(a.key_protection),
+               a.key_protection == protection::tpm ? ", " + a.tpm_manufacturer : "", a.tpm_simulator ? " simulator" : "",
+               rec.ek_ca.empty() ? ", declared" : ", attested by " + rec.ek_ca);
 }
 
 void enrolment::expire(steady::time_point now) {

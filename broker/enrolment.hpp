@@ -38,6 +38,10 @@
 #include "session/handshake.hpp"
 #include "session/key_agreement.hpp"
 
+namespace agentbus::attestation {
+struct attested_key;
+}
+
 namespace agentbus::broker {
 
 inline constexpr std::size_t kMaxPendingEnrolments = 1024;
@@ -77,7 +81,7 @@ class enrolment {
   struct handshake;
   void refuse(const bytes& route, const std::string& name, const status& why);
   candidate candidate_of(const session::hello_msg& hello, const crypto::public_key& key, const std::string& fingerprint,
-                         const std::string& address) const;
+                         const std::string& address, const attestation::attested_key* attested) const;
   void complete(const bytes& route, handshake& p, const bytes& proof_bytes, const session::ecdh_shares& shares,
                 const authorisation& auth);
 

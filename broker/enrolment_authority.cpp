@@ -35,6 +35,14 @@ status enrolment_authority::screen(const candidate& c) const {
   return {};
 }
 
+status enrolment_authority::screen_endorsement(const std::string& ek_fingerprint) const {
+  if (pol_.is_key_revoked(ek_fingerprint))
+    return {status_code::revoked_key, "the TPM's endorsement key " + short_fp(ek_fingerprint) + " is revoked (policy)"};
+  if (auto k = reg_.find_revoked_key(ek_fingerprint))
+    return {status_code::revoked_key, "the TPM's endorsement key " + short_fp(ek_fingerprint) + " is revoked: " + k->reason};
+  return {};
+}
+
 result<authorisation> enrolment_authority::authorise(const candidate& c, const std::optional<secret_bytes>& token,
                                                      std::int64_t now_ms) {
   if (status st = screen(c); !st) return st;

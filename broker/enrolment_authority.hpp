@@ -46,6 +46,10 @@ class enrolment_authority {
   // screen: revoked_agent, revoked_key, refused (another role), or for a role with
   // enrolment = "pinned": not_authorised (no pin) and key_changed (another key).
   status screen(const candidate& c) const;
+  // screen_endorsement: revoked_key when the TPM's EK (hex SHA-256 of its DER public
+  // key) is revoked (policy revoked_keys, registry revoked_keys): every key of that
+  // TPM is refused.
+  status screen_endorsement(const std::string& ek_fingerprint) const;
   // authorise: screen() again (the registry may have changed), then the mode. A
   // token is looked up by its hash; a changed key without one is key_changed and, in
   // token and open roles, recorded as pending (first one only) for an operator.

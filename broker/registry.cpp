@@ -102,6 +102,13 @@ CREATE TABLE revoked_keys (
   revoked_at  INTEGER NOT NULL
 ) STRICT;
 )sql"},
+    // 3: the attestation of the pinned key.
+    {3, R"sql(
+ALTER TABLE agents ADD COLUMN ek_ca          TEXT NOT NULL DEFAULT '';
+ALTER TABLE agents ADD COLUMN ek_issuer      TEXT NOT NULL DEFAULT '';
+ALTER TABLE agents ADD COLUMN ek_fingerprint TEXT NOT NULL DEFAULT '';
+ALTER TABLE agents ADD COLUMN ak_name        TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 
 static_assert(std::size(kMigrations) == registry::kSchemaVersion, "one migration per schema version");
@@ -174,13 +181,17 @@ agent_record read_agent(const statement& s) {
   a.pending_at = s.int64(15);
   a.pending_address = s.text(16);
   a.pending_evidence = s.text(17);
+  a.ek_ca = s.text(18);
+  a.ek_issuer = s.text(19);
+  a.ek_fingerprint = s.text(20);
+  a.ak_name = s.text(21);
   return a;
 }
 
 #define AGENTBUS_AGENT_COLUMNS                                                                                 \
   "name, role, suite, fingerprint, public_key_pem, protection, tpm_manufacturer, tpm_simulator, enrolled_at, " \
   "last_seen, revoked, revoked_reason, revoked_at, pending_fingerprint, pending_public_key_pem, pending_at, "      \
-  "pending_address, pending_evidence"
+  "pending_address, pending_evidence, ek_ca, ek_issuer, ek_fingerprint, ak_name"
 
 // ordered_pair puts two agent names in the edge's (a, b) order: bytewise, as SQLite's
 // BINARY collation compares them in CHECK (a < b) and ORDER BY.
@@ -275,12 +286,13 @@ void registry::upsert_agent(const agent_record& a) {
   // test the old pending_fingerprint.
   statement s(self().conn,
               "INSERT INTO agents (" AGENTBUS_AGENT_COLUMNS ")"
-              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
               " ON CONFLICT (name) DO UPDATE SET"
               "  role = excluded.role, suite = excluded.suite, fingerprint = excluded.fingerprint,"
               "  public_key_pem = excluded.public_key_pem, protection = excluded.protection,"
               "  tpm_manufacturer = excluded.tpm_manufacturer, tpm_simulator = excluded.tpm_simulator,"
-              "  last_seen = excluded.last_seen,"
+              "  last_seen = excluded.last_seen, ek_ca = excluded.ek_ca, ek_issuer = excluded.ek_issuer,"
+              "  ek_fingerprint = excluded.ek_fingerprint, ak_name = excluded.ak_name,"
               "  pending_fingerprint = CASE WHEN agents.pending_fingerprint = excluded.fingerprint"
               "                             THEN '' ELSE agents.pending_fingerprint END,"
               "  pending_public_key_pem = CASE WHEN agents.pending_fingerprint = excluded.fingerprint"
@@ -298,6 +310,7 @@ void registry::upsert_agent(const agent_record& a) {
   s.bind_int(11, a.revoked ? 1 : 0).bind_text(12, a.revoked_reason).bind_int(13, a.revoked_at);
   s.bind_text(14, a.pending_fingerprint).bind_text(15, a.pending_public_key_pem).bind_int(16, a.pending_at);
   s.bind_text(17, a.pending_address).bind_text(18, a.pending_evidence);
+  s.bind_text(19, a.ek_ca).bind_text(20, a.ek_issuer).bind_text(21, a.ek_fingerprint).bind_text(22, a.ak_name);
   s.run();
 }
 

@@ -55,6 +55,8 @@ struct agent_record {
   std::int64_t pending_at = 0;      // Unix ms it was presented (0 if none)
   std::string pending_address;      // the connection's peer address ("" if unknown)
   std::string pending_evidence;     // what it claimed or proved about its protection, for the operator
+  // Attestation of the pinned key (schemas/protocol.md §3.9): empty ek_ca = declared only.
+  std::string ek_ca, ek_issuer, ek_fingerprint, ak_name;
 
   friend bool operator==(const agent_record&, const agent_record&) = default;
 };
@@ -121,7 +123,7 @@ struct key_revocation {
 class registry {
  public:
   // kSchemaVersion is the schema this build reads and writes (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
   // kMaxTokens bounds the tokens kept (issued, used or expired): add_token refuses
   // beyond it once expired and used ones older than a day are purged.
   static constexpr std::size_t kMaxTokens = 10000;

@@ -138,7 +138,7 @@ TEST(handshake_vectors, hop_enrolment_transcripts_signatures_and_key_schedule) {
   EXPECT_EQ(to_hex(hello->nonce), str(hf["nonce"]));
   EXPECT_EQ(to_hex(session::encode(*hello)), to_hex(hello_body));
 
-  // CHALLENGE: the same, and CU (fields 0-5) is the re-encoding without field 6.
+  // CHALLENGE: the same, and CU (fields 0-6) is the re-encoding without field 7.
   const bytes challenge_body = hex(v["challenge"]["body"]);
   auto challenge = session::decode_challenge(challenge_body);
   ASSERT_TRUE(challenge.ok()) << challenge.error().to_string();

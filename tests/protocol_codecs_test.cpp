@@ -22,18 +22,35 @@ control::peer_answer peer_in_state(control::peer_state st) {
 
 TEST(HandshakeCodecs, EveryBodyRoundTrips) {
   hello_msg h{"monitor-1", "MONITOR", "ecdsa-p256-sha256", protection::tpm, bytes(91, 1), "IBM", true, bytes(91, 2),
-              bytes(91, 3), bytes(kNonceSize, 4)};
+              bytes(91, 3), bytes(kNonceSize, 4), {}};
   auto h2 = decode_hello(encode(h));
   ASSERT_TRUE(h2.ok()) << h2.error().to_string();
   EXPECT_EQ(h2->name, h.name);
   EXPECT_EQ(h2->tpm_simulator, true);
   EXPECT_EQ(h2->static_ecdh_der, h.static_ecdh_der);
 
-  challenge_msg c{bytes(kNonceSize, 5), bytes(91, 6), {}, "broker", bytes(91, 7), hash_algorithm::sha384, bytes(70, 8)};
+  challenge_msg c{bytes(kNonceSize, 5), bytes(91, 6), {}, "broker", bytes(91, 7), hash_algorithm::sha384, bytes(300, 9),
+                  bytes(70, 8)};
   auto c2 = decode_challenge(encode(c));
   ASSERT_TRUE(c2.ok());
   EXPECT_EQ(c2->broker_hash, hash_algorithm::sha384);
   EXPECT_EQ(encode(*c2, false), encode(c, false)) << "the unsigned part re-encodes to the same bytes";
+  EXPECT_EQ(c2->credential, c.credential);
+
+  evidence_msg ev{bytes(900, 1), bytes(280, 2), bytes(90, 3), bytes(90, 4), bytes(140, 5), bytes(72, 6), {}, {}, {}};
+  auto ev2 = decode_evidence(encode(ev));
+  ASSERT_TRUE(ev2.ok()) << ev2.error().to_string();
+  EXPECT_EQ(ev2->ek_certificate, ev.ek_certificate);
+  EXPECT_TRUE(ev2->ecdh_public.empty());
+  ev.ecdh_public = bytes(90, 7);  // a certification without its attest and signature
+  EXPECT_EQ(decode_evidence(encode(ev)).error().code(), status_code::invalid_field);
+  h.evidence = bytes(3000, 8);
+  EXPECT_EQ(decode_hello(encode(h))->evidence, h.evidence);
+
+  proof_msg pr{bytes(70, 1), {}, bytes(32, 2)};
+  EXPECT_EQ(decode_proof(encode(pr))->activation, pr.activation);
+  pr.activation = bytes(33, 2);
+  EXPECT_EQ(decode_proof(encode(pr)).error().code(), status_code::invalid_field);
 
   welcome_msg w{bytes(kSessionIdSize, 9), bytes(32, 10), 1000, 3600};
   auto w2 = decode_welcome(encode(w));
@@ -61,7 +78,7 @@ TEST(HandshakeCodecs, ErrAndRefusedCarryATypedCodeNeverOk) {
 }
 
 TEST(HandshakeCodecs, StrictDecodingRefusesWhatTheEncoderNeverWrites) {
-  hello_msg h{"monitor-1", "MONITOR", "s", protection::tpm, bytes(91, 1), "", false, bytes(91, 2), {}, bytes(kNonceSize, 4)};
+  hello_msg h{"monitor-1", "MONITOR", "s", protection::tpm, bytes(91, 1), "", false, bytes(91, 2), {}, bytes(kNonceSize, 4), {}};
   bytes body = encode(h);
   bytes trailing = body;
   trailing.push_back(0);

@@ -177,11 +177,11 @@ TEST_F(RegistryTest, ReopeningACurrentDatabaseRunsNoMigration) {
 
 TEST_F(RegistryTest, NewerSchemaIsRefusedAndLeftUntouched) {
   { registry r(db_); r.upsert_agent(sample_agent("monitor-1")); }
-  { raw_db raw(db_); raw.exec("PRAGMA user_version = 3"); }
-  expect_error([&] { registry r(db_); }, {db_.string(), "schema version 3", "newer than this build understands (2)"});
-  expect_error([&] { (void)registry::open_readonly(db_); }, {db_.string(), "schema version 3", "newer"});
+  { raw_db raw(db_); raw.exec("PRAGMA user_version = 4"); }
+  expect_error([&] { registry r(db_); }, {db_.string(), "schema version 4", "newer than this build understands (3)"});
+  expect_error([&] { (void)registry::open_readonly(db_); }, {db_.string(), "schema version 4", "newer"});
   raw_db raw(db_);
-  EXPECT_EQ(raw.integer("PRAGMA user_version"), 3);
+  EXPECT_EQ(raw.integer("PRAGMA user_version"), 4);
   EXPECT_EQ(raw.integer("SELECT count(*) FROM agents"), 1);
 }
 
@@ -193,14 +193,14 @@ TEST_F(RegistryTest, SchemaOneIsMigratedKeepingItsRows) {
     raw_db raw(db_);
     raw.exec("DROP TABLE tokens");
     raw.exec("DROP TABLE revoked_keys");
-    for (const char* c : {"pending_at", "pending_address", "pending_evidence"})
+    for (const char* c : {"pending_at", "pending_address", "pending_evidence", "ek_ca", "ek_issuer", "ek_fingerprint", "ak_name"})
       raw.exec(std::string("ALTER TABLE agents DROP COLUMN ") + c);
     raw.exec("PRAGMA user_version = 1");
   }
   expect_error([&] { (void)registry::open_readonly(db_); }, {"schema version 1", "older than this build reads"});
   registry r(db_);
   EXPECT_EQ(r.opened_at_version(), 1);
-  EXPECT_EQ(r.schema_version(), 2);
+  EXPECT_EQ(r.schema_version(), registry::kSchemaVersion);
   ASSERT_TRUE(r.find_agent("monitor-1"));
   EXPECT_EQ(r.find_agent("monitor-1")->pending_at, 0);
   EXPECT_TRUE(r.tokens().empty());

@@ -139,7 +139,7 @@ TEST_F(TrustOffline, AgentsTableIsAlignedAndShowsProtectionAndRevocation) {
   EXPECT_EQ(column_value(r.output, "SUITE", "architect-1"), "ecdsa-p384-sha3-384") << r.output;
   EXPECT_EQ(column_value(r.output, "PROTECTION", "debugger-1"), "software") << r.output;
   EXPECT_EQ(column_value(r.output, "PROTECTION", "monitor-1"), "tpm") << r.output;
-  EXPECT_EQ(column_value(r.output, "TPM", "monitor-1"), "IBM (sim)") << r.output;
+  EXPECT_EQ(column_value(r.output, "TPM", "monitor-1"), "IBM (sim), declared") << r.output;
   EXPECT_EQ(column_value(r.output, "FINGERPRINT", "monitor-1"), fingerprint_of("monitor-1").substr(0, 16)) << r.output;
   EXPECT_EQ(column_value(r.output, "ONLINE", "monitor-1"), "?") << r.output;  // an offline file cannot know
   EXPECT_EQ(column_value(r.output, "LAST-SEEN", "monitor-1"), "2023-11-14 22:14:20Z") << r.output;

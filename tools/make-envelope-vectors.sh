@@ -701,21 +701,22 @@ def make_hop():
     hello_fields = {"version": 2, "name": agent_name, "role": role, "suite": agent_suite, "protection": "tpm",
                     "identity": der("hop-agent-identity").hex(), "tpm_manufacturer": "IBM", "tpm_simulator": 1,
                     "ephemeral": der("hop-agent-ephemeral").hex(), "static_ecdh": der("hop-agent-static").hex(),
-                    "nonce": det(name, "hello-nonce", 32).hex()}
+                    "nonce": det(name, "hello-nonce", 32).hex(), "evidence": ""}
     hello = mp_array([mp_uint(2), mp_str(agent_name), mp_str(role), mp_str(agent_suite), mp_str("tpm"),
                       mp_bin(der("hop-agent-identity")), mp_str("IBM"), mp_uint(1), mp_bin(der("hop-agent-ephemeral")),
-                      mp_bin(der("hop-agent-static")), mp_bin(bytes.fromhex(hello_fields["nonce"]))])
+                      mp_bin(der("hop-agent-static")), mp_bin(bytes.fromhex(hello_fields["nonce"])), mp_bin(b"")])
     cu_items = [mp_bin(det(name, "challenge-nonce", 32)), mp_bin(der("hop-broker-ephemeral")),
-                mp_bin(der("hop-broker-static")), mp_str(broker_name), mp_bin(der("hop-broker-identity")), mp_str(hb)]
+                mp_bin(der("hop-broker-static")), mp_str(broker_name), mp_bin(der("hop-broker-identity")), mp_str(hb),
+                mp_bin(b"")]
     cu = mp_array(cu_items)
     t_c = labelled(b"agentbus-v1 challenge", [hello, cu])
     t_c_digest = H(hb, t_c)
     challenge_sig = sign_digest("hop-broker-identity", b["scheme"], hb, t_c_digest)
     challenge = mp_array(cu_items + [mp_bin(challenge_sig)])
-    assert challenge[1:len(cu)] == cu[1:] and cu[0] == 0x96 and challenge[0] == 0x97
+    assert challenge[1:len(cu)] == cu[1:] and cu[0] == 0x97 and challenge[0] == 0x98
     challenge_fields = {"nonce": det(name, "challenge-nonce", 32).hex(), "ephemeral": der("hop-broker-ephemeral").hex(),
                         "static_ecdh": der("hop-broker-static").hex(), "broker_name": broker_name,
-                        "broker_identity": der("hop-broker-identity").hex(), "broker_hash": hb,
+                        "broker_identity": der("hop-broker-identity").hex(), "broker_hash": hb, "credential": "",
                         "signature": challenge_sig.hex()}
     t_p = labelled(b"agentbus-v1 proof", [hello, challenge])
     t_p_digest = H(henv, t_p)
@@ -740,7 +741,7 @@ def make_hop():
     token_ct = bytes(x ^ y for x, y in zip(token, okm[:32]))
     token_tag = hmac_tag(hmac_h, okm[32:], b"agentbus-v1 token\x00" + token_ct)
     sealed_token = token_ct + token_tag
-    proof = mp_array([mp_bin(proof_sig), mp_bin(sealed_token)])
+    proof = mp_array([mp_bin(proof_sig), mp_bin(sealed_token), mp_bin(b"")])
 
     th = H(hmac_h, hello + challenge + proof)
     base = b"agentbus-v1 hop\x00" + names + th

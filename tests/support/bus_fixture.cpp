@@ -121,14 +121,18 @@ std::string broker_process::log() const {
   }
 }
 
-test_identity make_identity(const fs::path& dir, const std::string& role, bool software, const policy& pol) {
+test_identity make_identity(const fs::path& dir, const std::string& role, bool software, const policy& pol,
+                            const fs::path& ek_ca_dir) {
   test_identity id;
   suite s = *pol.suite_for(role);
   if (software) {
     id.key = identity_key::create_software(dir, role, s);
     return id;
   }
-  id.tpm_process = std::make_unique<swtpm_process>();
+  swtpm_process::options o;
+  o.endorsement = !ek_ca_dir.empty();
+  o.ek_ca_dir = ek_ca_dir;
+  id.tpm_process = std::make_unique<swtpm_process>(o);
   id.tpm = std::make_shared<tpm::tpm>(id.tpm_process->tcti());
   auto created = identity_key::create_tpm(dir, role, s, id.tpm);
   if (!created) throw std::runtime_error(created.error().to_string());
@@ -139,8 +143,15 @@ test_identity make_identity(const fs::path& dir, const std::string& role, bool s
 bus_agent connect_agent(const broker_process& b, const fs::path& dir, const std::string& name, const std::string& role,
                         bool software, agent_options tweak, std::shared_ptr<const policy> pol) {
   if (!pol) pol = std::make_shared<policy>(policy::load_file(source_dir() / "config" / "policy.toml"));
+  return enrol_identity(b, make_identity(dir / name, role, software, *pol), name, std::move(tweak), pol);
+}
+
+bus_agent enrol_identity(const broker_process& b, test_identity id, const std::string& name, agent_options tweak,
+                         std::shared_ptr<const policy> pol) {
+  if (!pol) pol = std::make_shared<policy>(policy::load_file(source_dir() / "config" / "policy.toml"));
+  const std::string role = id.key->metadata().role;
   bus_agent a;
-  a.id = make_identity(dir / name, role, software, *pol);
+  a.id = std::move(id);
   agent_options opts = std::move(tweak);
   opts.name = name;
   opts.broker_endpoint = b.endpoint();

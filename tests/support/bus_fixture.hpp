@@ -78,9 +78,11 @@ struct test_identity {
   std::shared_ptr<identity_key> key;
 };
 
-// make_identity creates a key for `role` under `dir` (TPM unless software).
+// make_identity creates a key for `role` under `dir` (TPM unless software). With
+// `ek_ca_dir`, its swtpm is provisioned with an EK certificate from the local CA
+// there (swtpm_process::options::endorsement).
 test_identity make_identity(const std::filesystem::path& dir, const std::string& role, bool software = false,
-                            const policy& pol = policy::builtin_default());
+                            const policy& pol = policy::builtin_default(), const std::filesystem::path& ek_ca_dir = {});
 
 // bus_agent bundles an identity and an agent connected to a broker.
 struct bus_agent {
@@ -95,6 +97,10 @@ struct bus_agent {
 bus_agent connect_agent(const broker_process& b, const std::filesystem::path& dir, const std::string& name,
                         const std::string& role, bool software = false, agent_options tweak = {},
                         std::shared_ptr<const policy> pol = nullptr);
+// enrol_identity: the same with an identity the test made (an endorsed TPM, a
+// claiming_identity).
+bus_agent enrol_identity(const broker_process& b, test_identity id, const std::string& name, agent_options tweak = {},
+                         std::shared_ptr<const policy> pol = nullptr);
 
 // broker_test: a test that starts a broker (`broker()`), with a temporary directory
 // for its agents' keys; the broker's log is printed when the test fails.

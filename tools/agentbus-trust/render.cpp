@@ -57,11 +57,14 @@ std::size_t display_width(const std::string& s) {
 
 std::string short_fp(const std::string& fp) { return fp.size() > 16 ? fp.substr(0, 16) : fp; }
 
+bool attested(const json& a) { return a.contains("attestation") && a["attestation"].is_object(); }
+
 std::string tpm_column(const json& a) {
   if (str(a, "protection") != "tpm") return "-";
   std::string m = str(a, "tpm_manufacturer");
   if (m.empty()) m = "tpm";
-  return flag(a, "tpm_simulator") ? m + " (sim)" : m;
+  m = flag(a, "tpm_simulator") ? m + " (sim)" : m;
+  return m + (attested(a) ? ", attested" : ", declared");
 }
 
 std::string online_column(const json& a, bool live) {
@@ -224,6 +227,14 @@ void print_agent_details(std::ostream& out, const nlohmann::json& show, bool liv
   row("protection", str(a, "protection") == "software" ? "software (NOT hardware-protected)" : str(a, "protection"));
   if (str(a, "protection") == "tpm")
     row("tpm", str(a, "tpm_manufacturer") + (flag(a, "tpm_simulator") ? " (simulator)" : " (hardware)"));
+  if (attested(a)) {
+    const json& t = a["attestation"];
+    row("attested", "by EK CA " + str(t, "ek_ca") + " (issuer " + str(t, "ek_issuer") + ")");
+    row("ek", "sha256:" + str(t, "ek_fingerprint"));
+    row("ak", str(t, "ak_name") + " (certified the identity key: fixedTPM, fixedParent, sensitiveDataOrigin)");
+  } else if (str(a, "protection") == "tpm") {
+    row("attested", "no: the TPM facts above are declared by the agent");
+  }
   row("fingerprint", str(a, "fingerprint"));
   row("online", live ? (flag(a, "online") ? "yes" : "no") : "unknown (offline database)");
   row("enrolled", format_time(a.value("enrolled_at", json())));
@@ -343,10 +354,14 @@ std::string graph_dot(const nlohmann::json& graph, bool live) {
       label += "<BR/><FONT POINT-SIZE=\"9\">" + html(str(a, "suite")) + "</FONT>";
       if (software) label += "<BR/><FONT COLOR=\"red\"><B>software</B></FONT>";
       else label += "<BR/><FONT POINT-SIZE=\"9\">tpm " + html(tpm_column(a) == "-" ? "" : tpm_column(a)) + "</FONT>";
+      if (!software && attested(a))
+        label += "<BR/><FONT POINT-SIZE=\"9\" COLOR=\"darkgreen\"><B>attested</B> (" + html(str(a["attestation"], "ek_ca")) +
+                 ")</FONT>";
       if (revoked) label += "<BR/><FONT COLOR=\"gray30\"><B>REVOKED</B></FONT>";
       else if (live) label += flag(a, "online") ? "<BR/><FONT POINT-SIZE=\"9\" COLOR=\"darkgreen\">online</FONT>"
                                                 : "<BR/><FONT POINT-SIZE=\"9\" COLOR=\"gray40\">offline</FONT>";
-      std::string style = software ? "rounded,filled,dashed" : "rounded,filled";
+      // Dashed: software keys, and TPM keys whose protection is only declared.
+      std::string style = software || !attested(a) ? "rounded,filled,dashed" : "rounded,filled";
       d << "    " << quoted(str(a, "name")) << " [label=<" << label << ">, style=" << quoted(style)
         << ", penwidth=2, fillcolor=" << quoted(revoked ? "#e2e2e2" : rc.fill)
         << ", color=" << quoted(revoked ? "gray55" : (software ? "red" : rc.line))

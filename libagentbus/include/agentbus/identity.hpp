@@ -21,11 +21,13 @@
 #include "agentbus/crypto.hpp"
 #include "agentbus/status.hpp"
 #include "agentbus/suite.hpp"
+#include "agentbus/tpm.hpp"
 
 namespace agentbus {
 
 namespace tpm {
 class tpm;
+struct key_evidence;
 }
 
 // identity_error is thrown when a key directory cannot be created, read or used
@@ -97,6 +99,22 @@ class identity_key {
   virtual result<secret_bytes> static_ecdh(ec_curve curve, const crypto::public_key& peer) {
     (void)curve; (void)peer;
     return status{status_code::unsupported_algorithm, "this identity has no static ECDH key"};
+  }
+
+  // attestation_evidence returns the TPM's evidence for this identity and its static
+  // ECDH key on `curve` (schemas/protocol.md §3.9), made on first use: an AK kept in
+  // the key directory (ak.pub, ak.priv) certifies both keys. nullopt: this identity
+  // has no evidence to give (software keys; a TPM without an EK certificate, which is
+  // logged once) and its protection stays declared.
+  virtual result<std::optional<tpm::key_evidence>> attestation_evidence(ec_curve curve) {
+    (void)curve;
+    return std::optional<tpm::key_evidence>{};
+  }
+  // activate_credential recovers the secret a verifier wrapped for this identity's AK
+  // (TPM2B_ID_OBJECT || TPM2B_ENCRYPTED_SECRET); not_attested when the TPM refuses it.
+  virtual result<secret_bytes> activate_credential(byte_view credential) {
+    (void)credential;
+    return status{status_code::not_attested, "this identity has no attestation key"};
   }
 
  protected:

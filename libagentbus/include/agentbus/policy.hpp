@@ -74,6 +74,10 @@ struct role_policy {
   bool allow_software = false;
   bool allow_simulator = true;
   enrolment_mode enrolment = enrolment_mode::token;  // fail closed: nothing is first-come unless the policy says so
+  // require_attestation: an agent of this role must prove that its keys live in a
+  // TPM whose EK certificate chains to one of the policy's ek_cas (not_attested
+  // otherwise); "simulator" then comes from that CA, not from the agent's word.
+  bool require_attestation = false;
   batch_limits batch;                   // tpm-batch window limits
   // ACL. send_to lists recipient roles ("*" = any role); publish and subscribe list
   // topic patterns: segments separated by '/', "*" matches one segment, a final ">"
@@ -100,6 +104,16 @@ struct operator_key {
   std::string fingerprint;
 };
 
+// ek_ca is a certificate authority whose EK certificates the policy trusts
+// ([attestation.ek_ca.<name>]): TPMs it certified are real TPMs of one
+// manufacturer, or simulators (swtpm-localca) when `simulator` says so.
+struct ek_ca {
+  std::string name;
+  std::string root_pem;                        // the trusted root
+  std::vector<std::string> intermediates_pem;  // issuers between the root and the EK certificates
+  bool simulator = false;
+};
+
 // topic_matches applies a publish/subscribe pattern to a concrete topic.
 bool topic_matches(std::string_view pattern, std::string_view topic) noexcept;
 
@@ -107,8 +121,11 @@ class policy {
  public:
   // load_file reads and validates a TOML policy; throws policy_error.
   static policy load_file(const std::filesystem::path& file);
-  // parse validates TOML text; `source` names it in errors.
+  // parse validates TOML text; `source` names it in errors. Relative file names in
+  // it (EK CA certificates) are read from the current directory; load_file reads
+  // them from the policy file's directory.
   static policy parse(std::string_view toml_text, const std::string& source);
+  static policy parse_in(std::string_view toml_text, const std::string& source, const std::filesystem::path& base_dir);
   // builtin_default is the DIRECTOR/MONITOR table of DESIGN.md; config/policy.toml
   // ships the same content (a test keeps them equal).
   static policy builtin_default();
@@ -145,6 +162,7 @@ class policy {
   // find_operator returns the operator whose key has this fingerprint, or nullptr.
   const operator_key* find_operator(std::string_view fingerprint) const noexcept;
   const std::vector<operator_key>& operators() const noexcept { return operators_; }
+  const std::vector<ek_ca>& ek_cas() const noexcept { return ek_cas_; }
   bool is_revoked(std::string_view agent) const noexcept;
   // is_key_revoked says whether the policy's revoked_keys lists this fingerprint
   // (lower-case hex SHA-256 of the DER public key): refused under any name.
@@ -162,6 +180,7 @@ class policy {
   std::vector<operator_key> operators_;
   std::vector<std::string> revoked_;
   std::vector<std::string> revoked_keys_;
+  std::vector<ek_ca> ek_cas_;
 };
 
 }  // namespace agentbus

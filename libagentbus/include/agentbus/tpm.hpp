@@ -79,6 +79,19 @@ struct certification {
   bytes signature;
 };
 
+// key_evidence is what an identity presents at enrolment (schemas/protocol.md
+// §3.9): its TPM's endorsement, an AK's public area, and the AK's certification of
+// the identity key and, when there is one, of the static ECDH key on the role's
+// curve (the public areas certified, marshalled TPM2B_PUBLIC).
+struct key_evidence {
+  endorsement ek;
+  bytes ak_public;
+  bytes identity_public;
+  certification identity;
+  bytes ecdh_public;         // empty: no static ECDH key
+  certification ecdh;
+};
+
 struct tpm_options {
   // deadline bounds each TPM operation. RSA key generation on a real chip can take
   // tens of seconds, so creation uses create_deadline.

@@ -1,5 +1,7 @@
 #include "client/hop_handshake.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -32,6 +34,26 @@ hop_handshake::hop_handshake(identity_key& key, const suite& my_suite, std::stri
   hello_.ephemeral_der = ephemeral_.public_part().der();
   if (static_pub_) hello_.static_ecdh_der = static_pub_->der();
   hello_.nonce = crypto::random_bytes(session::kNonceSize);
+  // TPM evidence (made once per identity and curve): without it the key's protection
+  // is only declared, which a role with require_attestation refuses.
+  if (auto ev = key_.attestation_evidence(suite_.ecdh_curve); !ev) {
+    spdlog::warn("[{}] no attestation evidence: {}; the key's protection is only declared", name_, ev.error().to_string());
+  } else if (ev->has_value()) {
+    const tpm::key_evidence& e = **ev;
+    session::evidence_msg m;
+    m.ek_certificate = e.ek.certificate_der;
+    m.ek_public = e.ek.public_area;
+    m.ak_public = e.ak_public;
+    m.identity_public = e.identity_public;
+    m.identity_attest = e.identity.attest;
+    m.identity_signature = e.identity.signature;
+    if (static_pub_ && !e.ecdh_public.empty()) {
+      m.ecdh_public = e.ecdh_public;
+      m.ecdh_attest = e.ecdh.attest;
+      m.ecdh_signature = e.ecdh.signature;
+    }
+    hello_.evidence = session::encode(m);
+  }
   hello_bytes_ = session::encode(hello_);
 }
 
@@ -64,6 +86,14 @@ result<hop_handshake::proof> hop_handshake::on_challenge(byte_view challenge_bod
   auto sig = key_.sign_message(session::proof_transcript(hello_bytes_, challenge_body));
   if (!sig) return status{sig.error().code(), "cannot sign the enrolment proof: " + sig.error().to_string()};
   proof.signature = std::move(sig).value();
+  if (!challenge->credential.empty()) {
+    // The broker wrapped a secret for our AK under our TPM's EK: only that TPM, holding
+    // that AK, recovers it.
+    if (hello_.evidence.empty()) return status{status_code::malformed, "CHALLENGE carries a credential for no evidence"};
+    auto secret = key_.activate_credential(challenge->credential);
+    if (!secret) return status{secret.error().code(), "credential activation failed: " + secret.error().to_string()};
+    proof.activation.assign(secret->data(), secret->data() + secret->size());
+  }
   if (token_) {
     // Sealed for the broker whose CHALLENGE verified above: only it can open it.
     const std::array<byte_view, 2> hello_challenge{hello_bytes_, challenge_body};

@@ -17,6 +17,8 @@ class tpm_identity final : public identity_key {
   result<bytes> sign_digest(byte_view digest) override;
   result<std::optional<crypto::public_key>> static_ecdh_public(ec_curve curve) override;
   result<secret_bytes> static_ecdh(ec_curve curve, const crypto::public_key& peer) override;
+  result<std::optional<tpm::key_evidence>> attestation_evidence(ec_curve curve) override;
+  result<secret_bytes> activate_credential(byte_view credential) override;
   static std::unique_ptr<identity_key> load(const std::filesystem::path& dir, identity_metadata meta,
                                             std::shared_ptr<tpm::tpm> t);
   static void save_blob(const std::filesystem::path& dir, const tpm::key_blob& blob);
@@ -33,6 +35,13 @@ class tpm_identity final : public identity_key {
   std::mutex ecdh_mutex_;
   std::map<ec_curve, tpm::key_blob> ecdh_blobs_;
   std::map<ec_curve, std::pair<status, std::chrono::steady_clock::time_point>> ecdh_failures_;
+  // Attestation: the AK (ak.pub / ak.priv in the key directory) and the evidence
+  // made per curve, under attest_mutex_ (taken before ecdh_mutex_, never after).
+  result<const tpm::key_blob*> attestation_key_locked();
+  std::mutex attest_mutex_;
+  std::optional<tpm::key_blob> ak_;
+  bool no_endorsement_ = false;
+  std::map<ec_curve, tpm::key_evidence> evidence_;
 };
 
 class software_identity final : public identity_key {

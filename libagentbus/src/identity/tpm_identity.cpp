@@ -96,6 +96,74 @@ result<secret_bytes> tpm_identity::static_ecdh(ec_curve curve, const crypto::pub
   return tpm_->ecdh_zgen(**blob, peer);
 }
 
+result<const tpm::key_blob*> tpm_identity::attestation_key_locked() {
+  if (ak_) return &*ak_;
+  tpm::key_blob blob;
+  if (fs::exists(dir_ / "ak.pub")) {
+    blob.type = key_type{signature_scheme::ecdsa, 0, ec_curve::p256};
+    blob.public_area = read_binary_file(dir_ / "ak.pub");
+    blob.private_area = read_binary_file(dir_ / "ak.priv");
+  } else {
+    auto created = tpm_->create_attestation_key();
+    if (!created) return created.error();
+    blob = std::move(created).value();
+    write_binary_file(dir_ / "ak.pub", blob.public_area, 0644);
+    write_binary_file(dir_ / "ak.priv", blob.private_area, 0600);
+  }
+  ak_ = std::move(blob);
+  return &*ak_;
+}
+
+result<std::optional<tpm::key_evidence>> tpm_identity::attestation_evidence(ec_curve curve) {
+  std::lock_guard lock(attest_mutex_);
+  if (auto it = evidence_.find(curve); it != evidence_.end()) return std::optional<tpm::key_evidence>(it->second);
+  if (dir_.empty() || no_endorsement_) return std::optional<tpm::key_evidence>{};
+  try {
+    auto ek = tpm_->read_endorsement();
+    if (!ek) {
+      if (ek.error().code() != status_code::not_attested) return ek.error();
+      spdlog::warn("identity {}: the TPM at {} has no endorsement key certificate ({}): its keys cannot be attested",
+                   metadata().fingerprint.substr(0, 16), tpm_->tcti(), ek.error().detail());
+      no_endorsement_ = true;
+      return std::optional<tpm::key_evidence>{};
+    }
+    auto ak = attestation_key_locked();
+    if (!ak) return ak.error();
+    tpm::key_evidence e;
+    e.ek = std::move(ek).value();
+    e.ak_public = (*ak)->public_area;
+    e.identity_public = blob_.public_area;
+    // Qualifying data empty: the certification states a lasting fact (this key lives
+    // in this TPM); freshness comes from the credential the verifier wraps per handshake.
+    auto ci = tpm_->certify(blob_, **ak, {});
+    if (!ci) return ci.error();
+    e.identity = std::move(ci).value();
+    auto ecdh = ecdh_blob(curve);
+    if (ecdh && *ecdh != nullptr) {
+      auto ce = tpm_->certify(**ecdh, **ak, {});
+      if (!ce) return ce.error();
+      e.ecdh_public = (*ecdh)->public_area;
+      e.ecdh = std::move(ce).value();
+    }
+    return std::optional<tpm::key_evidence>(evidence_.emplace(curve, std::move(e)).first->second);
+  } catch (const identity_error& e) {
+    return status{status_code::io_error, e.what()};
+  }
+}
+
+result<secret_bytes> tpm_identity::activate_credential(byte_view credential) {
+  const tpm::key_blob* ak = nullptr;
+  {
+    std::lock_guard lock(attest_mutex_);
+    if (!ak_) return status{status_code::not_attested, "this identity presented no attestation key"};
+    ak = &*ak_;  // set once, never reset
+  }
+  if (credential.size() < 4) return status{status_code::malformed, "credential too short"};
+  const std::size_t id_len = 2 + (std::size_t{credential[0]} << 8 | credential[1]);
+  if (id_len + 2 > credential.size()) return status{status_code::malformed, "credential does not hold two TPM2Bs"};
+  return tpm_->activate_credential(*ak, credential.first(id_len), credential.subspan(id_len));
+}
+
 result<bytes> tpm_identity::sign_digest(byte_view digest) {
   if (digest.size() != hash_size(key_suite().envelope_hash))
     return status{status_code::invalid_field, "digest length does not match " + std::string(hash_name(key_suite().envelope_hash))};

@@ -177,7 +177,7 @@ class policy_reader {
 
 // kRoleKeys are the keys a role table and [defaults] may set.
 const std::initializer_list<std::string_view> kRoleKeys = {
-    "suite", "assurance", "allow_software", "allow_simulator", "enrolment", "batch_max_leaves", "batch_max_delay_ms",
+    "suite", "assurance", "allow_software", "allow_simulator", "enrolment", "require_attestation", "batch_max_leaves", "batch_max_delay_ms",
     "send_to", "publish", "subscribe"};
 
 enrolment_mode read_enrolment_mode(const policy_reader& reader, const toml::table& t, const std::string& where,
@@ -205,6 +205,10 @@ bool valid_role_name(std::string_view name) {
 }  // namespace
 
 policy policy::parse(std::string_view toml_text, const std::string& source) {
+  return parse_in(toml_text, source, std::filesystem::current_path());
+}
+
+policy policy::parse_in(std::string_view toml_text, const std::string& source, const std::filesystem::path& base_dir) {
   policy_reader reader(source);
   toml::table doc;
   try {
@@ -214,7 +218,8 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
     where << "line " << e.source().begin.line << " column " << e.source().begin.column;
     throw policy_error(source, where.str(), std::string(e.description()));
   }
-  reader.only_keys(doc, "", {"version", "suites", "defaults", "roles", "agents", "revoked", "revoked_keys", "operators"});
+  reader.only_keys(doc, "", {"version", "suites", "defaults", "roles", "agents", "revoked", "revoked_keys", "operators",
+                             "attestation"});
   const toml::node* version = doc.get("version");
   if (version == nullptr || !version->is_integer()) reader.fail("version", "missing (must be 1)");
   if (version->as_integer()->get() != 1) reader.fail("version", "unsupported policy version " + std::to_string(version->as_integer()->get()));
@@ -245,6 +250,7 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
     if (auto b = reader.optional_bool(t, "defaults", "allow_software")) defaults.allow_software = *b;
     if (auto b = reader.optional_bool(t, "defaults", "allow_simulator")) defaults.allow_simulator = *b;
     defaults.enrolment = read_enrolment_mode(reader, t, "defaults", defaults.enrolment);
+    if (auto b = reader.optional_bool(t, "defaults", "require_attestation")) defaults.require_attestation = *b;
     reader.read_batch_limits(t, "defaults", defaults.batch);
     if (auto v = reader.optional_strings(t, "defaults", "send_to", false)) defaults.send_to = *v;
     if (auto v = reader.optional_strings(t, "defaults", "publish", true)) defaults.publish = *v;
@@ -272,6 +278,7 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
     if (auto b = reader.optional_bool(t, where, "allow_software")) r.allow_software = *b;
     if (auto b = reader.optional_bool(t, where, "allow_simulator")) r.allow_simulator = *b;
     r.enrolment = read_enrolment_mode(reader, t, where, r.enrolment);
+    if (auto b = reader.optional_bool(t, where, "require_attestation")) r.require_attestation = *b;
     reader.read_batch_limits(t, where, r.batch);
     if (auto v = reader.optional_strings(t, where, "send_to", false)) r.send_to = *v;
     if (auto v = reader.optional_strings(t, where, "publish", true)) r.publish = *v;
@@ -324,6 +331,40 @@ policy policy::parse(std::string_view toml_text, const std::string& source) {
     }
     p.revoked_keys_ = std::move(*keys);
   }
+  if (const toml::node* att = doc.get("attestation")) {
+    if (!att->is_table()) reader.fail("attestation", "must be a table");
+    reader.only_keys(*att->as_table(), "attestation", {"ek_ca"});
+    if (const toml::node* cas = att->as_table()->get("ek_ca")) {
+      if (!cas->is_table()) reader.fail("attestation.ek_ca", "must be a table of tables");
+      for (auto&& [name, node] : *cas->as_table()) {
+        const std::string where = "attestation.ek_ca." + std::string(name.str());
+        if (!node.is_table()) reader.fail(where, "must be a table");
+        const toml::table& t = *node.as_table();
+        reader.only_keys(t, where, {"root", "intermediates", "simulator"});
+        ek_ca ca;
+        ca.name = std::string(name.str());
+        auto read_pem = [&](const std::string& field, const std::string& file) {
+          std::filesystem::path path(file);
+          if (path.is_relative()) path = base_dir / path;
+          std::ifstream in(path, std::ios::binary);
+          if (!in) reader.fail(where + "." + field, "cannot read '" + path.string() + "'");
+          std::ostringstream text;
+          text << in.rdbuf();
+          if (text.str().find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+            reader.fail(where + "." + field, "'" + path.string() + "' is not a PEM certificate");
+          return text.str();
+        };
+        ca.root_pem = read_pem("root", reader.string_at(t, where, "root"));
+        if (auto list = reader.optional_strings(t, where, "intermediates", false))
+          for (const auto& f : *list) ca.intermediates_pem.push_back(read_pem("intermediates", f));
+        if (auto b = reader.optional_bool(t, where, "simulator")) ca.simulator = *b;
+        p.ek_cas_.push_back(std::move(ca));
+      }
+    }
+  }
+  for (const role_policy& r : p.roles_)
+    if (r.require_attestation && p.ek_cas_.empty())
+      reader.fail("roles." + r.name + ".require_attestation", "no [attestation.ek_ca.<name>] is trusted: nobody could enrol");
   if (const toml::node* ops = doc.get("operators")) {
     if (!ops->is_table()) reader.fail("operators", "must be a table");
     for (auto&& [name, node] : *ops->as_table()) {
@@ -345,7 +386,7 @@ policy policy::load_file(const std::filesystem::path& file) {
   if (!in) throw policy_error(file.string(), "(file)", "cannot open for reading");
   std::ostringstream text;
   text << in.rdbuf();
-  return parse(text.str(), file.string());
+  return parse_in(text.str(), file.string(), file.has_parent_path() ? file.parent_path() : std::filesystem::current_path());
 }
 
 policy policy::builtin_default() { return parse(kDefaultPolicyToml, "<built-in default policy>"); }

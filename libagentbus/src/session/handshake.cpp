@@ -105,10 +105,33 @@ constexpr std::size_t kMaxSig = 1024;
 }  // namespace
 
 bytes encode(const hello_msg& m) {
-  return writer(11)
+  return writer(12)
       .uint(kHandshakeVersion).str(m.name).str(m.role).str(m.suite).str(protection_name(m.key_protection)).bin(m.identity_der)
       .str(m.tpm_manufacturer).uint(m.tpm_simulator ? 1 : 0).bin(m.ephemeral_der).bin(m.static_ecdh_der).bin(m.nonce)
+      .bin(m.evidence)
       .done();
+}
+
+bytes encode(const evidence_msg& m) {
+  return writer(9)
+      .bin(m.ek_certificate).bin(m.ek_public).bin(m.ak_public).bin(m.identity_public).bin(m.identity_attest)
+      .bin(m.identity_signature).bin(m.ecdh_public).bin(m.ecdh_attest).bin(m.ecdh_signature)
+      .done();
+}
+
+result<evidence_msg> decode_evidence(byte_view in) {
+  evidence_msg m;
+  reader r(in, "evidence", 9, kMaxEvidence);
+  r.bin("ek_certificate", m.ek_certificate, 1, 4096).bin("ek_public", m.ek_public, 1, 1024)
+      .bin("ak_public", m.ak_public, 1, 1024).bin("identity_public", m.identity_public, 1, 1024)
+      .bin("identity_attest", m.identity_attest, 1, 1024).bin("identity_signature", m.identity_signature, 1, 512)
+      .bin("ecdh_public", m.ecdh_public, 0, 1024).bin("ecdh_attest", m.ecdh_attest, 0, 1024)
+      .bin("ecdh_signature", m.ecdh_signature, 0, 512);
+  if (!r.ok()) return r.error();
+  const bool any = !m.ecdh_public.empty() || !m.ecdh_attest.empty() || !m.ecdh_signature.empty();
+  const bool all = !m.ecdh_public.empty() && !m.ecdh_attest.empty() && !m.ecdh_signature.empty();
+  if (any && !all) return status{status_code::invalid_field, "evidence: the ECDH certification is incomplete"};
+  return m;
 }
 
 result<hello_msg> decode_hello(byte_view in) {
@@ -116,12 +139,12 @@ result<hello_msg> decode_hello(byte_view in) {
   std::uint64_t version = 0;
   std::string prot;
   std::uint64_t simulator = 0;  // 0/1: the strict reader has no bool type
-  reader r(in, "HELLO", 11, kMaxHandshakeFrame);
+  reader r(in, "HELLO", 12, kMaxHandshakeFrame);
   r.uint("version", version).str("name", m.name, 128).str("role", m.role, 64).str("suite", m.suite, 128)
       .str("protection", prot, 16).bin("identity", m.identity_der, 32, kMaxKeyDer)
       .str("tpm_manufacturer", m.tpm_manufacturer, 16).uint("tpm_simulator", simulator)
       .bin("ephemeral", m.ephemeral_der, 32, kMaxKeyDer).bin("static_ecdh", m.static_ecdh_der, 0, kMaxKeyDer)
-      .bin("nonce", m.nonce, kNonceSize, kNonceSize);
+      .bin("nonce", m.nonce, kNonceSize, kNonceSize).bin("evidence", m.evidence, 0, kMaxEvidence);
   if (!r.ok()) return r.error();
   if (version != kHandshakeVersion)
     return status{status_code::unsupported_version,
@@ -136,9 +159,9 @@ result<hello_msg> decode_hello(byte_view in) {
 }
 
 bytes encode(const challenge_msg& m, bool with_signature) {
-  writer w(with_signature ? 7 : 6);
+  writer w(with_signature ? 8 : 7);
   w.bin(m.nonce).bin(m.ephemeral_der).bin(m.static_ecdh_der).str(m.broker_name).bin(m.broker_identity_der)
-      .str(hash_name(m.broker_hash));
+      .str(hash_name(m.broker_hash)).bin(m.credential);
   if (with_signature) w.bin(m.signature);
   return w.done();
 }
@@ -146,11 +169,11 @@ bytes encode(const challenge_msg& m, bool with_signature) {
 result<challenge_msg> decode_challenge(byte_view in) {
   challenge_msg m;
   std::string hash;
-  reader r(in, "CHALLENGE", 7, kMaxHandshakeFrame);
+  reader r(in, "CHALLENGE", 8, kMaxHandshakeFrame);
   r.bin("nonce", m.nonce, kNonceSize, kNonceSize).bin("ephemeral", m.ephemeral_der, 32, kMaxKeyDer)
       .bin("static_ecdh", m.static_ecdh_der, 0, kMaxKeyDer).str("broker_name", m.broker_name, 128)
       .bin("broker_identity", m.broker_identity_der, 32, kMaxKeyDer).str("broker_hash", hash, 16)
-      .bin("signature", m.signature, 1, kMaxSig);
+      .bin("credential", m.credential, 0, kMaxCredential).bin("signature", m.signature, 1, kMaxSig);
   if (!r.ok()) return r.error();
   bool ok = false;
   m.broker_hash = parse_hash_or(hash, ok);
@@ -158,12 +181,13 @@ result<challenge_msg> decode_challenge(byte_view in) {
   return m;
 }
 
-bytes encode(const proof_msg& m) { return writer(2).bin(m.signature).bin(m.sealed_token).done(); }
+bytes encode(const proof_msg& m) { return writer(3).bin(m.signature).bin(m.sealed_token).bin(m.activation).done(); }
 result<proof_msg> decode_proof(byte_view in) {
   proof_msg m;
-  reader r(in, "PROOF", 2, kMaxHandshakeFrame);
+  reader r(in, "PROOF", 3, kMaxHandshakeFrame);
   // A sealed token is 32 bytes and a tag of 32 or 48 (the MAC hash): open_enrolment_token checks which.
-  r.bin("signature", m.signature, 1, kMaxSig).bin("sealed_token", m.sealed_token, 0, 96);
+  r.bin("signature", m.signature, 1, kMaxSig).bin("sealed_token", m.sealed_token, 0, 96)
+      .bin("activation", m.activation, 0, kActivationSize);
   return finish(r, std::move(m));
 }
 

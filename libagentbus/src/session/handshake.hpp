@@ -62,6 +62,20 @@ struct hello_msg {
   bytes ephemeral_der;       // ECDH public key on the role's curve
   bytes static_ecdh_der;     // TPM-resident ECDH key, or empty
   bytes nonce;               // kNonceSize
+  bytes evidence;            // encode(evidence_msg), or empty (schemas/protocol.md §3.9)
+};
+
+// evidence_msg: the TPM's proof that the identity key (and the static ECDH key)
+// live in it: the EK certificate and public area, an AK, and the AK's TPM2_Certify
+// of each key (qualifying data empty: freshness comes from the credential the
+// broker wraps for the AK in CHALLENGE). The ECDH fields are empty when HELLO
+// carries no static key. All TPM structures are their marshalled wire bytes.
+struct evidence_msg {
+  bytes ek_certificate;      // X.509 DER
+  bytes ek_public;           // TPM2B_PUBLIC
+  bytes ak_public;           // TPM2B_PUBLIC
+  bytes identity_public, identity_attest, identity_signature;  // TPM2B_PUBLIC, TPMS_ATTEST, DER ECDSA
+  bytes ecdh_public, ecdh_attest, ecdh_signature;
 };
 
 // CHALLENGE: the broker's nonce and ephemeral key, signed by the broker's identity
@@ -73,6 +87,7 @@ struct challenge_msg {
   std::string broker_name;
   bytes broker_identity_der;
   hash_algorithm broker_hash = hash_algorithm::sha256;
+  bytes credential;          // TPM2B_ID_OBJECT || TPM2B_ENCRYPTED_SECRET for the HELLO's AK, or empty
   bytes signature;
 };
 
@@ -81,6 +96,7 @@ struct challenge_msg {
 struct proof_msg {
   bytes signature;
   bytes sealed_token;
+  bytes activation;          // the secret the TPM recovered from CHALLENGE's credential, or empty
 };
 
 // WELCOME: the hop session's id and a key-confirmation MAC under the broker→agent key.
@@ -145,6 +161,7 @@ struct ctrl_msg {
 };
 
 bytes encode(const hello_msg& m);
+bytes encode(const evidence_msg& m);
 bytes encode(const challenge_msg& m, bool with_signature = true);
 bytes encode(const proof_msg& m);
 bytes encode(const welcome_msg& m);
@@ -155,6 +172,7 @@ bytes encode(const accept_msg& m);
 bytes encode(const ctrl_msg& m);
 
 result<hello_msg> decode_hello(byte_view in);
+result<evidence_msg> decode_evidence(byte_view in);
 result<challenge_msg> decode_challenge(byte_view in);
 result<proof_msg> decode_proof(byte_view in);
 result<welcome_msg> decode_welcome(byte_view in);
@@ -178,6 +196,10 @@ bytes welcome_confirm_input(byte_view transcript_hash, std::uint64_t rekey_after
 
 // kHandshakeVersion is HELLO's version field.
 inline constexpr std::uint64_t kHandshakeVersion = 2;
+// Field limits of the attestation fields.
+inline constexpr std::size_t kMaxEvidence = 12 * 1024;
+inline constexpr std::size_t kMaxCredential = 1024;
+inline constexpr std::size_t kActivationSize = 32;
 
 // ctrl_mac_input binds a control body to its session.
 bytes ctrl_mac_input(byte_view session_id, byte_view body);

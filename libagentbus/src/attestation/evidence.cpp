@@ -1,0 +1,64 @@
+#include "attestation/evidence.hpp"
+
+#include "session/handshake.hpp"
+#include "tpm/attestation.hpp"
+
+namespace agentbus::attestation {
+
+namespace att = tpm::attestation;
+
+std::string attested_key::summary() const {
+  return "ek_ca=" + ek_ca + (simulator ? " (simulator)" : "") + " issuer=" + ek_issuer + " ek=" + ek_fingerprint.substr(0, 16) +
+         " ak=" + ak_name.substr(0, 20) + " certified=identity" + (ecdh_certified ? ",ecdh" : "") +
+         " (fixedTPM,fixedParent,sensitiveDataOrigin)";
+}
+
+result<attested_key> check_evidence(const policy& pol, byte_view evidence, const crypto::public_key& identity,
+                                    const std::optional<crypto::public_key>& static_ecdh) {
+  auto ev = session::decode_evidence(evidence);
+  if (!ev) return status{ev.error().code(), "evidence: " + ev.error().detail()};
+  if (pol.ek_cas().empty()) return status{status_code::not_attested, "the policy trusts no EK CA"};
+  std::optional<att::verified_endorsement> ek;
+  const ek_ca* vouching = nullptr;
+  status last;
+  for (const ek_ca& ca : pol.ek_cas()) {
+    auto v = att::verify_endorsement(ev->ek_certificate, ev->ek_public, {{ca.root_pem}, ca.intermediates_pem});
+    if (v) {
+      ek = std::move(v).value();
+      vouching = &ca;
+      break;
+    }
+    last = v.error();
+  }
+  if (!ek) return last;
+  auto ak = att::check_attestation_key(ev->ak_public);
+  if (!ak) return ak.error();
+  if (status st = att::verify_certification(*ak, ev->identity_attest, ev->identity_signature, {}, ev->identity_public,
+                                            att::certified_use::signing, identity);
+      !st)
+    return status{st.code(), "identity key: " + st.detail()};
+  attested_key out;
+  if (static_ecdh) {
+    if (ev->ecdh_public.empty())
+      return status{status_code::not_attested, "the static ECDH key is not certified"};
+    if (status st = att::verify_certification(*ak, ev->ecdh_attest, ev->ecdh_signature, {}, ev->ecdh_public,
+                                              att::certified_use::ecdh, *static_ecdh);
+        !st)
+      return status{st.code(), "static ECDH key: " + st.detail()};
+    out.ecdh_certified = true;
+  }
+  const bytes secret = crypto::random_bytes(32);
+  auto cred = att::make_credential(ek->ek, ak->name, secret);
+  if (!cred) return cred.error();
+  out.ek_ca = vouching->name;
+  out.simulator = vouching->simulator;
+  out.ek_issuer = ek->issuer;
+  out.ek_fingerprint = ek->ek.fingerprint_hex();
+  out.ak_name = to_hex(ak->name);
+  out.credential = cred->id_object;
+  out.credential.insert(out.credential.end(), cred->encrypted_secret.begin(), cred->encrypted_secret.end());
+  out.secret = secret_bytes(secret.data(), secret.size());
+  return out;
+}
+
+}  // namespace agentbus::attestation

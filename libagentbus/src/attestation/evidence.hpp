@@ -1,0 +1,42 @@
+// evidence.hpp — checking an enrolling key's TPM evidence (schemas/protocol.md §3.9)
+// against a policy's trusted EK CAs: the broker at HELLO, and the same code for any
+// verifier that holds the evidence (internal).
+//
+// check_evidence decodes HELLO's evidence field and runs tpm/attestation.hpp's checks:
+// the EK certificate chains to one of the policy's ek_cas (the first that vouches
+// for it names the CA and whether its TPMs are simulators), the AK is a restricted
+// TPM signing key, and it certified the identity key and, when HELLO offers one, the
+// static ECDH key: TPM-resident, the very keys of the handshake. Then it wraps a
+// fresh secret for the AK under the EK (make_credential): the broker sends it in
+// CHALLENGE, and only the TPM holding both the EK and the AK returns it in PROOF.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "agentbus/bytes.hpp"
+#include "agentbus/crypto.hpp"
+#include "agentbus/policy.hpp"
+#include "agentbus/status.hpp"
+
+namespace agentbus::attestation {
+
+struct attested_key {
+  std::string ek_ca;           // the policy's name of the CA that vouched for the EK
+  bool simulator = false;      // that CA's TPMs are simulators
+  std::string ek_issuer;       // the EK certificate's issuer
+  std::string ek_fingerprint;  // hex SHA-256 of the EK's DER public key (what revoke_key names)
+  std::string ak_name;         // hex TPM name of the AK
+  bool ecdh_certified = false;
+  bytes credential;            // TPM2B_ID_OBJECT || TPM2B_ENCRYPTED_SECRET, for CHALLENGE
+  secret_bytes secret;         // what PROOF must return
+
+  // summary: one line for operators ("ek_ca=... issuer=... ak=... certified=identity,ecdh").
+  std::string summary() const;
+};
+
+// check_evidence: not_attested (or a decoding code) when the evidence does not hold.
+result<attested_key> check_evidence(const policy& pol, byte_view evidence, const crypto::public_key& identity,
+                                    const std::optional<crypto::public_key>& static_ecdh);
+
+}  // namespace agentbus::attestation

@@ -1,0 +1,117 @@
+// enrolment_attestation_test — attested enrolment against a real broker (issue 11):
+// agents whose swtpm carries an EK certificate from a test CA enrol attested; a role
+// that requires attestation refuses, with not_attested and no registry row, a TPM
+// without an EK certificate, a TPM of an untrusted CA, a software key claiming to be
+// a TPM key, and a key presenting another key's evidence; revoking a TPM's EK
+// refuses every key of that TPM.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "admin_client.hpp"
+#include "agentbus/testing/claiming_identity.hpp"
+#include "support/bus_fixture.hpp"
+#include "support/inbox.hpp"
+
+namespace agentbus {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using testing::broker_process;
+
+class AttestedEnrolment : public testing::broker_test {
+ protected:
+  void SetUp() override {
+    // The CA exists once the first TPM is provisioned: the director's.
+    director_id_ = testing::make_identity(dir_.path() / "director-1", "DIRECTOR", false, *pol_, ca());
+    std::string text = testing::read_text(testing::source_dir() / "config" / "policy.toml");
+    const std::string role = "[roles.DIRECTOR]\n";
+    text.replace(text.find(role), role.size(), role + "require_attestation = true\n");
+    text += "\n[attestation.ek_ca.test-ca]\nroot = \"" + (ca() / "swtpm-localca-rootca-cert.pem").string() +
+            "\"\nintermediates = [\"" + (ca() / "issuercert.pem").string() + "\"]\nsimulator = true\n";
+    testing::write_text(dir_.path() / "policy.toml", text);
+    broker_process::options o;
+    o.policy_file = dir_.path() / "policy.toml";
+    broker(o);
+  }
+  fs::path ca() const { return dir_.path() / "ca"; }
+  json show(const std::string& name) {
+    auto r = broker::admin_client(broker_->admin_endpoint()).request({{"op", "show"}, {"agent", name}});
+    return r ? *r : json(nullptr);
+  }
+  status_code refusal(testing::test_identity id, const std::string& name) {
+    try {
+      auto a = testing::enrol_identity(*broker_, std::move(id), name, {}, pol_);
+      ADD_FAILURE() << name << " enrolled";
+      return status_code::ok;
+    } catch (const enrolment_error& e) {
+      return e.code();
+    }
+  }
+
+  std::shared_ptr<const policy> pol_ =
+      std::make_shared<policy>(policy::load_file(testing::source_dir() / "config" / "policy.toml"));
+  testing::test_identity director_id_;
+};
+
+TEST_F(AttestedEnrolment, AnEndorsedTpmEnrolsAttestedAndADeclaredOneStaysDeclared) {
+  auto director = testing::enrol_identity(*broker_, std::move(director_id_), "director-1", {}, pol_);
+  json d = show("director-1");
+  ASSERT_TRUE(d.is_object()) << d;
+  ASSERT_TRUE(d["agent"]["attestation"].is_object()) << d.dump(2);
+  EXPECT_EQ(d["agent"]["attestation"]["ek_ca"], "test-ca");
+  EXPECT_NE(d["agent"]["attestation"]["ek_issuer"].get<std::string>().find("swtpm-localca"), std::string::npos);
+  EXPECT_TRUE(d["agent"]["tpm_simulator"].get<bool>()) << "the CA says simulator";
+  // MONITOR does not require attestation; a TPM without an EK certificate enrols declared.
+  auto monitor = testing::connect_agent(*broker_, dir_.path(), "monitor-1", "MONITOR");
+  EXPECT_TRUE(show("monitor-1")["agent"]["attestation"].is_null());
+  testing::inbox m;
+  m.attach(*monitor.client);
+  ASSERT_TRUE(director->send("monitor-1", "text/plain", as_bytes(std::string_view("attested"))).ok());
+  EXPECT_TRUE(testing::wait_until([&] { return m.count() == 1; })) << m.describe();
+  EXPECT_NE(broker_->log().find("attested by test-ca"), std::string::npos);
+}
+
+TEST_F(AttestedEnrolment, WhatCannotProveItsKeysIsNotAttested) {
+  // A TPM without an EK certificate.
+  EXPECT_EQ(refusal(testing::make_identity(dir_.path() / "d2", "DIRECTOR", false, *pol_), "director-2"),
+            status_code::not_attested);
+  // A TPM whose EK another CA certified.
+  EXPECT_EQ(refusal(testing::make_identity(dir_.path() / "d3", "DIRECTOR", false, *pol_, dir_.path() / "other-ca"),
+                    "director-3"),
+            status_code::not_attested);
+  // A software key claiming a hardware TPM (issue 11's "director-9").
+  auto soft = std::shared_ptr<identity_key>(
+      identity_key::create_software(dir_.path() / "d9", "DIRECTOR", *pol_->suite_for("DIRECTOR")));
+  testing::test_identity liar;
+  liar.key = std::make_shared<testing::claiming_identity>(soft, testing::claiming_identity::claim_tpm(*soft));
+  EXPECT_EQ(refusal(std::move(liar), "director-9"), status_code::not_attested);
+  // ...and presenting the real director's evidence as its own.
+  auto real = director_id_.key->attestation_evidence(ec_curve::p384);
+  ASSERT_TRUE(real.ok() && real->has_value()) << real.error().to_string();
+  testing::test_identity thief;
+  thief.key = std::make_shared<testing::claiming_identity>(soft, testing::claiming_identity::claim_tpm(*soft, "IBM"), *real);
+  EXPECT_EQ(refusal(std::move(thief), "director-9"), status_code::not_attested);
+  for (const char* n : {"director-2", "director-3", "director-9"}) EXPECT_TRUE(show(n).is_null()) << n << " has a row";
+  EXPECT_NE(broker_->log().find("identity key: the certified key is not the key of this handshake"), std::string::npos)
+      << "the stolen evidence certifies another key";
+}
+
+TEST_F(AttestedEnrolment, ARevokedEndorsementKeyRefusesEveryKeyOfItsTpm) {
+  auto director = testing::enrol_identity(*broker_, std::move(director_id_), "director-1", {}, pol_);
+  const std::string ek = show("director-1")["agent"]["attestation"]["ek_fingerprint"];
+  auto revoked = broker::admin_client(broker_->admin_endpoint())
+                     .signed_request({{"op", "revoke_key"}, {"fingerprint", ek}, {"reason", "TPM stolen"}},
+                                     broker_->operator_key(), broker_process::kOperatorName);
+  ASSERT_TRUE(revoked.ok()) << revoked.error().to_string();
+  // Another key on the same TPM, under a new name, with a valid token.
+  auto same_tpm = identity_key::create_tpm(dir_.path() / "second", "DIRECTOR", *pol_->suite_for("DIRECTOR"),
+                                           director.id.tpm);
+  ASSERT_TRUE(same_tpm.ok()) << same_tpm.error().to_string();
+  testing::test_identity second;
+  second.key = std::move(same_tpm).value();
+  EXPECT_EQ(refusal(std::move(second), "director-2"), status_code::revoked_key);
+}
+
+}  // namespace
+}  // namespace agentbus
