@@ -33,6 +33,7 @@
 
 #include "agentbus/crypto.hpp"
 #include "agentbus/testing/agent_access.hpp"
+#include "agentbus/testing/claiming_identity.hpp"
 #include "example_agent.hpp"
 
 using namespace agentbus;
@@ -120,7 +121,15 @@ int main(int argc, char** argv) {
   std::string spoof_as = "director-1";
   std::string wrong_suite = "rsa3072-pss-sha384";
   double attempt_timeout = 3, timeout = 20;
+  bool claim_tpm = false;
+  // --claim-tpm: enrol with a software key declared as a hardware TPM key (no
+  // evidence): a role that requires attestation refuses it (not_attested).
+  set_identity_wrapper([&claim_tpm](std::shared_ptr<identity_key> key) -> std::shared_ptr<identity_key> {
+    if (!claim_tpm) return key;
+    return std::make_shared<testing::claiming_identity>(key, testing::claiming_identity::claim_tpm(*key));
+  });
   auto extra = [&](CLI::App& app) {
+    app.add_flag("--claim-tpm", claim_tpm, "Declare the (software) key a hardware TPM key, with no evidence");
     app.add_option("--topic", topic, "A topic the role may publish (for the valid and the bad envelopes)")->capture_default_str();
     app.add_option("--forbidden-topic", forbidden_topic, "A topic the role may not publish")->capture_default_str();
     app.add_option("--forbidden-agent", forbidden_agent, "An online agent the role may not send to")->capture_default_str();

@@ -131,6 +131,18 @@ show_log() {  # show_log FILE [LINES]
 start_swtpm() {
   local id="$1" d="$state/tpm/$1" i
   mkdir -p "$d"
+  if [ "$id" != broker ]; then
+    # Provisioned as a manufacturer would: an EK and its certificate from the demo's
+    # CA (swtpm_setup --create-ek-cert with swtpm-localca), so the agents' keys are
+    # attested, not declared.
+    mkdir -p "$state/ek-ca"
+    printf 'statedir = %s\nsigningkey = %s\nissuercert = %s\ncertserial = %s\n' "$state/ek-ca" \
+      "$state/ek-ca/signkey.pem" "$state/ek-ca/issuercert.pem" "$state/ek-ca/certserial" >"$d/localca.conf"
+    printf 'create_certs_tool = /usr/share/swtpm/swtpm-localca\ncreate_certs_tool_config = %s\ncreate_certs_tool_options = /etc/swtpm-localca.options\nactive_pcr_banks = sha256\n' \
+      "$d/localca.conf" >"$d/setup.conf"
+    swtpm_setup --tpm2 --tpmstate "$d" --create-ek-cert --config "$d/setup.conf" --overwrite >"$d/setup.log" 2>&1 ||
+      { show_log "$d/setup.log"; die "swtpm_setup for $id failed"; }
+  fi
   swtpm socket --tpm2 --tpmstate dir="$d" \
     --server type=unixio,path="$d/sock" --ctrl type=unixio,path="$d/sock.ctrl" \
     --flags not-need-init,startup-clear --daemon --pid file="$d/pid" \
@@ -215,8 +227,17 @@ echo "-- the demo's operator key (software: it signs admin requests, never envel
   >"$state/logs/key-operator.txt" 2>&1 || { show_log "$state/logs/key-operator.txt"; die "the operator key could not be made"; }
 operator_fp="$(awk '/^fingerprint/ {sub(/^sha256:/, "", $2); print $2}' "$state/logs/key-operator.txt")"
 demo_policy="$state/policy.toml"
-{ cat "$policy"; printf '\n# added by scripts/bus-demo.sh\n[operators.demo-operator]\nfingerprint = "%s"\n' "$operator_fp"; } >"$demo_policy"
-echo "   demo-operator fingerprint ${operator_fp:0:16}, policy $demo_policy"
+# The demo's policy: the shipped one, plus its operator, its EK CA, and attestation
+# required of every TPM role (DEBUGGER, which may use software keys, excepted).
+{
+  sed -e 's/^enrolment = "token"$/enrolment = "token"\nrequire_attestation = true/' \
+      -e 's/^\[roles.DEBUGGER\]$/[roles.DEBUGGER]\nrequire_attestation = false/' "$policy"
+  printf '\n# added by scripts/bus-demo.sh\n[operators.demo-operator]\nfingerprint = "%s"\n' "$operator_fp"
+  printf '\n[attestation.ek_ca.demo-ca]\nroot = "%s"\nintermediates = ["%s"]\nsimulator = true\n' \
+    "$state/ek-ca/swtpm-localca-rootca-cert.pem" "$state/ek-ca/issuercert.pem"
+} >"$demo_policy"
+grep -q '^require_attestation = true$' "$demo_policy" || die "the policy $policy has no [defaults] enrolment line to extend"
+echo "   demo-operator fingerprint ${operator_fp:0:16}, policy $demo_policy (EK CA $state/ek-ca, attestation required)"
 
 echo "-- starting agentbus-broker on $endpoint"
 cat >"$state/broker.toml" <<EOF
@@ -294,6 +315,12 @@ wait_agent rogue-1
 # a fresh TPM key of its own; (c) once the operator revoked rogue-1 (name and key), its
 # key under a new name, even with a valid token for that name.
 echo "-- rogue enrolment attempts"
+# (a) A software key declared as a hardware TPM key, for a DIRECTOR name it holds a
+# valid token for: the role requires attestation, and the key has no evidence.
+issue_bundle director-8 DIRECTOR
+"$examples_dir/agentbus-example-rogue" --name director-8 --role DIRECTOR --key-dir "$state/keys/rogue-soft" --software \
+  --claim-tpm --enrolment-bundle "$state/bundles/director-8.toml" --policy "$policy" \
+  >"$state/logs/rogue-enrol-a.log" 2>"$state/logs/rogue-enrol-a.err" || true
 "$key_tool" --policy "$policy" create --role DIRECTOR --dir "$state/keys/rogue-director" --tcti "${tcti[rogue-1]}" \
   --require-tpm >"$state/logs/key-rogue-director.txt" 2>&1 || { show_log "$state/logs/key-rogue-director.txt"; die "agentbus-key create for the rogue's DIRECTOR key failed"; }
 "$examples_dir/agentbus-example-rogue" --name director-9 --role DIRECTOR --key-dir "$state/keys/rogue-director" \
@@ -335,6 +362,8 @@ done
 echo "-- rogue-1 (MONITOR, misbehaving)   exit ${agent_rc[rogue-1]:-?}"
 log rogue-1 | grep -E '^\[rogue-1\] (ATTEMPT|SENT valid|REFUSED|RESULT|UNATTRIBUTED|NOTE|SUMMARY|PROBLEM|FAILED|SETUP FAILED)' |
   sed 's/^/   /' || true
+echo "   ENROL a: as director-8 (DIRECTOR) with a software key claiming to be a TPM key (and a valid token):"
+log rogue-enrol-a | grep -E 'REFUSED|READY|FAILED' | sed 's/^/     /' || true
 echo "   ENROL b: as director-9 (DIRECTOR) with a fresh TPM key and no token:"
 log rogue-enrol-b | grep -E 'REFUSED|READY|FAILED' | sed 's/^/     /' || true
 echo "   ENROL c: rogue-1's key (revoked with rogue-1) as mon-victim-2, with a valid token for that name:"
@@ -375,11 +404,21 @@ for attempt in "a wrong-suite" "b replay" "c tampered" "d spoofed-sender" "e acl
   check "rogue-1 attempt $attempt_id ($attempt_label) refused by the broker with the expected reason" rogue-1 \
     "^\[rogue-1\] RESULT $attempt_id $attempt_label: refused as [a-z_]+ \(expected\)"
 done
+check "rogue enrolment a (a software key claiming a TPM) refused not_attested" rogue-enrol-a \
+  "REFUSED by broker at enrolment: .*not_attested"
 check "rogue enrolment b (a DIRECTOR name without a token) refused not_authorised" rogue-enrol-b \
   "REFUSED by broker at enrolment: .*not_authorised"
 check "rogue enrolment c (a revoked key under a new name) refused revoked_key" rogue-enrol-c \
   "REFUSED by broker at enrolment: .*revoked_key"
-for name in director-9 mon-victim-2; do
+for name in director-1 monitor-1 architect-1; do
+  if "$trust_tool" --admin "$admin_endpoint" show "$name" --json 2>/dev/null | grep -q '"ek_ca": "demo-ca"'; then
+    printf '   ok       %s is attested (EK certificate from demo-ca, AK certified its keys)\n' "$name"
+  else
+    printf '   MISSING  %s is not attested\n' "$name"
+    failed=1
+  fi
+done
+for name in director-8 director-9 mon-victim-2; do
   if "$trust_tool" --admin "$admin_endpoint" show "$name" >/dev/null 2>&1; then
     printf '   FAILED   the registry holds a row for %s\n' "$name"
     failed=1

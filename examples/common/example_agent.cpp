@@ -81,6 +81,11 @@ std::uint64_t now_ms() {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
+std::function<std::shared_ptr<identity_key>(std::shared_ptr<identity_key>)>& identity_wrapper() {
+  static std::function<std::shared_ptr<identity_key>(std::shared_ptr<identity_key>)> wrap;
+  return wrap;
+}
+
 void add_options(CLI::App& app, example_options& opts, double default_seconds) {
   opts.seconds = default_seconds;
   app.add_option("--name", opts.name, "Agent name (the broker pins it to the role and key)")->capture_default_str();
@@ -155,6 +160,7 @@ example_agent::example_agent(const example_options& opts) : opts_(opts) {
   } catch (const tpm::tpm_error& e) {
     throw setup_error(std::string("TPM: ") + e.what());
   }
+  if (identity_wrapper()) key_ = identity_wrapper()(key_);
   const identity_metadata& meta = key_->metadata();
   if (created)
     say(fmt::format("KEY created in {}: {} ({}), protection={}, fingerprint={}", dir.string(), meta.key_suite.name,
@@ -246,6 +252,10 @@ void example_agent::print_stats() const {
   agent_stats s = agent_->stats();
   say(fmt::format("STATS sent={} received={} rejected_at_receive={} refused_by_broker={} sessions={} rekeys={}", s.sent,
                   s.received, s.rejected_at_receive, s.refused_by_broker, s.sessions, s.rekeys));
+}
+
+void set_identity_wrapper(std::function<std::shared_ptr<identity_key>(std::shared_ptr<identity_key>)> wrap) {
+  identity_wrapper() = std::move(wrap);
 }
 
 int run_example(int argc, char** argv, std::string_view description, std::string_view default_name,

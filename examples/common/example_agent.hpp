@@ -144,6 +144,11 @@ class setup_error : public std::runtime_error {
 // stop_requested is set by SIGINT/SIGTERM (installed by run_example).
 bool stop_requested() noexcept;
 
+// set_identity_wrapper: the rogue's way to enrol with an identity that misrepresents
+// itself (it wraps the key the example opened or made, before enrolment). Unset: the
+// key as it is.
+void set_identity_wrapper(std::function<std::shared_ptr<identity_key>(std::shared_ptr<identity_key>)> wrap);
+
 // run_example parses the command line (the common options plus whatever
 // `extra_options` adds), builds the agent and runs `body`. It maps exceptions to
 // the exit codes above and prints "[name] EXIT <code>".
