@@ -158,6 +158,39 @@ TEST_F(Attestation, AForeignAkOrCredentialIsRefused) {
   EXPECT_EQ(a.t->activate_credential(*ak_a, bytes{1, 2, 3}, for_a->encrypted_secret).error().code(), status_code::malformed);
 }
 
+// A key that is not fixedTPM (made by tpm2-tools: it could be duplicated out of the
+// TPM) is certified by the TPM all the same; the verifier refuses it.
+TEST_F(Attestation, ACertifiedKeyThatCouldLeaveTheTpmIsRefused) {
+  swtpm_process proc(swtpm_process::options{.temp_root = {}, .start_timeout = std::chrono::seconds(10),
+                                            .endorsement = true, .ek_ca_dir = ca()});
+  const auto d = dir_.path();
+  // tpm2-tools first (swtpm serves one connection at a time): the same storage primary
+  // as ours (tpm_templates.hpp), and under it a signing key without fixedTPM/fixedParent.
+  auto made = testing::run_command(
+      "export TPM2TOOLS_TCTI='" + proc.tcti() + "' && cd " + d.string() +
+      " && tpm2_createprimary -Q -C o -g sha256 -G ecc256:aes128cfb -a "
+      "'restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda' -c srk.ctx"
+      " && tpm2_create -Q -C srk.ctx -G ecc256:ecdsa-sha256 -a 'sensitivedataorigin|userwithauth|sign|noda' -u loose.pub"
+      " -r loose.priv && tpm2_flushcontext -t 2>&1");
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  auto t = std::make_shared<tpm::tpm>(proc.tcti());
+  tpm::key_blob loose;
+  loose.type = {signature_scheme::ecdsa, 0, ec_curve::p256};
+  const std::string pub = testing::read_text(d / "loose.pub"), priv = testing::read_text(d / "loose.priv");
+  loose.public_area.assign(pub.begin(), pub.end());
+  loose.private_area.assign(priv.begin(), priv.end());
+  auto ak_blob = t->create_attestation_key();
+  ASSERT_TRUE(ak_blob.ok());
+  auto ak = att::check_attestation_key(ak_blob->public_area);
+  ASSERT_TRUE(ak.ok());
+  auto c = t->certify(loose, *ak_blob, {});
+  ASSERT_TRUE(c.ok()) << c.error().to_string() << " (the TPM certifies any key it holds)";
+  const status st = att::verify_certification(*ak, c->attest, c->signature, {}, loose.public_area,
+                                              att::certified_use::signing, *tpm::tpm::public_key_of(loose));
+  EXPECT_EQ(st.code(), status_code::not_attested);
+  EXPECT_NE(st.detail().find("not fixedTPM"), std::string::npos) << st.to_string();
+}
+
 // Independent implementations: tpm2_makecredential (software, -T none) wraps a secret
 // our activate_credential recovers; openssl verifies our AK's certification; openssl
 // verifies the EK certificate chain.

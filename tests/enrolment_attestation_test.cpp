@@ -62,6 +62,11 @@ TEST_F(AttestedEnrolment, AnEndorsedTpmEnrolsAttestedAndADeclaredOneStaysDeclare
   EXPECT_EQ(d["agent"]["attestation"]["ek_ca"], "test-ca");
   EXPECT_NE(d["agent"]["attestation"]["ek_issuer"].get<std::string>().find("swtpm-localca"), std::string::npos);
   EXPECT_TRUE(d["agent"]["tpm_simulator"].get<bool>()) << "the CA says simulator";
+  // ECDSA P-384 (ARCHITECT) too: its identity and its static ECDH key on P-384 certified.
+  auto architect = testing::enrol_identity(
+      *broker_, testing::make_identity(dir_.path() / "architect-1", "ARCHITECT", false, *pol_, ca()), "architect-1", {},
+      pol_);
+  EXPECT_EQ(show("architect-1")["agent"]["attestation"]["ek_ca"], "test-ca");
   // MONITOR does not require attestation; a TPM without an EK certificate enrols declared.
   auto monitor = testing::connect_agent(*broker_, dir_.path(), "monitor-1", "MONITOR");
   EXPECT_TRUE(show("monitor-1")["agent"]["attestation"].is_null());
