@@ -562,7 +562,8 @@ result<nlohmann::json> admin_handler::revoke_key(const verified_request& req) {
   // Agents pinned to the key are revoked with it (their sessions torn down at once).
   json revoked_agents = json::array();
   for (const auto& a : state_.agents()) {
-    if (a.fingerprint != fingerprint || a.revoked) continue;
+    // The key itself, or the TPM (EK) the agent's key was attested in.
+    if ((a.fingerprint != fingerprint && a.ek_fingerprint != fingerprint) || a.revoked) continue;
     if (status st = state_.revoke(a.name, *reason, req.operator_name); !st) return st;
     revoked_agents.push_back(a.name);
   }

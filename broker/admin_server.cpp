@@ -10,11 +10,12 @@ namespace agentbus::broker {
 class admin_server::state final : public registry_admin_state {
  public:
   state(registry& reg, connections& agents, accounting& acct, std::function<void(const std::string&)> on_revoked,
-        nlohmann::json identity)
+        std::function<void(const std::string&)> on_key_approved, nlohmann::json identity)
       : registry_admin_state(reg),
         agents_(agents),
         acct_(acct),
         on_revoked_(std::move(on_revoked)),
+        on_key_approved_(std::move(on_key_approved)),
         identity_(std::move(identity)) {}
 
   nlohmann::json broker_identity() override { return identity_; }
@@ -50,6 +51,7 @@ class admin_server::state final : public registry_admin_state {
     status st = registry_admin_state::approve(agent, fingerprint, operator_name);
     spdlog::warn("operator {} approved key {} for {}: {}", operator_name, fingerprint.substr(0, 16), agent,
                  st.to_string());
+    if (st) on_key_approved_(agent);
     return st;
   }
   status reset_counters(const std::string& agent, const std::string& operator_name) override {
@@ -62,17 +64,20 @@ class admin_server::state final : public registry_admin_state {
   connections& agents_;
   accounting& acct_;
   std::function<void(const std::string&)> on_revoked_;
+  std::function<void(const std::string&)> on_key_approved_;
   nlohmann::json identity_;
 };
 
 admin_server::admin_server(zmq::context_t& ctx, const std::string& endpoint, std::shared_ptr<const policy> pol,
                            registry& reg, connections& agents, accounting& acct, std::shared_ptr<tpm::tpm> tpm,
-                           std::function<void(const std::string&)> on_revoked, nlohmann::json broker_identity)
+                           std::function<void(const std::string&)> on_revoked,
+                           std::function<void(const std::string&)> on_key_approved, nlohmann::json broker_identity)
     : socket_(ctx, zmq::socket_type::rep),
       agents_(agents),
       acct_(acct),
       tpm_(std::move(tpm)),
-      state_(std::make_unique<state>(reg, agents, acct, std::move(on_revoked), std::move(broker_identity))) {
+      state_(std::make_unique<state>(reg, agents, acct, std::move(on_revoked), std::move(on_key_approved),
+                                     std::move(broker_identity))) {
   handler_ = std::make_unique<admin_handler>(std::move(pol), *state_);
   socket_.set(zmq::sockopt::linger, 0);
   if (endpoint.rfind("ipc://", 0) == 0)

@@ -25,11 +25,13 @@ namespace agentbus::broker {
 class admin_server {
  public:
   // Binds `endpoint` (creating an ipc:// directory). on_revoked runs after an
-  // operator's revocation is recorded. broker_identity: {"name","fingerprint","suite"}
+  // operator's revocation is recorded; on_key_approved after an approved key change
+  // (the old key's connection closes, peers are told). broker_identity: {"name","fingerprint","suite"}
   // (the `broker` request, and what token_create hands out with a token).
   admin_server(zmq::context_t& ctx, const std::string& endpoint, std::shared_ptr<const policy> pol, registry& reg,
                connections& agents, accounting& acct, std::shared_ptr<tpm::tpm> tpm,
-               std::function<void(const std::string&)> on_revoked, nlohmann::json broker_identity);
+               std::function<void(const std::string&)> on_revoked, std::function<void(const std::string&)> on_key_approved,
+               nlohmann::json broker_identity);
   ~admin_server();
 
   void* handle() noexcept { return socket_.handle(); }

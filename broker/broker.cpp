@@ -77,6 +77,14 @@ struct broker::impl {
   // revoke_now: an operator revoked `name`: its connection closes (its hop keys with
   // it: its next envelope gets ERR unknown_agent, its re-enrolment is refused), and
   // every online agent is told, so they drop their sessions with it.
+  // key_approved_now: an operator approved a new key for `name`: the connection that
+  // enrolled with the old one closes (it must enrol again, with the new key), and
+  // every online agent forgets the old key.
+  void key_approved_now(const std::string& name) {
+    if (known_agent* a = agents.find(name); a != nullptr && a->online()) agents.close(*a);
+    control->announce_key_change(name);
+  }
+
   void revoke_now(const std::string& name) {
     known_agent* a = agents.find(name);
     if (a == nullptr) return;
@@ -115,6 +123,7 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
   // the policy uses: no key creation ever happens while agents wait.
   d.enrol = std::make_unique<enrolment>(d.cfg, *d.pol, *d.identity, *d.reg, d.agents, *d.out, *d.acct,
                                         [&d](identity_job job) { d.worker->submit(std::move(job)); });
+  d.enrol->announce_key_changes_with([&d](const std::string& name) { d.control->announce_key_change(name); });
 
   d.socket.set(zmq::sockopt::router_mandatory, 1);  // unroutable sends fail loudly, never vanish
   d.socket.set(zmq::sockopt::sndhwm, d.cfg.send_hwm);
@@ -135,6 +144,7 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
   if (!d.cfg.admin_endpoint.empty())
     d.admin = std::make_unique<admin_server>(d.ctx, d.cfg.admin_endpoint, d.pol, *d.reg, d.agents, *d.acct, d.runtime.tpm,
                                              [&d](const std::string& name) { d.revoke_now(name); },
+                                             [&d](const std::string& name) { d.key_approved_now(name); },
                                              nlohmann::json{{"name", d.cfg.name},
                                                             {"fingerprint", d.identity->public_key().fingerprint_hex()},
                                                             {"suite", d.identity->key_suite().name}});

@@ -127,4 +127,10 @@ void control_channel::announce_revocation(const std::string& name) {
   agents_.for_each_online([&](known_agent& other) { out_.control(other, control::revoked{name}); });
 }
 
+void control_channel::announce_key_change(const std::string& name) {
+  agents_.for_each_online([&](known_agent& other) {
+    if (other.name != name) out_.control(other, control::key_changed{name});
+  });
+}
+
 }  // namespace agentbus::broker

@@ -36,6 +36,8 @@ class control_channel {
   void leave(connection& c);
   // announce_revocation tells every online agent that `name` was revoked.
   void announce_revocation(const std::string& name);
+  // announce_key_change tells every other online agent that `name` has a new key.
+  void announce_key_change(const std::string& name);
 
  private:
   void handle(known_agent& a, const session::control::request& r);

@@ -72,6 +72,7 @@ candidate enrolment::candidate_of(const session::hello_msg& hello, const crypto:
   c.address = address;
   if (attested != nullptr) {
     c.evidence = "attested: " + attested->summary();
+    c.ek_fingerprint = attested->ek_fingerprint;
     return c;
   }
   c.evidence = "declared " + std::string(protection_name(hello.key_protection));
@@ -129,12 +130,15 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
       return refuse(route, name, {status_code::not_attested, "TPM evidence for a key declared software"});
     auto a = attestation::check_evidence(pol_, hello->evidence, *key, agent_ecdh->static_key);
     if (!a) return refuse(route, name, {status_code::not_attested, a.error().detail()});
-    if (status st = authority_.screen_endorsement(a->ek_fingerprint); !st) return refuse(route, name, st);
     attested = std::move(a).value();
   } else if (role->require_attestation) {
     return refuse(route, name, {status_code::not_attested, "role " + role->name +
                                                                " requires attested TPM keys and HELLO carries no evidence"});
   }
+  if (status st = authority_.screen_attestation(
+          candidate_of(*hello, *key, fingerprint, peer_address, attested ? &*attested : nullptr));
+      !st)
+    return refuse(route, name, st);
   const bool simulator = attested ? attested->simulator : hello->tpm_simulator;
   if (hello->key_protection == protection::tpm && simulator && !role->allow_simulator)
     return refuse(route, name, {status_code::simulator_refused, "role " + role->name + " refuses simulated TPMs" +
@@ -291,6 +295,11 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
     pending_.erase(route);
     return;
   }
+  // The key peers may hold for this name: the registry's before this enrolment, or
+  // the one its live entry used (an approval, or a WELCOME that never left, may have
+  // changed the registry without anyone being told).
+  std::string peers_key = before ? before->fingerprint : std::string();
+  if (const known_agent* prev = agents_.find(name); prev != nullptr && prev->key) peers_key = prev->key->fingerprint_hex();
   known_agent& a = agents_.remember(name);
   a.role = p.hello.role;
   a.agent_suite = s;
@@ -306,13 +315,11 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
   c.hop.install(std::move(keys.send), std::move(keys.receive), std::chrono::seconds(cfg_.rekey_grace_seconds));
   pending_.erase(route);
   acct_.stats().increment("enrolments_total", "accepted");
-  if (before && before->fingerprint != p_fingerprint) {
+  if (!peers_key.empty() && peers_key != p_fingerprint) {
     // A new key for a known name (a token, the policy or an operator authorised it):
     // every online agent forgets the old key and its sessions with this agent, before
     // anything the agent sends under the new key reaches it (one ROUTER, in order).
-    agents_.for_each_online([&](known_agent& other) {
-      if (other.name != name) out_.control(other, session::control::key_changed{name});
-    });
+    announce_key_change_(name);
     acct_.stats().increment("key_changes_total");
   }
   acct_.stats().set_gauge("agents_online", "", static_cast<double>(agents_.online_count()));

@@ -76,6 +76,9 @@ class enrolment {
   void expire(std::chrono::steady_clock::time_point now);
 
   std::size_t pending() const noexcept { return pending_.size(); }
+  // announce_key_changes_with: called with a name whose enrolment changed the key its
+  // peers hold (the broker passes control_channel::announce_key_change).
+  void announce_key_changes_with(std::function<void(const std::string&)> f) { announce_key_change_ = std::move(f); }
 
  private:
   struct handshake;
@@ -97,6 +100,7 @@ class enrolment {
   std::map<ec_curve, crypto::public_key> static_keys_;
   std::map<bytes, std::unique_ptr<handshake>> pending_;
   std::uint64_t generations_ = 0;
+  std::function<void(const std::string&)> announce_key_change_ = [](const std::string&) {};
 };
 
 }  // namespace agentbus::broker

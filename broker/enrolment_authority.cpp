@@ -43,31 +43,52 @@ status enrolment_authority::screen_endorsement(const std::string& ek_fingerprint
   return {};
 }
 
+status enrolment_authority::screen_attestation(const candidate& c) const {
+  if (!c.ek_fingerprint.empty())
+    if (status st = screen_endorsement(c.ek_fingerprint); !st) return st;
+  if (auto rec = reg_.find_agent(c.name); rec && rec->fingerprint == c.fingerprint && !rec->ek_fingerprint.empty()) {
+    if (status st = screen_endorsement(rec->ek_fingerprint); !st) return st;
+    if (c.ek_fingerprint.empty())
+      return {status_code::not_attested, c.name + "'s key was attested (EK CA " + rec->ek_ca +
+                                             "): it enrols with its TPM evidence or not at all"};
+  }
+  return {};
+}
+
 result<authorisation> enrolment_authority::authorise(const candidate& c, const std::optional<secret_bytes>& token,
                                                      std::int64_t now_ms) {
   if (status st = screen(c); !st) return st;
+  if (status st = screen_attestation(c); !st) return st;
   const role_policy& role = *pol_.find_role(c.role);
+  // A valid token presented for this name, role and key is spent whatever else
+  // authorises the enrolment, so that it cannot serve a second key later.
+  std::optional<std::string> spend;
+  status token_refusal;
+  if (token) {
+    const std::string hash = token_hash(token->view());
+    auto t = reg_.find_token(hash);
+    if (!t) token_refusal = {status_code::not_authorised, "the enrolment token is not known to this broker"};
+    else if (t->used_at != 0) token_refusal = {status_code::not_authorised, "enrolment token " + t->id() + " was already used"};
+    else if (t->expires_at <= now_ms) token_refusal = {status_code::not_authorised, "enrolment token " + t->id() + " has expired"};
+    else if (t->name != c.name || t->role != c.role)
+      token_refusal = {status_code::not_authorised, "enrolment token " + t->id() + " is for another name or role"};
+    else if (!t->fingerprint.empty() && t->fingerprint != c.fingerprint)
+      token_refusal = {status_code::not_authorised, "enrolment token " + t->id() + " is for another key"};
+    else
+      spend = hash;
+  }
   // The policy's own pin names this key (screen() refused any other): the operator's
   // word, whatever the registry remembers.
   if (const agent_pin* pin = pol_.find_pin(c.name); pin != nullptr && !pin->fingerprint.empty())
-    return authorisation{std::nullopt, "policy pin"};
+    return authorisation{spend, "policy pin"};
   const auto rec = reg_.find_agent(c.name);
-  if (rec && rec->fingerprint == c.fingerprint) return authorisation{std::nullopt, "pinned key"};
+  if (rec && rec->fingerprint == c.fingerprint) return authorisation{spend, "pinned key"};
 
   status refusal;
-  if (role.enrolment == enrolment_mode::open && !rec) return authorisation{std::nullopt, "open role (first use)"};
+  if (role.enrolment == enrolment_mode::open && !rec) return authorisation{spend, "open role (first use)"};
   if (role.enrolment == enrolment_mode::token && token) {
-    const std::string hash = token_hash(token->view());
-    auto t = reg_.find_token(hash);
-    if (!t) refusal = {status_code::not_authorised, "the enrolment token is not known to this broker"};
-    else if (t->used_at != 0) refusal = {status_code::not_authorised, "enrolment token " + t->id() + " was already used"};
-    else if (t->expires_at <= now_ms) refusal = {status_code::not_authorised, "enrolment token " + t->id() + " has expired"};
-    else if (t->name != c.name || t->role != c.role)
-      refusal = {status_code::not_authorised, "enrolment token " + t->id() + " is for another name or role"};
-    else if (!t->fingerprint.empty() && t->fingerprint != c.fingerprint)
-      refusal = {status_code::not_authorised, "enrolment token " + t->id() + " is for another key"};
-    else
-      return authorisation{hash, "token " + t->id()};
+    if (spend) return authorisation{spend, "token " + spend->substr(0, 16)};
+    refusal = token_refusal;
   } else if (rec) {
     refusal = {status_code::key_changed, "key " + short_fp(c.fingerprint) + " differs from the key " + c.name +
                                              " enrolled with; an operator must approve it or issue a token"};
@@ -76,7 +97,7 @@ result<authorisation> enrolment_authority::authorise(const candidate& c, const s
   }
   // A changed key that proved possession is kept for an operator to decide on (the
   // first one only: later ones cannot push it out).
-  if (rec && rec->fingerprint != c.fingerprint && role.enrolment != enrolment_mode::pinned) {
+  if (rec && rec->fingerprint != c.fingerprint && role.enrolment == enrolment_mode::open) {
     if (reg_.set_pending_key({c.name, c.fingerprint, c.public_key_pem, now_ms, c.address, c.evidence}))
       spdlog::warn("recorded key {} presented for {} from {} as pending operator approval", short_fp(c.fingerprint),
                    c.name, c.address.empty() ? "an unknown address" : c.address);

@@ -30,6 +30,7 @@ struct candidate {
   std::string name, role, fingerprint, public_key_pem;
   std::string address;   // the connection's peer address ("" if unknown)
   std::string evidence;  // what HELLO claimed or proved about the key's protection
+  std::string ek_fingerprint;  // the attested TPM's EK ("" when the key is not attested)
 };
 
 // authorisation: what allowed an enrolment. token_hash is set when a token did (to
@@ -50,9 +51,17 @@ class enrolment_authority {
   // key) is revoked (policy revoked_keys, registry revoked_keys): every key of that
   // TPM is refused.
   status screen_endorsement(const std::string& ek_fingerprint) const;
-  // authorise: screen() again (the registry may have changed), then the mode. A
-  // token is looked up by its hash; a changed key without one is key_changed and, in
-  // token and open roles, recorded as pending (first one only) for an operator.
+  // screen_attestation (after the evidence was checked, and again at PROOF): the
+  // TPM's EK (c.ek_fingerprint, or the one the registry recorded for this key) is not
+  // revoked, and a key the registry knows as attested does not enrol without
+  // evidence (not_attested: no downgrade to declared facts).
+  status screen_attestation(const candidate& c) const;
+  // authorise: screen() and screen_attestation() again (the registry may have
+  // changed), then the mode. A token is looked up by its hash; a valid one is consumed
+  // even when something else authorises the key (it is spent either way). A changed
+  // key without authorisation is key_changed and, in open roles only, recorded as
+  // pending (first one only) for an operator: in token roles a rotation takes a
+  // token, in pinned roles a policy change, so nobody can squat the pending slot.
   result<authorisation> authorise(const candidate& c, const std::optional<secret_bytes>& token, std::int64_t now_ms);
 
   // token_hash is the registry's name for a token: hex SHA-256 of its 32 bytes.

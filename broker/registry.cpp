@@ -328,14 +328,34 @@ bool registry::set_pending_key(const pending_key& k) {
 }
 
 bool registry::approve_key(std::string_view name, std::string_view fingerprint) {
-  statement s(self().conn,
+  const connection& c = self().conn;
+  transaction t(c, "approve_key");
+  supersede_key(name, fingerprint,
+                std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+                    .count());
+  statement s(c,
               "UPDATE agents SET fingerprint = pending_fingerprint, public_key_pem = pending_public_key_pem,"
               "  pending_fingerprint = '', pending_public_key_pem = '', pending_at = 0, pending_address = '',"
-              "  pending_evidence = ''"
+              "  pending_evidence = '', ek_ca = '', ek_issuer = '', ek_fingerprint = '', ak_name = ''"
               " WHERE name = ?1 AND pending_fingerprint <> '' AND pending_fingerprint = ?2",
               "approve_key");
   s.bind_text(1, name).bind_text(2, fingerprint);
-  return s.run() > 0;
+  if (s.run() == 0) return false;
+  t.commit();
+  return true;
+}
+
+void registry::supersede_key(std::string_view name, std::string_view new_fingerprint, std::int64_t at) {
+  // The key a name leaves behind is refused from then on, under any name: a thief of
+  // the old key cannot enrol it again (nor plant it as a pending change).
+  statement k(self().conn,
+              "INSERT INTO revoked_keys (fingerprint, agent, reason, revoked_at)"
+              " SELECT fingerprint, name, 'superseded by ' || substr(?2, 1, 16), ?3 FROM agents"
+              " WHERE name = ?1 AND fingerprint <> ?2"
+              " ON CONFLICT (fingerprint) DO NOTHING",
+              "supersede_key");
+  k.bind_text(1, name).bind_text(2, new_fingerprint).bind_int(3, at);
+  k.run();
 }
 
 bool registry::reject_key(std::string_view name, std::string_view fingerprint) {

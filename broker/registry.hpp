@@ -187,9 +187,10 @@ class registry {
   // reject_key clears the pending key of `name` if it is `fingerprint`. False otherwise.
   bool reject_key(std::string_view name, std::string_view fingerprint);
   // approve_key makes the pending key of `name` its pinned key and clears the pending
-  // one, if `fingerprint` equals the pending fingerprint exactly (no prefix, no case
-  // folding). False, changing nothing, if the agent is unknown, has no pending key or
-  // the fingerprint differs.
+  // one (and the old key's attestation), if `fingerprint` equals the pending
+  // fingerprint exactly (no prefix, no case folding); the old key is revoked
+  // (superseded). False, changing nothing, if the agent is unknown, has no pending key
+  // or the fingerprint differs.
   bool approve_key(std::string_view name, std::string_view fingerprint);
   // revoke marks `name` revoked with `reason` at `at` (Unix ms), and its pinned and
   // pending keys revoked (revoked_keys; a key revoked before keeps its first record),
@@ -203,7 +204,8 @@ class registry {
   // ---- enrolment authority (registry_enrolment.cpp)
 
   // enrol commits an accepted enrolment: upsert_agent(a) and, when `token_hash` is
-  // given, consumes that token for a.fingerprint at a.last_seen, in one transaction.
+  // given, consumes that token for a.fingerprint at a.last_seen, in one transaction; a
+  // key the name leaves behind is revoked (superseded) in the same transaction.
   // False, changing nothing, if the token is no longer usable (used, expired, deleted,
   // or not for this name, role or key): another enrolment consumed it meanwhile.
   bool enrol(const agent_record& a, std::optional<std::string_view> token_hash);
@@ -263,6 +265,9 @@ class registry {
   void reset_refusals(std::optional<std::string_view> agent);
 
  private:
+  // supersede_key revokes the key `name` holds if it is not `new_fingerprint` (inside
+  // the caller's transaction).
+  void supersede_key(std::string_view name, std::string_view new_fingerprint, std::int64_t at);
   struct impl;
   explicit registry(std::unique_ptr<impl> p) noexcept;
   impl& self() const;

@@ -44,6 +44,7 @@ bool registry::enrol(const agent_record& a, std::optional<std::string_view> toke
     s.bind_text(4, a.name).bind_text(5, a.role);
     if (s.run() != 1) return false;  // rolled back by the transaction's destructor
   }
+  supersede_key(a.name, a.fingerprint, a.last_seen);
   upsert_agent(a);
   t.commit();
   return true;

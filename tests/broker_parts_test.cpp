@@ -493,31 +493,49 @@ TEST(Enrolment, RefusalsComeInTheOrderOfTheChecks) {
 // Squatting and the pending-key poisoning of issue 11: another key for an enrolled
 // name gets key_changed; it is recorded for an operator only once its PROOF verified
 // (a HELLO alone records nothing), and a later key does not replace it.
+// open_policy: the shipped policy plus SANDBOX, a role that enrols first-come (open)
+// and takes software keys.
+policy open_policy() {
+  return policy::parse(testing::read_text(testing::source_dir() / "config" / "policy.toml") +
+                           "\n[roles.SANDBOX]\nsuite = \"ecdsa-p256-sha256\"\nallow_software = true\n"
+                           "assurance = [\"tpm\", \"tpm-batch\", \"software\"]\nenrolment = \"open\"\n",
+                       "test");
+}
+
 TEST(Enrolment, AChangedKeyIsRefusedAndTheFirstProvenOneKeptForApproval) {
   enrolment_bench e;
-  auto first = e.agent_key("debugger-1", "DEBUGGER");
-  const secret_bytes token = e.issue_token("debugger-1", "DEBUGGER");
-  ASSERT_TRUE(e.enrol_with(*first, "debugger-1", b("r1"), &token).ok());
-  ASSERT_TRUE(e.agents.find("debugger-1")->online());
+  e.pol = open_policy();  // pending keys are kept in open roles only
+  auto first = e.agent_key("box-1", "SANDBOX");
+  ASSERT_TRUE(e.enrol_with(*first, "box-1", b("r1"), nullptr).ok());
+  ASSERT_TRUE(e.agents.find("box-1")->online());
 
-  auto hello_only = e.agent_key("debugger-1-h", "DEBUGGER");
-  client::hop_handshake hs(*hello_only, *e.pol.suite_for("DEBUGGER"), "debugger-1", "");
+  auto hello_only = e.agent_key("box-1-h", "SANDBOX");
+  client::hop_handshake hs(*hello_only, *e.pol.suite_for("SANDBOX"), "box-1", "");
   e.enrol->on_hello(b("rh"), std::vector<bytes>{hs.hello()});
   e.run_jobs();
-  EXPECT_EQ(e.reg.find_agent("debugger-1")->pending_fingerprint, "") << "a HELLO proves nothing";
+  EXPECT_EQ(e.reg.find_agent("box-1")->pending_fingerprint, "") << "a HELLO proves nothing";
 
-  auto second = e.agent_key("debugger-1-b", "DEBUGGER");
-  EXPECT_EQ(e.enrol_with(*second, "debugger-1", b("r2"), nullptr).code(), status_code::key_changed);
-  auto third = e.agent_key("debugger-1-c", "DEBUGGER");
-  EXPECT_EQ(e.enrol_with(*third, "debugger-1", b("r3"), nullptr).code(), status_code::key_changed);
-  auto rec = e.reg.find_agent("debugger-1");
+  auto second = e.agent_key("box-1-b", "SANDBOX");
+  EXPECT_EQ(e.enrol_with(*second, "box-1", b("r2"), nullptr).code(), status_code::key_changed);
+  auto third = e.agent_key("box-1-c", "SANDBOX");
+  EXPECT_EQ(e.enrol_with(*third, "box-1", b("r3"), nullptr).code(), status_code::key_changed);
+  auto rec = e.reg.find_agent("box-1");
   ASSERT_TRUE(rec.has_value());
   EXPECT_EQ(rec->fingerprint, first->public_key().fingerprint_hex());
   EXPECT_EQ(rec->pending_fingerprint, second->public_key().fingerprint_hex()) << "the first proven key stays";
   EXPECT_EQ(rec->pending_address, "tcp://192.0.2.7:40000");
   EXPECT_EQ(rec->pending_evidence, "declared software");
   EXPECT_GT(rec->pending_at, 0);
-  EXPECT_EQ(e.agents.find("debugger-1")->conn->route, b("r1")) << "the pinned agent keeps its connection";
+  EXPECT_EQ(e.agents.find("box-1")->conn->route, b("r1")) << "the pinned agent keeps its connection";
+
+  // In a token role nothing is recorded: a rotation takes a token, and nobody can
+  // squat the slot an operator reviews.
+  auto dbg = e.agent_key("debugger-1", "DEBUGGER");
+  const secret_bytes t = e.issue_token("debugger-1", "DEBUGGER");
+  ASSERT_TRUE(e.enrol_with(*dbg, "debugger-1", b("r4"), &t).ok());
+  auto squatter = e.agent_key("debugger-1-s", "DEBUGGER");
+  EXPECT_EQ(e.enrol_with(*squatter, "debugger-1", b("r5"), nullptr).code(), status_code::key_changed);
+  EXPECT_EQ(e.reg.find_agent("debugger-1")->pending_fingerprint, "");
 }
 
 // No name is first-come in a token role: without a token, or with one that is not
@@ -552,6 +570,11 @@ TEST(Enrolment, ATokenRoleNeedsAValidTokenForTheNameRoleAndKey) {
   auto thief = e.agent_key("debugger-9-t", "DEBUGGER");
   EXPECT_EQ(e.enrol_with(*thief, "debugger-9", b("r-thief"), &good).code(), status_code::not_authorised);
   EXPECT_TRUE(e.enrol_with(*key, "debugger-9", b("r-again"), nullptr).ok());
+  // A valid token presented by a key that needs none is spent all the same: it cannot
+  // serve another key later.
+  const secret_bytes spare = e.issue_token("debugger-9", "DEBUGGER");
+  EXPECT_TRUE(e.enrol_with(*key, "debugger-9", b("r-spare"), &spare).ok());
+  EXPECT_NE(e.reg.find_token(enrolment_authority::token_hash(spare.view()))->used_at, 0);
 }
 
 // A token authorises a new key for an enrolled name (rotation), replacing the pin.
@@ -564,7 +587,10 @@ TEST(Enrolment, ATokenAuthorisesAKeyChange) {
   const secret_bytes t2 = e.issue_token("debugger-1", "DEBUGGER", new_key->public_key().fingerprint_hex());
   ASSERT_TRUE(e.enrol_with(*new_key, "debugger-1", b("r2"), &t2).ok());
   EXPECT_EQ(e.reg.find_agent("debugger-1")->fingerprint, new_key->public_key().fingerprint_hex());
-  EXPECT_EQ(e.enrol_with(*old_key, "debugger-1", b("r3"), nullptr).code(), status_code::key_changed);
+  // The key left behind is revoked (superseded): refused under any name.
+  EXPECT_EQ(e.enrol_with(*old_key, "debugger-1", b("r3"), nullptr).code(), status_code::revoked_key);
+  const secret_bytes elsewhere = e.issue_token("debugger-2", "DEBUGGER");
+  EXPECT_EQ(e.enrol_with(*old_key, "debugger-2", b("r4"), &elsewhere).code(), status_code::revoked_key);
 }
 
 // Revocation is by key: a revoked key is refused under a new name and another role,
@@ -616,7 +642,8 @@ TEST(Enrolment, OpenAndPinnedRoles) {
   text.replace(text.find("[roles.DEBUGGER]"), 16, "[roles.DEBUGGER]\nenrolment = \"pinned\"");
   text += "\n[roles.SANDBOX]\nsuite = \"ecdsa-p256-sha256\"\nallow_software = true\n"
           "assurance = [\"tpm\", \"tpm-batch\", \"software\"]\nenrolment = \"open\"\n"
-          "\n[agents.dbg-1]\nrole = \"DEBUGGER\"\nfingerprint = \"" + pinned_key->public_key().fingerprint_hex() + "\"\n";
+          "\n[agents.dbg-1]\nrole = \"DEBUGGER\"\nfingerprint = \"" +
+          pinned_key->public_key().fingerprint_hex() + "\"\n";
   e.pol = policy::parse(text, "test");  // the parts hold a reference to e.pol
   EXPECT_TRUE(e.enrol_with(*pinned_key, "dbg-1", b("r1"), nullptr).ok());
   auto other = e.agent_key("dbg-1-x", "DEBUGGER");

@@ -102,6 +102,16 @@ TEST_F(AttestedEnrolment, WhatCannotProveItsKeysIsNotAttested) {
       << "the stolen evidence certifies another key";
 }
 
+// A key the registry knows as attested does not come back without its evidence (a
+// way round an EK revocation, or to declare other TPM facts).
+TEST_F(AttestedEnrolment, AnAttestedKeyCannotEnrolWithoutItsEvidence) {
+  std::shared_ptr<identity_key> real = director_id_.key;
+  auto director = testing::enrol_identity(*broker_, std::move(director_id_), "director-1", {}, pol_);  // keeps its swtpm
+  testing::test_identity stripped;
+  stripped.key = std::make_shared<testing::claiming_identity>(real, real->metadata());  // same key, no evidence
+  EXPECT_EQ(refusal(std::move(stripped), "director-1"), status_code::not_attested);
+}
+
 TEST_F(AttestedEnrolment, ARevokedEndorsementKeyRefusesEveryKeyOfItsTpm) {
   auto director = testing::enrol_identity(*broker_, std::move(director_id_), "director-1", {}, pol_);
   const std::string ek = show("director-1")["agent"]["attestation"]["ek_fingerprint"];
@@ -109,6 +119,7 @@ TEST_F(AttestedEnrolment, ARevokedEndorsementKeyRefusesEveryKeyOfItsTpm) {
                      .signed_request({{"op", "revoke_key"}, {"fingerprint", ek}, {"reason", "TPM stolen"}},
                                      broker_->operator_key(), broker_process::kOperatorName);
   ASSERT_TRUE(revoked.ok()) << revoked.error().to_string();
+  EXPECT_EQ((*revoked)["revoked_agents"], json::array({"director-1"})) << "the agents on that TPM are revoked with it";
   // Another key on the same TPM, under a new name, with a valid token.
   auto same_tpm = identity_key::create_tpm(dir_.path() / "second", "DIRECTOR", *pol_->suite_for("DIRECTOR"),
                                            director.id.tpm);

@@ -256,6 +256,9 @@ TEST_F(RegistryTest, EnrolConsumesItsTokenOnceAndAtomically) {
   b.fingerprint = std::string(64, 'f');
   EXPECT_TRUE(r.enrol(b, std::string_view(for_key))) << "the key it was bound to";
   EXPECT_EQ(r.find_agent("monitor-1")->fingerprint, std::string(64, 'f'));
+  auto superseded = r.find_revoked_key(a.fingerprint);
+  ASSERT_TRUE(superseded) << "the key the name left behind is revoked";
+  EXPECT_EQ(superseded->reason, "superseded by " + std::string(16, 'f'));
 
   EXPECT_FALSE(r.delete_token(for_key.substr(0, 16))) << "used tokens stay as a record";
   EXPECT_TRUE(r.delete_token(for_other_name.substr(0, 16)));

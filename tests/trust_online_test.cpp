@@ -26,6 +26,10 @@ class TrustOnline : public ::testing::Test {
     // An operator key (software identity) listed in the broker's policy.
     op_ = testing::make_identity(dir_.path() / "operator", "DEBUGGER", /*software=*/true);
     std::string pol = testing::read_text(testing::source_dir() / "config" / "policy.toml");
+    // MONITOR enrols first-come here: the approve flow is for open roles (token roles
+    // rotate by token, and record no pending key).
+    const std::string monitor = "[roles.MONITOR]\n";
+    pol.replace(pol.find(monitor), monitor.size(), monitor + "enrolment = \"open\"\n");
     pol += "\n[operators.ops]\nfingerprint = \"" + op_.key->metadata().fingerprint + "\"\n";
     testing::write_text(dir_.path() / "policy.toml", pol);
     policy_ = std::make_shared<policy>(policy::load_file(dir_.path() / "policy.toml"));

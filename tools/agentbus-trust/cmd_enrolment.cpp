@@ -119,7 +119,9 @@ void add_token_create(CLI::App* token, const global_options& global, int* result
     bundle << "token = " << toml_string(r.at("token").get<std::string>()) << "\n"
            << "expires_at_unix_ms = " << rec.value("expires_at", std::int64_t{0}) << "\n";
     if (opts->op.json) {
-      std::cout << r.dump(2) << "\n";
+      nlohmann::json shown = r;
+      if (out) shown["token"] = "(written to " + opts->out + ")";  // one copy of the secret, in the 0600 file
+      std::cout << shown.dump(2) << "\n";
     } else if (opts->out.empty()) {
       std::cout << bundle.str();
     }

@@ -1,5 +1,7 @@
 #include "attestation/evidence.hpp"
 
+#include <openssl/crypto.h>
+
 #include "session/handshake.hpp"
 #include "tpm/attestation.hpp"
 
@@ -38,6 +40,8 @@ result<attested_key> check_evidence(const policy& pol, byte_view evidence, const
       !st)
     return status{st.code(), "identity key: " + st.detail()};
   attested_key out;
+  if (!static_ecdh && !ev->ecdh_public.empty())
+    return status{status_code::not_attested, "an ECDH certification for a HELLO without a static ECDH key"};
   if (static_ecdh) {
     if (ev->ecdh_public.empty())
       return status{status_code::not_attested, "the static ECDH key is not certified"};
@@ -58,6 +62,7 @@ result<attested_key> check_evidence(const policy& pol, byte_view evidence, const
   out.credential = cred->id_object;
   out.credential.insert(out.credential.end(), cred->encrypted_secret.begin(), cred->encrypted_secret.end());
   out.secret = secret_bytes(secret.data(), secret.size());
+  OPENSSL_cleanse(const_cast<std::uint8_t*>(secret.data()), secret.size());
   return out;
 }
 

@@ -218,7 +218,11 @@ status broker_link::handshake() {
   if (!cv_.wait_until(lock, deadline, [&] { return stopping_ || outcome_; }))
     return {status_code::timeout, "no WELCOME from the broker"};
   if (stopping_) return {status_code::timeout, "agent stopping"};
-  if (outcome_->ok()) last_enrol_ = steady::now();
+  if (outcome_->ok()) {
+    last_enrol_ = steady::now();
+    // The broker spent the token (or needed none): it is not sent again.
+    token_.reset();
+  }
   return *outcome_;
 }
 

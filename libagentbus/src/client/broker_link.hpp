@@ -93,7 +93,7 @@ class broker_link final : public session::hop_receiver {
   void submit(job j);
 
   const agent_options& opts_;
-  std::optional<secret_bytes> token_;  // opts_.enrolment_token, decoded
+  std::optional<secret_bytes> token_;  // opts_.enrolment_token, decoded; worker thread; dropped once enrolled
   identity_key& key_;
   const suite suite_;
   outbound_queue& out_;

@@ -6,6 +6,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
 #include <cstring>
 
@@ -116,6 +117,21 @@ result<verified_endorsement> verify_endorsement(byte_view certificate_der, byte_
   if (X509_verify_cert(ctx.get()) != 1)
     return refuse(std::string("the EK certificate does not chain to a trusted EK CA: ") +
                   X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get())));
+  // An EK certificate, not any certificate the CA issued: not a CA, and when it names
+  // extended key usages, tcg-kp-EKCertificate (2.23.133.8.1) among them.
+  if (X509_check_ca(cert.get()) != 0) return refuse("the EK certificate is a CA certificate");
+  if (X509_get_extension_flags(cert.get()) & EXFLAG_XKUSAGE) {
+    bool ek_usage = false;
+    if (auto* ekus = static_cast<EXTENDED_KEY_USAGE*>(X509_get_ext_d2i(cert.get(), NID_ext_key_usage, nullptr, nullptr))) {
+      for (int i = 0; i < sk_ASN1_OBJECT_num(ekus); ++i) {
+        char oid[64] = {0};
+        OBJ_obj2txt(oid, sizeof oid, sk_ASN1_OBJECT_value(ekus, i), 1);
+        if (std::string_view(oid) == "2.23.133.8.1") ek_usage = true;
+      }
+      EXTENDED_KEY_USAGE_free(ekus);
+    }
+    if (!ek_usage) return refuse("the certificate's extended key usage is not tcg-kp-EKCertificate");
+  }
 
   // The EK public area: the profile's RSA-2048 storage key, whose parameters make_credential assumes.
   auto pub = parse_public(ek_tpm2b_public);
