@@ -230,13 +230,13 @@ demo_policy="$state/policy.toml"
 # The demo's policy: the shipped one, plus its operator, its EK CA, and attestation
 # required of every TPM role (DEBUGGER, which may use software keys, excepted).
 {
-  sed -e 's/^enrolment = "token"$/enrolment = "token"\nrequire_attestation = true/' \
+  sed -e 's/^require_attestation = false$/require_attestation = true/' \
       -e 's/^\[roles.DEBUGGER\]$/[roles.DEBUGGER]\nrequire_attestation = false/' "$policy"
   printf '\n# added by scripts/bus-demo.sh\n[operators.demo-operator]\nfingerprint = "%s"\n' "$operator_fp"
   printf '\n[attestation.ek_ca.demo-ca]\nroot = "%s"\nintermediates = ["%s"]\nsimulator = true\n' \
     "$state/ek-ca/swtpm-localca-rootca-cert.pem" "$state/ek-ca/issuercert.pem"
 } >"$demo_policy"
-grep -q '^require_attestation = true$' "$demo_policy" || die "the policy $policy has no [defaults] enrolment line to extend"
+grep -q '^require_attestation = true$' "$demo_policy" || die "the policy $policy has no [defaults] require_attestation line to turn on"
 echo "   demo-operator fingerprint ${operator_fp:0:16}, policy $demo_policy (EK CA $state/ek-ca, attestation required)"
 
 echo "-- starting agentbus-broker on $endpoint"

@@ -785,3 +785,83 @@ TEST(PolicyValidation, LoadFileNamesThePathInErrors) {
 
 }  // namespace
 }  // namespace agentbus
+
+namespace agentbus {
+namespace {
+
+// ---------------------------------------------------------------------------
+// Enrolment modes, revoked keys and attestation (issue 11).
+// ---------------------------------------------------------------------------
+
+TEST(EnrolmentPolicy, RolesEnrolByTokenUnlessTheySayOtherwise) {
+  policy p = policy::parse(kMinimal, "test.toml");
+  EXPECT_EQ(p.find_role("MONITOR")->enrolment, enrolment_mode::token) << "fail closed: no name is first-come";
+  EXPECT_FALSE(p.find_role("MONITOR")->require_attestation);
+  for (const auto& r : shipped().roles()) {
+    EXPECT_EQ(r.enrolment, enrolment_mode::token) << r.name;
+    EXPECT_FALSE(r.require_attestation) << r.name << ": the shipped file trusts no EK CA";
+  }
+  policy open = policy::parse(edit(kMinimal, "suite = \"s1\"\n", "suite = \"s1\"\nenrolment = \"open\"\n"), "test.toml");
+  EXPECT_EQ(open.find_role("MONITOR")->enrolment, enrolment_mode::open);
+  expect_policy_error(edit(kMinimal, "suite = \"s1\"\n", "suite = \"s1\"\nenrolment = \"first-come\"\n"),
+                      "roles.MONITOR.enrolment", "must be \"pinned\", \"token\" or \"open\"");
+  // A pinned role's pin must name a key.
+  const std::string pinned = edit(kMinimal, "suite = \"s1\"\n", "suite = \"s1\"\nenrolment = \"pinned\"\n");
+  expect_policy_error(pinned + "\n[agents.m1]\nrole = \"MONITOR\"\n", "agents.m1.fingerprint", "missing");
+  policy ok = policy::parse(pinned + "\n[agents.m1]\nrole = \"MONITOR\"\nfingerprint = \"" + std::string(64, 'A') + "\"\n",
+                            "test.toml");
+  EXPECT_EQ(ok.find_pin("m1")->fingerprint, std::string(64, 'a'));
+}
+
+TEST(EnrolmentPolicy, RevokedKeysAreFingerprints) {
+  policy p = policy::parse(std::string(kMinimal) + "", "test.toml");
+  EXPECT_FALSE(p.is_key_revoked(std::string(64, 'b')));
+  std::string text(kMinimal);
+  text.insert(text.find("\n[suites"), "\nrevoked_keys = [\"" + std::string(64, 'B') + "\"]");
+  policy r = policy::parse(text, "test.toml");
+  EXPECT_TRUE(r.is_key_revoked(std::string(64, 'b'))) << "compared as lower case";
+  std::string bad(kMinimal);
+  bad.insert(bad.find("\n[suites"), "\nrevoked_keys = [\"abc\"]");
+  expect_policy_error(bad, "revoked_keys", "is not 64 hex digits");
+}
+
+TEST(EnrolmentPolicy, AttestationNeedsATrustedEkCaReadFromFiles) {
+  const std::string requiring = edit(kMinimal, "suite = \"s1\"\n", "suite = \"s1\"\nrequire_attestation = true\n");
+  expect_policy_error(requiring, "roles.MONITOR.require_attestation", "no [attestation.ek_ca.<name>] is trusted");
+  // A CA whose root is read relative to the policy file.
+  const fs::path dir = fs::temp_directory_path() / ("agentbus-policy-test-" + std::to_string(::getpid()));
+  fs::create_directories(dir / "ek-ca");
+  {
+    std::ofstream(dir / "ek-ca" / "root.pem") << read_text(AGENTBUS_SOURCE_DIR "/schemas/vectors/keys/p256.pub.pem");
+  }
+  {
+    std::ofstream(dir / "policy.toml") << requiring << "\n[attestation.ek_ca.vendor]\nroot = \"ek-ca/root.pem\"\n";
+  }
+  try {
+    (void)policy::load_file(dir / "policy.toml");
+    ADD_FAILURE() << "a public key was taken for a certificate";
+  } catch (const policy_error& e) {
+    EXPECT_EQ(e.field(), "attestation.ek_ca.vendor.root");
+    EXPECT_NE(std::string(e.what()).find("is not a PEM certificate"), std::string::npos) << e.what();
+  }
+  // A real certificate (generated here with the openssl command line).
+  ASSERT_EQ(std::system(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=test-ek-ca -days 1"
+                         " -keyout " + (dir / "ek-ca" / "key.pem").string() + " -out " + (dir / "ek-ca" / "root.pem").string() +
+                         " >/dev/null 2>&1")
+                            .c_str()),
+            0);
+  policy p = policy::load_file(dir / "policy.toml");
+  ASSERT_EQ(p.ek_cas().size(), 1u);
+  EXPECT_EQ(p.ek_cas()[0].name, "vendor");
+  EXPECT_FALSE(p.ek_cas()[0].simulator);
+  EXPECT_NE(p.ek_cas()[0].root_pem.find("BEGIN CERTIFICATE"), std::string::npos);
+  EXPECT_TRUE(p.find_role("MONITOR")->require_attestation);
+  {
+    std::ofstream(dir / "policy.toml") << requiring << "\n[attestation.ek_ca.vendor]\nroot = \"ek-ca/missing.pem\"\n";
+  }
+  EXPECT_THROW((void)policy::load_file(dir / "policy.toml"), policy_error);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace agentbus
