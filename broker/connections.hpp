@@ -45,6 +45,7 @@ struct known_agent {
   protection key_protection = protection::tpm;
   bool tpm_simulator = false;
   std::string tpm_manufacturer;
+  bytes evidence;                   // HELLO's TPM evidence when it held (handed to peers with the key)
   session::replay_window window;
   std::uint64_t ctrl_out = 1;       // never reset while the broker runs
   connection* conn = nullptr;       // set while online

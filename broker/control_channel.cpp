@@ -110,6 +110,7 @@ void control_channel::peer_lookup(known_agent& a, const std::string& name) {
     p.tpm_manufacturer = peer->tpm_manufacturer;
     p.tpm_simulator = peer->tpm_simulator;
     p.identity_der = peer->key->der();
+    p.evidence = peer->evidence;
   }
   out_.control(a, p);
 }

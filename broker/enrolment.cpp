@@ -307,6 +307,7 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
   a.key_id = p.agent_key->fingerprint();
   a.key_protection = p.hello.key_protection;
   a.tpm_simulator = rec.tpm_simulator;
+  a.evidence = p.attested ? p.hello.evidence : bytes{};
   a.tpm_manufacturer = p.hello.tpm_manufacturer;
   // A re-enrolment on the same connection is its hop rekey: the connection (its
   // subscriptions) stays, and the previous agent→broker key stays valid for the

@@ -24,7 +24,7 @@ using namespace std::chrono_literals;
 // ---------------------------------------------------------------- peer directory
 
 control::peer_answer known(const std::string& name, const std::string& role, const crypto::public_key& key) {
-  return {name, control::peer_state::known, role, "", protection::tpm, "IBM", false, key.der()};
+  return {name, control::peer_state::known, role, "", protection::tpm, "IBM", false, key.der(), {}};
 }
 
 struct directory_bench {

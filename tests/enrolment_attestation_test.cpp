@@ -102,6 +102,38 @@ TEST_F(AttestedEnrolment, WhatCannotProveItsKeysIsNotAttested) {
       << "the stolen evidence certifies another key";
 }
 
+// Receivers never take the broker's word: the evidence the broker hands out with a
+// key is checked under the receiver's own policy. A receiver that trusts another EK
+// CA refuses the director the broker admitted (not_attested); one that trusts the
+// same CA accepts it.
+TEST_F(AttestedEnrolment, ReceiversCheckTheEvidenceUnderTheirOwnPolicy) {
+  auto director = testing::enrol_identity(*broker_, std::move(director_id_), "director-1", {}, pol_);
+  // Another manufacturer's CA, made by provisioning a TPM under it.
+  testing::make_identity(dir_.path() / "elsewhere", "MONITOR", false, *pol_, dir_.path() / "other-ca");
+  auto receiver_policy = [&](const fs::path& ca_dir, const std::string& file) {
+    std::string text = testing::read_text(testing::source_dir() / "config" / "policy.toml");
+    const std::string role = "[roles.DIRECTOR]\n";
+    text.replace(text.find(role), role.size(), role + "require_attestation = true\n");
+    text += "\n[attestation.ek_ca.mine]\nroot = \"" + (ca_dir / "swtpm-localca-rootca-cert.pem").string() +
+            "\"\nintermediates = [\"" + (ca_dir / "issuercert.pem").string() + "\"]\nsimulator = true\n";
+    testing::write_text(dir_.path() / file, text);
+    return std::make_shared<policy>(policy::load_file(dir_.path() / file));
+  };
+  auto trusting = testing::connect_agent(*broker_, dir_.path(), "monitor-1", "MONITOR", false, {},
+                                         receiver_policy(ca(), "same-ca.toml"));
+  auto sceptic = testing::connect_agent(*broker_, dir_.path(), "monitor-2", "MONITOR", false, {},
+                                        receiver_policy(dir_.path() / "other-ca", "other-ca.toml"));
+  testing::inbox t, s;
+  t.attach(*trusting.client);
+  s.attach(*sceptic.client);
+  ASSERT_TRUE(director->send("monitor-1", "text/plain", as_bytes(std::string_view("to the trusting one"))).ok());
+  // The sceptic refuses the director's session offer: no session, the send fails.
+  EXPECT_FALSE(director->send("monitor-2", "text/plain", as_bytes(std::string_view("to the sceptic"))).ok());
+  EXPECT_TRUE(testing::wait_until([&] { return t.count() == 1; })) << t.describe();
+  EXPECT_TRUE(testing::wait_until([&] { return s.has_rejection(status_code::not_attested, "receiver"); })) << s.describe();
+  EXPECT_EQ(s.count(), 0u);
+}
+
 // A key the registry knows as attested does not come back without its evidence (a
 // way round an EK revocation, or to declare other TPM facts).
 TEST_F(AttestedEnrolment, AnAttestedKeyCannotEnrolWithoutItsEvidence) {

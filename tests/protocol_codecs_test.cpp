@@ -124,11 +124,16 @@ TEST(ControlCodecs, EveryAnswerRoundTrips) {
   EXPECT_EQ(s.outcome.detail(), "no");
   EXPECT_TRUE(round_trip_answer<control::subscribed>(control::subscribed{"t", {}}).outcome.ok());
   control::peer_answer known{"monitor-1", control::peer_state::known, "MONITOR", "ecdsa-p256-sha256", protection::tpm,
-                             "IBM", true, bytes(91, 1)};
+                             "IBM", true, bytes(91, 1), {}};
   auto k = round_trip_answer<control::peer_answer>(known);
   EXPECT_EQ(k.state, control::peer_state::known);
   EXPECT_EQ(k.identity_der, known.identity_der);
+  EXPECT_TRUE(k.evidence.empty());
   EXPECT_TRUE(k.tpm_simulator);
+  known.evidence = bytes(3000, 7);  // the key, then the evidence, in one blob
+  auto ke = round_trip_answer<control::peer_answer>(known);
+  EXPECT_EQ(ke.identity_der, known.identity_der);
+  EXPECT_EQ(ke.evidence, known.evidence);
   EXPECT_EQ(round_trip_answer<control::peer_answer>(peer_in_state(control::peer_state::unknown)).state,
             control::peer_state::unknown);
   EXPECT_EQ(round_trip_answer<control::peer_answer>(peer_in_state(control::peer_state::revoked)).state,

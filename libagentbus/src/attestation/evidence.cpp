@@ -15,12 +15,17 @@ std::string attested_key::summary() const {
          " (fixedTPM,fixedParent,sensitiveDataOrigin)";
 }
 
-result<attested_key> check_evidence(const policy& pol, byte_view evidence, const crypto::public_key& identity,
-                                    const std::optional<crypto::public_key>& static_ecdh) {
+namespace {
+
+// verify_chain_and_identity: the checks a broker and a receiver share (§3.9 steps 1-4
+// for the identity key); fills out's CA, EK and AK fields.
+result<session::evidence_msg> verify_chain_and_identity(const policy& pol, byte_view evidence,
+                                                        const crypto::public_key& identity, attested_key& out,
+                                                        std::optional<att::verified_endorsement>& ek,
+                                                        std::optional<att::attestation_key>& ak) {
   auto ev = session::decode_evidence(evidence);
   if (!ev) return status{ev.error().code(), "evidence: " + ev.error().detail()};
   if (pol.ek_cas().empty()) return status{status_code::not_attested, "the policy trusts no EK CA"};
-  std::optional<att::verified_endorsement> ek;
   const ek_ca* vouching = nullptr;
   status last;
   for (const ek_ca& ca : pol.ek_cas()) {
@@ -33,13 +38,39 @@ result<attested_key> check_evidence(const policy& pol, byte_view evidence, const
     last = v.error();
   }
   if (!ek) return last;
-  auto ak = att::check_attestation_key(ev->ak_public);
-  if (!ak) return ak.error();
+  auto k = att::check_attestation_key(ev->ak_public);
+  if (!k) return k.error();
+  ak = std::move(k).value();
   if (status st = att::verify_certification(*ak, ev->identity_attest, ev->identity_signature, {}, ev->identity_public,
                                             att::certified_use::signing, identity);
       !st)
     return status{st.code(), "identity key: " + st.detail()};
+  out.ek_ca = vouching->name;
+  out.simulator = vouching->simulator;
+  out.ek_issuer = ek->issuer;
+  out.ek_fingerprint = ek->ek.fingerprint_hex();
+  out.ak_name = to_hex(ak->name);
+  return std::move(ev).value();
+}
+
+}  // namespace
+
+result<attested_key> check_peer_evidence(const policy& pol, byte_view evidence, const crypto::public_key& identity) {
   attested_key out;
+  std::optional<att::verified_endorsement> ek;
+  std::optional<att::attestation_key> ak;
+  auto ev = verify_chain_and_identity(pol, evidence, identity, out, ek, ak);
+  if (!ev) return ev.error();
+  return out;
+}
+
+result<attested_key> check_evidence(const policy& pol, byte_view evidence, const crypto::public_key& identity,
+                                    const std::optional<crypto::public_key>& static_ecdh) {
+  attested_key out;
+  std::optional<att::verified_endorsement> ek;
+  std::optional<att::attestation_key> ak;
+  auto ev = verify_chain_and_identity(pol, evidence, identity, out, ek, ak);
+  if (!ev) return ev.error();
   if (!static_ecdh && !ev->ecdh_public.empty())
     return status{status_code::not_attested, "an ECDH certification for a HELLO without a static ECDH key"};
   if (static_ecdh) {
@@ -54,11 +85,6 @@ result<attested_key> check_evidence(const policy& pol, byte_view evidence, const
   const bytes secret = crypto::random_bytes(32);
   auto cred = att::make_credential(ek->ek, ak->name, secret);
   if (!cred) return cred.error();
-  out.ek_ca = vouching->name;
-  out.simulator = vouching->simulator;
-  out.ek_issuer = ek->issuer;
-  out.ek_fingerprint = ek->ek.fingerprint_hex();
-  out.ak_name = to_hex(ak->name);
   out.credential = cred->id_object;
   out.credential.insert(out.credential.end(), cred->encrypted_secret.begin(), cred->encrypted_secret.end());
   out.secret = secret_bytes(secret.data(), secret.size());

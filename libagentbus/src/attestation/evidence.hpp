@@ -39,4 +39,11 @@ struct attested_key {
 result<attested_key> check_evidence(const policy& pol, byte_view evidence, const crypto::public_key& identity,
                                     const std::optional<crypto::public_key>& static_ecdh);
 
+// check_peer_evidence is a receiver's check of the evidence the broker hands out with
+// a peer's key: the same certificate, AK and identity-key checks under the
+// receiver's own policy, without a credential (a receiver has no round trip with the
+// peer's TPM: that the AK sits next to the EK rests on the broker's activation, see
+// schemas/protocol.md §6). Returns the vouching CA's name and simulator flag.
+result<attested_key> check_peer_evidence(const policy& pol, byte_view evidence, const crypto::public_key& identity);
+
 }  // namespace agentbus::attestation

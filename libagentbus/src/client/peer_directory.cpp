@@ -1,5 +1,7 @@
 #include "client/peer_directory.hpp"
 
+#include "attestation/evidence.hpp"
+
 namespace agentbus::client {
 
 peer_directory::check_result peer_directory::check(std::string_view name) {
@@ -79,6 +81,16 @@ void peer_directory::on_answer(const session::control::peer_answer& a) {
       problem = status(status_code::key_changed, "broker's key or role for " + name + " contradicts the policy pin");
     else if (pol_.is_revoked(name))
       problem = status(status_code::revoked_agent, name + " is revoked by the policy");
+    else if (pol_.is_key_revoked(key->fingerprint_hex()))
+      problem = status(status_code::revoked_key, name + "'s key is revoked by the policy");
+    else if (const role_policy* r = pol_.find_role(a.role); r != nullptr && r->require_attestation) {
+      // Our own policy, not the broker's word: the evidence must chain to a CA *we*
+      // trust and certify this very key (schemas/protocol.md §6).
+      if (a.evidence.empty())
+        problem = status(status_code::not_attested, name + "'s role requires attestation and the broker gave no evidence");
+      else if (auto checked = attestation::check_peer_evidence(pol_, a.evidence, *key); !checked)
+        problem = status(status_code::not_attested, name + ": " + checked.error().detail());
+    }
     if (!problem.ok()) {
       fail(name, std::move(problem), now);
     } else {

@@ -93,10 +93,14 @@ bytes encode(std::uint64_t seq, const answer& a) {
               case peer_state::revoked: return generic(seq, op, {m.name, "revoked"}, {}, 2);
               case peer_state::known: break;
             }
+            // blob: u16be(len(identity DER)) || identity DER || evidence (protocol.md §5.1).
+            bytes blob{static_cast<std::uint8_t>(m.identity_der.size() >> 8), static_cast<std::uint8_t>(m.identity_der.size())};
+            blob.insert(blob.end(), m.identity_der.begin(), m.identity_der.end());
+            blob.insert(blob.end(), m.evidence.begin(), m.evidence.end());
             return generic(seq, op,
                            {m.name, m.role, m.suite, std::string(protection_name(m.key_protection)), m.tpm_manufacturer,
                             m.tpm_simulator ? "1" : "0"},
-                           m.identity_der, 0);
+                           blob, 0);
           },
           [&](const members& m) {
             std::vector<std::string> strings{m.topic};
@@ -146,7 +150,11 @@ result<sequenced<answer>> decode_answer(byte_view body) {
     } else if (m->number == 0 && shape(*m, 6, true, false) && !m->blob.empty() && (s[5] == "0" || s[5] == "1")) {
       auto prot = parse_protection(s[3]);
       if (!prot) return wrong_shape(op);
-      p = peer_answer{s[0], peer_state::known, s[1], s[2], *prot, s[4], s[5] == "1", m->blob};
+      const std::size_t der_len = m->blob.size() >= 2 ? (std::size_t{m->blob[0]} << 8 | m->blob[1]) : 0;
+      if (der_len == 0 || 2 + der_len > m->blob.size()) return wrong_shape(op);
+      p = peer_answer{s[0], peer_state::known, s[1], s[2], *prot, s[4], s[5] == "1",
+                      bytes(m->blob.begin() + 2, m->blob.begin() + 2 + static_cast<std::ptrdiff_t>(der_len)),
+                      bytes(m->blob.begin() + 2 + static_cast<std::ptrdiff_t>(der_len), m->blob.end())};
     } else {
       return wrong_shape(op);
     }

@@ -52,6 +52,7 @@ struct peer_answer {
   std::string tpm_manufacturer;
   bool tpm_simulator = false;
   bytes identity_der;
+  bytes evidence;            // the TPM evidence the peer enrolled with (protocol.md §3.9), or empty
 };
 struct members {
   std::string topic;
