@@ -102,6 +102,10 @@ void control_channel::peer_lookup(known_agent& a, const std::string& name) {
     p.state = control::peer_state::unknown;
   } else if (auto rec = reg_.find_agent(name); rec && rec->revoked) {
     p.state = control::peer_state::revoked;
+  } else if (reg_.find_revoked_key(peer->key->fingerprint_hex()) || (rec && rec->fingerprint != peer->key->fingerprint_hex())) {
+    // The live entry still holds a key the name left behind (an approval, a WELCOME
+    // that never left): not handed out; the agent re-enrols with its new key.
+    p.state = control::peer_state::unknown;
   } else {
     p.state = control::peer_state::known;
     p.role = peer->role;

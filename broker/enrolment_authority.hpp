@@ -48,8 +48,8 @@ class enrolment_authority {
   // enrolment = "pinned": not_authorised (no pin) and key_changed (another key).
   status screen(const candidate& c) const;
   // screen_endorsement: revoked_key when the TPM's EK (hex SHA-256 of its DER public
-  // key) is revoked (policy revoked_keys, registry revoked_keys): every key of that
-  // TPM is refused.
+  // key) is revoked (policy revoked_keys, registry revoked_keys): every key that
+  // presents that TPM's evidence is refused.
   status screen_endorsement(const std::string& ek_fingerprint) const;
   // screen_attestation (after the evidence was checked, and again at PROOF): the
   // TPM's EK (c.ek_fingerprint, or the one the registry recorded for this key) is not

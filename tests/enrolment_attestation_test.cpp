@@ -102,18 +102,20 @@ TEST_F(AttestedEnrolment, WhatCannotProveItsKeysIsNotAttested) {
       << "the stolen evidence certifies another key";
 }
 
-// Receivers never take the broker's word: the evidence the broker hands out with a
-// key is checked under the receiver's own policy. A receiver that trusts another EK
-// CA refuses the director the broker admitted (not_attested); one that trusts the
-// same CA accepts it.
+// Receivers check the evidence the broker hands out with a key under their own
+// policy (the AK–EK binding still rests on the broker's activation: protocol.md §6).
+// A receiver that trusts another EK CA refuses the director the broker admitted
+// (not_attested), one whose policy refuses simulators refuses it for its CA's
+// simulator flag, and one that trusts the same CA accepts it.
 TEST_F(AttestedEnrolment, ReceiversCheckTheEvidenceUnderTheirOwnPolicy) {
   auto director = testing::enrol_identity(*broker_, std::move(director_id_), "director-1", {}, pol_);
   // Another manufacturer's CA, made by provisioning a TPM under it.
   testing::make_identity(dir_.path() / "elsewhere", "MONITOR", false, *pol_, dir_.path() / "other-ca");
-  auto receiver_policy = [&](const fs::path& ca_dir, const std::string& file) {
+  auto receiver_policy = [&](const fs::path& ca_dir, const std::string& file, bool allow_simulator = true) {
     std::string text = testing::read_text(testing::source_dir() / "config" / "policy.toml");
     const std::string role = "[roles.DIRECTOR]\n";
-    text.replace(text.find(role), role.size(), role + "require_attestation = true\n");
+    text.replace(text.find(role), role.size(),
+                 role + "require_attestation = true\n" + (allow_simulator ? "" : "allow_simulator = false\n"));
     text += "\n[attestation.ek_ca.mine]\nroot = \"" + (ca_dir / "swtpm-localca-rootca-cert.pem").string() +
             "\"\nintermediates = [\"" + (ca_dir / "issuercert.pem").string() + "\"]\nsimulator = true\n";
     testing::write_text(dir_.path() / file, text);
@@ -132,6 +134,13 @@ TEST_F(AttestedEnrolment, ReceiversCheckTheEvidenceUnderTheirOwnPolicy) {
   EXPECT_TRUE(testing::wait_until([&] { return t.count() == 1; })) << t.describe();
   EXPECT_TRUE(testing::wait_until([&] { return s.has_rejection(status_code::not_attested, "receiver"); })) << s.describe();
   EXPECT_EQ(s.count(), 0u);
+  auto strict = testing::connect_agent(*broker_, dir_.path(), "monitor-3", "MONITOR", false, {},
+                                       receiver_policy(ca(), "no-simulators.toml", false));
+  testing::inbox n;
+  n.attach(*strict.client);
+  EXPECT_FALSE(director->send("monitor-3", "text/plain", as_bytes(std::string_view("to the strict one"))).ok());
+  EXPECT_TRUE(testing::wait_until([&] { return n.has_rejection(status_code::simulator_refused, "receiver"); }))
+      << n.describe();
 }
 
 // A key the registry knows as attested does not come back without its evidence (a

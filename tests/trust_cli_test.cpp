@@ -145,9 +145,14 @@ TEST_F(TrustOffline, AgentsTableIsAlignedAndShowsProtectionAndRevocation) {
   EXPECT_EQ(column_value(r.output, "LAST-SEEN", "monitor-1"), "2023-11-14 22:14:20Z") << r.output;
   EXPECT_EQ(column_value(r.output, "REVOKED", "optimizer-1"), "REVOKED") << r.output;
   EXPECT_EQ(column_value(r.output, "REVOKED", "monitor-1"), "no") << r.output;
-  // The changed key awaiting approval is pointed out with the command that approves it.
-  EXPECT_NE(r.output.find("approve architect-1 --fingerprint " + fingerprint_of("architect-1 new key")), std::string::npos)
+  // The changed key awaiting approval is pointed out, with a warning instead of a ready
+  // approve command (anyone who reaches the broker can present a key).
+  EXPECT_NE(r.output.find("architect-1 presented a new key sha256:" + fingerprint_of("architect-1 new key")),
+            std::string::npos)
       << r.output;
+  EXPECT_NE(r.output.find("compare this fingerprint with the one its owner's agentbus-key printed"), std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("agentbus-trust approve architect-1"), std::string::npos) << r.output;
 }
 
 TEST_F(TrustOffline, AgentsJsonIsTheAdminResult) {

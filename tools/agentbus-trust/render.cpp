@@ -177,8 +177,9 @@ void print_agents(std::ostream& out, const nlohmann::json& agents, bool live) {
            flag(a, "revoked") ? "REVOKED" : "no"});
     if (!str(a, "pending_fingerprint").empty())
       pending.push_back(str(a, "name") + " presented a new key sha256:" + str(a, "pending_fingerprint") +
-                        "\n  (refused until approved: agentbus-trust approve " + str(a, "name") + " --fingerprint " +
-                        str(a, "pending_fingerprint") + " --operator-key DIR)");
+                        "\n  (refused; anyone who reaches the broker can present a key: compare this fingerprint with "
+                        "the one its owner's agentbus-key printed before you approve it; `agentbus-trust show " +
+                        str(a, "name") + "` says when and from where)");
   }
   if (t.empty()) {
     out << "no agents enrolled\n";

@@ -90,6 +90,10 @@ void peer_directory::on_answer(const session::control::peer_answer& a) {
         problem = status(status_code::not_attested, name + "'s role requires attestation and the broker gave no evidence");
       else if (auto checked = attestation::check_peer_evidence(pol_, a.evidence, *key); !checked)
         problem = status(status_code::not_attested, name + ": " + checked.error().detail());
+      else if (pol_.is_key_revoked(checked->ek_fingerprint))
+        problem = status(status_code::revoked_key, name + "'s TPM (its EK) is revoked by the policy");
+      else if (checked->simulator && !r->allow_simulator)
+        problem = status(status_code::simulator_refused, name + "'s TPM is a simulator (EK CA " + checked->ek_ca + ")");
     }
     if (!problem.ok()) {
       fail(name, std::move(problem), now);

@@ -181,6 +181,10 @@ result<challenge_msg> decode_challenge(byte_view in) {
   return m;
 }
 
+// A peer answer's blob holds a key and its evidence (control.cpp): within the control
+// blob limit below.
+static_assert(2 + kMaxKeyDer + kMaxEvidence <= 16 * 1024, "a peer answer must fit a control blob");
+
 bytes encode(const proof_msg& m) { return writer(3).bin(m.signature).bin(m.sealed_token).bin(m.activation).done(); }
 result<proof_msg> decode_proof(byte_view in) {
   proof_msg m;
