@@ -55,7 +55,10 @@ enrolment::~enrolment() = default;
 
 void enrolment::refuse(const bytes& route, const std::string& name, const status& why) {
   acct_.stats().increment("enrolments_total", status_code_name(why.code()));
-  acct_.refusal(name, why);
+  // The name is the peer's claim (any key can be made to prove possession): counted
+  // under one row per reason, the claimed name in the detail, so that a stream of
+  // invented names cannot grow the registry (issue 12, case 3).
+  acct_.refusal(std::string(kEnrolmentRefusals), {why.code(), "'" + name.substr(0, 64) + "': " + why.detail()});
   if (acct_.log_allowed("enrolment")) spdlog::warn("enrolment of '{}' refused: {}", name, why.to_string());
   out_.refused(route, why);
   pending_.erase(route);

@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string_view>
 
 #include "accounting.hpp"
 #include "agentbus/identity.hpp"
@@ -45,6 +46,10 @@ struct attested_key;
 namespace agentbus::broker {
 
 inline constexpr std::size_t kMaxPendingEnrolments = 1024;
+// kEnrolmentRefusals is the registry's refusal-counter name for every refused
+// enrolment: one row per reason whatever names peers claim (the latest claimed name
+// is in its last_detail).
+inline constexpr std::string_view kEnrolmentRefusals = "(enrolment)";
 inline constexpr std::chrono::seconds kEnrolmentTimeout{30};
 // kReHello: a new HELLO on a connection whose handshake is at least this old replaces
 // it (an agent that gave up waiting retries); a younger one is answered ERR
