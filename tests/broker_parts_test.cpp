@@ -5,6 +5,7 @@
 // ROUTER socket; the registry is a real SQLite file in a temporary directory.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <set>
@@ -297,6 +298,33 @@ TEST(ControlChannel, SubscriptionsFollowThePolicyAndWatchersHearOfThem) {
   EXPECT_EQ(p.nacks_to(d).back().reason.code(), status_code::replayed);
   p.agents.close(d);
   EXPECT_TRUE(p.subscriptions.subscribers("metrics/cpu").empty());
+}
+
+// Issue 12, case 7: 300,000 invented op names once made 300,000 control_total series
+// (+59 MiB). Control messages are typed now: an unknown op is refused invalid_field and
+// labels come from the fixed set, so the metrics text does not grow with what agents send.
+TEST(ControlChannel, InventedOpsAddNoMetricSeries) {
+  parts p;
+  known_agent& m = p.online("monitor-1", "MONITOR", 1);
+  const session::mac_key k = test_key(1);
+  auto send = [&](std::uint64_t seq, std::string op) {
+    session::ctrl_msg generic;
+    generic.seq = seq;
+    generic.op = std::move(op);
+    bytes body = session::encode(generic);
+    p.control.on_control(b("route-monitor-1"), std::vector<bytes>{k.session_id, body, session::ctrl_tag(k, body)});
+  };
+  auto series = [&] {
+    const std::string text = p.stats.to_prometheus_text();
+    return std::count(text.begin(), text.end(), '\n');
+  };
+  send(1, "op-0");
+  const auto series_after_one = series();
+  for (std::uint64_t i = 1; i < 2000; ++i) send(i + 1, "op-" + std::to_string(i));
+  EXPECT_EQ(series(), series_after_one) << "no series per invented op";
+  EXPECT_EQ(p.stats.value("control_refused_total", "invalid_field"), 2000u);
+  EXPECT_EQ(p.nacks_to(m).size(), 2000u) << "each refused, none dropped silently";
+  EXPECT_EQ(p.stats.to_prometheus_text().find("op-1"), std::string::npos);
 }
 
 TEST(ControlChannel, AControlMessageWithTheWrongShapeIsRefusedInvalidField) {
