@@ -265,8 +265,9 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
   w.confirm_tag = session::welcome_confirm_tag(keys, w.rekey_after_messages, w.rekey_after_seconds);
 
   // The registry row first (and the token consumed with it), committed before
-  // WELCOME: a pinned key survives kill -9.
-  const auto before = reg_.find_agent(name);
+  // WELCOME: a pinned key survives kill -9. `before`: the row authorise() decided on
+  // (the same event-loop turn: nothing changed it since).
+  const std::optional<agent_record>& before = auth.existing;
   agent_record rec;
   rec.name = name;
   rec.role = p.hello.role;
@@ -285,7 +286,6 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
   rec.enrolled_at = rec.last_seen = now_unix_ms();
   if (!reg_.enrol(rec, auth.token_hash))
     return refuse(route, name, {status_code::not_authorised, "the enrolment token was used by another enrolment meanwhile"});
-  const std::string p_fingerprint = rec.fingerprint;
   if (!before || before->fingerprint != rec.fingerprint)
     spdlog::warn("{} {} ({}) to key {} ({})", before ? "re-keyed" : "enrolled", name, rec.role, rec.fingerprint,
                  auth.reason);
@@ -319,7 +319,7 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
   c.hop.install(std::move(keys.send), std::move(keys.receive), std::chrono::seconds(cfg_.rekey_grace_seconds));
   pending_.erase(route);
   acct_.stats().increment("enrolments_total", "accepted");
-  if (!peers_key.empty() && peers_key != p_fingerprint) {
+  if (!peers_key.empty() && peers_key != rec.fingerprint) {
     // A new key for a known name (a token, the policy or an operator authorised it):
     // every online agent forgets the old key and its sessions with this agent, before
     // anything the agent sends under the new key reaches it (one ROUTER, in order).

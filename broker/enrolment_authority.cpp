@@ -14,7 +14,9 @@ std::string enrolment_authority::token_hash(byte_view token) {
   return to_hex(crypto::digest(hash_algorithm::sha256, token));
 }
 
-status enrolment_authority::screen(const candidate& c) const {
+status enrolment_authority::screen(const candidate& c) const { return screen(c, reg_.find_agent(c.name)); }
+
+status enrolment_authority::screen(const candidate& c, const std::optional<agent_record>& rec) const {
   if (pol_.is_revoked(c.name)) return {status_code::revoked_agent, c.name + " is revoked"};
   if (pol_.is_key_revoked(c.fingerprint))
     return {status_code::revoked_key, "key " + short_fp(c.fingerprint) + " is revoked (policy)"};
@@ -28,7 +30,7 @@ status enrolment_authority::screen(const candidate& c) const {
     return {status_code::key_changed, "key " + short_fp(c.fingerprint) + " is not the key pinned in the policy"};
   if (role->enrolment == enrolment_mode::pinned && (pin == nullptr || pin->fingerprint.empty()))
     return {status_code::not_authorised, "role " + c.role + " enrols by pin and the policy pins no key for " + c.name};
-  if (auto rec = reg_.find_agent(c.name)) {
+  if (rec) {
     if (rec->revoked) return {status_code::revoked_agent, c.name + " is revoked: " + rec->revoked_reason};
     if (rec->role != c.role) return {status_code::refused, c.name + " was enrolled as " + rec->role};
   }
@@ -44,9 +46,13 @@ status enrolment_authority::screen_endorsement(const std::string& ek_fingerprint
 }
 
 status enrolment_authority::screen_attestation(const candidate& c) const {
+  return screen_attestation(c, reg_.find_agent(c.name));
+}
+
+status enrolment_authority::screen_attestation(const candidate& c, const std::optional<agent_record>& rec) const {
   if (!c.ek_fingerprint.empty())
     if (status st = screen_endorsement(c.ek_fingerprint); !st) return st;
-  if (auto rec = reg_.find_agent(c.name); rec && rec->fingerprint == c.fingerprint && !rec->ek_fingerprint.empty()) {
+  if (rec && rec->fingerprint == c.fingerprint && !rec->ek_fingerprint.empty()) {
     if (status st = screen_endorsement(rec->ek_fingerprint); !st) return st;
     if (c.ek_fingerprint.empty())
       return {status_code::not_attested, c.name + "'s key was attested (EK CA " + rec->ek_ca +
@@ -57,8 +63,10 @@ status enrolment_authority::screen_attestation(const candidate& c) const {
 
 result<authorisation> enrolment_authority::authorise(const candidate& c, const std::optional<secret_bytes>& token,
                                                      std::int64_t now_ms) {
-  if (status st = screen(c); !st) return st;
-  if (status st = screen_attestation(c); !st) return st;
+  // One read of the name's row for every check below (and for the caller's commit).
+  const auto rec = reg_.find_agent(c.name);
+  if (status st = screen(c, rec); !st) return st;
+  if (status st = screen_attestation(c, rec); !st) return st;
   const role_policy& role = *pol_.find_role(c.role);
   // A valid token presented for this name, role and key is spent whatever else
   // authorises the enrolment, so that it cannot serve a second key later.
@@ -80,14 +88,13 @@ result<authorisation> enrolment_authority::authorise(const candidate& c, const s
   // The policy's own pin names this key (screen() refused any other): the operator's
   // word, whatever the registry remembers.
   if (const agent_pin* pin = pol_.find_pin(c.name); pin != nullptr && !pin->fingerprint.empty())
-    return authorisation{spend, "policy pin"};
-  const auto rec = reg_.find_agent(c.name);
-  if (rec && rec->fingerprint == c.fingerprint) return authorisation{spend, "pinned key"};
+    return authorisation{spend, "policy pin", rec};
+  if (rec && rec->fingerprint == c.fingerprint) return authorisation{spend, "pinned key", rec};
 
   status refusal;
-  if (role.enrolment == enrolment_mode::open && !rec) return authorisation{spend, "open role (first use)"};
+  if (role.enrolment == enrolment_mode::open && !rec) return authorisation{spend, "open role (first use)", rec};
   if (role.enrolment == enrolment_mode::token && token) {
-    if (spend) return authorisation{spend, "token " + spend->substr(0, 16)};
+    if (spend) return authorisation{spend, "token " + spend->substr(0, 16), rec};
     refusal = token_refusal;
   } else if (rec) {
     refusal = {status_code::key_changed, "key " + short_fp(c.fingerprint) + " differs from the key " + c.name +

@@ -38,6 +38,7 @@ struct candidate {
 struct authorisation {
   std::optional<std::string> token_hash;
   std::string reason;  // "pinned key", "policy pin", "token <id>", "open role (first use)"
+  std::optional<agent_record> existing;  // the name's registry row the decision read (none: a new name)
 };
 
 class enrolment_authority {
@@ -68,6 +69,10 @@ class enrolment_authority {
   static std::string token_hash(byte_view token);
 
  private:
+  // The checks over a registry row read once by the caller (`rec`: the name's row).
+  status screen(const candidate& c, const std::optional<agent_record>& rec) const;
+  status screen_attestation(const candidate& c, const std::optional<agent_record>& rec) const;
+
   const policy& pol_;
   registry& reg_;
 };
