@@ -1,7 +1,5 @@
 // agentbus-trust approve AGENT --fingerprint F — accept an agent's changed key
 // (operator-signed). The fingerprint must be the one the agent presented.
-#include <algorithm>
-#include <cctype>
 #include <iostream>
 
 #include "commands.hpp"
@@ -20,15 +18,11 @@ void add_approve_command(CLI::App& app, const global_options& global, int* resul
   cmd->add_option("AGENT", opts->agent, "Agent name")->required();
   cmd->add_option("--fingerprint", opts->fingerprint, "SHA-256 fingerprint (64 hex digits) of the new key")
       ->required()
-      ->check([](const std::string& f) {
-        bool ok = f.size() == 64 && std::all_of(f.begin(), f.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
-        return ok ? std::string() : std::string("must be 64 hex digits (the full SHA-256 fingerprint)");
-      });
+      ->check(check_fingerprint);
   add_operator_options(cmd, opts->op);
   cmd->footer(kExitCodesFooter);
   cmd->callback([&global, opts, result] {
-    std::string fp = opts->fingerprint;
-    std::transform(fp.begin(), fp.end(), fp.begin(), [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
+    const std::string fp = lower_hex(opts->fingerprint);
     auto r = send_operator_request(global, opts->op, {{"op", "approve"}, {"agent", opts->agent}, {"fingerprint", fp}});
     if (opts->op.json) std::cout << r.dump(2) << "\n";
     else std::cout << "approved the new key of " << opts->agent << " (sha256:" << fp.substr(0, 16) << "...) by operator "

@@ -8,8 +8,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <iostream>
@@ -23,16 +21,6 @@
 namespace agentbus::trust_tool {
 
 namespace {
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
-  return s;
-}
-
-std::string check_fingerprint(const std::string& f) {
-  bool ok = f.size() == 64 && std::all_of(f.begin(), f.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
-  return ok ? std::string() : std::string("must be 64 hex digits (the full SHA-256 fingerprint)");
-}
 
 // toml_string quotes a value for a TOML basic string (names and endpoints: no
 // control characters reach here, but quotes and backslashes might).
@@ -103,7 +91,7 @@ void add_token_create(CLI::App* token, const global_options& global, int* result
     std::optional<secret_file> out;
     if (!opts->out.empty()) out.emplace(opts->out);
     nlohmann::json inner{{"op", "token_create"}, {"agent", opts->agent}, {"role", opts->role}, {"ttl_seconds", opts->ttl}};
-    if (!opts->fingerprint.empty()) inner["fingerprint"] = lower(opts->fingerprint);
+    if (!opts->fingerprint.empty()) inner["fingerprint"] = lower_hex(opts->fingerprint);
     auto r = send_operator_request(global, opts->op, inner);
     const auto& broker = r.at("broker");
     const auto& rec = r.at("token_record");
@@ -187,9 +175,9 @@ void add_enrolment_commands(CLI::App& app, const global_options& global, int* re
     cmd->footer(kExitCodesFooter);
     cmd->callback([&global, opts, result] {
       auto r = send_operator_request(global, opts->op,
-                                     {{"op", "revoke_key"}, {"fingerprint", lower(opts->fingerprint)}, {"reason", opts->reason}});
+                                     {{"op", "revoke_key"}, {"fingerprint", lower_hex(opts->fingerprint)}, {"reason", opts->reason}});
       if (opts->op.json) std::cout << r.dump(2) << "\n";
-      else std::cout << "revoked key " << lower(opts->fingerprint).substr(0, 16) << "... (agents revoked with it: "
+      else std::cout << "revoked key " << lower_hex(opts->fingerprint).substr(0, 16) << "... (agents revoked with it: "
                      << r.at("revoked_agents").size() << ")\n";
       *result = kOk;
     });
@@ -209,7 +197,7 @@ void add_enrolment_commands(CLI::App& app, const global_options& global, int* re
     cmd->footer(kExitCodesFooter);
     cmd->callback([&global, opts, result] {
       auto r = send_operator_request(global, opts->op,
-                                     {{"op", "reject"}, {"agent", opts->agent}, {"fingerprint", lower(opts->fingerprint)}});
+                                     {{"op", "reject"}, {"agent", opts->agent}, {"fingerprint", lower_hex(opts->fingerprint)}});
       if (opts->op.json) std::cout << r.dump(2) << "\n";
       else std::cout << "discarded the pending key of " << opts->agent << "\n";
       *result = kOk;

@@ -1,6 +1,8 @@
 // operator_request.cpp — sign with the operator's identity and send to the broker.
 #include "operator_request.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 
 #include "admin_protocol.hpp"
@@ -9,6 +11,16 @@
 #include "source.hpp"
 
 namespace agentbus::trust_tool {
+
+std::string check_fingerprint(const std::string& f) {
+  bool ok = f.size() == 64 && std::all_of(f.begin(), f.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+  return ok ? std::string() : std::string("must be 64 hex digits (the full SHA-256 fingerprint)");
+}
+
+std::string lower_hex(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
+  return s;
+}
 
 void add_operator_options(CLI::App* cmd, operator_options& o) {
   cmd->add_option("--operator-key", o.key_dir,

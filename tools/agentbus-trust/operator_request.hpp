@@ -18,6 +18,11 @@ struct operator_options {
   bool json = false;
 };
 
+// check_fingerprint is the CLI11 validator of a fingerprint option (64 hex digits,
+// the full SHA-256); lower_hex puts one in the case the broker stores.
+std::string check_fingerprint(const std::string& f);
+std::string lower_hex(std::string s);
+
 // add_operator_options adds --operator-key, --operator, --tcti and --json to `cmd`.
 void add_operator_options(CLI::App* cmd, operator_options& o);
 
