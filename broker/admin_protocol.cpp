@@ -46,10 +46,27 @@ std::optional<std::string> string_field(const json& obj, const char* key) {
   return it->get<std::string>();
 }
 
+// fingerprint_field: obj["fingerprint"] in lower case when it is 64 hex digits (the
+// full SHA-256 of a DER public key); nullopt when missing or malformed.
+std::optional<std::string> fingerprint_field(const json& obj) {
+  auto fp = string_field(obj, "fingerprint");
+  if (!fp || fp->size() != 64 || !is_hex(*fp)) return std::nullopt;
+  return lower(*fp);
+}
+
 // A request names at most a short agent name; the caps keep a hostile request
 // from filling logs or the registry's detail fields.
 constexpr std::size_t kMaxNameBytes = 256;
 constexpr std::size_t kMaxReasonBytes = 1024;
+
+// reason_field: obj["reason"], non-empty and at most kMaxReasonBytes (`op` names the
+// request in the error).
+result<std::string> reason_field(const json& obj, const std::string& op) {
+  auto reason = string_field(obj, "reason");
+  if (!reason || reason->empty()) return status{status_code::malformed, op + " needs a non-empty string 'reason'"};
+  if (reason->size() > kMaxReasonBytes) return status{status_code::too_large, "reason exceeds 1024 bytes"};
+  return std::move(*reason);
+}
 
 // is_agent_name: schemas/envelope.md §6 (a token of at most 128 bytes): one or more of
 // [A-Za-z0-9._-], the first alphanumeric.
@@ -484,25 +501,24 @@ result<nlohmann::json> admin_handler::apply(const verified_request& req) {
   }
   status st;
   if (op == "revoke") {
-    auto reason = string_field(req.inner, "reason");
-    if (!reason || reason->empty()) return status{status_code::malformed, "revoke needs a non-empty string 'reason'"};
-    if (reason->size() > kMaxReasonBytes) return status{status_code::too_large, "reason exceeds 1024 bytes"};
+    auto reason = reason_field(req.inner, op);
+    if (!reason) return reason.error();
     st = state_.revoke(agent, *reason, req.operator_name);
   } else if (op == "approve") {
-    auto fp = string_field(req.inner, "fingerprint");
-    if (!fp || fp->size() != 64 || !is_hex(*fp))
+    auto fp = fingerprint_field(req.inner);
+    if (!fp)
       return status{status_code::malformed, "approve needs 'fingerprint': 64 hex digits (SHA-256 of the DER public key)"};
     if (before->pending_fingerprint.empty())
       return status{status_code::invalid_field, agent + " has no changed key awaiting approval"};
-    if (lower(*fp) != lower(before->pending_fingerprint))
+    if (*fp != lower(before->pending_fingerprint))
       return status{status_code::key_changed, "fingerprint does not match the key awaiting approval for " + agent +
                                                   " (sha256:" + before->pending_fingerprint.substr(0, 16) + "...)"};
     st = state_.approve(agent, before->pending_fingerprint, req.operator_name);
   } else if (op == "reject") {
-    auto fp = string_field(req.inner, "fingerprint");
-    if (!fp || fp->size() != 64 || !is_hex(*fp))
+    auto fp = fingerprint_field(req.inner);
+    if (!fp)
       return status{status_code::malformed, "reject needs 'fingerprint': 64 hex digits (SHA-256 of the DER public key)"};
-    if (before->pending_fingerprint.empty() || lower(*fp) != lower(before->pending_fingerprint))
+    if (before->pending_fingerprint.empty() || *fp != lower(before->pending_fingerprint))
       return status{status_code::invalid_field, agent + " has no such key awaiting approval"};
     st = state_.reject(agent, before->pending_fingerprint, req.operator_name);
   } else {
@@ -525,10 +541,11 @@ result<nlohmann::json> admin_handler::create_token(const verified_request& req) 
   if (!agent || !role) return status{status_code::malformed, "token_create needs strings 'agent' and 'role'"};
   if (!is_agent_name(*agent)) return status{status_code::invalid_field, "'" + agent->substr(0, 64) + "' is not an agent name"};
   if (pol_->find_role(*role) == nullptr) return status{status_code::unknown_role, "role '" + role->substr(0, 64) + "' is not in the policy"};
-  std::string fingerprint;
-  if (auto fp = string_field(req.inner, "fingerprint"); fp && !fp->empty()) {
-    if (fp->size() != 64 || !is_hex(*fp)) return status{status_code::malformed, "fingerprint: 64 hex digits"};
-    fingerprint = lower(*fp);
+  std::string fingerprint;  // optional: empty admits any key
+  if (auto given = string_field(req.inner, "fingerprint"); given && !given->empty()) {
+    auto fp = fingerprint_field(req.inner);
+    if (!fp) return status{status_code::malformed, "fingerprint: 64 hex digits"};
+    fingerprint = std::move(*fp);
   }
   std::int64_t ttl = kAdminDefaultTokenTtlSeconds;
   if (auto it = req.inner.find("ttl_seconds"); it != req.inner.end()) {
@@ -552,13 +569,12 @@ result<nlohmann::json> admin_handler::create_token(const verified_request& req) 
 }
 
 result<nlohmann::json> admin_handler::revoke_key(const verified_request& req) {
-  auto fp = string_field(req.inner, "fingerprint");
-  auto reason = string_field(req.inner, "reason");
-  if (!fp || fp->size() != 64 || !is_hex(*fp))
+  const auto fp = fingerprint_field(req.inner);
+  if (!fp)
     return status{status_code::malformed, "revoke_key needs 'fingerprint': 64 hex digits (SHA-256 of the DER public key)"};
-  if (!reason || reason->empty()) return status{status_code::malformed, "revoke_key needs a non-empty string 'reason'"};
-  if (reason->size() > kMaxReasonBytes) return status{status_code::too_large, "reason exceeds 1024 bytes"};
-  const std::string fingerprint = lower(*fp);
+  auto reason = reason_field(req.inner, "revoke_key");
+  if (!reason) return reason.error();
+  const std::string& fingerprint = *fp;
   // Agents pinned to the key are revoked with it (their sessions torn down at once).
   json revoked_agents = json::array();
   for (const auto& a : state_.agents()) {
