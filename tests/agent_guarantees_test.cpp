@@ -152,6 +152,7 @@ TEST_F(Guarantees, AnAcceptanceThatCannotBeQueuedInstallsNoKeys) {
   EXPECT_TRUE(m.has_rejection(status_code::overloaded, "sender")) << m.describe();
   EXPECT_EQ(monitor->stats().rekeys, 0u) << "keys installed for an acceptance that never left";
   agent_access::hold_outbound(*monitor.client, false);
+  ASSERT_TRUE(wait_until([&] { return agent_access::outbound_empty(*monitor.client); }));
 
   // The monitor MACs under the session both sides hold: delivered, not bad_mac.
   ASSERT_TRUE(monitor->send("director-1", "text/plain", text("after")).ok());

@@ -71,4 +71,6 @@ void agent_access::hold_outbound(agent& a, bool hold) {
   if (!hold) d.outbound.wake();
 }
 
+bool agent_access::outbound_empty(agent& a) { return client::agent_internals::of(a).outbound.empty(); }
+
 }  // namespace agentbus::testing

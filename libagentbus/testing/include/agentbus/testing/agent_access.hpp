@@ -48,6 +48,9 @@ class agent_access {
   // hold_outbound stops (true) or resumes (false) the agent's sending: what it queues
   // stays queued, so the queue can be filled.
   static void hold_outbound(agent& a, bool hold);
+  // outbound_empty: nothing waits in the agent's outbound queue (after a release the
+  // writer drains it asynchronously).
+  static bool outbound_empty(agent& a);
 };
 
 }  // namespace agentbus::testing
