@@ -27,6 +27,10 @@ connection& connections::open(known_agent& a, const bytes& route) {
   if (a.conn && a.conn->route == route) return *a.conn;  // re-enrolment on its own connection: a hop rekey
   if (connection* other = by_route(route)) close(*other->agent);  // the routing id was another agent's
   close(a);  // connected elsewhere before
+  if (a.offline_ticket != 0) {
+    offline_.erase(a.offline_ticket);
+    a.offline_ticket = 0;
+  }
   auto c = std::make_unique<connection>();
   c->route = route;
   c->agent = &a;
@@ -42,7 +46,24 @@ void connections::close(known_agent& a) {
   std::unique_ptr<connection> c = std::move(it->second);
   routes_.erase(it);
   a.conn = nullptr;
+  a.offline_ticket = next_ticket_++;
+  offline_.emplace(a.offline_ticket, a.name);
   if (on_close_) on_close_(*c);
+}
+
+std::size_t connections::forget_offline(std::size_t keep) {
+  std::size_t forgotten = 0;
+  for (auto it = offline_.begin(); it != offline_.end() && offline_.size() > keep;) {
+    auto a = agents_.find(it->second);
+    if (a != agents_.end() && a->second.seen_dirty) {
+      ++it;  // its deltas go to the registry first
+      continue;
+    }
+    if (a != agents_.end()) agents_.erase(a);
+    it = offline_.erase(it);
+    ++forgotten;
+  }
+  return forgotten;
 }
 
 }  // namespace agentbus::broker

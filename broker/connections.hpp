@@ -14,6 +14,11 @@
 // broker leaves its topics and tells their watchers) and forgets it. A re-enrolment on the same
 // connection (a hop rekey) keeps it: subscriptions and watches survive.
 //
+// Records of agents gone offline are kept (a peer lookup or an admin query may still
+// ask for them; the registry holds what must outlive them) but bounded: the event
+// loop's sweep forgets the longest-offline ones beyond a limit (forget_offline), so
+// names that enrol and leave cannot grow the broker (issue 12, case 6).
+//
 // Owned by the broker's event-loop thread; not thread-safe. Addresses of known
 // agents and connections are stable while they exist.
 #pragma once
@@ -53,6 +58,7 @@ struct known_agent {
   std::map<std::string, std::uint64_t, std::less<>> traffic_to;  // recipient → envelopes since the last flush
   std::int64_t seen_ms = 0;
   bool seen_dirty = false;
+  std::uint64_t offline_ticket = 0;  // its place among offline records (0: online, or never connected)
 
   bool online() const noexcept { return conn != nullptr; }
   // facts: the verifier's view of this agent as a sender.
@@ -92,6 +98,12 @@ class connections {
 
   std::size_t known_count() const noexcept { return agents_.size(); }
   std::size_t online_count() const noexcept { return routes_.size(); }
+  std::size_t offline_count() const noexcept { return offline_.size(); }
+
+  // forget_offline forgets the records of the agents offline longest until at most
+  // `keep` offline records remain. A record with registry deltas not yet flushed
+  // (seen_dirty) is kept for the next sweep. Returns how many were forgotten.
+  std::size_t forget_offline(std::size_t keep);
 
   // for_each_online calls f for every agent online when it starts; f may close
   // connections (a send that finds a peer gone does).
@@ -106,6 +118,8 @@ class connections {
  private:
   std::map<std::string, known_agent, std::less<>> agents_;
   std::map<bytes, std::unique_ptr<connection>> routes_;
+  std::map<std::uint64_t, std::string> offline_;  // ticket (order of going offline) → name
+  std::uint64_t next_ticket_ = 1;
   close_hook on_close_;
 };
 

@@ -100,8 +100,7 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
   }
   if (pending_.size() >= kMaxPendingEnrolments)
     return refuse(route, name, {status_code::overloaded, "too many enrolments in progress"});
-  if (agents_.known_count() >= cfg_.max_agents && !agents_.find(name))
-    return refuse(route, name, {status_code::overloaded, "broker is at its agent limit"});
+  if (at_agent_limit(name)) return refuse(route, name, {status_code::overloaded, "broker is at its agent limit"});
 
   // Policy before any expensive work, cheapest first.
   const role_policy* role = pol_.find_role(hello->role);
@@ -244,8 +243,7 @@ void enrolment::on_proof(const bytes& route, std::span<const bytes> frames) {
       candidate_of(p.hello, *p.agent_key, p.agent_fingerprint, p.peer_address, p.attested ? &*p.attested : nullptr), token,
       now_unix_ms());
   if (!auth) return refuse(route, name, auth.error());
-  if (agents_.known_count() >= cfg_.max_agents && !agents_.find(name))
-    return refuse(route, name, {status_code::overloaded, "broker is at its agent limit"});
+  if (at_agent_limit(name)) return refuse(route, name, {status_code::overloaded, "broker is at its agent limit"});
   complete(route, p, frames[0], std::move(*shares), *auth);
 }
 
@@ -327,9 +325,18 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
     acct_.stats().increment("key_changes_total");
   }
   acct_.stats().set_gauge("agents_online", "", static_cast<double>(agents_.online_count()));
+  acct_.stats().set_gauge("agents_known", "", static_cast<double>(agents_.known_count()));
   spdlog::info("enrolled {} as {} ({}, {}{}{}{})", name, a.role, s.name, protection_name(a.key_protection),
                a.key_protection == protection::tpm ? ", " + a.tpm_manufacturer : "", a.tpm_simulator ? " simulator" : "",
                rec.ek_ca.empty() ? ", declared" : ", attested by " + rec.ek_ca);
+}
+
+bool enrolment::at_agent_limit(const std::string& name) const {
+  // Online agents count, not names ever seen: agents that left free their place, and
+  // their records are forgotten by the sweep (connections::forget_offline).
+  if (agents_.online_count() < cfg_.max_agents) return false;
+  const known_agent* a = agents_.find(name);
+  return a == nullptr || !a->online();
 }
 
 void enrolment::expire(steady::time_point now) {

@@ -81,6 +81,8 @@ class enrolment {
   void expire(std::chrono::steady_clock::time_point now);
 
   std::size_t pending() const noexcept { return pending_.size(); }
+  // at_agent_limit: `name` is not online and max_agents agents are.
+  bool at_agent_limit(const std::string& name) const;
   // announce_key_changes_with: called with a name whose enrolment changed the key its
   // peers hold (the broker passes control_channel::announce_key_change).
   void announce_key_changes_with(std::function<void(const std::string&)> f) { announce_key_change_ = std::move(f); }

@@ -1,0 +1,125 @@
+// Hostile peers (issue 12): each case replays an attack against a real broker process
+// and checks its budget (docs/threat-model.md) while a legitimate agent keeps
+// enrolling and exchanging envelopes.
+#include <zmq.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include "admin_client.hpp"
+#include "session/handshake.hpp"
+#include "session/session_keys.hpp"
+#include "support/bus_fixture.hpp"
+#include "support/inbox.hpp"
+
+namespace agentbus {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::broker_process;
+using testing::bus_agent;
+using testing::connect_agent;
+using testing::inbox;
+using testing::wait_until;
+
+bytes text(std::string_view s) { return bytes(s.begin(), s.end()); }
+
+class Hostile : public testing::broker_test {};
+
+// gauge reads one unlabelled series from the broker's Prometheus text.
+double gauge(broker_process& b, const std::string& name) {
+  const std::string text = b.admin("metrics");
+  const std::string prefix = "agentbus_" + name + " ";
+  for (std::size_t at = 0; at < text.size();) {
+    std::size_t eol = text.find('\n', at);
+    if (eol == std::string::npos) eol = text.size();
+    if (text.compare(at, prefix.size(), prefix) == 0) return std::stod(text.substr(at + prefix.size(), eol - at - prefix.size()));
+    at = eol + 1;
+  }
+  return -1;
+}
+
+// The legitimate agent's check: a director and a monitor exchange an envelope.
+void expect_traffic_flows(broker_process& b, const std::filesystem::path& dir, const std::string& suffix) {
+  auto director = connect_agent(b, dir / ("d" + suffix), "director-" + suffix, "DIRECTOR");
+  auto monitor = connect_agent(b, dir / ("m" + suffix), "monitor-" + suffix, "MONITOR");
+  inbox m;
+  m.attach(*monitor.client);
+  ASSERT_TRUE(director->send("monitor-" + suffix, "text/plain", text("still here")).ok());
+  ASSERT_TRUE(wait_until([&] { return m.count() == 1; })) << m.describe();
+  EXPECT_EQ(m.rejected(), 0u) << m.describe();
+}
+
+// Issue 12, case 3: refusals used to be counted per claimed name, so one connection
+// inventing names wrote a registry row each (170,008 rows in 15 s). Enrolment refusals
+// now share one row per reason, whatever the names; a legitimate agent enrols meanwhile.
+TEST_F(Hostile, Case3RefusedEnrolmentsOfInventedNamesShareOneRegistryRowPerReason) {
+  auto& b = broker();
+  zmq::context_t ctx(1);
+  zmq::socket_t raw(ctx, zmq::socket_type::dealer);
+  raw.set(zmq::sockopt::linger, 0);
+  raw.connect(b.endpoint());
+  const int kNames = 300;
+  for (int i = 0; i < kNames; ++i) {
+    session::hello_msg h;
+    h.name = "invented-" + std::to_string(i);
+    h.role = "NO_SUCH_ROLE";
+    h.suite = "ecdsa-p256-sha256";
+    h.key_protection = protection::software;
+    h.identity_der = crypto::ec_keypair::generate(ec_curve::p256).public_part().der();
+    h.ephemeral_der = h.identity_der;
+    h.nonce = crypto::random_bytes(session::kNonceSize);
+    const bytes body = session::encode(h);
+    raw.send(zmq::buffer(session::frame::kHello), zmq::send_flags::sndmore);
+    raw.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
+  }
+  auto legit = connect_agent(b, dir_.path(), "monitor-1", "MONITOR");  // enrols meanwhile
+  broker::admin_client admin(b.admin_endpoint());
+  nlohmann::json rows;
+  ASSERT_TRUE(wait_until([&] {
+    auto r = admin.request({{"op", "violations"}});
+    if (!r) return false;
+    rows = *r;
+    std::uint64_t counted = 0;
+    for (const auto& row : rows) counted += row["count"].get<std::uint64_t>();
+    return counted >= static_cast<std::uint64_t>(kNames);
+  }))
+      << rows.dump(2);
+  ASSERT_EQ(rows.size(), 1u) << rows.dump(2);
+  EXPECT_EQ(rows[0]["agent"], "(enrolment)");
+  EXPECT_EQ(rows[0]["reason"], "unknown_role");
+  EXPECT_EQ(rows[0]["count"], kNames);
+  EXPECT_NE(rows[0]["last_detail"].get<std::string>().find("'invented-"), std::string::npos) << "the claimed name";
+}
+
+// Case 6: names that enrolled and left used to count against max_agents for good (50
+// names enrolled and left in 0.2 s locked a max_agents = 50 broker). Online agents
+// count now; the records of those gone are forgotten beyond max_agents.
+TEST_F(Hostile, Case6NamesThatLeftDoNotFillMaxAgents) {
+  broker_process::options o;
+  o.extra_limits = "max_agents = 4\n";
+  auto& b = broker(o);
+  for (int i = 0; i < 12; ++i) {
+    auto squatter = connect_agent(b, dir_.path() / ("s" + std::to_string(i)), "debugger-" + std::to_string(i), "DEBUGGER",
+                                  /*software=*/true);
+  }  // each says bye as it goes
+  // Memory: at most max_agents offline records once the sweep (every second) has run.
+  EXPECT_TRUE(wait_until([&] { const double k = gauge(b, "agents_known"); return k >= 0 && k <= 4; }, 5s))
+      << gauge(b, "agents_known");
+  expect_traffic_flows(b, dir_.path(), "1");
+  // The budget is agents online: four held connections fill it; one leaving frees a place.
+  std::vector<bus_agent> held;
+  for (int i = 0; i < 4; ++i)
+    held.push_back(connect_agent(b, dir_.path() / ("h" + std::to_string(i)), "debugger-h" + std::to_string(i), "DEBUGGER", true));
+  try {
+    auto extra = connect_agent(b, dir_.path() / "x", "debugger-x", "DEBUGGER", true);
+    ADD_FAILURE() << "a fifth agent was enrolled beyond max_agents = 4";
+  } catch (const enrolment_error& e) {
+    EXPECT_EQ(e.code(), status_code::overloaded) << e.what();
+  }
+  held.pop_back();
+  EXPECT_TRUE(wait_until([&] { return gauge(b, "agents_online") == 3; }));
+  auto extra = connect_agent(b, dir_.path() / "x2", "debugger-x", "DEBUGGER", true);
+}
+
+}  // namespace
+}  // namespace agentbus
