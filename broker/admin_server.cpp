@@ -1,4 +1,5 @@
 #include "admin_server.hpp"
+#include "socket_directory.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -80,8 +81,7 @@ admin_server::admin_server(zmq::context_t& ctx, const std::string& endpoint, std
                                      std::move(broker_identity))) {
   handler_ = std::make_unique<admin_handler>(std::move(pol), *state_);
   socket_.set(zmq::sockopt::linger, 0);
-  if (endpoint.rfind("ipc://", 0) == 0)
-    std::filesystem::create_directories(std::filesystem::path(endpoint.substr(6)).parent_path());
+  prepare_ipc_endpoint(endpoint);
   socket_.bind(endpoint);
   spdlog::info("admin endpoint on {}", endpoint);
 }

@@ -19,6 +19,7 @@
 #include "registry.hpp"
 #include "router.hpp"
 #include "session/handshake.hpp"
+#include "socket_directory.hpp"
 #include "topics.hpp"
 #include "transport.hpp"
 
@@ -138,7 +139,7 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
     spdlog::info("ZMTP heartbeats every {} ms (a connection silent for {} ms is dropped)", ivl, 3 * ivl);
   }
   for (const auto& ep : d.cfg.endpoints) {
-    if (ep.rfind("ipc://", 0) == 0) fs::create_directories(fs::path(ep.substr(6)).parent_path());
+    prepare_ipc_endpoint(ep);
     d.socket.bind(ep);
     spdlog::info("listening on {}", ep);
   }

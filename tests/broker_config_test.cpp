@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "broker_config.hpp"
+#include "socket_directory.hpp"
 
 namespace agentbus::broker {
 namespace {
@@ -377,5 +378,39 @@ TEST(BrokerConfig, EndpointProblem) {
   EXPECT_NE(endpoint_problem("ipc:///" + std::string(107, 'a')), std::nullopt);
 }
 
+}  // namespace
+}  // namespace agentbus::broker
+
+// Issue 12, case 9: a socket directory someone else controls is refused.
+namespace agentbus::broker {
+namespace {
+TEST(SocketDirectory, RefusesForeignWritableAndLinkedDirectories) {
+  const auto base = std::filesystem::temp_directory_path() / ("agentbus-sockdir-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(base);
+  std::filesystem::create_directories(base);
+  const auto mine = base / "mine";
+  prepare_ipc_endpoint("ipc://" + (mine / "broker.sock").string());  // created, 0750
+  EXPECT_EQ((std::filesystem::status(mine).permissions() & std::filesystem::perms::all),
+            std::filesystem::perms::owner_all | std::filesystem::perms::group_read | std::filesystem::perms::group_exec);
+  EXPECT_EQ(socket_directory_problem(mine, ::geteuid()), std::nullopt);
+  prepare_ipc_endpoint("ipc://" + (mine / "broker.sock").string());  // again: accepted as it is
+
+  auto problem = socket_directory_problem(mine, ::geteuid() + 1);
+  ASSERT_TRUE(problem);
+  EXPECT_NE(problem->find("owned by uid"), std::string::npos) << *problem;
+
+  std::filesystem::permissions(mine, std::filesystem::perms::others_write, std::filesystem::perm_options::add);
+  problem = socket_directory_problem(mine, ::geteuid());
+  ASSERT_TRUE(problem);
+  EXPECT_NE(problem->find("writable"), std::string::npos) << *problem;
+  EXPECT_THROW(prepare_ipc_endpoint("ipc://" + (mine / "broker.sock").string()), std::runtime_error);
+
+  std::filesystem::create_directory_symlink(base, base / "link");
+  problem = socket_directory_problem(base / "link", ::geteuid());
+  ASSERT_TRUE(problem);
+  EXPECT_NE(problem->find("symbolic link"), std::string::npos) << *problem;
+  prepare_ipc_endpoint("tcp://127.0.0.1:5555");  // not a path: nothing to do
+  std::filesystem::remove_all(base);
+}
 }  // namespace
 }  // namespace agentbus::broker

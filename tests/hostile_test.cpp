@@ -1,6 +1,8 @@
 // Hostile peers (issue 12): each case replays an attack against a real broker process
 // and checks its budget (docs/threat-model.md) while a legitimate agent keeps
 // enrolling and exchanging envelopes.
+#include <unistd.h>
+
 #include <zmq.hpp>
 
 #include <nlohmann/json.hpp>
@@ -119,6 +121,42 @@ TEST_F(Hostile, Case6NamesThatLeftDoNotFillMaxAgents) {
   held.pop_back();
   EXPECT_TRUE(wait_until([&] { return gauge(b, "agents_online") == 3; }));
   auto extra = connect_agent(b, dir_.path() / "x2", "debugger-x", "DEBUGGER", true);
+}
+
+// Case 9: the broker bound its sockets in whatever directory it found (/tmp/agentbus
+// created first by another local user was accepted: that user can replace the socket).
+// Now it refuses to start on such a directory and says why.
+TEST_F(Hostile, Case9RefusesASocketDirectoryOthersControl) {
+  using testing::run_command;
+  using testing::shell_quote;
+  const auto shared = dir_.path() / "shared";
+  std::filesystem::create_directories(shared);
+  std::filesystem::permissions(shared, std::filesystem::perms::all);  // 0777, as another user's mkdir may leave it
+  auto cfg = dir_.path() / "broker.toml";
+  auto start_with = [&](const std::filesystem::path& sock) {
+    testing::write_text(cfg, "[broker]\nname = \"b\"\nendpoints = [\"ipc://" + sock.string() + "\"]\npolicy = \"" +
+                                 (testing::source_dir() / "config" / "policy.toml").string() +
+                                 "\"\nstate_dir = \"s\"\n[identity]\nkey_dir = \"k\"\nallow_software = true\n");
+    return run_command("timeout 5 " + shell_quote((testing::binary_dir() / "broker" / "agentbus-broker").string()) +
+                       " --config " + shell_quote(cfg.string()));
+  };
+  auto r = start_with(shared / "broker.sock");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("refusing the socket directory " + shared.string()), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("writable by its group or by others"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(shared / "broker.sock"));
+  if (::geteuid() == 0) {
+    // Another user's directory, however strict its mode (as root the test can make one).
+    const auto theirs = dir_.path() / "theirs";
+    std::filesystem::create_directories(theirs);
+    ASSERT_EQ(::chown(theirs.c_str(), 65534, 65534), 0);
+    r = start_with(theirs / "broker.sock");
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("owned by uid 65534"), std::string::npos) << r.output;
+  }
+  // The legitimate broker (its own directory) serves agents as ever.
+  auto& b = broker();
+  expect_traffic_flows(b, dir_.path(), "9");
 }
 
 }  // namespace
