@@ -54,7 +54,9 @@ result<json> admin_client::request(const json& req) const {
 
 result<json> admin_client::signed_request(const json& inner, identity_key& operator_key,
                                           const std::string& operator_name) const {
-  return request(json::parse(make_signed_request(inner, operator_key, operator_name)));
+  auto broker = broker_fingerprint();  // the request is for this broker only
+  if (!broker) return broker.error();
+  return request(json::parse(make_signed_request(inner, operator_key, operator_name, *broker)));
 }
 
 result<std::string> admin_client::broker_fingerprint() const {

@@ -38,7 +38,8 @@ class admin_client {
   // request sends one JSON request and returns the reply's result or the broker's
   // refusal. Throws admin_unreachable.
   result<nlohmann::json> request(const nlohmann::json& req) const;
-  // signed_request wraps `inner` with make_signed_request (operator key and name).
+  // signed_request wraps `inner` with make_signed_request (operator key and name),
+  // addressed to the broker this endpoint names (broker_fingerprint).
   result<nlohmann::json> signed_request(const nlohmann::json& inner, identity_key& operator_key,
                                         const std::string& operator_name) const;
   // broker_fingerprint is the broker identity's fingerprint (the `broker` request).

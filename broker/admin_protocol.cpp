@@ -288,9 +288,10 @@ bool is_state_changing_op(std::string_view op) noexcept {
 }
 
 std::string make_signed_request(const nlohmann::json& inner, identity_key& operator_key,
-                                const std::string& operator_name) {
+                                const std::string& operator_name, const std::string& broker_fingerprint) {
   json signed_part = inner;
   signed_part["operator"] = operator_name;
+  signed_part["broker"] = lower(broker_fingerprint);
   signed_part["timestamp"] = now_unix_ms();
   signed_part["nonce"] = to_hex(crypto::random_bytes(16));
   signed_part["hash"] = std::string(hash_name(operator_key.key_suite().envelope_hash));
@@ -300,7 +301,48 @@ std::string make_signed_request(const nlohmann::json& inner, identity_key& opera
   return json{{"signed", text}, {"public_key", operator_key.public_key().pem()}, {"signature", to_hex(*sig)}}.dump();
 }
 
-admin_verifier::admin_verifier(std::shared_ptr<const policy> pol) : pol_(std::move(pol)) {}
+status memory_nonce_ledger::record(const std::string& nonce, std::int64_t timestamp, std::int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  while (!order_.empty() && order_.front().first < now_ms - kAdminMaxSkewMs) {
+    nonces_.erase(order_.front().second);
+    order_.pop_front();
+  }
+  if (nonces_.count(nonce) != 0) return status{status_code::replayed, "nonce already used"};
+  if (nonces_.size() >= kAdminMaxNonces) return status{status_code::overloaded, "too many recent admin requests"};
+  nonces_.insert(nonce);
+  // Arrival order approximates timestamp order; an entry is dropped only once its
+  // own timestamp (not a later one's) is outside the window, so order errors only
+  // keep nonces longer.
+  order_.emplace_back(timestamp, nonce);
+  return status{};
+}
+
+namespace {
+// registry_nonce_ledger keeps the nonces in the registry (admin_nonces), so that a
+// restarted broker still knows what it carried out (issue 12, case 8).
+class registry_nonce_ledger final : public nonce_ledger {
+ public:
+  explicit registry_nonce_ledger(registry& reg) : reg_(reg) {}
+  status record(const std::string& nonce, std::int64_t timestamp, std::int64_t now_ms) override {
+    switch (reg_.record_admin_nonce(nonce, timestamp, now_ms - kAdminMaxSkewMs, kAdminMaxNonces)) {
+      case registry::nonce_outcome::recorded: return status{};
+      case registry::nonce_outcome::seen: return status{status_code::replayed, "nonce already used"};
+      case registry::nonce_outcome::full: break;
+    }
+    return status{status_code::overloaded, "too many recent admin requests"};
+  }
+
+ private:
+  registry& reg_;
+};
+}  // namespace
+
+std::shared_ptr<nonce_ledger> admin_state::nonces() { return std::make_shared<memory_nonce_ledger>(); }
+std::shared_ptr<nonce_ledger> registry_admin_state::nonces() { return std::make_shared<registry_nonce_ledger>(reg_); }
+
+admin_verifier::admin_verifier(std::shared_ptr<const policy> pol, std::string broker_fingerprint,
+                               std::shared_ptr<nonce_ledger> ledger)
+    : pol_(std::move(pol)), broker_fingerprint_(lower(broker_fingerprint)), ledger_(std::move(ledger)) {}
 
 result<verified_request> admin_verifier::verify(std::string_view outer_json, std::int64_t now_ms) {
   // 1. Size and the outer structure.
@@ -328,12 +370,15 @@ result<verified_request> admin_verifier::verify(std::string_view outer_json, std
   auto op_name = string_field(inner, "op");
   auto nonce = string_field(inner, "nonce");
   auto hash_text = string_field(inner, "hash");
+  auto addressee = string_field(inner, "broker");
   auto ts = inner.find("timestamp");
-  if (!op_name || !nonce || !hash_text || ts == inner.end() || !ts->is_number_integer())
-    return status{status_code::malformed, "the signed request needs 'op', 'timestamp', 'nonce' and 'hash'"};
+  if (!op_name || !nonce || !hash_text || !addressee || ts == inner.end() || !ts->is_number_integer())
+    return status{status_code::malformed, "the signed request needs 'op', 'broker', 'timestamp', 'nonce' and 'hash'"};
   if (!is_state_changing_op(*op_name))
     return status{status_code::invalid_field, "op '" + op_name->substr(0, 32) + "' is not a signed operation"};
   if (nonce->size() != 32 || !is_hex(*nonce)) return status{status_code::invalid_field, "nonce must be 32 hex digits"};
+  if (addressee->size() != 64 || !is_hex(*addressee))
+    return status{status_code::invalid_field, "broker must be the 64 hex digits of the broker's fingerprint"};
   auto claimed = string_field(inner, "operator");
   if (claimed && !claimed->empty() && *claimed != op->name)
     return status{status_code::acl_denied, "signed as operator '" + claimed->substr(0, 64) + "' with the key of '" + op->name + "'"};
@@ -355,23 +400,19 @@ result<verified_request> admin_verifier::verify(std::string_view outer_json, std
   if (status st = crypto::verify_digest(*key, key->type(), *h, crypto::digest(*h, as_bytes(*signed_text)), sig); !st)
     return status{status_code::bad_signature, "signature does not verify"};
 
-  // 6. Freshness, then the nonce (recorded only now that everything else passed).
+  // 6. Meant for this broker: a request carried out by one broker is refused by any
+  //    other that trusts the same operator.
+  if (broker_fingerprint_.empty())
+    return status{status_code::acl_denied, "this endpoint has no broker identity: it carries out no signed request"};
+  if (lower(*addressee) != broker_fingerprint_)
+    return status{status_code::acl_denied, "the request is addressed to broker sha256:" + lower(*addressee).substr(0, 16) +
+                                               "..., this is sha256:" + broker_fingerprint_.substr(0, 16) + "..."};
+
+  // 7. Freshness, then the nonce (recorded only now that everything else passed).
   const std::int64_t t = ts->get<std::int64_t>();
   if (t < now_ms - kAdminMaxSkewMs || t > now_ms + kAdminMaxSkewMs)
     return status{status_code::stale, "timestamp is more than 5 minutes from the broker's clock"};
-  std::string n = lower(*nonce);
-  std::lock_guard lock(mu_);
-  while (!nonce_order_.empty() && nonce_order_.front().first < now_ms - kAdminMaxSkewMs) {
-    nonces_.erase(nonce_order_.front().second);
-    nonce_order_.pop_front();
-  }
-  if (nonces_.count(n) != 0) return status{status_code::replayed, "nonce already used"};
-  if (nonces_.size() >= kAdminMaxNonces) return status{status_code::overloaded, "too many recent admin requests"};
-  nonces_.insert(n);
-  // Arrival order approximates timestamp order; an entry is dropped only once its
-  // own timestamp (not a later one's) is outside the window, so order errors only
-  // keep nonces longer.
-  nonce_order_.emplace_back(t, std::move(n));
+  if (status st = ledger_->record(lower(*nonce), t, now_ms); !st) return st;
   return verified_request{std::move(inner), op->name};
 }
 
@@ -383,8 +424,16 @@ nlohmann::json error_reply(const status& st) {
   return json{{"ok", false}, {"error", {{"code", std::string(status_code_name(st.code()))}, {"message", st.detail()}}}};
 }
 
+namespace {
+std::string broker_fingerprint_of(const nlohmann::json& identity) {
+  if (!identity.is_object()) return {};
+  auto f = identity.find("fingerprint");
+  return f != identity.end() && f->is_string() ? f->get<std::string>() : std::string();
+}
+}  // namespace
+
 admin_handler::admin_handler(std::shared_ptr<const policy> pol, admin_state& state)
-    : pol_(pol), state_(state), verifier_(std::move(pol)) {}
+    : pol_(pol), state_(state), verifier_(std::move(pol), broker_fingerprint_of(state.broker_identity()), state.nonces()) {}
 
 std::string admin_handler::handle(std::string_view request, std::int64_t now_ms) {
   // Agent names and details are arbitrary bytes; replace invalid UTF-8 rather than throw.

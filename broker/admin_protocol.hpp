@@ -87,6 +87,8 @@ std::optional<std::string> topic_patterns_overlap(std::string_view a, std::strin
 // it over its live registry and connection table; agentbus-trust implements the
 // read side over a read-only database. Called only from the thread that calls
 // admin_handler::handle.
+class nonce_ledger;
+
 class admin_state {
  public:
   virtual ~admin_state() = default;
@@ -104,6 +106,9 @@ class admin_state {
   // broker_identity is {"name","fingerprint","suite"} of the broker's identity key;
   // null when unknown (offline).
   virtual nlohmann::json broker_identity() { return nullptr; }
+  // nonces: where the nonces of signed requests carried out are kept (default: in
+  // memory; registry_admin_state: the registry, which outlives a restart).
+  virtual std::shared_ptr<nonce_ledger> nonces();
 
   // The actions below default to `refused` ("read-only"), for read-only states.
   // revoke marks the agent revoked at once (tear down its sessions; its next
@@ -147,6 +152,7 @@ class registry_admin_state : public admin_state {
   status reject(const std::string& agent, const std::string& fingerprint, const std::string& operator_name) override;
   status create_token(const token_record& t) override;
   status revoke_key(const key_revocation& k, const std::string& operator_name) override;
+  std::shared_ptr<nonce_ledger> nonces() override;
 
  protected:
   registry& reg_;
@@ -154,41 +160,67 @@ class registry_admin_state : public admin_state {
 
 // ---------------------------------------------------------------- signed requests
 // make_signed_request wraps a state-changing request for the admin endpoint. It
-// copies `inner` (which holds "op" and its arguments), adds "operator",
-// "timestamp" (now, Unix ms), "nonce" (128 random bits, hex) and "hash" (the
-// envelope hash of the key's suite), serialises it, signs those exact bytes with
-// `operator_key` (sign_message) and returns the outer JSON text
+// copies `inner` (which holds "op" and its arguments), adds "operator", "broker"
+// (`broker_fingerprint`: the broker it is meant for, 64 hex digits), "timestamp"
+// (now, Unix ms), "nonce" (128 random bits, hex) and "hash" (the envelope hash of
+// the key's suite), serialises it, signs those exact bytes with `operator_key`
+// (sign_message) and returns the outer JSON text
 // {"signed":INNER_TEXT,"public_key":PEM,"signature":HEX}. Throws identity_error
 // when the key refuses to sign.
 std::string make_signed_request(const nlohmann::json& inner, identity_key& operator_key,
-                                const std::string& operator_name);
+                                const std::string& operator_name, const std::string& broker_fingerprint);
 
-// verified_request is a state-changing request whose signature, signer, freshness
-// and nonce have been checked. `operator_name` comes from the policy (the name
-// listed for the signing key's fingerprint), not from the request.
+// verified_request is a state-changing request whose signature, signer, addressee,
+// freshness and nonce have been checked. `operator_name` comes from the policy (the
+// name listed for the signing key's fingerprint), not from the request.
 struct verified_request {
   nlohmann::json inner;
   std::string operator_name;
+};
+
+// nonce_ledger remembers the nonces of signed requests carried out, for as long as
+// their timestamps are fresh. record: ok when `nonce` is new (now recorded),
+// replayed when it was recorded before, overloaded when kAdminMaxNonces fresh ones
+// are kept (nothing forgotten early: fail closed).
+class nonce_ledger {
+ public:
+  virtual ~nonce_ledger() = default;
+  virtual status record(const std::string& nonce, std::int64_t timestamp, std::int64_t now_ms) = 0;
+};
+
+// memory_nonce_ledger: in memory, for a verifier that outlives nothing (tests, a
+// stand-in endpoint). A broker uses its registry's (registry_admin_state), which a
+// restart does not empty. Thread-safe.
+class memory_nonce_ledger final : public nonce_ledger {
+ public:
+  status record(const std::string& nonce, std::int64_t timestamp, std::int64_t now_ms) override;
+
+ private:
+  std::mutex mu_;
+  std::unordered_set<std::string> nonces_;
+  std::deque<std::pair<std::int64_t, std::string>> order_;  // (timestamp, nonce) in arrival order
 };
 
 // admin_verifier checks signed admin requests against the policy's operators.
 // In order, cheapest first: the outer JSON (malformed, too_large); the key's
 // fingerprint is an operator's (acl_denied); the inner JSON and its fields
 // (malformed, invalid_field); the hash is one a policy suite pairs with this key
-// type (suite_mismatch); the signature (bad_signature); the timestamp is within
-// ±5 min of now_ms (stale); the nonce is new (replayed). The nonce is recorded
-// only after every check passed. Thread-safe.
+// type (suite_mismatch); the signature (bad_signature); the request names this
+// broker (acl_denied); the timestamp is within ±5 min of now_ms (stale); the nonce
+// is new to `ledger` (replayed), which records it only after every check passed.
+// An empty `broker_fingerprint` (an endpoint with no broker identity) refuses
+// every signed request. Thread-safe if the ledger is.
 class admin_verifier {
  public:
-  explicit admin_verifier(std::shared_ptr<const policy> pol);
+  admin_verifier(std::shared_ptr<const policy> pol, std::string broker_fingerprint,
+                 std::shared_ptr<nonce_ledger> ledger = std::make_shared<memory_nonce_ledger>());
 
   result<verified_request> verify(std::string_view outer_json, std::int64_t now_ms);
 
  private:
   std::shared_ptr<const policy> pol_;
-  std::mutex mu_;
-  std::unordered_set<std::string> nonces_;
-  std::deque<std::pair<std::int64_t, std::string>> nonce_order_;  // (timestamp, nonce) in arrival order
+  std::string broker_fingerprint_;  // lower-case hex
+  std::shared_ptr<nonce_ledger> ledger_;
 };
 
 // ---------------------------------------------------------------- handler

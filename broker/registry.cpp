@@ -109,6 +109,15 @@ ALTER TABLE agents ADD COLUMN ek_issuer      TEXT NOT NULL DEFAULT '';
 ALTER TABLE agents ADD COLUMN ek_fingerprint TEXT NOT NULL DEFAULT '';
 ALTER TABLE agents ADD COLUMN ak_name        TEXT NOT NULL DEFAULT '';
 )sql"},
+    // 4: the nonces of operator-signed admin requests, so that a restarted broker
+    // still refuses a request it has already carried out.
+    {4, R"sql(
+CREATE TABLE admin_nonces (
+  nonce     TEXT    NOT NULL PRIMARY KEY CHECK (length(nonce) = 32),
+  timestamp INTEGER NOT NULL
+) STRICT;
+CREATE INDEX admin_nonces_by_timestamp ON admin_nonces (timestamp);
+)sql"},
 };
 
 static_assert(std::size(kMigrations) == registry::kSchemaVersion, "one migration per schema version");

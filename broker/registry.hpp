@@ -123,7 +123,7 @@ struct key_revocation {
 class registry {
  public:
   // kSchemaVersion is the schema this build reads and writes (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
   // kMaxTokens bounds the tokens kept (issued, used or expired): add_token refuses
   // beyond it once expired and used ones older than a day are purged.
   static constexpr std::size_t kMaxTokens = 10000;
@@ -225,6 +225,16 @@ class registry {
   bool revoke_key(const key_revocation& k);
   std::optional<key_revocation> find_revoked_key(std::string_view fingerprint) const;
   std::vector<key_revocation> revoked_keys() const;
+
+  // ---- admin request nonces (schemas/admin.md §4)
+
+  enum class nonce_outcome { recorded, seen, full };
+  // record_admin_nonce records `nonce` (32 lower-case hex digits) of a signed request
+  // timestamped `timestamp`, first forgetting nonces timestamped before
+  // `forget_before` (their requests are stale anyway). seen: recorded before (a
+  // replay); full: `max_kept` are kept (nothing recorded: fail closed).
+  nonce_outcome record_admin_nonce(std::string_view nonce, std::int64_t timestamp, std::int64_t forget_before,
+                                   std::size_t max_kept);
 
   // ---- trust edges
 

@@ -117,6 +117,37 @@ std::vector<key_revocation> registry::revoked_keys() const {
   return out;
 }
 
+registry::nonce_outcome registry::record_admin_nonce(std::string_view nonce, std::int64_t timestamp,
+                                                     std::int64_t forget_before, std::size_t max_kept) {
+  const sqlite::connection& c = self().conn;
+  transaction t(c, "record_admin_nonce");
+  {
+    statement purge(c, "DELETE FROM admin_nonces WHERE timestamp < ?1", "record_admin_nonce: purge");
+    purge.bind_int(1, forget_before);
+    purge.run();
+  }
+  {
+    statement seen(c, "SELECT 1 FROM admin_nonces WHERE nonce = ?1", "record_admin_nonce: find");
+    seen.bind_text(1, nonce);
+    if (seen.step()) {
+      t.commit();  // the purge stands
+      return nonce_outcome::seen;
+    }
+  }
+  {
+    statement n(c, "SELECT count(*) FROM admin_nonces", "record_admin_nonce: count");
+    if (n.step() && n.count(0) >= max_kept) {
+      t.commit();
+      return nonce_outcome::full;
+    }
+  }
+  statement s(c, "INSERT INTO admin_nonces (nonce, timestamp) VALUES (?1, ?2)", "record_admin_nonce");
+  s.bind_text(1, nonce).bind_int(2, timestamp);
+  s.run();
+  t.commit();
+  return nonce_outcome::recorded;
+}
+
 #undef AGENTBUS_TOKEN_COLUMNS
 
 }  // namespace agentbus::broker

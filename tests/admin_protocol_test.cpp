@@ -33,6 +33,14 @@ std::shared_ptr<const policy> policy_with_operators(const std::vector<std::pair<
   return std::make_shared<const policy>(policy::parse(text, "test-policy"));
 }
 
+// The broker the requests are for (what the broker's admin_state says it is).
+const std::string kBrokerFp = std::string(64, 'b');
+const json kBrokerIdentity = json{{"name", "test-broker"}, {"fingerprint", kBrokerFp}, {"suite", "ecdsa-p256-sha256"}};
+
+std::string signed_by(const json& inner, identity_key& key, const std::string& name, const std::string& broker = kBrokerFp) {
+  return make_signed_request(inner, key, name, broker);
+}
+
 json revoke_request(const std::string& agent = "monitor-1") {
   return json{{"op", "revoke"}, {"agent", agent}, {"reason", "stolen laptop"}};
 }
@@ -51,8 +59,8 @@ class AdminSignature : public ::testing::Test {
 };
 
 TEST_F(AdminSignature, SignedRequestRoundTripsWithTheOperatorNameFromThePolicy) {
-  admin_verifier v(pol_);
-  std::string outer = make_signed_request(revoke_request(), *alice_, "alice");
+  admin_verifier v(pol_, kBrokerFp);
+  std::string outer = signed_by(revoke_request(), *alice_, "alice");
   auto r = v.verify(outer, now_unix_ms());
   ASSERT_TRUE(r.ok()) << r.error().to_string();
   EXPECT_EQ(r->operator_name, "alice");
@@ -63,43 +71,43 @@ TEST_F(AdminSignature, SignedRequestRoundTripsWithTheOperatorNameFromThePolicy) 
   EXPECT_EQ(r->inner.at("nonce").get<std::string>().size(), 32u);
 
   // An operator who gives no name is named by the policy.
-  auto unnamed = v.verify(make_signed_request(revoke_request(), *alice_, ""), now_unix_ms());
+  auto unnamed = v.verify(signed_by(revoke_request(), *alice_, ""), now_unix_ms());
   ASSERT_TRUE(unnamed.ok()) << unnamed.error().to_string();
   EXPECT_EQ(unnamed->operator_name, "alice");
 }
 
 TEST_F(AdminSignature, RsaPssOperatorKeysVerifyToo) {
   auto carol = identity_key::create_software(tmp_.path() / "carol", "DIRECTOR", suite_of("DIRECTOR"));
-  admin_verifier v(policy_with_operators({{"carol", carol->public_key().fingerprint_hex()}}));
-  auto r = v.verify(make_signed_request(revoke_request(), *carol, "carol"), now_unix_ms());
+  admin_verifier v(policy_with_operators({{"carol", carol->public_key().fingerprint_hex()}}), kBrokerFp);
+  auto r = v.verify(signed_by(revoke_request(), *carol, "carol"), now_unix_ms());
   ASSERT_TRUE(r.ok()) << r.error().to_string();
   EXPECT_EQ(r->inner.at("hash"), "sha384");
 }
 
 TEST_F(AdminSignature, KeyNotListedAsOperatorIsAclDenied) {
-  admin_verifier v(pol_);
-  auto r = v.verify(make_signed_request(revoke_request(), *mallory_, "alice"), now_unix_ms());
+  admin_verifier v(pol_, kBrokerFp);
+  auto r = v.verify(signed_by(revoke_request(), *mallory_, "alice"), now_unix_ms());
   EXPECT_EQ(r.error().code(), status_code::acl_denied) << r.error().to_string();
 }
 
 TEST_F(AdminSignature, OperatorClaimingAnotherNameIsAclDenied) {
   auto bob = identity_key::create_software(tmp_.path() / "bob", "MONITOR", suite_of("MONITOR"));
   admin_verifier v(policy_with_operators({{"alice", alice_->public_key().fingerprint_hex()},
-                                          {"bob", bob->public_key().fingerprint_hex()}}));
-  auto r = v.verify(make_signed_request(revoke_request(), *bob, "alice"), now_unix_ms());
+                                          {"bob", bob->public_key().fingerprint_hex()}}), kBrokerFp);
+  auto r = v.verify(signed_by(revoke_request(), *bob, "alice"), now_unix_ms());
   EXPECT_EQ(r.error().code(), status_code::acl_denied) << r.error().to_string();
 }
 
 TEST_F(AdminSignature, OperatorFingerprintInUpperCaseInThePolicyStillMatches) {
   std::string fp = alice_->public_key().fingerprint_hex();
   std::transform(fp.begin(), fp.end(), fp.begin(), [](char c) { return static_cast<char>(std::toupper(c)); });
-  admin_verifier v(policy_with_operators({{"alice", fp}}));
-  EXPECT_TRUE(v.verify(make_signed_request(revoke_request(), *alice_, "alice"), now_unix_ms()).ok());
+  admin_verifier v(policy_with_operators({{"alice", fp}}), kBrokerFp);
+  EXPECT_TRUE(v.verify(signed_by(revoke_request(), *alice_, "alice"), now_unix_ms()).ok());
 }
 
 TEST_F(AdminSignature, TamperedInnerIsBadSignature) {
-  admin_verifier v(pol_);
-  json outer = json::parse(make_signed_request(revoke_request("monitor-1"), *alice_, "alice"));
+  admin_verifier v(pol_, kBrokerFp);
+  json outer = json::parse(signed_by(revoke_request("monitor-1"), *alice_, "alice"));
   std::string inner = outer.at("signed");
   auto at = inner.find("monitor-1");
   ASSERT_NE(at, std::string::npos);
@@ -110,9 +118,9 @@ TEST_F(AdminSignature, TamperedInnerIsBadSignature) {
 }
 
 TEST_F(AdminSignature, SignatureFromAnotherKeyOrGarbageIsBadSignature) {
-  admin_verifier v(pol_);
-  json outer = json::parse(make_signed_request(revoke_request(), *alice_, "alice"));
-  json by_mallory = json::parse(make_signed_request(revoke_request(), *mallory_, "alice"));
+  admin_verifier v(pol_, kBrokerFp);
+  json outer = json::parse(signed_by(revoke_request(), *alice_, "alice"));
+  json by_mallory = json::parse(signed_by(revoke_request(), *mallory_, "alice"));
   json swapped = outer;
   swapped["signature"] = by_mallory["signature"];
   EXPECT_EQ(v.verify(swapped.dump(), now_unix_ms()).error().code(), status_code::bad_signature);
@@ -125,8 +133,8 @@ TEST_F(AdminSignature, SignatureFromAnotherKeyOrGarbageIsBadSignature) {
 }
 
 TEST_F(AdminSignature, TimestampOutsideFiveMinutesIsStale) {
-  admin_verifier v(pol_);
-  std::string outer = make_signed_request(revoke_request(), *alice_, "alice");
+  admin_verifier v(pol_, kBrokerFp);
+  std::string outer = signed_by(revoke_request(), *alice_, "alice");
   EXPECT_EQ(v.verify(outer, now_unix_ms() + 6 * kMinute).error().code(), status_code::stale);
   EXPECT_EQ(v.verify(outer, now_unix_ms() - 6 * kMinute).error().code(), status_code::stale);
   // Stale attempts do not burn the nonce: the request is still good now.
@@ -134,16 +142,45 @@ TEST_F(AdminSignature, TimestampOutsideFiveMinutesIsStale) {
 }
 
 TEST_F(AdminSignature, ReusedNonceIsReplayed) {
-  admin_verifier v(pol_);
-  std::string outer = make_signed_request(revoke_request(), *alice_, "alice");
+  admin_verifier v(pol_, kBrokerFp);
+  std::string outer = signed_by(revoke_request(), *alice_, "alice");
   ASSERT_TRUE(v.verify(outer, now_unix_ms()).ok());
   EXPECT_EQ(v.verify(outer, now_unix_ms()).error().code(), status_code::replayed);
   // A fresh request (new nonce) from the same operator is fine.
-  EXPECT_TRUE(v.verify(make_signed_request(revoke_request(), *alice_, "alice"), now_unix_ms()).ok());
+  EXPECT_TRUE(v.verify(signed_by(revoke_request(), *alice_, "alice"), now_unix_ms()).ok());
+}
+
+// Issue 12, case 8: a request names the broker it is for; any other broker trusting
+// the same operator refuses it, and so does an endpoint with no broker identity.
+TEST_F(AdminSignature, ARequestForAnotherBrokerIsAclDenied) {
+  admin_verifier v(pol_, kBrokerFp);
+  auto r = v.verify(signed_by(revoke_request(), *alice_, "alice", std::string(64, 'c')), now_unix_ms());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), status_code::acl_denied);
+  EXPECT_NE(r.error().detail().find("addressed to broker sha256:cccccccccccccccc"), std::string::npos) << r.error().detail();
+  // The same fingerprint in upper case is the same broker.
+  std::string upper(64, 'B');
+  EXPECT_TRUE(v.verify(signed_by(revoke_request(), *alice_, "alice", upper), now_unix_ms()).ok());
+  admin_verifier nobody(pol_, "");
+  EXPECT_EQ(nobody.verify(signed_by(revoke_request(), *alice_, "alice"), now_unix_ms()).error().code(), status_code::acl_denied);
+  // Without the field, or with something else in it: refused before the signature.
+  json inner = revoke_request();
+  inner["operator"] = "alice";
+  inner["timestamp"] = now_unix_ms();
+  inner["nonce"] = std::string(32, 'a');
+  inner["hash"] = "sha256";
+  auto sign_inner = [&](const json& in) {
+    const std::string text = in.dump();
+    return json{{"signed", text}, {"public_key", alice_->public_key().pem()},
+                {"signature", to_hex(*alice_->sign_message(as_bytes(text)))}}.dump();
+  };
+  EXPECT_EQ(v.verify(sign_inner(inner), now_unix_ms()).error().code(), status_code::malformed);
+  inner["broker"] = "monitor-1";
+  EXPECT_EQ(v.verify(sign_inner(inner), now_unix_ms()).error().code(), status_code::invalid_field);
 }
 
 TEST_F(AdminSignature, MalformedRequestsAreMalformed) {
-  admin_verifier v(pol_);
+  admin_verifier v(pol_, kBrokerFp);
   const std::int64_t now = now_unix_ms();
   for (std::string bad : {"", "not json", "[1,2]", "{}", R"({"signed":1,"public_key":"x","signature":"00"})",
                           R"({"signed":"{}","public_key":"not a pem","signature":"00"})"}) {
@@ -169,8 +206,8 @@ TEST_F(AdminSignature, MalformedRequestsAreMalformed) {
 }
 
 TEST_F(AdminSignature, HashTheKeysSuitesDoNotUseIsRefused) {
-  admin_verifier v(pol_);
-  json outer = json::parse(make_signed_request(revoke_request(), *alice_, "alice"));
+  admin_verifier v(pol_, kBrokerFp);
+  json outer = json::parse(signed_by(revoke_request(), *alice_, "alice"));
   json inner = json::parse(outer.at("signed").get<std::string>());
   inner["hash"] = "sha512";  // no policy suite pairs ECDSA P-256 with SHA-512
   outer["signed"] = inner.dump();
@@ -178,8 +215,8 @@ TEST_F(AdminSignature, HashTheKeysSuitesDoNotUseIsRefused) {
 }
 
 TEST_F(AdminSignature, ReadOnlyOpsCannotBeSignedInstead) {
-  admin_verifier v(pol_);
-  auto r = v.verify(make_signed_request(json{{"op", "agents"}}, *alice_, "alice"), now_unix_ms());
+  admin_verifier v(pol_, kBrokerFp);
+  auto r = v.verify(signed_by(json{{"op", "agents"}}, *alice_, "alice"), now_unix_ms());
   EXPECT_EQ(r.error().code(), status_code::invalid_field);
 }
 
@@ -205,6 +242,7 @@ class live_state : public registry_admin_state {
  public:
   using registry_admin_state::registry_admin_state;
   bool online(std::string_view agent) override { return agent == "director-1"; }
+  nlohmann::json broker_identity() override { return kBrokerIdentity; }
   nlohmann::json stats() override { return json{{"counters", json::array()}}; }
   status revoke(const std::string& agent, const std::string& reason, const std::string& op) override {
     revoked_by = op;
@@ -317,7 +355,7 @@ TEST_F(AdminHandler, UnsignedChangeIsRefusedAndChangesNothing) {
 }
 
 TEST_F(AdminHandler, SignedRevokeTakesEffect) {
-  json r = ask(make_signed_request(revoke_request("monitor-1"), *alice_, "alice"));
+  json r = ask(signed_by(revoke_request("monitor-1"), *alice_, "alice"));
   ASSERT_TRUE(r.at("ok").get<bool>()) << r.dump();
   EXPECT_EQ(r.at("result").at("op"), "revoke");
   EXPECT_EQ(r.at("result").at("operator"), "alice");
@@ -330,27 +368,53 @@ TEST_F(AdminHandler, SignedRevokeTakesEffect) {
   const json edges = ask(R"({"op":"edges"})");  // kept: a range-for over a temporary's member dangles
   for (const auto& e : edges.at("result")) EXPECT_EQ(e.at("revoked"), true) << e.dump();
 
-  json by_mallory = ask(make_signed_request(revoke_request("director-1"), *mallory_, "alice"));
+  json by_mallory = ask(signed_by(revoke_request("director-1"), *mallory_, "alice"));
   EXPECT_EQ(by_mallory.at("error").at("code"), "acl_denied");
   EXPECT_FALSE(reg_->find_agent("director-1")->revoked);
 
-  json unknown = ask(make_signed_request(revoke_request("nobody"), *alice_, "alice"));
+  json unknown = ask(signed_by(revoke_request("nobody"), *alice_, "alice"));
   EXPECT_EQ(unknown.at("error").at("code"), "unknown_agent");
+}
+
+// Issue 12, case 8: the nonces of requests carried out live in the registry, so a
+// handler over the same registry (the broker restarted) still refuses a replay, and a
+// request refused before its nonce check does not burn the nonce.
+TEST_F(AdminHandler, ARequestCarriedOutIsReplayedEvenAfterARestart) {
+  const std::string request = signed_by(json{{"op", "reset_counters"}}, *alice_, "alice");
+  ASSERT_TRUE(ask(request).at("ok").get<bool>());
+  EXPECT_EQ(ask(request).at("error").at("code"), "replayed");
+  handler_.reset();
+  state_.reset();
+  reg_.reset();
+  reg_.emplace(tmp_.path() / "registry.db");
+  state_.emplace(*reg_);
+  handler_.emplace(pol_, *state_);
+  json again = ask(request);
+  EXPECT_EQ(again.at("error").at("code"), "replayed") << again.dump();
+  // Nonces leave the registry once their requests are stale.
+  EXPECT_EQ(reg_->record_admin_nonce(std::string(32, 'e'), 1000, 0, 10), registry::nonce_outcome::recorded);
+  EXPECT_EQ(reg_->record_admin_nonce(std::string(32, 'e'), 1000, 0, 10), registry::nonce_outcome::seen);
+  EXPECT_EQ(reg_->record_admin_nonce(std::string(32, 'f'), 5000, 2000, 10), registry::nonce_outcome::recorded);
+  EXPECT_EQ(reg_->record_admin_nonce(std::string(32, 'e'), 1000, 2000, 10), registry::nonce_outcome::recorded);
+  // Bounded: refused, not forgotten, when full.
+  EXPECT_EQ(reg_->record_admin_nonce(std::string(32, 'd'), 5000, 2000, 3), registry::nonce_outcome::recorded);
+  EXPECT_EQ(reg_->record_admin_nonce(std::string(32, 'c'), 5000, 2000, 3), registry::nonce_outcome::full);
+  EXPECT_EQ(reg_->record_admin_nonce(std::string(32, 'f'), 5000, 2000, 3), registry::nonce_outcome::seen);
 }
 
 TEST_F(AdminHandler, ApproveNeedsThePendingFingerprint) {
   const std::string fp(64, 'e');
   const std::string before = reg_->find_agent("monitor-1")->fingerprint;
   ASSERT_TRUE(reg_->set_pending_key({"monitor-1", fp, "PEM"}));
-  json wrong = ask(make_signed_request(json{{"op", "approve"}, {"agent", "monitor-1"}, {"fingerprint", std::string(64, 'f')}},
+  json wrong = ask(signed_by(json{{"op", "approve"}, {"agent", "monitor-1"}, {"fingerprint", std::string(64, 'f')}},
                                        *alice_, "alice"));
   EXPECT_EQ(wrong.at("error").at("code"), "key_changed") << wrong.dump();
   EXPECT_EQ(reg_->find_agent("monitor-1")->fingerprint, before);
 
-  json none = ask(make_signed_request(json{{"op", "approve"}, {"agent", "director-1"}, {"fingerprint", fp}}, *alice_, "alice"));
+  json none = ask(signed_by(json{{"op", "approve"}, {"agent", "director-1"}, {"fingerprint", fp}}, *alice_, "alice"));
   EXPECT_EQ(none.at("error").at("code"), "invalid_field") << none.dump();
 
-  json ok = ask(make_signed_request(json{{"op", "approve"}, {"agent", "monitor-1"}, {"fingerprint", fp}}, *alice_, "alice"));
+  json ok = ask(signed_by(json{{"op", "approve"}, {"agent", "monitor-1"}, {"fingerprint", fp}}, *alice_, "alice"));
   ASSERT_TRUE(ok.at("ok").get<bool>()) << ok.dump();
   auto m = reg_->find_agent("monitor-1");
   EXPECT_EQ(m->fingerprint, fp);
@@ -358,7 +422,7 @@ TEST_F(AdminHandler, ApproveNeedsThePendingFingerprint) {
 }
 
 TEST_F(AdminHandler, ResetCountersClearsRefusals) {
-  json r = ask(make_signed_request(json{{"op", "reset_counters"}, {"agent", "debugger-1"}}, *alice_, "alice"));
+  json r = ask(signed_by(json{{"op", "reset_counters"}, {"agent", "debugger-1"}}, *alice_, "alice"));
   ASSERT_TRUE(r.at("ok").get<bool>()) << r.dump();
   EXPECT_TRUE(reg_->refusals().empty());
 }
@@ -371,12 +435,13 @@ TEST_F(AdminHandler, ReadOnlyStateRefusesChanges) {
     std::vector<refusal_record> refusals() override { return {}; }
     std::vector<token_record> tokens() override { return {}; }
     std::vector<key_revocation> revoked_keys() override { return {}; }
+    nlohmann::json broker_identity() override { return kBrokerIdentity; }
   } ro;
   admin_handler h(pol_, ro);
-  json r = json::parse(h.handle(make_signed_request(revoke_request(), *alice_, "alice"), now_unix_ms()));
+  json r = json::parse(h.handle(signed_by(revoke_request(), *alice_, "alice"), now_unix_ms()));
   EXPECT_EQ(r.at("error").at("code"), "refused");
   json t = json::parse(h.handle(
-      make_signed_request(json{{"op", "token_create"}, {"agent", "monitor-9"}, {"role", "MONITOR"}}, *alice_, "alice"),
+      signed_by(json{{"op", "token_create"}, {"agent", "monitor-9"}, {"role", "MONITOR"}}, *alice_, "alice"),
       now_unix_ms()));
   EXPECT_EQ(t.at("error").at("code"), "refused");
 }
@@ -386,7 +451,7 @@ TEST_F(AdminHandler, ReadOnlyStateRefusesChanges) {
 TEST_F(AdminHandler, TokenCreateStoresOnlyTheHash) {
   json unsigned_req = ask(json{{"op", "token_create"}, {"agent", "monitor-9"}, {"role", "MONITOR"}}.dump());
   EXPECT_EQ(unsigned_req.at("error").at("code"), "acl_denied");
-  json r = ask(make_signed_request(json{{"op", "token_create"}, {"agent", "monitor-9"}, {"role", "MONITOR"},
+  json r = ask(signed_by(json{{"op", "token_create"}, {"agent", "monitor-9"}, {"role", "MONITOR"},
                                         {"ttl_seconds", 600}},
                                    *alice_, "alice"));
   ASSERT_TRUE(r.at("ok").get<bool>()) << r.dump();
@@ -407,7 +472,7 @@ TEST_F(AdminHandler, TokenCreateStoresOnlyTheHash) {
 
   auto refused = [&](json inner, const char* code) {
     inner["op"] = "token_create";
-    json e = ask(make_signed_request(inner, *alice_, "alice"));
+    json e = ask(signed_by(inner, *alice_, "alice"));
     EXPECT_EQ(e.at("error").at("code"), code) << inner.dump();
   };
   refused({{"agent", "bad name!"}, {"role", "MONITOR"}}, "invalid_field");
@@ -421,20 +486,20 @@ TEST_F(AdminHandler, TokenCreateStoresOnlyTheHash) {
 // revoke_key revokes the key under any name and the agents pinned to it.
 TEST_F(AdminHandler, RevokeKeyRevokesItsAgents) {
   const std::string fp = reg_->find_agent("monitor-1")->fingerprint;
-  json r = ask(make_signed_request(json{{"op", "revoke_key"}, {"fingerprint", fp}, {"reason", "stolen"}}, *alice_, "alice"));
+  json r = ask(signed_by(json{{"op", "revoke_key"}, {"fingerprint", fp}, {"reason", "stolen"}}, *alice_, "alice"));
   ASSERT_TRUE(r.at("ok").get<bool>()) << r.dump();
   EXPECT_EQ(r.at("result").at("revoked_agents"), json::array({"monitor-1"}));
   EXPECT_TRUE(reg_->find_agent("monitor-1")->revoked);
   ASSERT_TRUE(reg_->find_revoked_key(fp));
   const std::string other(64, '7');
-  json r2 = ask(make_signed_request(json{{"op", "revoke_key"}, {"fingerprint", other}, {"reason", "lost"}}, *alice_, "alice"));
+  json r2 = ask(signed_by(json{{"op", "revoke_key"}, {"fingerprint", other}, {"reason", "lost"}}, *alice_, "alice"));
   ASSERT_TRUE(r2.at("ok").get<bool>()) << r2.dump();
   EXPECT_TRUE(r2.at("result").at("revoked_agents").empty());
   json list = ask(json{{"op", "revoked_keys"}}.dump());
   std::set<std::string> listed;
   for (const auto& k : list.at("result")) listed.insert(k.at("fingerprint").get<std::string>());
   EXPECT_TRUE(listed.count(fp) && listed.count(other)) << list.dump();
-  json bad = ask(make_signed_request(json{{"op", "revoke_key"}, {"fingerprint", other}}, *alice_, "alice"));
+  json bad = ask(signed_by(json{{"op", "revoke_key"}, {"fingerprint", other}}, *alice_, "alice"));
   EXPECT_EQ(bad.at("error").at("code"), "malformed");
 }
 
@@ -444,10 +509,10 @@ TEST_F(AdminHandler, RejectDiscardsThePendingKey) {
   json shown = ask(json{{"op", "show"}, {"agent", "monitor-1"}}.dump());
   EXPECT_EQ(shown.at("result").at("agent").at("pending_address"), "tcp://192.0.2.1:9");
   EXPECT_EQ(shown.at("result").at("agent").at("pending_evidence"), "declared tpm");
-  json wrong = ask(make_signed_request(json{{"op", "reject"}, {"agent", "monitor-1"}, {"fingerprint", std::string(64, 'f')}},
+  json wrong = ask(signed_by(json{{"op", "reject"}, {"agent", "monitor-1"}, {"fingerprint", std::string(64, 'f')}},
                                        *alice_, "alice"));
   EXPECT_EQ(wrong.at("error").at("code"), "invalid_field");
-  json r = ask(make_signed_request(json{{"op", "reject"}, {"agent", "monitor-1"}, {"fingerprint", fp}}, *alice_, "alice"));
+  json r = ask(signed_by(json{{"op", "reject"}, {"agent", "monitor-1"}, {"fingerprint", fp}}, *alice_, "alice"));
   ASSERT_TRUE(r.at("ok").get<bool>()) << r.dump();
   EXPECT_TRUE(reg_->find_agent("monitor-1")->pending_fingerprint.empty());
 }

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "admin_client.hpp"
+#include "admin_protocol.hpp"
 #include "session/handshake.hpp"
 #include "session/session_keys.hpp"
 #include "support/bus_fixture.hpp"
@@ -157,6 +158,50 @@ TEST_F(Hostile, Case9RefusesASocketDirectoryOthersControl) {
   // The legitimate broker (its own directory) serves agents as ever.
   auto& b = broker();
   expect_traffic_flows(b, dir_.path(), "9");
+}
+
+// Case 8: a signed `revoke` captured from one broker was carried out again after a
+// restart (nonces in memory only), and would be by any broker sharing the operator
+// key. Requests now name their broker, and the nonces of those carried out are kept
+// in the registry.
+TEST_F(Hostile, Case8ASignedRequestIsCarriedOutOnceAndOnlyByTheBrokerItNames) {
+  auto& a = broker();
+  { auto m = connect_agent(a, dir_.path() / "a-m", "monitor-1", "MONITOR"); }
+  // What an eavesdropper on the operator's connection keeps (signed without an
+  // operator name, which a request may omit, so that broker B's own name for the key
+  // does not refuse it first).
+  const std::string captured = broker::make_signed_request(
+      {{"op", "revoke"}, {"agent", "monitor-1"}, {"reason", "compromised"}}, a.operator_key(), "", a.fingerprint());
+  broker::admin_client admin_a(a.admin_endpoint());
+  auto first = admin_a.request(nlohmann::json::parse(captured));
+  ASSERT_TRUE(first.ok()) << first.error().to_string();
+  ASSERT_TRUE(admin_a.request({{"op", "show"}, {"agent", "monitor-1"}})->at("agent").at("revoked").get<bool>());
+
+  a.stop();
+  a.start();
+  auto replayed = admin_a.request(nlohmann::json::parse(captured));
+  ASSERT_FALSE(replayed.ok());
+  EXPECT_EQ(replayed.error().code(), status_code::replayed) << replayed.error().to_string();
+
+  // Broker B trusts the same operator key and has its own monitor-1.
+  const auto policy_b = dir_.path() / "policy-b.toml";
+  testing::write_text(policy_b, testing::read_text(testing::source_dir() / "config" / "policy.toml") +
+                                    "\n[operators.shared]\nfingerprint = \"" +
+                                    a.operator_key().public_key().fingerprint_hex() + "\"\n");
+  broker_process::options ob;
+  ob.policy_file = policy_b;
+  broker_process b(ob);
+  auto m_b = connect_agent(b, dir_.path() / "b-m", "monitor-1", "MONITOR");
+  broker::admin_client admin_b(b.admin_endpoint());
+  auto elsewhere = admin_b.request(nlohmann::json::parse(captured));
+  ASSERT_FALSE(elsewhere.ok());
+  EXPECT_EQ(elsewhere.error().code(), status_code::acl_denied) << elsewhere.error().to_string();
+  EXPECT_NE(elsewhere.error().detail().find("addressed to broker"), std::string::npos) << elsewhere.error().to_string();
+  EXPECT_FALSE(admin_b.request({{"op", "show"}, {"agent", "monitor-1"}})->at("agent").at("revoked").get<bool>());
+  // The operator's own request to B, addressed to B, is carried out.
+  auto own = admin_b.signed_request({{"op", "reset_counters"}}, a.operator_key(), "");
+  EXPECT_TRUE(own.ok()) << own.error().to_string();
+  expect_traffic_flows(a, dir_.path(), "8");
 }
 
 }  // namespace

@@ -147,9 +147,9 @@ TEST_F(RegistryTest, NewFileIsCreatedMigratedAndInWalMode) {
   EXPECT_EQ(raw.value("PRAGMA journal_mode"), "wal");  // a property of the file
   EXPECT_EQ(raw.integer("PRAGMA user_version"), registry::kSchemaVersion);
   EXPECT_EQ(raw.integer("PRAGMA application_id"), registry::kApplicationId);
-  EXPECT_EQ(tables(db_), (std::vector<std::string>{"agents", "edges", "refusals", "revoked_keys", "tokens"}));
+  EXPECT_EQ(tables(db_), (std::vector<std::string>{"admin_nonces", "agents", "edges", "refusals", "revoked_keys", "tokens"}));
   EXPECT_EQ(raw.column("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name"),
-            (std::vector<std::string>{"agents_by_fingerprint", "edges_by_b", "refusals_by_reason", "tokens_by_name"}));
+            (std::vector<std::string>{"admin_nonces_by_timestamp", "agents_by_fingerprint", "edges_by_b", "refusals_by_reason", "tokens_by_name"}));
 }
 
 TEST_F(RegistryTest, EmptyFileAtVersionZeroMigratesToCurrent) {
@@ -177,11 +177,14 @@ TEST_F(RegistryTest, ReopeningACurrentDatabaseRunsNoMigration) {
 
 TEST_F(RegistryTest, NewerSchemaIsRefusedAndLeftUntouched) {
   { registry r(db_); r.upsert_agent(sample_agent("monitor-1")); }
-  { raw_db raw(db_); raw.exec("PRAGMA user_version = 4"); }
-  expect_error([&] { registry r(db_); }, {db_.string(), "schema version 4", "newer than this build understands (3)"});
-  expect_error([&] { (void)registry::open_readonly(db_); }, {db_.string(), "schema version 4", "newer"});
+  const int newer = registry::kSchemaVersion + 1;
+  const std::string newer_text = "schema version " + std::to_string(newer);
+  { raw_db raw(db_); raw.exec("PRAGMA user_version = " + std::to_string(newer)); }
+  expect_error([&] { registry r(db_); },
+               {db_.string(), newer_text, "newer than this build understands (" + std::to_string(registry::kSchemaVersion) + ")"});
+  expect_error([&] { (void)registry::open_readonly(db_); }, {db_.string(), newer_text, "newer"});
   raw_db raw(db_);
-  EXPECT_EQ(raw.integer("PRAGMA user_version"), 4);
+  EXPECT_EQ(raw.integer("PRAGMA user_version"), newer);
   EXPECT_EQ(raw.integer("SELECT count(*) FROM agents"), 1);
 }
 
@@ -193,6 +196,7 @@ TEST_F(RegistryTest, SchemaOneIsMigratedKeepingItsRows) {
     raw_db raw(db_);
     raw.exec("DROP TABLE tokens");
     raw.exec("DROP TABLE revoked_keys");
+    raw.exec("DROP TABLE admin_nonces");
     for (const char* c : {"pending_at", "pending_address", "pending_evidence", "ek_ca", "ek_issuer", "ek_fingerprint", "ak_name"})
       raw.exec(std::string("ALTER TABLE agents DROP COLUMN ") + c);
     raw.exec("PRAGMA user_version = 1");

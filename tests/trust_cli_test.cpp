@@ -345,7 +345,13 @@ class stand_in_broker {
  private:
   void run(std::promise<void>& bound) {
     registry reg(db_);
-    broker::registry_admin_state state(reg);
+    // A broker says who it is (the `broker` op; signed requests are addressed to it).
+    struct named_state : broker::registry_admin_state {
+      using registry_admin_state::registry_admin_state;
+      nlohmann::json broker_identity() override {
+        return {{"name", "stand-in"}, {"fingerprint", std::string(64, 'b')}, {"suite", "ecdsa-p256-sha256"}};
+      }
+    } state(reg);
     broker::admin_handler handler(pol_, state);
     zmq::context_t ctx(1);
     zmq::socket_t rep(ctx, zmq::socket_type::rep);

@@ -257,14 +257,14 @@ TEST_F(TrustOnline, UnsignedOrUnauthorisedChangesAreRefused) {
   // Signed, but by a key that is not an operator's.
   auto stranger = testing::make_identity(dir_.path() / "stranger", "DEBUGGER", true);
   std::string signed_by_stranger = broker::make_signed_request(
-      json{{"op", "revoke"}, {"agent", "monitor-1"}, {"reason", "not an operator"}}, *stranger.key, "mallory");
+      json{{"op", "revoke"}, {"agent", "monitor-1"}, {"reason", "not an operator"}}, *stranger.key, "mallory", broker_->fingerprint());
   json stranger_reply = ask(signed_by_stranger);
   EXPECT_FALSE(stranger_reply["ok"].get<bool>());
   EXPECT_EQ(stranger_reply["error"]["code"], "acl_denied") << stranger_reply.dump();
 
   // A genuine operator request replayed is refused the second time.
   std::string genuine = broker::make_signed_request(
-      json{{"op", "reset_counters"}, {"agent", "monitor-1"}}, *op_.key, "ops");
+      json{{"op", "reset_counters"}, {"agent", "monitor-1"}}, *op_.key, "ops", broker_->fingerprint());
   EXPECT_TRUE(ask(genuine)["ok"].get<bool>());
   json replayed = ask(genuine);
   EXPECT_EQ(replayed["error"]["code"], "replayed") << replayed.dump();

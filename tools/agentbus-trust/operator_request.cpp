@@ -28,6 +28,10 @@ void add_operator_options(CLI::App* cmd, operator_options& o) {
       ->required();
   cmd->add_option("--operator", o.operator_name, "Operator name (checked against the policy's name for the key)");
   cmd->add_option("--tcti", o.tcti, "TPM holding the operator key (TPM identities; default $AGENTBUS_TCTI)");
+  cmd->add_option("--broker-fingerprint", o.broker,
+                  "The broker the signed request is for (64 hex digits; default: the one the admin endpoint names). "
+                  "Any other broker refuses it")
+      ->check(check_fingerprint);
   cmd->add_flag("--json", o.json, "Print the admin result as JSON");
 }
 
@@ -45,7 +49,15 @@ nlohmann::json send_operator_request(const global_options& global, const operato
     t = std::make_shared<tpm::tpm>(tcti);  // a TPM key never falls back to software
   }
   auto key = identity_key::open(o.key_dir, t);
-  const std::string frame = broker::make_signed_request(inner, *key, o.operator_name);
+  std::string broker = o.broker;
+  if (broker.empty()) {
+    auto who = broker_request(admin_endpoint(global), nlohmann::json{{"op", "broker"}}.dump(), global.timeout_ms);
+    if (!who) throw tool_error(exit_code_for(who.error(), true), "the broker's identity: " + who.error().to_string());
+    if (!who->is_object() || !(*who)["fingerprint"].is_string())
+      throw tool_error(kRefused, "the admin endpoint did not name its broker's fingerprint");
+    broker = (*who)["fingerprint"].get<std::string>();
+  }
+  const std::string frame = broker::make_signed_request(inner, *key, o.operator_name, lower_hex(broker));
   auto r = broker_request(admin_endpoint(global), frame, global.timeout_ms);
   if (!r) throw tool_error(exit_code_for(r.error(), true), "refused by the broker: " + r.error().to_string());
   return std::move(*r);

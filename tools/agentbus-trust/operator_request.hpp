@@ -15,6 +15,7 @@ struct operator_options {
   std::string key_dir;        // the operator's identity (agentbus-key create --dir)
   std::string operator_name;  // optional: must match the policy's name for the key
   std::string tcti;           // TPM holding a TPM operator key (else $AGENTBUS_TCTI)
+  std::string broker;         // the broker the request is for (else the one the endpoint names)
   bool json = false;
 };
 
@@ -23,11 +24,14 @@ struct operator_options {
 std::string check_fingerprint(const std::string& f);
 std::string lower_hex(std::string s);
 
-// add_operator_options adds --operator-key, --operator, --tcti and --json to `cmd`.
+// add_operator_options adds --operator-key, --operator, --tcti, --broker-fingerprint
+// and --json to `cmd`.
 void add_operator_options(CLI::App* cmd, operator_options& o);
 
-// send_operator_request signs `inner` ({"op":..., args}) with the operator key and
-// sends it to the broker's admin endpoint; returns the result. --db is refused
+// send_operator_request signs `inner` ({"op":..., args}) with the operator key,
+// addressed to --broker-fingerprint or else to the broker the endpoint says it is
+// (a signed request is carried out by that broker only, once), and sends it to the
+// broker's admin endpoint; returns the result. --db is refused
 // (kUsage): a change goes to the running broker. A broker refusal throws
 // tool_error(kRefused), an unknown agent tool_error(kNotFound).
 nlohmann::json send_operator_request(const global_options& global, const operator_options& o, const nlohmann::json& inner);
