@@ -27,6 +27,7 @@ struct enrolment::handshake {
   std::optional<attestation::attested_key> attested;  // the evidence held; PROOF must return its secret
   std::optional<secret_bytes> static_share;  // broker static (TPM) × agent ephemeral
   suite agent_suite;
+  admission pool = admission::open;
   steady::time_point deadline;
   std::uint64_t generation = 0;
   std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
@@ -46,9 +47,11 @@ enrolment::enrolment(const broker_config& cfg, const policy& pol, identity_key& 
                     "ECDH only",
                     curve_name(s.ecdh_curve), k.error().to_string());
     } else if (k->has_value()) {
+      static_key_der_.emplace(s.ecdh_curve, (**k).der());
       static_keys_.emplace(s.ecdh_curve, std::move(**k));
     }
   }
+  identity_der_ = identity_.public_key().der();
 }
 
 enrolment::~enrolment() = default;
@@ -66,12 +69,13 @@ void enrolment::refuse(const bytes& route, const std::string& name, const status
 
 candidate enrolment::candidate_of(const session::hello_msg& hello, const crypto::public_key& key,
                                   const std::string& fingerprint, const std::string& address,
-                                  const attestation::attested_key* attested) const {
+                                  const attestation::attested_key* attested, bool with_pem) const {
   candidate c;
   c.name = hello.name;
   c.role = hello.role;
   c.fingerprint = fingerprint;
-  c.public_key_pem = key.pem();
+  // PEM (OpenSSL's encoder: tens of microseconds) only where it is recorded: at PROOF.
+  if (with_pem) c.public_key_pem = key.pem();
   c.address = address;
   if (attested != nullptr) {
     c.evidence = "attested: " + attested->summary();
@@ -89,6 +93,14 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
   auto hello = session::decode_hello(frames[0]);
   if (!hello) return refuse(route, "?", hello.error());
   const std::string name = hello->name;
+  // A HELLO without a valid cookie costs a MAC and an answer, nothing kept (§3.1):
+  // state, registry reads, evidence checks and TPM work are for peers that answered.
+  const std::int64_t now = now_unix_ms();
+  if (hello->cookie.empty() || !cookies_.valid(hello->cookie, route, *hello, now)) {
+    acct_.stats().increment("hello_cookies_total", hello->cookie.empty() ? "issued" : "renewed");
+    out_.handshake(route, session::frame::kCookie, session::encode(session::cookie_msg{cookies_.issue(route, *hello, now)}));
+    return;
+  }
   // One handshake per connection at a time: a flood of HELLOs on one connection must
   // not queue TPM work (the pending one goes on undisturbed), unless the pending one is
   // old enough that its agent has given up on it (its job is skipped if not yet run).
@@ -98,8 +110,6 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
     acct_.stats().increment("enrolments_total", "replaced");
     pending_.erase(it);
   }
-  if (pending_.size() >= kMaxPendingEnrolments)
-    return refuse(route, name, {status_code::overloaded, "too many enrolments in progress"});
   if (at_agent_limit(name)) return refuse(route, name, {status_code::overloaded, "broker is at its agent limit"});
 
   // Policy before any expensive work, cheapest first.
@@ -113,12 +123,28 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
   if (!key) return refuse(route, name, key.error());
   if (key->type() != s.key)
     return refuse(route, name, {status_code::wrong_key, "identity key is " + key->type().describe() + ", role needs " + s.key.describe()});
+  // Possession of the key (software verification) before anything is looked up for
+  // this peer: whatever follows is done for a key holder only.
+  const bytes unsigned_hello = session::encode(*hello, false);
+  if (status st = crypto::verify_digest(*key, s.key, s.envelope_hash,
+                                        crypto::digest(s.envelope_hash, session::hello_transcript(unsigned_hello)),
+                                        hello->possession);
+      !st)
+    return refuse(route, name, {status_code::bad_signature, "the HELLO's possession signature does not verify"});
   const std::string fingerprint = key->fingerprint_hex();
-  // What no PROOF could change is refused before the broker signs anything. A key
-  // that differs from the registry's is not refused yet: a token in PROOF may
-  // authorise it, and only a proven key is recorded for an operator.
-  if (status st = authority_.screen(candidate_of(*hello, *key, fingerprint, peer_address, nullptr)); !st)
-    return refuse(route, name, st);
+  // What no PROOF could change is refused before the broker signs anything, and so is
+  // a key that nothing could authorise (no pin, not the registry's, no token proven,
+  // not an open role). A key that differs from the registry's is recorded for an
+  // operator only at PROOF, in an open role.
+  const candidate who = candidate_of(*hello, *key, fingerprint, peer_address, nullptr);
+  if (status st = authority_.screen(who); !st) return refuse(route, name, st);
+  const bool token_proven = authority_.proven_token(who, hello->token_proof, unsigned_hello, now);
+  auto admitted = authority_.admit(who, token_proven, !hello->token_proof.empty());
+  if (!admitted) return refuse(route, name, admitted.error());
+  // Separate pools: a flood of first-use handshakes fills only the open one.
+  if (*admitted == admission::open ? pending_in(admission::open) >= kMaxPendingOpen
+                                   : pending_.size() >= kMaxPendingOpen + kMaxPendingCredentialed)
+    return refuse(route, name, {status_code::overloaded, "too many enrolments in progress"});
   auto agent_ecdh = session::read_peer_ecdh_keys(hello->ephemeral_der, hello->static_ecdh_der, s.ecdh_curve, "agent");
   if (!agent_ecdh) return refuse(route, name, agent_ecdh.error());
 
@@ -160,12 +186,13 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
   p->agent_static = std::move(agent_ecdh->static_key);
   p->deadline = steady::now() + kEnrolmentTimeout;
   p->generation = ++generations_;
+  p->pool = *admitted;
   p->challenge.nonce = crypto::random_bytes(session::kNonceSize);
   p->challenge.ephemeral_der = p->ephemeral->public_part().der();
   auto my_static = static_keys_.find(s.ecdh_curve);
-  if (my_static != static_keys_.end()) p->challenge.static_ecdh_der = my_static->second.der();
+  if (my_static != static_keys_.end()) p->challenge.static_ecdh_der = static_key_der_.at(s.ecdh_curve);
   p->challenge.broker_name = cfg_.name;
-  p->challenge.broker_identity_der = identity_.public_key().der();
+  p->challenge.broker_identity_der = identity_der_;
   p->challenge.broker_hash = identity_.key_suite().envelope_hash;
 
   identity_job job;
@@ -175,6 +202,7 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
   if (my_static != static_keys_.end()) job.agent_ephemeral = std::move(agent_ecdh->ephemeral);
   job.curve = s.ecdh_curve;
   job.cancelled = p->cancelled;
+  job.priority = p->pool == admission::credentialed;
   pending_[route] = std::move(p);
   submit_(std::move(job));
 }
@@ -240,7 +268,8 @@ void enrolment::on_proof(const bytes& route, std::span<const bytes> frames) {
   // Now that the key is proven: may it have this name and role? (The registry may
   // also have changed since HELLO.)
   auto auth = authority_.authorise(
-      candidate_of(p.hello, *p.agent_key, p.agent_fingerprint, p.peer_address, p.attested ? &*p.attested : nullptr), token,
+      candidate_of(p.hello, *p.agent_key, p.agent_fingerprint, p.peer_address, p.attested ? &*p.attested : nullptr, true),
+      token,
       now_unix_ms());
   if (!auth) return refuse(route, name, auth.error());
   if (at_agent_limit(name)) return refuse(route, name, {status_code::overloaded, "broker is at its agent limit"});
@@ -329,6 +358,12 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
   spdlog::info("enrolled {} as {} ({}, {}{}{}{})", name, a.role, s.name, protection_name(a.key_protection),
                a.key_protection == protection::tpm ? ", " + a.tpm_manufacturer : "", a.tpm_simulator ? " simulator" : "",
                rec.ek_ca.empty() ? ", declared" : ", attested by " + rec.ek_ca);
+}
+
+std::size_t enrolment::pending_in(admission pool) const {
+  std::size_t n = 0;
+  for (const auto& [route, p] : pending_) n += p->pool == pool ? 1 : 0;
+  return n;
 }
 
 bool enrolment::at_agent_limit(const std::string& name) const {

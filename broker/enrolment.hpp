@@ -3,8 +3,15 @@
 // their order, and the hop keys (session/key_agreement.hpp, the one key agreement
 // both ends run).
 //
-// State: at most one handshake per connection (routing id), at most
-// kMaxPendingEnrolments in all, each expiring kEnrolmentTimeout after its HELLO. Its
+// A HELLO without a valid cookie is answered COOKIE and leaves nothing behind
+// (hello_cookies). One with a cookie must carry the identity key's signature; it is
+// screened, and admitted only if something could authorise it (admission): to the
+// credentialed pool (a pinned or registered key, a proven token) or the open pool
+// (first use in an open role).
+//
+// State: at most one handshake per connection (routing id), at most kMaxPendingOpen
+// open ones and kMaxPendingOpen + kMaxPendingCredentialed in all, each expiring
+// kEnrolmentTimeout after its HELLO. Credentialed handshakes' TPM jobs run first. Its
 // TPM work goes to the identity worker with a generation number (a result for an
 // older handshake on the same connection is discarded) and a cancel flag (set when
 // the handshake goes away, so the worker skips it).
@@ -33,6 +40,7 @@
 #include "broker_config.hpp"
 #include "connections.hpp"
 #include "enrolment_authority.hpp"
+#include "hello_cookies.hpp"
 #include "identity_worker.hpp"
 #include "outbox.hpp"
 #include "registry.hpp"
@@ -45,7 +53,14 @@ struct attested_key;
 
 namespace agentbus::broker {
 
-inline constexpr std::size_t kMaxPendingEnrolments = 1024;
+// Pending handshakes (each holds a TPM job until it ends): at most kMaxPendingOpen
+// admitted as first use of an open role, and the whole table (credentialed ones:
+// a pinned key, the registry's key or a proven token) at most both together. 256
+// open ones are 5-13 s of a hardware TPM's signatures (20-50/s), within the 30 s a
+// handshake may take: an open-pool flood cannot queue TPM work that would expire
+// unread, and leaves the host's CPU (swtpm) to the credentialed agents.
+inline constexpr std::size_t kMaxPendingOpen = 256;
+inline constexpr std::size_t kMaxPendingCredentialed = 4096;
 // kEnrolmentRefusals is the registry's refusal-counter name for every refused
 // enrolment: one row per reason whatever names peers claim (the latest claimed name
 // is in its last_detail).
@@ -81,6 +96,7 @@ class enrolment {
   void expire(std::chrono::steady_clock::time_point now);
 
   std::size_t pending() const noexcept { return pending_.size(); }
+  std::size_t pending_in(admission pool) const;
   // at_agent_limit: `name` is not online and max_agents agents are.
   bool at_agent_limit(const std::string& name) const;
   // announce_key_changes_with: called with a name whose enrolment changed the key its
@@ -90,8 +106,10 @@ class enrolment {
  private:
   struct handshake;
   void refuse(const bytes& route, const std::string& name, const status& why);
+  // with_pem: fill candidate::public_key_pem (what PROOF may record), else left empty.
   candidate candidate_of(const session::hello_msg& hello, const crypto::public_key& key, const std::string& fingerprint,
-                         const std::string& address, const attestation::attested_key* attested) const;
+                         const std::string& address, const attestation::attested_key* attested,
+                         bool with_pem = false) const;
   void complete(const bytes& route, handshake& p, const bytes& proof_bytes, const session::ecdh_shares& shares,
                 const authorisation& auth);
 
@@ -100,11 +118,14 @@ class enrolment {
   identity_key& identity_;
   registry& reg_;
   enrolment_authority authority_;
+  hello_cookies cookies_;
   connections& agents_;
   outbox& out_;
   accounting& acct_;
   submit_fn submit_;
   std::map<ec_curve, crypto::public_key> static_keys_;
+  std::map<ec_curve, bytes> static_key_der_;  // their DER, as CHALLENGE carries it (encoded once)
+  bytes identity_der_;                        // the broker identity's DER, likewise
   std::map<bytes, std::unique_ptr<handshake>> pending_;
   std::uint64_t generations_ = 0;
   std::function<void(const std::string&)> announce_key_change_ = [](const std::string&) {};

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agentbus/crypto.hpp"
+#include "session/handshake.hpp"
 
 namespace agentbus::broker {
 
@@ -59,6 +60,35 @@ status enrolment_authority::screen_attestation(const candidate& c, const std::op
                                              "): it enrols with its TPM evidence or not at all"};
   }
   return {};
+}
+
+bool enrolment_authority::proven_token(const candidate& c, byte_view proof, byte_view hello_unsigned,
+                                       std::int64_t now_ms) const {
+  if (proof.empty()) return false;
+  for (const token_record& t : reg_.usable_tokens(c.name, c.role, now_ms)) {
+    if (!t.fingerprint.empty() && t.fingerprint != c.fingerprint) continue;
+    bool hex_ok = false;
+    const bytes key = from_hex(t.hash, &hex_ok);
+    if (hex_ok && crypto::constant_time_equal(session::hello_token_proof(key, hello_unsigned), proof)) return true;
+  }
+  return false;
+}
+
+result<admission> enrolment_authority::admit(const candidate& c, bool token_proven, bool token_presented) const {
+  if (const agent_pin* pin = pol_.find_pin(c.name); pin != nullptr && !pin->fingerprint.empty())
+    return admission::credentialed;  // screen() refused any other key
+  const auto rec = reg_.find_agent(c.name);
+  if (rec && rec->fingerprint == c.fingerprint) return admission::credentialed;
+  if (token_proven) return admission::credentialed;
+  const role_policy& role = *pol_.find_role(c.role);
+  if (role.enrolment == enrolment_mode::open) return admission::open;
+  if (token_presented)
+    return status{status_code::not_authorised, "the HELLO's token proof matches no usable enrolment token for " + c.name +
+                                                   " in " + c.role + " (unknown, used, expired, or for another key)"};
+  if (rec)
+    return status{status_code::key_changed, "key " + short_fp(c.fingerprint) + " differs from the key " + c.name +
+                                                " enrolled with; an operator must approve it or issue a token"};
+  return status{status_code::not_authorised, "role " + c.role + " needs an enrolment token for a new name (" + c.name + ")"};
 }
 
 result<authorisation> enrolment_authority::authorise(const candidate& c, const std::optional<secret_bytes>& token,

@@ -33,6 +33,12 @@ struct candidate {
   std::string ek_fingerprint;  // the attested TPM's EK ("" when the key is not attested)
 };
 
+// admission: how a HELLO that proved possession of its key may wait for the broker's
+// TPM. credentialed: the key is the one the policy pins or the registry holds for the
+// name, or the HELLO proved a usable token; open: a role that admits first use.
+// They wait in separate pools, credentialed first (schemas/protocol.md §3.7).
+enum class admission { credentialed, open };
+
 // authorisation: what allowed an enrolment. token_hash is set when a token did (to
 // be consumed with the commit).
 struct authorisation {
@@ -57,6 +63,14 @@ class enrolment_authority {
   // revoked, and a key the registry knows as attested does not enrol without
   // evidence (not_attested: no downgrade to declared facts).
   status screen_attestation(const candidate& c) const;
+  // proven_token: `proof` (a HELLO's token proof over `hello_unsigned`) matches a token
+  // usable at now_ms for c's name and role (and key, if the token names one).
+  bool proven_token(const candidate& c, byte_view proof, byte_view hello_unsigned, std::int64_t now_ms) const;
+  // admit (at HELLO, after screen): credentialed or open as above, else the refusal
+  // the enrolment would meet at PROOF (not_authorised, key_changed), given before the
+  // broker spends anything on it. `token_presented`: the HELLO carried a token proof
+  // (that matched nothing, unless token_proven).
+  result<admission> admit(const candidate& c, bool token_proven, bool token_presented) const;
   // authorise: screen() and screen_attestation() again (the registry may have
   // changed), then the mode. A token is looked up by its hash; a valid one is consumed
   // even when something else authorises the key (it is spent either way). A changed

@@ -26,7 +26,7 @@ identity_worker::~identity_worker() {
 void identity_worker::submit(identity_job job) {
   {
     std::lock_guard lock(mu_);
-    jobs_.push_back(std::move(job));
+    (job.priority ? priority_jobs_ : jobs_).push_back(std::move(job));
   }
   cv_.notify_one();
 }
@@ -45,10 +45,11 @@ void identity_worker::run() {
     identity_job job;
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+      cv_.wait(lock, [&] { return stop_ || !priority_jobs_.empty() || !jobs_.empty(); });
       if (stop_) return;
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
+      auto& queue = priority_jobs_.empty() ? jobs_ : priority_jobs_;
+      job = std::move(queue.front());
+      queue.pop_front();
     }
     identity_result r;
     r.route = std::move(job.route);

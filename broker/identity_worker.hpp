@@ -8,6 +8,10 @@
 // connection closed) is skipped: its cancel flag is set by the enrolment that owned
 // it, so a flood of abandoned handshakes does not queue TPM time.
 //
+// Two queues: a credentialed handshake's job (its agent proved a pinned key or a
+// token, schemas/protocol.md §3.7) runs before any job of the open pool, so that a
+// flood of first-use handshakes in an open role never delays a known agent's.
+//
 // Threads: submit/take/fd on the event loop; the work on the worker thread. The
 // queue and results are under one mutex.
 #pragma once
@@ -33,6 +37,7 @@ struct identity_job {
   std::optional<crypto::public_key> agent_ephemeral;  // for the broker's static (TPM) ECDH share
   ec_curve curve = ec_curve::p256;
   std::shared_ptr<const std::atomic<bool>> cancelled;
+  bool priority = false;  // a credentialed handshake's: before every open-pool job
 };
 
 struct identity_result {
@@ -60,7 +65,7 @@ class identity_worker {
   std::shared_ptr<identity_key> identity_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<identity_job> jobs_;
+  std::deque<identity_job> priority_jobs_, jobs_;
   std::deque<identity_result> done_;
   bool stop_ = false;
   int fd_ = -1;

@@ -214,6 +214,11 @@ class registry {
   bool add_token(const token_record& t);
   // find_token returns the token whose hash is `hash`, or nullopt.
   std::optional<token_record> find_token(std::string_view hash) const;
+  // usable_tokens: the unused tokens for `name` in `role` that have not expired at
+  // now_ms, newest first, at most kMaxUsableTokensPerName (what a HELLO's token proof
+  // is checked against: its cost per HELLO stays bounded).
+  static constexpr std::size_t kMaxUsableTokensPerName = 8;
+  std::vector<token_record> usable_tokens(std::string_view name, std::string_view role, std::int64_t now_ms) const;
   // tokens returns every token kept, newest first.
   std::vector<token_record> tokens() const;
   // delete_token removes the unused token whose id (hash prefix, 16 hex digits) is

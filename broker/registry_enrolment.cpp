@@ -85,6 +85,17 @@ std::vector<token_record> registry::tokens() const {
   return out;
 }
 
+std::vector<token_record> registry::usable_tokens(std::string_view name, std::string_view role, std::int64_t now_ms) const {
+  statement s(self().conn,
+              "SELECT " AGENTBUS_TOKEN_COLUMNS " FROM tokens WHERE name = ?1 AND role = ?2 AND used_at = 0 AND "
+              "expires_at > ?3 ORDER BY created_at DESC, hash LIMIT ?4",
+              "usable_tokens");
+  s.bind_text(1, name).bind_text(2, role).bind_int(3, now_ms).bind_int(4, static_cast<std::int64_t>(kMaxUsableTokensPerName));
+  std::vector<token_record> out;
+  while (s.step()) out.push_back(read_token(s));
+  return out;
+}
+
 bool registry::delete_token(std::string_view id) {
   if (id.size() != 16) return false;
   statement s(self().conn, "DELETE FROM tokens WHERE substr(hash, 1, 16) = ?1 AND used_at = 0", "delete_token");

@@ -394,12 +394,22 @@ struct enrolment_bench : parts {
     if (!reg.add_token(r)) throw std::runtime_error("token not stored");
     return t;
   }
+  // hello sends the agent's HELLO as an agent does: the first without a cookie, then,
+  // when the broker answered COOKIE, the one that returns it (signed).
+  void hello(client::hop_handshake& hs, const bytes& route, const std::string& address = {}) {
+    const std::size_t cookies_before = tx.to(route, session::frame::kCookie).size();
+    enrol->on_hello(route, std::vector<bytes>{hs.hello()}, address);
+    if (tx.to(route, session::frame::kCookie).size() == cookies_before) return;
+    auto again = hs.with_cookie(last_body(route, session::frame::kCookie));
+    if (!again) throw std::runtime_error(again.error().to_string());
+    enrol->on_hello(route, std::vector<bytes>{*again}, address);
+  }
   // enrol runs one whole handshake on `route` (the agent's side too) and returns the
   // broker's answer: ok when WELCOME verified, else REFUSED's code.
   status enrol_with(identity_key& key, const std::string& name, const bytes& route, const secret_bytes* token) {
     const std::string role = key.metadata().role;
     client::hop_handshake hs(key, *pol.suite_for(role), name, broker_key->public_key().fingerprint_hex(), token);
-    enrol->on_hello(route, std::vector<bytes>{hs.hello()}, "tcp://192.0.2.7:40000");
+    hello(hs, route, "tcp://192.0.2.7:40000");
     run_jobs();
     auto refused = [&]() -> status {
       auto r = session::decode_refused(last_body(route, session::frame::kRefused));
@@ -430,7 +440,7 @@ TEST(Enrolment, AHandshakeCompletesWithKeysBothEndsAgreeOn) {
   const secret_bytes token = e.issue_token("debugger-1", "DEBUGGER");
   client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", e.broker_key->public_key().fingerprint_hex(),
                            &token);
-  e.enrol->on_hello(route, std::vector<bytes>{hs.hello()});
+  e.hello(hs, route);
   EXPECT_EQ(e.enrol->pending(), 1u);
   ASSERT_EQ(e.jobs.size(), 1u) << "the broker's signature is the identity worker's job, not the event loop's";
   e.run_jobs();
@@ -466,7 +476,7 @@ TEST(Enrolment, AWelcomeThatCannotBeSentLeavesNothingOnline) {
   const bytes route = b("r1");
   const secret_bytes token = e.issue_token("debugger-1", "DEBUGGER");
   client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", "", &token);
-  e.enrol->on_hello(route, std::vector<bytes>{hs.hello()});
+  e.hello(hs, route);
   e.run_jobs();
   auto proof = hs.on_challenge(e.last_body(route, session::frame::kChallenge));
   ASSERT_TRUE(proof.ok());
@@ -484,7 +494,7 @@ TEST(Enrolment, RefusalsComeInTheOrderOfTheChecks) {
   // A role the policy does not have.
   auto stranger = identity_key::create_software(e.dir.path() / "x-1", "NOPE", *e.pol.suite_for("DEBUGGER"));
   client::hop_handshake hs_x(*stranger, *e.pol.suite_for("DEBUGGER"), "x-1", "");
-  e.enrol->on_hello(b("rx"), std::vector<bytes>{hs_x.hello()});
+  e.hello(hs_x, b("rx"));
   auto refused = session::decode_refused(e.last_body(b("rx"), session::frame::kRefused));
   ASSERT_TRUE(refused.ok());
   EXPECT_EQ(refused->code, status_code::unknown_role);
@@ -492,9 +502,11 @@ TEST(Enrolment, RefusalsComeInTheOrderOfTheChecks) {
 
   // A second HELLO on a connection with a handshake in progress: ERR, the first goes on.
   auto key = e.agent_key("debugger-1", "DEBUGGER");
-  client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", "");
-  e.enrol->on_hello(b("r1"), std::vector<bytes>{hs.hello()});
-  e.enrol->on_hello(b("r1"), std::vector<bytes>{hs.hello()});
+  const secret_bytes token = e.issue_token("debugger-1", "DEBUGGER");
+  client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", "", &token);
+  e.hello(hs, b("r1"));
+  client::hop_handshake again(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", "", &token);
+  e.hello(again, b("r1"));
   auto err = session::decode_error(e.last_body(b("r1"), session::frame::kError));
   ASSERT_TRUE(err.ok());
   EXPECT_EQ(err->code, status_code::overloaded);
@@ -539,7 +551,7 @@ TEST(Enrolment, AChangedKeyIsRefusedAndTheFirstProvenOneKeptForApproval) {
 
   auto hello_only = e.agent_key("box-1-h", "SANDBOX");
   client::hop_handshake hs(*hello_only, *e.pol.suite_for("SANDBOX"), "box-1", "");
-  e.enrol->on_hello(b("rh"), std::vector<bytes>{hs.hello()});
+  e.hello(hs, b("rh"));
   e.run_jobs();
   EXPECT_EQ(e.reg.find_agent("box-1")->pending_fingerprint, "") << "a HELLO proves nothing";
 
@@ -631,7 +643,7 @@ TEST(Enrolment, ARevokedKeyIsRefusedUnderAnyNameBeforeAnyTpmWork) {
   ASSERT_TRUE(e.reg.revoke("debugger-victim", "compromised", now_unix_ms()));
   const secret_bytes t2 = e.issue_token("dbg-victim-2", "DEBUGGER");
   client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "dbg-victim-2", "", &t2);
-  e.enrol->on_hello(b("r2"), std::vector<bytes>{hs.hello()});
+  e.hello(hs, b("r2"));
   EXPECT_TRUE(e.jobs.empty()) << "refused at HELLO";
   auto refused = session::decode_refused(e.last_body(b("r2"), session::frame::kRefused));
   ASSERT_TRUE(refused.ok());
@@ -647,7 +659,7 @@ TEST(Enrolment, ASealedTokenOpensOnlyForTheBrokerItWasSealedFor) {
   auto key = e.agent_key("debugger-9", "DEBUGGER");
   const secret_bytes token = e.issue_token("debugger-9", "DEBUGGER");
   client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "debugger-9", "", &token);
-  e.enrol->on_hello(b("r1"), std::vector<bytes>{hs.hello()});
+  e.hello(hs, b("r1"));
   e.run_jobs();
   auto proof = hs.on_challenge(e.last_body(b("r1"), session::frame::kChallenge));
   ASSERT_TRUE(proof.ok());
@@ -687,11 +699,126 @@ TEST(Enrolment, OpenAndPinnedRoles) {
   EXPECT_EQ(e.enrol_with(*squatter, "box-1", b("r5"), nullptr).code(), status_code::key_changed);
 }
 
+// Issue 12, case 2: a HELLO without a cookie costs the broker a MAC and an answer: no
+// pending handshake, no TPM job, no registry read or row. A cookie is good only on its
+// connection, for its name and key; returned there, the HELLO is admitted.
+TEST(Enrolment, AHelloWithoutACookieIsAnsweredAndNothingKept) {
+  enrolment_bench e;
+  auto key = e.agent_key("debugger-1", "DEBUGGER");
+  const secret_bytes token = e.issue_token("debugger-1", "DEBUGGER");
+  const suite s = *e.pol.suite_for("DEBUGGER");
+  client::hop_handshake hs(*key, s, "debugger-1", "", &token);
+  e.enrol->on_hello(b("r1"), std::vector<bytes>{hs.hello()});
+  EXPECT_EQ(e.enrol->pending(), 0u);
+  EXPECT_TRUE(e.jobs.empty());
+  ASSERT_EQ(e.tx.to(b("r1"), session::frame::kCookie).size(), 1u);
+  EXPECT_TRUE(e.tx.to(b("r1"), session::frame::kRefused).empty());
+  EXPECT_EQ(e.stats.value("hello_cookies_total", "issued"), 1u);
+  const bytes cookie = e.last_body(b("r1"), session::frame::kCookie);
+
+  // The cookie returned on another connection, or for another name: a new cookie.
+  client::hop_handshake elsewhere(*key, s, "debugger-1", "", &token);
+  auto moved = elsewhere.with_cookie(cookie);
+  ASSERT_TRUE(moved.ok());
+  e.enrol->on_hello(b("r2"), std::vector<bytes>{*moved});
+  client::hop_handshake renamed(*key, s, "debugger-2", "", &token);
+  auto other_name = renamed.with_cookie(cookie);
+  ASSERT_TRUE(other_name.ok());
+  e.enrol->on_hello(b("r1"), std::vector<bytes>{*other_name});
+  EXPECT_EQ(e.stats.value("hello_cookies_total", "renewed"), 2u);
+  EXPECT_EQ(e.enrol->pending(), 0u);
+  EXPECT_TRUE(e.jobs.empty());
+
+  // On its own connection: admitted, credentialed (its token proven), its job first.
+  auto returned = hs.with_cookie(cookie);
+  ASSERT_TRUE(returned.ok());
+  e.enrol->on_hello(b("r1"), std::vector<bytes>{*returned});
+  EXPECT_EQ(e.enrol->pending(), 1u);
+  ASSERT_EQ(e.jobs.size(), 1u);
+  EXPECT_TRUE(e.jobs.front().priority);
+}
+
+TEST(Enrolment, AHelloWhosePossessionSignatureFailsIsRefusedBeforeAnyWork) {
+  enrolment_bench e;
+  auto key = e.agent_key("debugger-1", "DEBUGGER");
+  const secret_bytes token = e.issue_token("debugger-1", "DEBUGGER");
+  client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", "", &token);
+  e.enrol->on_hello(b("r1"), std::vector<bytes>{hs.hello()});
+  auto signed_hello = hs.with_cookie(e.last_body(b("r1"), session::frame::kCookie));
+  ASSERT_TRUE(signed_hello.ok());
+  auto h = session::decode_hello(*signed_hello);
+  ASSERT_TRUE(h.ok());
+  h->possession.back() ^= 1;
+  e.enrol->on_hello(b("r1"), std::vector<bytes>{session::encode(*h)});
+  auto refused = session::decode_refused(e.last_body(b("r1"), session::frame::kRefused));
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->code, status_code::bad_signature);
+  EXPECT_TRUE(e.jobs.empty());
+}
+
+// In a token role a HELLO that no token, pin or registered key could authorise is
+// refused at once: a flood of invented names queues nothing.
+TEST(Enrolment, ATokenRoleRefusesAtHelloWhatNothingCouldAuthorise) {
+  enrolment_bench e;
+  auto key = e.agent_key("debugger-1", "DEBUGGER");
+  client::hop_handshake bare(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", "");
+  e.hello(bare, b("r1"));
+  auto refused = session::decode_refused(e.last_body(b("r1"), session::frame::kRefused));
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->code, status_code::not_authorised);
+  // A token for another name proves nothing for this one.
+  const secret_bytes someone_elses = e.issue_token("debugger-2", "DEBUGGER");
+  client::hop_handshake wrong(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", "", &someone_elses);
+  e.hello(wrong, b("r2"));
+  refused = session::decode_refused(e.last_body(b("r2"), session::frame::kRefused));
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->code, status_code::not_authorised);
+  EXPECT_NE(refused->reason.find("token proof matches no usable"), std::string::npos) << refused->reason;
+  EXPECT_TRUE(e.jobs.empty());
+  EXPECT_EQ(e.enrol->pending(), 0u);
+  // The registered key re-enrols without a token (a hop rekey, a restart): credentialed.
+  const secret_bytes own = e.issue_token("debugger-1", "DEBUGGER");
+  ASSERT_TRUE(e.enrol_with(*key, "debugger-1", b("r3"), &own).ok());
+  client::hop_handshake rekey(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", "");
+  e.hello(rekey, b("r3"));
+  ASSERT_EQ(e.jobs.size(), 1u);
+  EXPECT_TRUE(e.jobs.front().priority);
+}
+
+// First-use handshakes of an open role fill their own pool only: past it they are
+// overloaded, while a token holder is admitted and its TPM job runs first.
+TEST(Enrolment, AFullOpenPoolLeavesRoomForCredentialedAgents) {
+  enrolment_bench e;
+  e.pol = open_policy();
+  auto key = e.agent_key("box", "SANDBOX");
+  const suite sandbox = *e.pol.suite_for("SANDBOX");
+  for (std::size_t i = 0; i < kMaxPendingOpen; ++i) {
+    client::hop_handshake hs(*key, sandbox, "box-" + std::to_string(i), "");
+    e.hello(hs, b("open-" + std::to_string(i)));
+  }
+  ASSERT_EQ(e.enrol->pending(), kMaxPendingOpen);
+  client::hop_handshake one_more(*key, sandbox, "box-x", "");
+  e.hello(one_more, b("open-x"));
+  auto refused = session::decode_refused(e.last_body(b("open-x"), session::frame::kRefused));
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->code, status_code::overloaded);
+
+  auto debugger = e.agent_key("debugger-1", "DEBUGGER");
+  const secret_bytes token = e.issue_token("debugger-1", "DEBUGGER");
+  client::hop_handshake hs(*debugger, *e.pol.suite_for("DEBUGGER"), "debugger-1", "", &token);
+  e.hello(hs, b("credentialed"));
+  EXPECT_EQ(e.enrol->pending(), kMaxPendingOpen + 1);
+  ASSERT_EQ(e.jobs.size(), kMaxPendingOpen + 1);
+  EXPECT_TRUE(e.jobs.back().priority);
+  EXPECT_FALSE(e.jobs.front().priority);
+}
+
 TEST(Enrolment, AnExpiredHandshakeIsDroppedAndItsTpmJobSkipped) {
   enrolment_bench e;
   auto key = e.agent_key("debugger-1", "DEBUGGER");
-  client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", "");
-  e.enrol->on_hello(b("r1"), std::vector<bytes>{hs.hello()});
+  const secret_bytes token = e.issue_token("debugger-1", "DEBUGGER");
+  client::hop_handshake hs(*key, *e.pol.suite_for("DEBUGGER"), "debugger-1", "", &token);
+  e.hello(hs, b("r1"));
   ASSERT_EQ(e.jobs.size(), 1u);
   e.enrol->expire(std::chrono::steady_clock::now() + kEnrolmentTimeout + std::chrono::seconds(1));
   EXPECT_EQ(e.enrol->pending(), 0u);

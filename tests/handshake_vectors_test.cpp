@@ -120,7 +120,7 @@ TEST(handshake_vectors, hop_enrolment_transcripts_signatures_and_key_schedule) {
   auto hello = session::decode_hello(hello_body);
   ASSERT_TRUE(hello.ok()) << hello.error().to_string();
   const json& hf = v["hello"]["fields"];
-  EXPECT_EQ(hf["version"].get<int>(), 2);
+  EXPECT_EQ(hf["version"].get<int>(), 3);
   EXPECT_EQ(hello->name, str(hf["name"]));
   EXPECT_EQ(hello->name, str(agent["name"]));
   EXPECT_EQ(hello->role, str(hf["role"]));
@@ -136,7 +136,29 @@ TEST(handshake_vectors, hop_enrolment_transcripts_signatures_and_key_schedule) {
   EXPECT_EQ(to_hex(hello->static_ecdh_der), str(hf["static_ecdh"]));
   EXPECT_EQ(to_hex(hello->static_ecdh_der), str(agent["static_ecdh"]["der"]));
   EXPECT_EQ(to_hex(hello->nonce), str(hf["nonce"]));
+  EXPECT_EQ(to_hex(hello->cookie), str(hf["cookie"]));
+  EXPECT_EQ(to_hex(hello->possession), str(hf["possession"]));
+  EXPECT_EQ(to_hex(hello->token_proof), str(hf["token_proof"]));
   EXPECT_EQ(to_hex(session::encode(*hello)), to_hex(hello_body));
+
+  // HU (fields 0-12), T_h and the possession signature over H_env(T_h); the token
+  // proof keyed with the token's SHA-256.
+  const bytes hello_unsigned = session::encode(*hello, false);
+  EXPECT_EQ(to_hex(hello_unsigned), str(v["hello"]["unsigned_body"]));
+  const bytes t_h = session::hello_transcript(hello_unsigned);
+  EXPECT_EQ(to_hex(t_h), str(v["hello"]["t_h"]));
+  const bytes t_h_digest = crypto::digest(agent_suite.envelope_hash, t_h);
+  EXPECT_EQ(to_hex(t_h_digest), str(v["hello"]["t_h_digest"]));
+  {
+    auto k = crypto::public_key::from_der(hello->identity_der);
+    ASSERT_TRUE(k.ok());
+    status possession = crypto::verify_digest(*k, agent_suite.key, agent_suite.envelope_hash, t_h_digest, hello->possession);
+    EXPECT_TRUE(possession.ok()) << possession.to_string();
+  }
+  const bytes token = hex(v["proof"]["token"]["token"]);
+  EXPECT_EQ(to_hex(crypto::digest(hash_algorithm::sha256, token)), str(v["hello"]["token_hash"]));
+  EXPECT_EQ(to_hex(session::hello_token_proof(crypto::digest(hash_algorithm::sha256, token), hello_unsigned)),
+            str(hf["token_proof"]));
 
   // CHALLENGE: the same, and CU (fields 0-6) is the re-encoding without field 7.
   const bytes challenge_body = hex(v["challenge"]["body"]);

@@ -3,14 +3,22 @@
 // enrolling and exchanging envelopes.
 #include <unistd.h>
 
+#include <cstdio>
+#include <map>
+#include <thread>
+
 #include <zmq.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include "admin_client.hpp"
 #include "admin_protocol.hpp"
+#include "enrolment.hpp"
 #include "session/handshake.hpp"
 #include "session/session_keys.hpp"
+#include "agentbus/crypto.hpp"
+#include "agentbus/identity.hpp"
+#include "agentbus/policy.hpp"
 #include "support/bus_fixture.hpp"
 #include "support/inbox.hpp"
 
@@ -52,31 +60,134 @@ void expect_traffic_flows(broker_process& b, const std::filesystem::path& dir, c
   EXPECT_EQ(m.rejected(), 0u) << m.describe();
 }
 
-// Issue 12, case 3: refusals used to be counted per claimed name, so one connection
-// inventing names wrote a registry row each (170,008 rows in 15 s). Enrolment refusals
-// now share one row per reason, whatever the names; a legitimate agent enrols meanwhile.
+// hello_flood plays many peers on connections of their own, each claiming a name in
+// `role` with the same software key: a HELLO without a cookie, then (return_cookies)
+// the signed HELLO returning the broker's COOKIE, as the protocol asks.
+class hello_flood {
+ public:
+  hello_flood(const std::string& endpoint, std::size_t connections, identity_key& key, const std::string& role,
+              const std::string& name_prefix)
+      : ctx_(1), key_(key) {
+    ctx_.set(zmq::ctxopt::max_sockets, static_cast<int>(connections + 16));
+    const auto ephemeral = crypto::ec_keypair::generate(key.key_suite().ecdh_curve);
+    for (std::size_t i = 0; i < connections; ++i) {
+      peer p{zmq::socket_t(ctx_, zmq::socket_type::dealer), {}, {}};
+      p.socket.set(zmq::sockopt::linger, 0);
+      p.socket.connect(endpoint);
+      p.hello.name = name_prefix + std::to_string(i);
+      p.hello.role = role;
+      p.hello.suite = key.key_suite().name;
+      p.hello.key_protection = protection::software;
+      p.hello.identity_der = key.public_key().der();
+      p.hello.ephemeral_der = ephemeral.public_part().der();
+      p.hello.nonce = crypto::random_bytes(session::kNonceSize);
+      peers_.push_back(std::move(p));
+    }
+  }
+  // send_first: every peer sends a HELLO without a cookie.
+  void send_first() {
+    for (auto& p : peers_) send(p, session::encode(p.hello));
+  }
+  // return_cookies: every peer holding a COOKIE returns it in a signed HELLO.
+  void return_cookies() {
+    for (auto& p : peers_) {
+      auto it = p.answers.find("COOKIE");
+      if (it == p.answers.end()) continue;
+      auto c = session::decode_cookie(it->second);
+      if (!c) continue;
+      p.hello.cookie = c->cookie;
+      const bytes hu = session::encode(p.hello, false);
+      p.hello.possession = *key_.sign_message(session::hello_transcript(hu));
+      p.answers.clear();
+      send(p, session::encode(p.hello));
+    }
+  }
+  // collect reads answers until `expected` peers have one (or `wait` passed); returns
+  // how many peers got each kind (the REFUSED ones by code name).
+  std::map<std::string, int> collect(std::size_t expected, std::chrono::milliseconds wait) {
+    const auto deadline = std::chrono::steady_clock::now() + wait;
+    std::size_t answered = 0;
+    while (answered < expected && std::chrono::steady_clock::now() < deadline) {
+      bool any = false;
+      for (auto& p : peers_) {
+        zmq::message_t kind, body;
+        if (!p.socket.recv(kind, zmq::recv_flags::dontwait)) continue;
+        any = true;
+        if (kind.more()) (void)p.socket.recv(body);
+        zmq::message_t rest;
+        while (body.more() && p.socket.recv(rest, zmq::recv_flags::dontwait) && rest.more()) {
+        }
+        if (p.answers.empty()) ++answered;
+        std::string k = kind.to_string();
+        const auto* d = static_cast<const std::uint8_t*>(body.data());
+        if (k == "REFUSED") {
+          auto r = session::decode_refused(bytes(d, d + body.size()));
+          k += " " + std::string(r ? status_code_name(r->code) : "?");
+        }
+        p.answers[k] = bytes(d, d + body.size());
+      }
+      if (!any) std::this_thread::sleep_for(2ms);
+    }
+    std::map<std::string, int> out;
+    for (const auto& p : peers_)
+      for (const auto& [k, v] : p.answers) ++out[k];
+    return out;
+  }
+
+ private:
+  struct peer {
+    zmq::socket_t socket;
+    session::hello_msg hello;
+    std::map<std::string, bytes> answers;
+  };
+  static void send(peer& p, const bytes& body) {
+    p.socket.send(zmq::buffer(session::frame::kHello), zmq::send_flags::sndmore);
+    p.socket.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
+  }
+  zmq::context_t ctx_;
+  identity_key& key_;
+  std::vector<peer> peers_;
+};
+
+std::string describe(const std::map<std::string, int>& m) {
+  std::string out;
+  for (const auto& [k, n] : m) out += k + ": " + std::to_string(n) + "; ";
+  return out;
+}
+
+// tpm_operations: the broker's TPM operations so far (all kinds).
+double tpm_operations(broker_process& b) {
+  const std::string text = b.admin("metrics");
+  double total = 0;
+  for (std::size_t at = text.find("agentbus_tpm_operations_total{"); at != std::string::npos;
+       at = text.find("agentbus_tpm_operations_total{", at + 1)) {
+    const std::size_t sp = text.find(' ', text.find('}', at));
+    total += std::stod(text.substr(sp + 1, text.find('\n', sp) - sp - 1));
+  }
+  return total;
+}
+
+// Case 3: refusals used to be counted per claimed name, so one connection inventing
+// names wrote a registry row each (170,008 rows in 15 s). A HELLO without a cookie
+// now leaves no row at all; refusals of HELLOs that returned one share one row per
+// reason, whatever the names. A legitimate agent enrols meanwhile.
 TEST_F(Hostile, Case3RefusedEnrolmentsOfInventedNamesShareOneRegistryRowPerReason) {
   auto& b = broker();
-  zmq::context_t ctx(1);
-  zmq::socket_t raw(ctx, zmq::socket_type::dealer);
-  raw.set(zmq::sockopt::linger, 0);
-  raw.connect(b.endpoint());
-  const int kNames = 300;
-  for (int i = 0; i < kNames; ++i) {
-    session::hello_msg h;
-    h.name = "invented-" + std::to_string(i);
-    h.role = "NO_SUCH_ROLE";
-    h.suite = "ecdsa-p256-sha256";
-    h.key_protection = protection::software;
-    h.identity_der = crypto::ec_keypair::generate(ec_curve::p256).public_part().der();
-    h.ephemeral_der = h.identity_der;
-    h.nonce = crypto::random_bytes(session::kNonceSize);
-    const bytes body = session::encode(h);
-    raw.send(zmq::buffer(session::frame::kHello), zmq::send_flags::sndmore);
-    raw.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
-  }
-  auto legit = connect_agent(b, dir_.path(), "monitor-1", "MONITOR");  // enrols meanwhile
+  auto key = identity_key::create_software(dir_.path() / "raw", "MONITOR", *policy::builtin_default().suite_for("MONITOR"));
+  const std::size_t kNames = 300;
+  hello_flood flood(b.endpoint(), kNames, *key, "NO_SUCH_ROLE", "invented-");
+  flood.send_first();
+  auto first = flood.collect(kNames, 20s);
+  EXPECT_EQ(first["COOKIE"], static_cast<int>(kNames)) << describe(first);
   broker::admin_client admin(b.admin_endpoint());
+  auto none = admin.request({{"op", "violations"}});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty()) << "a HELLO without a cookie leaves nothing: " << none->dump(2);
+
+  flood.return_cookies();
+  auto legit = connect_agent(b, dir_.path(), "monitor-1", "MONITOR");  // enrols meanwhile
+  auto second = flood.collect(kNames, 20s);
+  EXPECT_EQ(second["REFUSED unknown_role"], static_cast<int>(kNames)) << describe(second);
   nlohmann::json rows;
   ASSERT_TRUE(wait_until([&] {
     auto r = admin.request({{"op", "violations"}});
@@ -84,7 +195,7 @@ TEST_F(Hostile, Case3RefusedEnrolmentsOfInventedNamesShareOneRegistryRowPerReaso
     rows = *r;
     std::uint64_t counted = 0;
     for (const auto& row : rows) counted += row["count"].get<std::uint64_t>();
-    return counted >= static_cast<std::uint64_t>(kNames);
+    return counted >= kNames;
   }))
       << rows.dump(2);
   ASSERT_EQ(rows.size(), 1u) << rows.dump(2);
@@ -92,6 +203,60 @@ TEST_F(Hostile, Case3RefusedEnrolmentsOfInventedNamesShareOneRegistryRowPerReaso
   EXPECT_EQ(rows[0]["reason"], "unknown_role");
   EXPECT_EQ(rows[0]["count"], kNames);
   EXPECT_NE(rows[0]["last_detail"].get<std::string>().find("'invented-"), std::string::npos) << "the claimed name";
+}
+
+// Case 2: 1,024 HELLOs from 1,024 connections used to fill the pending table and lock
+// every new agent out (REFUSED overloaded) for 30 s, each queuing a TPM signature. Now
+// a HELLO without a cookie costs no TPM work and keeps nothing; peers that return
+// their cookies in an open role fill only the open pool (256); and an agent holding a token
+// enrols within 2 s (its connect_timeout) while that pool is full and the broker's
+// TPM works through the flood's signatures, its own job first.
+TEST_F(Hostile, Case2AHelloFloodNeitherLocksEnrolmentOutNorSpendsTheTpmBeforeACookie) {
+  testing::write_text(dir_.path() / "open-policy.toml",
+                      testing::read_text(testing::source_dir() / "config" / "policy.toml") +
+                          "\n[roles.SANDBOX]\nsuite = \"ecdsa-p256-sha256\"\nallow_software = true\n"
+                          "assurance = [\"tpm\", \"tpm-batch\", \"software\"]\nenrolment = \"open\"\n");
+  broker_process::options o;
+  o.policy_file = dir_.path() / "open-policy.toml";
+  auto& b = broker(o);
+  auto director = connect_agent(b, dir_.path() / "d", "director-1", "DIRECTOR");
+  auto monitor_id = testing::make_identity(dir_.path() / "m", "MONITOR");
+  auto key = identity_key::create_software(dir_.path() / "raw", "SANDBOX", *policy::builtin_default().suite_for("MONITOR"));
+
+  // What the operator handed the monitor's owner (its bundle), before the flood.
+  agent_options within_budget;
+  within_budget.name = "monitor-1";
+  b.prepare(within_budget, "MONITOR", *monitor_id.key);
+  within_budget.connect_timeout = 2s;
+
+  const std::size_t kPeers = 1100;  // the attack's 1,024 connections and more; the open pool holds 256
+  hello_flood flood(b.endpoint(), kPeers, *key, "SANDBOX", "box-");
+  const double tpm_before = tpm_operations(b);
+  auto t0 = std::chrono::steady_clock::now();
+  flood.send_first();
+  auto cookies = flood.collect(kPeers, 30s);
+  std::printf("[ measure  ] %zu COOKIE answers in %lld ms\n", kPeers,
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()));
+  EXPECT_EQ(cookies["COOKIE"], static_cast<int>(kPeers)) << describe(cookies);
+  EXPECT_EQ(tpm_operations(b), tpm_before) << "no TPM work for a peer that has not returned a cookie";
+
+  flood.return_cookies();
+  const auto started = std::chrono::steady_clock::now();
+  auto monitor = testing::enrol_identity(b, std::move(monitor_id), "monitor-1", within_budget);
+  std::printf("[ measure  ] a token holder enrolled in %lld ms during the flood\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::steady_clock::now() - started)
+                                         .count()));
+  auto answers = flood.collect(kPeers, 60s);
+  EXPECT_LE(answers["CHALLENGE"], static_cast<int>(broker::kMaxPendingOpen)) << describe(answers);
+  EXPECT_GE(answers["REFUSED overloaded"], static_cast<int>(kPeers - broker::kMaxPendingOpen)) << describe(answers);
+
+  // The enrolled agents exchange envelopes as before.
+  inbox m;
+  m.attach(*monitor.client);
+  ASSERT_TRUE(director->send("monitor-1", "text/plain", text("through the flood")).ok());
+  ASSERT_TRUE(wait_until([&] { return m.count() == 1; })) << m.describe();
+  EXPECT_EQ(m.rejected(), 0u) << m.describe();
 }
 
 // Case 6: names that enrolled and left used to count against max_agents for good (50

@@ -22,12 +22,35 @@ control::peer_answer peer_in_state(control::peer_state st) {
 
 TEST(HandshakeCodecs, EveryBodyRoundTrips) {
   hello_msg h{"monitor-1", "MONITOR", "ecdsa-p256-sha256", protection::tpm, bytes(91, 1), "IBM", true, bytes(91, 2),
-              bytes(91, 3), bytes(kNonceSize, 4), {}};
+              bytes(91, 3), bytes(kNonceSize, 4), {}, {}, {}, {}};
   auto h2 = decode_hello(encode(h));
   ASSERT_TRUE(h2.ok()) << h2.error().to_string();
   EXPECT_EQ(h2->name, h.name);
   EXPECT_EQ(h2->tpm_simulator, true);
   EXPECT_EQ(h2->static_ecdh_der, h.static_ecdh_der);
+  // The HELLO that returns a cookie: possession signature and token proof after HU.
+  h.cookie = bytes(40, 5);
+  h.possession = bytes(71, 6);
+  h.token_proof = bytes(kTokenProofSize, 7);
+  h2 = decode_hello(encode(h));
+  ASSERT_TRUE(h2.ok()) << h2.error().to_string();
+  EXPECT_EQ(h2->cookie, h.cookie);
+  EXPECT_EQ(h2->possession, h.possession);
+  EXPECT_EQ(h2->token_proof, h.token_proof);
+  const bytes hu = encode(h, false);
+  const bytes full = encode(h);
+  EXPECT_EQ(hu[0], 0x9d) << "HU is a fixarray of 13";
+  EXPECT_EQ(full[0], 0x9f);
+  EXPECT_EQ(bytes(hu.begin() + 1, hu.end()), bytes(full.begin() + 1, full.begin() + static_cast<std::ptrdiff_t>(hu.size())))
+      << "HU is the HELLO's first 13 fields, byte for byte";
+  h.cookie.clear();
+  h.possession.clear();
+  h.token_proof.clear();
+
+  cookie_msg ck{bytes(40, 9)};
+  EXPECT_EQ(decode_cookie(encode(ck))->cookie, ck.cookie);
+  EXPECT_EQ(decode_cookie(encode(cookie_msg{bytes(kMaxCookie + 1, 9)})).error().code(), status_code::invalid_field);
+  EXPECT_EQ(decode_cookie(encode(cookie_msg{})).error().code(), status_code::invalid_field);
 
   challenge_msg c{bytes(kNonceSize, 5), bytes(91, 6), {}, "broker", bytes(91, 7), hash_algorithm::sha384, bytes(300, 9),
                   bytes(70, 8)};
@@ -78,7 +101,8 @@ TEST(HandshakeCodecs, ErrAndRefusedCarryATypedCodeNeverOk) {
 }
 
 TEST(HandshakeCodecs, StrictDecodingRefusesWhatTheEncoderNeverWrites) {
-  hello_msg h{"monitor-1", "MONITOR", "s", protection::tpm, bytes(91, 1), "", false, bytes(91, 2), {}, bytes(kNonceSize, 4), {}};
+  hello_msg h{"monitor-1", "MONITOR", "s", protection::tpm, bytes(91, 1), "", false, bytes(91, 2), {}, bytes(kNonceSize, 4), {},
+              {}, {}, {}};
   bytes body = encode(h);
   bytes trailing = body;
   trailing.push_back(0);
@@ -89,6 +113,27 @@ TEST(HandshakeCodecs, StrictDecodingRefusesWhatTheEncoderNeverWrites) {
   h.name = "monitor-1";
   h.nonce = bytes(5, 1);
   EXPECT_EQ(decode_hello(encode(h)).error().code(), status_code::invalid_field);
+  h.nonce = bytes(kNonceSize, 4);
+  // Proofs without a cookie, a cookie without the possession signature, a token proof
+  // of another size: refused.
+  h.possession = bytes(70, 1);
+  EXPECT_EQ(decode_hello(encode(h)).error().code(), status_code::invalid_field);
+  h.possession.clear();
+  h.cookie = bytes(40, 1);
+  EXPECT_EQ(decode_hello(encode(h)).error().code(), status_code::invalid_field);
+  h.possession = bytes(70, 1);
+  h.token_proof = bytes(31, 1);
+  EXPECT_EQ(decode_hello(encode(h)).error().code(), status_code::invalid_field);
+  h.token_proof = bytes(kTokenProofSize, 1);
+  EXPECT_TRUE(decode_hello(encode(h)).ok());
+  // Another version is named as such, whatever its field count.
+  bytes v2 = encode(h);
+  v2[1] = 2;
+  EXPECT_EQ(decode_hello(v2).error().code(), status_code::unsupported_version);
+  bytes twelve = encode(h, false);
+  twelve[0] = 0x9c;
+  twelve[1] = 2;
+  EXPECT_EQ(decode_hello(twelve).error().code(), status_code::unsupported_version);
 }
 
 // ---------------------------------------------------------------- control

@@ -698,13 +698,26 @@ def make_hop():
     henv, hmac_h, hb = a["envelope_hash"], a["mac_hash"], b["envelope_hash"]
     agent_name, role, broker_name = "architect-1", "architect", "broker-1"
 
-    hello_fields = {"version": 2, "name": agent_name, "role": role, "suite": agent_suite, "protection": "tpm",
+    # The HELLO that returns the broker's cookie (protocol.md §3.1): HU is its first
+    # 13 fields; the identity key signs T_h over HU, and the token proof is an
+    # HMAC-SHA256 keyed with SHA-256(token) over the same label-and-length framing.
+    token = det(name, "enrolment-token", 32)
+    cookie = det(name, "broker-cookie", 40)
+    hu_items = [mp_uint(3), mp_str(agent_name), mp_str(role), mp_str(agent_suite), mp_str("tpm"),
+                mp_bin(der("hop-agent-identity")), mp_str("IBM"), mp_uint(1), mp_bin(der("hop-agent-ephemeral")),
+                mp_bin(der("hop-agent-static")), mp_bin(det(name, "hello-nonce", 32)), mp_bin(b""), mp_bin(cookie)]
+    hu = mp_array(hu_items)
+    t_h = labelled(b"agentbus-v1 hello", [hu])
+    t_h_digest = H(henv, t_h)
+    possession = sign_digest("hop-agent-identity", a["scheme"], henv, t_h_digest)
+    token_proof = hmac_tag("sha256", H("sha256", token), labelled(b"agentbus-v1 token hello", [hu]))
+    hello = mp_array(hu_items + [mp_bin(possession), mp_bin(token_proof)])
+    assert hello[1:len(hu)] == hu[1:] and hu[0] == 0x9d and hello[0] == 0x9f
+    hello_fields = {"version": 3, "name": agent_name, "role": role, "suite": agent_suite, "protection": "tpm",
                     "identity": der("hop-agent-identity").hex(), "tpm_manufacturer": "IBM", "tpm_simulator": 1,
                     "ephemeral": der("hop-agent-ephemeral").hex(), "static_ecdh": der("hop-agent-static").hex(),
-                    "nonce": det(name, "hello-nonce", 32).hex(), "evidence": ""}
-    hello = mp_array([mp_uint(2), mp_str(agent_name), mp_str(role), mp_str(agent_suite), mp_str("tpm"),
-                      mp_bin(der("hop-agent-identity")), mp_str("IBM"), mp_uint(1), mp_bin(der("hop-agent-ephemeral")),
-                      mp_bin(der("hop-agent-static")), mp_bin(bytes.fromhex(hello_fields["nonce"])), mp_bin(b"")])
+                    "nonce": det(name, "hello-nonce", 32).hex(), "evidence": "", "cookie": cookie.hex(),
+                    "possession": possession.hex(), "token_proof": token_proof.hex()}
     cu_items = [mp_bin(det(name, "challenge-nonce", 32)), mp_bin(der("hop-broker-ephemeral")),
                 mp_bin(der("hop-broker-static")), mp_str(broker_name), mp_bin(der("hop-broker-identity")), mp_str(hb),
                 mp_bin(b"")]
@@ -734,7 +747,6 @@ def make_hop():
 
     # The enrolment token, sealed into PROOF under output "tok" of the schedule over
     # HELLO || CHALLENGE (protocol.md §3.3): a one-time pad, then an HMAC tag.
-    token = det(name, "enrolment-token", 32)
     th_c = H(hmac_h, hello + challenge)
     info_tok = b"agentbus-v1 hop\x00" + names + th_c + b"tok"
     okm = hkdf(hmac_h, salt, ikm, info_tok, 32 + size)
@@ -764,7 +776,8 @@ def make_hop():
             "broker": {"name": broker_name, "identity_suite": suite_json(broker_suite),
                        "identity": key_json("hop-broker-identity"), "ephemeral": key_json("hop-broker-ephemeral"),
                        "static_ecdh": key_json("hop-broker-static")},
-            "hello": {"fields": hello_fields, "body": hello.hex()},
+            "hello": {"fields": hello_fields, "unsigned_body": hu.hex(), "body": hello.hex(), "t_h": t_h.hex(),
+                      "t_h_digest": t_h_digest.hex(), "token_hash": H("sha256", token).hex()},
             "challenge": {"fields": challenge_fields, "unsigned_body": cu.hex(), "body": challenge.hex()},
             "t_c": t_c.hex(), "t_c_digest": t_c_digest.hex(),
             "proof": {"signature": proof_sig.hex(), "body": proof.hex(),

@@ -15,6 +15,9 @@ constexpr std::chrono::seconds kRekeyRetry{5};
 // Several ERR unknown_agent arrive for what was sent before the broker knew us
 // again: one re-enrolment answers them all.
 constexpr std::chrono::seconds kReenrolDebounce{2};
+// kMaxCookies: COOKIE answers one handshake follows before it gives up (a broker
+// restarted between the two HELLOs answers a second one).
+constexpr int kMaxCookies = 3;
 }  // namespace
 
 broker_link::broker_link(const agent_options& opts, identity_key& key, const suite& my_suite, outbound_queue& out)
@@ -106,7 +109,9 @@ bool broker_link::accept_control(byte_view session_id, std::uint64_t seq) {
 void broker_link::on_handshake(std::string_view kind, const bytes& body) {
   std::lock_guard lock(mu_);
   if (!current_) return;  // a late answer to a handshake that gave up: nothing waits for it
-  if (kind == session::frame::kChallenge) {
+  if (kind == session::frame::kCookie) {
+    if (!current_->proof_sent()) cookie_ = body;
+  } else if (kind == session::frame::kChallenge) {
     if (!current_->proof_sent()) challenge_ = body;  // the latest: an earlier one may answer an older HELLO
   } else if (kind == session::frame::kWelcome) {
     // Checked and installed here, before the io thread reads anything the broker MACed
@@ -180,6 +185,7 @@ status broker_link::handshake() {
   const auto deadline = steady::now() + opts_.connect_timeout;
   std::unique_lock lock(mu_);
   current_ = hs;
+  cookie_.reset();
   challenge_.reset();
   outcome_.reset();
   // However it ends, the handshake is forgotten under the lock (the io thread reads it).
@@ -194,12 +200,28 @@ status broker_link::handshake() {
   lock.unlock();
   if (status st = out_.push({net::to_bytes(session::frame::kHello), hs->hello()}); !st) return st;
   lock.lock();
+  // The broker answers a first HELLO with a COOKIE (schemas/protocol.md §3.1); the
+  // HELLO that returns it is signed (TPM) and is the one the transcripts cover.
+  int cookies = 0;
   result<hop_handshake::proof> proof = status{status_code::timeout, "no CHALLENGE from the broker"};
   for (;;) {
-    if (!cv_.wait_until(lock, deadline, [&] { return stopping_ || challenge_ || outcome_; }))
-      return {status_code::timeout, "no CHALLENGE from the broker"};
+    if (!cv_.wait_until(lock, deadline, [&] { return stopping_ || cookie_ || challenge_ || outcome_; }))
+      return {status_code::timeout, cookies == 0 ? "no COOKIE from the broker" : "no CHALLENGE from the broker"};
     if (stopping_) return {status_code::timeout, "agent stopping"};
     if (outcome_) return *outcome_;
+    if (cookie_) {
+      const bytes cookie = std::move(*cookie_);
+      cookie_.reset();
+      // A broker that restarted (or a cookie that aged) answers with a new one; one
+      // that never stops is not waited on.
+      if (++cookies > kMaxCookies) return {status_code::overloaded, "the broker kept answering COOKIE"};
+      lock.unlock();
+      auto hello = hs->with_cookie(cookie);  // TPM: the possession signature, no lock held
+      if (!hello) return hello.error();
+      if (status st = out_.push({net::to_bytes(session::frame::kHello), std::move(*hello)}); !st) return st;
+      lock.lock();
+      continue;
+    }
     const bytes challenge = std::move(*challenge_);
     challenge_.reset();
     lock.unlock();

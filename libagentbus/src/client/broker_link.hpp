@@ -108,6 +108,7 @@ class broker_link final : public session::hop_receiver {
   std::atomic<std::uint64_t> ctrl_seq_out_{1};     // never reset: monotonic across sessions
   // The handshake in progress (worker thread) and what the io thread handed it.
   std::shared_ptr<hop_handshake> current_;
+  std::optional<bytes> cookie_;     // the latest COOKIE for the handshake in progress
   std::optional<bytes> challenge_;
   std::optional<status> outcome_;  // set when it ended: ok (WELCOME installed) or why not
   job pending_job_ = job::none;

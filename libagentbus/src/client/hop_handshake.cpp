@@ -57,6 +57,20 @@ hop_handshake::hop_handshake(identity_key& key, const suite& my_suite, std::stri
   hello_bytes_ = session::encode(hello_);
 }
 
+result<bytes> hop_handshake::with_cookie(byte_view cookie_body) {
+  auto c = session::decode_cookie(cookie_body);
+  if (!c) return status{c.error().code(), "bad COOKIE: " + c.error().to_string()};
+  hello_.cookie = std::move(c->cookie);
+  const bytes unsigned_hello = session::encode(hello_, false);
+  auto sig = key_.sign_message(session::hello_transcript(unsigned_hello));
+  if (!sig) return status{sig.error().code(), "cannot sign the HELLO: " + sig.error().to_string()};
+  hello_.possession = std::move(sig).value();
+  hello_.token_proof.clear();
+  if (token_) hello_.token_proof = session::hello_token_proof(crypto::digest(hash_algorithm::sha256, token_->view()), unsigned_hello);
+  hello_bytes_ = session::encode(hello_);
+  return hello_bytes_;
+}
+
 result<hop_handshake::proof> hop_handshake::on_challenge(byte_view challenge_body) const {
   auto challenge = session::decode_challenge(challenge_body);
   if (!challenge) return status{challenge.error().code(), "bad CHALLENGE: " + challenge.error().to_string()};

@@ -28,8 +28,14 @@ class hop_handshake {
   hop_handshake(identity_key& key, const suite& my_suite, std::string agent_name, std::string broker_pin,
                 const secret_bytes* token = nullptr);
 
-  // hello builds the HELLO body (fresh ephemeral key and nonce).
+  // hello is the HELLO body: at first without a cookie (fresh ephemeral key and
+  // nonce), after with_cookie the one that returns it.
   const bytes& hello() const noexcept { return hello_bytes_; }
+  // with_cookie answers the broker's COOKIE: the HELLO again with the cookie, the
+  // identity key's signature over its first 13 fields (TPM) and, with a token, the
+  // token proof (schemas/protocol.md §3.1). Returns the new HELLO body, which the
+  // transcripts then cover. Worker thread, before on_challenge.
+  result<bytes> with_cookie(byte_view cookie_body);
 
   // on_challenge checks the broker (its pin, then its signature over the transcript),
   // computes the shared secrets (TPM ECDH_ZGen here), signs the PROOF (TPM) and

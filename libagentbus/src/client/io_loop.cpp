@@ -80,7 +80,8 @@ void agent_runtime::handle_frames(net::frames& f) {
   if (kind == session::frame::kWireBatch) return receive.on_wire_batch(f);
   if (kind == session::frame::kControl) return handle_control(f);
   if (kind == session::frame::kError) return handle_error(f);
-  if (kind == session::frame::kChallenge || kind == session::frame::kWelcome || kind == session::frame::kRefused) {
+  if (kind == session::frame::kCookie || kind == session::frame::kChallenge || kind == session::frame::kWelcome ||
+      kind == session::frame::kRefused) {
     if (f.size() == 2) link.on_handshake(kind, f[1]);
     return;
   }

@@ -2,6 +2,8 @@
 
 #include <msgpack.hpp>
 
+#include "agentbus/crypto.hpp"
+
 #include "envelope/msgpack_reader.hpp"
 #include "session/session_keys.hpp"
 
@@ -104,12 +106,21 @@ constexpr std::size_t kMaxSig = 1024;
 
 }  // namespace
 
-bytes encode(const hello_msg& m) {
-  return writer(12)
-      .uint(kHandshakeVersion).str(m.name).str(m.role).str(m.suite).str(protection_name(m.key_protection)).bin(m.identity_der)
+bytes encode(const hello_msg& m, bool with_proofs) {
+  writer w(with_proofs ? 15 : 13);
+  w.uint(kHandshakeVersion).str(m.name).str(m.role).str(m.suite).str(protection_name(m.key_protection)).bin(m.identity_der)
       .str(m.tpm_manufacturer).uint(m.tpm_simulator ? 1 : 0).bin(m.ephemeral_der).bin(m.static_ecdh_der).bin(m.nonce)
-      .bin(m.evidence)
-      .done();
+      .bin(m.evidence).bin(m.cookie);
+  if (with_proofs) w.bin(m.possession).bin(m.token_proof);
+  return w.done();
+}
+
+bytes encode(const cookie_msg& m) { return writer(1).bin(m.cookie).done(); }
+result<cookie_msg> decode_cookie(byte_view in) {
+  cookie_msg m;
+  reader r(in, "COOKIE", 1, kMaxHandshakeFrame);
+  r.bin("cookie", m.cookie, 1, kMaxCookie);
+  return finish(r, std::move(m));
 }
 
 bytes encode(const evidence_msg& m) {
@@ -139,13 +150,32 @@ result<hello_msg> decode_hello(byte_view in) {
   std::uint64_t version = 0;
   std::string prot;
   std::uint64_t simulator = 0;  // 0/1: the strict reader has no bool type
-  reader r(in, "HELLO", 12, kMaxHandshakeFrame);
+  // The version is read first on its own: a HELLO of another version may have
+  // another field count, and deserves unsupported_version rather than malformed.
+  {
+    mpw::cursor c(in);
+    std::size_t n = 0;
+    std::uint64_t v = 0;
+    if (in.size() <= kMaxHandshakeFrame && c.read_array("HELLO", n).ok() && n >= 1 && c.read_uint("version", v).ok() &&
+        v != kHandshakeVersion)
+      return status{status_code::unsupported_version,
+                    "HELLO version " + std::to_string(v) + " (this broker speaks " + std::to_string(kHandshakeVersion) + ")"};
+  }
+  reader r(in, "HELLO", 15, kMaxHandshakeFrame, 15);
   r.uint("version", version).str("name", m.name, 128).str("role", m.role, 64).str("suite", m.suite, 128)
       .str("protection", prot, 16).bin("identity", m.identity_der, 32, kMaxKeyDer)
       .str("tpm_manufacturer", m.tpm_manufacturer, 16).uint("tpm_simulator", simulator)
       .bin("ephemeral", m.ephemeral_der, 32, kMaxKeyDer).bin("static_ecdh", m.static_ecdh_der, 0, kMaxKeyDer)
-      .bin("nonce", m.nonce, kNonceSize, kNonceSize).bin("evidence", m.evidence, 0, kMaxEvidence);
+      .bin("nonce", m.nonce, kNonceSize, kNonceSize).bin("evidence", m.evidence, 0, kMaxEvidence)
+      .bin("cookie", m.cookie, 0, kMaxCookie).bin("possession", m.possession, 0, kMaxSig)
+      .bin("token_proof", m.token_proof, 0, kTokenProofSize);
   if (!r.ok()) return r.error();
+  if (m.cookie.empty() && (!m.possession.empty() || !m.token_proof.empty()))
+    return status{status_code::invalid_field, "HELLO without a cookie carries no possession or token proof"};
+  if (!m.cookie.empty() && m.possession.empty())
+    return status{status_code::invalid_field, "HELLO with a cookie must carry the possession signature"};
+  if (!m.token_proof.empty() && m.token_proof.size() != kTokenProofSize)
+    return status{status_code::invalid_field, "HELLO token_proof must be empty or 32 bytes"};
   if (version != kHandshakeVersion)
     return status{status_code::unsupported_version,
                   "HELLO version " + std::to_string(version) + " (this broker speaks " + std::to_string(kHandshakeVersion) + ")"};
@@ -282,6 +312,11 @@ static bytes labelled(std::string_view label, std::initializer_list<byte_view> p
     out.insert(out.end(), p.begin(), p.end());
   }
   return out;
+}
+
+bytes hello_transcript(byte_view hello_unsigned) { return labelled("agentbus-v1 hello", {hello_unsigned}); }
+bytes hello_token_proof(byte_view token_hash, byte_view hello_unsigned) {
+  return crypto::hmac(hash_algorithm::sha256, token_hash, labelled("agentbus-v1 token hello", {hello_unsigned}));
 }
 
 bytes challenge_transcript(byte_view hello, byte_view challenge_unsigned) {

@@ -22,6 +22,7 @@ namespace agentbus::session {
 // First frame of every message: what follows.
 namespace frame {
 inline constexpr std::string_view kHello = "HELLO";          // agent → broker
+inline constexpr std::string_view kCookie = "COOKIE";        // broker → agent: return it in HELLO
 inline constexpr std::string_view kChallenge = "CHALLENGE";  // broker → agent
 inline constexpr std::string_view kProof = "PROOF";          // agent → broker
 inline constexpr std::string_view kWelcome = "WELCOME";      // broker → agent
@@ -52,7 +53,12 @@ inline constexpr std::size_t kWireBatchBytes = 64u << 10;
 inline constexpr std::size_t kMaxHandshakeFrame = 16 * 1024;
 inline constexpr std::size_t kMaxControlFrame = 256 * 1024;
 
-// HELLO: who the agent is and its ephemeral ECDH key for the hop session.
+// HELLO: who the agent is and its ephemeral ECDH key for the hop session. Sent twice
+// (schemas/protocol.md §3.1): first without a cookie (the broker answers COOKIE and
+// keeps nothing), then with the broker's cookie, a signature by the identity key
+// over the HELLO's first 13 fields (possession) and, when the agent holds an
+// enrolment token, an HMAC keyed with the token's hash (token_proof). Only such a
+// HELLO costs the broker state or TPM work.
 struct hello_msg {
   std::string name, role, suite;
   protection key_protection = protection::tpm;
@@ -63,6 +69,15 @@ struct hello_msg {
   bytes static_ecdh_der;     // TPM-resident ECDH key, or empty
   bytes nonce;               // kNonceSize
   bytes evidence;            // encode(evidence_msg), or empty (schemas/protocol.md §3.9)
+  bytes cookie;              // empty, or the broker's COOKIE returned
+  bytes possession;          // with a cookie: Sign_identity(H_env(hello_transcript(HU)))
+  bytes token_proof;         // empty, or hello_token_proof(SHA-256(token), HU)
+};
+
+// COOKIE: the broker's answer to a HELLO without one. Opaque to the agent, valid for
+// a few seconds on that connection for that name and key.
+struct cookie_msg {
+  bytes cookie;
 };
 
 // evidence_msg: the TPM's proof that the identity key (and the static ECDH key)
@@ -160,7 +175,10 @@ struct ctrl_msg {
   std::uint64_t number = 0;
 };
 
-bytes encode(const hello_msg& m);
+// encode(hello, false) is HU: fields 0..12 (through the cookie) as a fixarray of 13,
+// what the possession signature and the token proof cover.
+bytes encode(const hello_msg& m, bool with_proofs = true);
+bytes encode(const cookie_msg& m);
 bytes encode(const evidence_msg& m);
 bytes encode(const challenge_msg& m, bool with_signature = true);
 bytes encode(const proof_msg& m);
@@ -172,6 +190,7 @@ bytes encode(const accept_msg& m);
 bytes encode(const ctrl_msg& m);
 
 result<hello_msg> decode_hello(byte_view in);
+result<cookie_msg> decode_cookie(byte_view in);
 result<evidence_msg> decode_evidence(byte_view in);
 result<challenge_msg> decode_challenge(byte_view in);
 result<proof_msg> decode_proof(byte_view in);
@@ -185,8 +204,15 @@ result<ctrl_msg> decode_ctrl(byte_view in);
 // Transcripts that identity keys sign. Each starts with an ASCII label, never a
 // MessagePack array head (0x90-0x9f, 0xdc, 0xdd), so a handshake signature can
 // never be mistaken for an envelope signature over a signed part.
+bytes hello_transcript(byte_view hello_unsigned);
 bytes challenge_transcript(byte_view hello, byte_view challenge_unsigned);
 bytes proof_transcript(byte_view hello, byte_view challenge);
+
+// hello_token_proof: HMAC-SHA256(token_hash, "agentbus-v1 token hello" || 0x00 ||
+// u32be(len(HU)) || HU), token_hash the 32-byte SHA-256 of the enrolment token (what
+// the broker keeps): proves, before the broker does any work, that the agent holds
+// a token, without showing it (PROOF carries the token itself, sealed).
+bytes hello_token_proof(byte_view token_hash, byte_view hello_unsigned);
 
 // welcome_confirm_input is what WELCOME's key-confirmation MAC (under the
 // broker→agent hop key) covers: "agentbus-v1 welcome" || 0x00 || transcript hash
@@ -195,7 +221,9 @@ bytes welcome_confirm_input(byte_view transcript_hash, std::uint64_t rekey_after
                             std::uint64_t rekey_after_seconds);
 
 // kHandshakeVersion is HELLO's version field.
-inline constexpr std::uint64_t kHandshakeVersion = 2;
+inline constexpr std::uint64_t kHandshakeVersion = 3;
+inline constexpr std::size_t kMaxCookie = 64;
+inline constexpr std::size_t kTokenProofSize = 32;
 // Field limits of the attestation fields.
 inline constexpr std::size_t kMaxEvidence = 12 * 1024;
 inline constexpr std::size_t kMaxCredential = 1024;
