@@ -7,10 +7,6 @@
 #include "session/replay_window.hpp"
 
 namespace agentbus::broker {
-namespace {
-constexpr std::size_t kMaxOffersInFlight = 10'000;
-}  // namespace
-
 accounting::accounting(metrics& m, registry& reg)
     : stats_(m),
       reg_(reg),
@@ -54,32 +50,24 @@ void accounting::note_session_control(const envelope_header& h, const connection
   if (h.content_type == session::kOfferContentType) {
     auto offer = session::decode_offer(h.payload);
     if (!offer) return;
-    // Bounded, the oldest forgotten first (ids are random: the map's order is not age).
-    while (offer_order_.size() >= kMaxOffersInFlight) {
-      offers_in_flight_.erase(offer_order_.front());
-      offer_order_.pop_front();
-    }
-    if (offers_in_flight_.emplace(h.message_id, offer_seen{h.sender, h.to, offer->curve, !offer->rekey_of.empty()}).second)
-      offer_order_.push_back(h.message_id);
+    offers_.offered(h, offer->curve, !offer->rekey_of.empty(), std::chrono::steady_clock::now());
     return;
   }
   if (h.content_type != session::kAcceptContentType) return;
-  auto it = offers_in_flight_.find(h.correlation_id);
-  if (it == offers_in_flight_.end() || it->second.initiator != h.to || it->second.responder != h.sender) return;
-  const known_agent* i = agents.find(it->second.initiator);
-  const known_agent* r = agents.find(it->second.responder);
+  auto o = offers_.accepted(h);
+  if (!o) return;
+  const known_agent* i = agents.find(o->initiator);
+  const known_agent* r = agents.find(o->responder);
   if (i && r) {
     std::string mac = "hmac-" + std::string(hash_name(i->agent_suite.mac_hash));
     if (r->agent_suite.mac_hash != i->agent_suite.mac_hash) mac += "/hmac-" + std::string(hash_name(r->agent_suite.mac_hash));
     try {
-      reg_.record_session(it->second.initiator, it->second.responder, it->second.curve, mac, now_unix_ms(), it->second.rekey);
+      reg_.record_session(o->initiator, o->responder, o->curve, mac, now_unix_ms(), o->rekey);
     } catch (const std::exception& e) {
       stats_.increment("registry_errors_total");
-      spdlog::error("registry: cannot record the session {} <-> {}: {}", it->second.initiator, it->second.responder,
-                    e.what());
+      spdlog::error("registry: cannot record the session {} <-> {}: {}", o->initiator, o->responder, e.what());
     }
   }
-  offers_in_flight_.erase(it);
 }
 
 void accounting::flush(connections& agents) {

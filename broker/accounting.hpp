@@ -20,6 +20,7 @@
 #include "connections.hpp"
 #include "metrics.hpp"
 #include "registry.hpp"
+#include "session_offers.hpp"
 #include "util/log_limiter.hpp"
 
 namespace agentbus::broker {
@@ -55,6 +56,8 @@ class accounting {
   bool log_allowed(std::string_view reason) { return limiter_.allow(reason); }
 
   metrics& stats() noexcept { return stats_; }
+  // offers: the session offers in flight (publish intake asks it what may pass).
+  session_offers& offers() noexcept { return offers_; }
   counter& wire_batches_in() noexcept { return *wire_batches_in_; }
 
  private:
@@ -63,12 +66,7 @@ class accounting {
   util::log_limiter limiter_;
   std::map<std::pair<std::string, std::string>, registry::refusal_delta> refusals_;
   std::set<std::string, std::less<>> dirty_;  // agents with traffic or a last-seen time to flush
-  struct offer_seen {
-    std::string initiator, responder, curve;
-    bool rekey = false;
-  };
-  std::map<bytes, offer_seen> offers_in_flight_;  // by offer message id, bounded
-  std::deque<bytes> offer_order_;                  // oldest first, for eviction
+  session_offers offers_;
   // The hottest series, looked up once.
   counter* accepted_total_;
   histogram* accepted_seconds_;

@@ -13,7 +13,8 @@ using steady = std::chrono::steady_clock;
 // and the ACL asks who the recipient is.
 class publish_intake::broker_hooks final : public session::enforcement_hooks {
  public:
-  broker_hooks(const policy& pol, connections& agents, known_agent& from) : pol_(pol), agents_(agents), from_(from) {}
+  broker_hooks(const policy& pol, connections& agents, known_agent& from, session_offers& offers)
+      : pol_(pol), agents_(agents), from_(from), offers_(offers) {}
 
   session::verdict sender(const envelope_header& h, session::sender_facts& out, status& why) override {
     if (h.sender != from_.name) {
@@ -29,10 +30,18 @@ class publish_intake::broker_hooks final : public session::enforcement_hooks {
     const known_agent* to = agents_.find(h.to);
     if (to == nullptr) return {status_code::not_deliverable, "no agent named '" + h.to + "' is known"};
     status direct = pol_.check_send(s.role, to->role);
+    if (session::is_session_control(h)) {
+      // An acceptance answers an offer in flight; an offer costs its recipient a
+      // signature and a TPM ECDH: the offering side's rights decide (session_offers).
+      if (h.content_type == session::kAcceptContentType) {
+        if (offers_.answers(h)) return {};
+        if (!direct) return {status_code::acl_denied, "a session acceptance that answers no offer in flight from '" + h.to + "'"};
+        return direct;
+      }
+      const bool forward = direct.ok() || publishes_to(from_, *to);
+      if (forward || reaches_back(from_, *to)) return offers_.may_offer(from_.name, h.to, forward, std::chrono::steady_clock::now());
+    }
     if (direct) return direct;
-    // Session set-up is allowed wherever traffic could flow either way: direct, or
-    // over a topic one publishes and the other subscribes to.
-    if (session::is_session_control(h) && session_allowed(from_, *to)) return {};
     // Naming the recipient lets the trust graph draw the refused attempt to it.
     if (direct.code() == status_code::acl_denied)
       return {direct.code(), direct.detail() + " (recipient '" + h.to + "')"};
@@ -40,20 +49,23 @@ class publish_intake::broker_hooks final : public session::enforcement_hooks {
   }
 
  private:
-  bool session_allowed(const known_agent& a, const known_agent& b) const {
-    if (pol_.check_send(b.role, a.role).ok()) return true;
+  // publishes_to: `a` may publish a topic `b` follows (a's topic envelopes reach b).
+  bool publishes_to(const known_agent& a, const known_agent& b) const {
     if (b.conn)
       for (const auto& t : b.conn->subscriptions)
         if (pol_.check_publish(a.role, t).ok()) return true;
-    if (a.conn)
-      for (const auto& t : a.conn->subscriptions)
-        if (pol_.check_publish(b.role, t).ok()) return true;
     return false;
+  }
+  // reaches_back: traffic flows from `b` to `a` (direct or over a topic): `a` may
+  // re-offer a session `b` lost, within session_offers' budget.
+  bool reaches_back(const known_agent& a, const known_agent& b) const {
+    return pol_.check_send(b.role, a.role).ok() || publishes_to(b, a);
   }
 
   const policy& pol_;
   connections& agents_;
   known_agent& from_;
+  session_offers& offers_;
 };
 
 publish_intake::publish_intake(const broker_config& cfg, const policy& pol, connections& agents, router& r, outbox& out,
@@ -94,7 +106,7 @@ void publish_intake::on_envelope(const bytes& route, std::span<const bytes> fram
   if (frames.size() != 2) return refuse({}, {status_code::malformed, "an envelope is 2 frames"}, "");
   if (frames[0].size() + frames[1].size() > cfg_.max_frame_bytes)
     return refuse({}, {status_code::too_large, "envelope exceeds max_frame_bytes"}, "");
-  broker_hooks hooks(pol_, agents_, a);
+  broker_hooks hooks(pol_, agents_, a, acct_.offers());
   session::opened_envelope e;
   session::sender_facts sender;
   status why;
@@ -112,7 +124,7 @@ void publish_intake::on_wire_batch(const bytes& route, std::span<const bytes> fr
   if (c == nullptr) return unknown_route(route, frames.size() > 2 ? frames.subspan(2) : frames.first(0));
   known_agent& a = *c->agent;
   acct_.wire_batches_in().increment();
-  broker_hooks hooks(pol_, agents_, a);
+  broker_hooks hooks(pol_, agents_, a, acct_.offers());
   std::vector<session::opened_envelope> members;
   session::sender_facts sender;
   status why;

@@ -18,6 +18,7 @@
 #include "enrolment.hpp"
 #include "outbox.hpp"
 #include "router.hpp"
+#include "session_offers.hpp"
 #include "session/checks.hpp"
 #include "session/control.hpp"
 #include "session/handshake.hpp"
@@ -340,6 +341,49 @@ TEST(ControlChannel, AControlMessageWithTheWrongShapeIsRefusedInvalidField) {
   ASSERT_EQ(p.nacks_to(m).size(), 1u);
   EXPECT_EQ(p.nacks_to(m)[0].reason.code(), status_code::invalid_field);
   EXPECT_EQ(p.stats.value("control_refused_total", "invalid_field"), 1u);
+}
+
+// Issue 12, case 5: what an agent may make its peers answer, as the broker counts it.
+TEST(SessionOffers, OffersPassOnTheOfferersRightsAndAcceptsOnlyAnswerOffersInFlight) {
+  session_offers o;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto offer = [](const std::string& from, const std::string& to, std::uint8_t id) {
+    envelope_header h;
+    h.sender = from;
+    h.to = to;
+    h.message_id = bytes(16, id);
+    return h;
+  };
+  auto accept_of = [](const envelope_header& off) {
+    envelope_header h;
+    h.sender = off.to;
+    h.to = off.sender;
+    h.correlation_id = off.message_id;
+    return h;
+  };
+  // Against the direction of traffic: one per 2 s per pair.
+  EXPECT_TRUE(o.may_offer("debugger-1", "director-1", false, t0).ok());
+  EXPECT_EQ(o.may_offer("debugger-1", "director-1", false, t0 + std::chrono::seconds(1)).code(), status_code::overloaded);
+  EXPECT_TRUE(o.may_offer("debugger-2", "director-1", false, t0 + std::chrono::seconds(1)).ok()) << "per pair";
+  EXPECT_TRUE(o.may_offer("debugger-1", "director-1", false, t0 + std::chrono::seconds(2)).ok());
+  // Forward: up to 64 unanswered, then refused until one is answered or a minute old.
+  for (std::size_t i = 0; i < session_offers::kMaxInFlightPerOfferer; ++i) {
+    ASSERT_TRUE(o.may_offer("monitor-1", "director-1", true, t0).ok()) << i;
+    o.offered(offer("monitor-1", "director-1", static_cast<std::uint8_t>(i)), "P-384", false, t0);
+  }
+  EXPECT_EQ(o.may_offer("monitor-1", "director-1", true, t0).code(), status_code::overloaded);
+  EXPECT_TRUE(o.may_offer("monitor-2", "director-1", true, t0).ok()) << "per offerer";
+  // An accept answers only its own offer, from its recipient to its sender.
+  const envelope_header first = offer("monitor-1", "director-1", 0);
+  envelope_header stray = accept_of(first);
+  stray.sender = "debugger-1";
+  EXPECT_FALSE(o.answers(stray));
+  EXPECT_TRUE(o.answers(accept_of(first)));
+  ASSERT_TRUE(o.accepted(accept_of(first)).has_value());
+  EXPECT_FALSE(o.answers(accept_of(first))) << "answered once";
+  EXPECT_TRUE(o.may_offer("monitor-1", "director-1", true, t0).ok()) << "an answer frees a place";
+  EXPECT_TRUE(o.may_offer("monitor-1", "director-1", true, t0 + session_offers::kForgetAfter + std::chrono::seconds(1)).ok());
+  EXPECT_EQ(o.in_flight(), 0u) << "unanswered offers are forgotten after a minute";
 }
 
 // ---------------------------------------------------------------- enrolment

@@ -14,6 +14,8 @@
 #include "admin_client.hpp"
 #include "admin_protocol.hpp"
 #include "enrolment.hpp"
+#include "session_offers.hpp"
+#include "session/checks.hpp"
 #include "session/handshake.hpp"
 #include "session/session_keys.hpp"
 #include "agentbus/crypto.hpp"
@@ -367,6 +369,65 @@ TEST_F(Hostile, Case8ASignedRequestIsCarriedOutOnceAndOnlyByTheBrokerItNames) {
   auto own = admin_b.signed_request({{"op", "reset_counters"}}, a.operator_key(), "");
   EXPECT_TRUE(own.ok()) << own.error().to_string();
   expect_traffic_flows(a, dir_.path(), "8");
+}
+
+// Case 5: a DEBUGGER got 300 session acceptances from a DIRECTOR in 4.4 s, each a TPM
+// signature and a TPM ECDH on the director's session thread. Now the broker lets an
+// offer through on the offering side's rights (a DEBUGGER may not send to a DIRECTOR:
+// at most one such offer per 2 s, to recover a session the other side lost) and never
+// while 64 of one offerer's are unanswered, and the recipient answers at most 16 of
+// one peer's at once, then one a second. Other peers are unaffected.
+TEST_F(Hostile, Case5OfferFloodsCostTheRecipientABoundedNumberOfAnswers) {
+  using testing::agent_access;
+  auto& b = broker();
+  auto director = connect_agent(b, dir_.path() / "d", "director-1", "DIRECTOR");
+  auto monitor = connect_agent(b, dir_.path() / "m", "monitor-1", "MONITOR");       // may send to DIRECTOR
+  auto debugger = connect_agent(b, dir_.path() / "g", "debugger-1", "DEBUGGER", true);  // may not
+  inbox d, m, g;
+  d.attach(*director.client);
+  m.attach(*monitor.client);
+  g.attach(*debugger.client);
+  const policy& pol = policy::builtin_default();
+  const ec_curve director_curve = pol.suite_for("DIRECTOR")->ecdh_curve;
+  const auto before = director->stats();
+  const auto started = std::chrono::steady_clock::now();
+  constexpr int kOffers = 300;
+  for (int i = 0; i < kOffers; ++i) {
+    ASSERT_TRUE(agent_access::send_session_offer(*monitor.client, "director-1",
+                                                 session::curve_for_pair(pol.suite_for("MONITOR")->ecdh_curve, director_curve))
+                    .ok());
+    ASSERT_TRUE(agent_access::send_session_offer(*debugger.client, "director-1",
+                                                 session::curve_for_pair(pol.suite_for("DEBUGGER")->ecdh_curve, director_curve))
+                    .ok());
+  }
+  // The broker: the debugger's offers against the direction of traffic one per 2 s,
+  // the monitor's no more than 64 unanswered.
+  EXPECT_TRUE(wait_until([&] { return g.rejections_of(status_code::overloaded, "broker") >= kOffers - 3; }, 20s))
+      << g.rejections_of(status_code::overloaded, "broker") << "\n" << g.describe();
+  // The director: at most 16 of each peer's at once, then one a second.
+  EXPECT_TRUE(wait_until([&] { return director->stats().offers_refused >= 1; }, 20s));
+  EXPECT_TRUE(wait_until([&] { return m.rejections_of(status_code::overloaded, "broker") >= kOffers / 2; }, 20s));
+  std::this_thread::sleep_for(1s);  // answers in progress finish
+  const auto after = director->stats();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const auto answered = (after.sessions + after.rekeys) - (before.sessions + before.rekeys);
+  std::printf("[ measure  ] %d + %d offers: the director answered %llu in %.1f s, refused %llu unanswered\n", kOffers,
+              kOffers, static_cast<unsigned long long>(answered), seconds,
+              static_cast<unsigned long long>(after.offers_refused));
+  EXPECT_LE(answered, static_cast<std::uint64_t>(2 * 16 + 2 * seconds + 2));
+  EXPECT_TRUE(d.has_rejection(status_code::overloaded, "receiver")) << d.describe();
+  // What passed the broker: 64 unanswered at a time, plus those answered meanwhile.
+  EXPECT_GE(m.rejections_of(status_code::overloaded, "broker") + broker::session_offers::kMaxInFlightPerOfferer + answered,
+            static_cast<std::uint64_t>(kOffers));
+
+  // Its other peers get their sessions and envelopes through at once.
+  auto architect = connect_agent(b, dir_.path() / "a", "architect-1", "ARCHITECT");
+  inbox a;
+  a.attach(*architect.client);
+  ASSERT_TRUE(architect->send("director-1", "text/plain", text("a fresh peer")).ok());
+  ASSERT_TRUE(director->send("architect-1", "text/plain", text("and back")).ok());
+  ASSERT_TRUE(wait_until([&] { return a.count() == 1; })) << a.describe();
+  ASSERT_TRUE(wait_until([&] { return d.count() >= 1; })) << d.describe();
 }
 
 }  // namespace

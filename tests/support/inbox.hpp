@@ -55,6 +55,12 @@ struct inbox {
       if (r.reason.code() == code && r.where == where) return true;
     return false;
   }
+  std::size_t rejections_of(status_code code, const std::string& where) {
+    std::lock_guard lock(mu);
+    std::size_t n = 0;
+    for (const auto& r : rejections) n += r.reason.code() == code && r.where == where ? 1 : 0;
+    return n;
+  }
   std::string describe() {
     std::lock_guard lock(mu);
     std::string out;

@@ -157,7 +157,11 @@ struct agent_stats {
                 // Topic envelopes that carried no end-to-end MAC for this agent and arrived
                 // within 2 s of its subscription: sealed before their publisher knew of it,
                 // never addressed to it; dropped, not refused (schemas/protocol.md §8.2).
-                unaddressed_after_subscribing = 0;
+                unaddressed_after_subscribing = 0,
+                // Session offers left unanswered because their peer offered faster than
+                // the per-peer budget (16 at once, then one a second): each answer costs
+                // a signature and a TPM ECDH (reported on_rejected as overloaded).
+                offers_refused = 0;
 };
 
 using message_handler = std::function<void(const message&)>;

@@ -199,6 +199,7 @@ agent_stats agent::stats() const {
   s.batched_envelopes = d.seal.batched_envelopes();
   s.dispatch_dropped = d.jobs.dropped() + d.session_jobs.dropped();
   s.unaddressed_after_subscribing = d.receive.unaddressed();
+  s.offers_refused = d.sessions.offers_refused();
   return s;
 }
 

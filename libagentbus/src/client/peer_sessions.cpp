@@ -199,6 +199,24 @@ void peer_sessions::reoffer(const std::string& peer) {
 }
 
 void peer_sessions::answer(std::shared_ptr<const peer_info> p, envelope_header offer, bytes offer_signed) {
+  {
+    std::lock_guard lock(mu_);
+    peer_session& s = sessions_by_peer_[p->name];  // peers are known (verified), so bounded
+    const auto now = steady::now();
+    if (s.offers_counted != steady::time_point{})
+      s.offer_tokens = std::min(kOfferBurst, s.offer_tokens + std::chrono::duration<double>(now - s.offers_counted) /
+                                                               std::chrono::duration<double>(kOfferRefill));
+    s.offers_counted = now;
+    if (s.offer_tokens < 1) {
+      ++offers_refused_;
+      reporter_.report({"receiver",
+                        {status_code::overloaded, "session offers from " + p->name + " beyond " +
+                                                      std::to_string(static_cast<int>(kOfferBurst)) + " at once and one a second: not answered"},
+                        p->name, opts_.name, offer.message_id});
+      return;
+    }
+    s.offer_tokens -= 1;
+  }
   queue_job(std::move(p), std::move(offer), std::move(offer_signed), &peer_sessions::answer_offer,
             "cannot answer a session offer: ");
 }

@@ -45,6 +45,14 @@ class peer_sessions {
   static constexpr std::chrono::seconds kOfferRetryAfter{5};
   // A receiver without a session offers one at most this often per peer.
   static constexpr std::chrono::seconds kReofferEvery{2};
+  // Offers a peer may make us answer: each costs a signature and (with a static key)
+  // a TPM ECDH on the session thread, which handlers share. A token bucket per peer:
+  // kOfferBurst at once, then one per kOfferRefill. Legitimate peers offer once per
+  // session and per rekey (a million messages or an hour by default); an offer past
+  // the budget is refused unanswered (overloaded, reported; the peer's send times
+  // out with no_session). Issue 12, case 5.
+  static constexpr double kOfferBurst = 16;
+  static constexpr std::chrono::milliseconds kOfferRefill{1000};
 
   // `jobs` runs the session jobs (the agent's session thread); wake_io wakes the io
   // thread (envelopes waiting for a job are checked again).
@@ -77,6 +85,7 @@ class peer_sessions {
   std::uint64_t rekeys() const noexcept { return rekeys_.load(); }
   std::uint64_t tpm_ecdh_sessions() const noexcept { return tpm_ecdh_sessions_.load(); }
   std::uint64_t static_ecdh_failures() const noexcept { return static_ecdh_failures_.load(); }
+  std::uint64_t offers_refused() const noexcept { return offers_refused_.load(); }
 
  private:
   using steady = std::chrono::steady_clock;
@@ -96,6 +105,8 @@ class peer_sessions {
     std::optional<steady::time_point> unanswered_at;  // an offer went unanswered then
     steady::time_point last_reoffer{};
     int jobs = 0;  // offer/accept jobs queued or running for this peer
+    double offer_tokens = kOfferBurst;  // offers of this peer we may still answer now
+    steady::time_point offers_counted{};  // when offer_tokens was last refilled
   };
   class job_marker;
 
@@ -130,7 +141,7 @@ class peer_sessions {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::map<std::string, peer_session, std::less<>> sessions_by_peer_;
-  std::atomic<std::uint64_t> sessions_{0}, rekeys_{0}, tpm_ecdh_sessions_{0}, static_ecdh_failures_{0};
+  std::atomic<std::uint64_t> sessions_{0}, rekeys_{0}, tpm_ecdh_sessions_{0}, static_ecdh_failures_{0}, offers_refused_{0};
 };
 
 }  // namespace agentbus::client

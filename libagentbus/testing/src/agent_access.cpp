@@ -4,6 +4,8 @@
 
 #include "client/agent_internals.hpp"
 #include "client/seal_hooks.hpp"
+#include "session/handshake.hpp"
+#include "session/session_keys.hpp"
 
 namespace agentbus::testing {
 namespace {
@@ -41,6 +43,17 @@ status agent_access::send_tweaked(agent& a, recipient_kind kind, const std::stri
   auto hooks = std::make_shared<const tweak_hooks>(tweaks);
   if (kind == recipient_kind::agent) return d.send_envelope(envelope_type::data, to, content_type, payload, {}, std::move(hooks));
   return d.seal.seal_and_queue({envelope_type::data, kind, to, content_type, payload, {}, {}, {}}, std::move(hooks));
+}
+
+status agent_access::send_session_offer(agent& a, const std::string& to, ec_curve curve) {
+  client::agent_runtime& d = client::agent_internals::of(a);
+  session::offer_msg m;
+  m.ephemeral_der = crypto::ec_keypair::generate(curve).public_part().der();
+  m.nonce = crypto::random_bytes(session::kNonceSize);
+  m.curve = std::string(curve_name(curve));
+  return d.seal.seal_and_queue(
+      {envelope_type::control, recipient_kind::agent, to, session::kOfferContentType, session::encode(m), {}, {}, {}},
+      nullptr);
 }
 
 void agent_access::record_sent(agent& a) { client::agent_internals::of(a).outbound.record_sent(true); }

@@ -45,6 +45,10 @@ class agent_access {
   // edit_received alters every message the agent receives from the broker (its frames
   // as received, the kind first) before any check. An empty function stops it.
   static void edit_received(agent& a, std::function<void(std::vector<bytes>& frames)> edit);
+  // send_session_offer seals and queues a session offer to `to` on `curve` (a fresh
+  // ephemeral key and nonce; the agent keeps nothing of it), however many it already
+  // has outstanding: what a misbehaving peer floods a recipient with.
+  static status send_session_offer(agent& a, const std::string& to, ec_curve curve);
   // hold_outbound stops (true) or resumes (false) the agent's sending: what it queues
   // stays queued, so the queue can be filled.
   static void hold_outbound(agent& a, bool hold);

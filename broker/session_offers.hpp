@@ -1,0 +1,67 @@
+// session_offers.hpp — agent↔agent session offers in flight through the broker, and
+// what an agent may make its peers answer (schemas/protocol.md §4.4, issue 12 case 5).
+//
+// Answering an offer costs the recipient a signature and a TPM ECDH on the thread
+// its handlers share, so the broker lets an offer through only
+//   - when the offering side may reach the recipient (direct, or a topic it publishes
+//     and the recipient follows): `forward`;
+//   - or against that direction (a receiver offering a session its sender lost), at
+//     most one per kReverseEvery for each (offerer, recipient) pair;
+// and never while the offerer has kMaxInFlightPerOfferer offers unanswered. An
+// acceptance goes through only as the answer to an offer in flight between the same
+// two agents, the other way round. Offers are forgotten when answered, after
+// kForgetAfter, or, the oldest first, beyond kMaxInFlight.
+//
+// Owned by the broker's event-loop thread (accounting); not thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "agentbus/envelope.hpp"
+#include "agentbus/status.hpp"
+
+namespace agentbus::broker {
+
+class session_offers {
+ public:
+  using steady = std::chrono::steady_clock;
+  static constexpr std::size_t kMaxInFlight = 10'000;
+  static constexpr std::size_t kMaxInFlightPerOfferer = 64;
+  static constexpr std::size_t kMaxReversePairs = 10'000;
+  static constexpr std::chrono::seconds kForgetAfter{60};
+  static constexpr std::chrono::seconds kReverseEvery{2};
+
+  struct offer {
+    std::string initiator, responder, curve;
+    bool rekey = false;
+    steady::time_point at;
+  };
+
+  // may_offer: whether `from` may offer `to` a session now (see above); `forward`:
+  // from may reach to. Refusals: overloaded (too many in flight, reverse too often).
+  status may_offer(const std::string& from, const std::string& to, bool forward, steady::time_point now);
+  // answers: `accept` answers an offer in flight from accept.to to accept.sender.
+  bool answers(const envelope_header& accept) const;
+  // offered records an offer that passed every check and is routed.
+  void offered(const envelope_header& h, std::string curve, bool rekey, steady::time_point now);
+  // accepted removes and returns the offer `accept` answers, if in flight.
+  std::optional<offer> accepted(const envelope_header& accept);
+
+  std::size_t in_flight() const noexcept { return by_id_.size(); }
+
+ private:
+  void forget_old(steady::time_point now);
+  void erase(std::map<bytes, offer>::iterator it);
+
+  std::map<bytes, offer> by_id_;       // by offer message id
+  std::deque<bytes> order_;            // ids in arrival order (some already answered)
+  std::map<std::string, std::size_t, std::less<>> per_offerer_;
+  std::map<std::pair<std::string, std::string>, steady::time_point> last_reverse_;
+};
+
+}  // namespace agentbus::broker
