@@ -168,7 +168,7 @@ void broker::run(const std::atomic<bool>& stop) {
   while (!stop.load()) {
     zmq::pollitem_t items[3] = {{d.socket.handle(), 0, ZMQ_POLLIN, 0},
                                 {nullptr, d.worker->fd(), ZMQ_POLLIN, 0},
-                                {d.admin ? d.admin->handle() : nullptr, d.admin ? 0 : -1, ZMQ_POLLIN, 0}};
+                                {nullptr, d.admin ? d.admin->loop_calls_fd() : -1, ZMQ_POLLIN, 0}};
     try {
       zmq::poll(items, d.admin ? 3 : 2, std::chrono::milliseconds(100));
     } catch (const zmq::error_t& e) {
@@ -191,7 +191,7 @@ void broker::run(const std::atomic<bool>& stop) {
         spdlog::error("internal error while handling a message: {}", e.what());
       }
     }
-    if (d.admin && (items[2].revents & ZMQ_POLLIN)) d.admin->serve();
+    if (d.admin && (items[2].revents & ZMQ_POLLIN)) d.admin->run_loop_calls();
     if (steady::now() - last_sweep > std::chrono::seconds(1)) {
       d.acct->flush(d.agents);
       // Offline records beyond max_agents: the longest-offline forgotten (case 6).

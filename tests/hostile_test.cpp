@@ -5,6 +5,9 @@
 
 #include <cstdio>
 #include <map>
+#include <algorithm>
+#include <atomic>
+#include <mutex>
 #include <thread>
 
 #include <zmq.hpp>
@@ -14,6 +17,7 @@
 #include "admin_client.hpp"
 #include "admin_protocol.hpp"
 #include "enrolment.hpp"
+#include "registry.hpp"
 #include "session_offers.hpp"
 #include "session/checks.hpp"
 #include "session/handshake.hpp"
@@ -205,6 +209,74 @@ TEST_F(Hostile, Case3RefusedEnrolmentsOfInventedNamesShareOneRegistryRowPerReaso
   EXPECT_EQ(rows[0]["reason"], "unknown_role");
   EXPECT_EQ(rows[0]["count"], kNames);
   EXPECT_NE(rows[0]["last_detail"].get<std::string>().find("'invented-"), std::string::npos) << "the claimed name";
+}
+
+// Case 3, second half: admin requests ran on the event loop, so reading a large
+// registry through the admin endpoint stopped routing (0.7 s for 170,008 rows). The
+// admin endpoint now has a thread and a registry connection of its own: envelopes are
+// delivered while a large read is being answered.
+TEST_F(Hostile, Case3AdminReadsDoNotStopRouting) {
+  auto& b = broker();
+  {
+    // 20,000 registry rows, written beside the running broker (SQLite WAL).
+    broker::registry reg(b.dir() / "state" / "registry.db");
+    broker::agent_record a;
+    a.role = "MONITOR";
+    a.suite = "ecdsa-p256-sha256";
+    a.public_key_pem = "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n";
+    a.protection = "software";
+    a.enrolled_at = a.last_seen = 1'700'000'000'000;
+    for (int i = 0; i < 20'000; ++i) {
+      a.name = "bulk-" + std::to_string(i);
+      a.fingerprint = to_hex(crypto::digest(hash_algorithm::sha256, text(a.name)));
+      reg.upsert_agent(a);
+    }
+  }
+  auto director = connect_agent(b, dir_.path() / "d", "director-1", "DIRECTOR");
+  auto monitor = connect_agent(b, dir_.path() / "m", "monitor-1", "MONITOR");
+  using clock = std::chrono::steady_clock;
+  std::mutex mu;
+  std::vector<clock::time_point> deliveries;
+  director->on_message([&](const message&) {
+    std::lock_guard lock(mu);
+    deliveries.push_back(clock::now());
+  });
+  std::atomic<bool> reading{true};
+  std::vector<std::pair<clock::time_point, clock::time_point>> spans;
+  std::thread reader([&] {
+    broker::admin_client admin(b.admin_endpoint(), 30'000);
+    for (int i = 0; i < 3; ++i) {
+      const auto t0 = clock::now();
+      auto r = admin.request({{"op", "agents"}});
+      spans.emplace_back(t0, clock::now());
+      EXPECT_TRUE(r.ok() && r->size() >= 20'000u) << (r ? std::to_string(r->size()) : r.error().to_string());
+    }
+    reading = false;
+  });
+  int sent = 0;
+  while (reading.load()) {
+    ASSERT_TRUE(monitor->send("director-1", "text/plain", text("during the read")).ok());
+    ++sent;
+    std::this_thread::sleep_for(2ms);
+  }
+  reader.join();
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(mu);
+    return deliveries.size() == static_cast<std::size_t>(sent);
+  }, 30s));
+  // Deliveries inside the longest admin request.
+  auto longest = *std::max_element(spans.begin(), spans.end(), [](const auto& x, const auto& y) {
+    return x.second - x.first < y.second - y.first;
+  });
+  std::size_t inside = 0;
+  {
+    std::lock_guard lock(mu);
+    for (auto t : deliveries) inside += t > longest.first && t < longest.second ? 1 : 0;
+  }
+  std::printf("[ measure  ] the longest 'agents' read (20,000 rows) took %lld ms; %zu envelopes were delivered meanwhile\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(longest.second - longest.first).count()),
+              inside);
+  EXPECT_GT(inside, 0u) << "routing stopped while the admin endpoint answered";
 }
 
 // Case 2: 1,024 HELLOs from 1,024 connections used to fill the pending table and lock
