@@ -96,9 +96,15 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
   // A HELLO without a valid cookie costs a MAC and an answer, nothing kept (§3.1):
   // state, registry reads, evidence checks and TPM work are for peers that answered.
   const std::int64_t now = now_unix_ms();
-  if (hello->cookie.empty() || !cookies_.valid(hello->cookie, route, *hello, now)) {
-    acct_.stats().increment("hello_cookies_total", hello->cookie.empty() ? "issued" : "renewed");
-    out_.handshake(route, session::frame::kCookie, session::encode(session::cookie_msg{cookies_.issue(route, *hello, now)}));
+  const auto cookie = hello->cookie.empty() ? hello_cookies::verdict::invalid : cookies_.spend(hello->cookie, route, *hello);
+  if (cookie == hello_cookies::verdict::busy)
+    return out_.error(route, {status_code::overloaded, "too many HELLOs: try again in a few seconds"});
+  if (cookie != hello_cookies::verdict::fresh) {
+    // None, expired, another connection's, or one already spent: a new one, nothing else.
+    acct_.stats().increment("hello_cookies_total", hello->cookie.empty()                       ? "issued"
+                                                   : cookie == hello_cookies::verdict::spent ? "spent"
+                                                                                             : "renewed");
+    out_.handshake(route, session::frame::kCookie, session::encode(session::cookie_msg{cookies_.issue(route, *hello)}));
     return;
   }
   // One handshake per connection at a time: a flood of HELLOs on one connection must
@@ -141,10 +147,14 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
   const bool token_proven = authority_.proven_token(who, hello->token_proof, unsigned_hello, now);
   auto admitted = authority_.admit(who, token_proven, !hello->token_proof.empty());
   if (!admitted) return refuse(route, name, admitted.error());
-  // Separate pools: a flood of first-use handshakes fills only the open one.
-  if (*admitted == admission::open ? pending_in(admission::open) >= kMaxPendingOpen
-                                   : pending_.size() >= kMaxPendingOpen + kMaxPendingCredentialed)
+  // Separate pools: a flood of first-use handshakes fills only the open one, and one
+  // name or key holds at most kMaxPendingPerAgent places however many connections it
+  // opens.
+  if (pending_.size() >= kMaxPendingOpen + kMaxPendingCredentialed ||
+      (*admitted == admission::open && pending_in(admission::open) >= kMaxPendingOpen))
     return refuse(route, name, {status_code::overloaded, "too many enrolments in progress"});
+  if (pending_for(name, fingerprint) >= kMaxPendingPerAgent)
+    return refuse(route, name, {status_code::overloaded, "enrolments of " + name + " or its key are already in progress"});
   auto agent_ecdh = session::read_peer_ecdh_keys(hello->ephemeral_der, hello->static_ecdh_der, s.ecdh_curve, "agent");
   if (!agent_ecdh) return refuse(route, name, agent_ecdh.error());
 
@@ -358,6 +368,12 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
   spdlog::info("enrolled {} as {} ({}, {}{}{}{})", name, a.role, s.name, protection_name(a.key_protection),
                a.key_protection == protection::tpm ? ", " + a.tpm_manufacturer : "", a.tpm_simulator ? " simulator" : "",
                rec.ek_ca.empty() ? ", declared" : ", attested by " + rec.ek_ca);
+}
+
+std::size_t enrolment::pending_for(const std::string& name, const std::string& fingerprint) const {
+  std::size_t n = 0;
+  for (const auto& [route, p] : pending_) n += p->hello.name == name || p->agent_fingerprint == fingerprint ? 1 : 0;
+  return n;
 }
 
 std::size_t enrolment::pending_in(admission pool) const {

@@ -61,6 +61,9 @@ namespace agentbus::broker {
 // unread, and leaves the host's CPU (swtpm) to the credentialed agents.
 inline constexpr std::size_t kMaxPendingOpen = 256;
 inline constexpr std::size_t kMaxPendingCredentialed = 4096;
+// kMaxPendingPerAgent: handshakes in progress for one name or one key, over all
+// connections (a rekey racing a reconnection needs two).
+inline constexpr std::size_t kMaxPendingPerAgent = 2;
 // kEnrolmentRefusals is the registry's refusal-counter name for every refused
 // enrolment: one row per reason whatever names peers claim (the latest claimed name
 // is in its last_detail).
@@ -97,6 +100,7 @@ class enrolment {
 
   std::size_t pending() const noexcept { return pending_.size(); }
   std::size_t pending_in(admission pool) const;
+  std::size_t pending_for(const std::string& name, const std::string& fingerprint) const;
   // at_agent_limit: `name` is not online and max_agents agents are.
   bool at_agent_limit(const std::string& name) const;
   // announce_key_changes_with: called with a name whose enrolment changed the key its

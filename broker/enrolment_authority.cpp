@@ -77,11 +77,13 @@ bool enrolment_authority::proven_token(const candidate& c, byte_view proof, byte
 result<admission> enrolment_authority::admit(const candidate& c, bool token_proven, bool token_presented) const {
   if (const agent_pin* pin = pol_.find_pin(c.name); pin != nullptr && !pin->fingerprint.empty())
     return admission::credentialed;  // screen() refused any other key
+  const role_policy& role = *pol_.find_role(c.role);
+  if (token_proven) return admission::credentialed;
+  // In an open role anyone can get a key registered (first use): the registry's word
+  // is no credential there.
+  if (role.enrolment == enrolment_mode::open) return admission::open;
   const auto rec = reg_.find_agent(c.name);
   if (rec && rec->fingerprint == c.fingerprint) return admission::credentialed;
-  if (token_proven) return admission::credentialed;
-  const role_policy& role = *pol_.find_role(c.role);
-  if (role.enrolment == enrolment_mode::open) return admission::open;
   if (token_presented)
     return status{status_code::not_authorised, "the HELLO's token proof matches no usable enrolment token for " + c.name +
                                                    " in " + c.role + " (unknown, used, expired, or for another key)"};

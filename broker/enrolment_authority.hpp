@@ -34,8 +34,10 @@ struct candidate {
 };
 
 // admission: how a HELLO that proved possession of its key may wait for the broker's
-// TPM. credentialed: the key is the one the policy pins or the registry holds for the
-// name, or the HELLO proved a usable token; open: a role that admits first use.
+// TPM. credentialed: the key is the one the policy pins, or the one the registry holds
+// for the name in a role that is not open, or the HELLO proved a usable token; open:
+// anything else a role with enrolment = "open" admits (a registered key included:
+// anyone can register one there).
 // They wait in separate pools, credentialed first (schemas/protocol.md §3.7).
 enum class admission { credentialed, open };
 

@@ -2,7 +2,6 @@
 
 #include <openssl/crypto.h>
 
-#include <climits>
 
 namespace agentbus::broker {
 namespace {
@@ -35,22 +34,39 @@ bytes hello_cookies::tag(std::uint64_t issued_ms, byte_view route, const session
   return key_.tag(in);
 }
 
-bytes hello_cookies::issue(byte_view route, const session::hello_msg& h, std::int64_t now_ms) const {
+std::uint64_t hello_cookies::now_ms() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(steady::now().time_since_epoch()).count());
+}
+
+bytes hello_cookies::issue(byte_view route, const session::hello_msg& h) const {
+  const std::uint64_t now = now_ms();
   bytes out;
   out.reserve(kSize);
-  put_u64(out, static_cast<std::uint64_t>(now_ms));
-  const bytes t = tag(static_cast<std::uint64_t>(now_ms), route, h);
+  put_u64(out, now);
+  const bytes t = tag(now, route, h);
   out.insert(out.end(), t.begin(), t.end());
   return out;
 }
 
-bool hello_cookies::valid(byte_view cookie, byte_view route, const session::hello_msg& h, std::int64_t now_ms) const {
-  if (cookie.size() != kSize) return false;
+hello_cookies::verdict hello_cookies::spend(byte_view cookie, byte_view route, const session::hello_msg& h) {
+  if (cookie.size() != kSize) return verdict::invalid;
   std::uint64_t issued = 0;
   for (int i = 0; i < 8; ++i) issued = (issued << 8) | cookie[static_cast<std::size_t>(i)];
-  const auto at = static_cast<std::int64_t>(issued);
-  if (issued > static_cast<std::uint64_t>(INT64_MAX) || at > now_ms + 1000 || now_ms - at > kLifetime.count()) return false;
-  return crypto::constant_time_equal(tag(issued, route, h), cookie.subspan(8));
+  const std::uint64_t now = now_ms();
+  const auto lifetime = static_cast<std::uint64_t>(kLifetime.count());
+  if (issued > now || now - issued > lifetime) return verdict::invalid;
+  if (!crypto::constant_time_equal(tag(issued, route, h), cookie.subspan(8))) return verdict::invalid;
+  while (!spent_order_.empty() && now - spent_order_.front().first > lifetime) {
+    spent_.erase(spent_order_.front().second);
+    spent_order_.pop_front();
+  }
+  std::string key(reinterpret_cast<const char*>(cookie.data()) + 8, kSize - 8);
+  if (spent_.count(key) != 0) return verdict::spent;
+  if (spent_.size() >= kMaxSpent) return verdict::busy;
+  spent_.insert(key);
+  spent_order_.emplace_back(issued, std::move(key));
+  return verdict::fresh;
 }
 
 }  // namespace agentbus::broker

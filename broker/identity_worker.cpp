@@ -26,7 +26,12 @@ identity_worker::~identity_worker() {
 void identity_worker::submit(identity_job job) {
   {
     std::lock_guard lock(mu_);
-    (job.priority ? priority_jobs_ : jobs_).push_back(std::move(job));
+    auto& queue = job.priority ? priority_jobs_ : jobs_;
+    // Jobs of handshakes that went away are skipped when reached; while the other
+    // queue keeps the worker busy they would pile up: dropped here instead.
+    if (queue.size() >= kPurgeAt)
+      std::erase_if(queue, [](const identity_job& j) { return j.cancelled && j.cancelled->load(); });
+    queue.push_back(std::move(job));
   }
   cv_.notify_one();
 }

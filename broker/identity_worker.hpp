@@ -50,6 +50,9 @@ struct identity_result {
 
 class identity_worker {
  public:
+  // A queue this long is purged of cancelled jobs before it grows (each queue then
+  // holds at most its pool's pending handshakes plus this many).
+  static constexpr std::size_t kPurgeAt = 512;
   explicit identity_worker(std::shared_ptr<identity_key> identity);
   ~identity_worker();  // stops after the job in progress
   identity_worker(const identity_worker&) = delete;

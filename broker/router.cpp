@@ -1,5 +1,7 @@
 #include "router.hpp"
 
+#include "session/handshake.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -45,7 +47,10 @@ void router::deliver(known_agent& from, known_agent& to, const routed_envelope& 
 
 void router::delivered(known_agent& from, const known_agent& to, const envelope_header& h, const status& st) {
   const bool to_agent = h.to_kind == recipient_kind::agent;
-  if (!st) return refuse_envelope(out_, acct_, from, h.message_id, st, to_agent ? h.to : to.name);
+  if (!st) {
+    if (h.content_type == session::kOfferContentType) acct_.offers().undelivered(h.message_id);  // nobody can answer it
+    return refuse_envelope(out_, acct_, from, h.message_id, st, to_agent ? h.to : to.name);
+  }
   if (!to_agent) return acct_.traffic(from, to.name);
   // Session set-up (direct control envelopes) is not traffic in the trust graph.
   if (h.type != envelope_type::control) acct_.traffic(from, h.to);

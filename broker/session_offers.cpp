@@ -5,33 +5,41 @@ namespace agentbus::broker {
 void session_offers::erase(std::map<bytes, offer>::iterator it) {
   auto n = per_offerer_.find(it->second.initiator);
   if (n != per_offerer_.end() && --n->second == 0) per_offerer_.erase(n);
+  auto pair = by_pair_.find({it->second.initiator, it->second.responder});
+  if (pair != by_pair_.end() && pair->second == it->first) by_pair_.erase(pair);
+  order_.erase(it->second.in_order);
   by_id_.erase(it);
 }
 
 void session_offers::forget_old(steady::time_point now) {
-  while (!order_.empty()) {
-    auto it = by_id_.find(order_.front());
-    if (it != by_id_.end() && now - it->second.at < kForgetAfter && by_id_.size() < kMaxInFlight) break;
-    if (it != by_id_.end()) erase(it);
-    order_.pop_front();
-  }
+  while (!order_.empty() && now - order_.begin()->first >= kForgetAfter) erase(by_id_.find(order_.begin()->second));
 }
 
 status session_offers::may_offer(const std::string& from, const std::string& to, bool forward, steady::time_point now) {
   forget_old(now);
-  if (auto n = per_offerer_.find(from); n != per_offerer_.end() && n->second >= kMaxInFlightPerOfferer)
-    return {status_code::overloaded, std::to_string(kMaxInFlightPerOfferer) + " session offers of " + from +
-                                         " are unanswered: no more until they are answered or a minute old"};
+  // A new offer to the same peer takes the old one's place, but not at once: an agent
+  // keeps one offer outstanding per peer for its session_timeout (a nack frees it).
+  auto live = by_pair_.find({from, to});
+  if (live != by_pair_.end()) {
+    auto it = by_id_.find(live->second);
+    if (it != by_id_.end() && now - it->second.at < kReverseEvery)
+      return {status_code::overloaded, "a session offer from " + from + " to " + to + " is in flight since less than 1.5 s"};
+  } else {
+    if (by_id_.size() >= kMaxInFlight)
+      return {status_code::overloaded, "too many session offers in flight at this broker"};
+    if (auto n = per_offerer_.find(from); n != per_offerer_.end() && n->second >= kMaxInFlightPerOfferer)
+      return {status_code::overloaded, from + " has unanswered session offers to " + std::to_string(kMaxInFlightPerOfferer) +
+                                           " agents: no more until some are answered or 20 s old"};
+  }
   if (forward) return {};
   const auto key = std::make_pair(from, to);
   auto last = last_reverse_.find(key);
   if (last != last_reverse_.end() && now - last->second < kReverseEvery)
     return {status_code::overloaded, "a session offer to " + to + ", which " + from +
                                          " may not send to, at most one per 2 s (protocol.md §4.4)"};
-  if (last_reverse_.size() >= kMaxReversePairs) {
+  if (last == last_reverse_.end() && last_reverse_.size() >= kMaxReversePairs) {
     // Bounded: forget every pair whose last offer is old enough to be allowed again.
-    for (auto it = last_reverse_.begin(); it != last_reverse_.end();)
-      it = now - it->second >= kReverseEvery ? last_reverse_.erase(it) : std::next(it);
+    std::erase_if(last_reverse_, [&](const auto& e) { return now - e.second >= kReverseEvery; });
     if (last_reverse_.size() >= kMaxReversePairs)
       return {status_code::overloaded, "too many session offers against the direction of traffic"};
   }
@@ -47,8 +55,11 @@ bool session_offers::answers(const envelope_header& accept) const {
 void session_offers::offered(const envelope_header& h, std::string curve, bool rekey, steady::time_point now) {
   forget_old(now);
   if (by_id_.count(h.message_id) != 0) return;
-  by_id_.emplace(h.message_id, offer{h.sender, h.to, std::move(curve), rekey, now});
-  order_.push_back(h.message_id);
+  if (auto old = by_pair_.find({h.sender, h.to}); old != by_pair_.end()) erase(by_id_.find(old->second));
+  if (by_id_.size() >= kMaxInFlight) return;  // may_offer refused it already, unless it raced a replacement
+  auto at = order_.emplace(now, h.message_id);
+  by_id_.emplace(h.message_id, offer{h.sender, h.to, std::move(curve), rekey, now, at});
+  by_pair_[{h.sender, h.to}] = h.message_id;
   ++per_offerer_[h.sender];
 }
 
@@ -56,8 +67,12 @@ std::optional<session_offers::offer> session_offers::accepted(const envelope_hea
   if (!answers(accept)) return std::nullopt;
   auto it = by_id_.find(accept.correlation_id);
   offer o = it->second;
-  erase(it);  // its id stays in order_ until it reaches the front
+  erase(it);
   return o;
+}
+
+void session_offers::undelivered(const bytes& message_id) {
+  if (auto it = by_id_.find(message_id); it != by_id_.end()) erase(it);
 }
 
 }  // namespace agentbus::broker

@@ -6,18 +6,21 @@
 //   - when the offering side may reach the recipient (direct, or a topic it publishes
 //     and the recipient follows): `forward`;
 //   - or against that direction (a receiver offering a session its sender lost), at
-//     most one per kReverseEvery for each (offerer, recipient) pair;
-// and never while the offerer has kMaxInFlightPerOfferer offers unanswered. An
-// acceptance goes through only as the answer to an offer in flight between the same
-// two agents, the other way round. Offers are forgotten when answered, after
-// kForgetAfter, or, the oldest first, beyond kMaxInFlight.
+//     most one per kReverseEvery for each (offerer, recipient) pair (the receiver
+//     spaces them 2 s apart: a little less here absorbs its dispatch delays);
+// and never while the offerer has unanswered offers to kMaxInFlightPerOfferer
+// recipients. One offer per (offerer, recipient) is in flight: a new one replaces it
+// (an agent has one outstanding offer per peer), but not within kReverseEvery of it. An acceptance goes through only as
+// the answer to an offer in flight between the same two agents, the other way
+// round. Offers are forgotten when answered, when the broker could not deliver them,
+// or after kForgetAfter; with kMaxInFlight in flight new ones are refused (fail
+// closed: nobody's offer is pushed out).
 //
 // Owned by the broker's event-loop thread (accounting); not thread-safe.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
-#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -30,16 +33,17 @@ namespace agentbus::broker {
 class session_offers {
  public:
   using steady = std::chrono::steady_clock;
-  static constexpr std::size_t kMaxInFlight = 10'000;
-  static constexpr std::size_t kMaxInFlightPerOfferer = 64;
-  static constexpr std::size_t kMaxReversePairs = 10'000;
-  static constexpr std::chrono::seconds kForgetAfter{60};
-  static constexpr std::chrono::seconds kReverseEvery{2};
+  static constexpr std::size_t kMaxInFlight = 65'536;
+  static constexpr std::size_t kMaxInFlightPerOfferer = 256;
+  static constexpr std::size_t kMaxReversePairs = 65'536;
+  static constexpr std::chrono::seconds kForgetAfter{20};
+  static constexpr std::chrono::milliseconds kReverseEvery{1500};
 
   struct offer {
     std::string initiator, responder, curve;
     bool rekey = false;
     steady::time_point at;
+    std::multimap<steady::time_point, bytes>::iterator in_order;
   };
 
   // may_offer: whether `from` may offer `to` a session now (see above); `forward`:
@@ -51,6 +55,8 @@ class session_offers {
   void offered(const envelope_header& h, std::string curve, bool rekey, steady::time_point now);
   // accepted removes and returns the offer `accept` answers, if in flight.
   std::optional<offer> accepted(const envelope_header& accept);
+  // undelivered forgets offer `message_id`: the broker could not deliver it.
+  void undelivered(const bytes& message_id);
 
   std::size_t in_flight() const noexcept { return by_id_.size(); }
 
@@ -58,8 +64,9 @@ class session_offers {
   void forget_old(steady::time_point now);
   void erase(std::map<bytes, offer>::iterator it);
 
-  std::map<bytes, offer> by_id_;       // by offer message id
-  std::deque<bytes> order_;            // ids in arrival order (some already answered)
+  std::map<bytes, offer> by_id_;                       // by offer message id
+  std::multimap<steady::time_point, bytes> order_;     // the same ids by arrival
+  std::map<std::pair<std::string, std::string>, bytes> by_pair_;  // (offerer, recipient) → its live offer
   std::map<std::string, std::size_t, std::less<>> per_offerer_;
   std::map<std::pair<std::string, std::string>, steady::time_point> last_reverse_;
 };

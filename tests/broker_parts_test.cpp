@@ -361,29 +361,49 @@ TEST(SessionOffers, OffersPassOnTheOfferersRightsAndAcceptsOnlyAnswerOffersInFli
     h.correlation_id = off.message_id;
     return h;
   };
-  // Against the direction of traffic: one per 2 s per pair.
+  // Against the direction of traffic: one per 1.5 s per pair (the receiver spaces its
+  // re-offers 2 s apart).
   EXPECT_TRUE(o.may_offer("debugger-1", "director-1", false, t0).ok());
   EXPECT_EQ(o.may_offer("debugger-1", "director-1", false, t0 + std::chrono::seconds(1)).code(), status_code::overloaded);
   EXPECT_TRUE(o.may_offer("debugger-2", "director-1", false, t0 + std::chrono::seconds(1)).ok()) << "per pair";
   EXPECT_TRUE(o.may_offer("debugger-1", "director-1", false, t0 + std::chrono::seconds(2)).ok());
-  // Forward: up to 64 unanswered, then refused until one is answered or a minute old.
+  // Forward: unanswered offers to at most 256 agents, then refused until some are
+  // answered, undeliverable or 20 s old.
   for (std::size_t i = 0; i < session_offers::kMaxInFlightPerOfferer; ++i) {
-    ASSERT_TRUE(o.may_offer("monitor-1", "director-1", true, t0).ok()) << i;
-    o.offered(offer("monitor-1", "director-1", static_cast<std::uint8_t>(i)), "P-384", false, t0);
+    const std::string to = "peer-" + std::to_string(i);
+    ASSERT_TRUE(o.may_offer("monitor-1", to, true, t0).ok()) << i;
+    envelope_header h = offer("monitor-1", to, 0);
+    h.message_id[0] = static_cast<std::uint8_t>(i);
+    h.message_id[1] = static_cast<std::uint8_t>(i >> 8);
+    o.offered(h, "P-384", false, t0);
   }
-  EXPECT_EQ(o.may_offer("monitor-1", "director-1", true, t0).code(), status_code::overloaded);
-  EXPECT_TRUE(o.may_offer("monitor-2", "director-1", true, t0).ok()) << "per offerer";
-  // An accept answers only its own offer, from its recipient to its sender.
-  const envelope_header first = offer("monitor-1", "director-1", 0);
-  envelope_header stray = accept_of(first);
+  EXPECT_EQ(o.may_offer("monitor-1", "peer-new", true, t0).code(), status_code::overloaded);
+  EXPECT_EQ(o.may_offer("monitor-1", "peer-7", true, t0).code(), status_code::overloaded) << "not at once";
+  EXPECT_TRUE(o.may_offer("monitor-1", "peer-7", true, t0 + std::chrono::seconds(2)).ok())
+      << "a new offer to the same peer replaces the old";
+  EXPECT_TRUE(o.may_offer("monitor-2", "peer-new", true, t0).ok()) << "per offerer";
+  // A replacement: the old offer can no longer be answered.
+  envelope_header first = offer("monitor-1", "peer-0", 0);
+  envelope_header again = offer("monitor-1", "peer-0", 0);
+  again.message_id = bytes(16, 0xee);
+  EXPECT_TRUE(o.answers(accept_of(first)));
+  o.offered(again, "P-384", false, t0);
+  EXPECT_FALSE(o.answers(accept_of(first)));
+  // An accept answers only its own offer, from its recipient to its sender, once.
+  envelope_header stray = accept_of(again);
   stray.sender = "debugger-1";
   EXPECT_FALSE(o.answers(stray));
-  EXPECT_TRUE(o.answers(accept_of(first)));
-  ASSERT_TRUE(o.accepted(accept_of(first)).has_value());
-  EXPECT_FALSE(o.answers(accept_of(first))) << "answered once";
-  EXPECT_TRUE(o.may_offer("monitor-1", "director-1", true, t0).ok()) << "an answer frees a place";
-  EXPECT_TRUE(o.may_offer("monitor-1", "director-1", true, t0 + session_offers::kForgetAfter + std::chrono::seconds(1)).ok());
-  EXPECT_EQ(o.in_flight(), 0u) << "unanswered offers are forgotten after a minute";
+  ASSERT_TRUE(o.accepted(accept_of(again)).has_value());
+  EXPECT_FALSE(o.answers(accept_of(again))) << "answered once";
+  EXPECT_TRUE(o.may_offer("monitor-1", "peer-new", true, t0).ok()) << "an answer frees a place";
+  // An offer the broker could not deliver is forgotten at once.
+  envelope_header lost = offer("monitor-1", "peer-1", 0);
+  lost.message_id[0] = 1;
+  EXPECT_TRUE(o.answers(accept_of(lost)));
+  o.undelivered(lost.message_id);
+  EXPECT_FALSE(o.answers(accept_of(lost)));
+  EXPECT_TRUE(o.may_offer("monitor-1", "peer-new", true, t0 + session_offers::kForgetAfter).ok());
+  EXPECT_EQ(o.in_flight(), 0u) << "unanswered offers are forgotten after 20 s";
 }
 
 // ---------------------------------------------------------------- enrolment
@@ -782,6 +802,35 @@ TEST(Enrolment, AHelloWithoutACookieIsAnsweredAndNothingKept) {
   EXPECT_TRUE(e.jobs.front().priority);
 }
 
+// A cookie buys one HELLO: a signed HELLO replayed (refused or not) gets a new cookie,
+// not another signature check; one name or key holds at most 2 pending handshakes
+// however many connections it opens.
+TEST(Enrolment, ACookieIsSpentOnceAndOneAgentHoldsAtMostTwoPlaces) {
+  enrolment_bench e;
+  auto key = e.agent_key("debugger-1", "DEBUGGER");
+  const secret_bytes token = e.issue_token("debugger-1", "DEBUGGER");
+  const suite s = *e.pol.suite_for("DEBUGGER");
+  client::hop_handshake hs(*key, s, "debugger-1", "", &token);
+  e.enrol->on_hello(b("r1"), std::vector<bytes>{hs.hello()});
+  auto signed_hello = hs.with_cookie(e.last_body(b("r1"), session::frame::kCookie));
+  ASSERT_TRUE(signed_hello.ok());
+  e.enrol->on_hello(b("r1"), std::vector<bytes>{*signed_hello});
+  ASSERT_EQ(e.enrol->pending(), 1u);
+  e.enrol->expire(std::chrono::steady_clock::now() + kEnrolmentTimeout + std::chrono::seconds(1));
+  ASSERT_EQ(e.enrol->pending(), 0u);
+  e.enrol->on_hello(b("r1"), std::vector<bytes>{*signed_hello});  // the same bytes again
+  EXPECT_EQ(e.stats.value("hello_cookies_total", "spent"), 1u);
+  EXPECT_EQ(e.enrol->pending(), 0u);
+  for (int i = 2; i <= 4; ++i) {
+    client::hop_handshake more(*key, s, "debugger-1", "", &token);
+    e.hello(more, b("r" + std::to_string(i)));
+  }
+  EXPECT_EQ(e.enrol->pending(), kMaxPendingPerAgent);
+  auto refused = session::decode_refused(e.last_body(b("r4"), session::frame::kRefused));
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->code, status_code::overloaded);
+}
+
 TEST(Enrolment, AHelloWhosePossessionSignatureFailsIsRefusedBeforeAnyWork) {
   enrolment_bench e;
   auto key = e.agent_key("debugger-1", "DEBUGGER");
@@ -834,13 +883,14 @@ TEST(Enrolment, ATokenRoleRefusesAtHelloWhatNothingCouldAuthorise) {
 TEST(Enrolment, AFullOpenPoolLeavesRoomForCredentialedAgents) {
   enrolment_bench e;
   e.pol = open_policy();
-  auto key = e.agent_key("box", "SANDBOX");
   const suite sandbox = *e.pol.suite_for("SANDBOX");
   for (std::size_t i = 0; i < kMaxPendingOpen; ++i) {
+    auto key = e.agent_key("box-" + std::to_string(i), "SANDBOX");  // one key holds at most 2 places
     client::hop_handshake hs(*key, sandbox, "box-" + std::to_string(i), "");
     e.hello(hs, b("open-" + std::to_string(i)));
   }
   ASSERT_EQ(e.enrol->pending(), kMaxPendingOpen);
+  auto key = e.agent_key("box-x", "SANDBOX");
   client::hop_handshake one_more(*key, sandbox, "box-x", "");
   e.hello(one_more, b("open-x"));
   auto refused = session::decode_refused(e.last_body(b("open-x"), session::frame::kRefused));

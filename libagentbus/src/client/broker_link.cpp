@@ -73,12 +73,16 @@ void broker_link::submit(job j) {
 }
 
 status broker_link::send_control(const session::control::request& r) {
+  return send_control_body([&](std::uint64_t seq) { return session::control::encode(seq, r); });
+}
+
+status broker_link::send_control_body(const std::function<bytes(std::uint64_t seq)>& encode) {
   return out_.push_built([&] {
     // Numbered and MACed under the queue's lock: two threads can never put a lower
     // number behind a higher one, which the broker would drop as replayed.
     std::lock_guard lock(mu_);
     const session::mac_key* k = hop_.send_key();
-    bytes body = session::control::encode(ctrl_seq_out_++, r);
+    bytes body = encode(ctrl_seq_out_++);
     bytes tag = k ? session::ctrl_tag(*k, body) : bytes{};
     bytes sid = k ? k->session_id : bytes(session::kSessionIdSize, 0);
     return net::frames{net::to_bytes(session::frame::kControl), std::move(sid), std::move(body), std::move(tag)};

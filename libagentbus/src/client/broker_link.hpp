@@ -78,6 +78,9 @@ class broker_link final : public session::hop_receiver {
   status verify_control(byte_view session_id, byte_view body, byte_view tag) const;
   // send_control numbers, MACs and queues a control message, in queue order.
   status send_control(const session::control::request& r);
+  // send_control_body: the same with the body `encode(seq)` makes (send_control's,
+  // and a test's that misbehaves on purpose).
+  status send_control_body(const std::function<bytes(std::uint64_t seq)>& encode);
   // accept_control: the receive side's replay check of a verified control message.
   bool accept_control(byte_view session_id, std::uint64_t seq);
 

@@ -56,6 +56,15 @@ status agent_access::send_session_offer(agent& a, const std::string& to, ec_curv
       nullptr);
 }
 
+status agent_access::send_control_op(agent& a, const std::string& op) {
+  return client::agent_internals::of(a).link.send_control_body([&](std::uint64_t seq) {
+    session::ctrl_msg m;
+    m.seq = seq;
+    m.op = op;
+    return session::encode(m);
+  });
+}
+
 void agent_access::record_sent(agent& a) { client::agent_internals::of(a).outbound.record_sent(true); }
 
 status agent_access::resend_last(agent& a) {

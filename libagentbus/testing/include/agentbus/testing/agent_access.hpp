@@ -49,6 +49,9 @@ class agent_access {
   // ephemeral key and nonce; the agent keeps nothing of it), however many it already
   // has outstanding: what a misbehaving peer floods a recipient with.
   static status send_session_offer(agent& a, const std::string& to, ec_curve curve);
+  // send_control_op sends a hop-authenticated control message with operation `op`
+  // (any string) and no arguments: an enrolled agent inventing operations.
+  static status send_control_op(agent& a, const std::string& op);
   // hold_outbound stops (true) or resumes (false) the agent's sending: what it queues
   // stays queued, so the queue can be filled.
   static void hold_outbound(agent& a, bool hold);
