@@ -17,33 +17,28 @@ void session_offers::forget_old(steady::time_point now) {
 
 status session_offers::may_offer(const std::string& from, const std::string& to, bool forward, steady::time_point now) {
   forget_old(now);
-  // A new offer to the same peer takes the old one's place, but not at once: an agent
-  // keeps one offer outstanding per peer for its session_timeout (a nack frees it).
-  auto live = by_pair_.find({from, to});
-  if (live != by_pair_.end()) {
-    auto it = by_id_.find(live->second);
-    if (it != by_id_.end() && now - it->second.at < kReverseEvery)
-      return {status_code::overloaded, "a session offer from " + from + " to " + to + " is in flight since less than 1.5 s"};
-  } else {
+  // A new offer to the same peer takes the old one's place (an agent keeps one
+  // outstanding offer per peer); the limits below are for offers to new peers.
+  if (by_pair_.count({from, to}) == 0) {
     if (by_id_.size() >= kMaxInFlight)
       return {status_code::overloaded, "too many session offers in flight at this broker"};
     if (auto n = per_offerer_.find(from); n != per_offerer_.end() && n->second >= kMaxInFlightPerOfferer)
       return {status_code::overloaded, from + " has unanswered session offers to " + std::to_string(kMaxInFlightPerOfferer) +
                                            " agents: no more until some are answered or 20 s old"};
   }
-  if (forward) return {};
+  // One offer per pair per kOfferEvery, answered or not: a legitimate agent offers a
+  // peer once per session, rekey or lost session.
   const auto key = std::make_pair(from, to);
-  auto last = last_reverse_.find(key);
-  if (last != last_reverse_.end() && now - last->second < kReverseEvery)
-    return {status_code::overloaded, "a session offer to " + to + ", which " + from +
-                                         " may not send to, at most one per 2 s (protocol.md §4.4)"};
-  if (last == last_reverse_.end() && last_reverse_.size() >= kMaxReversePairs) {
+  auto last = last_offer_.find(key);
+  if (last != last_offer_.end() && now - last->second < kOfferEvery)
+    return {status_code::overloaded, std::string("session offers from ") + from + " to " + to + " at most one per 1.5 s" +
+                                         (forward ? "" : " (and only to recover a session: it may not send to " + to + ")")};
+  if (last == last_offer_.end() && last_offer_.size() >= kMaxPairs) {
     // Bounded: forget every pair whose last offer is old enough to be allowed again.
-    std::erase_if(last_reverse_, [&](const auto& e) { return now - e.second >= kReverseEvery; });
-    if (last_reverse_.size() >= kMaxReversePairs)
-      return {status_code::overloaded, "too many session offers against the direction of traffic"};
+    std::erase_if(last_offer_, [&](const auto& e) { return now - e.second >= kOfferEvery; });
+    if (last_offer_.size() >= kMaxPairs) return {status_code::overloaded, "too many session offers at this broker"};
   }
-  last_reverse_[key] = now;
+  last_offer_[key] = now;
   return {};
 }
 

@@ -5,12 +5,12 @@
 // its handlers share, so the broker lets an offer through only
 //   - when the offering side may reach the recipient (direct, or a topic it publishes
 //     and the recipient follows): `forward`;
-//   - or against that direction (a receiver offering a session its sender lost), at
-//     most one per kReverseEvery for each (offerer, recipient) pair (the receiver
-//     spaces them 2 s apart: a little less here absorbs its dispatch delays);
-// and never while the offerer has unanswered offers to kMaxInFlightPerOfferer
-// recipients. One offer per (offerer, recipient) is in flight: a new one replaces it
-// (an agent has one outstanding offer per peer), but not within kReverseEvery of it. An acceptance goes through only as
+//   - or against that direction (a receiver offering a session its sender lost);
+// either way at most one per kOfferEvery for each (offerer, recipient) pair, answered
+// or not (a receiver spaces its re-offers 2 s apart: a little less here absorbs its
+// dispatch delays), and never while the offerer has unanswered offers to
+// kMaxInFlightPerOfferer recipients. One offer per (offerer, recipient) is in flight:
+// a new one replaces it (an agent has one outstanding offer per peer). An acceptance goes through only as
 // the answer to an offer in flight between the same two agents, the other way
 // round. Offers are forgotten when answered, when the broker could not deliver them,
 // or after kForgetAfter; with kMaxInFlight in flight new ones are refused (fail
@@ -35,9 +35,9 @@ class session_offers {
   using steady = std::chrono::steady_clock;
   static constexpr std::size_t kMaxInFlight = 65'536;
   static constexpr std::size_t kMaxInFlightPerOfferer = 256;
-  static constexpr std::size_t kMaxReversePairs = 65'536;
+  static constexpr std::size_t kMaxPairs = 65'536;
   static constexpr std::chrono::seconds kForgetAfter{20};
-  static constexpr std::chrono::milliseconds kReverseEvery{1500};
+  static constexpr std::chrono::milliseconds kOfferEvery{1500};
 
   struct offer {
     std::string initiator, responder, curve;
@@ -68,7 +68,7 @@ class session_offers {
   std::multimap<steady::time_point, bytes> order_;     // the same ids by arrival
   std::map<std::pair<std::string, std::string>, bytes> by_pair_;  // (offerer, recipient) → its live offer
   std::map<std::string, std::size_t, std::less<>> per_offerer_;
-  std::map<std::pair<std::string, std::string>, steady::time_point> last_reverse_;
+  std::map<std::pair<std::string, std::string>, steady::time_point> last_offer_;  // by (offerer, recipient)
 };
 
 }  // namespace agentbus::broker
