@@ -18,21 +18,29 @@ void session_offers::forget_old(steady::time_point now) {
 status session_offers::may_offer(const std::string& from, const std::string& to, bool forward, steady::time_point now) {
   forget_old(now);
   // A new offer to the same peer takes the old one's place (an agent keeps one
-  // outstanding offer per peer); the limits below are for offers to new peers.
-  if (by_pair_.count({from, to}) == 0) {
+  // outstanding offer per peer for its session_timeout; a nack frees it), but not
+  // while the old one is younger than kOfferEvery. An answered one frees the pair:
+  // what the recipient then answers is its own budget (16 at once, one a second).
+  auto live = by_pair_.find({from, to});
+  if (live != by_pair_.end()) {
+    auto it = by_id_.find(live->second);
+    if (it != by_id_.end() && now - it->second.at < kOfferEvery)
+      return {status_code::overloaded, "a session offer from " + from + " to " + to + " is in flight since less than 1.5 s"};
+  } else {
     if (by_id_.size() >= kMaxInFlight)
       return {status_code::overloaded, "too many session offers in flight at this broker"};
     if (auto n = per_offerer_.find(from); n != per_offerer_.end() && n->second >= kMaxInFlightPerOfferer)
       return {status_code::overloaded, from + " has unanswered session offers to " + std::to_string(kMaxInFlightPerOfferer) +
                                            " agents: no more until some are answered or 20 s old"};
   }
-  // One offer per pair per kOfferEvery, answered or not: a legitimate agent offers a
-  // peer once per session, rekey or lost session.
+  if (forward) return {};
+  // Against the direction of traffic (a receiver recovering a session, §4.5): one per
+  // kOfferEvery per pair, answered or not.
   const auto key = std::make_pair(from, to);
   auto last = last_offer_.find(key);
   if (last != last_offer_.end() && now - last->second < kOfferEvery)
-    return {status_code::overloaded, std::string("session offers from ") + from + " to " + to + " at most one per 1.5 s" +
-                                         (forward ? "" : " (and only to recover a session: it may not send to " + to + ")")};
+    return {status_code::overloaded, "a session offer to " + to + ", which " + from +
+                                         " may not send to, at most one per 1.5 s (protocol.md §4.4)"};
   if (last == last_offer_.end() && last_offer_.size() >= kMaxPairs) {
     // Bounded: forget every pair whose last offer is old enough to be allowed again.
     std::erase_if(last_offer_, [&](const auto& e) { return now - e.second >= kOfferEvery; });

@@ -5,12 +5,15 @@
 // its handlers share, so the broker lets an offer through only
 //   - when the offering side may reach the recipient (direct, or a topic it publishes
 //     and the recipient follows): `forward`;
-//   - or against that direction (a receiver offering a session its sender lost);
-// either way at most one per kOfferEvery for each (offerer, recipient) pair, answered
-// or not (a receiver spaces its re-offers 2 s apart: a little less here absorbs its
-// dispatch delays), and never while the offerer has unanswered offers to
-// kMaxInFlightPerOfferer recipients. One offer per (offerer, recipient) is in flight:
-// a new one replaces it (an agent has one outstanding offer per peer). An acceptance goes through only as
+//   - or against that direction (a receiver offering a session its sender lost), at
+//     most one per kOfferEvery for each (offerer, recipient) pair, answered or not (a
+//     receiver spaces its re-offers 2 s apart: a little less here absorbs delays);
+// and never while the offerer has unanswered offers to kMaxInFlightPerOfferer
+// recipients. One offer per (offerer, recipient) is in flight: a new one replaces it
+// (an agent has one outstanding offer per peer), but not within kOfferEvery of it.
+// Offers answered at once can follow each other (a rekey right after set-up, a key
+// rotation): what that costs the recipient is bounded by its own budget
+// (peer_sessions: 16 at once, then one a second). An acceptance goes through only as
 // the answer to an offer in flight between the same two agents, the other way
 // round. Offers are forgotten when answered, when the broker could not deliver them,
 // or after kForgetAfter; with kMaxInFlight in flight new ones are refused (fail
@@ -68,7 +71,7 @@ class session_offers {
   std::multimap<steady::time_point, bytes> order_;     // the same ids by arrival
   std::map<std::pair<std::string, std::string>, bytes> by_pair_;  // (offerer, recipient) → its live offer
   std::map<std::string, std::size_t, std::less<>> per_offerer_;
-  std::map<std::pair<std::string, std::string>, steady::time_point> last_offer_;  // by (offerer, recipient)
+  std::map<std::pair<std::string, std::string>, steady::time_point> last_offer_;  // reverse offers, by (offerer, recipient)
 };
 
 }  // namespace agentbus::broker
