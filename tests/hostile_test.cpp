@@ -406,6 +406,32 @@ TEST_F(Hostile, Case9RefusesASocketDirectoryOthersControl) {
   expect_traffic_flows(b, dir_.path(), "9");
 }
 
+// Case 7: control_total{op} took any string an agent sent (300,000 ops: RSS +59 MiB,
+// 19 MB of metrics text). Operations are typed now: an invented one is refused
+// (invalid_field, one nack) and counted under the refusal's code, never as a label.
+TEST_F(Hostile, Case7InventedControlOpsAddNoMetricSeries) {
+  using testing::agent_access;
+  auto& b = broker();
+  auto debugger = connect_agent(b, dir_.path() / "g", "debugger-1", "DEBUGGER", true);
+  inbox g;
+  g.attach(*debugger.client);
+  auto series = [&] {
+    const std::string text = b.admin("metrics");
+    std::size_t n = 0;
+    for (std::size_t at = 0; (at = text.find("\nagentbus_control", at)) != std::string::npos; ++at) ++n;
+    return n;
+  };
+  const std::size_t before = series();
+  constexpr int kOps = 3000;
+  for (int i = 0; i < kOps; ++i) ASSERT_TRUE(agent_access::send_control_op(*debugger.client, "op-" + std::to_string(i)).ok());
+  ASSERT_TRUE(wait_until([&] { return g.rejections_of(status_code::invalid_field, "broker") >= static_cast<std::size_t>(kOps); }, 30s))
+      << g.rejections_of(status_code::invalid_field, "broker");
+  EXPECT_LE(series(), before + 1) << "at most the refusal code's own series";
+  const std::string text = b.admin("metrics");
+  EXPECT_EQ(text.find("op-1"), std::string::npos);
+  expect_traffic_flows(b, dir_.path(), "7");
+}
+
 // Case 8: a signed `revoke` captured from one broker was carried out again after a
 // restart (nonces in memory only), and would be by any broker sharing the operator
 // key. Requests now name their broker, and the nonces of those carried out are kept
