@@ -51,6 +51,22 @@ struct broker::impl {
   std::unique_ptr<admin_server> admin;
   std::string hello_address;  // the peer address of the HELLO being handled (recv_multipart_into)
 
+  // drop_stuck_consumers closes the connections whose queue has stayed full for
+  // drop_stuck_consumer_seconds (case 4): senders stop paying for an agent that does
+  // not read; it re-enrols when it reads again.
+  void drop_stuck_consumers(std::chrono::steady_clock::time_point now) {
+    const auto limit = std::chrono::seconds(cfg.drop_stuck_consumer_seconds);
+    agents.for_each_online([&](known_agent& a) {
+      // Full since `limit` ago and still full a moment ago (no send has gone through).
+      if (!a.conn || !a.conn->stuck_since || now - *a.conn->stuck_since < limit ||
+          now - a.conn->last_full > std::chrono::seconds(2))
+        return;
+      stats->increment("consumers_dropped_total");
+      spdlog::warn("dropping {}: its queue has been full for {} s (it does not read)", a.name, cfg.drop_stuck_consumer_seconds);
+      agents.close(a);
+    });
+  }
+
   // handle dispatches one message [route, kind, ...] to the part that owns its kind.
   void handle(const net::frames& f) {
     if (f.size() < 2) {
@@ -110,7 +126,7 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
                d.reg->schema_version(), d.reg->agents().size());
 
   d.acct = std::make_unique<accounting>(*d.stats, *d.reg);
-  d.out = std::make_unique<outbox>(d.transport, d.agents, *d.stats);
+  d.out = std::make_unique<outbox>(d.transport, d.agents, *d.stats, d.cfg.max_queued_bytes_per_agent);
   d.routes = std::make_unique<router>(d.agents, d.topic_table, *d.out, *d.acct);
   d.control = std::make_unique<control_channel>(d.cfg, *d.pol, d.agents, d.topic_table, *d.out, *d.acct, *d.reg);
   d.agents.on_close([&d](connection& c) {
@@ -129,6 +145,8 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
 
   d.socket.set(zmq::sockopt::router_mandatory, 1);  // unroutable sends fail loudly, never vanish
   d.socket.set(zmq::sockopt::sndhwm, d.cfg.send_hwm);
+  spdlog::info("each recipient's queue holds at most {} messages and {} MiB", d.cfg.send_hwm,
+               d.cfg.max_queued_bytes_per_agent >> 20);
   d.socket.set(zmq::sockopt::rcvhwm, d.cfg.recv_hwm);
   d.socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(d.cfg.max_frame_bytes));
   d.socket.set(zmq::sockopt::linger, 0);
@@ -197,6 +215,7 @@ void broker::run(const std::atomic<bool>& stop) {
       // Offline records beyond max_agents: the longest-offline forgotten (case 6).
       if (d.agents.forget_offline(d.cfg.max_agents) > 0)
         d.stats->set_gauge("agents_known", "", static_cast<double>(d.agents.known_count()));
+      if (d.cfg.drop_stuck_consumer_seconds > 0) d.drop_stuck_consumers(steady::now());
       d.enrol->expire(steady::now());
       last_sweep = steady::now();
     }

@@ -246,7 +246,8 @@ void read_identity(const config_reader& r, const toml::table& t, const fs::path&
 
 void read_limits(const config_reader& r, const toml::table& t, broker_config& c) {
   r.only_keys(t, "limits", {"max_frame_bytes", "send_hwm", "recv_hwm", "max_clock_skew_ms", "max_agents",
-                            "max_subscriptions_per_agent", "heartbeat_interval_ms"});
+                            "max_subscriptions_per_agent", "heartbeat_interval_ms", "max_queued_bytes_per_agent",
+                            "drop_stuck_consumer_seconds"});
   if (auto v = r.integer(t, "limits", "max_frame_bytes", 1024, 64 << 20)) c.max_frame_bytes = static_cast<std::size_t>(*v);
   if (auto v = r.integer(t, "limits", "send_hwm", 1, 10'000'000)) c.send_hwm = static_cast<int>(*v);
   if (auto v = r.integer(t, "limits", "recv_hwm", 1, 10'000'000)) c.recv_hwm = static_cast<int>(*v);
@@ -255,6 +256,10 @@ void read_limits(const config_reader& r, const toml::table& t, broker_config& c)
   if (auto v = r.integer(t, "limits", "max_subscriptions_per_agent", 1, 100'000))
     c.max_subscriptions_per_agent = static_cast<std::size_t>(*v);
   if (auto v = r.integer(t, "limits", "heartbeat_interval_ms", 0, 3'600'000)) c.heartbeat_interval_ms = static_cast<int>(*v);
+  if (auto v = r.integer(t, "limits", "max_queued_bytes_per_agent", 1 << 20, std::int64_t{64} << 30))
+    c.max_queued_bytes_per_agent = static_cast<std::uint64_t>(*v);
+  if (auto v = r.integer(t, "limits", "drop_stuck_consumer_seconds", 0, 86'400))
+    c.drop_stuck_consumer_seconds = static_cast<int>(*v);
 }
 
 void read_sessions(const config_reader& r, const toml::table& t, broker_config& c) {

@@ -55,6 +55,13 @@ struct broker_config {
   // 1 MiB of payload plus 64 KiB of headroom for the signed header and the auth part.
   std::size_t max_frame_bytes = 1u << 20 | 65536;   // 1024 .. 64 MiB
   int send_hwm = 10000, recv_hwm = 10000;           // 1 .. 10,000,000
+  // What the broker may hold for one recipient that does not read, in bytes (counted
+  // until ZeroMQ has written them out), besides the send_hwm messages; past it
+  // senders are told `overloaded`.
+  std::uint64_t max_queued_bytes_per_agent = 256ull << 20;  // 1 MiB .. 64 GiB
+  // A recipient whose queue stays full this long loses its connection (it re-enrols
+  // when it reads again); 0 never drops one.
+  int drop_stuck_consumer_seconds = 0;              // 0 .. 86,400
   std::uint64_t max_clock_skew_ms = 30000;          // 100 .. 86,400,000
   std::size_t max_agents = 10000;                   // 1 .. 1,000,000
   std::size_t max_subscriptions_per_agent = 256;    // 1 .. 100,000

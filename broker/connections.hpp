@@ -23,6 +23,8 @@
 // agents and connections are stable while they exist.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -74,6 +76,13 @@ struct connection {
   session::control_sequence ctrl_in;
   std::set<std::string, std::less<>> subscriptions;
   std::set<std::string, std::less<>> watching;  // topics whose membership it follows
+  // Since when sends to it have found its queue full (cleared by a send that goes):
+  // a consumer that does not read (drop_stuck_consumer_seconds).
+  std::optional<std::chrono::steady_clock::time_point> stuck_since;
+  std::chrono::steady_clock::time_point last_full{};  // the latest send that found it full
+  // Bytes the broker holds for it in ZeroMQ's queue (ZeroMQ's I/O thread subtracts
+  // what it writes out): at most max_queued_bytes_per_agent (outbox).
+  std::shared_ptr<std::atomic<std::int64_t>> queued = std::make_shared<std::atomic<std::int64_t>>(0);
 };
 
 class connections {

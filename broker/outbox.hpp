@@ -33,8 +33,14 @@ struct routed_envelope {
 
 class outbox {
  public:
-  outbox(transport& t, connections& agents, metrics& m)
-      : transport_(t), agents_(agents), stats_(m), batches_out_(&m.get_counter("wire_batches_sent_total")) {}
+  // max_queued_bytes: what a forward may leave queued for one recipient
+  // (max_queued_bytes_per_agent); past it the sender is told `overloaded`.
+  outbox(transport& t, connections& agents, metrics& m, std::uint64_t max_queued_bytes = std::uint64_t{1} << 30)
+      : transport_(t),
+        agents_(agents),
+        stats_(m),
+        batches_out_(&m.get_counter("wire_batches_sent_total")),
+        max_queued_bytes_(static_cast<std::int64_t>(max_queued_bytes)) {}
 
   // control sends a control answer to an online agent (a no-op for an offline one).
   void control(known_agent& to, const session::control::answer& msg);
@@ -57,11 +63,14 @@ class outbox {
   status forward_batch(known_agent& to, std::span<const routed_envelope> group);
 
  private:
+  // send_within_budget sends to `to` unless its queued bytes would pass the budget.
+  status send_within_budget(known_agent& to, std::span<const byte_view> parts);
   status outcome_for(known_agent& to, net::send_outcome o);
   transport& transport_;
   connections& agents_;
   metrics& stats_;
   counter* batches_out_;
+  std::int64_t max_queued_bytes_;
   util::log_limiter limiter_;
 };
 

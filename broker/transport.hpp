@@ -9,6 +9,9 @@
 // Used on the broker's event-loop thread only.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+#include <memory>
 #include <span>
 #include <zmq.hpp>
 
@@ -17,17 +20,31 @@
 
 namespace agentbus::broker {
 
+// queued_bytes: bytes of messages to one recipient that the broker still holds (in
+// ZeroMQ's queue for it). Shared with ZeroMQ's I/O thread, which subtracts what it
+// has written out; see send_counted.
+using queued_bytes = std::shared_ptr<std::atomic<std::int64_t>>;
+
 class transport {
  public:
   virtual ~transport() = default;
   // send puts one message on the connection `route`: parts[0] is its kind.
   virtual net::send_outcome send(const bytes& route, std::span<const byte_view> parts) = 0;
+  // send_counted is send, with the parts' bytes added to `queued` until ZeroMQ has
+  // written them out (or dropped them): what the broker holds for that recipient.
+  virtual net::send_outcome send_counted(const bytes& route, std::span<const byte_view> parts, const queued_bytes& queued) {
+    (void)queued;
+    return send(route, parts);
+  }
 };
 
 class router_transport final : public transport {
  public:
   explicit router_transport(zmq::socket_t& router) : router_(router) {}
   net::send_outcome send(const bytes& route, std::span<const byte_view> parts) override;
+  // Each part goes as a zero-copy ZeroMQ message over a buffer of its own, whose free
+  // callback (ZeroMQ's I/O thread, once the bytes are written) subtracts its size.
+  net::send_outcome send_counted(const bytes& route, std::span<const byte_view> parts, const queued_bytes& queued) override;
 
  private:
   zmq::socket_t& router_;

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
+#include <future>
 #include <map>
 #include <algorithm>
 #include <atomic>
@@ -474,6 +476,56 @@ TEST_F(Hostile, Case8ASignedRequestIsCarriedOutOnceAndOnlyByTheBrokerItNames) {
   auto own = admin_b.signed_request({{"op", "reset_counters"}}, a.operator_key(), "");
   EXPECT_TRUE(own.ok()) << own.error().to_string();
   expect_traffic_flows(a, dir_.path(), "8");
+}
+
+// rss_kib: a process's resident memory (VmRSS), in KiB.
+long rss_kib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+// Case 4: a subscriber that never reads made the broker buffer 2000 × 1 MiB (RSS 15 MiB
+// → 2 GiB; the ceiling was send_hwm × 1 MiB ≈ 10 GiB a connection). Now a recipient's
+// queue holds at most max_queued_bytes_per_agent (here 8 MiB), senders are told
+// `overloaded` past it, the reading subscriber gets everything, and with
+// drop_stuck_consumer_seconds the stuck one loses its connection.
+TEST_F(Hostile, Case4ASubscriberThatDoesNotReadCostsTheBrokerABoundedQueue) {
+  broker_process::options o;
+  o.extra_limits = "max_queued_bytes_per_agent = 8388608\ndrop_stuck_consumer_seconds = 2\n";
+  auto& b = broker(o);
+  auto publisher = connect_agent(b, dir_.path() / "p", "monitor-1", "MONITOR");
+  auto reader = connect_agent(b, dir_.path() / "r", "optimizer-1", "OPTIMIZER");
+  agent_options slow;
+  slow.max_pending = 4;    // the stuck agent stops reading soon (its own memory is its own business)
+  slow.receive_queue = 4;
+  auto stuck = connect_agent(b, dir_.path() / "s", "director-1", "DIRECTOR", false, slow);
+  inbox p;
+  p.attach(*publisher.client);
+  std::atomic<int> read{0};
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  ASSERT_TRUE(reader->subscribe("metrics/big", [&](const message&) { ++read; }).ok());
+  ASSERT_TRUE(stuck->subscribe("metrics/big", [released](const message&) { released.wait(); }).ok());
+  std::this_thread::sleep_for(500ms);  // the publisher learns both members
+  const long before = rss_kib(b.pid());
+  const bytes payload(512 * 1024, 0x5a);
+  constexpr int kMessages = 300;  // 150 MiB
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_TRUE(publisher->publish("metrics/big", "application/octet-stream", payload).ok());
+    std::this_thread::sleep_for(2ms);
+  }
+  ASSERT_TRUE(wait_until([&] { return read.load() == kMessages; }, 60s)) << read.load();
+  const long after = rss_kib(b.pid());
+  std::printf("[ measure  ] %d × 512 KiB to a reader and a subscriber that does not read: broker RSS %ld → %ld KiB\n",
+              kMessages, before, after);
+  EXPECT_LT(after - before, 64 * 1024) << "the broker held more than the stuck recipient's budget";
+  EXPECT_TRUE(wait_until([&] { return p.has_rejection(status_code::overloaded, "broker"); })) << p.describe();
+  // The stuck one is dropped (it re-enrols once it reads again).
+  EXPECT_TRUE(wait_until([&] { return b.admin("metrics").find("agentbus_consumers_dropped_total 1") != std::string::npos; }, 10s))
+      << b.admin("metrics");
+  release.set_value();
 }
 
 // Case 5: a DEBUGGER got 300 session acceptances from a DIRECTOR in 4.4 s, each a TPM

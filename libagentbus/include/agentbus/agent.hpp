@@ -85,6 +85,10 @@ struct agent_options {
   std::chrono::seconds rekey_after{3600};
   std::chrono::seconds rekey_grace{30};
   std::size_t max_pending = 10'000;        // envelopes parked while a sender's key is fetched
+  // receive_queue: messages ZeroMQ may hold for this agent once it has stopped reading
+  // (its handlers are max_pending behind). Past it the broker holds them, up to its
+  // per-recipient budget, and then tells their senders `overloaded`.
+  int receive_queue = 10'000;
   // heartbeat_interval: ZMTP heartbeats on the broker connection (ZeroMQ's own
   // PING/PONG, which never reach the broker's message queues). A connection silent
   // for 3 intervals is dropped and reconnected; every reconnection makes the agent

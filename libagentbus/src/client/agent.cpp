@@ -88,7 +88,7 @@ agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shar
   d.monitor.emplace(d.ctx, d.dealer);
   d.dealer.set(zmq::sockopt::linger, 0);
   d.dealer.set(zmq::sockopt::sndhwm, 10000);
-  d.dealer.set(zmq::sockopt::rcvhwm, 10000);
+  d.dealer.set(zmq::sockopt::rcvhwm, std::max(1, d.opts.receive_queue));
   d.dealer.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(client::kMaxReceivedFrameBytes));
   d.dealer.connect(d.opts.broker_endpoint);
 
