@@ -7,8 +7,9 @@
 // MAC check): the io thread runs it the moment WELCOME arrives, before any envelope
 // the broker MACed under the new keys can be read.
 //
-// Not thread-safe: the broker link calls on_challenge (const) on its worker and every
-// member that changes or reads the state under its own lock.
+// Not thread-safe: the broker link calls with_cookie and on_challenge (const) on its
+// worker, which alone touches the HELLO, and on_welcome / keys_ready / proof_sent
+// under its own lock (the io thread reads only the keys).
 #pragma once
 
 #include <optional>
