@@ -51,18 +51,26 @@ struct broker::impl {
   std::unique_ptr<admin_server> admin;
   std::string hello_address;  // the peer address of the HELLO being handled (recv_multipart_into)
 
-  // drop_stuck_consumers closes the connections whose queue has stayed full for
-  // drop_stuck_consumer_seconds (case 4): senders stop paying for an agent that does
-  // not read; it re-enrols when it reads again.
+  // drop_stuck_consumers (each second) closes the connections for which bytes have
+  // waited drop_stuck_consumer_seconds without ZeroMQ writing any out (case 4): senders
+  // stop paying for an agent that does not read; it re-enrols when it reads again.
   void drop_stuck_consumers(std::chrono::steady_clock::time_point now) {
     const auto limit = std::chrono::seconds(cfg.drop_stuck_consumer_seconds);
     agents.for_each_online([&](known_agent& a) {
-      // Full since `limit` ago and still full a moment ago (no send has gone through).
-      if (!a.conn || !a.conn->stuck_since || now - *a.conn->stuck_since < limit ||
-          now - a.conn->last_full > std::chrono::seconds(2))
+      if (!a.conn) return;
+      connection& c = *a.conn;
+      const std::uint64_t released = c.queued->released.load(std::memory_order_relaxed);
+      const bool draining = released != c.released_at_sweep;
+      c.released_at_sweep = released;
+      if (draining || c.queued->queued.load(std::memory_order_relaxed) <= 0) {
+        c.stuck_since.reset();
         return;
+      }
+      if (!c.stuck_since) c.stuck_since = now;
+      if (now - *c.stuck_since < limit) return;
       stats->increment("consumers_dropped_total");
-      spdlog::warn("dropping {}: its queue has been full for {} s (it does not read)", a.name, cfg.drop_stuck_consumer_seconds);
+      spdlog::warn("dropping {}: nothing written to it for {} s while its queue holds {} bytes (it does not read)", a.name,
+                   cfg.drop_stuck_consumer_seconds, c.queued->queued.load());
       agents.close(a);
     });
   }

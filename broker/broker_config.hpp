@@ -59,8 +59,8 @@ struct broker_config {
   // until ZeroMQ has written them out), besides the send_hwm messages; past it
   // senders are told `overloaded`.
   std::uint64_t max_queued_bytes_per_agent = 256ull << 20;  // 1 MiB .. 64 GiB
-  // A recipient whose queue stays full this long loses its connection (it re-enrols
-  // when it reads again); 0 never drops one.
+  // A recipient for which bytes have waited this long without any being written out
+  // loses its connection (it re-enrols when it reads again); 0 never drops one.
   int drop_stuck_consumer_seconds = 0;              // 0 .. 86,400
   std::uint64_t max_clock_skew_ms = 30000;          // 100 .. 86,400,000
   std::size_t max_agents = 10000;                   // 1 .. 1,000,000

@@ -39,6 +39,7 @@
 #include "session/replay_window.hpp"
 #include "session/session_keys.hpp"
 #include "session/verifier.hpp"
+#include "transport.hpp"
 
 namespace agentbus::broker {
 
@@ -76,13 +77,13 @@ struct connection {
   session::control_sequence ctrl_in;
   std::set<std::string, std::less<>> subscriptions;
   std::set<std::string, std::less<>> watching;  // topics whose membership it follows
-  // Since when sends to it have found its queue full (cleared by a send that goes):
-  // a consumer that does not read (drop_stuck_consumer_seconds).
+  // Bytes the broker holds for it in ZeroMQ's queue (ZeroMQ's I/O thread moves what it
+  // writes out to `released`): at most max_queued_bytes_per_agent (outbox).
+  std::shared_ptr<queue_meter> queued = std::make_shared<queue_meter>();
+  // Since when bytes have waited for it without any being written out: a consumer that
+  // does not read (drop_stuck_consumer_seconds; the event loop's sweep keeps these).
   std::optional<std::chrono::steady_clock::time_point> stuck_since;
-  std::chrono::steady_clock::time_point last_full{};  // the latest send that found it full
-  // Bytes the broker holds for it in ZeroMQ's queue (ZeroMQ's I/O thread subtracts
-  // what it writes out): at most max_queued_bytes_per_agent (outbox).
-  std::shared_ptr<std::atomic<std::int64_t>> queued = std::make_shared<std::atomic<std::int64_t>>(0);
+  std::uint64_t released_at_sweep = 0;
 };
 
 class connections {

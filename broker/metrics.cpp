@@ -144,8 +144,8 @@ metrics::metrics() {
   describe("wire_batches_sent_total", metric_kind::counter, "Wire batches sent: the envelopes of one received wire batch for one recipient, under one hop MAC.");
   describe("agents_online", metric_kind::gauge, "Agents currently enrolled and connected.");
   describe("hello_cookies_total", metric_kind::counter, "COOKIE answers to HELLOs without a valid cookie (issued: none; renewed: expired, or for another connection, name or key).", "outcome");
-  describe("recipient_queue_full_total", metric_kind::counter, "Sends that found a recipient's queue full (max_queued_bytes_per_agent): the sender was told overloaded.");
-  describe("consumers_dropped_total", metric_kind::counter, "Connections closed because their queue stayed full for drop_stuck_consumer_seconds.");
+  describe("recipient_queue_full_total", metric_kind::counter, "Sends that found a recipient's queue full (max_queued_bytes_per_agent or send_hwm): the sender was told overloaded.");
+  describe("consumers_dropped_total", metric_kind::counter, "Connections closed because nothing was written out to them for drop_stuck_consumer_seconds while bytes waited.");
   describe("agents_known", metric_kind::gauge, "Agent records held in memory: online agents and, at most max_agents, agents gone offline.");
   describe("key_changes_total", metric_kind::counter, "Enrolments of a known name with a new key (a token, the policy pin or an operator approval authorised it); online agents are told.");
   describe("publish_check_seconds", metric_kind::histogram, "Time to check one envelope at publish, by outcome.", "outcome");

@@ -88,21 +88,15 @@ status outbox::send_within_budget(known_agent& to, std::span<const byte_view> pa
   for (const auto& p : parts) size += static_cast<std::int64_t>(p.size());
   // What ZeroMQ still holds for this recipient, plus this message, within its budget
   // (a message larger than the whole budget goes when nothing else waits).
-  const std::int64_t queued = c.queued->load(std::memory_order_relaxed);
+  const std::int64_t queued = c.queued->queued.load(std::memory_order_relaxed);
   if (queued > 0 && queued + size > max_queued_bytes_) return outcome_for(to, net::send_outcome::would_block);
   return outcome_for(to, transport_.send_counted(c.route, parts, c.queued));
 }
 
 status outbox::outcome_for(known_agent& to, net::send_outcome o) {
   switch (o) {
-    case net::send_outcome::sent:
-      if (to.conn) to.conn->stuck_since.reset();
-      return {};
+    case net::send_outcome::sent: return {};
     case net::send_outcome::would_block:  // its queue is full: the sender is told, nothing vanishes
-      if (to.conn) {
-        to.conn->last_full = std::chrono::steady_clock::now();
-        if (!to.conn->stuck_since) to.conn->stuck_since = to.conn->last_full;
-      }
       stats_.increment("recipient_queue_full_total");
       return {status_code::overloaded, to.name + " is not keeping up (its queue at the broker is full)"};
     case net::send_outcome::unreachable:  // the connection is gone (crashed without saying bye)

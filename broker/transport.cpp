@@ -15,7 +15,8 @@ struct counted_part {
 };
 extern "C" void release_counted(void* data, void* hint) {
   auto* part = static_cast<counted_part*>(hint);
-  part->queued->fetch_sub(part->size, std::memory_order_relaxed);
+  part->queued->queued.fetch_sub(part->size, std::memory_order_relaxed);
+  part->queued->released.fetch_add(static_cast<std::uint64_t>(part->size), std::memory_order_relaxed);
   delete part;
   delete[] static_cast<std::uint8_t*>(data);
 }
@@ -39,7 +40,7 @@ net::send_outcome router_transport::send_counted(const bytes& route, std::span<c
     auto* buf = new std::uint8_t[part.size() == 0 ? 1 : part.size()];
     if (!part.empty()) std::memcpy(buf, part.data(), part.size());
     auto* hint = new counted_part{queued, static_cast<std::int64_t>(part.size())};
-    queued->fetch_add(hint->size, std::memory_order_relaxed);
+    queued->queued.fetch_add(hint->size, std::memory_order_relaxed);
     if (zmq_msg_init_data(&msg, buf, part.size(), release_counted, hint) != 0) {
       release_counted(buf, hint);
       throw zmq::error_t();

@@ -20,10 +20,14 @@
 
 namespace agentbus::broker {
 
-// queued_bytes: bytes of messages to one recipient that the broker still holds (in
-// ZeroMQ's queue for it). Shared with ZeroMQ's I/O thread, which subtracts what it
-// has written out; see send_counted.
-using queued_bytes = std::shared_ptr<std::atomic<std::int64_t>>;
+// queue_meter: the bytes of messages to one recipient that the broker still holds (in
+// ZeroMQ's queue for it), and how many it has written out so far. Shared with
+// ZeroMQ's I/O thread, which moves bytes from one to the other; see send_counted.
+struct queue_meter {
+  std::atomic<std::int64_t> queued{0};
+  std::atomic<std::uint64_t> released{0};
+};
+using queued_bytes = std::shared_ptr<queue_meter>;
 
 class transport {
  public:

@@ -522,8 +522,9 @@ TEST_F(Hostile, Case4ASubscriberThatDoesNotReadCostsTheBrokerABoundedQueue) {
               kMessages, before, after);
   EXPECT_LT(after - before, 64 * 1024) << "the broker held more than the stuck recipient's budget";
   EXPECT_TRUE(wait_until([&] { return p.has_rejection(status_code::overloaded, "broker"); })) << p.describe();
-  // The stuck one is dropped (it re-enrols once it reads again).
-  EXPECT_TRUE(wait_until([&] { return b.admin("metrics").find("agentbus_consumers_dropped_total 1") != std::string::npos; }, 10s))
+  // The stuck one is dropped once nothing has been written to it for 2 s (it re-enrols
+  // once it reads again).
+  EXPECT_TRUE(wait_until([&] { return b.admin("metrics").find("agentbus_consumers_dropped_total 1") != std::string::npos; }, 15s))
       << b.admin("metrics");
   release.set_value();
 }
