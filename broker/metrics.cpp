@@ -238,7 +238,11 @@ std::string metrics::to_prometheus_text() const {
     }
     return any;
   };
-  for (const auto& [name, fam] : families_) {
+  for (const auto& entry : families_) {
+    // Not a structured binding: lambdas below use them (clang 14, the fuzzing build's
+    // compiler, does not capture bindings yet).
+    const auto& name = entry.first;
+    const auto& fam = entry.second;
     std::string body;
     const std::string full = std::string(kPrefix) + name;
     bool any = false;

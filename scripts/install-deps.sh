@@ -13,6 +13,7 @@ packages=(
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libsqlite3-dev sqlite3 graphviz
   libjemalloc-dev
+  clang libclang-rt-14-dev
 )
 
 missing=()
