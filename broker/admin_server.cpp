@@ -117,8 +117,25 @@ class admin_server::admin_state final : public registry_admin_state {
   status revoke_key(const key_revocation& k, const std::string& op) override {
     return change([&] { return server_.loop_state_->revoke_key(k, op); });
   }
+  // The nonces are written by the event loop's connection too: one writer, so the
+  // loop's own writes never wait on this thread's transaction.
+  std::shared_ptr<nonce_ledger> nonces() override { return std::make_shared<loop_ledger>(server_); }
 
  private:
+  class loop_ledger final : public nonce_ledger {
+   public:
+    explicit loop_ledger(admin_server& server) : server_(server), ledger_(server.loop_state_->nonces()) {}
+    status record(const std::string& nonce, std::int64_t timestamp, std::int64_t now_ms) override {
+      status st{status_code::internal, "the broker is stopping"};
+      server_.on_loop([&] { st = ledger_->record(nonce, timestamp, now_ms); });
+      return st;
+    }
+
+   private:
+    admin_server& server_;
+    std::shared_ptr<nonce_ledger> ledger_;
+  };
+
   template <typename F>
   status change(F&& f) {
     status st{status_code::internal, "the broker is stopping"};
@@ -220,7 +237,12 @@ void admin_server::run(std::shared_ptr<const policy> pol, std::filesystem::path 
     admin_handler handler(std::move(pol), state);
     while (!stop_.load()) {
       zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 1, std::chrono::milliseconds(100));
+      try {
+        zmq::poll(items, 1, std::chrono::milliseconds(100));
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR) continue;  // a signal: the stop flag decides
+        throw;
+      }
       if (items[0].revents & ZMQ_POLLIN) serve(handler, state);
     }
   } catch (const std::exception& e) {
@@ -233,14 +255,36 @@ void admin_server::serve(admin_handler& handler, admin_state& state) {
   zmq::message_t req;
   if (!socket_.recv(req, zmq::recv_flags::dontwait)) return;
   const std::string cmd = req.to_string();
-  refresh_tpm_metrics();
-  state.begin_request();
-  on_loop([this] { loop_state_->flush(); });  // answers reflect everything counted so far
   std::string reply;
-  if (cmd == "metrics") reply = acct_.stats().to_prometheus_text();
-  else if (cmd == "stats") reply = acct_.stats().to_json();
-  else reply = handler.handle(cmd, now_unix_ms());
-  socket_.send(zmq::buffer(reply), zmq::send_flags::none);
+  try {
+    refresh_tpm_metrics();
+    state.begin_request();
+    on_loop([this] { loop_state_->flush(); });  // answers reflect everything counted so far
+    if (cmd == "metrics") reply = acct_.stats().to_prometheus_text();
+    else if (cmd == "stats") reply = acct_.stats().to_json();
+    else reply = handler.handle(cmd, now_unix_ms());
+  } catch (const std::exception& e) {
+    // A REP socket must answer every request; the endpoint goes on.
+    acct_.stats().increment("internal_errors_total");
+    spdlog::error("admin request failed: {}", e.what());
+    reply = error_reply({status_code::internal, e.what()}).dump();
+  }
+  for (;;) {
+    try {
+      socket_.send(zmq::buffer(reply), zmq::send_flags::none);
+      return;
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+    }
+  }
+}
+
+void admin_server::loop_stopped() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
 }
 
 }  // namespace agentbus::broker

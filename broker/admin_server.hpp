@@ -54,6 +54,9 @@ class admin_server {
   // thread asked of it.
   int loop_calls_fd() const noexcept { return fd_; }
   void run_loop_calls();
+  // loop_stopped: the event loop runs no more calls (broker::run returned); admin
+  // requests that need it are answered `internal` instead of waiting.
+  void loop_stopped();
 
   class loop_state;   // the registry and connections, as the event loop changes them
   class admin_state;  // what the admin thread's handler sees

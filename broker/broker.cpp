@@ -229,6 +229,7 @@ void broker::run(const std::atomic<bool>& stop) {
     }
   }
   d.acct->flush(d.agents);
+  if (d.admin) d.admin->loop_stopped();
   spdlog::info("stopping: {} agents known, {} online", d.agents.known_count(), d.agents.online_count());
 }
 

@@ -45,12 +45,18 @@ send_outcome send_parts(zmq::socket_t& socket, const Parts& parts, bool dont_wai
   for (const auto& part : parts) {
     auto flags = (--left > 0 ? zmq::send_flags::sndmore : zmq::send_flags::none);
     if (dont_wait) flags = flags | zmq::send_flags::dontwait;
-    try {
-      // Multipart messages are atomic: EAGAIN/EHOSTUNREACH can only happen on the first frame.
-      if (!socket.send(zmq::buffer(part.data(), part.size()), flags)) return send_outcome::would_block;
-    } catch (const zmq::error_t& e) {
-      if (e.num() == EHOSTUNREACH) return send_outcome::unreachable;
-      throw;
+    for (;;) {
+      try {
+        // Multipart messages are atomic: EAGAIN/EHOSTUNREACH can only happen on the
+        // first frame. EINTR (a signal) can happen on any: retried, so that a message
+        // is never left half-sent (the next one would be appended to it).
+        if (!socket.send(zmq::buffer(part.data(), part.size()), flags)) return send_outcome::would_block;
+        break;
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR) continue;
+        if (e.num() == EHOSTUNREACH) return send_outcome::unreachable;
+        throw;
+      }
     }
   }
   return send_outcome::sent;
