@@ -143,9 +143,10 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
   // not an open role). A key that differs from the registry's is recorded for an
   // operator only at PROOF, in an open role.
   const candidate who = candidate_of(*hello, *key, fingerprint, peer_address, nullptr);
-  if (status st = authority_.screen(who); !st) return refuse(route, name, st);
+  const auto row = reg_.find_agent(name);  // one read for every check of this HELLO
+  if (status st = authority_.screen(who, row); !st) return refuse(route, name, st);
   const bool token_proven = authority_.proven_token(who, hello->token_proof, unsigned_hello, now);
-  auto admitted = authority_.admit(who, token_proven, !hello->token_proof.empty());
+  auto admitted = authority_.admit(who, row, token_proven, !hello->token_proof.empty());
   if (!admitted) return refuse(route, name, admitted.error());
   // Separate pools: a flood of first-use handshakes fills only the open one, and one
   // name or key holds at most kMaxPendingPerAgent places however many connections it
@@ -174,7 +175,7 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
                                                                " requires attested TPM keys and HELLO carries no evidence"});
   }
   if (status st = authority_.screen_attestation(
-          candidate_of(*hello, *key, fingerprint, peer_address, attested ? &*attested : nullptr));
+          candidate_of(*hello, *key, fingerprint, peer_address, attested ? &*attested : nullptr), row);
       !st)
     return refuse(route, name, st);
   const bool simulator = attested ? attested->simulator : hello->tpm_simulator;
@@ -364,7 +365,6 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
     acct_.stats().increment("key_changes_total");
   }
   acct_.stats().set_gauge("agents_online", "", static_cast<double>(agents_.online_count()));
-  acct_.stats().set_gauge("agents_known", "", static_cast<double>(agents_.known_count()));
   spdlog::info("enrolled {} as {} ({}, {}{}{}{})", name, a.role, s.name, protection_name(a.key_protection),
                a.key_protection == protection::tpm ? ", " + a.tpm_manufacturer : "", a.tpm_simulator ? " simulator" : "",
                rec.ek_ca.empty() ? ", declared" : ", attested by " + rec.ek_ca);

@@ -15,8 +15,6 @@ std::string enrolment_authority::token_hash(byte_view token) {
   return to_hex(crypto::digest(hash_algorithm::sha256, token));
 }
 
-status enrolment_authority::screen(const candidate& c) const { return screen(c, reg_.find_agent(c.name)); }
-
 status enrolment_authority::screen(const candidate& c, const std::optional<agent_record>& rec) const {
   if (pol_.is_revoked(c.name)) return {status_code::revoked_agent, c.name + " is revoked"};
   if (pol_.is_key_revoked(c.fingerprint))
@@ -46,10 +44,6 @@ status enrolment_authority::screen_endorsement(const std::string& ek_fingerprint
   return {};
 }
 
-status enrolment_authority::screen_attestation(const candidate& c) const {
-  return screen_attestation(c, reg_.find_agent(c.name));
-}
-
 status enrolment_authority::screen_attestation(const candidate& c, const std::optional<agent_record>& rec) const {
   if (!c.ek_fingerprint.empty())
     if (status st = screen_endorsement(c.ek_fingerprint); !st) return st;
@@ -74,7 +68,8 @@ bool enrolment_authority::proven_token(const candidate& c, byte_view proof, byte
   return false;
 }
 
-result<admission> enrolment_authority::admit(const candidate& c, bool token_proven, bool token_presented) const {
+result<admission> enrolment_authority::admit(const candidate& c, const std::optional<agent_record>& rec,
+                                             bool token_proven, bool token_presented) const {
   if (const agent_pin* pin = pol_.find_pin(c.name); pin != nullptr && !pin->fingerprint.empty())
     return admission::credentialed;  // screen() refused any other key
   const role_policy& role = *pol_.find_role(c.role);
@@ -82,7 +77,6 @@ result<admission> enrolment_authority::admit(const candidate& c, bool token_prov
   // In an open role anyone can get a key registered (first use): the registry's word
   // is no credential there.
   if (role.enrolment == enrolment_mode::open) return admission::open;
-  const auto rec = reg_.find_agent(c.name);
   if (rec && rec->fingerprint == c.fingerprint) return admission::credentialed;
   if (token_presented)
     return status{status_code::not_authorised, "the HELLO's token proof matches no usable enrolment token for " + c.name +

@@ -53,9 +53,12 @@ class enrolment_authority {
  public:
   enrolment_authority(const policy& pol, registry& reg) : pol_(pol), reg_(reg) {}
 
+  // The checks below take the name's registry row (`rec`, read once by the caller for
+  // all of them: registry::find_agent(c.name); nullopt for a new name).
+  //
   // screen: revoked_agent, revoked_key, refused (another role), or for a role with
   // enrolment = "pinned": not_authorised (no pin) and key_changed (another key).
-  status screen(const candidate& c) const;
+  status screen(const candidate& c, const std::optional<agent_record>& rec) const;
   // screen_endorsement: revoked_key when the TPM's EK (hex SHA-256 of its DER public
   // key) is revoked (policy revoked_keys, registry revoked_keys): every key that
   // presents that TPM's evidence is refused.
@@ -64,7 +67,7 @@ class enrolment_authority {
   // TPM's EK (c.ek_fingerprint, or the one the registry recorded for this key) is not
   // revoked, and a key the registry knows as attested does not enrol without
   // evidence (not_attested: no downgrade to declared facts).
-  status screen_attestation(const candidate& c) const;
+  status screen_attestation(const candidate& c, const std::optional<agent_record>& rec) const;
   // proven_token: `proof` (a HELLO's token proof over `hello_unsigned`) matches a token
   // usable at now_ms for c's name and role (and key, if the token names one).
   bool proven_token(const candidate& c, byte_view proof, byte_view hello_unsigned, std::int64_t now_ms) const;
@@ -72,7 +75,8 @@ class enrolment_authority {
   // the enrolment would meet at PROOF (not_authorised, key_changed), given before the
   // broker spends anything on it. `token_presented`: the HELLO carried a token proof
   // (that matched nothing, unless token_proven).
-  result<admission> admit(const candidate& c, bool token_proven, bool token_presented) const;
+  result<admission> admit(const candidate& c, const std::optional<agent_record>& rec, bool token_proven,
+                          bool token_presented) const;
   // authorise: screen() and screen_attestation() again (the registry may have
   // changed), then the mode. A token is looked up by its hash; a valid one is consumed
   // even when something else authorises the key (it is spent either way). A changed
@@ -85,10 +89,6 @@ class enrolment_authority {
   static std::string token_hash(byte_view token);
 
  private:
-  // The checks over a registry row read once by the caller (`rec`: the name's row).
-  status screen(const candidate& c, const std::optional<agent_record>& rec) const;
-  status screen_attestation(const candidate& c, const std::optional<agent_record>& rec) const;
-
   const policy& pol_;
   registry& reg_;
 };
