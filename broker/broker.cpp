@@ -140,7 +140,6 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
   d.agents.on_close([&d](connection& c) {
     d.control->leave(c);
     d.stats->set_gauge("agents_online", "", static_cast<double>(d.agents.online_count()));
-    d.stats->set_gauge("agents_known", "", static_cast<double>(d.agents.known_count()));
   });
   d.intake = std::make_unique<publish_intake>(d.cfg, *d.pol, d.agents, *d.routes, *d.out, *d.acct,
                                               d.runtime.permissive_testing);
@@ -221,8 +220,8 @@ void broker::run(const std::atomic<bool>& stop) {
     if (steady::now() - last_sweep > std::chrono::seconds(1)) {
       d.acct->flush(d.agents);
       // Offline records beyond max_agents: the longest-offline forgotten (case 6).
-      if (d.agents.forget_offline(d.cfg.max_agents) > 0)
-        d.stats->set_gauge("agents_known", "", static_cast<double>(d.agents.known_count()));
+      d.agents.forget_offline(d.cfg.max_agents);
+      d.stats->set_gauge("agents_known", "", static_cast<double>(d.agents.known_count()));
       if (d.cfg.drop_stuck_consumer_seconds > 0) d.drop_stuck_consumers(steady::now());
       d.enrol->expire(steady::now());
       last_sweep = steady::now();

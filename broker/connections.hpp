@@ -108,7 +108,6 @@ class connections {
 
   std::size_t known_count() const noexcept { return agents_.size(); }
   std::size_t online_count() const noexcept { return routes_.size(); }
-  std::size_t offline_count() const noexcept { return offline_.size(); }
 
   // forget_offline forgets the records of the agents offline longest until at most
   // `keep` offline records remain. A record with registry deltas not yet flushed
