@@ -176,9 +176,6 @@ result<hello_msg> decode_hello(byte_view in) {
     return status{status_code::invalid_field, "HELLO with a cookie must carry the possession signature"};
   if (!m.token_proof.empty() && m.token_proof.size() != kTokenProofSize)
     return status{status_code::invalid_field, "HELLO token_proof must be empty or 32 bytes"};
-  if (version != kHandshakeVersion)
-    return status{status_code::unsupported_version,
-                  "HELLO version " + std::to_string(version) + " (this broker speaks " + std::to_string(kHandshakeVersion) + ")"};
   if (simulator > 1) return status{status_code::invalid_field, "HELLO tpm_simulator must be 0 or 1"};
   m.tpm_simulator = simulator == 1;
   auto p = parse_protection(prot);
