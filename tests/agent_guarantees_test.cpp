@@ -25,7 +25,7 @@ using testing::inbox;
 using testing::scoped_temp_dir;
 using testing::wait_until;
 
-bytes text(std::string_view s) { return bytes(s.begin(), s.end()); }
+using testing::text;
 
 // log_capture copies every line the process logs through spdlog while it lives.
 class log_capture {

@@ -22,7 +22,7 @@ using testing::connect_agent;
 using testing::inbox;
 using testing::wait_until;
 
-bytes text(std::string_view s) { return bytes(s.begin(), s.end()); }
+using testing::text;
 
 agent_options batching() {
   agent_options o;

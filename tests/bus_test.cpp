@@ -28,7 +28,7 @@ using testing::connect_agent;
 using testing::scoped_temp_dir;
 using testing::wait_until;
 
-bytes text(std::string_view s) { return bytes(s.begin(), s.end()); }
+using testing::text;
 std::string text_of(const bytes& b) { return std::string(b.begin(), b.end()); }
 
 using testing::inbox;

@@ -40,7 +40,7 @@ using testing::connect_agent;
 using testing::inbox;
 using testing::wait_until;
 
-bytes text(std::string_view s) { return bytes(s.begin(), s.end()); }
+using testing::text;
 
 class Hostile : public testing::broker_test {};
 

@@ -18,7 +18,7 @@ using testing::run_command;
 using testing::shell_quote;
 using testing::wait_until;
 
-bytes text(std::string_view s) { return bytes(s.begin(), s.end()); }
+using testing::text;
 
 class TrustOnline : public ::testing::Test {
  protected:

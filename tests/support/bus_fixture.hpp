@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agentbus/agent.hpp"
@@ -111,6 +112,9 @@ class broker_test : public ::testing::Test {
   scoped_temp_dir dir_;
   std::unique_ptr<broker_process> broker_;
 };
+
+// text: the bytes of a string, as tests write payloads.
+inline bytes text(std::string_view s) { return bytes(s.begin(), s.end()); }
 
 // wait_until polls `pred` for up to `timeout` (for asynchronous deliveries).
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = std::chrono::seconds(10));
