@@ -67,6 +67,14 @@ result<std::string> admin_client::broker_fingerprint() const {
   return (*r)["fingerprint"].get<std::string>();
 }
 
+result<std::string> admin_client::broker_transport_key() const {
+  auto r = request({{"op", "broker"}});
+  if (!r) return r.error();
+  if (!r->is_object()) return status{status_code::internal, "the broker did not describe itself"};
+  auto tk = r->find("transport_key");
+  return tk != r->end() && tk->is_string() ? tk->get<std::string>() : std::string{};
+}
+
 result<std::string> admin_client::issue_token(identity_key& operator_key, const std::string& operator_name,
                                               const std::string& name, const std::string& role,
                                               const std::string& fingerprint, std::int64_t ttl_seconds) const {

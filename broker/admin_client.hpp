@@ -44,6 +44,9 @@ class admin_client {
                                         const std::string& operator_name) const;
   // broker_fingerprint is the broker identity's fingerprint (the `broker` request).
   result<std::string> broker_fingerprint() const;
+  // broker_transport_key: the broker's CurveZMQ public key (hex), "" when it listens
+  // on no tcp:// endpoint with CurveZMQ.
+  result<std::string> broker_transport_key() const;
   // issue_token asks for a one-time enrolment token for `name` in `role` (bound to
   // `fingerprint` unless empty) and returns it (64 hex digits).
   result<std::string> issue_token(identity_key& operator_key, const std::string& operator_name, const std::string& name,

@@ -10,6 +10,7 @@
 
 #include "agentbus/bytes.hpp"
 #include "agentbus/crypto.hpp"
+#include "net/transport_key.hpp"
 
 namespace agentbus::broker {
 namespace {
@@ -612,6 +613,9 @@ result<nlohmann::json> admin_handler::create_token(const verified_request& req) 
   t.created_at = now_unix_ms();
   t.expires_at = t.created_at + ttl * 1000;
   t.created_by = req.operator_name;
+  // The CurveZMQ key the token stands for: the broker's ZAP handler admits it while
+  // the token is usable, so the agent can make its first TCP connection.
+  t.transport_key = to_hex(net::curve_from_token(raw).public_key);
   if (status st = state_.create_token(t); !st) return st;
   return json{{"op", "token_create"}, {"operator", req.operator_name}, {"token", to_hex(raw)},
               {"token_record", to_json(t)}, {"broker", state_.broker_identity()}};

@@ -22,6 +22,8 @@
 #include "socket_directory.hpp"
 #include "topics.hpp"
 #include "transport.hpp"
+#include "transport_gate.hpp"
+#include "net/transport_key.hpp"
 
 namespace agentbus::broker {
 namespace fs = std::filesystem;
@@ -49,7 +51,49 @@ struct broker::impl {
   std::unique_ptr<identity_worker> worker;
   std::unique_ptr<enrolment> enrol;
   std::unique_ptr<admin_server> admin;
-  std::string hello_address;  // the peer address of the HELLO being handled (recv_multipart_into)
+  std::unique_ptr<transport_gate> gate;  // the ZAP handler, when a tcp:// endpoint uses CurveZMQ
+  std::string transport_key;             // the broker's CurveZMQ public key, hex ("" without one)
+  std::string hello_address;        // the peer address of the HELLO being handled (recv_multipart_into)
+  std::string hello_transport_key;  // and its connection's CurveZMQ client key (ZAP User-Id)
+
+  // bind_endpoints binds ipc:// endpoints plain (file permissions guard them) and,
+  // after them, tcp:// endpoints with CurveZMQ behind the transport gate: libzmq
+  // copies a socket's options into each listener when it binds, so the order of
+  // options and binds decides each endpoint's mechanism.
+  void bind_endpoints() {
+    socket.set(zmq::sockopt::handshake_ivl, cfg.handshake_timeout_ms);
+    bool any_tcp = false;
+    for (const auto& ep : cfg.endpoints) {
+      if (net::is_tcp_endpoint(ep)) {
+        any_tcp = true;
+        continue;
+      }
+      prepare_ipc_endpoint(ep);
+      socket.bind(ep);
+      spdlog::info("listening on {} (plain: guarded by the socket directory's permissions)", ep);
+    }
+    if (!any_tcp) return;
+    if (cfg.curve) {
+      const net::curve_keypair key = net::curve_load_or_create(cfg.curve_key_file);
+      transport_key = to_hex(key.public_key);
+      gate = std::make_unique<transport_gate>(ctx, cfg.state_dir / "registry.db", *stats, cfg.admit_unknown_keys);
+      net::make_curve_server(socket, key, "agentbus");
+      if (cfg.admit_unknown_keys)
+        spdlog::warn("[transport] admit_unknown_keys: any CurveZMQ client key is admitted on tcp:// endpoints; peers "
+                     "nobody vouched for may send before enrolment (docs/threat-model.md, case 1)");
+    } else {
+      spdlog::critical("[transport] curve = false: tcp:// endpoints carry traffic IN CLEAR and admit any peer, which "
+                       "may then make the broker hold unbounded memory (docs/threat-model.md, case 1). Loopback tests only.");
+    }
+    for (const auto& ep : cfg.endpoints) {
+      if (!net::is_tcp_endpoint(ep)) continue;
+      socket.bind(ep);
+      if (cfg.curve)
+        spdlog::info("listening on {} (CurveZMQ, broker transport key {})", ep, transport_key);
+      else
+        spdlog::info("listening on {} (plain TCP)", ep);
+    }
+  }
 
   // drop_stuck_consumers (each second) closes the connections for which bytes have
   // waited drop_stuck_consumer_seconds without ZeroMQ writing any out (case 4): senders
@@ -93,7 +137,7 @@ struct broker::impl {
     if (kind == session::frame::kEnvelope) return intake->on_envelope(route, body);
     if (kind == session::frame::kWireBatch) return intake->on_wire_batch(route, body);
     if (kind == session::frame::kControl) return control->on_control(route, body);
-    if (kind == session::frame::kHello) return enrol->on_hello(route, body, hello_address);
+    if (kind == session::frame::kHello) return enrol->on_hello(route, body, hello_address, hello_transport_key);
     if (kind == session::frame::kProof) return enrol->on_proof(route, body);
     stats->increment("frames_malformed_total");
     out->error(route, {status_code::malformed, "unknown frame kind"});
@@ -163,18 +207,17 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
     net::set_heartbeats(d.socket, ivl);
     spdlog::info("ZMTP heartbeats every {} ms (a connection silent for {} ms is dropped)", ivl, 3 * ivl);
   }
-  for (const auto& ep : d.cfg.endpoints) {
-    prepare_ipc_endpoint(ep);
-    d.socket.bind(ep);
-    spdlog::info("listening on {}", ep);
-  }
+  d.bind_endpoints();
   if (!d.cfg.admin_endpoint.empty())
     d.admin = std::make_unique<admin_server>(d.ctx, d.cfg.admin_endpoint, d.pol, *d.reg, d.agents, *d.acct, d.runtime.tpm,
                                              [&d](const std::string& name) { d.revoke_now(name); },
                                              [&d](const std::string& name) { d.key_approved_now(name); },
                                              nlohmann::json{{"name", d.cfg.name},
                                                             {"fingerprint", d.identity->public_key().fingerprint_hex()},
-                                                            {"suite", d.identity->key_suite().name}});
+                                                            {"suite", d.identity->key_suite().name},
+                                                            {"transport_key", d.transport_key.empty()
+                                                                                  ? nlohmann::json(nullptr)
+                                                                                  : nlohmann::json(d.transport_key)}});
   if (d.runtime.permissive_testing)
     spdlog::critical("PERMISSIVE TESTING MODE: envelopes are forwarded WITHOUT suite, ACL, replay or signature "
                      "checks. This broker must never carry real traffic.");
@@ -189,7 +232,7 @@ void broker::run(const std::atomic<bool>& stop) {
   impl& d = *impl_;
   auto last_sweep = steady::now();
   net::frames received;  // reused for every message: its buffers stay allocated
-  const net::peer_address_of hello_address{session::frame::kHello, &d.hello_address};
+  const net::peer_address_of hello_address{session::frame::kHello, &d.hello_address, &d.hello_transport_key};
   while (!stop.load()) {
     zmq::pollitem_t items[3] = {{d.socket.handle(), 0, ZMQ_POLLIN, 0},
                                 {nullptr, d.worker->fd(), ZMQ_POLLIN, 0},
@@ -206,6 +249,7 @@ void broker::run(const std::atomic<bool>& stop) {
     // are not starved.
     for (int budget = 0; budget < 4096; ++budget) {
       d.hello_address.clear();
+      d.hello_transport_key.clear();
       if (!net::recv_multipart_into(d.socket, received, 4 + 2 * session::kMaxWireBatchEnvelopes, &hello_address))
         break;
       try {

@@ -244,6 +244,14 @@ void read_identity(const config_reader& r, const toml::table& t, const fs::path&
   }
 }
 
+void read_transport(const config_reader& r, const toml::table& t, const fs::path& base, broker_config& c) {
+  r.only_keys(t, "transport", {"curve", "curve_key_file", "admit_unknown_keys", "handshake_timeout_ms"});
+  if (auto v = r.boolean(t, "transport", "curve")) c.curve = *v;
+  if (t.get("curve_key_file") != nullptr) c.curve_key_file = r.path(t, "transport", "curve_key_file", base);
+  if (auto v = r.boolean(t, "transport", "admit_unknown_keys")) c.admit_unknown_keys = *v;
+  if (auto v = r.integer(t, "transport", "handshake_timeout_ms", 100, 60'000)) c.handshake_timeout_ms = static_cast<int>(*v);
+}
+
 void read_limits(const config_reader& r, const toml::table& t, broker_config& c) {
   r.only_keys(t, "limits", {"max_frame_bytes", "send_hwm", "recv_hwm", "max_clock_skew_ms", "max_agents",
                             "max_subscriptions_per_agent", "heartbeat_interval_ms", "max_queued_bytes_per_agent",
@@ -312,9 +320,11 @@ broker_config parse_broker_config(std::string_view toml_text, const std::filesys
 
   const fs::path base = anchor_directory(file);
   broker_config c;
-  r.only_keys(doc, "", {"broker", "identity", "limits", "sessions", "forwarding", "logging"});
+  r.only_keys(doc, "", {"broker", "identity", "transport", "limits", "sessions", "forwarding", "logging"});
   read_broker(r, *r.table(doc, "broker", true), base, c);
   read_identity(r, *r.table(doc, "identity", true), base, c);
+  if (const toml::table* t = r.table(doc, "transport", false)) read_transport(r, *t, base, c);
+  if (c.curve_key_file.empty()) c.curve_key_file = c.state_dir / "transport.key";
   if (const toml::table* t = r.table(doc, "limits", false)) read_limits(r, *t, c);
   if (const toml::table* t = r.table(doc, "sessions", false)) read_sessions(r, *t, c);
   if (const toml::table* t = r.table(doc, "forwarding", false)) read_forwarding(r, *t, c);

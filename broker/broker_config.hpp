@@ -1,6 +1,7 @@
 // broker_config.hpp — the broker's TOML configuration (config/broker.toml).
 //
-// The file has five tables: [broker], [identity], [limits], [sessions], [logging].
+// The file has the tables [broker], [identity], [transport], [limits], [sessions],
+// [forwarding] and [logging].
 // Every key is checked: unknown keys and tables are errors (a typo such as
 // `max_frame_byte` must not silently leave the default in place), wrong types are
 // errors, numbers are range-checked, and every error names the file and the dotted
@@ -50,6 +51,22 @@ struct broker_config {
   std::string tcti;                            // empty allowed here; see check_tpm_selection
   bool allow_software = false;
   std::string suite = "ecdsa-p256-sha256";     // checked against the policy by the broker, not here
+
+  // [transport] (tcp:// endpoints; ipc:// stays plain behind file permissions)
+  // curve: CurveZMQ on every tcp:// endpoint, with a ZAP handler that admits only the
+  // client keys of usable tokens and enrolled agents. false: TCP in clear (logged at
+  // critical level), for loopback tests and benchmarks.
+  bool curve = true;
+  // The broker's CurveZMQ secret (made on first start, mode 0600); default
+  // <state_dir>/transport.key.
+  std::filesystem::path curve_key_file;
+  // admit_unknown_keys: admit any client key (needed for roles with enrolment =
+  // "open" over TCP). Unknown peers may then send before anything authenticates
+  // them, which gives up the bound on what they can make the broker hold.
+  bool admit_unknown_keys = false;
+  // A TCP connection that has not finished its ZMTP/CurveZMQ handshake this long
+  // after it opened is closed, with whatever it made the broker hold.
+  int handshake_timeout_ms = 5000;                  // 100 .. 60,000
 
   // [limits]
   // 1 MiB of payload plus 64 KiB of headroom for the signed header and the auth part.

@@ -24,6 +24,7 @@ struct enrolment::handshake {
   std::optional<crypto::public_key> agent_key, agent_ephemeral, agent_static;  // from HELLO, checked
   std::string agent_fingerprint;  // of agent_key
   std::string peer_address;       // as libzmq reports it ("" if unknown)
+  std::string transport_key;      // the connection's CurveZMQ client key, hex ("" on a plain endpoint)
   std::optional<attestation::attested_key> attested;  // the evidence held; PROOF must return its secret
   std::optional<secret_bytes> static_share;  // broker static (TPM) × agent ephemeral
   suite agent_suite;
@@ -88,7 +89,8 @@ candidate enrolment::candidate_of(const session::hello_msg& hello, const crypto:
   return c;
 }
 
-void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, const std::string& peer_address) {
+void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, const std::string& peer_address,
+                         const std::string& transport_key) {
   if (frames.size() != 1) return out_.error(route, {status_code::malformed, "HELLO must be 2 frames"});
   auto hello = session::decode_hello(frames[0]);
   if (!hello) return refuse(route, "?", hello.error());
@@ -190,6 +192,7 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
   p->agent_key = std::move(key).value();
   p->agent_fingerprint = fingerprint;
   p->peer_address = peer_address;
+  p->transport_key = transport_key;
   if (attested) p->challenge.credential = attested->credential;
   p->attested = std::move(attested);
   p->ephemeral = crypto::ec_keypair::generate(s.ecdh_curve);
@@ -322,7 +325,7 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
     rec.ak_name = p.attested->ak_name;
   }
   rec.enrolled_at = rec.last_seen = now_unix_ms();
-  if (!reg_.enrol(rec, auth.token_hash))
+  if (!reg_.enrol(rec, auth.token_hash, p.transport_key))
     return refuse(route, name, {status_code::not_authorised, "the enrolment token was used by another enrolment meanwhile"});
   if (!before || before->fingerprint != rec.fingerprint)
     spdlog::warn("{} {} ({}) to key {} ({})", before ? "re-keyed" : "enrolled", name, rec.role, rec.fingerprint,

@@ -90,8 +90,11 @@ class enrolment {
 
   // on_hello / on_proof: frames after the kind (one body frame each). peer_address:
   // the connection's address as libzmq reports it ("" if unknown), recorded with a
-  // changed key for the operator.
-  void on_hello(const bytes& route, std::span<const bytes> frames, const std::string& peer_address = {});
+  // changed key for the operator. transport_key: the connection's CurveZMQ client key
+  // (hex, the ZAP handler's User-Id; "" on a plain endpoint), which an enrolment
+  // completed over it registers for the name (schemas/protocol.md §2.2).
+  void on_hello(const bytes& route, std::span<const bytes> frames, const std::string& peer_address = {},
+                const std::string& transport_key = {});
   void on_proof(const bytes& route, std::span<const bytes> frames);
   // on_signed: the identity worker finished a job.
   void on_signed(identity_result r);

@@ -146,6 +146,8 @@ metrics::metrics() {
   describe("hello_cookies_total", metric_kind::counter, "COOKIE answers to HELLOs without a valid cookie (issued: none; renewed: expired, or for another connection, name or key).", "outcome");
   describe("recipient_queue_full_total", metric_kind::counter, "Sends that found a recipient's queue full (max_queued_bytes_per_agent or send_hwm): the sender was told overloaded.");
   describe("consumers_dropped_total", metric_kind::counter, "Connections closed because nothing was written out to them for drop_stuck_consumer_seconds while bytes waited.");
+  describe("transport_admitted_total", metric_kind::counter, "TCP connections the ZAP handler admitted after their CurveZMQ handshake, by what admitted the client key (token, agent, unknown: admit_unknown_keys).", "by");
+  describe("transport_refused_total", metric_kind::counter, "TCP connections the ZAP handler refused, by reason (unknown_key; malformed: a request it could not read; error: the registry could not be read).", "reason");
   describe("agents_known", metric_kind::gauge, "Agent records held in memory: online agents and, at most max_agents, agents gone offline.");
   describe("key_changes_total", metric_kind::counter, "Enrolments of a known name with a new key (a token, the policy pin or an operator approval authorised it); online agents are told.");
   describe("publish_check_seconds", metric_kind::histogram, "Time to check one envelope at publish, by outcome.", "outcome");

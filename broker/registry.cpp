@@ -118,6 +118,13 @@ CREATE TABLE admin_nonces (
 ) STRICT;
 CREATE INDEX admin_nonces_by_timestamp ON admin_nonces (timestamp);
 )sql"},
+    // 5: CurveZMQ client keys the ZAP handler admits: a token's, an enrolled agent's.
+    {5, R"sql(
+ALTER TABLE tokens ADD COLUMN transport_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE agents ADD COLUMN transport_key TEXT NOT NULL DEFAULT '';
+CREATE INDEX tokens_by_transport_key ON tokens (transport_key) WHERE transport_key <> '';
+CREATE INDEX agents_by_transport_key ON agents (transport_key) WHERE transport_key <> '';
+)sql"},
 };
 
 static_assert(std::size(kMigrations) == registry::kSchemaVersion, "one migration per schema version");

@@ -103,6 +103,7 @@ struct token_record {
   std::string created_by;           // operator name
   std::int64_t used_at = 0;         // 0 until consumed
   std::string used_by_fingerprint;
+  std::string transport_key;        // hex CurveZMQ public key the token stands for ("" = none)
 
   std::string id() const { return hash.substr(0, 16); }
   friend bool operator==(const token_record&, const token_record&) = default;
@@ -123,7 +124,7 @@ struct key_revocation {
 class registry {
  public:
   // kSchemaVersion is the schema this build reads and writes (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
   // kMaxTokens bounds the tokens kept (issued, used or expired): add_token refuses
   // beyond it once expired and used ones older than a day are purged.
   static constexpr std::size_t kMaxTokens = 10000;
@@ -208,7 +209,13 @@ class registry {
   // key the name leaves behind is revoked (superseded) in the same transaction.
   // False, changing nothing, if the token is no longer usable (used, expired, deleted,
   // or not for this name, role or key): another enrolment consumed it meanwhile.
-  bool enrol(const agent_record& a, std::optional<std::string_view> token_hash);
+  // `transport_key` (hex CurveZMQ public key of the connection it came over; "" over
+  // ipc) becomes the key the ZAP handler admits for a.name.
+  bool enrol(const agent_record& a, std::optional<std::string_view> token_hash, std::string_view transport_key = {});
+  // transport_admission says why the ZAP handler admits the CurveZMQ client key
+  // `key_hex` at now_ms: "token" (a usable token stands for it), "agent" (an enrolled,
+  // unrevoked agent whose key is not revoked enrolled over it), or "" (unknown).
+  std::string transport_admission(std::string_view key_hex, std::int64_t now_ms) const;
   // add_token stores a new token. False if kMaxTokens are kept even after purging
   // tokens that expired or were used more than a day before `t.created_at`.
   bool add_token(const token_record& t);

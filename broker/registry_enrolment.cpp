@@ -13,7 +13,7 @@ using sqlite::transaction;
 constexpr std::int64_t kDayMs = 24LL * 3600 * 1000;
 
 #define AGENTBUS_TOKEN_COLUMNS \
-  "hash, name, role, fingerprint, created_at, expires_at, created_by, used_at, used_by_fingerprint"
+  "hash, name, role, fingerprint, created_at, expires_at, created_by, used_at, used_by_fingerprint, transport_key"
 
 token_record read_token(const statement& s) {
   token_record t;
@@ -26,12 +26,13 @@ token_record read_token(const statement& s) {
   t.created_by = s.text(6);
   t.used_at = s.int64(7);
   t.used_by_fingerprint = s.text(8);
+  t.transport_key = s.text(9);
   return t;
 }
 
 }  // namespace
 
-bool registry::enrol(const agent_record& a, std::optional<std::string_view> token_hash) {
+bool registry::enrol(const agent_record& a, std::optional<std::string_view> token_hash, std::string_view transport_key) {
   const sqlite::connection& c = self().conn;
   transaction t(c, "enrol");
   if (token_hash) {
@@ -46,6 +47,16 @@ bool registry::enrol(const agent_record& a, std::optional<std::string_view> toke
   }
   supersede_key(a.name, a.fingerprint, a.last_seen);
   upsert_agent(a);
+  if (!transport_key.empty()) {
+    // One agent per transport key: a key another name enrolled over moves here.
+    statement clear(c, "UPDATE agents SET transport_key = '' WHERE transport_key = ?1 AND name <> ?2",
+                    "enrol: move transport key");
+    clear.bind_text(1, transport_key).bind_text(2, a.name);
+    clear.run();
+    statement s(c, "UPDATE agents SET transport_key = ?2 WHERE name = ?1", "enrol: transport key");
+    s.bind_text(1, a.name).bind_text(2, transport_key);
+    s.run();
+  }
   t.commit();
   return true;
 }
@@ -62,10 +73,10 @@ bool registry::add_token(const token_record& tok) {
     statement n(c, "SELECT count(*) FROM tokens", "add_token: count");
     if (n.step() && n.count(0) >= kMaxTokens) return false;
   }
-  statement s(c, "INSERT INTO tokens (" AGENTBUS_TOKEN_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, '')",
+  statement s(c, "INSERT INTO tokens (" AGENTBUS_TOKEN_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, '', ?8)",
               "add_token");
   s.bind_text(1, tok.hash).bind_text(2, tok.name).bind_text(3, tok.role).bind_text(4, tok.fingerprint);
-  s.bind_int(5, tok.created_at).bind_int(6, tok.expires_at).bind_text(7, tok.created_by);
+  s.bind_int(5, tok.created_at).bind_int(6, tok.expires_at).bind_text(7, tok.created_by).bind_text(8, tok.transport_key);
   s.run();
   t.commit();
   return true;
@@ -94,6 +105,19 @@ std::vector<token_record> registry::usable_tokens(std::string_view name, std::st
   std::vector<token_record> out;
   while (s.step()) out.push_back(read_token(s));
   return out;
+}
+
+std::string registry::transport_admission(std::string_view key_hex, std::int64_t now_ms) const {
+  if (key_hex.empty()) return {};
+  statement s(self().conn,
+              "SELECT 'token' FROM tokens WHERE transport_key = ?1 AND used_at = 0 AND expires_at > ?2"
+              " UNION ALL"
+              " SELECT 'agent' FROM agents WHERE transport_key = ?1 AND revoked = 0"
+              "   AND fingerprint NOT IN (SELECT fingerprint FROM revoked_keys)"
+              " LIMIT 1",
+              "transport_admission");
+  s.bind_text(1, key_hex).bind_int(2, now_ms);
+  return s.step() ? s.text(0) : std::string{};
 }
 
 bool registry::delete_token(std::string_view id) {

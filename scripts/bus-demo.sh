@@ -281,7 +281,7 @@ for ((i = 0; i < 1200; i++)); do
 done
 [ -S "$state/broker.sock" ] || { show_log "$state/logs/broker.log" 40; die "the broker did not bind $endpoint within 60 s"; }
 for ((i = 0; i < 200; i++)); do
-  broker_line="$("$trust_tool" --admin "$admin_endpoint" --timeout-ms 500 broker 2>/dev/null)" && break
+  broker_line="$("$trust_tool" --admin "$admin_endpoint" --timeout-ms 500 broker 2>/dev/null | head -n 1)" && [ -n "$broker_line" ] && break
   sleep 0.05
 done
 [ -n "${broker_line:-}" ] || { show_log "$state/logs/broker.log" 40; die "the broker's admin endpoint did not answer"; }

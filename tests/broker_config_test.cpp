@@ -64,6 +64,10 @@ TEST(BrokerConfig, DefaultsApplyWhenOnlyRequiredKeysAreGiven) {
   EXPECT_EQ(c.max_agents, 10000u);
   EXPECT_EQ(c.max_subscriptions_per_agent, 256u);
   EXPECT_EQ(c.heartbeat_interval_ms, 5000);
+  EXPECT_TRUE(c.curve) << "TCP is CurveZMQ unless the operator turns it off";
+  EXPECT_FALSE(c.admit_unknown_keys);
+  EXPECT_EQ(c.curve_key_file, c.state_dir / "transport.key");
+  EXPECT_EQ(c.handshake_timeout_ms, 5000);
   EXPECT_TRUE(c.wire_batches);
   EXPECT_EQ(c.rekey_after_messages, 1000000u);
   EXPECT_EQ(c.rekey_after_seconds, 3600u);
@@ -84,8 +88,14 @@ TEST(BrokerConfig, EveryKeyIsRead) {
            "max_agents = 1000000\nmax_subscriptions_per_agent = 1\nheartbeat_interval_ms = 0\n"
            "[sessions]\nrekey_after_messages = 9223372036854775807\nrekey_after_seconds = 31536000\nrekey_grace_seconds = 0\n"
            "[forwarding]\nwire_batches = false\n"
+           "[transport]\ncurve = false\ncurve_key_file = \"/srv/keys/transport.key\"\nadmit_unknown_keys = true\n"
+           "handshake_timeout_ms = 60000\n"
            "[logging]\nformat = \"json\"\nlevel = \"trace\"\n";
   const broker_config c = parse_broker_config(d.text(), kFile);
+  EXPECT_FALSE(c.curve);
+  EXPECT_EQ(c.curve_key_file, fs::path("/srv/keys/transport.key"));
+  EXPECT_TRUE(c.admit_unknown_keys);
+  EXPECT_EQ(c.handshake_timeout_ms, 60000);
   EXPECT_EQ(c.name, "broker-2.eu_west");
   EXPECT_EQ(c.endpoints.size(), 3u);
   EXPECT_EQ(c.endpoints[1], "tcp://[::1]:6001");
@@ -198,6 +208,12 @@ std::vector<bad_case> bad_cases() {
        "between 0 and 3600000"},
       {"heartbeat_high", [](doc& d) { d.tail = "[limits]\nheartbeat_interval_ms = 3600001\n"; }, "limits.heartbeat_interval_ms",
        "(got 3600001)"},
+      {"transport_unknown_key", [](doc& d) { d.tail = "[transport]\ncurv = false\n"; }, "transport.curv", "unknown key"},
+      {"transport_curve_string", [](doc& d) { d.tail = "[transport]\ncurve = \"off\"\n"; }, "transport.curve", "true or false"},
+      {"handshake_timeout_low", [](doc& d) { d.tail = "[transport]\nhandshake_timeout_ms = 99\n"; },
+       "transport.handshake_timeout_ms", "between 100 and 60000"},
+      {"curve_key_file_empty", [](doc& d) { d.tail = "[transport]\ncurve_key_file = \"\"\n"; }, "transport.curve_key_file",
+       "must not be empty"},
       {"limits_unknown_key", [](doc& d) { d.tail = "[limits]\nmax_frame_byte = 2048\n"; }, "limits.max_frame_byte",
        "did you mean 'max_frame_bytes'"},
       {"limits_not_table", [](doc& d) { d.tail = "limits = 5\n"; }, "identity.limits", "unknown key"},

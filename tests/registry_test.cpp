@@ -149,7 +149,8 @@ TEST_F(RegistryTest, NewFileIsCreatedMigratedAndInWalMode) {
   EXPECT_EQ(raw.integer("PRAGMA application_id"), registry::kApplicationId);
   EXPECT_EQ(tables(db_), (std::vector<std::string>{"admin_nonces", "agents", "edges", "refusals", "revoked_keys", "tokens"}));
   EXPECT_EQ(raw.column("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name"),
-            (std::vector<std::string>{"admin_nonces_by_timestamp", "agents_by_fingerprint", "edges_by_b", "refusals_by_reason", "tokens_by_name"}));
+            (std::vector<std::string>{"admin_nonces_by_timestamp", "agents_by_fingerprint", "agents_by_transport_key",
+                                      "edges_by_b", "refusals_by_reason", "tokens_by_name", "tokens_by_transport_key"}));
 }
 
 TEST_F(RegistryTest, EmptyFileAtVersionZeroMigratesToCurrent) {
@@ -197,7 +198,8 @@ TEST_F(RegistryTest, SchemaOneIsMigratedKeepingItsRows) {
     raw.exec("DROP TABLE tokens");
     raw.exec("DROP TABLE revoked_keys");
     raw.exec("DROP TABLE admin_nonces");
-    for (const char* c : {"pending_at", "pending_address", "pending_evidence", "ek_ca", "ek_issuer", "ek_fingerprint", "ak_name"})
+    raw.exec("DROP INDEX agents_by_transport_key");
+    for (const char* c : {"transport_key", "pending_at", "pending_address", "pending_evidence", "ek_ca", "ek_issuer", "ek_fingerprint", "ak_name"})
       raw.exec(std::string("ALTER TABLE agents DROP COLUMN ") + c);
     raw.exec("PRAGMA user_version = 1");
   }
@@ -220,6 +222,51 @@ token_record sample_token(std::string hash, std::string name = "monitor-1", std:
   t.expires_at = t.created_at + 3'600'000;
   t.created_by = "alice";
   return t;
+}
+
+// The transport gate admits a token's CurveZMQ key while the token is usable, and an
+// agent's once it enrolled over it, until the agent or its key is revoked; one key
+// belongs to one agent.
+TEST_F(RegistryTest, TransportAdmissionFollowsTokensEnrolmentsAndRevocations) {
+  registry r(db_);
+  const std::int64_t now = 1'700'000'000'100;
+  const std::string h(64, '1'), tk(64, 'a'), other_key(64, 'b');
+  token_record t = sample_token(h);
+  t.transport_key = tk;
+  ASSERT_TRUE(r.add_token(t));
+  EXPECT_EQ(r.find_token(h)->transport_key, tk);
+  EXPECT_EQ(r.transport_admission(tk, now), "token");
+  EXPECT_EQ(r.transport_admission(tk, t.expires_at), "") << "expired";
+  EXPECT_EQ(r.transport_admission(other_key, now), "");
+  EXPECT_EQ(r.transport_admission("", now), "");
+
+  agent_record a = sample_agent("monitor-1");
+  a.last_seen = now;
+  ASSERT_TRUE(r.enrol(a, std::string_view(h), tk));
+  EXPECT_EQ(r.transport_admission(tk, now), "agent") << "the token is spent; the agent enrolled over its key";
+  EXPECT_EQ(r.transport_admission(tk, now + 86'400'000'000), "agent") << "no expiry for an agent's key";
+
+  // Enrolling over ipc (no transport key) keeps the key; another agent taking the key
+  // takes it from monitor-1.
+  ASSERT_TRUE(r.enrol(a, std::nullopt, ""));
+  EXPECT_EQ(r.transport_admission(tk, now), "agent");
+  agent_record b = sample_agent("monitor-2", std::string(64, 'e'));
+  b.last_seen = now;
+  ASSERT_TRUE(r.enrol(b, std::nullopt, tk));
+  raw_db raw(db_);
+  EXPECT_EQ(raw.value("SELECT transport_key FROM agents WHERE name = 'monitor-1'"), "");
+  EXPECT_EQ(raw.value("SELECT transport_key FROM agents WHERE name = 'monitor-2'"), tk);
+
+  ASSERT_TRUE(r.revoke("monitor-2", "compromised", now + 1));
+  EXPECT_EQ(r.transport_admission(tk, now + 2), "") << "revoked agent";
+  ASSERT_TRUE(r.unrevoke("monitor-2"));
+  EXPECT_EQ(r.transport_admission(tk, now + 3), "") << "its key stays revoked";
+  agent_record c = sample_agent("monitor-3", std::string(64, 'c'));
+  c.last_seen = now;
+  ASSERT_TRUE(r.enrol(c, std::nullopt, other_key));
+  EXPECT_EQ(r.transport_admission(other_key, now + 4), "agent");
+  ASSERT_TRUE(r.revoke_key({c.fingerprint, "monitor-3", "compromised", now + 5}));
+  EXPECT_EQ(r.transport_admission(other_key, now + 6), "") << "revoked key";
 }
 
 // A token is consumed with the enrolment it authorises, once, in one transaction;

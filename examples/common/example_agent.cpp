@@ -95,6 +95,8 @@ void add_options(CLI::App& app, example_options& opts, double default_seconds) {
   auto* tcti = app.add_option("--tcti", opts.tcti, "TPM holding the identity key, e.g. swtpm:path=/tmp/x/sock "
                                                    "(default: $AGENTBUS_TCTI; never a guessed address)");
   app.add_option("--broker", opts.broker, "Broker endpoint (default: the enrolment bundle's, else tcp://127.0.0.1:5555)");
+  app.add_option("--broker-transport-key", opts.broker_transport_key,
+                 "The broker's CurveZMQ key for a tcp:// endpoint (`agentbus-trust broker`; default: the bundle's)");
   app.add_option("--broker-fingerprint", opts.broker_fingerprint,
                  "The broker's identity key (hex SHA-256, `agentbus-trust broker` prints it); required unless the "
                  "enrolment bundle names it or --insecure-any-broker");
@@ -178,6 +180,7 @@ example_agent::example_agent(const example_options& opts) : opts_(opts) {
   if (!opts_.broker.empty()) ao.broker_endpoint = opts_.broker;
   if (ao.broker_endpoint.empty()) ao.broker_endpoint = "tcp://127.0.0.1:5555";
   if (!opts_.broker_fingerprint.empty()) ao.broker_fingerprint = opts_.broker_fingerprint;
+  if (!opts_.broker_transport_key.empty()) ao.broker_transport_key = opts_.broker_transport_key;
   ao.insecure_trust_any_broker = opts_.insecure_any_broker;
   ao.batch_signing = opts_.batch;
   agent_ = std::make_unique<agent>(ao, key_, policy_);

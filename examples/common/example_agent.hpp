@@ -53,6 +53,7 @@ struct example_options {
   std::string tcti;          // --tcti, else $AGENTBUS_TCTI
   std::string broker;  // default: the bundle's endpoint, else tcp://127.0.0.1:5555
   std::string broker_fingerprint;
+  std::string broker_transport_key;  // for tcp:// (default: the bundle's)
   std::string enrolment_bundle;   // the operator's bundle (agentbus-trust token create --out)
   bool insecure_any_broker = false;
   std::string policy_file = "config/policy.toml";

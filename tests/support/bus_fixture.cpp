@@ -1,5 +1,12 @@
 #include "support/bus_fixture.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <thread>
@@ -19,7 +26,9 @@ broker_process::broker_process(options opts) : opts_(std::move(opts)) {
   endpoint_ = "ipc://" + (dir_.path() / "broker.sock").string();
   admin_endpoint_ = "ipc://" + (dir_.path() / "admin.sock").string();
   std::ofstream cfg(dir_.path() / "broker.toml");
-  cfg << "[broker]\nname = \"test-broker\"\nendpoints = [\"" << endpoint_ << "\"]\n"
+  if (opts_.tcp) tcp_endpoint_ = "tcp://127.0.0.1:" + std::to_string(free_tcp_port());
+  cfg << "[broker]\nname = \"test-broker\"\nendpoints = [\"" << endpoint_ << "\""
+      << (opts_.tcp ? ", \"" + tcp_endpoint_ + "\"" : std::string()) << "]\n"
       << "policy = \"" << policy_file.string() << "\"\nstate_dir = \"state\"\nadmin_endpoint = \"" << admin_endpoint_
       << "\"\n[identity]\nkey_dir = \"key\"\ntcti = \"" << tpm_.tcti() << "\"\nsuite = \"ecdsa-p256-sha256\"\n"
       << "[limits]\n" << opts_.extra_limits << "\n[logging]\nlevel = \"info\"\n" << opts_.extra_sections << "\n";
@@ -98,6 +107,8 @@ std::string broker_process::issue_token(const std::string& name, const std::stri
 
 void broker_process::prepare(agent_options& o, const std::string& role, const identity_key& key) const {
   if (o.broker_fingerprint.empty() && !o.insecure_trust_any_broker) o.broker_fingerprint = fingerprint();
+  if (o.broker_endpoint.starts_with("tcp://") && o.broker_transport_key.empty() && !o.insecure_plain_tcp)
+    o.broker_transport_key = transport_key();
   if (!o.enrolment_token.empty() || knows(o.name)) return;
   auto t = broker::admin_client(admin_endpoint_).issue_token(*operator_key_, kOperatorName, o.name, role,
                                                              key.public_key().fingerprint_hex());
@@ -105,6 +116,28 @@ void broker_process::prepare(agent_options& o, const std::string& role, const id
   if (!t && t.error().code() != status_code::unknown_role)
     throw std::runtime_error("enrolment token for " + o.name + ": " + t.error().to_string());
   if (t) o.enrolment_token = *t;
+}
+
+std::string broker_process::transport_key() const {
+  auto k = broker::admin_client(admin_endpoint_).broker_transport_key();
+  if (!k) throw std::runtime_error("broker transport key: " + k.error().to_string());
+  return *k;
+}
+
+int free_tcp_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error("socket: " + std::string(std::strerror(errno)));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error("bind/getsockname: " + std::string(std::strerror(errno)));
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
 }
 
 bool broker_process::knows(const std::string& name) const {
@@ -154,7 +187,7 @@ bus_agent enrol_identity(const broker_process& b, test_identity id, const std::s
   a.id = std::move(id);
   agent_options opts = std::move(tweak);
   opts.name = name;
-  opts.broker_endpoint = b.endpoint();
+  if (opts.broker_endpoint.empty()) opts.broker_endpoint = b.endpoint();
   b.prepare(opts, role, *a.id.key);
   a.client = std::make_unique<agent>(opts, a.id.key, pol);
   agent_access::record_sent(*a.client);  // so that a test can replay what an agent sent

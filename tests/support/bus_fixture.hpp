@@ -31,6 +31,9 @@ class broker_process {
     bool permissive = false;            // --insecure-permissive-testing
     std::string extra_limits;           // TOML lines appended to [limits]
     std::string extra_sections;         // whole TOML sections appended to the config
+    // tcp: also listen on tcp://127.0.0.1:<a free port> (CurveZMQ unless
+    // extra_sections sets [transport] curve = false).
+    bool tcp = false;
   };
   explicit broker_process(options opts);
   broker_process() : broker_process(options{}) {}
@@ -45,6 +48,9 @@ class broker_process {
 
   const std::string& endpoint() const noexcept { return endpoint_; }
   const std::string& admin_endpoint() const noexcept { return admin_endpoint_; }
+  const std::string& tcp_endpoint() const noexcept { return tcp_endpoint_; }  // "" without options::tcp
+  // transport_key: the broker's CurveZMQ public key ("" when it has none).
+  std::string transport_key() const;
   std::string admin(const std::string& command);  // "stats" (JSON) or "metrics"
   std::string log() const;
   const std::filesystem::path& dir() const noexcept { return dir_.path(); }
@@ -54,7 +60,8 @@ class broker_process {
   // `key_fingerprint` unless empty), signed by the harness operator.
   std::string issue_token(const std::string& name, const std::string& role, const std::string& key_fingerprint = {}) const;
   // prepare fills what an operator hands an agent's owner: the broker's fingerprint
-  // (unless `o` names one or opts out) and, when the broker does not know o.name and
+  // (unless `o` names one or opts out), its transport key for a tcp:// endpoint
+  // (unless `o` names one or goes plain) and, when the broker does not know o.name and
   // `o` brings no token, a token for `role` bound to `key`.
   void prepare(agent_options& o, const std::string& role, const identity_key& key) const;
   // knows: the broker's registry holds `name`.
@@ -67,7 +74,7 @@ class broker_process {
   scoped_temp_dir dir_;
   std::shared_ptr<identity_key> operator_key_;
   swtpm_process tpm_;
-  std::string endpoint_, admin_endpoint_;
+  std::string endpoint_, admin_endpoint_, tcp_endpoint_;
   child_process proc_;
   int exit_status_ = -1;
 };
@@ -92,7 +99,12 @@ struct bus_agent {
   agent* operator->() const { return client.get(); }
 };
 
-// connect_agent enrols a new identity as `name`: it pins the broker's fingerprint
+// free_tcp_port: a loopback TCP port nothing listens on (the kernel's choice, released
+// again: a later bind may race another process, which tests accept).
+int free_tcp_port();
+
+// connect_agent enrols a new identity as `name` (over tweak.broker_endpoint, else the
+// broker's ipc endpoint): it pins the broker's fingerprint
 // (unless `tweak` names one or opts out) and, when the broker does not know the
 // name yet and `tweak` brings no token, presents a token issued for this key.
 bus_agent connect_agent(const broker_process& b, const std::filesystem::path& dir, const std::string& name,

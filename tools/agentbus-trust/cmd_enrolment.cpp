@@ -104,6 +104,9 @@ void add_token_create(CLI::App* token, const global_options& global, int* result
            << "broker_name = " << toml_string(broker.value("name", std::string())) << "\n"
            << "broker_fingerprint = " << toml_string(broker.value("fingerprint", std::string())) << "\n";
     if (!opts->endpoint.empty()) bundle << "broker_endpoint = " << toml_string(opts->endpoint) << "\n";
+    // The broker's CurveZMQ key, for tcp:// endpoints (null: it listens on none).
+    if (auto tk = broker.find("transport_key"); tk != broker.end() && tk->is_string())
+      bundle << "broker_transport_key = " << toml_string(tk->get<std::string>()) << "\n";
     bundle << "token = " << toml_string(r.at("token").get<std::string>()) << "\n"
            << "expires_at_unix_ms = " << rec.value("expires_at", std::int64_t{0}) << "\n";
     if (opts->op.json) {
@@ -128,7 +131,9 @@ void add_token_create(CLI::App* token, const global_options& global, int* result
 void add_enrolment_commands(CLI::App& app, const global_options& global, int* result) {
   {
     auto json_out = std::make_shared<bool>(false);
-    CLI::App* cmd = app.add_subcommand("broker", "Show the broker's name and identity fingerprint (what agents pin)");
+    CLI::App* cmd = app.add_subcommand("broker",
+                                       "Show the broker's name and identity fingerprint (what agents pin) and, on a "
+                                       "second line, its CurveZMQ transport key when it listens on TCP");
     cmd->add_flag("--json", *json_out, "Print the admin result as JSON");
     cmd->callback([&global, json_out, result] {
       auto src = open_source(global);
@@ -136,7 +141,11 @@ void add_enrolment_commands(CLI::App& app, const global_options& global, int* re
       if (!r) throw tool_error(exit_code_for(r.error(), false), r.error().to_string());
       if (r->is_null()) throw tool_error(kFailure, "the broker identity is known only to the running broker (not --db)");
       if (*json_out) std::cout << r->dump(2) << "\n";
-      else std::cout << r->value("name", std::string()) << " " << r->value("fingerprint", std::string()) << "\n";
+      else {
+        std::cout << r->value("name", std::string()) << " " << r->value("fingerprint", std::string()) << "\n";
+        if (auto tk = r->find("transport_key"); tk != r->end() && tk->is_string())
+          std::cout << "transport_key " << tk->get<std::string>() << "\n";
+      }
       *result = kOk;
     });
   }

@@ -78,6 +78,22 @@ struct agent_options {
   // a name in a role with enrolment = "token" and for a new key. It travels sealed
   // for the pinned broker (schemas/protocol.md §3.3). Empty: none.
   std::string enrolment_token;
+  // broker_transport_key: the broker's CurveZMQ public key (64 hex digits, as
+  // `agentbus-trust broker` prints it and enrolment bundles carry it). Required for a
+  // tcp:// endpoint: the hop is then encrypted and the broker proven to hold the key
+  // before a byte of the agent's traffic leaves (schemas/protocol.md §2.2). Not used
+  // for ipc://, which stays plain behind file permissions.
+  std::string broker_transport_key;
+  // transport_key_file: where this agent keeps its own CurveZMQ key (64 hex digits,
+  // mode 0600; made on first use). The broker admits a client key it knows: the key
+  // an enrolment token stands for (used instead of this file whenever
+  // enrolment_token is set) or the key the agent last enrolled over. Empty: a new key
+  // each run, which a broker admits only alongside a token.
+  std::filesystem::path transport_key_file;
+  // insecure_plain_tcp: connect to a tcp:// endpoint without CurveZMQ (a broker whose
+  // [transport] curve = "off"): traffic crosses the network in clear and any host
+  // on the path can answer as the broker's transport. Loopback tests only.
+  bool insecure_plain_tcp = false;
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds session_timeout{5'000};  // peer session set-up
   std::chrono::milliseconds max_clock_skew{30'000};
@@ -116,9 +132,10 @@ struct agent_options {
 
 // enrolment_bundle is what an operator hands an agent's owner (one TOML file written
 // by `agentbus-trust token create --out FILE`, mode 0600): the name and role, the
-// broker's fingerprint and, if the operator knew it, its endpoint, and the one-time
-// token. load_enrolment_bundle reads it into `options` (name, broker_fingerprint,
-// enrolment_token, and broker_endpoint when the file has one and options has none)
+// broker's fingerprint and transport key and, if the operator knew it, its endpoint,
+// and the one-time token. load_enrolment_bundle reads it into `options` (name,
+// broker_fingerprint, enrolment_token, and broker_endpoint and broker_transport_key
+// when the file has them and options has none)
 // and returns the role; throws std::runtime_error naming the file and field when it
 // cannot be read or is invalid.
 std::string load_enrolment_bundle(const std::filesystem::path& file, agent_options& options);

@@ -9,6 +9,7 @@
 
 #include "client/agent_internals.hpp"
 #include "client/agent_runtime.hpp"
+#include "net/transport_key.hpp"
 #include "session/key_agreement.hpp"
 
 namespace agentbus {
@@ -53,6 +54,33 @@ void stop_threads(client::agent_runtime& d) {
   d.jobs.stop();
   d.pending_requests.fail_all(status{status_code::timeout, "agent stopped"});
 }
+
+// use_curve makes the DEALER a CurveZMQ client of the broker (schemas/protocol.md
+// §2.2). The client key: the one the enrolment token stands for when there is a
+// token (the broker admits it while the token is usable, and registers it when the
+// agent enrols over it), else the agent's own key file, else a key for this run.
+void use_curve(zmq::socket_t& dealer, const agent_options& o) {
+  net::curve_public_key server{};
+  (void)net::parse_curve_public(o.broker_transport_key, server);  // checked by the constructor
+  net::curve_keypair own;
+  const char* which = "a new key for this run (admitted only if the broker knows it)";
+  if (!o.enrolment_token.empty()) {
+    own = net::curve_from_token(from_hex(o.enrolment_token));
+    which = "the enrolment token's";
+  } else if (!o.transport_key_file.empty()) {
+    try {
+      own = net::curve_load_or_create(o.transport_key_file);
+    } catch (const std::runtime_error& e) {
+      throw std::invalid_argument(std::string("agent_options::transport_key_file: ") + e.what());
+    }
+    which = "its key file's";
+  } else {
+    own = net::curve_generate();
+  }
+  net::make_curve_client(dealer, own, server);
+  spdlog::info("[{}] CurveZMQ to {}: broker key {}…, client key {}… ({})", o.name, o.broker_endpoint,
+               o.broker_transport_key.substr(0, 16), to_hex(own.public_key).substr(0, 16), which);
+}
 }  // namespace
 
 agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shared_ptr<const policy> pol) {
@@ -72,6 +100,16 @@ agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shar
     if (from_hex(options.enrolment_token, &hex_ok).size() != session::kEnrolmentTokenSize || !hex_ok)
       throw std::invalid_argument("agent_options::enrolment_token must be 64 hex digits");
   }
+  if (!options.broker_transport_key.empty()) {
+    net::curve_public_key ignored{};
+    if (!net::parse_curve_public(options.broker_transport_key, ignored))
+      throw std::invalid_argument("agent_options::broker_transport_key must be 64 hex digits");
+  }
+  if (net::is_tcp_endpoint(options.broker_endpoint) && options.broker_transport_key.empty() &&
+      !options.insecure_plain_tcp)
+    throw std::invalid_argument("agent_options::broker_transport_key is required for a tcp:// endpoint (the broker's "
+                                "CurveZMQ key, as `agentbus-trust broker` prints it and enrolment bundles carry "
+                                "it); set insecure_plain_tcp only for a broker with [transport] curve = \"off\"");
   auto s = pol->suite_for(key->metadata().role);
   if (!s) throw enrolment_error(s.error().code(), s.error().to_string());
   if (key->key_suite().name != s->name)
@@ -90,6 +128,10 @@ agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shar
   d.dealer.set(zmq::sockopt::sndhwm, 10000);
   d.dealer.set(zmq::sockopt::rcvhwm, std::max(1, d.opts.receive_queue));
   d.dealer.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(client::kMaxReceivedFrameBytes));
+  if (net::is_tcp_endpoint(d.opts.broker_endpoint) && !d.opts.insecure_plain_tcp) use_curve(d.dealer, d.opts);
+  else if (net::is_tcp_endpoint(d.opts.broker_endpoint))
+    spdlog::critical("[{}] connecting to {} WITHOUT CurveZMQ (insecure_plain_tcp): traffic in clear, broker transport "
+                     "unauthenticated", d.opts.name, d.opts.broker_endpoint);
   d.dealer.connect(d.opts.broker_endpoint);
 
   d.jobs.start();

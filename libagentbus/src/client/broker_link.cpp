@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <future>
+#include <utility>
 
 #include "session/checks.hpp"
 #include "session/handshake.hpp"
@@ -165,6 +166,21 @@ void broker_link::on_reconnected() {
   (void)send_control(session::control::ping{});
 }
 
+void broker_link::on_transport_refused(const std::string& why) {
+  bool log = false;
+  {
+    std::lock_guard lock(mu_);
+    if (current_ && !outcome_) outcome_ = status{status_code::not_authorised, why};
+    else transport_refusal_ = why;  // for a handshake about to start
+    if (steady::now() - last_refusal_log_ >= std::chrono::seconds(10)) {
+      last_refusal_log_ = steady::now();
+      log = true;
+    }
+  }
+  cv_.notify_all();
+  if (log) spdlog::error("[{}] {}", opts_.name, why);
+}
+
 void broker_link::tick() {
   bool due;
   {
@@ -192,6 +208,7 @@ status broker_link::handshake() {
   cookie_.reset();
   challenge_.reset();
   outcome_.reset();
+  if (!transport_refusal_.empty()) outcome_ = status{status_code::not_authorised, std::exchange(transport_refusal_, {})};
   // However it ends, the handshake is forgotten under the lock (the io thread reads it).
   struct clear_current {
     broker_link& l;

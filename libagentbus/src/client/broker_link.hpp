@@ -61,6 +61,11 @@ class broker_link final : public session::hop_receiver {
   // on_reconnected: the connection was replaced; one ping makes a restarted broker
   // answer unknown_agent at once.
   void on_reconnected();
+  // on_transport_refused: the broker's transport turned the connection away during
+  // the ZMTP handshake (connection_monitor::take_refusal). A handshake in progress
+  // ends with not_authorised and `why` at once, rather than at its timeout; later
+  // ones are logged (rate-limited).
+  void on_transport_refused(const std::string& why);
   // tick starts a hop rekey when the hop session is due for one.
   void tick();
 
@@ -114,6 +119,8 @@ class broker_link final : public session::hop_receiver {
   std::optional<bytes> cookie_;     // the latest COOKIE for the handshake in progress
   std::optional<bytes> challenge_;
   std::optional<status> outcome_;  // set when it ended: ok (WELCOME installed) or why not
+  std::string transport_refusal_;  // a transport refusal seen while no handshake ran
+  std::chrono::steady_clock::time_point last_refusal_log_{};
   job pending_job_ = job::none;
   job running_ = job::none;
   bool stopping_ = false;

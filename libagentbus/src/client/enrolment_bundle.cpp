@@ -25,8 +25,9 @@ std::string load_enrolment_bundle(const std::filesystem::path& file, agent_optio
     if (!n->is_string()) throw std::runtime_error(file.string() + ": " + key + ": must be a string");
     return n->as_string()->get();
   };
-  auto hex32 = [&](const char* key) {
-    std::string v = text(key, true);
+  auto hex32 = [&](const char* key, bool required = true) {
+    std::string v = text(key, required);
+    if (v.empty() && !required) return v;
     bool ok = false;
     if (v.size() != 64 || from_hex(v, &ok).size() != 32 || !ok)
       throw std::runtime_error(file.string() + ": " + key + ": must be 64 hex digits");
@@ -37,10 +38,12 @@ std::string load_enrolment_bundle(const std::filesystem::path& file, agent_optio
   const std::string fingerprint = hex32("broker_fingerprint");
   const std::string token = hex32("token");
   const std::string endpoint = text("broker_endpoint", false);
+  const std::string transport_key = hex32("broker_transport_key", false);
   options.name = name;
   options.broker_fingerprint = fingerprint;
   options.enrolment_token = token;
   if (options.broker_endpoint.empty()) options.broker_endpoint = endpoint;
+  if (options.broker_transport_key.empty()) options.broker_transport_key = transport_key;
   return role;
 }
 

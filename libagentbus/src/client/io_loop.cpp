@@ -40,7 +40,10 @@ void agent_runtime::io_loop() {
       if (e.num() != EINTR) throw;
     }
     if (items[1].revents & ZMQ_POLLIN) outbound.drain_wake();
-    if ((items[2].revents & ZMQ_POLLIN) && monitor->reconnected()) link.on_reconnected();
+    if (items[2].revents & ZMQ_POLLIN) {
+      if (monitor->reconnected()) link.on_reconnected();
+      if (std::string why = monitor->take_refusal(); !why.empty()) link.on_transport_refused(why);
+    }
     send_queued(send_blocked);
     for (int budget = 0; reading && budget < 1024; ++budget) {
       // The largest message is a wire batch: kind, session id, MAC, 2 frames an envelope.

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 
 namespace agentbus::net {
 namespace {
@@ -20,7 +21,9 @@ std::string next_endpoint() {
 connection_monitor::connection_monitor(zmq::context_t& ctx, zmq::socket_t& watched) : watched_(watched) {
   const std::string endpoint = next_endpoint();
   // libzmq binds its end of the pair here; ours connects below.
-  if (zmq_socket_monitor(watched.handle(), endpoint.c_str(), ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
+  if (zmq_socket_monitor(watched.handle(), endpoint.c_str(),
+                         ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0)
     throw zmq::error_t();
   try {
     events_ = zmq::socket_t(ctx, zmq::socket_type::pair);
@@ -44,10 +47,22 @@ bool connection_monitor::reconnected() {
   bool again = false;
   zmq::message_t part;
   // An event is two frames: 6 bytes (u16 event, u32 value, host order), then the
-  // endpoint. Only the event number matters here.
+  // endpoint.
   while (events_.recv(part, zmq::recv_flags::dontwait)) {
     std::uint16_t event = 0;
-    if (part.size() >= sizeof event) std::memcpy(&event, part.data(), sizeof event);
+    std::uint32_t value = 0;
+    if (part.size() >= sizeof event + sizeof value) {
+      std::memcpy(&event, part.data(), sizeof event);
+      std::memcpy(&value, part.data<std::uint8_t>() + sizeof event, sizeof value);
+    }
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+      refusal_ = "the broker's transport refused this agent's CurveZMQ key (ZAP status " + std::to_string(value) +
+                 "): it admits the key of a usable enrolment token or of an enrolled agent";
+    else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+      refusal_ = value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+                     ? "the broker's transport uses another security mechanism (CurveZMQ on one side only: set "
+                       "broker_transport_key, or insecure_plain_tcp for a plain broker)"
+                     : "the ZMTP handshake with the broker failed (protocol error " + std::to_string(value) + ")";
     while (part.more() && events_.recv(part, zmq::recv_flags::dontwait)) {
     }
     if (event == ZMQ_EVENT_DISCONNECTED) {
@@ -59,5 +74,7 @@ bool connection_monitor::reconnected() {
   }
   return again;
 }
+
+std::string connection_monitor::take_refusal() { return std::exchange(refusal_, std::string{}); }
 
 }  // namespace agentbus::net

@@ -13,7 +13,7 @@
 namespace agentbus::net {
 
 // connection_monitor watches `watched` through zmq_socket_monitor on an inproc
-// endpoint of its own (ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) and reads the
+// endpoint of its own (connected, disconnected, handshake refused) and reads the
 // events without blocking. It borrows the context and the watched socket: close it
 // (or destroy it) before either, i.e. declare it after them. Held in place (not
 // copied or moved); close() is idempotent and the destructor does not throw. The
@@ -35,6 +35,12 @@ class connection_monitor {
   // is not a reconnection). Each reconnection is reported once.
   bool reconnected();
 
+  // take_refusal returns, once, why the peer turned the latest connection away during
+  // the ZMTP handshake, as read by reconnected(): "" when it did not. A CurveZMQ
+  // server's ZAP handler refusing the client key, or a mechanism mismatch (CurveZMQ
+  // on one side only), never ends on its own: libzmq just reconnects and retries.
+  std::string take_refusal();
+
   // close stops the monitoring and closes the event socket. The watched socket must
   // still be open.
   void close() noexcept;
@@ -43,6 +49,7 @@ class connection_monitor {
   zmq::socket_ref watched_;
   zmq::socket_t events_;
   bool disconnected_ = false;  // a DISCONNECTED not yet followed by a CONNECTED
+  std::string refusal_;
 };
 
 }  // namespace agentbus::net

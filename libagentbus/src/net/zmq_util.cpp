@@ -21,6 +21,10 @@ bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_fra
           std::string_view(msg.data<char>(), msg.size()) == peer_address->kind) {
         const char* a = zmq_msg_gets(msg.handle(), "Peer-Address");
         *peer_address->out = a != nullptr ? a : "";
+        if (peer_address->user_id != nullptr) {
+          const char* u = zmq_msg_gets(msg.handle(), "User-Id");
+          *peer_address->user_id = u != nullptr ? u : "";
+        }
       }
     } else {
       overflow = true;

@@ -21,11 +21,13 @@ using frames = std::vector<bytes>;
 //
 // peer_address: when set and the message's second frame (a ROUTER's first after the
 // routing id) equals `kind`, `*out` is set to libzmq's "Peer-Address" of the
-// connection ("" where the transport has none); otherwise it is left alone. Asked
-// only for that kind, so other messages pay nothing for it.
+// connection ("" where the transport has none) and `*user_id` (when set) to its
+// "User-Id" (what a ZAP handler named the peer; "" without one); otherwise both are
+// left alone. Asked only for that kind, so other messages pay nothing for it.
 struct peer_address_of {
   std::string_view kind;
   std::string* out = nullptr;
+  std::string* user_id = nullptr;
 };
 bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_frames = 8,
                          const peer_address_of* peer_address = nullptr);

@@ -1,0 +1,385 @@
+// The encrypted, broker-authenticated transport (issue 12): agents on tcp:// endpoints
+// speak CurveZMQ to a broker whose key they know, and the broker's ZAP handler turns
+// away every client key nobody vouched for before a single message frame of theirs is
+// accepted. Case 1 (a peer that sends frames with MORE set and never ends its message,
+// which libzmq buffers whole) is replayed here against real brokers.
+#include <arpa/inet.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "agentbus/agent.hpp"
+#include "net/transport_key.hpp"
+#include "support/bus_fixture.hpp"
+#include "support/inbox.hpp"
+
+namespace agentbus {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::broker_process;
+using testing::bus_agent;
+using testing::connect_agent;
+using testing::inbox;
+using testing::text;
+using testing::wait_until;
+
+class Transport : public testing::broker_test {};
+
+broker_process::options tcp_broker(std::string extra_sections = {}) {
+  broker_process::options o;
+  o.tcp = true;
+  o.extra_sections = std::move(extra_sections);
+  return o;
+}
+
+// What case 1's budget allows unauthenticated peers to make the broker hold together
+// (docs/threat-model.md).
+constexpr long kUnauthenticatedBudgetKib = 64 * 1024;
+constexpr std::size_t kMaxFrameBytes = 1114112;  // the broker's default max_frame_bytes
+
+long rss_kib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+// series reads one series (`name{label}` or `name`) from the broker's Prometheus text; 0 when absent.
+double series(broker_process& b, const std::string& name_and_labels) {
+  const std::string all = b.admin("metrics");
+  const std::string prefix = "agentbus_" + name_and_labels + " ";
+  for (std::size_t at = 0; at < all.size();) {
+    std::size_t eol = all.find('\n', at);
+    if (eol == std::string::npos) eol = all.size();
+    if (all.compare(at, prefix.size(), prefix) == 0) return std::stod(all.substr(at + prefix.size(), eol - at - prefix.size()));
+    at = eol + 1;
+  }
+  return 0;
+}
+
+int port_of(const std::string& tcp_endpoint) { return std::stoi(tcp_endpoint.substr(tcp_endpoint.rfind(':') + 1)); }
+
+// raw_connect opens a non-blocking TCP connection to 127.0.0.1:port (-1 on failure).
+int raw_connect(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  ::fcntl(fd, F_SETFL, O_NONBLOCK);
+  return fd;
+}
+
+// zmtp_greeting: a ZMTP 3.0 client greeting (RFC 23) offering `mechanism`.
+std::string zmtp_greeting(const std::string& mechanism) {
+  std::string g(64, '\0');
+  g[0] = '\xff';
+  g[9] = '\x7f';
+  g[10] = 3;  // version 3.0
+  g[11] = 0;
+  g.replace(12, mechanism.size(), mechanism);
+  return g;  // as-server 0, filler zeros
+}
+
+// frame_header: a long ZMTP frame of `size` bytes (flags: long, more and/or command).
+std::string frame_header(std::uint64_t size, bool more, bool command) {
+  std::string h(9, '\0');
+  h[0] = static_cast<char>(0x02 | (more ? 0x01 : 0) | (command ? 0x04 : 0));
+  for (int i = 0; i < 8; ++i) h[static_cast<std::size_t>(1 + i)] = static_cast<char>(size >> (8 * (7 - i)));
+  return h;
+}
+
+// write_some writes what the socket takes now; false once the peer has closed it.
+bool write_some(int fd, const std::string& data, std::size_t& offset) {
+  while (offset < data.size()) {
+    const ssize_t n = ::send(fd, data.data() + offset, data.size() - offset, MSG_NOSIGNAL);
+    if (n > 0) {
+      offset += static_cast<std::size_t>(n);
+      continue;
+    }
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+  return true;
+}
+
+// closed_by_peer: the peer has closed `fd` (EOF or reset), without blocking.
+bool closed_by_peer(int fd) {
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) continue;  // the broker's greeting
+    return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+  }
+}
+
+// endless_multipart replays case 1 as reported: a raw ZMTP client on its own
+// connection sends a greeting, a HELLO frame and then 1 MiB frames with MORE set,
+// never a last frame, reconnecting whenever the broker closes the connection.
+// Returns the bytes the kernel accepted from it.
+struct flood_result {
+  std::uint64_t bytes = 0;
+  int connections = 0;
+};
+flood_result endless_multipart(int port, const std::string& mechanism, std::chrono::milliseconds how_long) {
+  flood_result r;
+  const std::string mib_frame = frame_header(1 << 20, true, false) + std::string(1 << 20, 'x');
+  const auto end = std::chrono::steady_clock::now() + how_long;
+  while (std::chrono::steady_clock::now() < end) {
+    const int fd = raw_connect(port);
+    if (fd < 0) {
+      std::this_thread::sleep_for(10ms);
+      continue;
+    }
+    ++r.connections;
+    std::string first = zmtp_greeting(mechanism) + frame_header(5, true, false) + "HELLO";
+    std::size_t off = 0;
+    bool open = write_some(fd, first, off);
+    while (open && std::chrono::steady_clock::now() < end) {
+      if (off == first.size()) {
+        first = mib_frame;
+        off = 0;
+      }
+      const std::size_t before = off;
+      open = write_some(fd, first, off);
+      r.bytes += off - before;
+      if (open && off == before) std::this_thread::sleep_for(1ms);  // the kernel buffers are full
+    }
+    ::close(fd);
+  }
+  return r;
+}
+
+// exchange: `a` and `b` each send `n` envelopes to the other, and all arrive.
+void expect_exchange(bus_agent& a, const std::string& a_name, bus_agent& b, const std::string& b_name, int n) {
+  inbox in_a, in_b;
+  in_a.attach(*a.client);
+  in_b.attach(*b.client);
+  for (int i = 0; i < n; ++i) {
+    ASSERT_TRUE(a->send(b_name, "text/plain", text("to b " + std::to_string(i))).ok());
+    ASSERT_TRUE(b->send(a_name, "text/plain", text("to a " + std::to_string(i))).ok());
+  }
+  EXPECT_TRUE(wait_until([&] { return in_a.count() == static_cast<std::size_t>(n) && in_b.count() == static_cast<std::size_t>(n); }))
+      << in_a.describe() << in_b.describe();
+  EXPECT_EQ(in_a.rejected() + in_b.rejected(), 0u) << in_a.describe() << in_b.describe();
+}
+
+TEST(TransportKeys, ATokensKeyIsTheX25519KeyOfItsHkdfAndMatchesLibzmq) {
+  // The broker derives the key a token stands for; the agent derives the same from
+  // the token; libzmq (libsodium) must compute the same public key from the secret.
+  const bytes token = crypto::random_bytes(32);
+  const net::curve_keypair k = net::curve_from_token(token);
+  const secret_bytes s = crypto::hkdf(hash_algorithm::sha256, token, {},
+                                      byte_view(reinterpret_cast<const std::uint8_t*>(net::kTransportKeyInfo.data()),
+                                                net::kTransportKeyInfo.size()),
+                                      32);
+  EXPECT_TRUE(crypto::constant_time_equal(s.view(), k.secret.view()));
+  char secret_z85[41] = {}, public_z85[41] = {};
+  ASSERT_NE(zmq_z85_encode(secret_z85, k.secret.data(), 32), nullptr);
+  ASSERT_EQ(zmq_curve_public(public_z85, secret_z85), 0);
+  std::uint8_t from_zmq[32] = {};
+  ASSERT_NE(zmq_z85_decode(from_zmq, public_z85), nullptr);
+  EXPECT_EQ(to_hex(byte_view(from_zmq, 32)), to_hex(k.public_key));
+  // Two tokens, two keys.
+  EXPECT_NE(to_hex(net::curve_from_token(crypto::random_bytes(32)).public_key), to_hex(k.public_key));
+}
+
+TEST_F(Transport, AnAgentEnrolsOverCurveWithItsTokenAndComesBackOverTheKeyItEnrolledWith) {
+  broker_process& b = broker(tcp_broker());
+  ASSERT_FALSE(b.transport_key().empty());
+  EXPECT_NE(b.log().find("CurveZMQ, broker transport key " + b.transport_key()), std::string::npos) << b.log();
+
+  auto id = testing::make_identity(dir_.path() / "monitor-tcp", "MONITOR");
+  auto key = id.key;
+  const std::string token = b.issue_token("monitor-tcp", "MONITOR", key->public_key().fingerprint_hex());
+  agent_options over_tcp;
+  over_tcp.broker_endpoint = b.tcp_endpoint();
+  over_tcp.enrolment_token = token;
+  bus_agent monitor = testing::enrol_identity(b, std::move(id), "monitor-tcp", over_tcp);
+  auto director = connect_agent(b, dir_.path(), "director-ipc", "DIRECTOR");
+  expect_exchange(monitor, "monitor-tcp", director, "director-ipc", 20);
+  EXPECT_EQ(series(b, "transport_admitted_total{by=\"token\"}"), 1);
+
+  // Restarted with the same options: the token is spent, but the key it stands for
+  // is now the one monitor-tcp enrolled over.
+  monitor.client.reset();
+  agent_options again = over_tcp;
+  again.name = "monitor-tcp";
+  again.enrolment_token = token;
+  b.prepare(again, "MONITOR", *key);
+  auto pol = std::make_shared<policy>(policy::load_file(testing::source_dir() / "config" / "policy.toml"));
+  monitor.client = std::make_unique<agent>(again, key, pol);
+  expect_exchange(monitor, "monitor-tcp", director, "director-ipc", 5);
+  EXPECT_EQ(series(b, "transport_admitted_total{by=\"agent\"}"), 1);
+
+  // Without the token, from a key file the broker never saw: refused at the transport,
+  // and the agent says so at once (not at connect_timeout).
+  monitor.client.reset();
+  agent_options stranger = again;
+  stranger.enrolment_token.clear();
+  stranger.transport_key_file = dir_.path() / "monitor-tcp.transport.key";
+  stranger.connect_timeout = 20s;
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    agent refused(stranger, key, pol);
+    ADD_FAILURE() << "an unknown transport key was admitted";
+  } catch (const enrolment_error& e) {
+    EXPECT_EQ(e.code(), status_code::not_authorised) << e.what();
+    EXPECT_NE(std::string(e.what()).find("refused this agent's CurveZMQ key"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s);
+  EXPECT_GE(series(b, "transport_refused_total{reason=\"unknown_key\"}"), 1);
+  // The key file was made 0600 on first use.
+  struct stat st {};
+  ASSERT_EQ(::stat(stranger.transport_key_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(Transport, AnAgentWithoutTheBrokersTransportKeyIsRefusedBeforeConnecting) {
+  broker_process& b = broker(tcp_broker());
+  auto id = testing::make_identity(dir_.path() / "m", "MONITOR");
+  agent_options o;
+  o.name = "monitor-nokey";
+  o.broker_endpoint = b.tcp_endpoint();
+  o.broker_fingerprint = b.fingerprint();
+  auto pol = std::make_shared<policy>(policy::load_file(testing::source_dir() / "config" / "policy.toml"));
+  EXPECT_THROW(agent(o, id.key, pol), std::invalid_argument);
+  o.broker_transport_key = "00ff";
+  EXPECT_THROW(agent(o, id.key, pol), std::invalid_argument);
+  // A plain client (insecure_plain_tcp) meets a CurveZMQ broker: a mechanism mismatch,
+  // reported as such.
+  o.broker_transport_key.clear();
+  o.insecure_plain_tcp = true;
+  o.connect_timeout = 20s;
+  b.prepare(o, "MONITOR", *id.key);
+  try {
+    agent plain(o, id.key, pol);
+    ADD_FAILURE() << "a plain client enrolled with a CurveZMQ broker";
+  } catch (const enrolment_error& e) {
+    EXPECT_NE(std::string(e.what()).find("another security mechanism"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(Transport, Case1EndlessMultipartFromUnauthenticatedPeersCostsTheBrokerNothing) {
+  broker_process& b = broker(tcp_broker());
+  agent_options over_tcp;
+  over_tcp.broker_endpoint = b.tcp_endpoint();
+  auto monitor = connect_agent(b, dir_.path(), "monitor-1", "MONITOR", false, over_tcp);
+  auto director = connect_agent(b, dir_.path(), "director-1", "DIRECTOR");
+  expect_exchange(monitor, "monitor-1", director, "director-1", 5);
+  const long before = rss_kib(b.pid());
+  const int port = port_of(b.tcp_endpoint());
+
+  // As reported (3 connections took the broker from 24 MiB to 3.1 GiB): three raw
+  // clients offering NULL, three offering CURVE without ever completing it, and
+  // three libzmq clients with CurveZMQ keys nobody vouched for sending 1 MiB messages.
+  std::vector<std::thread> attackers;
+  std::atomic<std::uint64_t> sent{0};
+  std::atomic<int> connections{0};
+  for (const char* mech : {"NULL", "NULL", "NULL", "CURVE", "CURVE", "CURVE"})
+    attackers.emplace_back([&, m = std::string(mech)] {
+      const auto r = endless_multipart(port, m, 4s);
+      sent += r.bytes;
+      connections += r.connections;
+    });
+  std::atomic<int> zmq_sent{0};
+  for (int i = 0; i < 3; ++i)
+    attackers.emplace_back([&] {
+      zmq::context_t ctx(1);
+      zmq::socket_t s(ctx, zmq::socket_type::dealer);
+      net::curve_public_key server{};
+      ASSERT_TRUE(net::parse_curve_public(b.transport_key(), server));
+      net::make_curve_client(s, net::curve_generate(), server);
+      s.set(zmq::sockopt::linger, 0);
+      s.set(zmq::sockopt::sndtimeo, 100);
+      s.connect(b.tcp_endpoint());
+      const std::string mib(1 << 20, 'y');
+      const auto end = std::chrono::steady_clock::now() + 4s;
+      while (std::chrono::steady_clock::now() < end) {
+        if (s.send(zmq::buffer(mib), zmq::send_flags::sndmore) && s.send(zmq::buffer(mib), zmq::send_flags::none)) ++zmq_sent;
+        else std::this_thread::sleep_for(10ms);
+      }
+    });
+  // Meanwhile the legitimate agents keep enrolling and exchanging envelopes.
+  auto late = connect_agent(b, dir_.path(), "monitor-late", "MONITOR", false, over_tcp);
+  expect_exchange(late, "monitor-late", director, "director-1", 20);
+  expect_exchange(monitor, "monitor-1", director, "director-1", 20);
+  for (auto& t : attackers) t.join();
+  const long after = rss_kib(b.pid());
+
+  std::printf("case 1: %d raw connections, %.1f MiB accepted by the kernel; %d libzmq messages of 2 MiB queued by "
+              "unknown-key clients; broker RSS %ld -> %ld KiB (%+ld KiB)\n",
+              connections.load(), static_cast<double>(sent.load()) / (1 << 20), zmq_sent.load(), before, after,
+              after - before);
+  EXPECT_GT(connections.load(), 6);                                        // the attack ran
+  EXPECT_GE(series(b, "transport_refused_total{reason=\"unknown_key\"}"), 3);  // ZAP turned the keys away
+  EXPECT_LT(after - before, kUnauthenticatedBudgetKib);
+  EXPECT_TRUE(b.running());
+}
+
+TEST_F(Transport, APeerThatNeverFinishesTheHandshakeIsClosedAfterHandshakeTimeout) {
+  // libzmq allocates a frame's declared size (up to max_frame_bytes) before the
+  // CurveZMQ handshake has authenticated anyone: what one unauthenticated connection
+  // can make the broker hold, until [transport] handshake_timeout_ms closes it.
+  broker_process& b = broker(tcp_broker("[transport]\nhandshake_timeout_ms = 1000\n"));
+  const int port = port_of(b.tcp_endpoint());
+  const long before = rss_kib(b.pid());
+  constexpr int kConnections = 16;
+  std::vector<int> fds;
+  for (int i = 0; i < kConnections; ++i) {
+    const int fd = raw_connect(port);
+    ASSERT_GE(fd, 0);
+    // A HELLO command declared at max_frame_bytes, all but its last byte sent.
+    const std::string data = zmtp_greeting("CURVE") + frame_header(kMaxFrameBytes, false, true) +
+                             std::string(kMaxFrameBytes - 1, 'h');
+    std::size_t off = 0;
+    const auto give_up = std::chrono::steady_clock::now() + 5s;
+    while (off < data.size() && std::chrono::steady_clock::now() < give_up) {
+      ASSERT_TRUE(write_some(fd, data, off)) << "the broker closed connection " << i << " before the timeout";
+      if (off < data.size()) std::this_thread::sleep_for(1ms);
+    }
+    fds.push_back(fd);
+  }
+  std::this_thread::sleep_for(300ms);  // the broker's I/O thread reads what the kernel holds
+  const long held = rss_kib(b.pid());
+  // Every one of them is closed by the handshake timeout (nothing else would close it).
+  EXPECT_TRUE(wait_until(
+      [&] {
+        for (int fd : fds)
+          if (!closed_by_peer(fd)) return false;
+        return true;
+      },
+      10s));
+  for (int fd : fds) ::close(fd);
+  const long per_connection = (held - before) / kConnections;
+  std::printf("pre-handshake: %d connections each holding a %zu-byte frame: broker RSS %ld -> %ld KiB (%ld KiB each), "
+              "closed after handshake_timeout_ms = 1000\n",
+              kConnections, kMaxFrameBytes, before, held, per_connection);
+  EXPECT_LE(per_connection, static_cast<long>(kMaxFrameBytes / 1024) + 256);
+  // A legitimate agent enrols over TCP afterwards.
+  agent_options over_tcp;
+  over_tcp.broker_endpoint = b.tcp_endpoint();
+  auto monitor = connect_agent(b, dir_.path(), "monitor-after", "MONITOR", false, over_tcp);
+  auto director = connect_agent(b, dir_.path(), "director-after", "DIRECTOR");
+  expect_exchange(monitor, "monitor-after", director, "director-after", 5);
+}
+
+}  // namespace
+}  // namespace agentbus
