@@ -55,7 +55,7 @@ TEST(BenchSuite, EveryRowPresentCompleteWithRatesAndCpu) {
   EXPECT_GT(sign.at("per_s").get<double>(), 0);
   EXPECT_GE(sign.at("tpm_ops").value("sign", 0), 50);
 
-  const std::set<std::string> expected{"plain", "curve", "software", "tpm", "tpm-batch"};
+  const std::set<std::string> expected{"plain", "curve", "software", "tpm", "tpm-batch", "tcp-batch", "curve-batch"};
   std::set<std::string> seen;
   for (const json& row : j.at("rows")) {
     const std::string name = row.at("row").get<std::string>();

@@ -76,9 +76,10 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
                                                                       .allow_software = o.software || o.idle_agents > 0,
                                                                       .hwm = o.broker_hwm,
                                                                       .fan_out_wire_batches = o.wire_batches == "both",
-                                                                      .log_level = o.log_level});
+                                                                      .log_level = o.log_level,
+                                                                      .transport = o.transport});
     endpoint = broker->endpoint();
-    res.broker = endpoint + " (started by the bench)";
+    res.broker = endpoint + " (started by the bench" + (o.transport == "curve" ? ", CurveZMQ" : "") + ")";
   } else {
     res.broker = endpoint + " (running broker)";
   }
@@ -125,6 +126,10 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
     ao.batch_signing = o.batch;
     ao.wire_batching = o.wire_batches != "off";
     access.prepare(ao, o.role, *keys[static_cast<std::size_t>(i)]);
+    if (broker) {
+      ao.broker_transport_key = broker->transport_key();
+      ao.insecure_plain_tcp = o.transport == "tcp";  // the bench's own loopback broker, curve = false
+    }
     names.push_back(ao.name);
     agents.push_back(std::make_unique<agent>(ao, keys[static_cast<std::size_t>(i)], pol));
     agents.back()->on_rejected([&col](const rejection& r) { col.on_rejection(r); });

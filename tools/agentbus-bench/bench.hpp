@@ -37,6 +37,9 @@ struct bench_options {
   std::string mode = "agentbus";
   bool software = false;
   bool batch = false;  // tpm-batch: Merkle batch signing
+  // agentbus mode: the broker endpoint the agents use: "ipc", "tcp" (loopback, plain)
+  // or "curve" (loopback, CurveZMQ as on any tcp:// endpoint by default).
+  std::string transport = "ipc";
   // Wire batches with --batch: "both" (agent -> broker and the broker's fan-out),
   // "in" (agent -> broker only; the broker forwards envelope by envelope), "off".
   std::string wire_batches = "both";

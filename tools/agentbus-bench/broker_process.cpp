@@ -3,11 +3,17 @@
 #include "admin_client.hpp"
 #include "agentbus/policy.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <stdexcept>
 #include <thread>
@@ -26,6 +32,21 @@ std::string tail_file(const fs::path& file, std::size_t lines) {
   return out;
 }
 
+// free_tcp_port: a loopback port nothing listens on now (the kernel's choice).
+int free_tcp_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+  ::close(fd);
+  if (!ok) throw std::runtime_error(std::string("choosing a TCP port: ") + std::strerror(errno));
+  return ntohs(a.sin_port);
+}
+
 }  // namespace
 
 broker_process::broker_process(const options& o) {
@@ -35,6 +56,8 @@ broker_process::broker_process(const options& o) {
   const fs::path sock = o.dir / "broker.sock";
   const fs::path config = o.dir / "broker.toml";
   endpoint_ = "ipc://" + sock.string();
+  agent_endpoint_ = endpoint_;
+  if (o.transport == "tcp" || o.transport == "curve") agent_endpoint_ = "tcp://127.0.0.1:" + std::to_string(free_tcp_port());
   admin_endpoint_ = "ipc://" + (o.dir / "admin.sock").string();
   log_ = o.dir / "broker.log";
   {
@@ -49,7 +72,8 @@ broker_process::broker_process(const options& o) {
   std::ofstream cfg(config);
   cfg << "# written by agentbus-bench\n"
       << "[broker]\nname = \"bench-broker\"\n"
-      << "endpoints = [\"" << endpoint_ << "\"]\n"
+      << "endpoints = [\"" << endpoint_ << "\""
+      << (agent_endpoint_ != endpoint_ ? ", \"" + agent_endpoint_ + "\"" : std::string()) << "]\n"
       << "policy = \"" << fs::absolute(o.dir / "policy.toml").string() << "\"\n"
       << "state_dir = \"" << (o.dir / "broker").string() << "\"\n"
       << "admin_endpoint = \"" << admin_endpoint_ << "\"\n\n"
@@ -60,6 +84,7 @@ broker_process::broker_process(const options& o) {
       << "[limits]\nmax_frame_bytes = 1114112\nsend_hwm = " << o.hwm << "\nrecv_hwm = " << o.hwm << "\n"
       << "max_clock_skew_ms = 30000\nmax_agents = 10000\nmax_subscriptions_per_agent = 256\n\n"
       << "[sessions]\nrekey_after_messages = 1000000\nrekey_after_seconds = 3600\nrekey_grace_seconds = 30\n\n"
+      << "[transport]\ncurve = " << (o.transport == "tcp" ? "false" : "true") << "\n\n"
       << "[forwarding]\nwire_batches = " << (o.fan_out_wire_batches ? "true" : "false") << "\n\n"
       << "[logging]\nformat = \"text\"\nlevel = \"" << (o.log_level == "off" ? "error" : o.log_level) << "\"\n";
   cfg.close();
@@ -84,6 +109,11 @@ broker_process::broker_process(const options& o) {
       try {
         if (auto fp = broker::admin_client(admin_endpoint_, 500).broker_fingerprint()) {
           fingerprint_ = *fp;
+          if (o.transport == "curve") {
+            auto tk = broker::admin_client(admin_endpoint_, 500).broker_transport_key();
+            if (!tk || tk->empty()) throw std::runtime_error("the broker did not say its transport key");
+            transport_key_ = *tk;
+          }
           break;
         }
       } catch (const broker::admin_unreachable&) {

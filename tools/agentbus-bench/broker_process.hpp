@@ -23,6 +23,7 @@ class broker_process {
     int hwm = 10000;                    // send_hwm and recv_hwm
     bool fan_out_wire_batches = true;   // [forwarding] wire_batches
     std::string log_level = "warn";
+    std::string transport = "ipc";      // also listen on loopback TCP: "tcp" (plain) or "curve"
   };
 
   // Starts the broker and waits (up to 60 s) until its admin endpoint answers;
@@ -36,7 +37,9 @@ class broker_process {
 
   // stop sends SIGTERM and waits up to 5 s before SIGKILL.
   void stop();
-  const std::string& endpoint() const noexcept { return endpoint_; }
+  // endpoint: where the agents connect (the TCP endpoint for transport tcp/curve).
+  const std::string& endpoint() const noexcept { return agent_endpoint_; }
+  const std::string& transport_key() const noexcept { return transport_key_; }  // curve: the broker's key
   const std::string& admin_endpoint() const noexcept { return admin_endpoint_; }
   const std::string& fingerprint() const noexcept { return fingerprint_; }
   const std::shared_ptr<identity_key>& operator_key() const noexcept { return operator_key_; }
@@ -45,7 +48,7 @@ class broker_process {
   pid_t pid() const noexcept { return proc_.pid(); }  // -1 once stopped
 
  private:
-  std::string endpoint_, admin_endpoint_, fingerprint_;
+  std::string endpoint_, admin_endpoint_, fingerprint_, agent_endpoint_, transport_key_;
   std::shared_ptr<identity_key> operator_key_;
   std::filesystem::path log_;
   testing::child_process proc_;

@@ -135,6 +135,10 @@ int main(int argc, char** argv) {
   app.add_option("--policy", o.policy_file, "Policy for the agents and the started broker (default: config/policy.toml)");
   app.add_option("--role", o.role, "Role of every bench agent; must be allowed to send to itself (and to use "
                                    "software keys with --software)")->capture_default_str();
+  app.add_option("--transport", o.transport,
+                 "agentbus mode: the started broker's endpoint the agents use: ipc, tcp (loopback, plain) or curve "
+                 "(loopback, CurveZMQ)")
+      ->capture_default_str()->check(CLI::IsMember({"ipc", "tcp", "curve"}));
   app.add_option("--plain-endpoint", o.plain_endpoint, "Relay endpoint in plain mode (default: ipc in a temp dir)");
   app.add_option("--rate", o.rate, "Offered load in envelopes/s over all senders (0 = as fast as they can: latency "
                                    "then includes queueing behind the whole burst)")
@@ -150,8 +154,9 @@ int main(int argc, char** argv) {
     if (o.suite) {
       if (o.idle_agents > 0 || o.duration > 0)
         throw CLI::ValidationError("--suite", "--idle-agents and --duration apply to a single-mode run, not --suite");
-      if (o.broker.size() || o.software || o.batch || app.count("--mode") || app.count("--size"))
-        throw CLI::ValidationError("--suite", "--suite picks its own rows: drop --mode, --software, --batch, --size, --broker");
+      if (o.broker.size() || o.software || o.batch || app.count("--mode") || app.count("--size") || app.count("--transport"))
+        throw CLI::ValidationError("--suite",
+                                   "--suite picks its own rows: drop --mode, --software, --batch, --size, --broker, --transport");
       if (o.sizes.empty()) throw CLI::ValidationError("--sizes", "at least one size");
       if (app.count("--messages") == 0) o.messages = 50'000;
     }
@@ -162,6 +167,8 @@ int main(int argc, char** argv) {
       // The whole run must fit the overall time limit.
       o.timeout = std::max(o.timeout, o.duration + 120);
     }
+    if (o.transport != "ipc" && (o.mode != "agentbus" || o.broker.size() || o.idle_agents > 0))
+      throw CLI::ValidationError("--transport", "applies to the broker an agentbus-mode run starts, without --idle-agents");
     if (o.idle_agents > 0 && o.mode != "agentbus")
       throw CLI::ValidationError("--idle-agents", "enrols agentbus agents: use it with --mode agentbus");
   } catch (const CLI::ParseError& e) {

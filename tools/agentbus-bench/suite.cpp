@@ -7,7 +7,10 @@
 //   software   agentbus, software identity keys
 //   tpm        agentbus, one swtpm signature per envelope (--direct-messages)
 //   tpm-batch  agentbus, one swtpm signature per Merkle batch
+//   tcp-batch  tpm-batch with the agents on the broker's tcp:// endpoint, plain
+//   curve-batch tpm-batch with the agents on tcp://, CurveZMQ (the default on TCP)
 //
+// (the agentbus rows above tcp-batch use the broker's ipc:// endpoint)
 // and, once, the rate at which swtpm alone signs with the role's identity key
 // (no bus), which the tpm row is compared with (target: within 20%).
 #include <sys/utsname.h>
@@ -48,6 +51,7 @@ struct row_spec {
   bool software;
   bool batch;
   bool direct;  // one TPM signature per envelope: --direct-messages
+  const char* transport = "ipc";  // agentbus rows: ipc, tcp (plain) or curve
 };
 
 constexpr row_spec kRows[] = {
@@ -56,6 +60,8 @@ constexpr row_spec kRows[] = {
     {"software", "agentbus, software keys", "agentbus", true, false, false},
     {"tpm", "agentbus tpm direct, swtpm (one signature per envelope)", "agentbus", false, false, true},
     {"tpm-batch", "agentbus tpm-batch, swtpm (one signature per Merkle batch)", "agentbus", false, true, false},
+    {"tcp-batch", "agentbus tpm-batch over plain TCP (loopback)", "agentbus", false, true, false, "tcp"},
+    {"curve-batch", "agentbus tpm-batch over CurveZMQ TCP (loopback)", "agentbus", false, true, false, "curve"},
 };
 
 struct row_result {
@@ -200,6 +206,7 @@ row_result run_row(const bench_options& base, const row_spec& spec, std::size_t 
   o.mode = spec.mode;
   o.software = spec.software;
   o.batch = spec.batch;
+  o.transport = spec.transport;
   o.size = size;
   o.messages = spec.direct ? base.direct_messages : base.messages;
   o.json = false;
@@ -265,19 +272,19 @@ void print_table(const bench_options& o, const std::vector<row_result>& rows, co
   } else {
     fmt::print("  swtpm alone: not measured: {}\n", sign_error);
   }
-  fmt::print("\n{:<10} {:>6} {:>12} {:>9} {:>9} {:>9} {:>11} {:>10} {:>8}\n", "row", "size", "envelopes/s", "p50 ms",
+  fmt::print("\n{:<11} {:>6} {:>12} {:>9} {:>9} {:>9} {:>11} {:>10} {:>8}\n", "row", "size", "envelopes/s", "p50 ms",
              "p99 ms", "max ms", "CPU s/100k", "TPM sig/s", "x plain");
   std::size_t last_size = 0;
   for (const auto& r : rows) {
     if (last_size != 0 && r.size != last_size) fmt::print("\n");
     last_size = r.size;
     if (!r.error.empty()) {
-      fmt::print("{:<10} {:>6}   FAILED: {}\n", r.spec->name, r.size, r.error.substr(0, r.error.find('\n')));
+      fmt::print("{:<11} {:>6}   FAILED: {}\n", r.spec->name, r.size, r.error.substr(0, r.error.find('\n')));
       continue;
     }
     const auto& s = r.summary;
     auto ratio = ratio_to_plain(rows, r);
-    fmt::print("{:<10} {:>6} {:>12.0f} {:>9.3f} {:>9.3f} {:>9.3f} {:>11.3f} {:>10} {:>8}{}\n", r.spec->name, r.size, s.eps,
+    fmt::print("{:<11} {:>6} {:>12.0f} {:>9.3f} {:>9.3f} {:>9.3f} {:>11.3f} {:>10} {:>8}{}\n", r.spec->name, r.size, s.eps,
                s.p50, s.p99, s.max, s.cpu_per_100k, r.result.tpm_counted ? fmt::format("{:.0f}", s.tpm_sig_rate) : "-",
                ratio ? fmt::format("{:.3f}", *ratio) : "-", r.complete() ? "" : "  INCOMPLETE");
   }
@@ -294,7 +301,7 @@ void print_table(const bench_options& o, const std::vector<row_result>& rows, co
   std::set<std::string> seen;
   for (const auto& r : rows) {
     if (!r.error.empty() || !seen.insert(r.spec->name).second) continue;
-    fmt::print("CPU {:<10} {}{}\n", std::string(r.spec->name) + ":", r.result.cpu_scope,
+    fmt::print("CPU {:<12} {}{}\n", std::string(r.spec->name) + ":", r.result.cpu_scope,
                r.result.cpu_counted ? "" : " (some processes could not be read)");
   }
   if (o.rate <= 0)
