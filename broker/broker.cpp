@@ -10,6 +10,7 @@
 
 #include "accounting.hpp"
 #include "admin_server.hpp"
+#include "connection_guard.hpp"
 #include "connections.hpp"
 #include "control_channel.hpp"
 #include "enrolment.hpp"
@@ -51,10 +52,10 @@ struct broker::impl {
   std::unique_ptr<identity_worker> worker;
   std::unique_ptr<enrolment> enrol;
   std::unique_ptr<admin_server> admin;
-  std::unique_ptr<transport_gate> gate;  // the ZAP handler, when a tcp:// endpoint uses CurveZMQ
-  std::string transport_key;             // the broker's CurveZMQ public key, hex ("" without one)
-  std::string hello_address;        // the peer address of the HELLO being handled (recv_multipart_into)
-  std::string hello_transport_key;  // and its connection's CurveZMQ client key (ZAP User-Id)
+  std::unique_ptr<transport_gate> gate;     // the ZAP handler, when a tcp:// endpoint uses CurveZMQ
+  std::unique_ptr<connection_guard> guard;  // the unauthenticated bytes' bound, when there is a tcp:// endpoint
+  std::string transport_key;                // the broker's CurveZMQ public key, hex ("" without one)
+  net::connection_facts hello_from;         // the connection of the HELLO being handled (recv_multipart_into)
 
   // bind_endpoints binds ipc:// endpoints plain (file permissions guard them) and,
   // after them, tcp:// endpoints with CurveZMQ behind the transport gate: libzmq
@@ -73,6 +74,10 @@ struct broker::impl {
       spdlog::info("listening on {} (plain: guarded by the socket directory's permissions)", ep);
     }
     if (!any_tcp) return;
+    guard = std::make_unique<connection_guard>(ctx, socket, *stats, cfg.max_unauthenticated_bytes);
+    enrol->authenticate_connections_with([this](int fd) { guard->authenticated(fd); });
+    spdlog::info("unauthenticated TCP connections may hold {} KiB together (max_unauthenticated_bytes)",
+                 cfg.max_unauthenticated_bytes >> 10);
     if (cfg.curve) {
       const net::curve_keypair key = net::curve_load_or_create(cfg.curve_key_file);
       transport_key = to_hex(key.public_key);
@@ -137,7 +142,7 @@ struct broker::impl {
     if (kind == session::frame::kEnvelope) return intake->on_envelope(route, body);
     if (kind == session::frame::kWireBatch) return intake->on_wire_batch(route, body);
     if (kind == session::frame::kControl) return control->on_control(route, body);
-    if (kind == session::frame::kHello) return enrol->on_hello(route, body, hello_address, hello_transport_key);
+    if (kind == session::frame::kHello) return enrol->on_hello(route, body, hello_from);
     if (kind == session::frame::kProof) return enrol->on_proof(route, body);
     stats->increment("frames_malformed_total");
     out->error(route, {status_code::malformed, "unknown frame kind"});
@@ -207,7 +212,7 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
     net::set_heartbeats(d.socket, ivl);
     spdlog::info("ZMTP heartbeats every {} ms (a connection silent for {} ms is dropped)", ivl, 3 * ivl);
   }
-  d.bind_endpoints();
+  d.bind_endpoints();  // after enrol: the connection guard reports to it
   if (!d.cfg.admin_endpoint.empty())
     d.admin = std::make_unique<admin_server>(d.ctx, d.cfg.admin_endpoint, d.pol, *d.reg, d.agents, *d.acct, d.runtime.tpm,
                                              [&d](const std::string& name) { d.revoke_now(name); },
@@ -232,7 +237,7 @@ void broker::run(const std::atomic<bool>& stop) {
   impl& d = *impl_;
   auto last_sweep = steady::now();
   net::frames received;  // reused for every message: its buffers stay allocated
-  const net::peer_address_of hello_address{session::frame::kHello, &d.hello_address, &d.hello_transport_key};
+  const net::facts_of hello_from{session::frame::kHello, &d.hello_from};
   while (!stop.load()) {
     zmq::pollitem_t items[3] = {{d.socket.handle(), 0, ZMQ_POLLIN, 0},
                                 {nullptr, d.worker->fd(), ZMQ_POLLIN, 0},
@@ -248,9 +253,8 @@ void broker::run(const std::atomic<bool>& stop) {
     // Bounded batch per wake-up so the identity worker's results and the admin socket
     // are not starved.
     for (int budget = 0; budget < 4096; ++budget) {
-      d.hello_address.clear();
-      d.hello_transport_key.clear();
-      if (!net::recv_multipart_into(d.socket, received, 4 + 2 * session::kMaxWireBatchEnvelopes, &hello_address))
+      d.hello_from.clear();
+      if (!net::recv_multipart_into(d.socket, received, 4 + 2 * session::kMaxWireBatchEnvelopes, &hello_from))
         break;
       try {
         d.handle(received);

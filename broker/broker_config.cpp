@@ -245,11 +245,14 @@ void read_identity(const config_reader& r, const toml::table& t, const fs::path&
 }
 
 void read_transport(const config_reader& r, const toml::table& t, const fs::path& base, broker_config& c) {
-  r.only_keys(t, "transport", {"curve", "curve_key_file", "admit_unknown_keys", "handshake_timeout_ms"});
+  r.only_keys(t, "transport",
+              {"curve", "curve_key_file", "admit_unknown_keys", "handshake_timeout_ms", "max_unauthenticated_bytes"});
   if (auto v = r.boolean(t, "transport", "curve")) c.curve = *v;
   if (t.get("curve_key_file") != nullptr) c.curve_key_file = r.path(t, "transport", "curve_key_file", base);
   if (auto v = r.boolean(t, "transport", "admit_unknown_keys")) c.admit_unknown_keys = *v;
   if (auto v = r.integer(t, "transport", "handshake_timeout_ms", 100, 60'000)) c.handshake_timeout_ms = static_cast<int>(*v);
+  if (auto v = r.integer(t, "transport", "max_unauthenticated_bytes", 1 << 20, std::int64_t{64} << 30))
+    c.max_unauthenticated_bytes = static_cast<std::uint64_t>(*v);
 }
 
 void read_limits(const config_reader& r, const toml::table& t, broker_config& c) {

@@ -67,6 +67,10 @@ struct broker_config {
   // A TCP connection that has not finished its ZMTP/CurveZMQ handshake this long
   // after it opened is closed, with whatever it made the broker hold.
   int handshake_timeout_ms = 5000;                  // 100 .. 60,000
+  // What TCP connections no agent has enrolled over may make the broker hold
+  // together (bytes received + 32 KiB each, connection_guard.hpp); past it the
+  // largest are closed.
+  std::uint64_t max_unauthenticated_bytes = 64ull << 20;  // 1 MiB .. 64 GiB
 
   // [limits]
   // 1 MiB of payload plus 64 KiB of headroom for the signed header and the auth part.

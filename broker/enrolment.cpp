@@ -25,6 +25,7 @@ struct enrolment::handshake {
   std::string agent_fingerprint;  // of agent_key
   std::string peer_address;       // as libzmq reports it ("" if unknown)
   std::string transport_key;      // the connection's CurveZMQ client key, hex ("" on a plain endpoint)
+  int transport_fd = -1;          // the connection's TCP socket (-1: not TCP)
   std::optional<attestation::attested_key> attested;  // the evidence held; PROOF must return its secret
   std::optional<secret_bytes> static_share;  // broker static (TPM) × agent ephemeral
   suite agent_suite;
@@ -89,8 +90,8 @@ candidate enrolment::candidate_of(const session::hello_msg& hello, const crypto:
   return c;
 }
 
-void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, const std::string& peer_address,
-                         const std::string& transport_key) {
+void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, const net::connection_facts& from) {
+  const std::string& peer_address = from.address;
   if (frames.size() != 1) return out_.error(route, {status_code::malformed, "HELLO must be 2 frames"});
   auto hello = session::decode_hello(frames[0]);
   if (!hello) return refuse(route, "?", hello.error());
@@ -192,7 +193,8 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
   p->agent_key = std::move(key).value();
   p->agent_fingerprint = fingerprint;
   p->peer_address = peer_address;
-  p->transport_key = transport_key;
+  p->transport_key = from.user_id;
+  p->transport_fd = from.fd;
   if (attested) p->challenge.credential = attested->credential;
   p->attested = std::move(attested);
   p->ephemeral = crypto::ec_keypair::generate(s.ecdh_curve);
@@ -358,6 +360,7 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
   // grace window (envelopes in flight). The replay window is the agent's: kept.
   connection& c = agents_.open(a, route);
   c.hop.install(std::move(keys.send), std::move(keys.receive), std::chrono::seconds(cfg_.rekey_grace_seconds));
+  if (p.transport_fd >= 0) authenticated_fd_(p.transport_fd);
   pending_.erase(route);
   acct_.stats().increment("enrolments_total", "accepted");
   if (!peers_key.empty() && peers_key != rec.fingerprint) {

@@ -42,6 +42,7 @@
 #include "enrolment_authority.hpp"
 #include "hello_cookies.hpp"
 #include "identity_worker.hpp"
+#include "net/zmq_util.hpp"
 #include "outbox.hpp"
 #include "registry.hpp"
 #include "session/handshake.hpp"
@@ -88,13 +89,12 @@ class enrolment {
   enrolment(const enrolment&) = delete;
   enrolment& operator=(const enrolment&) = delete;
 
-  // on_hello / on_proof: frames after the kind (one body frame each). peer_address:
-  // the connection's address as libzmq reports it ("" if unknown), recorded with a
-  // changed key for the operator. transport_key: the connection's CurveZMQ client key
-  // (hex, the ZAP handler's User-Id; "" on a plain endpoint), which an enrolment
-  // completed over it registers for the name (schemas/protocol.md §2.2).
-  void on_hello(const bytes& route, std::span<const bytes> frames, const std::string& peer_address = {},
-                const std::string& transport_key = {});
+  // on_hello / on_proof: frames after the kind (one body frame each). `from`: what
+  // libzmq says of the connection: its address (recorded with a changed key for the
+  // operator), its CurveZMQ client key (the ZAP handler's User-Id; "" on a plain
+  // endpoint), which an enrolment completed over it registers for the name
+  // (schemas/protocol.md §2.2), and its socket (TCP), which becomes authenticated.
+  void on_hello(const bytes& route, std::span<const bytes> frames, const net::connection_facts& from = {});
   void on_proof(const bytes& route, std::span<const bytes> frames);
   // on_signed: the identity worker finished a job.
   void on_signed(identity_result r);
@@ -109,6 +109,9 @@ class enrolment {
   // announce_key_changes_with: called with a name whose enrolment changed the key its
   // peers hold (the broker passes control_channel::announce_key_change).
   void announce_key_changes_with(std::function<void(const std::string&)> f) { announce_key_change_ = std::move(f); }
+  // authenticate_connections_with: called with the TCP socket of each connection an
+  // agent has enrolled over (connection_guard::authenticated).
+  void authenticate_connections_with(std::function<void(int)> f) { authenticated_fd_ = std::move(f); }
 
  private:
   struct handshake;
@@ -136,6 +139,7 @@ class enrolment {
   std::map<bytes, std::unique_ptr<handshake>> pending_;
   std::uint64_t generations_ = 0;
   std::function<void(const std::string&)> announce_key_change_ = [](const std::string&) {};
+  std::function<void(int)> authenticated_fd_ = [](int) {};
 };
 
 }  // namespace agentbus::broker

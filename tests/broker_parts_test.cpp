@@ -13,6 +13,7 @@
 #include "accounting.hpp"
 #include "admin_protocol.hpp"
 #include "client/hop_handshake.hpp"
+#include "connection_guard.hpp"
 #include "connections.hpp"
 #include "control_channel.hpp"
 #include "enrolment.hpp"
@@ -462,11 +463,13 @@ struct enrolment_bench : parts {
   // when the broker answered COOKIE, the one that returns it (signed).
   void hello(client::hop_handshake& hs, const bytes& route, const std::string& address = {}) {
     const std::size_t cookies_before = tx.to(route, session::frame::kCookie).size();
-    enrol->on_hello(route, std::vector<bytes>{hs.hello()}, address);
+    net::connection_facts from;
+    from.address = address;
+    enrol->on_hello(route, std::vector<bytes>{hs.hello()}, from);
     if (tx.to(route, session::frame::kCookie).size() == cookies_before) return;
     auto again = hs.with_cookie(last_body(route, session::frame::kCookie));
     if (!again) throw std::runtime_error(again.error().to_string());
-    enrol->on_hello(route, std::vector<bytes>{*again}, address);
+    enrol->on_hello(route, std::vector<bytes>{*again}, from);
   }
   // enrol runs one whole handshake on `route` (the agent's side too) and returns the
   // broker's answer: ok when WELCOME verified, else REFUSED's code.
@@ -920,6 +923,29 @@ TEST(Enrolment, AnExpiredHandshakeIsDroppedAndItsTpmJobSkipped) {
   ASSERT_TRUE(e.jobs.front().cancelled->load()) << "the identity worker skips it";
   e.run_jobs();
   EXPECT_TRUE(e.tx.to(b("r1"), session::frame::kChallenge).empty());
+}
+
+// The connection guard's policy: nothing while unauthenticated connections fit the
+// budget; past it the largest go first (the oldest among equals), only as many as it
+// takes.
+TEST(ConnectionGuard, ShutsTheLargestUnauthenticatedConnectionsUntilTheRestFit) {
+  using namespace std::chrono_literals;
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::uint64_t k = kConnectionOverhead;
+  std::vector<unauthenticated_connection> c = {
+      {10, 500, t0}, {11, 4 << 20, t0 + 1s}, {12, 500, t0 + 2s}, {13, 1 << 20, t0 + 3s}, {14, 4 << 20, t0 + 4s}};
+  const std::uint64_t all = 1000 + (9u << 20) + 5 * k;
+  EXPECT_TRUE(choose_shutdowns(c, all).empty()) << "exactly at the budget";
+  EXPECT_EQ(choose_shutdowns(c, all - 1), (std::vector<int>{11})) << "the largest, the older of two";
+  EXPECT_EQ(choose_shutdowns(c, all - (4u << 20) - k), (std::vector<int>{11})) << "one was enough";
+  EXPECT_EQ(choose_shutdowns(c, all - (4u << 20) - k - 1), (std::vector<int>{11, 14}));
+  EXPECT_EQ(choose_shutdowns(c, 1000 + 2 * k), (std::vector<int>{11, 14, 13}));
+  EXPECT_EQ(choose_shutdowns(c, 0).size(), 5u);
+  // Many idle connections: each costs the overhead; the oldest go first.
+  std::vector<unauthenticated_connection> idle;
+  for (int i = 0; i < 10; ++i) idle.push_back({100 + i, 0, t0 + std::chrono::seconds(i)});
+  EXPECT_EQ(choose_shutdowns(idle, 8 * k), (std::vector<int>{100, 101}));
+  EXPECT_TRUE(choose_shutdowns({}, 0).empty());
 }
 
 }  // namespace

@@ -2,10 +2,11 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 
 namespace agentbus::net {
 
-bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_frames, const peer_address_of* peer_address) {
+bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_frames, const facts_of* facts) {
   std::size_t n = 0;
   bool overflow = false;
   zmq::message_t msg;
@@ -17,14 +18,14 @@ bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_fra
       out[n++].assign(msg.data<std::uint8_t>(), msg.data<std::uint8_t>() + msg.size());
       // Every frame of a message carries its connection's metadata; read it from
       // the kind frame while that frame is at hand.
-      if (n == 2 && peer_address != nullptr && peer_address->out != nullptr &&
-          std::string_view(msg.data<char>(), msg.size()) == peer_address->kind) {
+      if (n == 2 && facts != nullptr && facts->out != nullptr &&
+          std::string_view(msg.data<char>(), msg.size()) == facts->kind) {
         const char* a = zmq_msg_gets(msg.handle(), "Peer-Address");
-        *peer_address->out = a != nullptr ? a : "";
-        if (peer_address->user_id != nullptr) {
-          const char* u = zmq_msg_gets(msg.handle(), "User-Id");
-          *peer_address->user_id = u != nullptr ? u : "";
-        }
+        facts->out->address = a != nullptr ? a : "";
+        const char* u = zmq_msg_gets(msg.handle(), "User-Id");
+        facts->out->user_id = u != nullptr ? u : "";
+        const char* fd = zmq_msg_gets(msg.handle(), "__fd");  // what ZMQ_SRCFD reads
+        facts->out->fd = fd != nullptr ? std::atoi(fd) : -1;
       }
     } else {
       overflow = true;

@@ -19,18 +19,26 @@ using frames = std::vector<bytes>;
 // `out` then holds only its first frame (a ROUTER's routing id, so the sender can
 // be told), which no handler accepts as a message.
 //
-// peer_address: when set and the message's second frame (a ROUTER's first after the
-// routing id) equals `kind`, `*out` is set to libzmq's "Peer-Address" of the
-// connection ("" where the transport has none) and `*user_id` (when set) to its
-// "User-Id" (what a ZAP handler named the peer; "" without one); otherwise both are
-// left alone. Asked only for that kind, so other messages pay nothing for it.
-struct peer_address_of {
+// facts: when set and the message's second frame (a ROUTER's first after the routing
+// id) equals facts->kind, facts->out receives what libzmq knows of the connection it
+// came over (connection_facts); otherwise facts->out is left alone. Asked only for
+// that kind, so other messages pay nothing for it.
+struct connection_facts {
+  std::string address;  // "Peer-Address" ("" where the transport has none: ipc://)
+  std::string user_id;  // "User-Id": what a ZAP handler named the peer ("" without one)
+  int fd = -1;          // the connection's socket (TCP only; libzmq's private "__fd")
+  void clear() {
+    address.clear();
+    user_id.clear();
+    fd = -1;
+  }
+};
+struct facts_of {
   std::string_view kind;
-  std::string* out = nullptr;
-  std::string* user_id = nullptr;
+  connection_facts* out = nullptr;
 };
 bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_frames = 8,
-                         const peer_address_of* peer_address = nullptr);
+                         const facts_of* facts = nullptr);
 
 // set_heartbeats turns on ZMTP heartbeats on `socket` (ZeroMQ's own PING/PONG, outside
 // the message queues): a PING every interval_ms, the connection dropped when nothing
