@@ -94,7 +94,10 @@ TEST(BenchSuite, EveryRowPresentCompleteWithRatesAndCpu) {
       EXPECT_EQ(scope, "bench + broker + 3 swtpm");  // the broker's and one per agent
     }
 
-    if (name == "tpm" || name == "tpm-batch") {
+    const bool batch_row = name == "tpm-batch" || name == "tcp-batch" || name == "curve-batch";
+    EXPECT_EQ(row.at("transport").get<std::string>(),
+              name == "tcp-batch" ? "tcp" : name == "curve-batch" ? "curve" : "ipc");
+    if (name == "tpm" || batch_row) {
       EXPECT_GT(row.at("tpm_signatures_per_s").get<double>(), 0);
       const auto sigs = row.at("tpm_signatures").get<std::uint64_t>();
       if (name == "tpm") {

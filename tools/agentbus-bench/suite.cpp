@@ -356,6 +356,7 @@ json suite_json(const bench_options& o, const std::vector<row_result>& rows, con
   for (const auto& r : rows) {
     json row;
     row["row"] = r.spec->name;
+    row["transport"] = std::string_view(r.spec->mode) == "agentbus" ? r.spec->transport : "ipc";
     row["description"] = r.spec->what;
     row["size"] = r.size;
     row["complete"] = r.complete();
