@@ -5,11 +5,12 @@
 #   1. a temp state dir; one swtpm per identity (broker, monitor-1, architect-1,
 #      director-1, rogue-1) on UNIX sockets, TCTI swtpm:path=<dir>/sock
 #   2. each agent's TPM identity key with agentbus-key (--require-tpm)
-#   3. agentbus-broker with a config written into the state dir (ipc endpoint
-#      only: no TCP port to race for), policy config/policy.toml plus the demo's
-#      operator (a software key made here)
+#   3. agentbus-broker with a config written into the state dir: an ipc endpoint
+#      and a loopback TCP one (CurveZMQ; a random free port, retried if taken),
+#      policy config/policy.toml plus the demo's operator (a software key made here)
 #   4. the operator issues each agent its enrolment bundle (agentbus-trust token
-#      create: a one-time token and the broker's fingerprint), then monitor-1,
+#      create: a one-time token, the broker's fingerprint and transport key; monitor-1
+#      connects over TCP with CurveZMQ, the others over ipc), then monitor-1,
 #      architect-1, director-1 (in that order, each waits for the previous one to
 #      be subscribed), then rogue-1 (misbehaves on purpose); after it, the rogue
 #      tries to enrol as a DIRECTOR it holds no token for, and, once the operator
@@ -182,14 +183,15 @@ start_agent() {
   agent_pid[$name]=$!
 }
 
-# issue_bundle NAME ROLE [bind]: the operator issues NAME's enrolment bundle (a
-# one-time token; with "bind", only for the key agentbus-key created for NAME).
+# issue_bundle NAME ROLE [bind [ENDPOINT]]: the operator issues NAME's enrolment bundle
+# (a one-time token; with "bind", only for the key agentbus-key created for NAME),
+# naming ENDPOINT (default: the ipc endpoint) as the broker's.
 issue_bundle() {
-  local name="$1" role="$2" bind=()
+  local name="$1" role="$2" bind=() at="${4:-$endpoint}"
   if [ "${3:-}" = bind ]; then
     bind=(--fingerprint "$(awk '/^fingerprint/ {sub(/^sha256:/, "", $2); print $2}' "$state/logs/key-$name.txt")")
   fi
-  "$trust_tool" --admin "$admin_endpoint" token create "$name" --role "$role" "${bind[@]}" --endpoint "$endpoint" --ttl 600 \
+  "$trust_tool" --admin "$admin_endpoint" token create "$name" --role "$role" "${bind[@]}" --endpoint "$at" --ttl 600 \
     --out "$state/bundles/$name.toml" --operator-key "$state/keys/operator" --operator demo-operator \
     >>"$state/logs/operator.log" 2>&1 || { show_log "$state/logs/operator.log"; die "token create for $name failed"; }
 }
@@ -239,12 +241,16 @@ demo_policy="$state/policy.toml"
 grep -q '^require_attestation = true$' "$demo_policy" || die "the policy $policy has no [defaults] require_attestation line to turn on"
 echo "   demo-operator fingerprint ${operator_fp:0:16}, policy $demo_policy (EK CA $state/ek-ca, attestation required)"
 
-echo "-- starting agentbus-broker on $endpoint"
+# The TCP endpoint takes a random port; a broker that cannot bind it exits, and the
+# demo tries another.
+for ((attempt = 0; attempt < 5; attempt++)); do
+tcp_endpoint="tcp://127.0.0.1:$((20000 + RANDOM % 40000))"
+echo "-- starting agentbus-broker on $endpoint and $tcp_endpoint (CurveZMQ)"
 cat >"$state/broker.toml" <<EOF
 # written by scripts/bus-demo.sh
 [broker]
 name = "demo-broker"
-endpoints = ["$endpoint"]
+endpoints = ["$endpoint", "$tcp_endpoint"]
 policy = "$demo_policy"
 state_dir = "$state/broker"
 admin_endpoint = "$admin_endpoint"
@@ -272,25 +278,37 @@ rekey_grace_seconds = 30
 format = "text"
 level = "info"
 EOF
+rm -f "$state/broker.sock"
 "$broker_bin" --config "$state/broker.toml" >"$state/logs/broker.log" 2>&1 &
 broker_pid=$!
+# Ready when its admin endpoint names it (it answers only once every endpoint is bound).
+broker_line=""
 for ((i = 0; i < 1200; i++)); do
-  [ -S "$state/broker.sock" ] && break
-  kill -0 "$broker_pid" 2>/dev/null || { show_log "$state/logs/broker.log" 40; die "the broker exited during start-up"; }
+  kill -0 "$broker_pid" 2>/dev/null || break
+  if [ -S "$state/broker.sock" ]; then
+    broker_line="$("$trust_tool" --admin "$admin_endpoint" --timeout-ms 500 broker 2>/dev/null | head -n 1)" || broker_line=""
+    [ -n "$broker_line" ] && break
+  fi
   sleep 0.05
 done
-[ -S "$state/broker.sock" ] || { show_log "$state/logs/broker.log" 40; die "the broker did not bind $endpoint within 60 s"; }
-for ((i = 0; i < 200; i++)); do
-  broker_line="$("$trust_tool" --admin "$admin_endpoint" --timeout-ms 500 broker 2>/dev/null | head -n 1)" && [ -n "$broker_line" ] && break
-  sleep 0.05
+[ -n "$broker_line" ] && break
+kill "$broker_pid" 2>/dev/null || true
+wait "$broker_pid" 2>/dev/null || true
+grep -q "Address already in use" "$state/logs/broker.log" || { show_log "$state/logs/broker.log" 40; die "the broker did not start (or its admin endpoint did not answer) within 60 s"; }
+echo "   $tcp_endpoint is taken; another port"
 done
-[ -n "${broker_line:-}" ] || { show_log "$state/logs/broker.log" 40; die "the broker's admin endpoint did not answer"; }
+[ -n "$broker_line" ] || { show_log "$state/logs/broker.log" 40; die "no free TCP port for the broker after 5 attempts"; }
 echo "   broker pid $broker_pid, identity ${broker_line#* }, log $state/logs/broker.log"
 
-echo "-- the operator issues enrolment bundles (agentbus-trust token create: token + broker fingerprint)"
+echo "-- the operator issues enrolment bundles (agentbus-trust token create: token, broker fingerprint and transport key)"
 for name in monitor-1 architect-1 director-1 rogue-1; do
-  issue_bundle "$name" "${role_of[$name]}" bind
-  echo "   $name: $state/bundles/$name.toml (token bound to its key)"
+  if [ "$name" = monitor-1 ]; then
+    issue_bundle "$name" "${role_of[$name]}" bind "$tcp_endpoint"
+    echo "   $name: $state/bundles/$name.toml (token bound to its key; connects to $tcp_endpoint with CurveZMQ)"
+  else
+    issue_bundle "$name" "${role_of[$name]}" bind
+    echo "   $name: $state/bundles/$name.toml (token bound to its key)"
+  fi
 done
 
 echo "-- starting agents"
