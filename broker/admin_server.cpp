@@ -165,6 +165,8 @@ admin_server::admin_server(zmq::context_t& ctx, const std::string& endpoint, std
       loop_state_(std::make_unique<loop_state>(reg, agents, acct, std::move(on_revoked), std::move(on_key_approved),
                                                broker_identity)) {
   socket_.set(zmq::sockopt::linger, 0);
+  // Admin requests are small JSON objects: a larger frame drops its connection.
+  socket_.set(zmq::sockopt::maxmsgsize, int64_t{kMaxAdminRequestBytes});
   prepare_ipc_endpoint(endpoint);
   socket_.bind(endpoint);
   fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

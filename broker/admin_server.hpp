@@ -17,6 +17,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -35,6 +36,10 @@
 #include "registry.hpp"
 
 namespace agentbus::broker {
+
+// kMaxAdminRequestBytes bounds one admin request frame (the largest, a signed
+// token_create or revoke, is under 2 KiB).
+inline constexpr std::int64_t kMaxAdminRequestBytes = 64 * 1024;
 
 class admin_server {
  public:

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <unordered_map>
 #include <zmq.hpp>
 
 #include "accounting.hpp"
@@ -55,7 +56,10 @@ struct broker::impl {
   std::unique_ptr<transport_gate> gate;     // the ZAP handler, when a tcp:// endpoint uses CurveZMQ
   std::unique_ptr<connection_guard> guard;  // the unauthenticated bytes' bound, when there is a tcp:// endpoint
   std::string transport_key;                // the broker's CurveZMQ public key, hex ("" without one)
-  net::connection_facts hello_from;         // the connection of the HELLO being handled (recv_multipart_into)
+  net::connection_facts hello_from;         // the connection of the HELLO or PROOF being handled (recv_multipart_into)
+  // Connection records per socket (enrolment's connection::transport_fd): a socket is
+  // shut down when the last record on it closes, never while another still has it.
+  std::unordered_map<int, int> records_on_fd;
 
   // bind_endpoints binds ipc:// endpoints plain (file permissions guard them) and,
   // after them, tcp:// endpoints with CurveZMQ behind the transport gate: libzmq
@@ -75,7 +79,10 @@ struct broker::impl {
     }
     if (!any_tcp) return;
     guard = std::make_unique<connection_guard>(ctx, socket, *stats, cfg.max_unauthenticated_bytes);
-    enrol->authenticate_connections_with([this](int fd) { guard->authenticated(fd); });
+    enrol->authenticate_connections_with([this](int fd) {
+      ++records_on_fd[fd];
+      guard->authenticated(fd);
+    });
     spdlog::info("unauthenticated TCP connections may hold {} KiB together (max_unauthenticated_bytes)",
                  cfg.max_unauthenticated_bytes >> 10);
     if (cfg.curve) {
@@ -142,8 +149,11 @@ struct broker::impl {
     if (kind == session::frame::kEnvelope) return intake->on_envelope(route, body);
     if (kind == session::frame::kWireBatch) return intake->on_wire_batch(route, body);
     if (kind == session::frame::kControl) return control->on_control(route, body);
-    if (kind == session::frame::kHello) return enrol->on_hello(route, body, hello_from);
-    if (kind == session::frame::kProof) return enrol->on_proof(route, body);
+    if (kind == session::frame::kHello) {
+      if (guard) guard->admitted(hello_from.fd);
+      return enrol->on_hello(route, body, hello_from);
+    }
+    if (kind == session::frame::kProof) return enrol->on_proof(route, body, hello_from);
     stats->increment("frames_malformed_total");
     out->error(route, {status_code::malformed, "unknown frame kind"});
   }
@@ -188,6 +198,13 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
   d.control = std::make_unique<control_channel>(d.cfg, *d.pol, d.agents, d.topic_table, *d.out, *d.acct, *d.reg);
   d.agents.on_close([&d](connection& c) {
     d.control->leave(c);
+    if (c.transport_fd >= 0 && d.guard) {
+      auto it = d.records_on_fd.find(c.transport_fd);
+      if (it != d.records_on_fd.end() && --it->second <= 0) {
+        d.records_on_fd.erase(it);
+        d.guard->closed(c.transport_fd);
+      }
+    }
     d.stats->set_gauge("agents_online", "", static_cast<double>(d.agents.online_count()));
   });
   d.intake = std::make_unique<publish_intake>(d.cfg, *d.pol, d.agents, *d.routes, *d.out, *d.acct,
@@ -231,13 +248,19 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
 broker::~broker() {
   impl& d = *impl_;
   d.worker.reset();  // joins the identity worker before the parts it reports to go
+  // The ROUTER closes before the ZAP handler goes: libzmq admits every CurveZMQ key
+  // when it cannot reach a handler, and the members below would otherwise be
+  // destroyed with the socket still accepting (the guard first: it monitors it).
+  d.guard.reset();
+  d.socket.close();
+  d.gate.reset();
 }
 
 void broker::run(const std::atomic<bool>& stop) {
   impl& d = *impl_;
   auto last_sweep = steady::now();
   net::frames received;  // reused for every message: its buffers stay allocated
-  const net::facts_of hello_from{session::frame::kHello, &d.hello_from};
+  const net::facts_of hello_from{session::frame::kHello, session::frame::kProof, &d.hello_from};
   while (!stop.load()) {
     zmq::pollitem_t items[3] = {{d.socket.handle(), 0, ZMQ_POLLIN, 0},
                                 {nullptr, d.worker->fd(), ZMQ_POLLIN, 0},

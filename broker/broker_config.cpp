@@ -227,6 +227,15 @@ void read_broker(const config_reader& r, const toml::table& t, const fs::path& b
     c.admin_endpoint = r.endpoint(*admin, "broker.admin_endpoint");
     if (std::find(c.endpoints.begin(), c.endpoints.end(), c.admin_endpoint) != c.endpoints.end())
       r.fail("broker.admin_endpoint", quote_value(c.admin_endpoint) + " is also in broker.endpoints (the admin socket needs its own)", admin);
+    // Its read requests are unauthenticated and it has neither CurveZMQ nor the
+    // connection guard: never on an address other hosts reach.
+    if (c.admin_endpoint.starts_with("tcp://")) {
+      const std::string host = c.admin_endpoint.substr(6, c.admin_endpoint.rfind(':') - 6);
+      if (!host.starts_with("127.") && host != "[::1]" && host != "localhost")
+        r.fail("broker.admin_endpoint",
+               quote_value(c.admin_endpoint) + " is not loopback: use ipc:// (file permissions) or tcp://127.0.0.1:PORT",
+               admin);
+    }
   }
 }
 

@@ -48,7 +48,16 @@ struct unauthenticated_connection {
   int fd = -1;
   std::uint64_t bytes_received = 0;
   std::chrono::steady_clock::time_point accepted_at{};
+  std::string source;     // the peer's IP address (no port)
+  bool admitted = false;  // it has sent a HELLO: its transport handshake (and ZAP) passed
 };
+
+// A connection younger than this that has not sent a HELLO yet is taken to be in its
+// handshake (a legitimate one finishes in a few round trips) and is shut down last.
+inline constexpr std::chrono::seconds kHandshakeGrace{1};
+// What a legitimate connection sends before it has enrolled stays under this (the
+// ZMTP and CurveZMQ handshakes, two HELLOs with TPM evidence, a PROOF: ~15 KiB).
+inline constexpr std::uint64_t kSmallConnectionBytes = 64 * 1024;
 
 // What one connection costs besides the bytes it sent: libzmq's engine with its 8 KiB
 // input and output batches, the session, the kernel's socket (measured in
@@ -56,9 +65,14 @@ struct unauthenticated_connection {
 inline constexpr std::uint64_t kConnectionOverhead = 32 * 1024;
 
 // choose_shutdowns returns the connections to shut down so that the rest hold at most
-// `budget` bytes (each counted as bytes_received + kConnectionOverhead): the largest
-// first, the oldest first among equals. Pure; the guard's policy, tested on its own.
-std::vector<int> choose_shutdowns(std::vector<unauthenticated_connection> connections, std::uint64_t budget);
+// `budget` bytes (each counted as bytes_received + kConnectionOverhead). Each victim
+// comes from the source address that holds the most at that point, so that a flooding
+// host loses its own connections first; within a source: connections that sent more
+// than kSmallConnectionBytes (largest first), then, oldest first, small ones past
+// kHandshakeGrace that never sent a HELLO, small ones that did, and small ones still
+// within the grace. Pure; the guard's policy, tested on its own.
+std::vector<int> choose_shutdowns(std::vector<unauthenticated_connection> connections, std::uint64_t budget,
+                                  std::chrono::steady_clock::time_point now);
 
 class connection_guard {
  public:
@@ -70,11 +84,25 @@ class connection_guard {
   connection_guard(const connection_guard&) = delete;
   connection_guard& operator=(const connection_guard&) = delete;
 
-  // authenticated: an agent enrolled over the TCP connection whose socket is `fd`:
-  // from now on it is the agent's, not counted.
-  void authenticated(int fd);
+  // admitted: a HELLO came over the TCP connection whose socket is `fd` (its transport
+  // handshake passed). authenticated: an agent enrolled over it (with a credential):
+  // from now on it is the agent's, not counted. closed: the broker closed that agent's
+  // record (bye, revocation, a key approval, a stuck consumer, a newer connection):
+  // the connection is shut down, so that what ZeroMQ holds for it goes and a revoked
+  // agent keeps no connection. Any thread; applied at the guard's next wake-up, to the
+  // connection the socket held at the call (not one that reused its number since).
+  void admitted(int fd) { request(request_kind::admitted, fd); }
+  void authenticated(int fd) { request(request_kind::authenticated, fd); }
+  void closed(int fd) { request(request_kind::closed, fd); }
 
  private:
+  enum class request_kind { admitted, authenticated, closed };
+  struct pending_request {
+    request_kind kind;
+    int fd;
+    std::chrono::steady_clock::time_point at;
+  };
+  void request(request_kind kind, int fd);
   void run();
 
   void* router_;  // to end the monitor in the destructor (on the ROUTER's thread)
@@ -82,7 +110,7 @@ class connection_guard {
   const std::uint64_t budget_;  // half of max_unauthenticated_bytes: what a sweep leaves at most
   zmq::socket_t events_;
   std::mutex mu_;
-  std::vector<int> newly_authenticated_;  // under mu_
+  std::vector<pending_request> requests_;  // under mu_
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

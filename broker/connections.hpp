@@ -84,6 +84,7 @@ struct connection {
   // does not read (drop_stuck_consumer_seconds; the event loop's sweep keeps these).
   std::optional<std::chrono::steady_clock::time_point> stuck_since;
   std::uint64_t released_at_sweep = 0;
+  int transport_fd = -1;  // the socket it enrolled over (libzmq's; -1 unknown): the connection guard's handle
 };
 
 class connections {

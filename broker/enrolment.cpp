@@ -25,7 +25,7 @@ struct enrolment::handshake {
   std::string agent_fingerprint;  // of agent_key
   std::string peer_address;       // as libzmq reports it ("" if unknown)
   std::string transport_key;      // the connection's CurveZMQ client key, hex ("" on a plain endpoint)
-  int transport_fd = -1;          // the connection's TCP socket (-1: not TCP)
+  int transport_fd = -1;          // the connection's socket (libzmq's; -1 if it did not say)
   std::optional<attestation::attested_key> attested;  // the evidence held; PROOF must return its secret
   std::optional<secret_bytes> static_share;  // broker static (TPM) × agent ephemeral
   suite agent_suite;
@@ -249,12 +249,14 @@ void enrolment::on_signed(identity_result r) {
   }
 }
 
-void enrolment::on_proof(const bytes& route, std::span<const bytes> frames) {
+void enrolment::on_proof(const bytes& route, std::span<const bytes> frames, const net::connection_facts& from) {
   auto it = pending_.find(route);
   if (it == pending_.end() || it->second->challenge_bytes.empty())
     return out_.error(route, {status_code::malformed, "PROOF without a CHALLENGE"});
   handshake& p = *it->second;
   const std::string name = p.hello.name;
+  if (from.fd != p.transport_fd || from.user_id != p.transport_key)
+    return refuse(route, name, {status_code::malformed, "PROOF came over another connection than its HELLO"});
   if (frames.size() != 1) return refuse(route, name, {status_code::malformed, "PROOF must be 2 frames"});
   auto proof = session::decode_proof(frames[0]);
   if (!proof) return refuse(route, name, proof.error());
@@ -360,7 +362,10 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
   // grace window (envelopes in flight). The replay window is the agent's: kept.
   connection& c = agents_.open(a, route);
   c.hop.install(std::move(keys.send), std::move(keys.receive), std::chrono::seconds(cfg_.rekey_grace_seconds));
-  if (p.transport_fd >= 0) authenticated_fd_(p.transport_fd);
+  if (p.transport_fd >= 0 && c.transport_fd != p.transport_fd) {
+    c.transport_fd = p.transport_fd;
+    authenticated_fd_(p.transport_fd);
+  }
   pending_.erase(route);
   acct_.stats().increment("enrolments_total", "accepted");
   if (!peers_key.empty() && peers_key != rec.fingerprint) {

@@ -93,9 +93,11 @@ class enrolment {
   // libzmq says of the connection: its address (recorded with a changed key for the
   // operator), its CurveZMQ client key (the ZAP handler's User-Id; "" on a plain
   // endpoint), which an enrolment completed over it registers for the name
-  // (schemas/protocol.md §2.2), and its socket (TCP), which becomes authenticated.
+  // (schemas/protocol.md §1.3), and its socket (TCP), which becomes authenticated.
   void on_hello(const bytes& route, std::span<const bytes> frames, const net::connection_facts& from = {});
-  void on_proof(const bytes& route, std::span<const bytes> frames);
+  // A PROOF must come over the connection its HELLO came over (the same socket and
+  // CurveZMQ key): a peer that chose its own routing id cannot finish on another.
+  void on_proof(const bytes& route, std::span<const bytes> frames, const net::connection_facts& from = {});
   // on_signed: the identity worker finished a job.
   void on_signed(identity_result r);
   // expire drops handshakes older than kEnrolmentTimeout.
@@ -109,8 +111,9 @@ class enrolment {
   // announce_key_changes_with: called with a name whose enrolment changed the key its
   // peers hold (the broker passes control_channel::announce_key_change).
   void announce_key_changes_with(std::function<void(const std::string&)> f) { announce_key_change_ = std::move(f); }
-  // authenticate_connections_with: called with the TCP socket of each connection an
-  // agent has enrolled over (connection_guard::authenticated).
+  // authenticate_connections_with: called with the socket of each connection an agent
+  // has enrolled over, once per connection (connection_guard::authenticated; the
+  // connection record keeps it as connection::transport_fd).
   void authenticate_connections_with(std::function<void(int)> f) { authenticated_fd_ = std::move(f); }
 
  private:

@@ -352,7 +352,8 @@ bool registry::approve_key(std::string_view name, std::string_view fingerprint) 
   statement s(c,
               "UPDATE agents SET fingerprint = pending_fingerprint, public_key_pem = pending_public_key_pem,"
               "  pending_fingerprint = '', pending_public_key_pem = '', pending_at = 0, pending_address = '',"
-              "  pending_evidence = '', ek_ca = '', ek_issuer = '', ek_fingerprint = '', ak_name = ''"
+              "  pending_evidence = '', ek_ca = '', ek_issuer = '', ek_fingerprint = '', ak_name = '',"
+              "  transport_key = ''"  // the old key's transport key admits no one any more
               " WHERE name = ?1 AND pending_fingerprint <> '' AND pending_fingerprint = ?2",
               "approve_key");
   s.bind_text(1, name).bind_text(2, fingerprint);

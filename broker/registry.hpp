@@ -210,7 +210,9 @@ class registry {
   // False, changing nothing, if the token is no longer usable (used, expired, deleted,
   // or not for this name, role or key): another enrolment consumed it meanwhile.
   // `transport_key` (hex CurveZMQ public key of the connection it came over; "" over
-  // ipc) becomes the key the ZAP handler admits for a.name.
+  // ipc) becomes the key the ZAP handler admits for a.name; "" keeps the one it has
+  // unless a.fingerprint is a new key for the name (then it is cleared, as
+  // approve_key clears it).
   bool enrol(const agent_record& a, std::optional<std::string_view> token_hash, std::string_view transport_key = {});
   // transport_admission says why the ZAP handler admits the CurveZMQ client key
   // `key_hex` at now_ms: "token" (a usable token stands for it), "agent" (an enrolled,

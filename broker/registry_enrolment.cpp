@@ -45,6 +45,14 @@ bool registry::enrol(const agent_record& a, std::optional<std::string_view> toke
     s.bind_text(4, a.name).bind_text(5, a.role);
     if (s.run() != 1) return false;  // rolled back by the transaction's destructor
   }
+  if (transport_key.empty()) {
+    // A new key enrolling over ipc: the transport key the old key enrolled over (which
+    // may be what was stolen with it) admits no one any more.
+    statement clear(c, "UPDATE agents SET transport_key = '' WHERE name = ?1 AND fingerprint <> ?2",
+                    "enrol: new key, no transport key");
+    clear.bind_text(1, a.name).bind_text(2, a.fingerprint);
+    clear.run();
+  }
   supersede_key(a.name, a.fingerprint, a.last_seen);
   upsert_agent(a);
   if (!transport_key.empty()) {

@@ -1,5 +1,5 @@
 // transport_gate.hpp — the broker's ZAP handler: who may open a CurveZMQ connection
-// on a tcp:// endpoint (schemas/protocol.md §2.2; ZeroMQ RFC 27).
+// on a tcp:// endpoint (schemas/protocol.md §1.3; ZeroMQ RFC 27).
 //
 // libzmq asks the handler once per TCP connection, after the client has completed
 // the CurveZMQ handshake (proving it holds the secret of the key it names) and

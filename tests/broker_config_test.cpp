@@ -208,6 +208,8 @@ std::vector<bad_case> bad_cases() {
        "between 0 and 3600000"},
       {"heartbeat_high", [](doc& d) { d.tail = "[limits]\nheartbeat_interval_ms = 3600001\n"; }, "limits.heartbeat_interval_ms",
        "(got 3600001)"},
+      {"admin_not_loopback", [](doc& d) { d.broker["admin_endpoint"] = R"("tcp://0.0.0.0:6002")"; }, "broker.admin_endpoint",
+       "is not loopback"},
       {"transport_unknown_key", [](doc& d) { d.tail = "[transport]\ncurv = false\n"; }, "transport.curv", "unknown key"},
       {"transport_curve_string", [](doc& d) { d.tail = "[transport]\ncurve = \"off\"\n"; }, "transport.curve", "true or false"},
       {"handshake_timeout_low", [](doc& d) { d.tail = "[transport]\nhandshake_timeout_ms = 99\n"; },

@@ -926,26 +926,48 @@ TEST(Enrolment, AnExpiredHandshakeIsDroppedAndItsTpmJobSkipped) {
 }
 
 // The connection guard's policy: nothing while unauthenticated connections fit the
-// budget; past it the largest go first (the oldest among equals), only as many as it
-// takes.
+// budget; past it, victims come from the source holding the most, and within a
+// source: the big ones (largest first), then small ones, oldest first: idle past the
+// handshake grace, then those that sent a HELLO, then those in their handshake; only
+// as many as it takes.
 TEST(ConnectionGuard, ShutsTheLargestUnauthenticatedConnectionsUntilTheRestFit) {
   using namespace std::chrono_literals;
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto now = std::chrono::steady_clock::now();
+  const auto t0 = now - 10s;
   const std::uint64_t k = kConnectionOverhead;
-  std::vector<unauthenticated_connection> c = {
-      {10, 500, t0}, {11, 4 << 20, t0 + 1s}, {12, 500, t0 + 2s}, {13, 1 << 20, t0 + 3s}, {14, 4 << 20, t0 + 4s}};
+  auto conn = [](int fd, std::uint64_t bytes, std::chrono::steady_clock::time_point at, std::string source = "10.0.0.1",
+                 bool admitted = false) { return unauthenticated_connection{fd, bytes, at, std::move(source), admitted}; };
+  std::vector<unauthenticated_connection> c = {conn(10, 500, t0), conn(11, 4 << 20, t0 + 1s), conn(12, 500, t0 + 2s),
+                                               conn(13, 1 << 20, t0 + 3s), conn(14, 4 << 20, t0 + 4s)};
   const std::uint64_t all = 1000 + (9u << 20) + 5 * k;
-  EXPECT_TRUE(choose_shutdowns(c, all).empty()) << "exactly at the budget";
-  EXPECT_EQ(choose_shutdowns(c, all - 1), (std::vector<int>{11})) << "the largest, the older of two";
-  EXPECT_EQ(choose_shutdowns(c, all - (4u << 20) - k), (std::vector<int>{11})) << "one was enough";
-  EXPECT_EQ(choose_shutdowns(c, all - (4u << 20) - k - 1), (std::vector<int>{11, 14}));
-  EXPECT_EQ(choose_shutdowns(c, 1000 + 2 * k), (std::vector<int>{11, 14, 13}));
-  EXPECT_EQ(choose_shutdowns(c, 0).size(), 5u);
-  // Many idle connections: each costs the overhead; the oldest go first.
-  std::vector<unauthenticated_connection> idle;
-  for (int i = 0; i < 10; ++i) idle.push_back({100 + i, 0, t0 + std::chrono::seconds(i)});
-  EXPECT_EQ(choose_shutdowns(idle, 8 * k), (std::vector<int>{100, 101}));
-  EXPECT_TRUE(choose_shutdowns({}, 0).empty());
+  EXPECT_TRUE(choose_shutdowns(c, all, now).empty()) << "exactly at the budget";
+  EXPECT_EQ(choose_shutdowns(c, all - 1, now), (std::vector<int>{11})) << "the largest, the older of two";
+  EXPECT_EQ(choose_shutdowns(c, all - (4u << 20) - k, now), (std::vector<int>{11})) << "one was enough";
+  EXPECT_EQ(choose_shutdowns(c, all - (4u << 20) - k - 1, now), (std::vector<int>{11, 14}));
+  EXPECT_EQ(choose_shutdowns(c, 1000 + 2 * k, now), (std::vector<int>{11, 14, 13}));
+  EXPECT_EQ(choose_shutdowns(c, 0, now), (std::vector<int>{11, 14, 13, 10, 12})) << "then the small, oldest first";
+  EXPECT_TRUE(choose_shutdowns({}, 0, now).empty());
+
+  // Small ones: idle past the grace, then those that sent a HELLO, then those in their
+  // handshake, each oldest first; a young big one goes before all of them.
+  std::vector<unauthenticated_connection> small = {
+      conn(100, 0, t0), conn(101, 0, t0 + 1s), conn(200, 600, now - 10ms), conn(201, 600, now - 20ms),
+      conn(300, 5000, now - 500ms, "10.0.0.1", true), conn(301, 5000, now - 3s, "10.0.0.1", true),
+      conn(400, 1 << 20, now - 5ms)};
+  EXPECT_EQ(choose_shutdowns(small, 0, now), (std::vector<int>{400, 100, 101, 301, 300, 201, 200}));
+
+  // Two sources: the flooding one loses its connections first, although the other's
+  // single connection is the largest.
+  std::vector<unauthenticated_connection> two;
+  for (int i = 0; i < 20; ++i) two.push_back(conn(500 + i, 100, t0, "192.0.2.66"));
+  two.push_back(conn(600, 200'000, t0, "198.51.100.7", true));
+  const std::uint64_t both = 20 * (100 + k) + 200'000 + k;
+  auto flood = choose_shutdowns(two, both - 5 * (100 + k), now);
+  ASSERT_EQ(flood.size(), 5u);
+  for (int fd : flood) EXPECT_LT(fd, 600);
+  // Once the flooding source holds less than the other, the other's goes.
+  auto deeper = choose_shutdowns(two, 200'000 + k - 1, now);
+  EXPECT_NE(std::find(deeper.begin(), deeper.end(), 600), deeper.end());
 }
 
 }  // namespace

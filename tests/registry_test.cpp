@@ -250,6 +250,15 @@ TEST_F(RegistryTest, TransportAdmissionFollowsTokensEnrolmentsAndRevocations) {
   // takes it from monitor-1.
   ASSERT_TRUE(r.enrol(a, std::nullopt, ""));
   EXPECT_EQ(r.transport_admission(tk, now), "agent");
+  // A new key for monitor-1 over ipc: the old key's transport key goes with it.
+  {
+    agent_record rekeyed = sample_agent("monitor-1", std::string(64, '9'));
+    rekeyed.last_seen = now;
+    ASSERT_TRUE(r.enrol(rekeyed, std::nullopt, ""));
+    EXPECT_EQ(r.transport_admission(tk, now), "") << "a new key does not inherit the old transport key";
+    ASSERT_TRUE(r.enrol(rekeyed, std::nullopt, tk));
+    EXPECT_EQ(r.transport_admission(tk, now), "agent");
+  }
   agent_record b = sample_agent("monitor-2", std::string(64, 'e'));
   b.last_seen = now;
   ASSERT_TRUE(r.enrol(b, std::nullopt, tk));

@@ -98,7 +98,8 @@ void add_token_create(CLI::App* token, const global_options& global, int* result
     std::ostringstream bundle;
     bundle << "# agentbus enrolment bundle for " << opts->agent << " (" << opts->role << "), token "
            << rec.value("id", std::string()) << ", issued by operator " << r.value("operator", std::string("?")) << ".\n"
-           << "# It holds a one-time secret: hand it to the agent's owner only, and delete it once the agent has enrolled.\n"
+           << "# It holds a secret: hand it to the agent's owner only. The token enrols once; an agent on TCP keeps\n"
+           << "# the file (the key derived from the token is its transport key), an agent on ipc deletes it once enrolled.\n"
            << "name = " << toml_string(opts->agent) << "\n"
            << "role = " << toml_string(opts->role) << "\n"
            << "broker_name = " << toml_string(broker.value("name", std::string())) << "\n"

@@ -81,17 +81,19 @@ struct agent_options {
   // broker_transport_key: the broker's CurveZMQ public key (64 hex digits, as
   // `agentbus-trust broker` prints it and enrolment bundles carry it). Required for a
   // tcp:// endpoint: the hop is then encrypted and the broker proven to hold the key
-  // before a byte of the agent's traffic leaves (schemas/protocol.md §2.2). Not used
+  // before a byte of the agent's traffic leaves (schemas/protocol.md §1.3). Not used
   // for ipc://, which stays plain behind file permissions.
   std::string broker_transport_key;
   // transport_key_file: where this agent keeps its own CurveZMQ key (64 hex digits,
-  // mode 0600; made on first use). The broker admits a client key it knows: the key
-  // an enrolment token stands for (used instead of this file whenever
-  // enrolment_token is set) or the key the agent last enrolled over. Empty: a new key
-  // each run, which a broker admits only alongside a token.
+  // mode 0600; made on first use), used when enrolment_token is empty. The broker
+  // admits a client key it knows: the key an enrolment token stands for (the agent
+  // uses it whenever enrolment_token is set, spent or not: it becomes the key the
+  // agent enrolled over), or the key the agent last enrolled over TCP with. A file
+  // key becomes that only through a broker that admits unknown keys
+  // (admit_unknown_keys). Empty: a new key each run.
   std::filesystem::path transport_key_file;
   // insecure_plain_tcp: connect to a tcp:// endpoint without CurveZMQ (a broker whose
-  // [transport] curve = "off"): traffic crosses the network in clear and any host
+  // [transport] curve = false): traffic crosses the network in clear and any host
   // on the path can answer as the broker's transport. Loopback tests only.
   bool insecure_plain_tcp = false;
   std::chrono::milliseconds connect_timeout{10'000};

@@ -56,7 +56,7 @@ void stop_threads(client::agent_runtime& d) {
 }
 
 // use_curve makes the DEALER a CurveZMQ client of the broker (schemas/protocol.md
-// §2.2). The client key: the one the enrolment token stands for when there is a
+// §1.3). The client key: the one the enrolment token stands for when there is a
 // token (the broker admits it while the token is usable, and registers it when the
 // agent enrols over it), else the agent's own key file, else a key for this run.
 void use_curve(zmq::socket_t& dealer, const agent_options& o) {
@@ -109,7 +109,7 @@ agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shar
       !options.insecure_plain_tcp)
     throw std::invalid_argument("agent_options::broker_transport_key is required for a tcp:// endpoint (the broker's "
                                 "CurveZMQ key, as `agentbus-trust broker` prints it and enrolment bundles carry "
-                                "it); set insecure_plain_tcp only for a broker with [transport] curve = \"off\"");
+                                "it); set insecure_plain_tcp only for a broker with [transport] curve = false");
   auto s = pol->suite_for(key->metadata().role);
   if (!s) throw enrolment_error(s.error().code(), s.error().to_string());
   if (key->key_suite().name != s->name)

@@ -166,12 +166,17 @@ void broker_link::on_reconnected() {
   (void)send_control(session::control::ping{});
 }
 
-void broker_link::on_transport_refused(const std::string& why) {
+void broker_link::on_transport_ok() {
+  std::lock_guard lock(mu_);
+  transport_refusal_.clear();
+}
+
+void broker_link::on_transport_refused(const std::string& why, bool final) {
   bool log = false;
   {
     std::lock_guard lock(mu_);
-    if (current_ && !outcome_) outcome_ = status{status_code::not_authorised, why};
-    else transport_refusal_ = why;  // for a handshake about to start
+    if (final && current_ && !outcome_) outcome_ = status{status_code::not_authorised, why};
+    else if (final) transport_refusal_ = why;  // for a handshake about to start
     if (steady::now() - last_refusal_log_ >= std::chrono::seconds(10)) {
       last_refusal_log_ = steady::now();
       log = true;

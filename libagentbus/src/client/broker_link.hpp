@@ -62,10 +62,12 @@ class broker_link final : public session::hop_receiver {
   // answer unknown_agent at once.
   void on_reconnected();
   // on_transport_refused: the broker's transport turned the connection away during
-  // the ZMTP handshake (connection_monitor::take_refusal). A handshake in progress
-  // ends with not_authorised and `why` at once, rather than at its timeout; later
-  // ones are logged (rate-limited).
-  void on_transport_refused(const std::string& why);
+  // the ZMTP handshake (connection_monitor::take_refusal), logged (rate-limited). A
+  // final refusal ends the enrolment in progress, or the next one unless a transport
+  // handshake succeeds first (on_transport_ok), with not_authorised and `why` at once
+  // rather than at its timeout.
+  void on_transport_refused(const std::string& why, bool final);
+  void on_transport_ok();
   // tick starts a hop rekey when the hop session is due for one.
   void tick();
 

@@ -42,7 +42,8 @@ void agent_runtime::io_loop() {
     if (items[1].revents & ZMQ_POLLIN) outbound.drain_wake();
     if (items[2].revents & ZMQ_POLLIN) {
       if (monitor->reconnected()) link.on_reconnected();
-      if (std::string why = monitor->take_refusal(); !why.empty()) link.on_transport_refused(why);
+      if (monitor->take_handshake_succeeded()) link.on_transport_ok();
+      if (auto r = monitor->take_refusal()) link.on_transport_refused(r->why, r->final);
     }
     send_queued(send_blocked);
     for (int budget = 0; reading && budget < 1024; ++budget) {

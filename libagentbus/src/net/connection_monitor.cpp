@@ -23,7 +23,7 @@ connection_monitor::connection_monitor(zmq::context_t& ctx, zmq::socket_t& watch
   // libzmq binds its end of the pair here; ours connects below.
   if (zmq_socket_monitor(watched.handle(), endpoint.c_str(),
                          ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0)
+                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0)
     throw zmq::error_t();
   try {
     events_ = zmq::socket_t(ctx, zmq::socket_type::pair);
@@ -55,15 +55,27 @@ bool connection_monitor::reconnected() {
       std::memcpy(&event, part.data(), sizeof event);
       std::memcpy(&value, part.data<std::uint8_t>() + sizeof event, sizeof value);
     }
-    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
-      refusal_ = "the broker's transport refused this agent's CurveZMQ key (ZAP status " + std::to_string(value) +
-                 "): it admits the key of a usable enrolment token or of an enrolled agent";
-    else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+    if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+      refusal_.reset();
+      handshake_ok_ = true;
+    } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+      // ZAP (RFC 27): 400 refuses the key; 300 and 500 are temporary.
+      refusal_ = value == 400
+                     ? refusal{"the broker's transport refused this agent's CurveZMQ key (ZAP status 400): it admits "
+                               "the key of a usable enrolment token or of an enrolled agent",
+                               true}
+                     : refusal{"the broker's transport could not admit this agent now (ZAP status " +
+                                   std::to_string(value) + "); retrying",
+                               false};
+    } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
       refusal_ = value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
-                     ? "the broker's transport uses another security mechanism (CurveZMQ on one side only: set "
-                       "broker_transport_key, or insecure_plain_tcp for a plain broker)"
-                     : "the ZMTP handshake with the broker failed (protocol error " + std::to_string(value) + ")";
-    while (part.more() && events_.recv(part, zmq::recv_flags::dontwait)) {
+                     ? refusal{"the broker's transport uses another security mechanism (CurveZMQ on one side only: "
+                               "set broker_transport_key, or insecure_plain_tcp for a broker with [transport] "
+                               "curve = false)",
+                               true}
+                     : refusal{"the ZMTP handshake with the broker failed (protocol error " + std::to_string(value) +
+                                   "); retrying",
+                               false};
     }
     if (event == ZMQ_EVENT_DISCONNECTED) {
       disconnected_ = true;
@@ -75,6 +87,6 @@ bool connection_monitor::reconnected() {
   return again;
 }
 
-std::string connection_monitor::take_refusal() { return std::exchange(refusal_, std::string{}); }
+std::optional<connection_monitor::refusal> connection_monitor::take_refusal() { return std::exchange(refusal_, std::nullopt); }
 
 }  // namespace agentbus::net

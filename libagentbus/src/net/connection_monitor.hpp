@@ -10,6 +10,10 @@
 
 #include <zmq.hpp>
 
+#include <optional>
+#include <string>
+#include <utility>
+
 namespace agentbus::net {
 
 // connection_monitor watches `watched` through zmq_socket_monitor on an inproc
@@ -36,10 +40,18 @@ class connection_monitor {
   bool reconnected();
 
   // take_refusal returns, once, why the peer turned the latest connection away during
-  // the ZMTP handshake, as read by reconnected(): "" when it did not. A CurveZMQ
-  // server's ZAP handler refusing the client key, or a mechanism mismatch (CurveZMQ
-  // on one side only), never ends on its own: libzmq just reconnects and retries.
-  std::string take_refusal();
+  // the ZMTP handshake, as read by reconnected(), or nullopt. `final`: it will not
+  // change by retrying (a ZAP handler refusing the client key, status 400, or a
+  // mechanism mismatch: CurveZMQ on one side only); libzmq reconnects and retries
+  // all the same. A handshake that succeeded since clears it (handshake_succeeded).
+  struct refusal {
+    std::string why;
+    bool final = false;
+  };
+  std::optional<refusal> take_refusal();
+  // handshake_succeeded: a ZMTP handshake completed since the last call (read by
+  // reconnected()).
+  bool take_handshake_succeeded() { return std::exchange(handshake_ok_, false); }
 
   // close stops the monitoring and closes the event socket. The watched socket must
   // still be open.
@@ -49,7 +61,8 @@ class connection_monitor {
   zmq::socket_ref watched_;
   zmq::socket_t events_;
   bool disconnected_ = false;  // a DISCONNECTED not yet followed by a CONNECTED
-  std::string refusal_;
+  std::optional<refusal> refusal_;
+  bool handshake_ok_ = false;
 };
 
 }  // namespace agentbus::net

@@ -1,5 +1,5 @@
 // transport_key.hpp — CurveZMQ keys for the tcp:// hop (internal;
-// schemas/protocol.md §2.2).
+// schemas/protocol.md §1.3).
 //
 // The hop over TCP is CurveZMQ: the agent knows the broker's public key before it
 // connects, and the broker's ZAP handler admits only client keys it knows. A curve

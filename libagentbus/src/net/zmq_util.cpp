@@ -19,7 +19,8 @@ bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_fra
       // Every frame of a message carries its connection's metadata; read it from
       // the kind frame while that frame is at hand.
       if (n == 2 && facts != nullptr && facts->out != nullptr &&
-          std::string_view(msg.data<char>(), msg.size()) == facts->kind) {
+          (std::string_view(msg.data<char>(), msg.size()) == facts->kind ||
+           (!facts->also.empty() && std::string_view(msg.data<char>(), msg.size()) == facts->also))) {
         const char* a = zmq_msg_gets(msg.handle(), "Peer-Address");
         facts->out->address = a != nullptr ? a : "";
         const char* u = zmq_msg_gets(msg.handle(), "User-Id");

@@ -20,9 +20,9 @@ using frames = std::vector<bytes>;
 // be told), which no handler accepts as a message.
 //
 // facts: when set and the message's second frame (a ROUTER's first after the routing
-// id) equals facts->kind, facts->out receives what libzmq knows of the connection it
-// came over (connection_facts); otherwise facts->out is left alone. Asked only for
-// that kind, so other messages pay nothing for it.
+// id) equals facts->kind or facts->also, facts->out receives what libzmq knows of the
+// connection it came over (connection_facts); otherwise facts->out is left alone.
+// Asked only for those kinds, so other messages pay nothing for it.
 struct connection_facts {
   std::string address;  // "Peer-Address" ("" where the transport has none: ipc://)
   std::string user_id;  // "User-Id": what a ZAP handler named the peer ("" without one)
@@ -34,7 +34,7 @@ struct connection_facts {
   }
 };
 struct facts_of {
-  std::string_view kind;
+  std::string_view kind, also;
   connection_facts* out = nullptr;
 };
 bool recv_multipart_into(zmq::socket_t& socket, frames& out, std::size_t max_frames = 8,
