@@ -4,7 +4,7 @@
 # corpus in fuzz/corpus/<harness>/. New inputs go to <build>/corpus/<harness>/ (the
 # repository's corpus is only read); a crash leaves its input as
 # <build>/corpus/<harness>-crash-* and fails the script. The harnesses run side by side,
-# as many at once as there are cores. The README's test command runs this for 10 s per
+# as many at once as there are cores. The README's test command runs this for 8 s per
 # harness; run it for as long as you like:
 #   FUZZ_SECONDS=3600 scripts/fuzz.sh
 #   FUZZ_ONLY=fuzz_handshake FUZZ_SECONDS=600 scripts/fuzz.sh

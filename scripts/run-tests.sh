@@ -9,4 +9,4 @@ bash scripts/build.sh
 build_dir="${AGENTBUS_BUILD_DIR:-build}"
 (cd "$build_dir" && ctest --output-on-failure -j"$(nproc)" --timeout 600)
 # A short run of every fuzzing harness (scripts/fuzz.sh runs them as long as one likes).
-FUZZ_SECONDS="${FUZZ_SECONDS:-10}" bash scripts/fuzz.sh
+FUZZ_SECONDS="${FUZZ_SECONDS:-8}" bash scripts/fuzz.sh

@@ -27,6 +27,7 @@
 #include "agentbus/crypto.hpp"
 #include "agentbus/identity.hpp"
 #include "agentbus/policy.hpp"
+#include "agentbus/testing/local_host.hpp"
 #include "support/bus_fixture.hpp"
 #include "support/inbox.hpp"
 
@@ -478,12 +479,10 @@ TEST_F(Hostile, Case8ASignedRequestIsCarriedOutOnceAndOnlyByTheBrokerItNames) {
   expect_traffic_flows(a, dir_.path(), "8");
 }
 
-// rss_kib: a process's resident memory (VmRSS), in KiB.
+// rss_kib: a process's resident memory (VmRSS), in KiB (-1 if unreadable).
 long rss_kib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
+  const auto kib = testing::resident_kib(pid);
+  return kib ? static_cast<long>(*kib) : -1;
 }
 
 // Case 4: a subscriber that never reads made the broker buffer 2000 × 1 MiB (RSS 15 MiB

@@ -1,18 +1,12 @@
 #include "support/bus_fixture.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <thread>
 #include <zmq.hpp>
 
 #include "admin_client.hpp"
+#include "agentbus/testing/local_host.hpp"
 
 namespace agentbus::testing {
 namespace fs = std::filesystem;
@@ -26,7 +20,7 @@ broker_process::broker_process(options opts) : opts_(std::move(opts)) {
   endpoint_ = "ipc://" + (dir_.path() / "broker.sock").string();
   admin_endpoint_ = "ipc://" + (dir_.path() / "admin.sock").string();
   std::ofstream cfg(dir_.path() / "broker.toml");
-  if (opts_.tcp) tcp_endpoint_ = "tcp://127.0.0.1:" + std::to_string(free_tcp_port());
+  if (opts_.tcp) tcp_endpoint_ = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
   cfg << "[broker]\nname = \"test-broker\"\nendpoints = [\"" << endpoint_ << "\""
       << (opts_.tcp ? ", \"" + tcp_endpoint_ + "\"" : std::string()) << "]\n"
       << "policy = \"" << policy_file.string() << "\"\nstate_dir = \"state\"\nadmin_endpoint = \"" << admin_endpoint_
@@ -122,22 +116,6 @@ std::string broker_process::transport_key() const {
   auto k = broker::admin_client(admin_endpoint_).broker_transport_key();
   if (!k) throw std::runtime_error("broker transport key: " + k.error().to_string());
   return *k;
-}
-
-int free_tcp_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw std::runtime_error("socket: " + std::string(std::strerror(errno)));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(fd);
-    throw std::runtime_error("bind/getsockname: " + std::string(std::strerror(errno)));
-  }
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 bool broker_process::knows(const std::string& name) const {

@@ -99,10 +99,6 @@ struct bus_agent {
   agent* operator->() const { return client.get(); }
 };
 
-// free_tcp_port: a loopback TCP port nothing listens on (the kernel's choice, released
-// again: a later bind may race another process, which tests accept).
-int free_tcp_port();
-
 // connect_agent enrols a new identity as `name` (over tweak.broker_endpoint, else the
 // broker's ipc endpoint): it pins the broker's fingerprint
 // (unless `tweak` names one or opts out) and, when the broker does not know the

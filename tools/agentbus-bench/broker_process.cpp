@@ -2,18 +2,13 @@
 
 #include "admin_client.hpp"
 #include "agentbus/policy.hpp"
+#include "agentbus/testing/local_host.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <fmt/format.h>
 
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <fstream>
 #include <stdexcept>
 #include <thread>
@@ -32,21 +27,6 @@ std::string tail_file(const fs::path& file, std::size_t lines) {
   return out;
 }
 
-// free_tcp_port: a loopback port nothing listens on now (the kernel's choice).
-int free_tcp_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
-  ::close(fd);
-  if (!ok) throw std::runtime_error(std::string("choosing a TCP port: ") + std::strerror(errno));
-  return ntohs(a.sin_port);
-}
-
 }  // namespace
 
 broker_process::broker_process(const options& o) {
@@ -57,7 +37,7 @@ broker_process::broker_process(const options& o) {
   const fs::path config = o.dir / "broker.toml";
   endpoint_ = "ipc://" + sock.string();
   agent_endpoint_ = endpoint_;
-  if (o.transport == "tcp" || o.transport == "curve") agent_endpoint_ = "tcp://127.0.0.1:" + std::to_string(free_tcp_port());
+  if (o.transport == "tcp" || o.transport == "curve") agent_endpoint_ = "tcp://127.0.0.1:" + std::to_string(testing::free_loopback_port());
   admin_endpoint_ = "ipc://" + (o.dir / "admin.sock").string();
   log_ = o.dir / "broker.log";
   {

@@ -41,18 +41,6 @@ double self_cpu_seconds() {
   return secs(ru.ru_utime) + secs(ru.ru_stime);
 }
 
-std::optional<std::uint64_t> resident_kib(pid_t pid) {
-  std::ifstream f(fmt::format("/proc/{}/status", pid));
-  for (std::string line; std::getline(f, line);) {
-    if (line.rfind("VmRSS:", 0) != 0) continue;
-    std::istringstream in(line.substr(6));
-    std::uint64_t kib = 0;
-    if (in >> kib) return kib;
-    return std::nullopt;
-  }
-  return std::nullopt;
-}
-
 std::optional<std::uint64_t> open_descriptors(pid_t pid) {
   std::error_code ec;
   std::uint64_t n = 0;

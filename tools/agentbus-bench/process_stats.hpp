@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "agentbus/testing/local_host.hpp"
+
 namespace agentbus::bench {
 
 // process_cpu_seconds returns user + system CPU seconds that `pid` has used so
@@ -24,8 +26,8 @@ std::optional<double> process_cpu_seconds(pid_t pid);
 // (getrusage(RUSAGE_SELF), microsecond resolution).
 double self_cpu_seconds();
 
-// resident_kib returns VmRSS of `pid` in KiB (/proc/<pid>/status), or nullopt.
-std::optional<std::uint64_t> resident_kib(pid_t pid);
+// resident_kib: VmRSS of `pid` in KiB, or nullopt (agentbus/testing/local_host.hpp).
+using testing::resident_kib;
 
 // open_descriptors returns how many file descriptors `pid` has open
 // (/proc/<pid>/fd), and thread_count its threads (/proc/<pid>/status Threads).

@@ -57,7 +57,7 @@ void broker_link::enrol_first() {
   submit(job::first);
   status st = result.get();
   if (!st) throw enrolment_error(st.code(), st.code() == status_code::timeout
-                                                ? "broker at " + opts_.broker_endpoint + " did not answer"
+                                                ? "broker at " + opts_.broker_endpoint + " did not answer: " + st.detail()
                                                 : st.to_string());
 }
 
@@ -232,7 +232,12 @@ status broker_link::handshake() {
   result<hop_handshake::proof> proof = status{status_code::timeout, "no CHALLENGE from the broker"};
   for (;;) {
     if (!cv_.wait_until(lock, deadline, [&] { return stopping_ || cookie_ || challenge_ || outcome_; }))
-      return {status_code::timeout, cookies == 0 ? "no COOKIE from the broker" : "no CHALLENGE from the broker"};
+      return {status_code::timeout,
+              cookies > 0 ? "no CHALLENGE from the broker"
+              : opts_.broker_endpoint.starts_with("tcp://") && !opts_.insecure_plain_tcp
+                  ? "no COOKIE from the broker (over CurveZMQ a wrong broker_transport_key looks like this: the "
+                    "broker cannot read the handshake and drops it)"
+                  : "no COOKIE from the broker"};
     if (stopping_) return {status_code::timeout, "agent stopping"};
     if (outcome_) return *outcome_;
     if (cookie_) {
