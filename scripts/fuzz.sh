@@ -14,8 +14,10 @@ seconds="${FUZZ_SECONDS:-60}"
 build_dir="${AGENTBUS_FUZZ_BUILD_DIR:-build-fuzz}"
 harnesses=(fuzz_envelope fuzz_handshake fuzz_control fuzz_wire_batch fuzz_admin fuzz_policy fuzz_config)
 if [ -n "${FUZZ_ONLY:-}" ]; then harnesses=("$FUZZ_ONLY"); fi
+# Line tables (-g1) are all a crash report needs (scripts/build.sh says why not -g).
 CC=clang CXX=clang++ cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAGENTBUS_FUZZ=ON \
-  -DAGENTBUS_BUILD_TESTS=OFF -DAGENTBUS_JEMALLOC=OFF >/dev/null
+  -DAGENTBUS_BUILD_TESTS=OFF -DAGENTBUS_JEMALLOC=OFF -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
+  -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" >/dev/null
 cmake --build "$build_dir" -j"$(nproc)" --target fuzzers
 work="$build_dir/corpus"
 # The harnesses run side by side, one per core: each gets FUZZ_SECONDS of a core.
