@@ -127,7 +127,7 @@ std::vector<int> choose_shutdowns(std::vector<unauthenticated_connection> connec
 
 connection_guard::connection_guard(zmq::context_t& ctx, zmq::socket_t& router, metrics& stats,
                                    std::uint64_t max_unauthenticated_bytes)
-    : router_(router.handle()), stats_(stats), budget_(max_unauthenticated_bytes / 2) {
+    : router_(router.handle()), stats_(stats), budget_(max_unauthenticated_bytes / 8 * 3) {
   const std::string endpoint = next_monitor_endpoint();
   if (zmq_socket_monitor(router.handle(), endpoint.c_str(), ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0)
     throw zmq::error_t();
@@ -232,7 +232,7 @@ void connection_guard::run() {
       stats_.increment("unauthenticated_connections_closed_total");
       if (limiter.allow("shutdown", "connection guard"))
         spdlog::warn("connection guard: closed unauthenticated connection from {}: unauthenticated connections held "
-                     "{} KiB, more than half of max_unauthenticated_bytes ({} KiB)",
+                     "{} KiB, more than 3/8 of max_unauthenticated_bytes ({} KiB)",
                      it->second.peer.ip_port, held >> 10, budget_ >> 10);
       conns.erase(it);
     }

@@ -9,13 +9,13 @@
 // agent has enrolled over it (enrolment tells the guard, authenticated()); what it
 // can have made the broker hold is at most the bytes the kernel received on it
 // (TCP_INFO tcpi_bytes_received) plus kConnectionOverhead. When the sum over all
-// unauthenticated connections exceeds half of [transport] max_unauthenticated_bytes,
-// the guard shuts the largest down (shutdown(2): libzmq sees the connection end and
+// unauthenticated connections exceeds 3/8 of [transport] max_unauthenticated_bytes,
+// the guard shuts connections down (shutdown(2): libzmq sees the connection end and
 // frees what it held; the guard never closes a descriptor libzmq owns). The other
-// half is headroom for what arrives between two sweeps (kAlertSweepInterval; a
+// 5/8 are headroom for what arrives between two sweeps (kAlertSweepInterval; a
 // loopback peer sends 1-2 GiB/s) and for freed memory the allocator has not yet
-// reused, so that the process's resident set stays within the budget (measured:
-// peak +47 MiB for a 64 MiB budget, tests/hostile_transport_test.cpp).
+// reused, so that the process's resident set stays within the budget
+// (tests/hostile_transport_test.cpp measures its peak).
 //
 // Thread: its own, started by the constructor and joined by the destructor. It reads
 // a zmq_socket_monitor of the ROUTER (ACCEPTED and DISCONNECTED carry the socket) and
@@ -107,7 +107,7 @@ class connection_guard {
 
   void* router_;  // to end the monitor in the destructor (on the ROUTER's thread)
   metrics& stats_;
-  const std::uint64_t budget_;  // half of max_unauthenticated_bytes: what a sweep leaves at most
+  const std::uint64_t budget_;  // 3/8 of max_unauthenticated_bytes: what a sweep leaves at most
   zmq::socket_t events_;
   std::mutex mu_;
   std::vector<pending_request> requests_;  // under mu_

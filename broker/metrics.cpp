@@ -150,7 +150,7 @@ metrics::metrics() {
   describe("transport_refused_total", metric_kind::counter, "TCP connections the ZAP handler refused, by reason (unknown_key; malformed: a request it could not read; error: the registry could not be read).", "reason");
   describe("unauthenticated_connections", metric_kind::gauge, "TCP connections no agent has enrolled over (at the latest sweep).");
   describe("unauthenticated_bytes", metric_kind::gauge, "What those connections may make the broker hold: bytes received on them plus a fixed cost each (bounded by max_unauthenticated_bytes).");
-  describe("unauthenticated_connections_closed_total", metric_kind::counter, "Unauthenticated TCP connections closed because together they held more than max_unauthenticated_bytes (the largest first).");
+  describe("unauthenticated_connections_closed_total", metric_kind::counter, "Unauthenticated TCP connections closed because together they held more than 3/8 of max_unauthenticated_bytes (the rest is headroom between the guard's sweeps; the largest first, from the source holding the most).");
   describe("agents_known", metric_kind::gauge, "Agent records held in memory: online agents and, at most max_agents, agents gone offline.");
   describe("key_changes_total", metric_kind::counter, "Enrolments of a known name with a new key (a token, the policy pin or an operator approval authorised it); online agents are told.");
   describe("publish_check_seconds", metric_kind::histogram, "Time to check one envelope at publish, by outcome.", "outcome");
