@@ -519,7 +519,9 @@ TEST_F(Hostile, Case4ASubscriberThatDoesNotReadCostsTheBrokerABoundedQueue) {
   const long after = rss_kib(b.pid());
   std::printf("[ measure  ] %d × 512 KiB to a reader and a subscriber that does not read: broker RSS %ld → %ld KiB\n",
               kMessages, before, after);
-  EXPECT_LT(after - before, 64 * 1024) << "the broker held more than the stuck recipient's budget";
+  if (testing::kResidentSetIsMeaningful) {
+    EXPECT_LT(after - before, 64 * 1024) << "the broker held more than the stuck recipient's budget";
+  }
   EXPECT_TRUE(wait_until([&] { return p.has_rejection(status_code::overloaded, "broker"); })) << p.describe();
   // The stuck one is dropped once nothing has been written to it for 2 s (it re-enrols
   // once it reads again).

@@ -409,7 +409,9 @@ TEST_F(Transport, Case1EndlessMultipartFromUnauthenticatedPeersCostsTheBrokerNot
   EXPECT_GT(zmq_sent.load(), 0);
   EXPECT_GE(series(b, "transport_refused_total{reason=\"unknown_key\"}"), 3);  // ZAP turned the keys away
   EXPECT_EQ(refused_after, refused_before) << "a message of an unknown-key client reached the broker";
-  EXPECT_LT(highest - before, kUnauthenticatedBudgetKib);
+  if (testing::kResidentSetIsMeaningful) {
+    EXPECT_LT(highest - before, kUnauthenticatedBudgetKib);
+  }
   EXPECT_TRUE(b.running());
 }
 
@@ -448,7 +450,9 @@ TEST_F(Transport, Case1AsReportedOnPlainTcpIsCutAtMaxUnauthenticatedBytes) {
               highest - before, kUnauthenticatedBudgetKib);
   EXPECT_GT(sent.load(), 3ull * kUnauthenticatedBudgetKib * 1024) << "the attack offered more than the budget";
   EXPECT_GE(closed, 1);
-  EXPECT_LT(highest - before, kUnauthenticatedBudgetKib);
+  if (testing::kResidentSetIsMeaningful) {
+    EXPECT_LT(highest - before, kUnauthenticatedBudgetKib);
+  }
   EXPECT_TRUE(b.running());
 }
 
@@ -499,7 +503,9 @@ TEST_F(Transport, PeersHoldingHandshakeFramesAreCutAtTheBudgetAndTheRestAtHandsh
               kConnections, kMaxFrameBytes, std::chrono::duration<double>(sent_in).count(), cut_while_sending, closed,
               before, highest, highest - before, kUnauthenticatedBudgetKib);
   EXPECT_GE(closed, 1);
-  EXPECT_LT(highest - before, kUnauthenticatedBudgetKib);
+  if (testing::kResidentSetIsMeaningful) {
+    EXPECT_LT(highest - before, kUnauthenticatedBudgetKib);
+  }
   // A legitimate agent enrols over TCP afterwards.
   agent_options over_tcp;
   over_tcp.broker_endpoint = b.tcp_endpoint();

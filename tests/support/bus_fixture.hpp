@@ -121,6 +121,15 @@ class broker_test : public ::testing::Test {
   std::unique_ptr<broker_process> broker_;
 };
 
+// kResidentSetIsMeaningful: false in an AddressSanitizer build, whose quarantine of
+// freed memory and shadow memory make a process's resident set say nothing about a
+// memory budget (those runs look for memory errors instead).
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kResidentSetIsMeaningful = false;
+#else
+inline constexpr bool kResidentSetIsMeaningful = true;
+#endif
+
 // text: the bytes of a string, as tests write payloads.
 inline bytes text(std::string_view s) { return bytes(s.begin(), s.end()); }
 
