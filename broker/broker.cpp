@@ -88,7 +88,7 @@ struct broker::impl {
     if (cfg.curve) {
       const net::curve_keypair key = net::curve_load_or_create(cfg.curve_key_file);
       transport_key = to_hex(key.public_key);
-      gate = std::make_unique<transport_gate>(ctx, cfg.state_dir / "registry.db", *stats, cfg.admit_unknown_keys);
+      gate = std::make_unique<transport_gate>(ctx, reg->file(), *stats, cfg.admit_unknown_keys);
       net::make_curve_server(socket, key, "agentbus");
       if (cfg.admit_unknown_keys)
         spdlog::warn("[transport] admit_unknown_keys: any CurveZMQ client key is admitted on tcp:// endpoints; peers "

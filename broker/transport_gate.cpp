@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "admin_protocol.hpp"
 #include "agentbus/bytes.hpp"
 #include "net/transport_key.hpp"
 #include "registry.hpp"
@@ -17,11 +18,6 @@ namespace agentbus::broker {
 namespace {
 
 constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
-
-std::int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // A ZAP request (RFC 27): version, request id, domain, address, identity, mechanism,
 // then the mechanism's credentials (CURVE: the client's 32-byte public key).

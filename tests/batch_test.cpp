@@ -171,10 +171,7 @@ TEST(Batch, ATpmThatStopsMidRunFailsTheBatchAndTellsTheSender) {
 
 // metric_value reads one unlabelled sample line, not its # HELP / # TYPE lines.
 std::uint64_t metric_value(broker_process& b, const std::string& family) {
-  const std::string metrics = b.admin("metrics");
-  const std::string name = "\nagentbus_" + family + " ";
-  auto at = metrics.find(name);
-  return at == std::string::npos ? 0 : std::stoull(metrics.substr(at + name.size()));
+  return static_cast<std::uint64_t>(b.metric(family).value_or(0));
 }
 
 std::uint64_t wire_batches_counted(broker_process& b) { return metric_value(b, "wire_batches_total"); }

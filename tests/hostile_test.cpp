@@ -45,18 +45,8 @@ using testing::text;
 
 class Hostile : public testing::broker_test {};
 
-// gauge reads one unlabelled series from the broker's Prometheus text.
-double gauge(broker_process& b, const std::string& name) {
-  const std::string text = b.admin("metrics");
-  const std::string prefix = "agentbus_" + name + " ";
-  for (std::size_t at = 0; at < text.size();) {
-    std::size_t eol = text.find('\n', at);
-    if (eol == std::string::npos) eol = text.size();
-    if (text.compare(at, prefix.size(), prefix) == 0) return std::stod(text.substr(at + prefix.size(), eol - at - prefix.size()));
-    at = eol + 1;
-  }
-  return -1;
-}
+// gauge reads one unlabelled series from the broker's Prometheus text (-1 if absent).
+double gauge(broker_process& b, const std::string& name) { return b.metric(name).value_or(-1); }
 
 // The legitimate agent's check: a director and a monitor exchange an envelope.
 void expect_traffic_flows(broker_process& b, const std::filesystem::path& dir, const std::string& suffix) {

@@ -85,17 +85,7 @@ class rss_peak {
 };
 
 // series reads one series (`name{label}` or `name`) from the broker's Prometheus text; 0 when absent.
-double series(broker_process& b, const std::string& name_and_labels) {
-  const std::string all = b.admin("metrics");
-  const std::string prefix = "agentbus_" + name_and_labels + " ";
-  for (std::size_t at = 0; at < all.size();) {
-    std::size_t eol = all.find('\n', at);
-    if (eol == std::string::npos) eol = all.size();
-    if (all.compare(at, prefix.size(), prefix) == 0) return std::stod(all.substr(at + prefix.size(), eol - at - prefix.size()));
-    at = eol + 1;
-  }
-  return 0;
-}
+double series(broker_process& b, const std::string& name_and_labels) { return b.metric(name_and_labels).value_or(0); }
 
 int port_of(const std::string& tcp_endpoint) { return std::stoi(tcp_endpoint.substr(tcp_endpoint.rfind(':') + 1)); }
 

@@ -86,6 +86,18 @@ std::string broker_process::admin(const std::string& command) {
   return reply.to_string();
 }
 
+std::optional<double> broker_process::metric(const std::string& series) {
+  const std::string all = admin("metrics");
+  const std::string prefix = "agentbus_" + series + " ";
+  for (std::size_t at = 0; at < all.size();) {
+    std::size_t eol = all.find('\n', at);
+    if (eol == std::string::npos) eol = all.size();
+    if (all.compare(at, prefix.size(), prefix) == 0) return std::stod(all.substr(at + prefix.size(), eol - at - prefix.size()));
+    at = eol + 1;
+  }
+  return std::nullopt;
+}
+
 std::string broker_process::fingerprint() const {
   auto fp = broker::admin_client(admin_endpoint_).broker_fingerprint();
   if (!fp) throw std::runtime_error("broker fingerprint: " + fp.error().to_string());

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,6 +53,10 @@ class broker_process {
   // transport_key: the broker's CurveZMQ public key ("" when it has none).
   std::string transport_key() const;
   std::string admin(const std::string& command);  // "stats" (JSON) or "metrics"
+  // metric: the value of one series of the broker's Prometheus text, named without
+  // the agentbus_ prefix and with its labels as exported (`transport_refused_total{reason="unknown_key"}`),
+  // or nullopt when the broker exports no such series.
+  std::optional<double> metric(const std::string& series);
   std::string log() const;
   const std::filesystem::path& dir() const noexcept { return dir_.path(); }
   // fingerprint: the broker identity's (what agents pin), from its admin endpoint.

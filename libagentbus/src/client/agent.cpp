@@ -59,9 +59,7 @@ void stop_threads(client::agent_runtime& d) {
 // §1.3). The client key: the one the enrolment token stands for when there is a
 // token (the broker admits it while the token is usable, and registers it when the
 // agent enrols over it), else the agent's own key file, else a key for this run.
-void use_curve(zmq::socket_t& dealer, const agent_options& o) {
-  net::curve_public_key server{};
-  (void)net::parse_curve_public(o.broker_transport_key, server);  // checked by the constructor
+void use_curve(zmq::socket_t& dealer, const agent_options& o, const net::curve_public_key& server) {
   net::curve_keypair own;
   const char* which = "a new key for this run (admitted only if the broker knows it)";
   if (!o.enrolment_token.empty()) {
@@ -100,11 +98,9 @@ agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shar
     if (from_hex(options.enrolment_token, &hex_ok).size() != session::kEnrolmentTokenSize || !hex_ok)
       throw std::invalid_argument("agent_options::enrolment_token must be 64 hex digits");
   }
-  if (!options.broker_transport_key.empty()) {
-    net::curve_public_key ignored{};
-    if (!net::parse_curve_public(options.broker_transport_key, ignored))
-      throw std::invalid_argument("agent_options::broker_transport_key must be 64 hex digits");
-  }
+  net::curve_public_key broker_transport_key{};
+  if (!options.broker_transport_key.empty() && !net::parse_curve_public(options.broker_transport_key, broker_transport_key))
+    throw std::invalid_argument("agent_options::broker_transport_key must be 64 hex digits");
   if (net::is_tcp_endpoint(options.broker_endpoint) && options.broker_transport_key.empty() &&
       !options.insecure_plain_tcp)
     throw std::invalid_argument("agent_options::broker_transport_key is required for a tcp:// endpoint (the broker's "
@@ -128,7 +124,7 @@ agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shar
   d.dealer.set(zmq::sockopt::sndhwm, 10000);
   d.dealer.set(zmq::sockopt::rcvhwm, std::max(1, d.opts.receive_queue));
   d.dealer.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(client::kMaxReceivedFrameBytes));
-  if (net::is_tcp_endpoint(d.opts.broker_endpoint) && !d.opts.insecure_plain_tcp) use_curve(d.dealer, d.opts);
+  if (net::is_tcp_endpoint(d.opts.broker_endpoint) && !d.opts.insecure_plain_tcp) use_curve(d.dealer, d.opts, broker_transport_key);
   else if (net::is_tcp_endpoint(d.opts.broker_endpoint))
     spdlog::critical("[{}] connecting to {} WITHOUT CurveZMQ (insecure_plain_tcp): traffic in clear, broker transport "
                      "unauthenticated", d.opts.name, d.opts.broker_endpoint);

@@ -5,6 +5,7 @@
 #include <future>
 #include <utility>
 
+#include "net/transport_key.hpp"
 #include "session/checks.hpp"
 #include "session/handshake.hpp"
 
@@ -234,7 +235,7 @@ status broker_link::handshake() {
     if (!cv_.wait_until(lock, deadline, [&] { return stopping_ || cookie_ || challenge_ || outcome_; }))
       return {status_code::timeout,
               cookies > 0 ? "no CHALLENGE from the broker"
-              : opts_.broker_endpoint.starts_with("tcp://") && !opts_.insecure_plain_tcp
+              : net::is_tcp_endpoint(opts_.broker_endpoint) && !opts_.insecure_plain_tcp
                   ? "no COOKIE from the broker (over CurveZMQ a wrong broker_transport_key looks like this: the "
                     "broker cannot read the handshake and drops it)"
                   : "no COOKIE from the broker"};

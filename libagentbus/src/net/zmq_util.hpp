@@ -26,7 +26,7 @@ using frames = std::vector<bytes>;
 struct connection_facts {
   std::string address;  // "Peer-Address" ("" where the transport has none: ipc://)
   std::string user_id;  // "User-Id": what a ZAP handler named the peer ("" without one)
-  int fd = -1;          // the connection's socket (TCP only; libzmq's private "__fd")
+  int fd = -1;          // the connection's socket (libzmq's private "__fd", what ZMQ_SRCFD reads; -1 if absent)
   void clear() {
     address.clear();
     user_id.clear();
