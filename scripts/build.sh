@@ -20,7 +20,9 @@ if [ "${AGENTBUS_TSAN:-}" = "1" ]; then tsan=ON; fi
 # builds with -g.
 debug_level=-g1
 if [ "${AGENTBUS_FULL_DEBUG:-}" = "1" ]; then debug_level=-g; fi
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAGENTBUS_WERROR="$werror" -DAGENTBUS_SANITIZE="$sanitize" \
+# Prefix /usr: what the Debian package installs to (the unit and the installed config
+# name absolute paths); `cmake --install` elsewhere takes DESTDIR (docs/install.md).
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr -DAGENTBUS_WERROR="$werror" -DAGENTBUS_SANITIZE="$sanitize" \
   -DAGENTBUS_TSAN="$tsan" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 $debug_level -DNDEBUG" \
   -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 $debug_level -DNDEBUG" >/dev/null
 cmake --build "$build_dir" -j"$(nproc)"

@@ -14,6 +14,7 @@ packages=(
   libsqlite3-dev sqlite3 graphviz
   libjemalloc-dev
   clang libclang-rt-14-dev
+  pybind11-dev python3-dev python3-pytest dpkg-dev
 )
 
 missing=()

@@ -40,14 +40,19 @@
 #include "agentbus/status.hpp"
 #include "agentbus/suite.hpp"
 
+// The library's own parts, declared before the exported region: they stay hidden.
+namespace agentbus::client {
+struct agent_runtime;
+struct agent_internals;
+}  // namespace agentbus::client
+
+// Public API: exported from libagentbus.so, which hides everything else.
+#pragma GCC visibility push(default)
+
 namespace agentbus {
 
 class identity_key;
 class policy;
-namespace client {
-struct agent_runtime;
-struct agent_internals;
-}  // namespace client
 
 // enrolment_error is thrown by the agent constructor when the broker refuses the
 // agent (code: unknown_role, key_changed, revoked_agent, software_key_refused, ...)
@@ -228,3 +233,5 @@ class agent {
 };
 
 }  // namespace agentbus
+
+#pragma GCC visibility pop

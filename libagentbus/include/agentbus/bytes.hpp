@@ -8,6 +8,9 @@
 #include <string_view>
 #include <vector>
 
+// Public API: exported from libagentbus.so, which hides everything else.
+#pragma GCC visibility push(default)
+
 namespace agentbus {
 
 using bytes = std::vector<std::uint8_t>;
@@ -54,3 +57,5 @@ class secret_bytes {
 };
 
 }  // namespace agentbus
+
+#pragma GCC visibility pop

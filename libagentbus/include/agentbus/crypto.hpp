@@ -15,6 +15,19 @@
 #include "agentbus/status.hpp"
 #include "agentbus/suite.hpp"
 
+// The library's own parts, declared before the exported region: they stay hidden.
+namespace agentbus::crypto {
+// pkey_handle is the OpenSSL key behind a public_key or an ec_keypair. It is
+// defined inside the library only (crypto/ossl.hpp); this header names no OpenSSL
+// type, so an application compiles against it without OpenSSL's headers.
+struct pkey_handle;
+// key_access is the library's internal door to the OpenSSL key (crypto/ossl.hpp).
+struct key_access;
+}  // namespace agentbus::crypto
+
+// Public API: exported from libagentbus.so, which hides everything else.
+#pragma GCC visibility push(default)
+
 namespace agentbus::crypto {
 
 // crypto_error is thrown when OpenSSL fails for a reason that is not the input's
@@ -49,7 +62,7 @@ class hmac_key {
   bool empty() const noexcept { return !state_; }
 
  private:
-  struct state;  // the keyed EVP_MAC_CTX and a pool of work contexts (mac.cpp)
+  struct __attribute__((visibility("hidden"))) state;  // the keyed EVP_MAC_CTX and a pool of work contexts (mac.cpp)
   std::shared_ptr<state> state_;
 };
 
@@ -69,12 +82,6 @@ bool constant_time_equal(byte_view a, byte_view b) noexcept;
 // random_bytes returns cryptographically secure random bytes (RAND_bytes).
 bytes random_bytes(std::size_t n);
 
-// pkey_handle is the OpenSSL key behind a public_key or an ec_keypair. It is
-// defined inside the library only (crypto/ossl.hpp); this header names no OpenSSL
-// type, so an application compiles against it without OpenSSL's headers.
-struct pkey_handle;
-// key_access is the library's internal door to the OpenSSL key (crypto/ossl.hpp).
-struct key_access;
 
 // public_key is an immutable public key (RSA or EC) held as an OpenSSL EVP_PKEY.
 // Copies share the key; all methods are const and thread-safe.
@@ -136,3 +143,5 @@ class ec_keypair {
 };
 
 }  // namespace agentbus::crypto
+
+#pragma GCC visibility pop

@@ -23,6 +23,9 @@
 #include "agentbus/status.hpp"
 #include "agentbus/suite.hpp"
 
+// Public API: exported from libagentbus.so, which hides everything else.
+#pragma GCC visibility push(default)
+
 namespace agentbus {
 
 inline constexpr std::uint32_t kEnvelopeVersion = 1;
@@ -141,3 +144,5 @@ bytes wire_batch_mac_input(std::span<const wire_batch_item> items);
 void wire_batch_mac_input_pieces(std::span<const wire_batch_item> items, const std::function<void(byte_view)>& piece);
 
 }  // namespace agentbus
+
+#pragma GCC visibility pop

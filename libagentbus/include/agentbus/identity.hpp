@@ -23,6 +23,9 @@
 #include "agentbus/suite.hpp"
 #include "agentbus/tpm.hpp"
 
+// Public API: exported from libagentbus.so, which hides everything else.
+#pragma GCC visibility push(default)
+
 namespace agentbus {
 
 namespace tpm {
@@ -135,3 +138,5 @@ class identity_key {
 std::shared_ptr<tpm::tpm> connect_tpm(const std::string& tcti, bool allow_software_fallback);
 
 }  // namespace agentbus
+
+#pragma GCC visibility pop

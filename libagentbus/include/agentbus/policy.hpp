@@ -17,6 +17,9 @@
 #include "agentbus/status.hpp"
 #include "agentbus/suite.hpp"
 
+// Public API: exported from libagentbus.so, which hides everything else.
+#pragma GCC visibility push(default)
+
 namespace agentbus {
 
 // policy_error is thrown when a policy file cannot be read or is invalid. Its
@@ -184,3 +187,5 @@ class policy {
 };
 
 }  // namespace agentbus
+
+#pragma GCC visibility pop

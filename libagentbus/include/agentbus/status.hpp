@@ -13,6 +13,9 @@
 #include <utility>
 #include <variant>
 
+// Public API: exported from libagentbus.so, which hides everything else.
+#pragma GCC visibility push(default)
+
 namespace agentbus {
 
 // status_code values are part of the wire protocol and the metrics schema: never
@@ -133,3 +136,5 @@ void result<T>::check() const {
 }
 
 }  // namespace agentbus
+
+#pragma GCC visibility pop

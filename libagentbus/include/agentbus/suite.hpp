@@ -7,6 +7,9 @@
 #include <string>
 #include <string_view>
 
+// Public API: exported from libagentbus.so, which hides everything else.
+#pragma GCC visibility push(default)
+
 namespace agentbus {
 
 enum class hash_algorithm { sha256, sha384, sha512, sha3_256, sha3_384, sha3_512 };
@@ -57,3 +60,5 @@ struct suite {
 };
 
 }  // namespace agentbus
+
+#pragma GCC visibility pop

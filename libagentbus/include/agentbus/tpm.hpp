@@ -25,6 +25,9 @@
 #include "agentbus/status.hpp"
 #include "agentbus/suite.hpp"
 
+// Public API: exported from libagentbus.so, which hides everything else.
+#pragma GCC visibility push(default)
+
 namespace agentbus::tpm {
 
 // tpm_error is thrown when the TPM cannot be reached, misses its deadline, or
@@ -177,8 +180,10 @@ class tpm {
   std::vector<tpm_op_stats> stats() const;
 
  private:
-  struct impl;
+  struct __attribute__((visibility("hidden"))) impl;  // the library's own (tpm/tpm_device.hpp)
   std::shared_ptr<impl> impl_;
 };
 
 }  // namespace agentbus::tpm
+
+#pragma GCC visibility pop

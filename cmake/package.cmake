@@ -1,0 +1,40 @@
+# The Debian package (CPack): `cpack -G DEB` in the build directory, or
+# `cmake --build build --target package`. One package, agentbus, with everything
+# `cmake --install` puts in place: the library and its headers, CMake package and
+# pkg-config file, the broker and tools, the unit, the configuration (as conffiles)
+# and the Python module. docs/install.md; tests/package/ checks its contents.
+# The build must be configured with the prefix the package installs to (/usr):
+# the unit and the installed config name absolute paths.
+set(CPACK_GENERATOR DEB)
+set(CPACK_PACKAGE_NAME agentbus)
+set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "message bus for software agents with TPM-signed envelopes")
+set(CPACK_PACKAGE_DESCRIPTION "agentbus carries MessagePack envelopes between software agents, each signed
+by a key held in a TPM 2.0 and authenticated with ECDH-derived session MACs. This
+package holds the broker (agentbus-broker, with its systemd unit and configuration),
+the operator's tools (agentbus-key, agentbus-trust, agentbus-bench), the shared
+library agents link (libagentbus, with headers, a CMake package and a pkg-config
+file) and the Python module (import agentbus).")
+set(CPACK_PACKAGE_CONTACT "agentbus maintainers <agentbus@localhost>")
+set(CPACK_PACKAGING_INSTALL_PREFIX ${CMAKE_INSTALL_PREFIX})
+set(CPACK_STRIP_FILES ON)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_SECTION net)
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+# Beyond the shared libraries dpkg-shlibdeps finds: the interpreter the module is
+# built for, adduser for the service user (postinst).
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")
+if(AGENTBUS_PYTHON)
+  string(APPEND CPACK_DEBIAN_PACKAGE_DEPENDS ", python3 (>= ${AGENTBUS_PYTHON_VERSION}), python3 (<< ${AGENTBUS_PYTHON_VERSION}.99)")
+endif()
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "tpm2-tools")
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "swtpm, swtpm-tools")
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${CMAKE_CURRENT_LIST_DIR}/debian/postinst)
+if(AGENTBUS_CONFIG_DESTINATION MATCHES "^/")
+  # /etc/agentbus/*: an operator's edits survive upgrades.
+  file(WRITE ${CMAKE_BINARY_DIR}/debian/conffiles
+    "${AGENTBUS_CONFIG_DESTINATION}/broker.toml\n${AGENTBUS_CONFIG_DESTINATION}/policy.toml\n")
+  list(APPEND CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${CMAKE_BINARY_DIR}/debian/conffiles)
+endif()
+include(CPack)
