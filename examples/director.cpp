@@ -2,8 +2,8 @@
 //
 // Subscribes to metrics/cpu and design/updates, publishes a directive on
 // directives/all, sends a direct message to the monitor, asks the architect a
-// question (request/reply), prints everything it receives, and exits after
-// --seconds (default 5). Exit 0 when every call succeeded and the reply arrived.
+// question (request/reply) and, with --optimizer, the optimizer for a plan; prints
+// everything it receives, and exits after --seconds (default 5). Exit 0 when every call succeeded and the reply arrived.
 #include <fmt/format.h>
 
 #include <atomic>
@@ -17,10 +17,12 @@ using namespace agentbus::examples;
 int main(int argc, char** argv) {
   std::string monitor = "monitor-1";
   std::string architect = "architect-1";
+  std::string optimizer;  // empty: no optimizer to ask
   int request_timeout_ms = 5000;
   auto extra = [&](CLI::App& app) {
     app.add_option("--monitor", monitor, "Monitor to send the direct message to")->capture_default_str();
     app.add_option("--architect", architect, "Architect to send the request to")->capture_default_str();
+    app.add_option("--optimizer", optimizer, "Optimizer to ask for a plan as well (e.g. the Python example)");
     app.add_option("--request-timeout-ms", request_timeout_ms, "Request timeout")->capture_default_str();
   };
   return run_example(
@@ -71,9 +73,24 @@ int main(int argc, char** argv) {
           a.check(reply.error(), "request to " + architect);
         }
 
+        // Request/reply with the optimizer, when there is one (the demo's is a Python agent).
+        bool plan_ok = true;
+        if (!optimizer.empty()) {
+          std::string ask = R"({"question":"what should we do about the load?"})";
+          a.say("REQUEST to " + optimizer + ": " + ask);
+          auto plan = bus.request(optimizer, "application/json", as_bytes(ask),
+                                  std::chrono::milliseconds(request_timeout_ms));
+          plan_ok = plan.ok();
+          if (plan)
+            a.print_delivery(*plan, "REPLY");
+          else
+            a.check(plan.error(), "request to " + optimizer);
+        }
+
         a.run_for();
-        a.say(fmt::format("SUMMARY metrics/cpu={} design/updates={} direct={} reply={}", metrics.load(), designs.load(),
-                          directs.load(), reply ? "yes" : "no"));
+        a.say(fmt::format("SUMMARY metrics/cpu={} design/updates={} direct={} reply={}{}", metrics.load(), designs.load(),
+                          directs.load(), reply ? "yes" : "no",
+                          optimizer.empty() ? "" : fmt::format(" plan={}", plan_ok ? "yes" : "no")));
         return a.failures() == 0 ? kExitOk : kExitFailed;
       });
 }

@@ -3,7 +3,7 @@
 # identity in its own swtpm (as if each ran on its own host), then a summary.
 #
 #   1. a temp state dir; one swtpm per identity (broker, monitor-1, architect-1,
-#      director-1, rogue-1) on UNIX sockets, TCTI swtpm:path=<dir>/sock
+#      optimizer-py, director-1, rogue-1) on UNIX sockets, TCTI swtpm:path=<dir>/sock
 #   2. each agent's TPM identity key with agentbus-key (--require-tpm)
 #   3. agentbus-broker with a config written into the state dir: an ipc endpoint
 #      and a loopback TCP one (CurveZMQ; a random free port, retried if taken),
@@ -11,8 +11,8 @@
 #   4. the operator issues each agent its enrolment bundle (agentbus-trust token
 #      create: a one-time token, the broker's fingerprint and transport key; monitor-1
 #      connects over TCP with CurveZMQ, the others over ipc), then monitor-1,
-#      architect-1, director-1 (in that order, each waits for the previous one to
-#      be subscribed), then rogue-1 (misbehaves on purpose); after it, the rogue
+#      architect-1, optimizer-py (a Python agent), director-1 (in that order, each
+#      waits for the previous one to be subscribed), then rogue-1 (misbehaves on purpose); after it, the rogue
 #      tries to enrol as a DIRECTOR it holds no token for, and, once the operator
 #      revoked it, with its key under a new name
 #   5. a summary: per agent what was DELIVERED (grouped), the rogue's attempts
@@ -63,6 +63,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "bus-demo: build first: scripts/build.sh (or cmake --build $build_dir --target agentbus-key agentbus-broker agentbus-example-monitor agentbus-example-architect agentbus-example-director agentbus-example-rogue)" >&2
   exit 2
 fi
+# Debian's interpreter, for which the module is built (python/CMakeLists.txt).
+python="${AGENTBUS_PYTHON:-/usr/bin/python3}"
+ls "$build_dir"/python/agentbus/_agentbus*.so >/dev/null 2>&1 ||
+  { echo "bus-demo: the Python module is not built ($build_dir/python/agentbus): scripts/build.sh" >&2; exit 2; }
 command -v swtpm >/dev/null || { echo "bus-demo: swtpm not found (scripts/install-deps.sh installs it)" >&2; exit 2; }
 [ -f "$policy" ] || { echo "bus-demo: policy $policy not found" >&2; exit 2; }
 
@@ -204,8 +208,8 @@ wait_agent() {
   unset "agent_pid[$1]"
 }
 
-agents=(broker monitor-1 architect-1 director-1 rogue-1)
-declare -A role_of=([monitor-1]=MONITOR [architect-1]=ARCHITECT [director-1]=DIRECTOR [rogue-1]=MONITOR)
+agents=(broker monitor-1 architect-1 optimizer-py director-1 rogue-1)
+declare -A role_of=([monitor-1]=MONITOR [architect-1]=ARCHITECT [optimizer-py]=OPTIMIZER [director-1]=DIRECTOR [rogue-1]=MONITOR)
 
 echo "== agentbus bus demo: state in $state"
 echo "-- starting one swtpm per identity"
@@ -215,7 +219,7 @@ for id in "${agents[@]}"; do
 done
 
 echo "-- creating TPM identity keys (agentbus-key create --require-tpm)"
-for name in monitor-1 architect-1 director-1 rogue-1; do
+for name in monitor-1 architect-1 optimizer-py director-1 rogue-1; do
   "$key_tool" --policy "$policy" create --role "${role_of[$name]}" --dir "$state/keys/$name" \
     --tcti "${tcti[$name]}" --require-tpm >"$state/logs/key-$name.txt" 2>&1 ||
     { show_log "$state/logs/key-$name.txt"; die "agentbus-key create for $name failed"; }
@@ -301,7 +305,7 @@ done
 echo "   broker pid $broker_pid, identity ${broker_line#* }, log $state/logs/broker.log"
 
 echo "-- the operator issues enrolment bundles (agentbus-trust token create: token, broker fingerprint and transport key)"
-for name in monitor-1 architect-1 director-1 rogue-1; do
+for name in monitor-1 architect-1 optimizer-py director-1 rogue-1; do
   if [ "$name" = monitor-1 ]; then
     issue_bundle "$name" "${role_of[$name]}" bind "$tcp_endpoint"
     echo "   $name: $state/bundles/$name.toml (token bound to its key; connects to $tcp_endpoint with CurveZMQ)"
@@ -320,7 +324,15 @@ echo "   monitor-1    pid ${agent_pid[monitor-1]}"
 start_agent architect architect-1 ARCHITECT
 wait_for_line architect-1 '^\[architect-1\] (SUBSCRIBED metrics/cpu|FAILED subscribe metrics)'
 echo "   architect-1  pid ${agent_pid[architect-1]}"
-start_agent director director-1 DIRECTOR --seconds "$director_seconds"
+# The optimizer is a Python agent (examples/python/optimizer.py, import agentbus).
+PYTHONPATH="$build_dir/python${PYTHONPATH:+:$PYTHONPATH}" "$python" "$repo/examples/python/optimizer.py" \
+  --name optimizer-py --key-dir "$state/keys/optimizer-py" --tcti "${tcti[optimizer-py]}" \
+  --enrolment-bundle "$state/bundles/optimizer-py.toml" --policy "$policy" \
+  >"$state/logs/optimizer-py.log" 2>"$state/logs/optimizer-py.err" &
+agent_pid[optimizer-py]=$!
+wait_for_line optimizer-py '^\[optimizer-py\] (SUBSCRIBED metrics/cpu|FAILED subscribe metrics)'
+echo "   optimizer-py pid ${agent_pid[optimizer-py]} (Python)"
+start_agent director director-1 DIRECTOR --seconds "$director_seconds" --optimizer optimizer-py
 wait_for_line director-1 '^\[director-1\] (SUBSCRIBED design/updates|FAILED subscribe design)'
 echo "   director-1   pid ${agent_pid[director-1]} (runs ${director_seconds} s)"
 start_agent rogue rogue-1 MONITOR --timeout 25
@@ -352,7 +364,7 @@ issue_bundle mon-victim-2 MONITOR
   --tcti "${tcti[rogue-1]}" --enrolment-bundle "$state/bundles/mon-victim-2.toml" --policy "$policy" \
   >"$state/logs/rogue-enrol-c.log" 2>"$state/logs/rogue-enrol-c.err" || true
 # The monitor and the architect run until told to stop.
-for name in monitor-1 architect-1; do
+for name in monitor-1 architect-1 optimizer-py; do
   stop_pid "${agent_pid[$name]}" 10
   wait_agent "$name"
 done
@@ -371,8 +383,8 @@ grouped() {
 
 echo
 echo "================================ summary ================================"
-for name in director-1 monitor-1 architect-1; do
-  echo "-- $name (${role_of[$name]})   exit ${agent_rc[$name]:-?}"
+for name in director-1 monitor-1 architect-1 optimizer-py; do
+  echo "-- $name (${role_of[$name]}$([ "$name" = optimizer-py ] && echo ', Python'))   exit ${agent_rc[$name]:-?}"
   grouped "$name"
   log "$name" | grep -E '^\[[^]]+\] (REFUSED|REJECTED|FAILED|SETUP FAILED)' | sed 's/^/   /' || true
   log "$name" | grep -E '^\[[^]]+\] (STATS|SUMMARY)' | sed 's/^/   /' || true
@@ -417,6 +429,14 @@ check "architect-1 got metrics/cpu from monitor-1" architect-1 \
   "DELIVERED from monitor-1 \(MONITOR, ecdsa-p256-sha256, $tpm\): topic metrics/cpu:"
 check "architect-1 answered director-1's request" architect-1 \
   "REQUEST from director-1 \(DIRECTOR, rsa3072-pss-sha384, $tpm\)"
+check "optimizer-py (Python) got metrics/cpu from monitor-1" optimizer-py \
+  "DELIVERED from monitor-1 \(MONITOR, ecdsa-p256-sha256, $tpm\): topic metrics/cpu:"
+check "optimizer-py (Python) answered director-1's request" optimizer-py \
+  "REQUEST from director-1 \(DIRECTOR, rsa3072-pss-sha384, $tpm\)"
+check "director-1 got the plan from optimizer-py (OPTIMIZER, ecdsa-p256-sha256)" director-1 \
+  "REPLY from optimizer-py \(OPTIMIZER, ecdsa-p256-sha256, $tpm\)"
+check "optimizer-py's subscription outside its ACL refused as agentbus.AclDenied" optimizer-py \
+  "REFUSED subscribe debug/trace: acl_denied"
 for attempt in "a wrong-suite" "b replay" "c tampered" "d spoofed-sender" "e acl-topic" "e2 acl-agent" "f garbage"; do
   read -r attempt_id attempt_label <<<"$attempt"
   check "rogue-1 attempt $attempt_id ($attempt_label) refused by the broker with the expected reason" rogue-1 \
@@ -428,7 +448,7 @@ check "rogue enrolment b (a DIRECTOR name without a token) refused not_authorise
   "REFUSED by broker at enrolment: .*not_authorised"
 check "rogue enrolment c (a revoked key under a new name) refused revoked_key" rogue-enrol-c \
   "REFUSED by broker at enrolment: .*revoked_key"
-for name in director-1 monitor-1 architect-1; do
+for name in director-1 monitor-1 architect-1 optimizer-py; do
   if "$trust_tool" --admin "$admin_endpoint" show "$name" --json 2>/dev/null | grep -q '"ek_ca": "demo-ca"'; then
     printf '   ok       %s is attested (EK certificate from demo-ca, AK certified its keys)\n' "$name"
   else
@@ -451,7 +471,7 @@ if grep -h -E '\] (DELIVERED|REQUEST|REPLY) ' "$state"/logs/*.log | grep 'ROGUE-
 else
   printf '   ok       no rogue envelope was delivered to any agent\n'
 fi
-for name in director-1 monitor-1 architect-1 rogue-1; do
+for name in director-1 monitor-1 architect-1 optimizer-py rogue-1; do
   if [ "${agent_rc[$name]:-1}" != 0 ]; then
     printf '   FAILED   %s exited %s\n' "$name" "${agent_rc[$name]:-?}"
     failed=1
@@ -465,7 +485,7 @@ fi
 if [ "$verbose" = 1 ] || [ "$failed" = 1 ]; then
   echo
   echo "-- logs"
-  for name in director-1 monitor-1 architect-1 rogue-1; do
+  for name in director-1 monitor-1 architect-1 optimizer-py rogue-1; do
     if [ "$verbose" = 1 ]; then
       echo "---- $state/logs/$name.log"; sed 's/^/    /' "$state/logs/$name.log"
     fi
