@@ -2,6 +2,8 @@
 // translator, the library's version and log level. agentbus/__init__.py is the
 // package users import.
 #include <pybind11/stl.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "agentbus/agent.hpp"
 #include "agentbus/identity.hpp"
@@ -57,6 +59,9 @@ void bind_errors(py::module_& m) {
 PYBIND11_MODULE(_agentbus, m) {
   namespace ap = agentbus::python;
   m.doc() = "agentbus's C++ core (libagentbus). Import the `agentbus` package, not this module.";
+  // libagentbus logs through spdlog's default logger, whose default sink is stdout: a
+  // Python program's stdout is its own output, so the library's lines go to stderr.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("agentbus"));
   m.def("library_version", [] { return std::string(agentbus::library_version()); },
         "Version of the libagentbus the module runs on.");
   m.def("set_log_level", [](const std::string& level) {
