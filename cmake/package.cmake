@@ -24,7 +24,7 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # Beyond the shared libraries dpkg-shlibdeps finds: the interpreter the module is
 # built for, adduser for the service user (postinst).
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")
-if(AGENTBUS_PYTHON)
+if(AGENTBUS_PYTHON_VERSION)  # the module is built (python/)
   string(APPEND CPACK_DEBIAN_PACKAGE_DEPENDS ", python3 (>= ${AGENTBUS_PYTHON_VERSION}), python3 (<< ${AGENTBUS_PYTHON_VERSION}.99)")
 endif()
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "tpm2-tools")
