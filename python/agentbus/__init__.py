@@ -29,6 +29,7 @@ from ._agentbus import (  # noqa: F401  (re-exported)
 )
 from ._errors import (  # noqa: F401
     ERROR_CLASSES,
+    CryptoError,
     EnrolmentError,
     Error,
     IdentityError,

@@ -30,6 +30,9 @@ _open_agents: "weakref.WeakSet[Agent]" = weakref.WeakSet()
 def _close_open_agents() -> None:
     for agent in list(_open_agents):
         agent.close()
+    # Agents closed from their own handlers are destroyed by threads of their own:
+    # wait for those before the interpreter goes away.
+    _agentbus._join_closing()
 
 
 def _payload(payload: Payload) -> bytes:
@@ -54,6 +57,41 @@ def _duration(value: Seconds) -> datetime.timedelta:
     return datetime.timedelta(seconds=value)
 
 
+class HandlerAbandoned(Exception):
+    """A handler's work was given up because its agent closed (agentbus.aio)."""
+
+
+class _Lifecycle:
+    """What closing an agent must reach: an event set when it starts closing, so that
+    whatever waits on the dispatch thread's behalf (an async handler, a full stream)
+    gives up and closing never waits on itself, and the hooks that end its streams.
+    It refers to no handler, so the finalizer that holds it keeps no Agent alive."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.closing = threading.Event()
+        self.hooks: List[Callable[[], None]] = []
+
+    def add_close_hook(self, hook: Callable[[], None]) -> None:
+        with self.lock:
+            self.hooks.append(hook)
+
+    def remove_close_hook(self, hook: Callable[[], None]) -> None:
+        with self.lock:
+            if hook in self.hooks:
+                self.hooks.remove(hook)
+
+    def start_closing(self) -> None:
+        self.closing.set()
+        with self.lock:
+            hooks, self.hooks = self.hooks, []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("agentbus: a close hook failed")
+
+
 class _Handlers:
     """The Python handlers of one agent. The C++ core calls `dispatch` through a sink
     that holds only a weak reference to this object's Agent (see Agent.__init__)."""
@@ -66,10 +104,15 @@ class _Handlers:
         self.topics: Dict[str, List[MessageHandler]] = {}
         self.direct_listeners: List[MessageHandler] = []
         self.errors = 0
+        self.life = _Lifecycle()
+        self.closing = self.life.closing
 
     def _run(self, what: str, handler: Callable[[Any], Any], value: Any) -> Any:
         try:
             return handler(value)
+        except HandlerAbandoned as e:
+            log.info("agentbus: %s handler abandoned: %s", what, e)
+            return None
         except Exception:  # a handler's failure is logged; the agent keeps running
             with self.lock:
                 self.errors += 1
@@ -128,6 +171,13 @@ def _make_sink(handlers: _Handlers) -> Callable[[str, Optional[str], Any], Any]:
         return None if h is None else h.dispatch(kind, key, value)
 
     return sink
+
+
+def _close_core(core: _agentbus._Agent, life: _Lifecycle) -> None:
+    # Agent.close() and the collection of an Agent both end here (weakref.finalize,
+    # which must hold nothing that refers to the Agent).
+    life.start_closing()
+    core.close()
 
 
 class Agent:
@@ -200,7 +250,7 @@ class Agent:
         self._handlers = _Handlers()
         self._core = _agentbus._Agent(opts, identity, policy if policy is not None else Policy.default(),
                                       _make_sink(self._handlers))
-        self._finalizer = weakref.finalize(self, self._core.close)
+        self._finalizer = weakref.finalize(self, _close_core, self._core, self._handlers.life)
         _open_agents.add(self)
 
     # ---- identity and state

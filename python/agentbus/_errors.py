@@ -29,6 +29,9 @@ class Error(Exception):
         self.detail = detail
         super().__init__(f"{self.code.name}: {detail}" if detail else self.code.name)
 
+    def __reduce__(self):  # pickling and copy: rebuilt from the code, not the message
+        return (type(self), (int(self.code), self.detail))
+
 
 class EnrolmentError(Error):
     """The broker refused to enrol the agent, or could not be reached (code ``timeout``)."""
@@ -53,6 +56,10 @@ class PolicyFileError(Exception):
         self.file = file
         self.field = field
         super().__init__(message)
+
+
+class CryptoError(Exception):
+    """OpenSSL failed for a reason that is not the input's fault."""
 
 
 class SoftwareKeyWarning(UserWarning):
@@ -92,6 +99,10 @@ def tpm_error(message: str, rc: int) -> TpmError:
 
 def identity_error(message: str) -> IdentityError:
     return IdentityError(message)
+
+
+def crypto_error(message: str) -> CryptoError:
+    return CryptoError(message)
 
 
 def policy_error(message: str, file: str, field: str) -> PolicyFileError:

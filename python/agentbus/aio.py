@@ -24,9 +24,10 @@ import concurrent.futures
 import functools
 import inspect
 import logging
+import threading
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Union
 
-from ._agent import Agent, Payload, Seconds
+from ._agent import Agent, HandlerAbandoned, Payload, Seconds
 from ._agentbus import Message, Rejection, Stats
 
 log = logging.getLogger("agentbus")
@@ -78,16 +79,30 @@ class AsyncAgent:
     # ---- handlers that may be coroutines
 
     def _on_loop(self, handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        """Wrap a handler so that it runs on the event loop; the dispatch thread waits
-        for its result (as it waits for a plain handler)."""
-        if not inspect.iscoroutinefunction(handler):
-            return handler
+        """Wrap a handler so that what it returns, if awaitable (an ``async def``, or a
+        callable object whose ``__call__`` is one), runs on the event loop; the dispatch
+        thread waits for the result as it waits for a plain handler, and gives up when
+        the agent closes or the loop goes away (so closing never waits on itself)."""
         loop = self._loop
+        closing = self._agent._handlers.closing
+
+        async def awaited(awaitable: Awaitable[Any]) -> Any:
+            return await awaitable
 
         def run(value: Any) -> Any:
+            result = handler(value)
+            if not inspect.isawaitable(result):
+                return result
             if loop.is_closed():
                 raise RuntimeError("the event loop of this AsyncAgent is closed")
-            return asyncio.run_coroutine_threadsafe(handler(value), loop).result()
+            future = asyncio.run_coroutine_threadsafe(awaited(result), loop)
+            while True:
+                try:
+                    return future.result(timeout=0.25)
+                except concurrent.futures.TimeoutError:
+                    if closing.is_set() or loop.is_closed():
+                        future.cancel()  # the coroutine is cancelled: its agent is going away
+                        raise HandlerAbandoned("the agent closed (or its event loop did) before it finished")
 
         return run
 
@@ -110,8 +125,11 @@ class AsyncAgent:
         """Iterate over the messages on ``topic`` (subscribing to it), or over direct
         messages when ``topic`` is None. At most ``maxsize`` wait in the queue; then
         the agent waits for this loop (flow control). Ends when the agent closes."""
-        stream = _Stream(self._loop, maxsize)
+        if self._agent.closed:
+            raise RuntimeError(f"agent '{self.name}' is closed")
+        stream = _Stream(self._loop, maxsize, self._agent._handlers.closing)
         self._streams.add(stream)
+        self._agent._handlers.life.add_close_hook(stream.end)
         try:
             if topic is None:
                 with self._agent._handlers.lock:
@@ -122,10 +140,12 @@ class AsyncAgent:
                 item = await stream.queue.get()
                 if item is _CLOSED:
                     return
+                stream.room.release()
                 yield item
         finally:
             stream.close()
             self._streams.discard(stream)
+            self._agent._handlers.life.remove_close_hook(stream.end)
             if topic is None:
                 with self._agent._handlers.lock:
                     if stream.put in self._agent._handlers.direct_listeners:
@@ -136,9 +156,8 @@ class AsyncAgent:
     # ---- lifetime
 
     async def close(self) -> None:
-        """Close the agent (in a worker thread) and end every ``messages()`` loop."""
-        for stream in list(self._streams):
-            stream.end()
+        """Close the agent (in a worker thread) and end every ``messages()`` loop (closing
+        the underlying Agent any other way ends them too)."""
         await self._call(self._agent.close)
 
     async def __aenter__(self) -> "AsyncAgent":
@@ -149,40 +168,44 @@ class AsyncAgent:
 
 
 class _Stream:
-    """A bounded queue between the agent's dispatch thread and one ``async for``."""
+    """A bounded queue between the agent's dispatch thread and one ``async for``.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, maxsize: int) -> None:
+    ``room`` counts the free places: the dispatch thread takes one before handing a
+    message to the loop (call_soon_threadsafe, exactly once per message), the consumer
+    gives it back when it takes the message. The asyncio queue itself is unbounded, so
+    a hand-over never fails and is never repeated."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, maxsize: int, closing: threading.Event) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
         self.loop = loop
-        self.queue: "asyncio.Queue[Any]" = asyncio.Queue(maxsize)
+        self.queue: "asyncio.Queue[Any]" = asyncio.Queue()
+        self.room = threading.Semaphore(maxsize)
+        self.agent_closing = closing
         self.closed = False
 
     def put(self, msg: Message) -> None:
-        # Runs on the dispatch thread: wait for room, checking now and then that the
-        # consumer has not gone away (its loop closed or the iteration ended).
-        while not self.closed and not self.loop.is_closed():
-            future = asyncio.run_coroutine_threadsafe(self.queue.put(msg), self.loop)
-            try:
-                future.result(timeout=0.25)
+        # Runs on the dispatch thread: wait for room, giving up when the consumer has
+        # gone (its iteration ended, its loop closed) or the agent is closing.
+        while not self.room.acquire(timeout=0.25):
+            if self.closed or self.loop.is_closed() or self.agent_closing.is_set():
+                log.warning("agentbus: a message from %s arrived after its stream ended", msg.sender)
                 return
-            except concurrent.futures.TimeoutError:
-                if not future.cancel():  # it completed meanwhile: the message is queued
-                    future.result()
-                    return
-        log.warning("agentbus: message from %s arrived after its stream ended", msg.sender)
+        if self.closed or self.loop.is_closed():
+            return
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, msg)
+        except RuntimeError:  # the loop closed meanwhile
+            pass
 
     def end(self) -> None:
-        if self.loop.is_closed():
-            return
-
-        def push_end() -> None:
-            while True:
-                try:
-                    self.queue.put_nowait(_CLOSED)
-                    return
-                except asyncio.QueueFull:
-                    self.queue.get_nowait()  # the end matters more than the oldest waiting message
-
-        self.loop.call_soon_threadsafe(push_end)
+        """Ends the iteration (after what is queued); called when the agent closes."""
+        self.closed = True
+        if not self.loop.is_closed():
+            try:
+                self.loop.call_soon_threadsafe(self.queue.put_nowait, _CLOSED)
+            except RuntimeError:
+                pass
 
     def close(self) -> None:
         self.closed = True

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "agentbus/agent.hpp"
 #include "agentbus/identity.hpp"
@@ -38,8 +39,8 @@ class python_sink {
  public:
   explicit python_sink(py::object fn) : fn_(std::move(fn)) {}
   ~python_sink() {
-    if (!Py_IsInitialized()) {
-      (void)fn_.release();  // the interpreter is gone: nothing left to release
+    if (!Py_IsInitialized() || _Py_IsFinalizing()) {
+      (void)fn_.release();  // the interpreter is (going) away: leave the object to it
       return;
     }
     py::gil_scoped_acquire gil;
@@ -79,6 +80,36 @@ class python_sink {
   py::object fn_;
   std::atomic<bool> closing_{false};
   std::atomic<std::thread::id> dispatch_thread_{};
+};
+
+// closing_threads: the threads that destroy agents closed from their own handlers.
+// agentbus's atexit hook joins them (join_closing), so that no agent is still being
+// torn down while the interpreter and the libraries' statics go away.
+class closing_threads {
+ public:
+  static void add(std::thread t) {
+    std::lock_guard lock(mu());
+    threads().push_back(std::move(t));
+  }
+  static void join_all() {
+    std::vector<std::thread> taken;
+    {
+      std::lock_guard lock(mu());
+      taken.swap(threads());
+    }
+    for (auto& t : taken)
+      if (t.joinable()) t.join();
+  }
+
+ private:
+  static std::mutex& mu() {
+    static std::mutex m;
+    return m;
+  }
+  static std::vector<std::thread>& threads() {
+    static std::vector<std::thread> v;
+    return v;
+  }
 };
 
 // core is the object behind agentbus.Agent._core.
@@ -151,8 +182,12 @@ class core {
     sink_->close();
     if (sink_->on_dispatch_thread()) {
       // From a handler: the dispatch thread cannot join itself. A thread of its own
-      // destroys the agent once this handler has returned and calls in flight ended.
-      std::thread([a = std::move(a)]() mutable { wait_sole_owner(a); a.reset(); }).detach();
+      // destroys the agent once this handler has returned and calls in flight ended;
+      // join_closing() (at exit) waits for it.
+      closing_threads::add(std::thread([a = std::move(a)]() mutable {
+        wait_sole_owner(a);
+        a.reset();
+      }));
       return;
     }
     py::gil_scoped_release release;
@@ -217,6 +252,9 @@ void bind_agent(py::module_& m) {
       .def_readwrite("max_batch", &agent_options::max_batch)
       .def_readwrite("batch_window", &agent_options::batch_window)
       .def_readwrite("wire_batching", &agent_options::wire_batching);
+
+  m.def("_join_closing", [] { closing_threads::join_all(); }, py::call_guard<py::gil_scoped_release>(),
+        "Wait for the agents closed from their own handlers to be torn down (agentbus's atexit hook).");
 
   m.def("load_bundle", &load_enrolment_bundle, py::arg("file"), py::arg("options"),
         "Read an enrolment bundle (agentbus-trust token create --out) into `options`; returns its role.");

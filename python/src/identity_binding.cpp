@@ -51,8 +51,13 @@ void bind_identity(py::module_& m) {
       .def("__repr__", [](const suite& s) { return "<agentbus.Suite " + s.name + ">"; });
 
   py::class_<tpm::tpm, std::shared_ptr<tpm::tpm>>(m, "Tpm", "A connection to a TPM 2.0 through a TCTI.")
-      .def(py::init([](const std::string& tcti) { return std::make_shared<tpm::tpm>(tcti); }),
-           py::arg("tcti"), py::call_guard<py::gil_scoped_release>(),
+      // The GIL is released around the connection only: pybind registers the new
+      // instance after the factory returns, which needs the GIL.
+      .def(py::init([](const std::string& tcti) {
+             py::gil_scoped_release release;
+             return std::make_shared<tpm::tpm>(tcti);
+           }),
+           py::arg("tcti"),
            "Connect to the TPM named by `tcti` ('swtpm:path=/dir/sock', 'device:/dev/tpmrm0', ...). "
            "An empty TCTI is refused. Raises TpmError.")
       .def_property_readonly("tcti", &tpm::tpm::tcti)

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agentbus/agent.hpp"
+#include "agentbus/crypto.hpp"
 #include "agentbus/identity.hpp"
 #include "agentbus/library.hpp"
 #include "agentbus/policy.hpp"
@@ -50,6 +51,8 @@ void bind_errors(py::module_& m) {
       raise_python("identity_error", py::make_tuple(std::string(e.what())));
     } catch (const policy_error& e) {
       raise_python("policy_error", py::make_tuple(std::string(e.what()), e.file(), e.field()));
+    } catch (const crypto::crypto_error& e) {
+      raise_python("crypto_error", py::make_tuple(std::string(e.what())));
     }
   });
 }

@@ -181,20 +181,40 @@ def test_close_with_handlers_pending(make_agent):
     mon.publish("metrics/self", b"bye")
     assert closed_in_handler.wait(15)
     assert closer.closed
+    agentbus._agentbus._join_closing()  # its teardown thread ends (the atexit hook waits the same way)
+    # The broker saw it leave: a direct message to it is refused as not deliverable.
+    refused = []
+    mon.on_rejected(refused.append)
+    mon.send("py-opt-self-close", b"still there?")
+    assert wait_until(lambda: refused)
+    assert refused[0].code_name in ("not_deliverable", "no_session")
 
 
 def test_an_agent_collected_while_connected_is_closed(bus, agent_tpm):
     key = agentbus.open_or_create_identity(bus.key_dir("py-opt-gc"), "OPTIMIZER", tpm=agent_tpm)
-    a = agentbus.Agent(identity=key, bundle=bus.bundle("py-opt-gc", "OPTIMIZER"))
-    # A handler referring to its agent (a cycle through the C++ core's handlers).
-    a.on_request(lambda m: a.name)
-    a.subscribe("metrics/gc", lambda m: a.stats())
-    core = a._core
-    ref = weakref.ref(a)
-    del a
+
+    def connect():
+        # Handlers that refer to their own agent: a cycle through the handlers, which
+        # only the cycle collector can break (the C++ core must not hold them strongly).
+        a = agentbus.Agent(identity=key, bundle=bus.bundle("py-opt-gc", "OPTIMIZER"))
+        a.on_request(lambda m: a.name)
+        a.subscribe("metrics/gc", lambda m: a.stats())
+        return weakref.ref(a), a._core
+
+    ref, core = connect()
+    assert ref() is not None and not core.closed  # alive: only the cycle holds it
     gc.collect()
     assert ref() is None
     assert core.closed
+
+
+def test_errors_pickle_and_copy():
+    import copy
+    import pickle
+
+    e = agentbus.AclDenied(405, "role X may not")
+    for clone in (pickle.loads(pickle.dumps(e)), copy.copy(e)):
+        assert type(clone) is agentbus.AclDenied and clone.code == 405 and clone.detail == "role X may not"
 
 
 def test_identities_and_policy(bus, agent_tpm, tmp_path):

@@ -4,6 +4,7 @@ messages, coroutine handlers, and close ending the streams."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -68,7 +69,7 @@ def test_request_messages_and_coroutine_handlers(bus, agent_tpm):
     asyncio.run(main())
 
 
-def test_a_slow_async_consumer_holds_the_agent_back_without_loss(bus, agent_tpm):
+def test_a_slow_async_consumer_holds_the_agent_back_without_loss_or_duplicates(bus, agent_tpm):
     async def main() -> None:
         mon = await connect(bus, agent_tpm, "aio-mon-flow", "MONITOR")
         opt = await connect(bus, agent_tpm, "aio-opt-flow", "OPTIMIZER")
@@ -77,6 +78,8 @@ def test_a_slow_async_consumer_holds_the_agent_back_without_loss(bus, agent_tpm)
 
             async def follow() -> None:
                 async for m in opt.messages("metrics/flow", maxsize=2):
+                    if not got:
+                        time.sleep(1.0)  # the loop itself stalls while the publisher goes on
                     await asyncio.sleep(0.005)
                     got.append(int(m.payload))
                     if len(got) == 50:
@@ -87,6 +90,48 @@ def test_a_slow_async_consumer_holds_the_agent_back_without_loss(bus, agent_tpm)
             for i in range(50):
                 await mon.publish("metrics/flow", f"{i}")
             await asyncio.wait_for(follower, 60)
+            await asyncio.sleep(0.3)  # anything sent twice would be queued by now
             assert got == list(range(50))
+
+    asyncio.run(main())
+
+
+def test_closing_from_an_async_handler_and_under_backpressure_returns(bus, agent_tpm):
+    async def main() -> None:
+        mon = await connect(bus, agent_tpm, "aio-mon-close", "MONITOR")
+        opt = await connect(bus, agent_tpm, "aio-opt-close", "OPTIMIZER")
+        started = asyncio.Event()
+
+        async def close_myself(m: agentbus.Message) -> bytes:
+            started.set()
+            # The dispatch thread waits for this coroutine while close() joins it: the
+            # wait gives up (and cancels this coroutine) once closing has begun.
+            await mon.close()
+            return b"never sent"
+
+        mon.on_request(close_myself)
+        with pytest.raises(agentbus.Error):
+            await opt.request("aio-mon-close", b"close", timeout=3)
+        assert started.is_set()
+        for _ in range(400):
+            if mon.agent.closed:
+                break
+            await asyncio.sleep(0.05)
+        assert mon.agent.closed
+        await mon.close()  # idempotent
+
+        # A consumer that stops reading with a full queue, then closes its agent.
+        mon2 = await connect(bus, agent_tpm, "aio-mon-close2", "MONITOR")
+        stream = opt.messages("metrics/backlog", maxsize=1)
+        first = asyncio.ensure_future(stream.__anext__())  # subscribes, then waits
+        await asyncio.sleep(0.3)
+        for i in range(5):
+            await mon2.publish("metrics/backlog", f"{i}")
+        assert (await asyncio.wait_for(first, 20)).payload == b"0"
+        await asyncio.sleep(0.5)  # one message has the queue's place, the next waits for room
+        await asyncio.wait_for(opt.close(), 20)
+        rest = [m.payload async for m in stream]  # ends: closing the agent ended the stream
+        assert rest in ([], [b"1"])
+        await mon2.close()
 
     asyncio.run(main())
