@@ -26,11 +26,26 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/agentbusConfigVersi
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/agentbusConfig.cmake ${CMAKE_CURRENT_BINARY_DIR}/agentbusConfigVersion.cmake
   DESTINATION ${AGENTBUS_CMAKE_DIR} COMPONENT development)
 
-# agentbus.pc finds its prefix from where it lies (${pcfiledir}), like the CMake package.
-set(agentbus_pc_prefix "\${pcfiledir}")
-string(REPLACE "/" ";" agentbus_libdir_parts "${CMAKE_INSTALL_LIBDIR}/pkgconfig")
-foreach(part IN LISTS agentbus_libdir_parts)
-  string(APPEND agentbus_pc_prefix "/..")
+# agentbus.pc: for the prefix /usr (the package) and absolute directories it names the
+# prefix as it is, which lets pkg-config leave out the system directories' -I and -L;
+# otherwise it finds the prefix from where it lies (${pcfiledir}), like the CMake
+# package. A staged tree takes PKG_CONFIG_SYSROOT_DIR (as the tests do).
+if(CMAKE_INSTALL_PREFIX STREQUAL "/usr" OR IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}" OR IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
+  set(agentbus_pc_prefix "${CMAKE_INSTALL_PREFIX}")
+else()
+  set(agentbus_pc_prefix "\${pcfiledir}")
+  string(REPLACE "/" ";" agentbus_libdir_parts "${CMAKE_INSTALL_LIBDIR}/pkgconfig")
+  foreach(part IN LISTS agentbus_libdir_parts)
+    string(APPEND agentbus_pc_prefix "/..")
+  endforeach()
+endif()
+foreach(kind libdir includedir)
+  string(TOUPPER ${kind} upper)
+  if(IS_ABSOLUTE "${CMAKE_INSTALL_${upper}}")
+    set(agentbus_pc_${kind} "${CMAKE_INSTALL_${upper}}")
+  else()
+    set(agentbus_pc_${kind} "\${prefix}/${CMAKE_INSTALL_${upper}}")
+  endif()
 endforeach()
 configure_file(agentbus.pc.in ${CMAKE_CURRENT_BINARY_DIR}/agentbus.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/agentbus.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT development)

@@ -79,6 +79,11 @@ def test_refusals_surface_as_exceptions_with_stable_codes(bus, make_agent, agent
         fingerprint = tomllib.loads(bundle.read_text())["broker_fingerprint"]
         agentbus.Agent("py-no-token", broker_fingerprint=fingerprint, **{k: v for k, v in opts.items()})
     assert en.value.code == agentbus.StatusCode.not_authorised
+    # Options the library cannot use are the caller's error: ValueError (C++ invalid_argument).
+    with pytest.raises(ValueError, match="broker_endpoint"):
+        agentbus.Agent("py-bad-endpoint", identity=key, broker="foo://nowhere", broker_fingerprint="00" * 32)
+    with pytest.raises(ValueError, match="broker_transport_key"):
+        agentbus.Agent("py-bad-endpoint", identity=key, broker="tcp://127.0.0.1:1", broker_fingerprint="00" * 32)
     # A bundle for another role than the identity's is refused before anything is sent.
     with pytest.raises(ValueError):
         agentbus.Agent(identity=key, bundle=bus.bundle("py-wrong-role", "OPTIMIZER"))

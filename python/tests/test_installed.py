@@ -6,6 +6,7 @@ against a broker, the installed Python module imported from that root."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,34 +54,72 @@ def test_the_tree_holds_library_headers_package_tools_unit_config_and_module(roo
     assert not list((prefix / "include").rglob("*.cpp"))
     assert (libdir / "cmake" / "agentbus" / "agentbusConfig.cmake").is_file()
     assert (libdir / "pkgconfig" / "agentbus.pc").is_file()
-    for tool in ["agentbus-broker", "agentbus-key", "agentbus-trust", "agentbus-bench"]:
+    for tool in ["agentbus-broker", "agentbus-key", "agentbus-trust"]:
         assert os.access(prefix / "bin" / tool, os.X_OK), tool
-    etc = root / "etc" / "agentbus" if prefix == root / "usr" else prefix / "etc" / "agentbus"
-    assert (etc / "broker.toml").is_file() and (etc / "policy.toml").is_file()
+    assert not (prefix / "bin" / "agentbus-bench").exists()  # it needs the build tree (swtpm, examples)
+    # The unit names the installed broker and a configuration that is installed, whose
+    # policy is installed too (all under the staging root).
     unit = (prefix / "lib" / "systemd" / "system" / "agentbus-broker.service").read_text()
-    assert f"ExecStart=/{prefix.relative_to(root)}/bin/agentbus-broker --config /{etc.relative_to(root)}/broker.toml" in unit
+    m = re.search(r"^ExecStart=(\S+) --config (\S+)$", unit, re.M)
+    assert m, unit
+    broker, config = (root / m.group(1).lstrip("/")), (root / m.group(2).lstrip("/"))
+    assert broker == prefix / "bin" / "agentbus-broker" and config.is_file()
+    policy = re.search(r'^policy = "(.*)"$', config.read_text(), re.M).group(1)
+    assert (root / policy.lstrip("/")).is_file(), policy
     assert list(prefix.glob("lib/python3*/*-packages/agentbus/_agentbus*.so"))
     # Only the public API leaves the library: none of its internal namespaces.
     syms = subprocess.run(["nm", "-DC", "--defined-only", str(libdir / "libagentbus.so.0.1.0")], capture_output=True,
                           text=True, check=True).stdout
-    assert "agentbus::agent::publish" in syms
+    assert "agentbus::agent::publish" in syms and "typeinfo for agentbus::enrolment_error" in syms
     for internal in ["agentbus::client::", "agentbus::session::", "agentbus::net::"]:
         assert internal not in syms, internal
 
 
+def test_installing_under_another_prefix_is_refused(tmp_path):
+    r = subprocess.run(["cmake", "--install", str(build_dir()), "--prefix", str(tmp_path / "elsewhere")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "DESTDIR" in r.stdout + r.stderr
+    assert not (tmp_path / "elsewhere").exists() or not any((tmp_path / "elsewhere").rglob("*.so*"))
+
+
+# What the public headers must not pull in: the libraries agentbus hides.
+PRIVATE_HEADER_DIRS = ("openssl/", "tss2/", "zmq.h", "zmq.hpp", "spdlog/", "fmt/", "msgpack", "toml++/",
+                       "nlohmann/", "sqlite3.h", "CLI/")
+
+
 def test_the_headers_need_nothing_but_the_library(root, tmp_path):
     prefix = prefix_of(root)
-    env = {**os.environ, "PKG_CONFIG_PATH": str(libdir_of(prefix) / "pkgconfig")}
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "agentbus"], env=env, capture_output=True, text=True,
-                           check=True).stdout.split()
+    libdir = libdir_of(prefix)
+    # A staged tree: pkg-config puts the staging root before the paths the file names.
+    env = {**os.environ, "PKG_CONFIG_PATH": str(libdir / "pkgconfig"), "PKG_CONFIG_SYSROOT_DIR": str(root)}
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "agentbus"], env=env,
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert f"-I{prefix / 'include'}" in flags
     src = tmp_path / "all_headers.cpp"
     headers = sorted(p.name for p in (prefix / "include" / "agentbus").glob("*.hpp"))
-    src.write_text("".join(f"#include <agentbus/{h}>\n" for h in headers) +
-                   "int main() { return agentbus::library_version().empty(); }\n")
-    # No other -I than the installed tree's: the headers include only the standard library.
+    # Every header, and the library's exceptions caught across the library boundary.
+    src.write_text("".join(f"#include <agentbus/{h}>\n" for h in headers) + """
+int main() {
+  if (agentbus::library_version() != AGENTBUS_VERSION) return 2;
+  try {
+    agentbus::identity_key::open("/nonexistent/agentbus-key-dir", nullptr);
+  } catch (const agentbus::identity_error&) {
+    try {
+      agentbus::policy::parse("[roles.X]\\nsuite = 3\\n", "bad.toml");
+    } catch (const agentbus::policy_error& e) {
+      return e.file() == "bad.toml" ? 0 : 3;
+    }
+  }
+  return 1;
+}
+""")
+    # Which files the compilation reads: none of the libraries agentbus keeps private.
+    deps = subprocess.run(["g++", "-std=c++20", "-M", str(src), *[f for f in flags if f.startswith("-I")]],
+                          capture_output=True, text=True, check=True).stdout
+    leaked = [d for d in deps.replace("\\\n", " ").split() if any(p in d for p in PRIVATE_HEADER_DIRS)]
+    assert leaked == [], leaked
     subprocess.run(["g++", "-std=c++20", "-Wall", "-Werror", str(src), "-o", str(tmp_path / "a.out"), *flags],
                    check=True)
-    libdir = libdir_of(prefix)
     r = subprocess.run([str(tmp_path / "a.out")], env={**os.environ, "LD_LIBRARY_PATH": str(libdir)})
     assert r.returncode == 0
 

@@ -42,7 +42,7 @@ def field(deb: Path, name: str) -> str:
 
 EXPECTED = {
     "./etc/agentbus/broker.toml", "./etc/agentbus/policy.toml",
-    "./usr/bin/agentbus-bench", "./usr/bin/agentbus-broker", "./usr/bin/agentbus-key", "./usr/bin/agentbus-trust",
+    "./usr/bin/agentbus-broker", "./usr/bin/agentbus-key", "./usr/bin/agentbus-trust",
     "./usr/lib/systemd/system/agentbus-broker.service",
     "./usr/lib/x86_64-linux-gnu/libagentbus.so", "./usr/lib/x86_64-linux-gnu/libagentbus.so.0.1",
     "./usr/lib/x86_64-linux-gnu/libagentbus.so.0.1.0",
@@ -71,7 +71,8 @@ def test_contents_control_and_conffiles(deb):
     # Nothing of the build tree's own: tests, examples, the demo, the static library.
     for f in files:
         assert not f.endswith(".a") and not any(x in f for x in ("test", "example", "agentbus-demo", "swtpm")), f
-    for tool in ("agentbus-broker", "agentbus-key", "agentbus-trust", "agentbus-bench"):
+    assert "./usr/bin/agentbus-bench" not in files
+    for tool in ("agentbus-broker", "agentbus-key", "agentbus-trust"):
         assert entries[f"./usr/bin/{tool}"] == "-rwxr-xr-x", tool
     assert entries["./etc/agentbus/broker.toml"] == "-rw-r--r--"
 
@@ -87,6 +88,14 @@ def test_contents_control_and_conffiles(deb):
         assert conffiles == ["/etc/agentbus/broker.toml", "/etc/agentbus/policy.toml"]
         postinst = Path(control, "postinst")
         assert os.access(postinst, os.X_OK) and "adduser --system" in postinst.read_text()
+        assert "try-restart agentbus-broker.service" in postinst.read_text()
+        assert "stop agentbus-broker.service" in Path(control, "prerm").read_text()
+        assert os.access(Path(control, "prerm"), os.X_OK) and os.access(Path(control, "postrm"), os.X_OK)
+        assert Path(control, "triggers").read_text().split() == ["activate-noawait", "ldconfig"]
+        # Packages that link libagentbus get a dependency on exactly this version (0.x).
+        assert Path(control, "shlibs").read_text().split() == ["libagentbus", "0.1", "agentbus", "(=", f"{version})"]
+        for script in ("postinst", "prerm", "postrm"):
+            subprocess.run(["sh", "-n", str(Path(control, script))], check=True)
 
 
 def test_the_unit_and_config_name_the_installed_paths(root):

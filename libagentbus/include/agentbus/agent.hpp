@@ -201,7 +201,8 @@ class agent {
  public:
   // Connects and enrols. `key` is the agent's identity (TPM or software); `pol`
   // is the policy the receiver enforces (normally the broker's). Throws
-  // enrolment_error when refused or unreachable.
+  // enrolment_error when refused or unreachable, std::invalid_argument for options it
+  // cannot use (a malformed broker_endpoint, a tcp:// one without broker_transport_key).
   agent(agent_options options, std::shared_ptr<identity_key> key, std::shared_ptr<const policy> pol);
   ~agent();
   agent(const agent&) = delete;

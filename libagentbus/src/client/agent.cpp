@@ -128,7 +128,14 @@ agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shar
   else if (net::is_tcp_endpoint(d.opts.broker_endpoint))
     spdlog::critical("[{}] connecting to {} WITHOUT CurveZMQ (insecure_plain_tcp): traffic in clear, broker transport "
                      "unauthenticated", d.opts.name, d.opts.broker_endpoint);
-  d.dealer.connect(d.opts.broker_endpoint);
+  try {
+    d.dealer.connect(d.opts.broker_endpoint);
+  } catch (const zmq::error_t& e) {
+    // A malformed or unsupported endpoint ("foo://x", a bad address): the caller's
+    // argument, reported as such rather than as ZeroMQ's own exception type.
+    throw std::invalid_argument("agent_options::broker_endpoint '" + d.opts.broker_endpoint +
+                                "' cannot be used: " + e.what());
+  }
 
   d.jobs.start();
   d.session_jobs.start();
