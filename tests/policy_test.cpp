@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "agentbus/fingerprint.hpp"
 #include "agentbus/policy.hpp"
 #include "agentbus/status.hpp"
 #include "agentbus/suite.hpp"
@@ -822,7 +823,43 @@ TEST(EnrolmentPolicy, RevokedKeysAreFingerprints) {
   EXPECT_TRUE(r.is_key_revoked(std::string(64, 'b'))) << "compared as lower case";
   std::string bad(kMinimal);
   bad.insert(bad.find("\n[suites"), "\nrevoked_keys = [\"abc\"]");
-  expect_policy_error(bad, "revoked_keys", "is not 64 hex digits");
+  expect_policy_error(bad, "revoked_keys", "must be 64 hex digits");
+}
+
+// What agentbus-key prints ("sha256:<hex>") is accepted wherever the policy takes a
+// fingerprint, in either case, and stored as the 64 lower-case digits.
+TEST(EnrolmentPolicy, FingerprintsAreReadAsEveryToolPrintsThem) {
+  const std::string hex(64, 'c'), printed = "sha256:" + std::string(64, 'C');
+  std::string text(kMinimal);
+  text.insert(text.find("\n[suites"), "\nrevoked_keys = [\"" + printed + "\", \"SHA256:" + std::string(64, 'd') + "\"]");
+  text += "\n[agents.m1]\nrole = \"MONITOR\"\nfingerprint = \"" + printed + "\"\n";
+  text += "\n[operators.alice]\nfingerprint = \"" + printed + "\"\n";
+  policy p = policy::parse(text, "test.toml");
+  EXPECT_TRUE(p.is_key_revoked(hex));
+  EXPECT_TRUE(p.is_key_revoked(std::string(64, 'd')));
+  EXPECT_EQ(p.find_pin("m1")->fingerprint, hex);
+  ASSERT_NE(p.find_operator(hex), nullptr);
+  EXPECT_EQ(p.find_operator(hex)->name, "alice");
+  for (const std::string& bad : {"sha256:" + std::string(63, 'c'), "sha1:" + std::string(64, 'c'), "sha256:" + std::string(64, 'g'),
+                                "sha256: " + std::string(63, 'c'), std::string(64, 'c') + ":sha256"}) {
+    std::string t(kMinimal);
+    t += "\n[operators.alice]\nfingerprint = \"" + bad + "\"\n";
+    expect_policy_error(t, "operators.alice.fingerprint", "must be 64 hex digits");
+  }
+}
+
+TEST(Fingerprint, ParseAcceptsBothPrintedFormsAndNothingElse) {
+  const std::string hex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  EXPECT_EQ(parse_fingerprint(hex), hex);
+  EXPECT_EQ(parse_fingerprint("sha256:" + hex), hex);
+  EXPECT_EQ(parse_fingerprint("SHA256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789ABCDEF"), hex);
+  EXPECT_FALSE(parse_fingerprint(""));
+  EXPECT_FALSE(parse_fingerprint("sha256:"));
+  EXPECT_FALSE(parse_fingerprint(hex.substr(1)));
+  EXPECT_FALSE(parse_fingerprint(hex + "0"));
+  EXPECT_FALSE(parse_fingerprint("sha384:" + hex));
+  EXPECT_FALSE(parse_fingerprint("sha256:" + hex.substr(0, 63) + "z"));
+  EXPECT_FALSE(parse_fingerprint("sha256:sha256:" + hex.substr(7)));
 }
 
 TEST(EnrolmentPolicy, AttestationNeedsATrustedEkCaReadFromFiles) {

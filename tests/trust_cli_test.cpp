@@ -296,6 +296,26 @@ TEST_F(TrustOffline, ExitCodesForMissingDatabaseUnknownAgentAndUsage) {
   EXPECT_EQ(trust("revoke monitor-1 --operator-key /nonexistent").exit_code, 2);  // --reason is required
 }
 
+// A fingerprint option takes what agentbus-key prints ("sha256:<hex>", any case) as
+// well as the bare hex agentbus-trust prints; anything else is a usage error naming the form.
+TEST_F(TrustOffline, FingerprintOptionsTakeEveryPrintedForm) {
+  std::string upper = fingerprint_of("architect-1 new key");
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (const std::string& fp : {"sha256:" + fingerprint_of("architect-1 new key"), "SHA256:" + upper, upper}) {
+    SCOPED_TRACE(fp);
+    // Parsed: the tool gets as far as refusing --db for a change.
+    auto r = trust("approve architect-1 --fingerprint " + fp + " --operator-key /nonexistent" + db_arg());
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("a change goes to the running broker"), std::string::npos) << r.output;
+  }
+  for (const std::string& fp : {"sha1:" + fingerprint_of("x"), "sha256:" + fingerprint_of("x").substr(1), std::string("zz")}) {
+    SCOPED_TRACE(fp);
+    auto r = trust("approve architect-1 --fingerprint " + fp + " --operator-key /nonexistent" + db_arg());
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("must be 64 hex digits"), std::string::npos) << r.output;
+  }
+}
+
 TEST(TrustCli, HelpOnEveryCommandDocumentsExitCodes) {
   for (std::string cmd : {"", "agents", "show", "edges", "violations", "graph", "revoke", "approve", "reset-counters"}) {
     SCOPED_TRACE(cmd);

@@ -23,8 +23,12 @@ def wait_until(predicate, timeout: float = 15.0) -> bool:
     return predicate()
 
 
-def test_enrols_with_a_tpm_identity_and_reports_it(make_agent):
-    a = make_agent("py-mon-enrol", "MONITOR")
+def test_enrols_with_a_tpm_identity_and_reports_it(bus, make_agent):
+    # The broker's fingerprint as agentbus-key prints fingerprints ("sha256:", any case).
+    bundle = bus.bundle("py-fp-probe", "MONITOR")  # only read for the broker's fingerprint
+    import tomllib
+    printed = "SHA256:" + tomllib.loads(bundle.read_text())["broker_fingerprint"].upper()
+    a = make_agent("py-mon-enrol", "MONITOR", broker_fingerprint=printed)
     assert a.name == "py-mon-enrol"
     assert not a.closed
     assert a.stats().sent == 0

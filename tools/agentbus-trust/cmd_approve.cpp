@@ -18,7 +18,7 @@ void add_approve_command(CLI::App& app, const global_options& global, int* resul
   cmd->add_option("AGENT", opts->agent, "Agent name")->required();
   cmd->add_option("--fingerprint", opts->fingerprint, "SHA-256 fingerprint (64 hex digits) of the new key")
       ->required()
-      ->check(check_fingerprint);
+      ->transform(fingerprint_option());
   add_operator_options(cmd, opts->op);
   cmd->footer(kExitCodesFooter);
   cmd->callback([&global, opts, result] {

@@ -80,7 +80,7 @@ void add_token_create(CLI::App* token, const global_options& global, int* result
   cmd->add_option("AGENT", opts->agent, "Agent name the token admits")->required();
   cmd->add_option("--role", opts->role, "Role the token admits")->required();
   cmd->add_option("--fingerprint", opts->fingerprint, "Admit only this key (64 hex digits; `agentbus-key create` prints it)")
-      ->check(check_fingerprint);
+      ->transform(fingerprint_option());
   cmd->add_option("--ttl", opts->ttl, "Seconds until the token expires (default 3600, at most 7 days)")
       ->check(CLI::Range(1, 7 * 24 * 3600));
   cmd->add_option("--endpoint", opts->endpoint, "The broker endpoint the agent should connect to (written to the bundle)");
@@ -179,7 +179,7 @@ void add_enrolment_commands(CLI::App& app, const global_options& global, int* re
     auto opts = std::make_shared<options>();
     CLI::App* cmd = app.add_subcommand("revoke-key", "Refuse a key under any name and role (operator-signed); agents "
                                                      "pinned to it are revoked with it");
-    cmd->add_option("FINGERPRINT", opts->fingerprint, "SHA-256 fingerprint (64 hex digits)")->required()->check(check_fingerprint);
+    cmd->add_option("FINGERPRINT", opts->fingerprint, "SHA-256 fingerprint (64 hex digits, sha256: prefix optional)")->required()->transform(fingerprint_option());
     cmd->add_option("--reason", opts->reason, "Why (kept in the registry)")->required();
     add_operator_options(cmd, opts->op);
     cmd->footer(kExitCodesFooter);
@@ -202,7 +202,7 @@ void add_enrolment_commands(CLI::App& app, const global_options& global, int* re
     cmd->add_option("AGENT", opts->agent, "Agent name")->required();
     cmd->add_option("--fingerprint", opts->fingerprint, "The pending key's fingerprint (64 hex digits)")
         ->required()
-        ->check(check_fingerprint);
+        ->transform(fingerprint_option());
     add_operator_options(cmd, opts->op);
     cmd->footer(kExitCodesFooter);
     cmd->callback([&global, opts, result] {

@@ -7,15 +7,20 @@
 
 #include "admin_protocol.hpp"
 #include "agentbus/identity.hpp"
+#include "agentbus/fingerprint.hpp"
 #include "agentbus/tpm.hpp"
 #include "source.hpp"
 
 namespace agentbus::trust_tool {
 
-std::string check_fingerprint(const std::string& f) {
-  bool ok = f.size() == 64 && std::all_of(f.begin(), f.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
-  return ok ? std::string() : std::string("must be 64 hex digits (the full SHA-256 fingerprint)");
+std::string check_fingerprint(std::string& f) {
+  auto fp = parse_fingerprint(f);
+  if (!fp) return "must be 64 hex digits, \"sha256:\" in front or not (the full SHA-256 fingerprint)";
+  f = *fp;
+  return {};
 }
+
+CLI::Validator fingerprint_option() { return CLI::Validator(check_fingerprint, "FINGERPRINT", "fingerprint"); }
 
 std::string lower_hex(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
@@ -31,7 +36,7 @@ void add_operator_options(CLI::App* cmd, operator_options& o) {
   cmd->add_option("--broker-fingerprint", o.broker,
                   "The broker the signed request is for (64 hex digits; default: the one the admin endpoint names). "
                   "Any other broker refuses it")
-      ->check(check_fingerprint);
+      ->transform(fingerprint_option());
   cmd->add_flag("--json", o.json, "Print the admin result as JSON");
 }
 

@@ -19,9 +19,12 @@ struct operator_options {
   bool json = false;
 };
 
-// check_fingerprint is the CLI11 validator of a fingerprint option (64 hex digits,
-// the full SHA-256); lower_hex puts one in the case the broker stores.
-std::string check_fingerprint(const std::string& f);
+// check_fingerprint reads a fingerprint option as every tool prints one (64 hex digits,
+// "sha256:" in front or not, either case; agentbus/fingerprint.hpp) and leaves it as
+// the 64 lower-case digits the broker stores. fingerprint_option is it as a CLI11
+// transform: ->transform(fingerprint_option()).
+std::string check_fingerprint(std::string& f);
+CLI::Validator fingerprint_option();
 std::string lower_hex(std::string s);
 
 // add_operator_options adds --operator-key, --operator, --tcti, --broker-fingerprint

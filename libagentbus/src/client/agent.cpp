@@ -2,6 +2,7 @@
 // the threads and the lock order are written), starts and stops their threads, and
 // forwards the public API to them.
 #include "agentbus/agent.hpp"
+#include "agentbus/fingerprint.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -89,9 +90,10 @@ agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shar
     throw std::invalid_argument("agent_options::broker_fingerprint is required (the broker's identity, as `agentbus-trust "
                                 "broker` prints it); set insecure_trust_any_broker to enrol with any broker");
   if (!options.broker_fingerprint.empty()) {
-    bool hex_ok = false;
-    if (from_hex(options.broker_fingerprint, &hex_ok).size() != 32 || !hex_ok)
-      throw std::invalid_argument("agent_options::broker_fingerprint must be 64 hex digits");
+    auto fp = parse_fingerprint(options.broker_fingerprint);
+    if (!fp)
+      throw std::invalid_argument("agent_options::broker_fingerprint must be 64 hex digits (\"sha256:\" in front or not)");
+    options.broker_fingerprint = *fp;
   }
   if (!options.enrolment_token.empty()) {
     bool hex_ok = false;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "agentbus/agent.hpp"
+#include "agentbus/fingerprint.hpp"
 
 namespace agentbus {
 
@@ -35,12 +36,14 @@ std::string load_enrolment_bundle(const std::filesystem::path& file, agent_optio
   };
   const std::string name = text("name", true);
   const std::string role = text("role", true);
-  const std::string fingerprint = hex32("broker_fingerprint");
+  const auto fingerprint = parse_fingerprint(text("broker_fingerprint", true));
+  if (!fingerprint)
+    throw std::runtime_error(file.string() + ": broker_fingerprint: must be 64 hex digits (\"sha256:\" in front or not)");
   const std::string token = hex32("token");
   const std::string endpoint = text("broker_endpoint", false);
   const std::string transport_key = hex32("broker_transport_key", false);
   options.name = name;
-  options.broker_fingerprint = fingerprint;
+  options.broker_fingerprint = *fingerprint;
   options.enrolment_token = token;
   if (options.broker_endpoint.empty()) options.broker_endpoint = endpoint;
   if (options.broker_transport_key.empty()) options.broker_transport_key = transport_key;

@@ -1,5 +1,7 @@
 #include "agentbus/policy.hpp"
 
+#include "agentbus/fingerprint.hpp"
+
 #include "agentbus/bytes.hpp"
 
 #include <toml++/toml.h>
@@ -13,6 +15,12 @@
 #include "policy/policy_default.inc"  // kDefaultPolicyToml, generated from config/policy.toml
 
 namespace agentbus {
+
+namespace {
+// How a fingerprint must look (agentbus/fingerprint.hpp), for the policy's errors.
+constexpr const char* kFingerprintForm =
+    "must be 64 hex digits, optionally after \"sha256:\" (SHA-256 of the DER public key, as agentbus-key prints it)";
+}  // namespace
 namespace {
 
 // policy_reader validates one TOML document and names the file and field in every
@@ -190,13 +198,6 @@ enrolment_mode read_enrolment_mode(const policy_reader& reader, const toml::tabl
   reader.fail(where + ".enrolment", "must be \"pinned\", \"token\" or \"open\", not '" + v + "'");
 }
 
-// Fingerprints are compared as lower-case hex (what agentbus-key prints); an
-// operator pasting upper-case hex must not lock the legitimate agent out.
-std::string lower_hex(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 bool valid_role_name(std::string_view name) {
   if (name.empty() || name.size() > 64) return false;
   return std::all_of(name.begin(), name.end(), [](char c) { return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; });
@@ -309,10 +310,9 @@ policy policy::parse_in(std::string_view toml_text, const std::string& source, c
       pin.role = reader.string_at(t, where, "role");
       if (p.find_role(pin.role) == nullptr) reader.fail(where + ".role", "unknown role '" + pin.role + "'");
       if (t.get("fingerprint") != nullptr) {
-        pin.fingerprint = lower_hex(reader.string_at(t, where, "fingerprint"));
-        bool hex_ok = false;
-        if (from_hex(pin.fingerprint, &hex_ok).size() != 32 || !hex_ok)
-          reader.fail(where + ".fingerprint", "must be 64 hex digits (SHA-256 of the DER public key)");
+        auto fp = parse_fingerprint(reader.string_at(t, where, "fingerprint"));
+        if (!fp) reader.fail(where + ".fingerprint", kFingerprintForm);
+        pin.fingerprint = *fp;
       }
       // A role that enrols by pin has no other way in: a pin without a key would
       // admit nobody, or (were it read as "any key") anybody.
@@ -324,10 +324,9 @@ policy policy::parse_in(std::string_view toml_text, const std::string& source, c
   if (auto revoked = reader.optional_strings(doc, "", "revoked", false)) p.revoked_ = *revoked;
   if (auto keys = reader.optional_strings(doc, "", "revoked_keys", false)) {
     for (std::string& fp : *keys) {
-      fp = lower_hex(fp);
-      bool hex_ok = false;
-      if (from_hex(fp, &hex_ok).size() != 32 || !hex_ok)
-        reader.fail("revoked_keys", "'" + fp.substr(0, 80) + "' is not 64 hex digits (SHA-256 of the DER public key)");
+      auto parsed = parse_fingerprint(fp);
+      if (!parsed) reader.fail("revoked_keys", "'" + fp.substr(0, 80) + "': " + kFingerprintForm);
+      fp = *parsed;
     }
     p.revoked_keys_ = std::move(*keys);
   }
@@ -371,10 +370,9 @@ policy policy::parse_in(std::string_view toml_text, const std::string& source, c
       std::string where = "operators." + std::string(name.str());
       if (!node.is_table()) reader.fail(where, "must be a table");
       reader.only_keys(*node.as_table(), where, {"fingerprint"});
-      operator_key op{std::string(name.str()), lower_hex(reader.string_at(*node.as_table(), where, "fingerprint"))};
-      bool hex_ok = false;
-      if (from_hex(op.fingerprint, &hex_ok).size() != 32 || !hex_ok)
-        reader.fail(where + ".fingerprint", "must be 64 hex digits (SHA-256 of the DER public key)");
+      auto fp = parse_fingerprint(reader.string_at(*node.as_table(), where, "fingerprint"));
+      if (!fp) reader.fail(where + ".fingerprint", kFingerprintForm);
+      operator_key op{std::string(name.str()), *fp};
       p.operators_.push_back(std::move(op));
     }
   }
