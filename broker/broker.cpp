@@ -288,6 +288,7 @@ void broker::run(const std::atomic<bool>& stop) {
       }
     }
     if (d.admin && (items[2].revents & ZMQ_POLLIN)) d.admin->run_loop_calls();
+    if (d.runtime.on_loop_turn) d.runtime.on_loop_turn();
     if (steady::now() - last_sweep > std::chrono::seconds(1)) {
       d.acct->flush(d.agents);
       // Offline records beyond max_agents: the longest-offline forgotten (case 6).

@@ -23,6 +23,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -42,6 +43,9 @@ struct broker_runtime_options {
   // tpm, if the broker's identity lives in one: its operation counts and mean
   // times are published with the metrics (tpm_operations_total, tpm_operation_mean_ms).
   std::shared_ptr<tpm::tpm> tpm;
+  // on_loop_turn, if set, is called on every turn of the event loop (at least every
+  // 100 ms): main.cpp pings systemd's watchdog from it (service_notifier).
+  std::function<void()> on_loop_turn;
 };
 
 class broker {

@@ -14,6 +14,7 @@
 #include "broker_config.hpp"
 #include "logging.hpp"
 #include "metrics.hpp"
+#include "service_notifier.hpp"
 
 #ifdef AGENTBUS_WITH_JEMALLOC
 // jemalloc's options for the broker, read when it starts (MALLOC_CONF in the
@@ -124,9 +125,11 @@ int main(int argc, char** argv) {
 
   try {
     auto m = std::make_shared<broker::metrics>();
+    broker::service_notifier notifier;
     broker::broker_runtime_options runtime;
     runtime.permissive_testing = permissive;
     runtime.tpm = t;
+    runtime.on_loop_turn = [&notifier] { notifier.tick(); };
     broker::broker b(cfg, pol, identity, m, runtime);
     struct sigaction sa {};
     sa.sa_handler = on_signal;
@@ -134,7 +137,12 @@ int main(int argc, char** argv) {
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
     spdlog::info("agentbus-broker '{}' ready (policy {}, {} roles)", cfg.name, pol->source(), pol->roles().size());
+    // Every endpoint is bound (the constructor throws otherwise): systemd may start what
+    // depends on the broker (Type=notify).
+    notifier.ready("serving " + std::to_string(cfg.endpoints.size()) + " endpoint(s), identity " +
+                   identity->metadata().fingerprint.substr(0, 16));
     b.run(g_stop);
+    notifier.stopping();
   } catch (const std::exception& e) {
     spdlog::critical("broker failed: {}", e.what());
     return 1;

@@ -15,6 +15,7 @@ packages=(
   libjemalloc-dev
   clang libclang-rt-14-dev
   pybind11-dev python3-dev python3-pytest dpkg-dev
+  libsystemd-dev
 )
 
 missing=()

@@ -66,7 +66,7 @@ class Bus:
     """swtpm + broker + operator. `bundle(name, role)` issues an enrolment bundle."""
 
     def __init__(self, *, bin_dir: Optional[Path] = None, broker_config: Optional[Path] = None,
-                 policy: Optional[Path] = None, tcp: bool = False) -> None:
+                 policy: Optional[Path] = None, broker_env: Optional[Dict[str, str]] = None) -> None:
         b = build_dir()
         self.broker_bin = (bin_dir / "agentbus-broker") if bin_dir else b / "broker" / "agentbus-broker"
         self.trust_bin = (bin_dir / "agentbus-trust") if bin_dir else b / "tools" / "agentbus-trust"
@@ -81,6 +81,7 @@ class Bus:
         self.swtpms: List[Swtpm] = []
         self.endpoint = f"ipc://{self.dir}/broker.sock"
         self.admin = f"ipc://{self.dir}/admin.sock"
+        self.broker_env = {**os.environ, **(broker_env or {})}
         try:
             self.broker_tpm = self.swtpm("broker")
             self.agent_tpm = self.swtpm("agents")
@@ -142,7 +143,7 @@ level = "info"
         self.broker_log = self.logs / "broker.log"
         log = open(self.broker_log, "w")
         self.broker = subprocess.Popen([str(self.broker_bin), "--config", str(config), *args], stdout=log,
-                                       stderr=subprocess.STDOUT)
+                                       stderr=subprocess.STDOUT, env=self.broker_env)
         self.processes.append(self.broker)
 
         def ready() -> bool:
