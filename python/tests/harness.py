@@ -81,7 +81,10 @@ class Bus:
         self.swtpms: List[Swtpm] = []
         self.endpoint = f"ipc://{self.dir}/broker.sock"
         self.admin = f"ipc://{self.dir}/admin.sock"
-        self.broker_env = {**os.environ, **(broker_env or {})}
+        # Not what a CI runner started by systemd has in its own environment.
+        inherited = {k: v for k, v in os.environ.items()
+                     if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")}
+        self.broker_env = {**inherited, **(broker_env or {})}
         try:
             self.broker_tpm = self.swtpm("broker")
             self.agent_tpm = self.swtpm("agents")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import threading
 import time
 import weakref
@@ -23,16 +24,20 @@ def wait_until(predicate, timeout: float = 15.0) -> bool:
     return predicate()
 
 
-def test_enrols_with_a_tpm_identity_and_reports_it(bus, make_agent):
-    # The broker's fingerprint as agentbus-key prints fingerprints ("sha256:", any case).
-    bundle = bus.bundle("py-fp-probe", "MONITOR")  # only read for the broker's fingerprint
-    import tomllib
-    printed = "SHA256:" + tomllib.loads(bundle.read_text())["broker_fingerprint"].upper()
-    a = make_agent("py-mon-enrol", "MONITOR", broker_fingerprint=printed)
-    assert a.name == "py-mon-enrol"
-    assert not a.closed
-    assert a.stats().sent == 0
-    assert "enrolled" in repr(a)
+def test_enrols_with_a_tpm_identity_and_reports_it(bus, agent_tpm):
+    # The bundle names the broker's fingerprint as agentbus-key prints fingerprints
+    # ("sha256:", here upper case): read the same as the bare hex.
+    bundle = bus.bundle("py-mon-enrol", "MONITOR")
+    text = bundle.read_text()
+    fp = re.search(r'^broker_fingerprint = "([0-9a-f]{64})"$', text, re.M).group(1)
+    bundle.write_text(text.replace(f'"{fp}"', f'"SHA256:{fp.upper()}"'))
+    key = agentbus.open_or_create_identity(bus.key_dir("py-mon-enrol"), "MONITOR", tpm=agent_tpm)
+    with agentbus.Agent(identity=key, bundle=bundle) as a:
+        assert a.name == "py-mon-enrol"
+        assert not a.closed
+        assert a.stats().sent == 0
+        assert "enrolled" in repr(a)
+    assert a.closed
 
 
 def test_topic_direct_and_request_reply(make_agent):
