@@ -36,9 +36,6 @@ class service_notifier {
   // tick is called on every turn of the event loop: one relaxed increment.
   void tick() noexcept { turns_.fetch_add(1, std::memory_order_relaxed); }
 
-  // watchdog_interval is the interval the unit set (0: no watchdog).
-  std::chrono::microseconds watchdog_interval() const noexcept { return watchdog_; }
-
  private:
   void ping_loop();
 

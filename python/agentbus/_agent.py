@@ -94,7 +94,7 @@ class _Lifecycle:
 
 class _Handlers:
     """The Python handlers of one agent. The C++ core calls `dispatch` through a sink
-    that holds only a weak reference to this object's Agent (see Agent.__init__)."""
+    that holds this object only weakly (_make_sink)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -105,7 +105,6 @@ class _Handlers:
         self.direct_listeners: List[MessageHandler] = []
         self.errors = 0
         self.life = _Lifecycle()
-        self.closing = self.life.closing
 
     def _run(self, what: str, handler: Callable[[Any], Any], value: Any) -> Any:
         try:

@@ -84,7 +84,7 @@ class AsyncAgent:
         thread waits for the result as it waits for a plain handler, and gives up when
         the agent closes or the loop goes away (so closing never waits on itself)."""
         loop = self._loop
-        closing = self._agent._handlers.closing
+        closing = self._agent._handlers.life.closing
 
         async def awaited(awaitable: Awaitable[Any]) -> Any:
             return await awaitable
@@ -127,7 +127,7 @@ class AsyncAgent:
         the agent waits for this loop (flow control). Ends when the agent closes."""
         if self._agent.closed:
             raise RuntimeError(f"agent '{self.name}' is closed")
-        stream = _Stream(self._loop, maxsize, self._agent._handlers.closing)
+        stream = _Stream(self._loop, maxsize, self._agent._handlers.life.closing)
         self._streams.add(stream)
         self._agent._handlers.life.add_close_hook(stream.end)
         try:

@@ -31,8 +31,6 @@ namespace agentbus::python {
 
 namespace {
 
-py::bytes to_py(const bytes& b) { return py::bytes(reinterpret_cast<const char*>(b.data()), b.size()); }
-
 // python_sink holds the Python callable the handlers call. It is destroyed with the
 // agent, possibly on a thread that does not hold the GIL: the release takes it.
 class python_sink {

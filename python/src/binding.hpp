@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "agentbus/bytes.hpp"
 #include "agentbus/status.hpp"
 
 namespace agentbus::python {
@@ -36,6 +37,9 @@ class status_exception : public std::runtime_error {
 };
 
 // check throws status_exception for a non-ok status.
+// to_py copies library bytes into a Python bytes object (GIL held).
+inline py::bytes to_py(const bytes& b) { return py::bytes(reinterpret_cast<const char*>(b.data()), b.size()); }
+
 inline void check(const status& st) {
   if (!st.ok()) throw status_exception(st);
 }

@@ -16,8 +16,6 @@ namespace agentbus::python {
 
 namespace {
 
-py::bytes to_py(const bytes& b) { return py::bytes(reinterpret_cast<const char*>(b.data()), b.size()); }
-byte_view view_of(const std::string& s) { return as_bytes(s); }
 
 py::dict tpm_info_dict(const tpm::tpm_info& info) {
   py::dict d;
@@ -107,7 +105,7 @@ void bind_identity(py::module_& m) {
              bytes sig;
              {
                py::gil_scoped_release release;
-               sig = take(k.sign_message(view_of(message)));
+               sig = take(k.sign_message(as_bytes(message)));
              }
              return to_py(sig);
            },
@@ -116,7 +114,7 @@ void bind_identity(py::module_& m) {
            "`openssl dgst -<hash> -verify public.pem -signature SIG FILE` verifies it.")
       .def("verify",
            [](const identity_key& k, const std::string& message, const std::string& signature) {
-             return k.verify_message(view_of(message), view_of(signature)).ok();
+             return k.verify_message(as_bytes(message), as_bytes(signature)).ok();
            },
            py::arg("message"), py::arg("signature"), "True when `signature` is this identity's over `message`.")
       .def("__repr__", [](const identity_key& k) {

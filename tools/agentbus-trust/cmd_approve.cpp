@@ -22,7 +22,7 @@ void add_approve_command(CLI::App& app, const global_options& global, int* resul
   add_operator_options(cmd, opts->op);
   cmd->footer(kExitCodesFooter);
   cmd->callback([&global, opts, result] {
-    const std::string fp = lower_hex(opts->fingerprint);
+    const std::string& fp = opts->fingerprint;  // lower case: fingerprint_option()
     auto r = send_operator_request(global, opts->op, {{"op", "approve"}, {"agent", opts->agent}, {"fingerprint", fp}});
     if (opts->op.json) std::cout << r.dump(2) << "\n";
     else std::cout << "approved the new key of " << opts->agent << " (sha256:" << fp.substr(0, 16) << "...) by operator "

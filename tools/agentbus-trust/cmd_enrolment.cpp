@@ -91,7 +91,7 @@ void add_token_create(CLI::App* token, const global_options& global, int* result
     std::optional<secret_file> out;
     if (!opts->out.empty()) out.emplace(opts->out);
     nlohmann::json inner{{"op", "token_create"}, {"agent", opts->agent}, {"role", opts->role}, {"ttl_seconds", opts->ttl}};
-    if (!opts->fingerprint.empty()) inner["fingerprint"] = lower_hex(opts->fingerprint);
+    if (!opts->fingerprint.empty()) inner["fingerprint"] = opts->fingerprint;
     auto r = send_operator_request(global, opts->op, inner);
     const auto& broker = r.at("broker");
     const auto& rec = r.at("token_record");
@@ -185,9 +185,9 @@ void add_enrolment_commands(CLI::App& app, const global_options& global, int* re
     cmd->footer(kExitCodesFooter);
     cmd->callback([&global, opts, result] {
       auto r = send_operator_request(global, opts->op,
-                                     {{"op", "revoke_key"}, {"fingerprint", lower_hex(opts->fingerprint)}, {"reason", opts->reason}});
+                                     {{"op", "revoke_key"}, {"fingerprint", opts->fingerprint}, {"reason", opts->reason}});
       if (opts->op.json) std::cout << r.dump(2) << "\n";
-      else std::cout << "revoked key " << lower_hex(opts->fingerprint).substr(0, 16) << "... (agents revoked with it: "
+      else std::cout << "revoked key " << opts->fingerprint.substr(0, 16) << "... (agents revoked with it: "
                      << r.at("revoked_agents").size() << ")\n";
       *result = kOk;
     });
@@ -207,7 +207,7 @@ void add_enrolment_commands(CLI::App& app, const global_options& global, int* re
     cmd->footer(kExitCodesFooter);
     cmd->callback([&global, opts, result] {
       auto r = send_operator_request(global, opts->op,
-                                     {{"op", "reject"}, {"agent", opts->agent}, {"fingerprint", lower_hex(opts->fingerprint)}});
+                                     {{"op", "reject"}, {"agent", opts->agent}, {"fingerprint", opts->fingerprint}});
       if (opts->op.json) std::cout << r.dump(2) << "\n";
       else std::cout << "discarded the pending key of " << opts->agent << "\n";
       *result = kOk;

@@ -1,8 +1,6 @@
 // operator_request.cpp — sign with the operator's identity and send to the broker.
 #include "operator_request.hpp"
 
-#include <algorithm>
-#include <cctype>
 #include <cstdlib>
 
 #include "admin_protocol.hpp"
@@ -21,11 +19,6 @@ std::string check_fingerprint(std::string& f) {
 }
 
 CLI::Validator fingerprint_option() { return CLI::Validator(check_fingerprint, "FINGERPRINT", "fingerprint"); }
-
-std::string lower_hex(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
-  return s;
-}
 
 void add_operator_options(CLI::App* cmd, operator_options& o) {
   cmd->add_option("--operator-key", o.key_dir,
@@ -58,11 +51,13 @@ nlohmann::json send_operator_request(const global_options& global, const operato
   if (broker.empty()) {
     auto who = broker_request(admin_endpoint(global), nlohmann::json{{"op", "broker"}}.dump(), global.timeout_ms);
     if (!who) throw tool_error(exit_code_for(who.error(), true), "the broker's identity: " + who.error().to_string());
-    if (!who->is_object() || !(*who)["fingerprint"].is_string())
-      throw tool_error(kRefused, "the admin endpoint did not name its broker's fingerprint");
-    broker = (*who)["fingerprint"].get<std::string>();
+    const auto named = who->is_object() && (*who)["fingerprint"].is_string()
+                           ? parse_fingerprint((*who)["fingerprint"].get<std::string>())
+                           : std::nullopt;
+    if (!named) throw tool_error(kRefused, "the admin endpoint did not name its broker's fingerprint");
+    broker = *named;
   }
-  const std::string frame = broker::make_signed_request(inner, *key, o.operator_name, lower_hex(broker));
+  const std::string frame = broker::make_signed_request(inner, *key, o.operator_name, broker);
   auto r = broker_request(admin_endpoint(global), frame, global.timeout_ms);
   if (!r) throw tool_error(exit_code_for(r.error(), true), "refused by the broker: " + r.error().to_string());
   return std::move(*r);

@@ -25,7 +25,6 @@ struct operator_options {
 // transform: ->transform(fingerprint_option()).
 std::string check_fingerprint(std::string& f);
 CLI::Validator fingerprint_option();
-std::string lower_hex(std::string s);
 
 // add_operator_options adds --operator-key, --operator, --tcti, --broker-fingerprint
 // and --json to `cmd`.
