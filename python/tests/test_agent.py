@@ -13,15 +13,7 @@ import weakref
 import pytest
 
 import agentbus
-
-
-def wait_until(predicate, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+from harness import wait_for
 
 
 def test_enrols_with_a_tpm_identity_and_reports_it(bus, agent_tpm):
@@ -50,7 +42,7 @@ def test_topic_direct_and_request_reply(make_agent):
 
     mon.publish("metrics/cpu", b'{"cpu":0.5}', content_type="application/json")
     mon.send("py-opt-1", "hello")
-    assert wait_until(lambda: got_topic and got_direct)
+    wait_for(lambda: got_topic and got_direct, 15, "the topic and the direct message")
 
     t = got_topic[0]
     assert (t.sender, t.sender_role, t.topic, t.type) == ("py-mon-1", "MONITOR", "metrics/cpu", "data")
@@ -112,7 +104,7 @@ def test_a_raising_handler_is_logged_and_the_agent_goes_on(make_agent, caplog):
     with caplog.at_level(logging.ERROR, logger="agentbus"):
         mon.publish("metrics/raise", b"bad")
         mon.publish("metrics/raise", b"good")
-        assert wait_until(lambda: len(seen) == 2)
+        wait_for(lambda: len(seen) == 2, 15, "both envelopes at the raising handler")
     assert seen == [b"bad", b"good"]
     assert opt.handler_errors == 1
     assert any("handler bug" in (r.exc_text or "") or "raised" in r.getMessage() for r in caplog.records)
@@ -155,7 +147,7 @@ def test_many_threads_call_in(make_agent):
     for t in threads:
         t.join()
     assert errors == []
-    assert wait_until(lambda: len(got) == 8 * 15 * 2, timeout=30)
+    wait_for(lambda: len(got) == 8 * 15 * 2, 30, "every envelope from the 8 threads")
     assert sorted(got) == sorted([f"{k}{i}-{j}".encode() for k in "td" for i in range(8) for j in range(15)])
 
 
@@ -200,7 +192,7 @@ def test_close_with_handlers_pending(make_agent):
     refused = []
     mon.on_rejected(refused.append)
     mon.send("py-opt-self-close", b"still there?")
-    assert wait_until(lambda: refused)
+    wait_for(lambda: refused, 15, "the refusal of a message to the closed agent")
     assert refused[0].code_name in ("not_deliverable", "no_session")
 
 
