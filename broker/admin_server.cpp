@@ -1,6 +1,7 @@
 #include "admin_server.hpp"
 #include "socket_directory.hpp"
 
+#include <optional>
 #include <spdlog/spdlog.h>
 
 #include <sys/eventfd.h>
@@ -156,12 +157,11 @@ class admin_server::admin_state final : public registry_admin_state {
 };
 
 admin_server::admin_server(zmq::context_t& ctx, const std::string& endpoint, std::shared_ptr<const policy> pol,
-                           registry& reg, connections& agents, accounting& acct, std::shared_ptr<tpm::tpm> tpm,
+                           registry& reg, connections& agents, accounting& acct,
                            std::function<void(const std::string&)> on_revoked,
                            std::function<void(const std::string&)> on_key_approved, nlohmann::json broker_identity)
     : socket_(ctx, zmq::socket_type::rep),
       acct_(acct),
-      tpm_(std::move(tpm)),
       loop_state_(std::make_unique<loop_state>(reg, agents, acct, std::move(on_revoked), std::move(on_key_approved),
                                                broker_identity)) {
   socket_.set(zmq::sockopt::linger, 0);
@@ -222,22 +222,18 @@ void admin_server::run_loop_calls() {
   cv_.notify_all();
 }
 
-void admin_server::refresh_tpm_metrics() {
-  if (!tpm_) return;
-  metrics& m = acct_.stats();
-  for (const auto& op : tpm_->stats()) {
-    m.set_gauge("tpm_operations_total", op.operation, static_cast<double>(op.count));
-    m.set_gauge("tpm_operation_failures_total", op.operation, static_cast<double>(op.failures));
-    m.set_gauge("tpm_operation_mean_ms", op.operation, op.mean_ms);
-  }
-}
-
 void admin_server::run(std::shared_ptr<const policy> pol, std::filesystem::path registry_file, nlohmann::json identity) {
   try {
     registry own(registry_file);  // this thread's connection (the event loop's is not shared)
     admin_state state(own, *this, std::move(identity));
-    admin_handler handler(std::move(pol), state);
+    std::optional<admin_handler> handler(std::in_place, std::move(pol), state);
     while (!stop_.load()) {
+      std::shared_ptr<const policy> reloaded;
+      {
+        std::lock_guard lock(mu_);
+        reloaded = std::move(next_policy_);
+      }
+      if (reloaded) handler.emplace(std::move(reloaded), state);  // the nonce ledger lives in `state`: replays stay refused
       zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
       try {
         zmq::poll(items, 1, std::chrono::milliseconds(100));
@@ -245,7 +241,7 @@ void admin_server::run(std::shared_ptr<const policy> pol, std::filesystem::path 
         if (e.num() == EINTR) continue;  // a signal: the stop flag decides
         throw;
       }
-      if (items[0].revents & ZMQ_POLLIN) serve(handler, state);
+      if (items[0].revents & ZMQ_POLLIN) serve(*handler, state);
     }
   } catch (const std::exception& e) {
     acct_.stats().increment("internal_errors_total");
@@ -259,7 +255,6 @@ void admin_server::serve(admin_handler& handler, admin_state& state) {
   const std::string cmd = req.to_string();
   std::string reply;
   try {
-    refresh_tpm_metrics();
     state.begin_request();
     on_loop([this] { loop_state_->flush(); });  // answers reflect everything counted so far
     if (cmd == "metrics") reply = acct_.stats().to_prometheus_text();
@@ -279,6 +274,11 @@ void admin_server::serve(admin_handler& handler, admin_state& state) {
       if (e.num() != EINTR) throw;
     }
   }
+}
+
+void admin_server::set_policy(std::shared_ptr<const policy> pol) {
+  std::lock_guard lock(mu_);
+  next_policy_ = std::move(pol);
 }
 
 void admin_server::loop_stopped() {

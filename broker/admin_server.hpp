@@ -50,7 +50,7 @@ class admin_server {
   // out with a token). `reg` is the event loop's registry; the admin thread opens its
   // own connection to the same file.
   admin_server(zmq::context_t& ctx, const std::string& endpoint, std::shared_ptr<const policy> pol, registry& reg,
-               connections& agents, accounting& acct, std::shared_ptr<tpm::tpm> tpm,
+               connections& agents, accounting& acct,
                std::function<void(const std::string&)> on_revoked, std::function<void(const std::string&)> on_key_approved,
                nlohmann::json broker_identity);
   ~admin_server();
@@ -66,6 +66,10 @@ class admin_server {
   class loop_state;   // the registry and connections, as the event loop changes them
   class admin_state;  // what the admin thread's handler sees
 
+  // set_policy hands the admin thread the policy a reload applied (operators, roles):
+  // requests from then on are checked against it. Any thread.
+  void set_policy(std::shared_ptr<const policy> pol);
+
   // on_loop runs `f` on the event loop and returns when it has run (admin thread). A
   // broker stopping fails it (false).
   bool on_loop(std::function<void()> f);
@@ -73,11 +77,9 @@ class admin_server {
  private:
   void run(std::shared_ptr<const policy> pol, std::filesystem::path registry_file, nlohmann::json identity);
   void serve(admin_handler& handler, admin_state& state);
-  void refresh_tpm_metrics();
 
   zmq::socket_t socket_;
   accounting& acct_;
-  std::shared_ptr<tpm::tpm> tpm_;
   std::unique_ptr<loop_state> loop_state_;
   int fd_ = -1;  // eventfd: calls wait
   std::mutex mu_;
@@ -87,6 +89,7 @@ class admin_server {
     bool done = false;
   };
   std::deque<std::shared_ptr<call>> calls_;
+  std::shared_ptr<const policy> next_policy_;  // under mu_: set by a reload, taken by the admin thread
   bool stopping_ = false;
   std::atomic<bool> stop_{false};
   std::thread thread_;

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <optional>
 #include <unordered_map>
@@ -16,7 +17,9 @@
 #include "control_channel.hpp"
 #include "enrolment.hpp"
 #include "identity_worker.hpp"
+#include "metrics_http.hpp"
 #include "outbox.hpp"
+#include "policy_reload.hpp"
 #include "publish_intake.hpp"
 #include "registry.hpp"
 #include "router.hpp"
@@ -33,7 +36,11 @@ using steady = std::chrono::steady_clock;
 
 struct broker::impl {
   broker_config cfg;
-  std::shared_ptr<const policy> pol;
+  // The running policy. Every part holds a reference to this one object and reads it
+  // on the event loop's thread only, never keeping a pointer into it across turns; a
+  // reload assigns the new policy's value here, between turns, so all parts see it at
+  // once. The admin thread has its own immutable copy (admin_server::set_policy).
+  std::shared_ptr<policy> pol;
   std::shared_ptr<identity_key> identity;
   std::shared_ptr<metrics> stats;
   broker_runtime_options runtime;
@@ -55,7 +62,25 @@ struct broker::impl {
   std::unique_ptr<admin_server> admin;
   std::unique_ptr<transport_gate> gate;     // the ZAP handler, when a tcp:// endpoint uses CurveZMQ
   std::unique_ptr<connection_guard> guard;  // the unauthenticated bytes' bound, when there is a tcp:// endpoint
+  std::unique_ptr<metrics_http> http;       // /metrics, /healthz, /readyz, when [metrics] listen is set
   std::string transport_key;                // the broker's CurveZMQ public key, hex ("" without one)
+  // What the health probes read (civetweb's threads): when the event loop last turned
+  // (steady clock, ns), and whether run() is serving. A loop that has not turned for
+  // kStalledAfter is not live; the broker is ready while serving and live.
+  static constexpr std::chrono::seconds kStalledAfter{15};
+  std::atomic<std::int64_t> last_turn_ns{0};
+  std::atomic<bool> serving{false};
+
+  void mark_turn() { last_turn_ns.store(steady::now().time_since_epoch().count(), std::memory_order_relaxed); }
+  std::optional<std::string> live_problem() const {
+    const auto since = steady::now() - steady::time_point(steady::duration(last_turn_ns.load(std::memory_order_relaxed)));
+    if (since < kStalledAfter) return std::nullopt;
+    return "event loop has not turned for " + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(since).count()) + " s";
+  }
+  std::optional<std::string> ready_problem() const {
+    if (!serving.load()) return std::string("not serving (starting or stopping)");
+    return live_problem();
+  }
   net::connection_facts hello_from;         // the connection of the HELLO or PROOF being handled (recv_multipart_into)
   // Connection records per socket (enrolment's connection::transport_fd): a socket is
   // shut down when the last record on it closes, never while another still has it.
@@ -169,6 +194,51 @@ struct broker::impl {
     control->announce_key_change(name);
   }
 
+  // reload_from_files is what SIGHUP does: read, validate, apply; a refusal keeps
+  // everything running and says why.
+  void reload_from_files(broker& self) {
+    spdlog::info("reload requested (SIGHUP): reading the configuration and the policy again");
+    result<std::string> outcome = status{status_code::invalid_field, "no reload source (load_for_reload unset)"};
+    if (runtime.load_for_reload) {
+      try {
+        outcome = self.reload(runtime.load_for_reload());
+      } catch (const std::exception& e) {
+        outcome = status{status_code::invalid_field, e.what()};
+      }
+    }
+    if (outcome) {
+      stats->increment("reloads_total", "applied");
+      spdlog::info("reload applied: {}", *outcome);
+    } else {
+      stats->increment("reloads_total", "refused");
+      spdlog::error("reload refused, the running configuration and policy are kept: {}", outcome.error().detail());
+    }
+    if (runtime.on_reloaded) runtime.on_reloaded(outcome.ok(), outcome ? *outcome : outcome.error().detail());
+  }
+
+  // enforce_policy_on_online applies a reloaded policy to agents already connected.
+  void enforce_policy_on_online() {
+    std::uint64_t closed = 0, withdrawn = 0;
+    agents.for_each_online([&](known_agent& a) {
+      const std::string fingerprint = a.key ? a.key->fingerprint_hex() : std::string();
+      if (pol->is_revoked(a.name) || (!fingerprint.empty() && pol->is_key_revoked(fingerprint))) {
+        ++closed;
+        return revoke_now(a.name);
+      }
+      if (status st = pol->check_declared_suite(a.role, a.agent_suite.name); !st) {
+        spdlog::warn("{} ({}) closed by the reloaded policy: {}", a.name, a.role, st.to_string());
+        ++closed;
+        return agents.close(a);
+      }
+      for (const std::string& topic : control->withdraw_disallowed(a)) {
+        spdlog::warn("{} ({}): subscription to {} withdrawn by the reloaded policy", a.name, a.role, topic);
+        ++withdrawn;
+      }
+    });
+    if (closed) stats->increment("reload_agents_closed_total", {}, closed);
+    if (withdrawn) stats->increment("reload_subscriptions_withdrawn_total", {}, withdrawn);
+  }
+
   void revoke_now(const std::string& name) {
     known_agent* a = agents.find(name);
     if (a == nullptr) return;
@@ -183,7 +253,7 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
     : impl_(std::make_unique<impl>()) {
   impl& d = *impl_;
   d.cfg = std::move(cfg);
-  d.pol = std::move(pol);
+  d.pol = std::make_shared<policy>(*pol);
   d.identity = std::move(identity);
   d.stats = std::move(m);
   d.runtime = runtime;
@@ -192,6 +262,11 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
   spdlog::info("registry {} (schema {}, {} agents known)", (d.cfg.state_dir / "registry.db").string(),
                d.reg->schema_version(), d.reg->agents().size());
 
+  if (d.runtime.tpm)
+    d.stats->set_tpm_source([tpm = std::weak_ptr<tpm::tpm>(d.runtime.tpm)] {
+      const auto t = tpm.lock();
+      return t ? t->stats() : std::vector<tpm::tpm_op_stats>{};
+    });
   d.acct = std::make_unique<accounting>(*d.stats, *d.reg);
   d.out = std::make_unique<outbox>(d.transport, d.agents, *d.stats, d.cfg.max_queued_bytes_per_agent);
   d.routes = std::make_unique<router>(d.agents, d.topic_table, *d.out, *d.acct);
@@ -229,14 +304,20 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
     net::set_heartbeats(d.socket, ivl);
     spdlog::info("ZMTP heartbeats every {} ms (a connection silent for {} ms is dropped)", ivl, 3 * ivl);
   }
+  d.stats->set_gauge("policy_loaded_timestamp_seconds", {}, static_cast<double>(now_unix_ms()) / 1000.0);
   d.bind_endpoints();  // after enrol: the connection guard reports to it
+  d.mark_turn();
+  if (!d.cfg.metrics_listen.empty())
+    d.http = std::make_unique<metrics_http>(d.cfg.metrics_listen, d.cfg.metrics_allow, d.stats,
+                                            health_probes{[&d] { return d.live_problem(); }, [&d] { return d.ready_problem(); }});
   if (!d.cfg.admin_endpoint.empty())
-    d.admin = std::make_unique<admin_server>(d.ctx, d.cfg.admin_endpoint, d.pol, *d.reg, d.agents, *d.acct, d.runtime.tpm,
+    d.admin = std::make_unique<admin_server>(d.ctx, d.cfg.admin_endpoint, d.pol, *d.reg, d.agents, *d.acct,
                                              [&d](const std::string& name) { d.revoke_now(name); },
                                              [&d](const std::string& name) { d.key_approved_now(name); },
                                              nlohmann::json{{"name", d.cfg.name},
                                                             {"fingerprint", d.identity->public_key().fingerprint_hex()},
                                                             {"suite", d.identity->key_suite().name},
+                                                            {"metrics_url", d.http ? nlohmann::json(d.http->url()) : nlohmann::json(nullptr)},
                                                             {"transport_key", d.transport_key.empty()
                                                                                   ? nlohmann::json(nullptr)
                                                                                   : nlohmann::json(d.transport_key)}});
@@ -247,6 +328,7 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
 
 broker::~broker() {
   impl& d = *impl_;
+  d.http.reset();  // no scrape reads the parts below while they go
   d.worker.reset();  // joins the identity worker before the parts it reports to go
   // The ROUTER closes before the ZAP handler goes: libzmq admits every CurveZMQ key
   // when it cannot reach a handler, and the members below would otherwise be
@@ -256,12 +338,40 @@ broker::~broker() {
   d.gate.reset();
 }
 
-void broker::run(const std::atomic<bool>& stop) {
+result<std::string> broker::reload(reload_input next) {
+  impl& d = *impl_;
+  if (!next.pol || next.pol->find_suite(next.cfg.suite) == nullptr)
+    return status{status_code::invalid_field, "the new policy has no suite '" + next.cfg.suite + "' (the broker's identity suite)"};
+  const std::vector<std::string> policy_lines = describe_policy_change(*d.pol, *next.pol);
+  const config_change config = apply_live_config(d.cfg, next.cfg);
+  *d.pol = *next.pol;
+  if (d.admin) d.admin->set_policy(next.pol);
+  if (std::find(config.applied.begin(), config.applied.end(), "logging.level") != config.applied.end())
+    spdlog::set_level(spdlog::level::from_str(d.cfg.log_level));
+  d.enforce_policy_on_online();
+  d.stats->set_gauge("policy_loaded_timestamp_seconds", {}, static_cast<double>(now_unix_ms()) / 1000.0);
+
+  std::string summary = std::to_string(policy_lines.size()) + " policy change(s)";
+  for (const auto& line : policy_lines) {
+    spdlog::info("reload: {}", line);
+    summary += "; " + line;
+  }
+  for (const auto& field : config.applied) spdlog::info("reload: {} applied", field);
+  for (const auto& field : config.at_restart)
+    spdlog::warn("reload: {} changed, takes effect at the next restart (kept as it was)", field);
+  if (!config.applied.empty()) summary += "; config applied: " + std::to_string(config.applied.size());
+  if (!config.at_restart.empty()) summary += "; waiting for a restart: " + std::to_string(config.at_restart.size());
+  return summary;
+}
+
+void broker::run(const std::atomic<bool>& stop, std::atomic<bool>* reload_requested) {
   impl& d = *impl_;
   auto last_sweep = steady::now();
   net::frames received;  // reused for every message: its buffers stay allocated
   const net::facts_of hello_from{session::frame::kHello, session::frame::kProof, &d.hello_from};
+  d.serving.store(true);
   while (!stop.load()) {
+    d.mark_turn();
     zmq::pollitem_t items[3] = {{d.socket.handle(), 0, ZMQ_POLLIN, 0},
                                 {nullptr, d.worker->fd(), ZMQ_POLLIN, 0},
                                 {nullptr, d.admin ? d.admin->loop_calls_fd() : -1, ZMQ_POLLIN, 0}};
@@ -289,6 +399,7 @@ void broker::run(const std::atomic<bool>& stop) {
     }
     if (d.admin && (items[2].revents & ZMQ_POLLIN)) d.admin->run_loop_calls();
     if (d.runtime.on_loop_turn) d.runtime.on_loop_turn();
+    if (reload_requested != nullptr && reload_requested->exchange(false)) d.reload_from_files(*this);
     if (steady::now() - last_sweep > std::chrono::seconds(1)) {
       d.acct->flush(d.agents);
       // Offline records beyond max_agents: the longest-offline forgotten (case 6).
@@ -299,6 +410,7 @@ void broker::run(const std::atomic<bool>& stop) {
       last_sweep = steady::now();
     }
   }
+  d.serving.store(false);
   d.acct->flush(d.agents);
   if (d.admin) d.admin->loop_stopped();
   spdlog::info("stopping: {} agents known, {} online", d.agents.known_count(), d.agents.online_count());

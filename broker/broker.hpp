@@ -35,17 +35,32 @@
 
 namespace agentbus::broker {
 
+// reload_input is what a reload applies: the configuration and the policy, read again
+// and validated by broker_runtime_options::load_for_reload.
+struct reload_input {
+  broker_config cfg;
+  std::shared_ptr<const policy> pol;
+};
+
 struct broker_runtime_options {
   // permissive_testing forwards envelopes after the hop MAC without the suite,
   // ACL, replay and signature checks. It exists only so that tests can prove the
   // receiving library refuses what a broker wrongly forwards. Never in production.
   bool permissive_testing = false;
-  // tpm, if the broker's identity lives in one: its operation counts and mean
-  // times are published with the metrics (tpm_operations_total, tpm_operation_mean_ms).
+  // tpm, if the broker's identity lives in one: its operation counts, failures and
+  // latency histograms are published with the metrics (tpm_operation_duration_seconds,
+  // tpm_operation_failures_total).
   std::shared_ptr<tpm::tpm> tpm;
   // on_loop_turn, if set, is called on every turn of the event loop (at least every
   // 100 ms): main.cpp pings systemd's watchdog from it (service_notifier).
   std::function<void()> on_loop_turn;
+  // load_for_reload reads the configuration and policy files again (with whatever the
+  // command line overrides) when run()'s reload flag is set. It throws (config_error,
+  // policy_error, ...) for a file that does not validate: the reload is refused and
+  // everything running is kept. Without it, a reload request is refused.
+  std::function<reload_input()> load_for_reload;
+  // on_reloaded, if set, is told how a reload ended (main.cpp tells systemd).
+  std::function<void(bool applied, const std::string& summary)> on_reloaded;
 };
 
 class broker {
@@ -57,8 +72,22 @@ class broker {
   broker(const broker&) = delete;
   broker& operator=(const broker&) = delete;
 
-  // run serves until `stop` becomes true (checked at least every 100 ms).
-  void run(const std::atomic<bool>& stop);
+  // run serves until `stop` becomes true (checked at least every 100 ms). When
+  // `reload_requested` becomes true (SIGHUP), it clears it and reloads (below).
+  void run(const std::atomic<bool>& stop, std::atomic<bool>* reload_requested = nullptr);
+
+  // reload applies a new configuration and policy, on the event loop's thread (run()
+  // calls it; so may a test between runs). Refused (invalid_field, the running ones
+  // kept) when the new policy lacks the broker's own suite. Applied: the policy
+  // replaces the running one for every part at once (the next envelope, enrolment,
+  // subscription and admin request is checked against it); online agents it no
+  // longer admits (revoked by name or key, role gone, suite changed) are closed and
+  // their peers told of revocations; subscriptions it no longer allows are withdrawn
+  // and their agents told; the live configuration fields are applied
+  // (policy_reload.hpp), the others reported as waiting for a restart. Everything
+  // else (sessions, queues, compliant traffic) goes on untouched. Returns the log
+  // summary of what changed.
+  result<std::string> reload(reload_input next);
 
  private:
   struct impl;

@@ -295,6 +295,55 @@ void read_forwarding(const config_reader& r, const toml::table& t, broker_config
   if (auto v = r.boolean(t, "forwarding", "wire_batches")) c.wire_batches = *v;
 }
 
+// ipv4_problem says why `s` is not a dotted-quad IPv4 address.
+std::optional<std::string> ipv4_problem(std::string_view s) {
+  int parts = 0;
+  std::size_t i = 0;
+  while (i <= s.size()) {
+    const std::size_t dot = std::min(s.find('.', i), s.size());
+    const std::string_view part = s.substr(i, dot - i);
+    if (part.empty() || part.size() > 3 || !std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+        std::stoi(std::string(part)) > 255)
+      return "is not an IPv4 address";
+    ++parts;
+    i = dot + 1;
+  }
+  if (parts != 4) return "is not an IPv4 address";
+  return std::nullopt;
+}
+
+void read_metrics(const config_reader& r, const toml::table& t, broker_config& c) {
+  r.only_keys(t, "metrics", {"listen", "allow"});
+  if (auto v = r.string(t, "metrics", "listen", false)) {
+    const toml::node* at = t.get("listen");
+    if (!v->empty()) {
+      const auto colon = v->rfind(':');
+      const std::string port = colon == std::string::npos ? "" : v->substr(colon + 1);
+      if (colon == std::string::npos || ipv4_problem(v->substr(0, colon)) || port.empty() || port.size() > 5 ||
+          !std::all_of(port.begin(), port.end(), [](char ch) { return ch >= '0' && ch <= '9'; }) || std::stoi(port) > 65535)
+        r.fail("metrics.listen", quote_value(*v) + " is not IPv4:port (e.g. \"127.0.0.1:9464\"; port 0 picks a free one)", at);
+    }
+    c.metrics_listen = std::move(*v);
+  }
+  if (const toml::node* n = t.get("allow")) {
+    const toml::array* a = n->as_array();
+    if (a == nullptr) r.fail("metrics.allow", "must be an array of IPv4 CIDR blocks", n);
+    c.metrics_allow.clear();
+    for (std::size_t i = 0; i < a->size(); ++i) {
+      const std::string field = "metrics.allow[" + std::to_string(i) + "]";
+      const toml::node& e = *a->get(i);
+      if (!e.is_string()) r.fail(field, "must be a string", &e);
+      const std::string block = e.as_string()->get();
+      const auto slash = block.find('/');
+      const std::string bits = slash == std::string::npos ? "" : block.substr(slash + 1);
+      if (slash == std::string::npos || ipv4_problem(block.substr(0, slash)) || bits.empty() || bits.size() > 2 ||
+          !std::all_of(bits.begin(), bits.end(), [](char ch) { return ch >= '0' && ch <= '9'; }) || std::stoi(bits) > 32)
+        r.fail(field, quote_value(block) + " is not an IPv4 CIDR block (e.g. \"127.0.0.1/32\")", &e);
+      c.metrics_allow.push_back(block);
+    }
+  }
+}
+
 void read_logging(const config_reader& r, const toml::table& t, broker_config& c) {
   r.only_keys(t, "logging", {"format", "level"});
   if (auto v = r.string(t, "logging", "format", false)) {
@@ -332,7 +381,7 @@ broker_config parse_broker_config(std::string_view toml_text, const std::filesys
 
   const fs::path base = anchor_directory(file);
   broker_config c;
-  r.only_keys(doc, "", {"broker", "identity", "transport", "limits", "sessions", "forwarding", "logging"});
+  r.only_keys(doc, "", {"broker", "identity", "transport", "limits", "sessions", "forwarding", "metrics", "logging"});
   read_broker(r, *r.table(doc, "broker", true), base, c);
   read_identity(r, *r.table(doc, "identity", true), base, c);
   if (const toml::table* t = r.table(doc, "transport", false)) read_transport(r, *t, base, c);
@@ -340,6 +389,7 @@ broker_config parse_broker_config(std::string_view toml_text, const std::filesys
   if (const toml::table* t = r.table(doc, "limits", false)) read_limits(r, *t, c);
   if (const toml::table* t = r.table(doc, "sessions", false)) read_sessions(r, *t, c);
   if (const toml::table* t = r.table(doc, "forwarding", false)) read_forwarding(r, *t, c);
+  if (const toml::table* t = r.table(doc, "metrics", false)) read_metrics(r, *t, c);
   if (const toml::table* t = r.table(doc, "logging", false)) read_logging(r, *t, c);
 
   // With a grace window as long as the rekey interval, a key would still be in its

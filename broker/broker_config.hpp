@@ -1,7 +1,7 @@
 // broker_config.hpp — the broker's TOML configuration (config/broker.toml).
 //
 // The file has the tables [broker], [identity], [transport], [limits], [sessions],
-// [forwarding] and [logging].
+// [forwarding], [metrics] and [logging].
 // Every key is checked: unknown keys and tables are errors (a typo such as
 // `max_frame_byte` must not silently leave the default in place), wrong types are
 // errors, numbers are range-checked, and every error names the file and the dotted
@@ -99,6 +99,14 @@ struct broker_config {
   std::uint64_t rekey_after_messages = 1000000;     // >= 1
   std::uint64_t rekey_after_seconds = 3600;         // 1 .. 31,536,000 (a year; keeps chrono::nanoseconds safe)
   std::uint64_t rekey_grace_seconds = 30;           // 0 .. rekey_after_seconds - 1
+
+  // [metrics]
+  // listen: where the HTTP endpoint for Prometheus (/metrics, /healthz, /readyz)
+  // listens, "IPv4:port" (port 0: a free one, logged and named by the admin
+  // `broker` request); empty: no endpoint. allow: the client address blocks it
+  // answers (IPv4 CIDR); everyone else is refused before a request is read.
+  std::string metrics_listen;
+  std::vector<std::string> metrics_allow = {"127.0.0.1/32"};
 
   // [logging]
   std::string log_format = "text";                  // "text" or "json"

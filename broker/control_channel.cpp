@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "logging.hpp"
 #include "session/checks.hpp"
 #include "util/overloaded.hpp"
 
@@ -40,7 +41,10 @@ void control_channel::handle(known_agent& a, const control::request& r) {
 void control_channel::refuse(known_agent& a, const status& why, const std::string& about) {
   acct_.refusal(a.name, why);
   acct_.stats().increment("control_refused_total", status_code_name(why.code()));
-  if (acct_.log_allowed("control")) spdlog::warn("control message from {} refused: {}", a.name, why.to_string());
+  if (acct_.log_allowed("control")) {
+    const log_scope fields{{"agent", a.name}, {"role", a.role}, {"code", std::string(status_code_name(why.code()))}, {"reason", why.detail()}};
+    spdlog::warn("control message from {} refused: {}", a.name, why.to_string());
+  }
   out_.nack(a, {}, why, about);
 }
 
@@ -54,6 +58,8 @@ void control_channel::subscribe(known_agent& a, const std::string& topic) {
     c.subscriptions.insert(topic);
     if (topics_.subscribe(topic, a.name)) notify_members(topic);
   } else if (acct_.log_allowed("subscribe")) {
+    const log_scope fields{{"agent", a.name}, {"role", a.role}, {"topic", topic.substr(0, 128)},
+                           {"code", std::string(status_code_name(st.code()))}, {"reason", st.detail()}};
     spdlog::warn("subscription of {} to {} refused: {}", a.name, topic, st.to_string());
   }
   acct_.stats().increment("subscriptions_total", st ? "accepted" : status_code_name(st.code()));
@@ -117,6 +123,34 @@ void control_channel::peer_lookup(known_agent& a, const std::string& name) {
     p.evidence = peer->evidence;
   }
   out_.control(a, p);
+}
+
+std::vector<std::string> control_channel::withdraw_disallowed(known_agent& a) {
+  std::vector<std::string> ended;
+  if (!a.conn) return ended;
+  connection& c = *a.conn;
+  for (auto it = c.subscriptions.begin(); it != c.subscriptions.end();) {
+    if (pol_.check_subscribe(a.role, *it)) {
+      ++it;
+      continue;
+    }
+    ended.push_back(*it);
+    // The agent is told as it would be of a refused subscription; its library reports
+    // the withdrawal (on_rejected) and drops the topic's handler.
+    out_.control(a, control::subscribed{*it, {status_code::acl_denied, "the broker's policy no longer lets " + a.role +
+                                                                          " follow this topic (policy reloaded)"}});
+    if (topics_.unsubscribe(*it, a.name)) notify_members(*it);
+    it = c.subscriptions.erase(it);
+  }
+  for (auto it = c.watching.begin(); it != c.watching.end();) {
+    if (pol_.check_publish(a.role, *it)) {
+      ++it;
+      continue;
+    }
+    topics_.unwatch(*it, a.name);
+    it = c.watching.erase(it);
+  }
+  return ended;
 }
 
 void control_channel::leave(connection& c) {

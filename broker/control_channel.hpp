@@ -10,6 +10,7 @@
 #pragma once
 
 #include <span>
+#include <vector>
 
 #include "accounting.hpp"
 #include "agentbus/policy.hpp"
@@ -34,6 +35,10 @@ class control_channel {
   // leave: what a closing connection asked for ends (connections' close hook):
   // its subscriptions (watchers get the new member lists) and its watches.
   void leave(connection& c);
+  // withdraw_disallowed ends the subscriptions and membership watches of `a` that the
+  // policy no longer allows (after a reload); watchers get the new member lists.
+  // Returns the topics whose subscription ended.
+  std::vector<std::string> withdraw_disallowed(known_agent& a);
   // announce_revocation tells every online agent that `name` was revoked.
   void announce_revocation(const std::string& name);
   // announce_key_change tells every other online agent that `name` has a new key.

@@ -5,6 +5,7 @@
 #include <array>
 
 #include "admin_protocol.hpp"
+#include "logging.hpp"
 #include "attestation/evidence.hpp"
 #include "session/checks.hpp"
 #include "session/key_agreement.hpp"
@@ -64,7 +65,10 @@ void enrolment::refuse(const bytes& route, const std::string& name, const status
   // under one row per reason, the claimed name in the detail, so that a stream of
   // invented names cannot grow the registry (issue 12, case 3).
   acct_.refusal(std::string(kEnrolmentRefusals), {why.code(), "'" + name.substr(0, 64) + "': " + why.detail()});
-  if (acct_.log_allowed("enrolment")) spdlog::warn("enrolment of '{}' refused: {}", name, why.to_string());
+  if (acct_.log_allowed("enrolment")) {
+    const log_scope fields{{"agent", name.substr(0, 64)}, {"code", std::string(status_code_name(why.code()))}, {"reason", why.detail()}};
+    spdlog::warn("enrolment of '{}' refused: {}", name, why.to_string());
+  }
   out_.refused(route, why);
   pending_.erase(route);
 }
@@ -92,6 +96,7 @@ candidate enrolment::candidate_of(const session::hello_msg& hello, const crypto:
 
 void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, const net::connection_facts& from) {
   const std::string& peer_address = from.address;
+  const log_scope peer{{"peer", peer_address}};
   if (frames.size() != 1) return out_.error(route, {status_code::malformed, "HELLO must be 2 frames"});
   auto hello = session::decode_hello(frames[0]);
   if (!hello) return refuse(route, "?", hello.error());
@@ -250,6 +255,7 @@ void enrolment::on_signed(identity_result r) {
 }
 
 void enrolment::on_proof(const bytes& route, std::span<const bytes> frames, const net::connection_facts& from) {
+  const log_scope peer{{"peer", from.address}};
   auto it = pending_.find(route);
   if (it == pending_.end() || it->second->challenge_bytes.empty())
     return out_.error(route, {status_code::malformed, "PROOF without a CHALLENGE"});
@@ -376,6 +382,7 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
     acct_.stats().increment("key_changes_total");
   }
   acct_.stats().set_gauge("agents_online", "", static_cast<double>(agents_.online_count()));
+  const log_scope fields{{"agent", name}, {"role", a.role}};
   spdlog::info("enrolled {} as {} ({}, {}{}{}{})", name, a.role, s.name, protection_name(a.key_protection),
                a.key_protection == protection::tpm ? ", " + a.tpm_manufacturer : "", a.tpm_simulator ? " simulator" : "",
                rec.ek_ca.empty() ? ", declared" : ", attested by " + rec.ek_ca);

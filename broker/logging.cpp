@@ -10,11 +10,15 @@
 #include <ctime>
 #include <stdexcept>
 #include <string_view>
+#include <vector>
 
 namespace agentbus::broker {
 namespace {
 
 constexpr char kHex[] = "0123456789abcdef";
+
+// The fields of this thread's open log_scopes, outermost first.
+thread_local std::vector<log_scope::field> t_fields;
 
 void append(spdlog::memory_buf_t& dest, std::string_view s) { dest.append(s.data(), s.data() + s.size()); }
 
@@ -119,6 +123,16 @@ spdlog::level::level_enum parse_level(const std::string& level) {
 
 }  // namespace
 
+log_scope::log_scope(std::initializer_list<field> fields) : added_(0) {
+  for (const auto& f : fields) {
+    if (f.second.empty()) continue;  // nothing to say: no key
+    t_fields.push_back(f);
+    ++added_;
+  }
+}
+
+log_scope::~log_scope() { t_fields.resize(t_fields.size() - added_); }
+
 void json_log_formatter::format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) {
   using namespace std::chrono;
   const auto since_epoch = msg.time.time_since_epoch();
@@ -139,7 +153,22 @@ void json_log_formatter::format(const spdlog::details::log_msg& msg, spdlog::mem
   append_json_string(dest, std::string_view(msg.logger_name.data(), msg.logger_name.size()));
   append(dest, "\",\"msg\":\"");
   append_json_string(dest, std::string_view(msg.payload.data(), msg.payload.size()));
-  append(dest, "\"}\n");
+  append(dest, "\"");
+  // Innermost first, each key once (an inner scope overrides an outer one); never
+  // one of the keys above.
+  for (std::size_t i = t_fields.size(); i-- > 0;) {
+    const std::string_view key = t_fields[i].first;
+    if (key == "ts" || key == "level" || key == "logger" || key == "msg") continue;
+    bool shadowed = false;
+    for (std::size_t j = i + 1; j < t_fields.size() && !shadowed; ++j) shadowed = t_fields[j].first == key;
+    if (shadowed) continue;
+    append(dest, ",\"");
+    append_json_string(dest, key);
+    append(dest, "\":\"");
+    append_json_string(dest, t_fields[i].second);
+    append(dest, "\"");
+  }
+  append(dest, "}\n");
 }
 
 std::unique_ptr<spdlog::formatter> json_log_formatter::clone() const { return std::make_unique<json_log_formatter>(); }

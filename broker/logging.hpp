@@ -8,8 +8,11 @@
 
 #include <spdlog/formatter.h>
 
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
 
 namespace agentbus::broker {
 
@@ -23,9 +26,28 @@ namespace agentbus::broker {
 // logger swap is not meant to race with logging).
 void setup_logging(const std::string& format, const std::string& level, const std::string& logger_name);
 
+// log_scope adds structured fields to every record this thread logs while it lives
+// (the JSON format writes them as top-level keys after "msg"; the text format, whose
+// messages already say the same in words, leaves them out). Scopes nest: an inner
+// field of the same key wins. The keys in use: agent, role, peer (the connection's
+// address), code (a status code name), reason, message_id (hex), recipient, topic,
+// operation. Values are what the broker would print anyway: never key material.
+// Costs a vector push and pop per scope; the event loop opens one per message.
+class log_scope {
+ public:
+  using field = std::pair<std::string_view, std::string>;
+  log_scope(std::initializer_list<field> fields);
+  ~log_scope();
+  log_scope(const log_scope&) = delete;
+  log_scope& operator=(const log_scope&) = delete;
+
+ private:
+  std::size_t added_;
+};
+
 // json_log_formatter writes each record as one JSON object and a newline: "ts" (UTC,
 // RFC 3339, microseconds), "level" (trace, debug, info, warn, error, critical),
-// "logger" and "msg". Strings are JSON-escaped (quotes, backslashes, every control
+// "logger", "msg" and the fields of the thread's open log_scopes. Strings are JSON-escaped (quotes, backslashes, every control
 // character) and invalid UTF-8 is replaced by U+FFFD, so every line parses.
 class json_log_formatter final : public spdlog::formatter {
  public:

@@ -32,7 +32,35 @@ const char* malloc_conf = "narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0";
 
 namespace {
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
 extern "C" void on_signal(int) { g_stop.store(true); }
+extern "C" void on_reload_signal(int) { g_reload.store(true); }
+
+// command_line_overrides are the options that replace configuration fields; a reload
+// applies them again, so the command line keeps its word across SIGHUP.
+struct command_line_overrides {
+  std::string tcti, state_dir, key_dir, policy, admin;
+  std::vector<std::string> endpoints;
+};
+
+// load_effective_config reads the config file and applies the command line (throws
+// config_error).
+agentbus::broker::broker_config load_effective_config(const std::string& file, const command_line_overrides& o) {
+  namespace broker = agentbus::broker;
+  broker::broker_config cfg = broker::load_broker_config(file);
+  if (!o.tcti.empty()) cfg.tcti = o.tcti;
+  if (!o.state_dir.empty()) cfg.state_dir = o.state_dir;
+  if (!o.key_dir.empty()) cfg.key_dir = o.key_dir;
+  if (!o.policy.empty()) cfg.policy_file = o.policy;
+  if (!o.endpoints.empty()) cfg.endpoints = o.endpoints;
+  if (!o.admin.empty()) cfg.admin_endpoint = o.admin;
+  for (const auto& ep : o.endpoints)
+    if (auto problem = broker::endpoint_problem(ep)) throw broker::config_error("--endpoint", ep, *problem);
+  if (!o.admin.empty())
+    if (auto problem = broker::endpoint_problem(o.admin)) throw broker::config_error("--admin-endpoint", o.admin, *problem);
+  broker::check_tpm_selection(cfg, file);
+  return cfg;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -40,20 +68,19 @@ int main(int argc, char** argv) {
   CLI::App app{"agentbus-broker: enrols agents with TPM-backed identities, enforces the algorithm policy and the ACL "
                "at publish, and routes signed envelopes over ZeroMQ"};
   std::string config_file = "/etc/agentbus/broker.toml";
-  std::string tcti_override, state_override, key_override, policy_override;
-  std::vector<std::string> endpoint_override;
-  std::string admin_override;
+  command_line_overrides over;
   bool permissive = false;
   app.add_option("--config", config_file, "Broker configuration (TOML); see config/broker.toml")->capture_default_str();
-  app.add_option("--tcti", tcti_override, "TPM for the broker's identity, overriding [identity] tcti");
-  app.add_option("--state-dir", state_override, "Overrides [broker] state_dir");
-  app.add_option("--key-dir", key_override, "Overrides [identity] key_dir");
-  app.add_option("--policy", policy_override, "Overrides [broker] policy");
-  app.add_option("--endpoint", endpoint_override, "Overrides [broker] endpoints (repeatable)");
-  app.add_option("--admin-endpoint", admin_override, "Overrides [broker] admin_endpoint");
+  app.add_option("--tcti", over.tcti, "TPM for the broker's identity, overriding [identity] tcti");
+  app.add_option("--state-dir", over.state_dir, "Overrides [broker] state_dir");
+  app.add_option("--key-dir", over.key_dir, "Overrides [identity] key_dir");
+  app.add_option("--policy", over.policy, "Overrides [broker] policy");
+  app.add_option("--endpoint", over.endpoints, "Overrides [broker] endpoints (repeatable)");
+  app.add_option("--admin-endpoint", over.admin, "Overrides [broker] admin_endpoint");
   app.add_flag("--insecure-permissive-testing", permissive,
                "TESTS ONLY: forward envelopes after the hop MAC without suite, ACL, replay or signature checks");
-  app.footer("Signals: SIGINT/SIGTERM stop the broker cleanly. Logs go to stderr (text or JSON lines).\n"
+  app.footer("Signals: SIGINT/SIGTERM stop the broker cleanly; SIGHUP reloads the configuration and the policy (a file "
+             "that does not validate is refused and the running ones kept). Logs go to stderr (text or JSON lines).\n"
              "Exit codes: 0 clean stop, 1 runtime failure, 2 usage, 3 configuration or policy error, 4 TPM unavailable.");
   try {
     app.parse(argc, argv);
@@ -61,22 +88,17 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;  // the documented usage exit code, not CLI11's own numbers
   }
 
+  // A reload asked for while the broker starts (a TPM key may take minutes) is done
+  // once the event loop runs: SIGHUP's default action would kill the broker.
+  struct sigaction hup {};
+  hup.sa_handler = on_reload_signal;
+  sigemptyset(&hup.sa_mask);
+  sigaction(SIGHUP, &hup, nullptr);
+
   broker::broker_config cfg;
   std::shared_ptr<policy> pol;
   try {
-    cfg = broker::load_broker_config(config_file);
-    if (!tcti_override.empty()) cfg.tcti = tcti_override;
-    if (!state_override.empty()) cfg.state_dir = state_override;
-    if (!key_override.empty()) cfg.key_dir = key_override;
-    if (!policy_override.empty()) cfg.policy_file = policy_override;
-    if (!endpoint_override.empty()) cfg.endpoints = endpoint_override;
-    if (!admin_override.empty()) cfg.admin_endpoint = admin_override;
-    for (const auto& ep : endpoint_override)
-      if (auto problem = broker::endpoint_problem(ep)) throw broker::config_error("--endpoint", ep, *problem);
-    if (!admin_override.empty())
-      if (auto problem = broker::endpoint_problem(admin_override))
-        throw broker::config_error("--admin-endpoint", admin_override, *problem);
-    broker::check_tpm_selection(cfg, config_file);
+    cfg = load_effective_config(config_file, over);
     broker::setup_logging(cfg.log_format, cfg.log_level, "broker");
     pol = std::make_shared<policy>(policy::load_file(cfg.policy_file));
     if (pol->find_suite(cfg.suite) == nullptr)
@@ -130,7 +152,19 @@ int main(int argc, char** argv) {
     runtime.permissive_testing = permissive;
     runtime.tpm = t;
     runtime.on_loop_turn = [&notifier] { notifier.tick(); };
+    runtime.load_for_reload = [&notifier, &config_file, &over] {
+      notifier.reloading();
+      broker::reload_input next;
+      next.cfg = load_effective_config(config_file, over);
+      next.pol = std::make_shared<policy>(policy::load_file(next.cfg.policy_file));
+      return next;
+    };
+    runtime.on_reloaded = [&notifier](bool applied, const std::string& summary) {
+      notifier.ready(applied ? "reloaded: " + summary : "reload refused, running as before: " + summary);
+    };
     broker::broker b(cfg, pol, identity, m, runtime);
+    // From here a stop is clean (the loop sees the flag); before, the default action
+    // ends a broker that is still starting at once.
     struct sigaction sa {};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
@@ -141,7 +175,7 @@ int main(int argc, char** argv) {
     // depends on the broker (Type=notify).
     notifier.ready("serving " + std::to_string(cfg.endpoints.size()) + " endpoint(s), identity " +
                    identity->metadata().fingerprint.substr(0, 16));
-    b.run(g_stop);
+    b.run(g_stop, &g_reload);
     notifier.stopping();
   } catch (const std::exception& e) {
     spdlog::critical("broker failed: {}", e.what());

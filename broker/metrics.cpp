@@ -1,10 +1,14 @@
 #include "metrics.hpp"
 
+#include "agentbus/version.hpp"
+
 #include <nlohmann/json.hpp>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 
@@ -34,53 +38,6 @@ const char* kind_name(metric_kind k) {
     case metric_kind::histogram: return "histogram";
   }
   return "untyped";
-}
-
-// seconds_text renders nanoseconds as exact decimal seconds ("0.0000018", "10"):
-// dividing by 1e9 in floating point would print 1.8000000000000001e-06.
-std::string seconds_text(std::uint64_t ns) {
-  std::string out = std::to_string(ns / 1'000'000'000);
-  std::uint64_t frac = ns % 1'000'000'000;
-  if (frac == 0) return out;
-  std::string digits = std::to_string(frac);
-  digits.insert(0, 9 - digits.size(), '0');
-  while (digits.back() == '0') digits.pop_back();
-  return out + "." + digits;
-}
-
-std::string number_text(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  return ec == std::errc() ? std::string(buf, end) : "NaN";
-}
-
-// Text format 0.0.4: label values escape \, " and newline; HELP escapes \ and newline.
-void append_escaped(std::string& out, std::string_view s, bool quote) {
-  for (char c : s) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else if (c == '"' && quote) out += "\\\"";
-    else out += c;
-  }
-}
-
-// label_text is `{name="value"` plus `extra` (already rendered, e.g. le="1") and `}`,
-// or empty when there is nothing to put between the braces.
-std::string label_text(std::string_view label_name, std::string_view value, std::string_view extra = {}) {
-  if (value.empty() && extra.empty()) return {};
-  std::string out = "{";
-  if (!value.empty()) {
-    out += label_name;
-    out += "=\"";
-    append_escaped(out, value, true);
-    out += '"';
-    if (!extra.empty()) out += ',';
-  }
-  out += extra;
-  out += '}';
-  return out;
 }
 
 }  // namespace
@@ -130,34 +87,27 @@ histogram_snapshot histogram::snapshot() const noexcept {
 }
 
 metrics::metrics() {
-  // Kept in step with broker.cpp's names, so that the exported labels say what they hold.
-  describe("envelopes_total", metric_kind::counter, "Envelopes received at publish, by outcome (accepted or the rejection code).", "outcome");
-  describe("enrolments_total", metric_kind::counter, "Enrolment handshakes, by outcome.", "outcome");
-  describe("subscriptions_total", metric_kind::counter, "Subscription requests, by outcome.", "outcome");
-  describe("frames_refused_total", metric_kind::counter, "Frames refused before routing, by reason.", "reason");
-  describe("frames_malformed_total", metric_kind::counter, "ZeroMQ messages that were not an agentbus frame.");
-  describe("control_total", metric_kind::counter, "Control messages from agents, by operation.", "op");
-  describe("control_refused_total", metric_kind::counter, "Control messages from agents refused (nack), by reason.", "reason");
-  describe("control_send_failures_total", metric_kind::counter, "Control messages that could not be sent, by reason (overloaded: the agent's queue is full; not_deliverable: its connection is gone).", "reason");
-  describe("internal_errors_total", metric_kind::counter, "Unexpected exceptions caught by the event loop.");
-  describe("wire_batches_total", metric_kind::counter, "Wire batches received (several envelopes under one hop MAC; each envelope is also counted in envelopes_total).");
-  describe("wire_batches_sent_total", metric_kind::counter, "Wire batches sent: the envelopes of one received wire batch for one recipient, under one hop MAC.");
-  describe("agents_online", metric_kind::gauge, "Agents currently enrolled and connected.");
-  describe("hello_cookies_total", metric_kind::counter, "COOKIE answers to HELLOs without a valid cookie (issued: none; renewed: expired, or for another connection, name or key).", "outcome");
-  describe("recipient_queue_full_total", metric_kind::counter, "Sends that found a recipient's queue full (max_queued_bytes_per_agent or send_hwm): the sender was told overloaded.");
-  describe("consumers_dropped_total", metric_kind::counter, "Connections closed because nothing was written out to them for drop_stuck_consumer_seconds while bytes waited.");
-  describe("transport_admitted_total", metric_kind::counter, "TCP connections the ZAP handler admitted after their CurveZMQ handshake, by what admitted the client key (token, agent, unknown: admit_unknown_keys).", "by");
-  describe("transport_refused_total", metric_kind::counter, "TCP connections the ZAP handler refused, by reason (unknown_key; malformed: a request it could not read; error: the registry could not be read).", "reason");
-  describe("unauthenticated_connections", metric_kind::gauge, "TCP connections no agent has enrolled over (at the latest sweep).");
-  describe("unauthenticated_bytes", metric_kind::gauge, "What those connections may make the broker hold: bytes received on them plus a fixed cost each (bounded by max_unauthenticated_bytes).");
-  describe("unauthenticated_connections_closed_total", metric_kind::counter, "Unauthenticated TCP connections closed because together they held more than 3/8 of max_unauthenticated_bytes (the rest is headroom between the guard's sweeps; the largest first, from the source holding the most).");
-  describe("agents_known", metric_kind::gauge, "Agent records held in memory: online agents and, at most max_agents, agents gone offline.");
-  describe("key_changes_total", metric_kind::counter, "Enrolments of a known name with a new key (a token, the policy pin or an operator approval authorised it); online agents are told.");
-  describe("publish_check_seconds", metric_kind::histogram, "Time to check one envelope at publish, by outcome.", "outcome");
+  for (const catalogue_entry& e : kMetricCatalogue) {
+    describe(e.name, e.kind, e.help, e.label_name);
+    const metric_name name = metric_name::described(e.name);
+    auto create = [&](std::string_view label) {
+      switch (e.kind) {
+        case metric_kind::counter: get_counter(name, label); break;
+        case metric_kind::gauge: get_gauge(name, label); break;
+        case metric_kind::histogram: get_histogram(name, label); break;
+      }
+    };
+    if (e.label_name.empty()) create({});
+    for (std::string_view v : e.preload) create(v);
+  }
 }
 
 void metrics::describe(std::string_view name, metric_kind kind, std::string_view help, std::string_view label_name) {
   if (!valid_metric_name(name)) throw std::invalid_argument("metrics: invalid metric name '" + std::string(name) + "'");
+  // prometheus-cpp 1.0 writes HELP as it is: a newline would end the comment and a
+  // backslash start an escape. Our HELP texts are constants; keep them plain.
+  if (help.find_first_of("\n\\") != std::string_view::npos)
+    throw std::invalid_argument("metrics: HELP of " + std::string(name) + " has a newline or a backslash");
   if (!label_name.empty() && !valid_label_name(label_name))
     throw std::invalid_argument("metrics: invalid label name '" + std::string(label_name) + "' for " + std::string(name));
   std::unique_lock lock(mu_);
@@ -174,10 +124,8 @@ void metrics::describe(std::string_view name, metric_kind kind, std::string_view
 
 const metrics::family& metrics::family_locked(metric_kind kind, std::string_view name) {
   auto it = families_.find(name);
-  if (it == families_.end()) {
-    if (!valid_metric_name(name)) throw std::invalid_argument("metrics: invalid metric name '" + std::string(name) + "'");
-    it = families_.emplace(std::string(name), family{kind, {}, "label"}).first;
-  }
+  if (it == families_.end())
+    throw std::logic_error("metrics: '" + std::string(name) + "' was not described (metrics_catalogue.hpp)");
   if (it->second.kind != kind)
     throw std::logic_error("metrics: '" + std::string(name) + "' is a " + kind_name(it->second.kind) + ", not a " + kind_name(kind));
   return it->second;
@@ -204,19 +152,19 @@ const T* metrics::find(const series_map<T>& map, std::string_view name, std::str
   return it == map.end() ? nullptr : &it->second;
 }
 
-counter& metrics::get_counter(std::string_view name, std::string_view label) {
-  return find_or_create(counters_, metric_kind::counter, name, label);
+counter& metrics::get_counter(metric_name name, std::string_view label) {
+  return find_or_create(counters_, metric_kind::counter, name.view(), label);
 }
-gauge& metrics::get_gauge(std::string_view name, std::string_view label) {
-  return find_or_create(gauges_, metric_kind::gauge, name, label);
+gauge& metrics::get_gauge(metric_name name, std::string_view label) {
+  return find_or_create(gauges_, metric_kind::gauge, name.view(), label);
 }
-histogram& metrics::get_histogram(std::string_view name, std::string_view label) {
-  return find_or_create(histograms_, metric_kind::histogram, name, label);
+histogram& metrics::get_histogram(metric_name name, std::string_view label) {
+  return find_or_create(histograms_, metric_kind::histogram, name.view(), label);
 }
 
-void metrics::increment(std::string_view name, std::string_view label, std::uint64_t by) { get_counter(name, label).increment(by); }
-void metrics::observe(std::string_view name, std::string_view label, std::chrono::nanoseconds d) { get_histogram(name, label).observe(d); }
-void metrics::set_gauge(std::string_view name, std::string_view label, double v) { get_gauge(name, label).set(v); }
+void metrics::increment(metric_name name, std::string_view label, std::uint64_t by) { get_counter(name, label).increment(by); }
+void metrics::observe(metric_name name, std::string_view label, std::chrono::nanoseconds d) { get_histogram(name, label).observe(d); }
+void metrics::set_gauge(metric_name name, std::string_view label, double v) { get_gauge(name, label).set(v); }
 
 std::uint64_t metrics::value(std::string_view name, std::string_view label) const {
   const counter* c = find(counters_, name, label);
@@ -231,66 +179,131 @@ histogram_snapshot metrics::snapshot(std::string_view name, std::string_view lab
   return h == nullptr ? histogram_snapshot{} : h->snapshot();
 }
 
-std::string metrics::to_prometheus_text() const {
-  std::string out;
-  std::shared_lock lock(mu_);
-  // series_of visits the series of one family: they are adjacent in (name, label) order.
-  auto series_of = [](const auto& map, const std::string& name, auto&& visit) {
-    bool any = false;
-    for (auto it = map.lower_bound(series_less::view{name, {}}); it != map.end() && it->first.name == name; ++it) {
-      visit(it->first.label, it->second);
-      any = true;
-    }
-    return any;
-  };
-  for (const auto& entry : families_) {
-    // Not a structured binding: lambdas below use them (clang 14, the fuzzing build's
-    // compiler, does not capture bindings yet).
-    const auto& name = entry.first;
-    const auto& fam = entry.second;
-    std::string body;
-    const std::string full = std::string(kPrefix) + name;
-    bool any = false;
-    switch (fam.kind) {
-      case metric_kind::counter:
-        any = series_of(counters_, name, [&](const std::string& label, const counter& c) {
-          body += full + label_text(fam.label_name, label) + " " + std::to_string(c.value()) + "\n";
-        });
-        break;
-      case metric_kind::gauge:
-        any = series_of(gauges_, name, [&](const std::string& label, const gauge& g) {
-          body += full + label_text(fam.label_name, label) + " " + number_text(g.value()) + "\n";
-        });
-        break;
-      case metric_kind::histogram:
-        any = series_of(histograms_, name, [&](const std::string& label, const histogram& h) {
-          const histogram_snapshot s = h.snapshot();
-          std::uint64_t cumulative = 0;
-          for (std::size_t i = 0; i < s.buckets.size(); ++i) {
-            cumulative += s.buckets[i];
-            const std::string le = i < kHistogramBoundsNs.size()
-                                       ? seconds_text(static_cast<std::uint64_t>(kHistogramBoundsNs[i]))
-                                       : std::string("+Inf");
-            body += full + "_bucket" + label_text(fam.label_name, label, "le=\"" + le + "\"") + " " +
-                    std::to_string(cumulative) + "\n";
-          }
-          const std::string labels = label_text(fam.label_name, label);
-          body += full + "_sum" + labels + " " + seconds_text(static_cast<std::uint64_t>(s.sum.count())) + "\n";
-          body += full + "_count" + labels + " " + std::to_string(s.count) + "\n";
-        });
-        break;
-    }
-    if (!any) continue;
-    if (!fam.help.empty()) {
-      out += "# HELP " + full + " ";
-      append_escaped(out, fam.help, false);
-      out += "\n";
-    }
-    out += "# TYPE " + full + " " + kind_name(fam.kind) + "\n";
-    out += body;
+void metrics::set_tpm_source(std::function<std::vector<tpm::tpm_op_stats>()> source) {
+  std::lock_guard lock(tpm_source_mu_);
+  tpm_source_ = std::move(source);
+}
+
+std::vector<tpm::tpm_op_stats> metrics::tpm_stats() const {
+  std::function<std::vector<tpm::tpm_op_stats>()> source;
+  {
+    std::lock_guard lock(tpm_source_mu_);
+    source = tpm_source_;
   }
+  return source ? source() : std::vector<tpm::tpm_op_stats>{};
+}
+
+namespace {
+
+prometheus::MetricType type_of(metric_kind k) {
+  switch (k) {
+    case metric_kind::counter: return prometheus::MetricType::Counter;
+    case metric_kind::gauge: return prometheus::MetricType::Gauge;
+    case metric_kind::histogram: return prometheus::MetricType::Histogram;
+  }
+  return prometheus::MetricType::Untyped;
+}
+
+prometheus::ClientMetric labelled(std::string_view label_name, std::string_view value) {
+  prometheus::ClientMetric m;
+  if (!value.empty()) m.label.push_back({std::string(label_name), std::string(value)});
+  return m;
+}
+
+double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
+
+// tpm_families renders the TPM's statistics: a histogram of durations and a counter
+// of failures, one series per operation.
+void add_tpm_families(std::vector<prometheus::MetricFamily>& out, const std::vector<tpm::tpm_op_stats>& ops) {
+  prometheus::MetricFamily durations{std::string(kPrefix) + std::string(kTpmDurationName), std::string(kTpmDurationHelp),
+                                     prometheus::MetricType::Histogram, {}};
+  prometheus::MetricFamily failures{std::string(kPrefix) + std::string(kTpmFailuresName), std::string(kTpmFailuresHelp),
+                                    prometheus::MetricType::Counter, {}};
+  for (const tpm::tpm_op_stats& op : ops) {
+    prometheus::ClientMetric h = labelled("operation", op.operation);
+    h.histogram.sample_count = op.count;
+    h.histogram.sample_sum = seconds(op.total_time);
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < op.latency_buckets.size(); ++i) {
+      cumulative += op.latency_buckets[i];
+      h.histogram.bucket.push_back({cumulative, i < tpm::tpm_latency_bounds.size()
+                                                    ? seconds(tpm::tpm_latency_bounds[i])
+                                                    : std::numeric_limits<double>::infinity()});
+    }
+    durations.metric.push_back(std::move(h));
+    prometheus::ClientMetric f = labelled("operation", op.operation);
+    f.counter.value = static_cast<double>(op.failures);
+    failures.metric.push_back(std::move(f));
+  }
+  out.push_back(std::move(failures));
+  out.push_back(std::move(durations));
+}
+
+}  // namespace
+
+std::vector<prometheus::MetricFamily> metrics::collect() const {
+  std::vector<prometheus::MetricFamily> out;
+  {
+    std::shared_lock lock(mu_);
+    out.reserve(families_.size() + 3);
+    // series_of visits the series of one family: they are adjacent in (name, label) order.
+    auto series_of = [](const auto& map, const std::string& name, auto&& visit) {
+      for (auto it = map.lower_bound(series_less::view{name, {}}); it != map.end() && it->first.name == name; ++it)
+        visit(it->first.label, it->second);
+    };
+    for (const auto& entry : families_) {
+      // Not a structured binding: lambdas below use them (clang 14, the fuzzing build's
+      // compiler, does not capture bindings yet).
+      const auto& name = entry.first;
+      const auto& fam = entry.second;
+      prometheus::MetricFamily f{std::string(kPrefix) + name, fam.help, type_of(fam.kind), {}};
+      switch (fam.kind) {
+        case metric_kind::counter:
+          series_of(counters_, name, [&](const std::string& label, const counter& c) {
+            prometheus::ClientMetric m = labelled(fam.label_name, label);
+            m.counter.value = static_cast<double>(c.value());
+            f.metric.push_back(std::move(m));
+          });
+          break;
+        case metric_kind::gauge:
+          series_of(gauges_, name, [&](const std::string& label, const gauge& g) {
+            prometheus::ClientMetric m = labelled(fam.label_name, label);
+            m.gauge.value = g.value();
+            f.metric.push_back(std::move(m));
+          });
+          break;
+        case metric_kind::histogram:
+          series_of(histograms_, name, [&](const std::string& label, const histogram& h) {
+            const histogram_snapshot s = h.snapshot();
+            prometheus::ClientMetric m = labelled(fam.label_name, label);
+            m.histogram.sample_count = s.count;
+            m.histogram.sample_sum = seconds(s.sum);
+            std::uint64_t cumulative = 0;
+            for (std::size_t i = 0; i < s.buckets.size(); ++i) {
+              cumulative += s.buckets[i];
+              m.histogram.bucket.push_back({cumulative, i < kHistogramBoundsNs.size()
+                                                            ? static_cast<double>(kHistogramBoundsNs[i]) / 1e9
+                                                            : std::numeric_limits<double>::infinity()});
+            }
+            f.metric.push_back(std::move(m));
+          });
+          break;
+      }
+      out.push_back(std::move(f));
+    }
+  }
+  add_tpm_families(out, tpm_stats());
+  prometheus::MetricFamily build{std::string(kPrefix) + std::string(kBuildInfoName), std::string(kBuildInfoHelp),
+                                 prometheus::MetricType::Gauge, {}};
+  prometheus::ClientMetric info = labelled("version", AGENTBUS_VERSION);
+  info.gauge.value = 1;
+  build.metric.push_back(std::move(info));
+  out.push_back(std::move(build));
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return out;
 }
+
+std::string metrics::to_prometheus_text() const { return prometheus::TextSerializer().Serialize(collect()); }
 
 std::string metrics::to_json() const {
   using nlohmann::json;
@@ -300,7 +313,7 @@ std::string metrics::to_json() const {
     json l = json::object();
     if (!value.empty()) {
       auto fam = families_.find(name);
-      l[fam == families_.end() ? std::string("label") : fam->second.label_name] = value;
+      l[fam->second.label_name] = value;  // every series belongs to a described family
     }
     return l;
   };
@@ -319,10 +332,16 @@ std::string metrics::to_json() const {
                           {"max_ns", s.max.count()},
                           {"bucket_counts", s.buckets}});
   }
+  lock.unlock();
+  json tpm_ops = json::array();
+  for (const tpm::tpm_op_stats& op : tpm_stats())
+    tpm_ops.push_back({{"operation", op.operation}, {"count", op.count}, {"failures", op.failures},
+                       {"total_ns", op.total_time.count()}});
   json doc = {{"counters", std::move(counters)},
               {"gauges", std::move(gauges)},
               {"histograms", std::move(histograms)},
-              {"histogram_bounds_ns", kHistogramBoundsNs}};
+              {"histogram_bounds_ns", kHistogramBoundsNs},
+              {"tpm", std::move(tpm_ops)}};
   // The replace handler keeps a label value that is not UTF-8 from throwing here.
   return doc.dump(-1, ' ', false, json::error_handler_t::replace);
 }

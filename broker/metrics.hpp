@@ -1,11 +1,17 @@
-// metrics.hpp — the broker's counters, gauges and latency histograms, exported as
-// Prometheus text (format 0.0.4) and as JSON for the admin "stats" command.
+// metrics.hpp — the broker's counters, gauges and latency histograms, collected for
+// prometheus-cpp (served over HTTP by metrics_http.hpp, and as text on the admin
+// endpoint) and rendered as JSON for the admin "stats" command.
 //
 // A series is a metric name plus at most one label value; the label's name belongs
-// to the metric (describe(), or the broker catalogue preloaded by the constructor),
-// so the hot path passes only the value: increment("envelopes_total", "bad_mac")
-// exports agentbus_envelopes_total{outcome="bad_mac"}. An empty label value is the
-// series without labels.
+// to the metric (metrics_catalogue.hpp), so the hot path passes only the value:
+// increment("envelopes_total", "bad_mac") exports
+// agentbus_envelopes_total{outcome="bad_mac"}. An empty label value is the series
+// without labels.
+//
+// Why our own registry rather than prometheus-cpp's Family<Counter>: the hot path
+// (every envelope) updates a histogram and a counter, and prometheus-cpp's Histogram
+// takes a mutex per observation; ours are relaxed atomics. prometheus-cpp does what
+// it is good at here: the exposition format and the HTTP exposer.
 #pragma once
 
 #include <array>
@@ -14,14 +20,22 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <functional>
 #include <utility>
+#include <vector>
+
+#include "agentbus/tpm.hpp"
+#include "metrics_catalogue.hpp"
+
+namespace prometheus {
+struct MetricFamily;
+}
 
 namespace agentbus::broker {
-
-enum class metric_kind { counter, gauge, histogram };
 
 // counter is a monotonic 64-bit count. Lock-free and thread-safe.
 class counter {
@@ -101,49 +115,54 @@ class histogram {
 // std::logic_error when a name is used as two kinds (a counter and a histogram).
 class metrics {
  public:
-  // The constructor describes the broker catalogue (label names in braces):
-  //   counters   envelopes_total{outcome}, enrolments_total{outcome},
-  //              subscriptions_total{outcome}, frames_refused_total{reason},
-  //              frames_malformed_total, control_total{op},
-  //              control_send_failures_total{agent}, internal_errors_total
-  //   gauge      agents_online
-  //   histogram  publish_check_seconds{outcome}
-  // Any other name may be used without describe(): its label is then called "label".
+  // The constructor describes kMetricCatalogue and creates each entry's series for
+  // its preloaded label values (the unlabelled ones: their one series).
   metrics();
   metrics(const metrics&) = delete;
   metrics& operator=(const metrics&) = delete;
 
   // describe sets a metric's kind, HELP text and label name ([a-zA-Z_][a-zA-Z0-9_]*,
-  // not "le"; empty for an unlabelled metric). Call it before first use; calling it
-  // again replaces help and label name but may not change the kind.
+  // not "le"; empty for an unlabelled metric), for names outside the catalogue
+  // (tests). Calling it again replaces help and label name but may not change the kind.
   void describe(std::string_view name, metric_kind kind, std::string_view help, std::string_view label_name = {});
 
   // increment adds `by` to a counter. After the first call for a (name, label) pair it
   // allocates nothing: a shared (reader) lock and a map lookup with string_view keys.
-  void increment(std::string_view name, std::string_view label_value = {}, std::uint64_t by = 1);
+  // Writing to a metric that was not described throws std::logic_error.
+  void increment(metric_name name, std::string_view label_value = {}, std::uint64_t by = 1);
   // observe records a duration in a histogram (exported in seconds: name it *_seconds).
-  void observe(std::string_view name, std::string_view label_value, std::chrono::nanoseconds d);
-  void set_gauge(std::string_view name, std::string_view label_value, double v);
+  void observe(metric_name name, std::string_view label_value, std::chrono::nanoseconds d);
+  void set_gauge(metric_name name, std::string_view label_value, double v);
 
   // get_* return the series, creating it. Cache the reference on the hottest paths.
-  counter& get_counter(std::string_view name, std::string_view label_value = {});
-  gauge& get_gauge(std::string_view name, std::string_view label_value = {});
-  histogram& get_histogram(std::string_view name, std::string_view label_value = {});
+  counter& get_counter(metric_name name, std::string_view label_value = {});
+  gauge& get_gauge(metric_name name, std::string_view label_value = {});
+  histogram& get_histogram(metric_name name, std::string_view label_value = {});
 
   // value, gauge_value and histogram_snapshot read a series; 0 / empty if it does not exist.
   std::uint64_t value(std::string_view name, std::string_view label_value = {}) const;
   double gauge_value(std::string_view name, std::string_view label_value = {}) const;
   histogram_snapshot snapshot(std::string_view name, std::string_view label_value = {}) const;
 
-  // to_prometheus_text renders every series: "# HELP" (when described) and "# TYPE"
-  // lines, names prefixed "agentbus_", histograms as _bucket{le=...} (cumulative,
-  // seconds), _sum (seconds) and _count. Families in name order, series in label order.
+  // set_tpm_source names where the broker's TPM statistics come from (tpm::stats());
+  // collect() and to_json() call it at each scrape. Without one the TPM families are
+  // exported empty.
+  void set_tpm_source(std::function<std::vector<tpm::tpm_op_stats>()> source);
+
+  // collect returns every family for prometheus-cpp, in name order, names prefixed
+  // "agentbus_": every described family (with no samples if none of its series exists
+  // yet), histograms in seconds with cumulative buckets, the TPM families and
+  // build_info. Thread-safe (scrapes run on the HTTP server's threads).
+  std::vector<prometheus::MetricFamily> collect() const;
+  // to_prometheus_text is collect() in the text exposition format (0.0.4), rendered by
+  // prometheus-cpp's TextSerializer: the admin endpoint's "metrics" answer.
   std::string to_prometheus_text() const;
 
   // to_json renders {"counters":[{"name","labels":{..},"value"}],
   // "gauges":[{"name","labels","value"}], "histograms":[{"name","labels","count",
   // "sum_ns","p50_ns","p99_ns","max_ns","bucket_counts":[30 per-bucket counts]}],
-  // "histogram_bounds_ns":[29 bounds]}. Names carry no "agentbus_" prefix.
+  // "histogram_bounds_ns":[29 bounds], "tpm":[{"operation","count","failures",
+  // "total_ns"}]}. Names carry no "agentbus_" prefix.
   std::string to_json() const;
 
  private:
@@ -174,6 +193,7 @@ class metrics {
   template <class T>
   const T* find(const series_map<T>& map, std::string_view name, std::string_view label) const;
   const family& family_locked(metric_kind kind, std::string_view name);  // mu_ held exclusively
+  std::vector<tpm::tpm_op_stats> tpm_stats() const;
 
   // Why one std::shared_mutex over ordered maps rather than sharding: the broker
   // has a few dozen series, so a lookup is about five short string compares; the
@@ -187,6 +207,8 @@ class metrics {
   series_map<counter> counters_;
   series_map<gauge> gauges_;
   series_map<histogram> histograms_;
+  mutable std::mutex tpm_source_mu_;
+  std::function<std::vector<tpm::tpm_op_stats>()> tpm_source_;
 };
 
 }  // namespace agentbus::broker

@@ -5,6 +5,7 @@
 #include <array>
 #include <vector>
 
+#include "logging.hpp"
 #include "session/checks.hpp"
 #include "session/handshake.hpp"
 
@@ -27,7 +28,10 @@ void outbox::nack(known_agent& to, const bytes& message_id, const status& why, c
 
 void outbox::error(const bytes& route, const status& why, const bytes& message_id) {
   stats_.increment("frames_refused_total", status_code_name(why.code()));
-  if (limiter_.allow("unauthenticated")) spdlog::warn("frame from an unenrolled connection refused: {}", why.to_string());
+  if (limiter_.allow("unauthenticated")) {
+    const log_scope fields{{"code", std::string(status_code_name(why.code()))}, {"reason", why.detail()}};
+    spdlog::warn("frame from an unenrolled connection refused: {}", why.to_string());
+  }
   // Frame 1 is the text agents before the typed body parsed (a status name first);
   // frame 2 the typed body (schemas/protocol.md §3.6).
   const std::string text = why.to_string().substr(0, 1024);

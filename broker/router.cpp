@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "logging.hpp"
 #include "session/checks.hpp"
 
 namespace agentbus::broker {
@@ -13,8 +14,11 @@ namespace agentbus::broker {
 void refuse_envelope(outbox& out, accounting& acct, known_agent& sender, const bytes& message_id, const status& why,
                      const std::string& recipient, std::optional<std::chrono::nanoseconds> check_time) {
   acct.refused_envelope(sender.name, why, check_time);
-  if (acct.log_allowed(status_code_name(why.code())))
+  if (acct.log_allowed(status_code_name(why.code()))) {
+    const log_scope fields{{"agent", sender.name}, {"role", sender.role}, {"code", std::string(status_code_name(why.code()))},
+                           {"reason", why.detail()}, {"message_id", to_hex(message_id)}, {"recipient", recipient}};
     spdlog::warn("refused envelope from {} to {}: {}", sender.name, recipient, why.to_string());
+  }
   out.nack(sender, message_id, why, recipient);
 }
 

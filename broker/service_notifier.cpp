@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 
 namespace agentbus::broker {
 
@@ -16,6 +17,16 @@ service_notifier::service_notifier() {
 }
 
 service_notifier::~service_notifier() { stopping(); }
+
+void service_notifier::reloading() {
+  struct timespec now {};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  // MONOTONIC_USEC: what Type=notify-reload (systemd 253+) expects with RELOADING=1.
+  const std::string msg = "RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=" +
+                          std::to_string(static_cast<std::uint64_t>(now.tv_sec) * 1'000'000u +
+                                         static_cast<std::uint64_t>(now.tv_nsec) / 1000u);
+  if (sd_notify(0, msg.c_str()) < 0) spdlog::warn("sd_notify RELOADING=1 failed");
+}
 
 void service_notifier::ready(const std::string& status) {
   const std::string msg = "READY=1\nSTATUS=" + status;

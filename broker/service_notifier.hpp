@@ -29,8 +29,11 @@ class service_notifier {
   service_notifier(const service_notifier&) = delete;
   service_notifier& operator=(const service_notifier&) = delete;
 
-  // ready says READY=1 with a STATUS= line and starts the watchdog pings.
+  // ready says READY=1 with a STATUS= line and starts the watchdog pings (once).
   void ready(const std::string& status);
+  // reloading says RELOADING=1 (systemctl reload waits for the READY=1 that ends it;
+  // call ready() again when the reload is over, applied or refused).
+  void reloading();
   // stopping stops the pings and says STOPPING=1.
   void stopping();
   // tick is called on every turn of the event loop: one relaxed increment.

@@ -16,6 +16,7 @@ packages=(
   clang libclang-rt-14-dev
   pybind11-dev python3-dev python3-pytest dpkg-dev
   libsystemd-dev
+  prometheus-cpp-dev prometheus
 )
 
 missing=()

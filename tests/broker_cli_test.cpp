@@ -59,7 +59,7 @@ TEST(BrokerCli, StopsCleanlyOnSigtermAndPublishesTpmMetrics) {
   auto monitor = testing::connect_agent(b, tmp.path(), "monitor-1", "MONITOR");
   std::string metrics = b.admin("metrics");
   EXPECT_NE(metrics.find("agentbus_enrolments_total"), std::string::npos) << metrics;
-  EXPECT_NE(metrics.find("agentbus_tpm_operations_total"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("agentbus_tpm_operation_duration_seconds_bucket{operation=\"sign\""), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("sign"), std::string::npos) << metrics;
   b.stop(SIGTERM);
   EXPECT_EQ(b.wait_exit(), 0) << b.log();

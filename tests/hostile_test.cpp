@@ -160,8 +160,8 @@ std::string describe(const std::map<std::string, int>& m) {
 double tpm_operations(broker_process& b) {
   const std::string text = b.admin("metrics");
   double total = 0;
-  for (std::size_t at = text.find("agentbus_tpm_operations_total{"); at != std::string::npos;
-       at = text.find("agentbus_tpm_operations_total{", at + 1)) {
+  for (std::size_t at = text.find("agentbus_tpm_operation_duration_seconds_count{"); at != std::string::npos;
+       at = text.find("agentbus_tpm_operation_duration_seconds_count{", at + 1)) {
     const std::size_t sp = text.find(' ', text.find('}', at));
     total += std::stod(text.substr(sp + 1, text.find('\n', sp) - sp - 1));
   }

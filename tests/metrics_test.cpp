@@ -57,10 +57,14 @@ TEST(Metrics, CountersAddPerLabel) {
   EXPECT_EQ(m.value("no_such_total"), 0u);
 }
 
+// dyn names a metric described at run time (metric_name's literals must be in the catalogue).
+metric_name dyn(std::string_view name) { return metric_name::described(name); }
+
 TEST(Metrics, ReferencesAreStableAndShareTheSeries) {
   metrics m;
   counter& c = m.get_counter("envelopes_total", "accepted");
-  for (int i = 0; i < 100; ++i) m.increment("other_total", std::to_string(i));  // grow the map
+  m.describe("other_total", metric_kind::counter, "Others.", "n");
+  for (int i = 0; i < 100; ++i) m.increment(dyn("other_total"), std::to_string(i));  // grow the map
   EXPECT_EQ(&c, &m.get_counter("envelopes_total", "accepted"));
   c.increment(3);
   m.increment("envelopes_total", "accepted");
@@ -70,12 +74,17 @@ TEST(Metrics, ReferencesAreStableAndShareTheSeries) {
 
 TEST(Metrics, MisuseIsAProgrammingError) {
   metrics m;
-  m.increment("things_total");
-  EXPECT_THROW(m.set_gauge("things_total", "", 1.0), std::logic_error);
+  // A name in the broker's code that is not in the catalogue does not compile
+  // (metric_name is consteval); at run time an undescribed name is refused.
+  EXPECT_THROW(m.increment(dyn("things_total")), std::logic_error);
+  EXPECT_THROW(m.get_gauge(dyn("label_total")), std::logic_error);
+  m.describe("things_total", metric_kind::counter, "Things.");
+  m.increment(dyn("things_total"));
+  EXPECT_THROW(m.set_gauge(dyn("things_total"), "", 1.0), std::logic_error);
   EXPECT_THROW(m.observe("envelopes_total", "x", 1ms), std::logic_error);  // described as a counter
-  EXPECT_THROW(m.increment("bad name"), std::invalid_argument);
-  EXPECT_THROW(m.increment("9lives_total"), std::invalid_argument);
-  EXPECT_THROW(m.increment(""), std::invalid_argument);
+  EXPECT_THROW(m.describe("bad name", metric_kind::counter, ""), std::invalid_argument);
+  EXPECT_THROW(m.describe("9lives_total", metric_kind::counter, ""), std::invalid_argument);
+  EXPECT_THROW(m.describe("", metric_kind::counter, ""), std::invalid_argument);
   EXPECT_THROW(m.describe("x_total", metric_kind::counter, "", "le"), std::invalid_argument);
   EXPECT_THROW(m.describe("x_total", metric_kind::counter, "", "__reserved"), std::invalid_argument);
   EXPECT_THROW(m.describe("x_total", metric_kind::counter, "", "two words"), std::invalid_argument);
@@ -88,17 +97,18 @@ TEST(Metrics, Gauges) {
   EXPECT_EQ(m.gauge_value("agents_online"), 0.0);
   m.set_gauge("agents_online", "", 3);
   m.set_gauge("agents_online", "", 2);
-  m.set_gauge("queue_depth", "tcp", 1.5);
+  m.describe("queue_depth", metric_kind::gauge, "Depth.", "transport");
+  m.set_gauge(dyn("queue_depth"), "tcp", 1.5);
   EXPECT_EQ(m.gauge_value("agents_online"), 2.0);
   EXPECT_EQ(m.gauge_value("queue_depth", "tcp"), 1.5);
   const std::string text = m.to_prometheus_text();
   EXPECT_NE(text.find("\n# TYPE agentbus_agents_online gauge\nagentbus_agents_online 2\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("agentbus_queue_depth{label=\"tcp\"} 1.5\n"), std::string::npos) << text;
-  m.set_gauge("queue_depth", "tcp", std::nan(""));
-  m.set_gauge("queue_depth", "udp", -INFINITY);
+  EXPECT_NE(text.find("agentbus_queue_depth{transport=\"tcp\"} 1.5\n"), std::string::npos) << text;
+  m.set_gauge(dyn("queue_depth"), "tcp", std::nan(""));
+  m.set_gauge(dyn("queue_depth"), "udp", -INFINITY);
   const std::string special = m.to_prometheus_text();
-  EXPECT_NE(special.find("agentbus_queue_depth{label=\"tcp\"} NaN\n"), std::string::npos) << special;
-  EXPECT_NE(special.find("agentbus_queue_depth{label=\"udp\"} -Inf\n"), std::string::npos) << special;
+  EXPECT_NE(special.find("agentbus_queue_depth{transport=\"tcp\"} Nan\n"), std::string::npos) << special;
+  EXPECT_NE(special.find("agentbus_queue_depth{transport=\"udp\"} -Inf\n"), std::string::npos) << special;
 }
 
 // ---------------------------------------------------------------- histograms
@@ -287,8 +297,10 @@ TEST(Prometheus, ExpositionParsesAsExpected) {
   m.increment("frames_malformed_total", {}, 2);
   m.set_gauge("agents_online", "", 4);
   for (int us = 1; us <= 100; ++us) m.observe("publish_check_seconds", "accepted", std::chrono::microseconds(us));
-  m.describe("described_total", metric_kind::counter, "Help with a \\ backslash\nand a newline.", "kind");
-  m.increment("described_total", "x");
+  EXPECT_THROW(m.describe("described_total", metric_kind::counter, "Help with a \\ backslash.", "kind"), std::invalid_argument);
+  EXPECT_THROW(m.describe("described_total", metric_kind::counter, "Help with a\nnewline.", "kind"), std::invalid_argument);
+  m.describe("described_total", metric_kind::counter, "Help of a described metric.", "kind");
+  m.increment(dyn("described_total"), "x");
 
   const std::string text = m.to_prometheus_text();
   std::map<std::string, std::string> types;
@@ -298,9 +310,11 @@ TEST(Prometheus, ExpositionParsesAsExpected) {
   EXPECT_EQ(types["agentbus_frames_malformed_total"], "counter");
   EXPECT_EQ(types["agentbus_agents_online"], "gauge");
   EXPECT_EQ(types["agentbus_publish_check_seconds"], "histogram");
-  EXPECT_EQ(types.count("agentbus_enrolments_total"), 0u);  // described, never used: not exported
+  EXPECT_EQ(types["agentbus_tpm_operation_duration_seconds"], "histogram");
+  EXPECT_EQ(types["agentbus_tpm_operation_failures_total"], "counter");
+  EXPECT_EQ(types["agentbus_build_info"], "gauge");
   EXPECT_NE(text.find("# HELP agentbus_envelopes_total Envelopes"), std::string::npos);
-  EXPECT_NE(text.find("# HELP agentbus_described_total Help with a \\\\ backslash\\nand a newline.\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("# HELP agentbus_described_total Help of a described metric.\n"), std::string::npos) << text;
 
   std::map<std::string, std::string> flat;  // "name{labels}" -> value
   std::vector<std::pair<double, double>> buckets;  // (le, cumulative count)
@@ -320,7 +334,10 @@ TEST(Prometheus, ExpositionParsesAsExpected) {
   EXPECT_EQ(flat["agentbus_agents_online"], "4");
   EXPECT_EQ(flat["agentbus_described_total|kind=x"], "1");
   EXPECT_EQ(flat["agentbus_publish_check_seconds_count|outcome=accepted"], "100");
-  EXPECT_EQ(flat["agentbus_publish_check_seconds_sum|outcome=accepted"], "0.00505");
+  EXPECT_DOUBLE_EQ(std::stod(flat["agentbus_publish_check_seconds_sum|outcome=accepted"]), 0.00505);
+  EXPECT_EQ(flat["agentbus_enrolments_total|outcome=accepted"], "0");  // there before its first increment
+  EXPECT_EQ(flat["agentbus_internal_errors_total"], "0");
+  EXPECT_EQ(flat["agentbus_registry_errors_total"], "0");
 
   ASSERT_EQ(buckets.size(), kHistogramBuckets);
   EXPECT_EQ(buckets.front().first, 1e-6);
@@ -331,24 +348,79 @@ TEST(Prometheus, ExpositionParsesAsExpected) {
     EXPECT_LT(buckets[i - 1].first, buckets[i].first);
     EXPECT_LE(buckets[i - 1].second, buckets[i].second);  // cumulative
   }
-  EXPECT_NE(text.find("agentbus_publish_check_seconds_bucket{outcome=\"accepted\",le=\"0.0000018\"} 1\n"), std::string::npos);
-  EXPECT_NE(text.find("agentbus_publish_check_seconds_bucket{outcome=\"accepted\",le=\"0.000056\"} 56\n"), std::string::npos);
+  EXPECT_DOUBLE_EQ(buckets[1].first, 1.8e-6);
+  EXPECT_EQ(buckets[1].second, 1.0);
+  EXPECT_DOUBLE_EQ(buckets[7].first, 56e-6);
+  EXPECT_EQ(buckets[7].second, 56.0);
 }
 
 TEST(Prometheus, LabelValuesAreEscaped) {
   metrics m;
-  m.increment("odd_total", "say \"hi\"\\\nbye");
+  m.describe("odd_total", metric_kind::counter, "Odd.", "what");
+  const std::string odd = "say \"hi\"\\\nbye";
+  m.increment(dyn("odd_total"), odd);
   const std::string text = m.to_prometheus_text();
-  EXPECT_NE(text.find("agentbus_odd_total{label=\"say \\\"hi\\\"\\\\\\nbye\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"(agentbus_odd_total{what="say \"hi\"\\\nbye"} 1)"), std::string::npos) << text;
   std::map<std::string, std::string> types;
   const auto samples = parse_exposition(text, types);
-  ASSERT_EQ(samples.size(), 1u);
-  EXPECT_EQ(samples[0].labels.at("label"), "say \"hi\"\\\nbye");  // round-trips through the escapes
+  bool found = false;
+  for (const auto& sm : samples)
+    if (sm.name == "agentbus_odd_total") {
+      EXPECT_EQ(sm.labels.at("what"), odd);  // round-trips through the escapes
+      found = true;
+    }
+  EXPECT_TRUE(found);
 }
 
-TEST(Prometheus, EmptyRegistryRendersNothing) {
+TEST(Prometheus, TpmStatisticsAreHistogramsInSeconds) {
   metrics m;
-  EXPECT_EQ(m.to_prometheus_text(), "");
+  tpm::tpm_op_stats sign{"sign"};
+  sign.count = 3;
+  sign.failures = 1;
+  sign.total_time = 6ms;
+  sign.latency_buckets[5] = 2;      // <= 5 ms
+  sign.latency_buckets.back() = 1;  // > 120 s
+  m.set_tpm_source([sign] { return std::vector<tpm::tpm_op_stats>{sign}; });
+  const std::string text = m.to_prometheus_text();
+  std::map<std::string, std::string> types;
+  const auto samples = parse_exposition(text, types);
+  std::map<std::string, std::string> by;
+  for (const auto& sm : samples) {
+    if (sm.name.rfind("agentbus_tpm_", 0) != 0) continue;
+    EXPECT_EQ(sm.labels.at("operation"), "sign");
+    by[sm.name + (sm.labels.count("le") ? "|" + sm.labels.at("le") : "")] = sm.value;
+  }
+  EXPECT_EQ(by["agentbus_tpm_operation_failures_total"], "1");
+  EXPECT_EQ(by["agentbus_tpm_operation_duration_seconds_count"], "3");
+  EXPECT_DOUBLE_EQ(std::stod(by["agentbus_tpm_operation_duration_seconds_sum"]), 0.006);
+  EXPECT_EQ(by["agentbus_tpm_operation_duration_seconds_bucket|0.0025"], "0");
+  EXPECT_EQ(by["agentbus_tpm_operation_duration_seconds_bucket|0.005"], "2");
+  EXPECT_EQ(by["agentbus_tpm_operation_duration_seconds_bucket|120"], "2");
+  EXPECT_EQ(by["agentbus_tpm_operation_duration_seconds_bucket|+Inf"], "3");
+  const nlohmann::json j = nlohmann::json::parse(m.to_json());
+  ASSERT_EQ(j["tpm"].size(), 1u);
+  EXPECT_EQ(j["tpm"][0]["total_ns"], 6'000'000);
+}
+
+TEST(Prometheus, AFreshRegistryShowsEveryFamilyAtZero) {
+  metrics m;
+  std::map<std::string, std::string> types;
+  const auto samples = parse_exposition(m.to_prometheus_text(), types);
+  for (const catalogue_entry& e : kMetricCatalogue) {
+    EXPECT_TRUE(types.count("agentbus_" + std::string(e.name))) << e.name;
+    if (e.label_name.empty() || !e.preload.empty()) {
+      bool has_sample = false;
+      for (const auto& sm : samples) has_sample = has_sample || sm.name.rfind("agentbus_" + std::string(e.name), 0) == 0;
+      EXPECT_TRUE(has_sample) << e.name << " has a series from the start";
+    }
+  }
+  for (const auto& sm : samples) {
+    EXPECT_EQ(sm.labels.count("label"), 0u) << sm.name;  // every label is named after what it holds
+    if (sm.name != "agentbus_build_info" && sm.name != "agentbus_policy_loaded_timestamp_seconds" &&
+        !sm.name.ends_with("_bucket")) {
+      EXPECT_EQ(std::stod(sm.value), 0.0) << sm.name;
+    }
+  }
 }
 
 // ---------------------------------------------------------------- JSON
@@ -359,7 +431,8 @@ TEST(MetricsJson, ParsesWithNlohmann) {
   m.increment("frames_malformed_total");
   m.set_gauge("agents_online", "", 2.5);
   for (int us = 1; us <= 100; ++us) m.observe("publish_check_seconds", "accepted", std::chrono::microseconds(us));
-  m.increment("bytes_total", "\xff\xfe");  // not UTF-8: replaced, not thrown
+  m.describe("bytes_total", metric_kind::counter, "Bytes.", "from");
+  m.increment(dyn("bytes_total"), "\xff\xfe");  // not UTF-8: replaced, not thrown
 
   const nlohmann::json j = nlohmann::json::parse(m.to_json());
   ASSERT_TRUE(j["counters"].is_array());
@@ -375,8 +448,13 @@ TEST(MetricsJson, ParsesWithNlohmann) {
     }
   }
   EXPECT_TRUE(found);
-  ASSERT_EQ(j["gauges"].size(), 1u);
-  EXPECT_EQ(j["gauges"][0]["value"], 2.5);
+  bool gauge_found = false;
+  for (const auto& g : j["gauges"])
+    if (g["name"] == "agents_online") {
+      EXPECT_EQ(g["value"], 2.5);
+      gauge_found = true;
+    }
+  EXPECT_TRUE(gauge_found);
   ASSERT_EQ(j["histograms"].size(), 1u);
   const auto& h = j["histograms"][0];
   EXPECT_EQ(h["name"], "publish_check_seconds");
@@ -395,6 +473,7 @@ TEST(MetricsJson, ParsesWithNlohmann) {
 
 TEST(MetricsConcurrency, FourThreadsSumExactly) {
   metrics m;
+  m.describe("per_thread_total", metric_kind::counter, "Per thread.", "thread");
   constexpr int kThreads = 4, kPerThread = 200'000;
   const char* outcomes[] = {"accepted", "bad_mac", "replayed"};
   std::vector<std::thread> threads;
@@ -407,7 +486,7 @@ TEST(MetricsConcurrency, FourThreadsSumExactly) {
         m.increment("envelopes_total", outcomes[i % 3]);
         if (i % 1000 == 0) m.observe("publish_check_seconds", "accepted", std::chrono::microseconds(i % 97));
       }
-      m.get_counter("per_thread_total", std::to_string(t)).increment(kPerThread);
+      m.get_counter(dyn("per_thread_total"), std::to_string(t)).increment(kPerThread);
     });
   }
   std::thread reader([&] {
@@ -479,6 +558,27 @@ TEST(JsonLogFormatter, EscapesAndWritesOneLinePerRecord) {
   EXPECT_EQ(nlohmann::json::parse(lines[messages.size() + 2])["level"], "debug");
   EXPECT_NE(lines[2].find(R"("msg":"two\nlines\r\nand a\ttab")"), std::string::npos) << lines[2];
   EXPECT_NE(lines[3].find(R"(\u0001\u001b[31m\u007f and a NUL \u0000 end)"), std::string::npos) << lines[3];
+}
+
+TEST(JsonLogFormatter, LogScopesAddFieldsInnermostWinning) {
+  captured_logger c(std::make_unique<json_log_formatter>());
+  {
+    const log_scope outer{{"agent", "mon-1"}, {"role", "MONITOR"}, {"peer", ""}};  // empty: no key
+    const log_scope inner{{"code", "acl_denied"}, {"agent", "mon-\"2\"\n"}, {"msg", "forged"}};
+    c.logger->warn("refused");
+  }
+  c.logger->info("after");  // the scopes are gone
+  const std::vector<std::string> lines = lines_of(c.out.str());
+  ASSERT_EQ(lines.size(), 2u);
+  const nlohmann::json j = nlohmann::json::parse(lines[0]);
+  EXPECT_EQ(j["msg"], "refused");  // a field never overrides the record's own keys
+  EXPECT_EQ(j["agent"], "mon-\"2\"\n");
+  EXPECT_EQ(j["role"], "MONITOR");
+  EXPECT_EQ(j["code"], "acl_denied");
+  EXPECT_FALSE(j.contains("peer"));
+  EXPECT_EQ(j.size(), 7u);
+  EXPECT_EQ(std::count(lines[0].begin(), lines[0].end(), '"'), 2 * 7 * 2 + 2) << "each key once: " << lines[0];
+  EXPECT_EQ(nlohmann::json::parse(lines[1]).size(), 4u);
 }
 
 TEST(JsonLogFormatter, InvalidUtf8BecomesReplacementCharacters) {

@@ -24,6 +24,7 @@ from ._agentbus import (  # noqa: F401  (re-exported)
     Stats,
     Suite,
     Tpm,
+    TpmOperation,
     library_version,
     set_log_level,
 )

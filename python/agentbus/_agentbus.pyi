@@ -2,7 +2,7 @@
 # which re-exports these classes; docs/python.md describes each.
 import datetime
 import os
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 _Path = Union[str, os.PathLike[str]]
 
@@ -144,6 +144,17 @@ class Rejection:
     @property
     def message_id(self) -> bytes: ...
 
+class TpmOperation:
+    operation: str
+    count: int
+    failures: int
+    @property
+    def total_seconds(self) -> float: ...
+    @property
+    def mean_ms(self) -> float: ...
+    @property
+    def latency_buckets(self) -> List[Tuple[float, int]]: ...
+
 class Stats:
     sent: int
     received: int
@@ -161,6 +172,7 @@ class Stats:
     dispatch_dropped: int
     unaddressed_after_subscribing: int
     offers_refused: int
+    tpm_operations: List[TpmOperation]
 
 class _Agent:
     def __init__(self, options: AgentOptions, identity: Identity, policy: Policy,

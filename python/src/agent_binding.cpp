@@ -18,6 +18,7 @@
 #include <pybind11/stl/filesystem.h>
 
 #include <atomic>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -297,6 +298,31 @@ void bind_agent(py::module_& m) {
         return "<agentbus.Rejection at " + r.where + ": " + r.reason.to_string() + ">";
       });
 
+  py::class_<tpm::tpm_op_stats>(m, "TpmOperation",
+                                "One kind of TPM operation behind the agent's identity (agentbus::tpm::tpm_op_stats).")
+      .def_readonly("operation", &tpm::tpm_op_stats::operation)
+      .def_readonly("count", &tpm::tpm_op_stats::count)
+      .def_readonly("failures", &tpm::tpm_op_stats::failures)
+      .def_property_readonly("total_seconds",
+                             [](const tpm::tpm_op_stats& s) { return std::chrono::duration<double>(s.total_time).count(); })
+      .def_property_readonly("mean_ms", &tpm::tpm_op_stats::mean_ms)
+      .def_property_readonly("latency_buckets",
+                             [](const tpm::tpm_op_stats& s) {
+                               // [(upper bound in seconds or inf, count in that bucket)], not cumulative
+                               py::list out;
+                               for (std::size_t i = 0; i < s.latency_buckets.size(); ++i) {
+                                 const double le = i < tpm::tpm_latency_bounds.size()
+                                                       ? std::chrono::duration<double>(tpm::tpm_latency_bounds[i]).count()
+                                                       : std::numeric_limits<double>::infinity();
+                                 out.append(py::make_tuple(le, s.latency_buckets[i]));
+                               }
+                               return out;
+                             })
+      .def("__repr__", [](const tpm::tpm_op_stats& s) {
+        return "<agentbus.TpmOperation " + s.operation + " count=" + std::to_string(s.count) +
+               " failures=" + std::to_string(s.failures) + ">";
+      });
+
   py::class_<agent_stats>(m, "Stats", "The agent's counters (agentbus::agent_stats).")
       .def_readonly("sent", &agent_stats::sent)
       .def_readonly("received", &agent_stats::received)
@@ -313,7 +339,8 @@ void bind_agent(py::module_& m) {
       .def_readonly("static_ecdh_failures", &agent_stats::static_ecdh_failures)
       .def_readonly("dispatch_dropped", &agent_stats::dispatch_dropped)
       .def_readonly("unaddressed_after_subscribing", &agent_stats::unaddressed_after_subscribing)
-      .def_readonly("offers_refused", &agent_stats::offers_refused);
+      .def_readonly("offers_refused", &agent_stats::offers_refused)
+      .def_readonly("tpm_operations", &agent_stats::tpm_operations);
 
   py::class_<core>(m, "_Agent", "The enrolled agent behind agentbus.Agent.")
       .def(py::init<agent_options, std::shared_ptr<identity_key>, std::shared_ptr<const policy>, py::object>(),

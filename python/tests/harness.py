@@ -9,6 +9,7 @@ an extracted root (Bus(bin_dir=...)).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -66,7 +67,8 @@ class Bus:
     """swtpm + broker + operator. `bundle(name, role)` issues an enrolment bundle."""
 
     def __init__(self, *, bin_dir: Optional[Path] = None, broker_config: Optional[Path] = None,
-                 policy: Optional[Path] = None, broker_env: Optional[Dict[str, str]] = None) -> None:
+                 policy: Optional[Path] = None, broker_env: Optional[Dict[str, str]] = None,
+                 log_format: str = "text") -> None:
         b = build_dir()
         self.broker_bin = (bin_dir / "agentbus-broker") if bin_dir else b / "broker" / "agentbus-broker"
         self.trust_bin = (bin_dir / "agentbus-trust") if bin_dir else b / "tools" / "agentbus-trust"
@@ -85,6 +87,7 @@ class Bus:
         inherited = {k: v for k, v in os.environ.items()
                      if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")}
         self.broker_env = {**inherited, **(broker_env or {})}
+        self.log_format = log_format
         try:
             self.broker_tpm = self.swtpm("broker")
             self.agent_tpm = self.swtpm("agents")
@@ -132,10 +135,14 @@ tcti = "{self.broker_tpm.tcti}"
 allow_software = false
 suite = "ecdsa-p256-sha256"
 
+[metrics]
+listen = "127.0.0.1:0"
+
 [logging]
-format = "text"
+format = "{self.log_format}"
 level = "info"
 """)
+            self.config = config
             args: List[str] = []
         else:
             # A shipped configuration, pointed at this run's files.
@@ -157,6 +164,10 @@ level = "info"
             return r.returncode == 0 and r.stdout.strip() != ""
 
         wait_for(ready, 60, "the broker's admin endpoint", interval=0.1)
+
+    def broker_identity(self) -> dict:
+        """The admin endpoint's `broker` answer (name, fingerprint, metrics_url, ...)."""
+        return json.loads(self._run(self.trust_bin, "--admin", self.admin, "broker", "--json", log="admin.log"))
 
     def bundle(self, name: str, role: str) -> Path:
         out = self.dir / "bundles" / f"{name}.toml"

@@ -56,6 +56,13 @@ def test_topic_direct_and_request_reply(make_agent):
     assert reply.type == "reply" and reply.sender == "py-mon-1" and reply.payload == b"load=how busy?"
     assert len(reply.correlation_id) == 16
     assert mon.stats().sent >= 3 and opt.stats().received >= 3
+    # The TPM work behind the identity: it signed (direct envelopes, the handshakes),
+    # and each operation's latency histogram accounts for every call.
+    ops = {o.operation: o for o in mon.stats().tpm_operations}
+    assert ops["sign"].count >= 3 and ops["sign"].failures == 0, ops
+    for o in ops.values():
+        assert sum(n for _, n in o.latency_buckets) == o.count, o
+        assert o.latency_buckets[-1][0] == float("inf") and o.total_seconds > 0
 
 
 def test_refusals_surface_as_exceptions_with_stable_codes(bus, make_agent, agent_tpm):

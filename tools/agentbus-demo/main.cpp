@@ -200,7 +200,7 @@ int main(int argc, char** argv) {
     if (t) {
       fmt::print("\nTPM operations:");
       for (const auto& st : t->stats())
-        fmt::print(" {}={} (mean {:.2f} ms{})", st.operation, st.count, st.mean_ms,
+        fmt::print(" {}={} (mean {:.2f} ms{})", st.operation, st.count, st.mean_ms(),
                    st.failures ? fmt::format(", {} failed", st.failures) : "");
       fmt::print("\n");
     }

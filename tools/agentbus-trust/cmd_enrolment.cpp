@@ -134,7 +134,8 @@ void add_enrolment_commands(CLI::App& app, const global_options& global, int* re
     auto json_out = std::make_shared<bool>(false);
     CLI::App* cmd = app.add_subcommand("broker",
                                        "Show the broker's name and identity fingerprint (what agents pin) and, on a "
-                                       "second line, its CurveZMQ transport key when it listens on TCP");
+                                       "second line, its CurveZMQ transport key when it listens on TCP, and the URL of its metrics "
+                                       "endpoint when it has one");
     cmd->add_flag("--json", *json_out, "Print the admin result as JSON");
     cmd->callback([&global, json_out, result] {
       auto src = open_source(global);
@@ -146,6 +147,8 @@ void add_enrolment_commands(CLI::App& app, const global_options& global, int* re
         std::cout << r->value("name", std::string()) << " " << r->value("fingerprint", std::string()) << "\n";
         if (auto tk = r->find("transport_key"); tk != r->end() && tk->is_string())
           std::cout << "transport_key " << tk->get<std::string>() << "\n";
+        if (auto url = r->find("metrics_url"); url != r->end() && url->is_string())
+          std::cout << "metrics_url " << url->get<std::string>() << "\n";
       }
       *result = kOk;
     });

@@ -39,6 +39,7 @@
 #include "agentbus/envelope.hpp"
 #include "agentbus/status.hpp"
 #include "agentbus/suite.hpp"
+#include "agentbus/tpm.hpp"
 
 // The library's own parts, declared before the exported region: they stay hidden.
 namespace agentbus::client {
@@ -190,6 +191,11 @@ struct agent_stats {
                 // the per-peer budget (16 at once, then one a second): each answer costs
                 // a signature and a TPM ECDH (reported on_rejected as overloaded).
                 offers_refused = 0;
+  // The TPM work behind this agent's identity, per operation (sign, ecdh_zgen,
+  // key_load, ...): counts, failures and a latency histogram. The tpm object's, so
+  // shared with other identities of this process that use the same one; empty for
+  // a software identity.
+  std::vector<tpm::tpm_op_stats> tpm_operations;
 };
 
 using message_handler = std::function<void(const message&)>;

@@ -120,6 +120,11 @@ class identity_key {
     return status{status_code::not_attested, "this identity has no attestation key"};
   }
 
+  // tpm_stats returns the operation counts and latencies of the TPM this identity
+  // lives in (the whole tpm object's, shared with whatever else in this process uses
+  // it); empty for a software identity.
+  virtual std::vector<tpm::tpm_op_stats> tpm_stats() const { return {}; }
+
  protected:
   identity_key(identity_metadata meta, crypto::public_key pub) : meta_(std::move(meta)), public_(std::move(pub)) {}
   static void write_metadata(const std::filesystem::path& dir, const identity_metadata& meta);

@@ -165,6 +165,9 @@ class policy {
   // find_operator returns the operator whose key has this fingerprint, or nullptr.
   const operator_key* find_operator(std::string_view fingerprint) const noexcept;
   const std::vector<operator_key>& operators() const noexcept { return operators_; }
+  const std::vector<agent_pin>& pins() const noexcept { return pins_; }
+  const std::vector<std::string>& revoked_agents() const noexcept { return revoked_; }
+  const std::vector<std::string>& revoked_keys() const noexcept { return revoked_keys_; }
   const std::vector<ek_ca>& ek_cas() const noexcept { return ek_cas_; }
   bool is_revoked(std::string_view agent) const noexcept;
   // is_key_revoked says whether the policy's revoked_keys lists this fingerprint

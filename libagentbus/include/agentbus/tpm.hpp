@@ -13,6 +13,7 @@
 // authorisation must not lock the TPM out.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -102,12 +103,33 @@ struct tpm_options {
   std::chrono::milliseconds create_deadline{120'000};
 };
 
-// tpm_op_stats counts one kind of operation (e.g. "sign") and its mean duration.
+// tpm_latency_bounds are the upper bounds (inclusive) of the TPM operation latency
+// buckets: 100 µs (a key cache hit on a simulator) to 120 s (RSA key generation on
+// a slow chip, tpm_options::create_deadline).
+inline constexpr std::array<std::chrono::microseconds, 18> tpm_latency_bounds = {
+    std::chrono::microseconds{100},       std::chrono::microseconds{250},       std::chrono::microseconds{500},
+    std::chrono::microseconds{1'000},     std::chrono::microseconds{2'500},     std::chrono::microseconds{5'000},
+    std::chrono::microseconds{10'000},    std::chrono::microseconds{25'000},    std::chrono::microseconds{50'000},
+    std::chrono::microseconds{100'000},   std::chrono::microseconds{250'000},   std::chrono::microseconds{500'000},
+    std::chrono::microseconds{1'000'000}, std::chrono::microseconds{2'500'000}, std::chrono::microseconds{5'000'000},
+    std::chrono::microseconds{10'000'000}, std::chrono::microseconds{30'000'000}, std::chrono::microseconds{120'000'000}};
+
+// tpm_op_stats counts one kind of operation ("sign", "ecdh_zgen", "create",
+// "key_load", "key_flush", ...) since the tpm object was made: how many, how many
+// failed (an error answer or a missed deadline), and how long they took.
 struct tpm_op_stats {
   std::string operation;
-  std::uint64_t count = 0;
+  std::uint64_t count = 0;  // every completed or abandoned call, failures included
   std::uint64_t failures = 0;
-  double mean_ms = 0;
+  std::chrono::nanoseconds total_time{0};
+  // latency_buckets[i] counts the calls that took more than tpm_latency_bounds[i-1]
+  // and at most tpm_latency_bounds[i]; the last counts those over 120 s. Not
+  // cumulative; their sum is count.
+  std::array<std::uint64_t, tpm_latency_bounds.size() + 1> latency_buckets{};
+
+  double mean_ms() const noexcept {
+    return count == 0 ? 0.0 : std::chrono::duration<double, std::milli>(total_time).count() / static_cast<double>(count);
+  }
 };
 
 // scheme_hash_for returns the SHA-2 hash a TPM signing scheme must name for a

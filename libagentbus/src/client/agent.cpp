@@ -247,6 +247,7 @@ agent_stats agent::stats() const {
   s.dispatch_dropped = d.jobs.dropped() + d.session_jobs.dropped();
   s.unaddressed_after_subscribing = d.receive.unaddressed();
   s.offers_refused = d.sessions.offers_refused();
+  s.tpm_operations = d.key->tpm_stats();
   return s;
 }
 

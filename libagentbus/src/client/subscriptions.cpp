@@ -61,32 +61,35 @@ bool subscriptions::joined_within(std::string_view topic, std::chrono::steady_cl
 }
 
 void subscriptions::on_subscribed(const control::subscribed& a) {
-  bool lost = false;
+  std::optional<std::string> lost;  // what to report: a subscription this agent had is gone
   {
     std::lock_guard lock(mu_);
     const bool restored = restoring_.count(a.topic) > 0;
-    // Only an answer someone waits for counts: an unsolicited one changes nothing (it
-    // would open the late-join window, or pile up in answers_).
-    if (!restored && !waiting_.count(a.topic)) return;
-    if (a.outcome) joined_at_[a.topic] = std::chrono::steady_clock::now();
-    else joined_at_.erase(a.topic);
-    if (restoring_.erase(a.topic) > 0) {
-      // A re-subscription after a re-enrolment: nobody waits for it, so a refusal is
-      // reported, and the handler that will never be called again is removed.
-      if (!a.outcome) {
-        handlers_.erase(a.topic);
-        lost = true;
-      }
+    if (!restored && !waiting_.count(a.topic)) {
+      // Unsolicited. A refusal of a topic this agent follows: the broker withdrew the
+      // subscription (a policy reload no longer allows it), and the handler will not
+      // be called again. Anything else changes nothing (it would open the late-join
+      // window, or pile up in answers_).
+      if (a.outcome || handlers_.erase(a.topic) == 0) return;
+      joined_at_.erase(a.topic);
+      lost = "subscription to " + a.topic + " withdrawn by the broker: " + a.outcome.detail();
     } else {
-      answers_[a.topic] = a.outcome;
+      if (a.outcome) joined_at_[a.topic] = std::chrono::steady_clock::now();
+      else joined_at_.erase(a.topic);
+      if (restoring_.erase(a.topic) > 0) {
+        // A re-subscription after a re-enrolment: nobody waits for it, so a refusal is
+        // reported, and the handler that will never be called again is removed.
+        if (!a.outcome) {
+          handlers_.erase(a.topic);
+          lost = "re-subscription to " + a.topic + " after re-enrolment refused: " + a.outcome.detail();
+        }
+      } else {
+        answers_[a.topic] = a.outcome;
+      }
+      cv_.notify_all();
     }
-    cv_.notify_all();
   }
-  if (lost)
-    reporter_.report({"broker",
-                      status(a.outcome.code(), "re-subscription to " + a.topic + " after re-enrolment refused: " +
-                                                   a.outcome.detail()),
-                      opts_.name, a.topic, {}});
+  if (lost) reporter_.report({"broker", status(a.outcome.code(), *lost), opts_.name, a.topic, {}});
 }
 
 void subscriptions::on_members(const control::members& m) {

@@ -19,6 +19,7 @@ class tpm_identity final : public identity_key {
   result<secret_bytes> static_ecdh(ec_curve curve, const crypto::public_key& peer) override;
   result<std::optional<tpm::key_evidence>> attestation_evidence(ec_curve curve) override;
   result<secret_bytes> activate_credential(byte_view credential) override;
+  std::vector<tpm::tpm_op_stats> tpm_stats() const override { return tpm_->stats(); }
   static std::unique_ptr<identity_key> load(const std::filesystem::path& dir, identity_metadata meta,
                                             std::shared_ptr<tpm::tpm> t);
   static void save_blob(const std::filesystem::path& dir, const tpm::key_blob& blob);

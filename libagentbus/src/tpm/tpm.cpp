@@ -1,5 +1,6 @@
 // tpm.cpp — the TPM worker: one thread owns the ESAPI context; callers queue work
 // and wait with a deadline.
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -8,9 +9,9 @@
 #include <mutex>
 #include <spdlog/spdlog.h>
 #include <thread>
-#include <type_traits>
 
 #include "tpm/tpm_device.hpp"
+#include "tpm/tss_log.hpp"
 
 namespace agentbus::tpm {
 
@@ -36,11 +37,7 @@ struct tpm::impl {
   std::string broken;  // non-empty once a deadline was missed: fail closed from then on
 
   mutable std::mutex stats_mutex;
-  struct counter {
-    std::uint64_t count = 0, failures = 0;
-    double total_ms = 0;
-  };
-  std::map<std::string, counter> stats;
+  std::map<std::string, tpm_op_stats, std::less<>> stats;  // by operation
 
   std::thread worker;
 
@@ -48,6 +45,7 @@ struct tpm::impl {
     std::unique_ptr<tpm_device> device;
     try {
       device = std::make_unique<tpm_device>(tcti);  // the context is created on this thread
+      device->observe_key_traffic([this](const char* op, std::chrono::nanoseconds took, bool ok) { record(op, took, ok); });
       started.set_value();
     } catch (...) {
       started.set_exception(std::current_exception());
@@ -66,29 +64,19 @@ struct tpm::impl {
     }
   }
 
-  // note_key_traffic turns the device's key cache counters into "key_load" and
-  // "key_flush" statistics (what keeping keys loaded saves, and how often the slots
-  // force a reload). Called by each job before its caller is answered, so the
-  // statistics a caller reads after an operation include it.
-  std::uint64_t seen_loads = 0, seen_flushes = 0;  // worker thread only
-  double seen_load_ms = 0;
-  void note_key_traffic(const tpm_device& d) {
-    if (d.key_loads() == seen_loads && d.key_flushes() == seen_flushes) return;
+  void record(std::string_view op, std::chrono::nanoseconds took, bool ok) {
+    const auto bucket = static_cast<std::size_t>(
+        std::lower_bound(tpm_latency_bounds.begin(), tpm_latency_bounds.end(), took,
+                         [](std::chrono::microseconds bound, std::chrono::nanoseconds t) { return bound < t; }) -
+        tpm_latency_bounds.begin());
     std::lock_guard lock(stats_mutex);
-    stats["key_load"].count += d.key_loads() - seen_loads;
-    stats["key_load"].total_ms += d.key_load_ms() - seen_load_ms;
-    if (d.key_flushes() != seen_flushes) stats["key_flush"].count += d.key_flushes() - seen_flushes;
-    seen_loads = d.key_loads();
-    seen_load_ms = d.key_load_ms();
-    seen_flushes = d.key_flushes();
-  }
-
-  void record(const std::string& op, double ms, bool ok) {
-    std::lock_guard lock(stats_mutex);
-    auto& c = stats[op];
-    ++c.count;
-    if (!ok) ++c.failures;
-    c.total_ms += ms;
+    auto it = stats.find(op);
+    if (it == stats.end()) it = stats.emplace(std::string(op), tpm_op_stats{std::string(op)}).first;
+    tpm_op_stats& s = it->second;
+    ++s.count;
+    if (!ok) ++s.failures;
+    s.total_time += took;
+    ++s.latency_buckets[bucket];
   }
 
   // call runs `fn` on the worker and waits up to `deadline`.
@@ -96,14 +84,7 @@ struct tpm::impl {
   auto call(const char* op, std::chrono::milliseconds deadline, Fn fn) -> decltype(fn(std::declval<tpm_device&>())) {
     using R = decltype(fn(std::declval<tpm_device&>()));
     auto task = std::make_shared<std::packaged_task<R(tpm_device&)>>([this, fn = std::move(fn)](tpm_device& d) mutable {
-      if constexpr (std::is_void_v<R>) {
-        fn(d);
-        note_key_traffic(d);
-      } else {
-        R r = fn(d);
-        note_key_traffic(d);
-        return r;
-      }
+      return fn(d);
     });
     std::future<R> done = task->get_future();
     {
@@ -120,24 +101,27 @@ struct tpm::impl {
         std::lock_guard lock(mutex);
         broken = why;
       }
-      record(op, static_cast<double>(deadline.count()), false);
+      record(op, deadline, false);
+      drain_tss_log();
       spdlog::error("{}", why);
       throw tpm_error(why);
     }
-    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    const std::chrono::nanoseconds took = std::chrono::steady_clock::now() - start;
     try {
       R r = done.get();
-      if constexpr (requires { r.ok(); }) record(op, ms, r.ok());
-      else record(op, ms, true);
+      if constexpr (requires { r.ok(); }) record(op, took, r.ok());
+      else record(op, took, true);
       return r;
     } catch (...) {
-      record(op, ms, false);
+      record(op, took, false);
+      drain_tss_log();  // the lines that explain it come before the caller's report
       throw;
     }
   }
 };
 
 tpm::tpm(std::string tcti, tpm_options options) : impl_(std::make_shared<impl>()) {
+  route_tss_log();  // before the first ESAPI context: tpm2-tss reads TSS2_LOGFILE once
   impl_->tcti = std::move(tcti);
   impl_->options = options;
   std::promise<void> started;
@@ -157,6 +141,7 @@ tpm::tpm(std::string tcti, tpm_options options) : impl_(std::make_shared<impl>()
     ready.get();
   } catch (...) {
     impl_->worker.join();
+    drain_tss_log();
     throw;
   }
 }
@@ -253,8 +238,8 @@ bytes tpm::storage_key_name() {
 std::vector<tpm_op_stats> tpm::stats() const {
   std::lock_guard lock(impl_->stats_mutex);
   std::vector<tpm_op_stats> out;
-  for (const auto& [op, c] : impl_->stats)
-    out.push_back({op, c.count, c.failures, c.count ? c.total_ms / static_cast<double>(c.count) : 0.0});
+  out.reserve(impl_->stats.size());
+  for (const auto& [op, s] : impl_->stats) out.push_back(s);
   return out;
 }
 

@@ -206,8 +206,9 @@ void tpm_device::evict_down_to(std::size_t keep) {
   while (loaded_.size() > keep) {
     auto lru = std::min_element(loaded_.begin(), loaded_.end(),
                                 [](const loaded_key& a, const loaded_key& b) { return a.last_use < b.last_use; });
-    loaded_.erase(lru);  // flushes
-    ++key_flushes_;
+    const auto started = std::chrono::steady_clock::now();
+    loaded_.erase(lru);  // flushes (transient_object's destructor)
+    note_key_traffic("key_flush", started, true);
   }
 }
 
@@ -261,8 +262,7 @@ result<ESYS_TR> tpm_device::load(const key_blob& key) {
   ESYS_TR handle = ESYS_TR_NONE;
   const auto started = std::chrono::steady_clock::now();
   TSS2_RC rc = Esys_Load(ctx_.get(), srk_.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &*priv, &*pub, &handle);
-  ++key_loads_;
-  key_load_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  note_key_traffic("key_load", started, rc == TSS2_RC_SUCCESS);
   if (rc != TSS2_RC_SUCCESS) {
     // Integrity failures mean the blob was made under another storage key (another
     // TPM, or a TPM whose owner seed was cleared): the caller's problem, not ours.

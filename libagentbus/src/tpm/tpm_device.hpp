@@ -2,7 +2,9 @@
 // Not thread-safe: exactly one thread (the tpm worker) uses a tpm_device.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "agentbus/tpm.hpp"
@@ -31,12 +33,13 @@ class tpm_device {
   result<certification> certify(const key_blob& key, const key_blob& ak, byte_view qualifying_data);
   result<secret_bytes> activate_credential(const key_blob& ak, byte_view id_object, byte_view encrypted_secret);
 
-  // Key cache traffic so far (the worker reports it as the "key_load" and
-  // "key_flush" operations): Loads of a blob that was not loaded, their time, and
-  // keys flushed to make room.
-  std::uint64_t key_loads() const noexcept { return key_loads_; }
-  double key_load_ms() const noexcept { return key_load_ms_; }
-  std::uint64_t key_flushes() const noexcept { return key_flushes_; }
+  // observe_key_traffic sets who is told of the key cache's own TPM work, one call
+  // each: "key_load" (a blob that was not loaded) and "key_flush" (a key evicted to
+  // free a slot), with its duration and whether the TPM accepted it. The worker
+  // records them as operations of their own (tpm_op_stats), since they are what
+  // keeping keys loaded saves and what the three object slots cost.
+  using key_traffic_observer = std::function<void(const char* op, std::chrono::nanoseconds took, bool ok)>;
+  void observe_key_traffic(key_traffic_observer observer) { key_traffic_ = std::move(observer); }
 
  private:
   result<key_blob> create_under_srk(const TPM2B_PUBLIC& tmpl, key_blob meta);
@@ -63,8 +66,10 @@ class tpm_device {
   static constexpr std::size_t kMaxLoadedKeys = 2;  // plus the SRK: 3 slots
   std::vector<loaded_key> loaded_;
   std::uint64_t use_clock_ = 0;
-  std::uint64_t key_loads_ = 0, key_flushes_ = 0;
-  double key_load_ms_ = 0;
+  key_traffic_observer key_traffic_;
+  void note_key_traffic(const char* op, std::chrono::steady_clock::time_point started, bool ok) {
+    if (key_traffic_) key_traffic_(op, std::chrono::steady_clock::now() - started, ok);
+  }
 };
 
 }  // namespace agentbus::tpm
