@@ -68,7 +68,7 @@ class Bus:
 
     def __init__(self, *, bin_dir: Optional[Path] = None, broker_config: Optional[Path] = None,
                  policy: Optional[Path] = None, broker_env: Optional[Dict[str, str]] = None,
-                 log_format: str = "text") -> None:
+                 log_format: str = "text", metrics_allow: Optional[List[str]] = None) -> None:
         b = build_dir()
         self.broker_bin = (bin_dir / "agentbus-broker") if bin_dir else b / "broker" / "agentbus-broker"
         self.trust_bin = (bin_dir / "agentbus-trust") if bin_dir else b / "tools" / "agentbus-trust"
@@ -88,6 +88,7 @@ class Bus:
                      if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")}
         self.broker_env = {**inherited, **(broker_env or {})}
         self.log_format = log_format
+        self.metrics_allow = metrics_allow
         try:
             self.broker_tpm = self.swtpm("broker")
             self.agent_tpm = self.swtpm("agents")
@@ -137,6 +138,7 @@ suite = "ecdsa-p256-sha256"
 
 [metrics]
 listen = "127.0.0.1:0"
+{"" if self.metrics_allow is None else "allow = " + json.dumps(self.metrics_allow)}
 
 [logging]
 format = "{self.log_format}"

@@ -25,7 +25,8 @@ broker_process::broker_process(options opts) : opts_(std::move(opts)) {
       << (opts_.tcp ? ", \"" + tcp_endpoint_ + "\"" : std::string()) << "]\n"
       << "policy = \"" << policy_file.string() << "\"\nstate_dir = \"state\"\nadmin_endpoint = \"" << admin_endpoint_
       << "\"\n[identity]\nkey_dir = \"key\"\ntcti = \"" << tpm_.tcti() << "\"\nsuite = \"ecdsa-p256-sha256\"\n"
-      << "[limits]\n" << opts_.extra_limits << "\n[logging]\nlevel = \"info\"\n" << opts_.extra_sections << "\n";
+      << "[limits]\n" << opts_.extra_limits << "\n[logging]\nlevel = \"" << opts_.log_level << "\"\nformat = \""
+      << opts_.log_format << "\"\n" << opts_.extra_sections << "\n";
   cfg.close();
   start();
 }

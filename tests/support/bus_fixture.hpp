@@ -32,6 +32,8 @@ class broker_process {
     bool permissive = false;            // --insecure-permissive-testing
     std::string extra_limits;           // TOML lines appended to [limits]
     std::string extra_sections;         // whole TOML sections appended to the config
+    std::string log_format = "text";    // [logging] format and level
+    std::string log_level = "info";
     // tcp: also listen on tcp://127.0.0.1:<a free port> (CurveZMQ unless
     // extra_sections sets [transport] curve = false).
     bool tcp = false;

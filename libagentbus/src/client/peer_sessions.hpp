@@ -25,6 +25,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include "agentbus/agent.hpp"
 #include "agentbus/identity.hpp"
@@ -80,6 +82,15 @@ class peer_sessions {
   // forget: the peer was revoked.
   void forget(const std::string& peer);
   void stop();
+
+  // with_session runs f on the session state with `peer` (nullptr when there is none)
+  // under the lock. For tests that prove the keys in use reach no log line.
+  template <typename F>
+  decltype(auto) with_session(std::string_view peer, F&& f) {
+    std::lock_guard lock(mu_);
+    auto it = sessions_by_peer_.find(peer);
+    return f(it == sessions_by_peer_.end() ? nullptr : &std::as_const(it->second.state));
+  }
 
   std::uint64_t sessions() const noexcept { return sessions_.load(); }
   std::uint64_t rekeys() const noexcept { return rekeys_.load(); }

@@ -77,6 +77,7 @@ result<bytes> tpm_device::read_nv(std::uint32_t index) {
 }
 
 result<endorsement> tpm_device::read_endorsement() {
+  if (!handle_exists(kEkHandle)) return status{status_code::not_attested, "the TPM has no endorsement key at 0x81010001"};
   ESYS_TR raw = ESYS_TR_NONE;
   if (Esys_TR_FromTPMPublic(ctx_.get(), kEkHandle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw) != TSS2_RC_SUCCESS)
     return status{status_code::not_attested, "the TPM has no endorsement key at 0x81010001"};
@@ -85,6 +86,8 @@ result<endorsement> tpm_device::read_endorsement() {
   check(Esys_ReadPublic(ctx_.get(), ek.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub_raw, nullptr, nullptr),
         "Esys_ReadPublic", tcti());
   esys_ptr<TPM2B_PUBLIC> pub(pub_raw);
+  if (!handle_exists(kEkCertificateIndex))
+    return status{status_code::not_attested, "the TPM has no endorsement key certificate at 0x01c00002"};
   auto cert = read_nv(kEkCertificateIndex);
   if (!cert) return cert.error();
   return endorsement{marshal<TPM2B_PUBLIC, Tss2_MU_TPM2B_PUBLIC_Marshal>(*pub), std::move(cert).value()};
@@ -131,6 +134,7 @@ result<secret_bytes> tpm_device::activate_credential(const key_blob& ak, byte_vi
   evict_down_to(0);  // the AK, the EK and the storage key fill the three slots
   auto ak_handle = load(ak);
   if (!ak_handle) return ak_handle.error();
+  if (!handle_exists(kEkHandle)) return status{status_code::not_attested, "the TPM has no endorsement key at 0x81010001"};
   ESYS_TR raw = ESYS_TR_NONE;
   if (Esys_TR_FromTPMPublic(ctx_.get(), kEkHandle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw) != TSS2_RC_SUCCESS)
     return status{status_code::not_attested, "the TPM has no endorsement key at 0x81010001"};

@@ -104,6 +104,15 @@ std::size_t tpm_device::flush_stale_transients() {
   return flushed;
 }
 
+bool tpm_device::handle_exists(std::uint32_t handle) {
+  TPMI_YES_NO more = TPM2_NO;
+  TPMS_CAPABILITY_DATA* raw = nullptr;
+  check(Esys_GetCapability(ctx_.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES, handle, 1, &more, &raw),
+        "Esys_GetCapability(HANDLES)", tcti());
+  esys_ptr<TPMS_CAPABILITY_DATA> data(raw);
+  return data->data.handles.count > 0 && data->data.handles.handle[0] == handle;
+}
+
 std::vector<std::uint32_t> tpm_device::fixed_properties(std::uint32_t first, std::uint32_t count) {
   TPMI_YES_NO more = TPM2_NO;
   TPMS_CAPABILITY_DATA* raw = nullptr;

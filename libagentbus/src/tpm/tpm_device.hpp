@@ -53,6 +53,10 @@ class tpm_device {
   // evict_down_to flushes least recently used keys until at most `keep` remain.
   void evict_down_to(std::size_t keep);
   std::vector<std::uint32_t> fixed_properties(std::uint32_t first, std::uint32_t count);
+  // handle_exists asks the TPM (GetCapability HANDLES) whether a persistent object or
+  // NV index exists, so that probing for an optional one (the EK, its certificate)
+  // does not make tpm2-tss log an error for what is an answer.
+  bool handle_exists(std::uint32_t handle);
   // read_nv reads a whole NV index with owner authorisation, in chunks.
   result<bytes> read_nv(std::uint32_t index);
 

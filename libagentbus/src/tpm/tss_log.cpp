@@ -17,6 +17,8 @@ namespace agentbus::tpm {
 namespace {
 
 constexpr std::string_view kLoggerName = "tss2";
+// Names the process that pointed TSS2_LOGFILE at its pipe (children inherit both).
+constexpr const char* kSetByVariable = "AGENTBUS_TSS2_LOGFILE_PID";
 std::atomic<bool> g_warned_debug{false};
 std::atomic<int> g_read_fd{-1};
 std::atomic<bool> g_reading{false};  // the reader is between read() and its last line's log call
@@ -68,7 +70,11 @@ void forward_tss_line(std::string_view line) {
 void route_tss_log() {
   static std::once_flag once;
   std::call_once(once, [] {
-    if (std::getenv("TSS2_LOGFILE") != nullptr) return;  // the operator chose where it goes
+    // The operator's own TSS2_LOGFILE is kept. One a parent agentbus process set for
+    // itself (inherited with the environment; its pipe is not ours) is replaced.
+    const char* set_by = std::getenv(kSetByVariable);
+    const bool inherited = set_by != nullptr && std::to_string(::getpid()) != set_by;
+    if (std::getenv("TSS2_LOGFILE") != nullptr && !inherited) return;
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) {
       spdlog::warn("cannot route tpm2-tss's log (pipe: {}); it writes to stderr", std::strerror(errno));
@@ -77,6 +83,7 @@ void route_tss_log() {
     // tpm2-tss fopen()s this path ("a+") on its first line, in each of its libraries.
     const std::string path = "/proc/self/fd/" + std::to_string(fds[1]);
     ::setenv("TSS2_LOGFILE", path.c_str(), 1);
+    ::setenv(kSetByVariable, std::to_string(::getpid()).c_str(), 1);
     g_read_fd.store(fds[0]);
     std::thread(read_lines, fds[0]).detach();
   });

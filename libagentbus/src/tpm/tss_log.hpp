@@ -12,7 +12,9 @@
 // ECDH shared secrets. One warning says so the first time.
 //
 // Once per process, before the first ESAPI context (tpm's constructor calls it). An
-// operator's own TSS2_LOGFILE is respected: nothing is routed then. The reader thread
+// operator's own TSS2_LOGFILE is respected: nothing is routed then. A child process
+// inherits the parent's setting with AGENTBUS_TSS2_LOGFILE_PID naming the parent, and
+// routes its own. The reader thread
 // lives as long as the process (tpm2-tss keeps the FILE* for the process's life).
 #pragma once
 
