@@ -235,6 +235,15 @@ std::vector<bad_case> bad_cases() {
       {"log_level", [](doc& d) { d.tail = "[logging]\nlevel = \"warning\"\n"; }, "logging.level", "trace, debug, info, warn, error"},
       {"log_level_type", [](doc& d) { d.tail = "[logging]\nlevel = 3\n"; }, "logging.level", "must be a string"},
       {"logging_unknown_key", [](doc& d) { d.tail = "[logging]\nformats = \"json\"\n"; }, "logging.formats", "did you mean 'format'"},
+      {"metrics_listen_no_port", [](doc& d) { d.tail = "[metrics]\nlisten = \"127.0.0.1\"\n"; }, "metrics.listen", "is not IPv4:port"},
+      {"metrics_listen_name", [](doc& d) { d.tail = "[metrics]\nlisten = \"localhost:9464\"\n"; }, "metrics.listen", "is not IPv4:port"},
+      {"metrics_listen_port", [](doc& d) { d.tail = "[metrics]\nlisten = \"127.0.0.1:65536\"\n"; }, "metrics.listen", "is not IPv4:port"},
+      {"metrics_listen_octet", [](doc& d) { d.tail = "[metrics]\nlisten = \"127.0.0.256:9464\"\n"; }, "metrics.listen", "is not IPv4:port"},
+      {"metrics_allow_not_array", [](doc& d) { d.tail = "[metrics]\nallow = \"127.0.0.1/32\"\n"; }, "metrics.allow", "must be an array"},
+      {"metrics_allow_no_bits", [](doc& d) { d.tail = "[metrics]\nallow = [\"127.0.0.1/32\", \"10.0.0.1\"]\n"; }, "metrics.allow[1]",
+       "is not an IPv4 CIDR block"},
+      {"metrics_allow_bits", [](doc& d) { d.tail = "[metrics]\nallow = [\"10.0.0.0/33\"]\n"; }, "metrics.allow[0]", "is not an IPv4 CIDR"},
+      {"metrics_unknown_key", [](doc& d) { d.tail = "[metrics]\nport = 9464\n"; }, "metrics.port", "unknown key"},
       {"unknown_table", [](doc& d) { d.tail = "[limit]\nsend_hwm = 5\n"; }, "limit", "did you mean 'limits'"},
       {"unknown_table_far", [](doc& d) { d.tail = "[telemetry]\nport = 5\n"; }, "telemetry", "expected one of: broker identity"},
   };
@@ -359,7 +368,18 @@ TEST(BrokerConfig, ShippedProductionConfigLoads) {
   EXPECT_FALSE(c.allow_software);
   EXPECT_EQ(c.log_format, "json");
   EXPECT_EQ(c.heartbeat_interval_ms, 5000);
+  EXPECT_EQ(c.metrics_listen, "127.0.0.1:9464");
+  EXPECT_EQ(c.metrics_allow, std::vector<std::string>{"127.0.0.1/32"});
   EXPECT_NO_THROW(check_tpm_selection(c, file));
+}
+
+TEST(BrokerConfig, MetricsEndpointIsOffUnlessListenIsSet) {
+  EXPECT_EQ(parse_broker_config(doc{}.text(), kFile).metrics_listen, "");
+  doc d;
+  d.tail = "[metrics]\nlisten = \"0.0.0.0:0\"\nallow = [\"10.0.0.0/8\", \"192.168.1.7/32\"]\n";
+  const broker_config c = parse_broker_config(d.text(), kFile);
+  EXPECT_EQ(c.metrics_listen, "0.0.0.0:0");
+  EXPECT_EQ(c.metrics_allow, (std::vector<std::string>{"10.0.0.0/8", "192.168.1.7/32"}));
 }
 
 TEST(BrokerConfig, EmptyTctiWithoutSoftwareFallbackIsRefusedAtStartUp) {

@@ -18,6 +18,7 @@
 #include "control_channel.hpp"
 #include "enrolment.hpp"
 #include "outbox.hpp"
+#include "policy_reload.hpp"
 #include "router.hpp"
 #include "session_offers.hpp"
 #include "session/checks.hpp"
@@ -305,6 +306,81 @@ TEST(ControlChannel, SubscriptionsFollowThePolicyAndWatchersHearOfThem) {
 // Issue 12, case 7: 300,000 invented op names once made 300,000 control_total series
 // (+59 MiB). Control messages are typed now: an unknown op is refused invalid_field and
 // labels come from the fixed set, so the metrics text does not grow with what agents send.
+// shipped_policy_with: config/policy.toml with one exact edit (the test fails if the
+// text it replaces is not there).
+policy shipped_policy_with(const std::string& from, const std::string& to) {
+  std::string text = testing::read_text(testing::source_dir() / "config" / "policy.toml");
+  const auto at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  return policy::parse(text, "policy.toml");
+}
+
+// A reload that takes metrics/ from the MONITOR's subscriptions: the broker assigns the
+// new policy in place (every part holds a reference to it), then withdraws what it no
+// longer allows, telling the agent as it would of a refused subscription.
+TEST(ControlChannel, AReloadedPolicyWithdrawsTheSubscriptionsItNoLongerAllows) {
+  parts p;
+  p.pol = shipped_policy_with("", "");
+  known_agent& m = p.online("monitor-1", "MONITOR", 1);
+  known_agent& d = p.online("director-1", "DIRECTOR", 2);
+  auto send = [&](std::uint64_t seq, const session::control::request& r) {
+    p.control.on_control(b("route-monitor-1"), control_frames(1, seq, r));
+  };
+  send(1, session::control::subscribe{"metrics/cpu"});
+  send(2, session::control::subscribe{"directives/all"});
+  send(3, session::control::watch_members{"metrics/cpu"});
+  ASSERT_EQ(p.subscriptions.subscribers("metrics/cpu"), (topics::name_set{"monitor-1"}));
+  p.tx.sent.clear();
+
+  p.pol = shipped_policy_with(R"(publish = ["metrics/>", "alerts/>"]
+subscribe = ["directives/>", "metrics/>"])",
+                              R"(publish = ["alerts/>"]
+subscribe = ["directives/>"])");
+  EXPECT_EQ(p.control.withdraw_disallowed(m), std::vector<std::string>{"metrics/cpu"});
+  EXPECT_TRUE(p.subscriptions.subscribers("metrics/cpu").empty());
+  EXPECT_EQ(p.subscriptions.subscribers("directives/all"), (topics::name_set{"monitor-1"}));
+  EXPECT_TRUE(p.subscriptions.watchers("metrics/cpu").empty()) << "it may no longer publish there either";
+  EXPECT_EQ(m.conn->subscriptions, (std::set<std::string, std::less<>>{"directives/all"}));
+  std::vector<session::control::subscribed> told;
+  for (const auto& msg : p.tx.to(b("route-monitor-1"), session::frame::kControl))
+    if (auto a = session::control::decode_answer(msg.parts.at(2)))
+      if (auto* s = std::get_if<session::control::subscribed>(&a->message)) told.push_back(*s);
+  ASSERT_EQ(told.size(), 1u);
+  EXPECT_EQ(told[0].topic, "metrics/cpu");
+  EXPECT_EQ(told[0].outcome.code(), status_code::acl_denied);
+  EXPECT_TRUE(p.control.withdraw_disallowed(d).empty()) << "the DIRECTOR's rights did not change";
+}
+
+TEST(PolicyReload, DescribesEachChangeOnItsOwnLine) {
+  const policy before = shipped_policy_with("", "");
+  EXPECT_TRUE(describe_policy_change(before, before).empty());
+  const policy after = shipped_policy_with("revoked = []", R"(revoked = ["mon-2"])");
+  EXPECT_EQ(describe_policy_change(before, after), std::vector<std::string>{"revoked agent +mon-2"});
+  EXPECT_EQ(describe_policy_change(after, before), std::vector<std::string>{"revoked agent -mon-2"});
+  const policy acl = shipped_policy_with(R"(send_to = ["DIRECTOR", "MONITOR"])", R"(send_to = ["DIRECTOR"])");
+  EXPECT_EQ(describe_policy_change(before, acl),
+            std::vector<std::string>{"role OPTIMIZER: send_to [DIRECTOR, MONITOR] -> [DIRECTOR]"});
+}
+
+TEST(PolicyReload, LiveConfigFieldsAreAppliedTheOthersWaitForARestart) {
+  broker_config running;
+  running.log_level = "info";
+  broker_config next = running;
+  next.log_level = "debug";
+  next.max_agents = 7;
+  next.send_hwm = 5;
+  next.endpoints = {"ipc:///tmp/elsewhere.sock"};
+  const config_change c = apply_live_config(running, next);
+  EXPECT_EQ(c.applied, (std::vector<std::string>{"logging.level", "limits.max_agents"}));
+  EXPECT_EQ(c.at_restart, (std::vector<std::string>{"broker.endpoints", "limits.send_hwm"}));
+  EXPECT_EQ(running.log_level, "debug");
+  EXPECT_EQ(running.max_agents, 7u);
+  EXPECT_EQ(running.send_hwm, broker_config{}.send_hwm) << "kept until a restart";
+  EXPECT_TRUE(running.endpoints.empty());
+  EXPECT_TRUE(apply_live_config(running, running).applied.empty());
+}
+
 TEST(ControlChannel, InventedOpsAddNoMetricSeries) {
   parts p;
   known_agent& m = p.online("monitor-1", "MONITOR", 1);
