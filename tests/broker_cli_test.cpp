@@ -53,6 +53,32 @@ TEST(BrokerCli, NoTpmAndNoSoftwareFallbackIsRefusedClearly) {
   EXPECT_NE(r.output.find("identity.tcti"), std::string::npos) << r.output;
 }
 
+// The documented exit codes 4 (TPM unavailable) and 1 (a runtime failure: an endpoint
+// that cannot be bound), each with a line that says why.
+TEST(BrokerCli, ExitCodesForATpmThatDoesNotAnswerAndAnEndpointInUse) {
+  testing::scoped_temp_dir tmp;
+  const std::string policy = (testing::source_dir() / "config" / "policy.toml").string();
+  auto cfg = tmp.path() / "broker.toml";
+  testing::write_text(cfg, "[broker]\nendpoints = [\"ipc://" + (tmp.path() / "s.sock").string() + "\"]\npolicy = \"" +
+                               policy + "\"\nstate_dir = \"s\"\n[identity]\nkey_dir = \"k\"\n"
+                               "tcti = \"swtpm:host=127.0.0.1,port=1\"\n[logging]\nformat = \"json\"\n");
+  auto no_tpm = run_command(broker_bin() + " --config " + shell_quote(cfg.string()));
+  EXPECT_EQ(no_tpm.exit_code, 4) << no_tpm.output;
+  EXPECT_NE(no_tpm.output.find("TPM unavailable"), std::string::npos) << no_tpm.output;
+
+  // Two brokers on one TCP endpoint: the second cannot bind it. (Not ipc://: binding
+  // an ipc path replaces the socket file.)
+  testing::broker_process::options o;
+  o.tcp = true;
+  testing::broker_process first(o);
+  auto busy = tmp.path() / "busy.toml";
+  testing::write_text(busy, "[broker]\nendpoints = [\"" + first.tcp_endpoint() + "\"]\npolicy = \"" + policy +
+                                "\"\nstate_dir = \"s2\"\n[identity]\nkey_dir = \"k2\"\nallow_software = true\n");
+  auto in_use = run_command(broker_bin() + " --config " + shell_quote(busy.string()));
+  EXPECT_EQ(in_use.exit_code, 1) << in_use.output;
+  EXPECT_NE(in_use.output.find("broker failed"), std::string::npos) << in_use.output;
+}
+
 TEST(BrokerCli, StopsCleanlyOnSigtermAndPublishesTpmMetrics) {
   testing::broker_process b;
   testing::scoped_temp_dir tmp;

@@ -418,6 +418,37 @@ class TrustOnline : public ::testing::Test {
   std::optional<stand_in_broker> broker_;
 };
 
+// The tool finds the broker the way the broker's configuration says: --config, then
+// $AGENTBUS_CONFIG (the installed /etc/agentbus/broker.toml otherwise, or the checkout's
+// config/broker.toml from a build tree), run from any directory.
+TEST_F(TrustOnline, FindsTheBrokerThroughItsConfiguration) {
+  const fs::path cfg = tmp_.path() / "broker.toml";
+  testing::write_text(cfg, "[broker]\nendpoints = [\"ipc:///tmp/unused.sock\"]\npolicy = \"policy.toml\"\n"
+                           "state_dir = \"state\"\nadmin_endpoint = \"" + endpoint_ + "\"\n[identity]\nkey_dir = \"key\"\n");
+  const std::string elsewhere = "cd / && ";
+  auto by_option = testing::run_command(elsewhere + tool() + " agents --config " + q(cfg));
+  EXPECT_EQ(by_option.exit_code, 0) << by_option.output;
+  EXPECT_NE(by_option.output.find("monitor-1"), std::string::npos) << by_option.output;
+  auto by_env = testing::run_command(elsewhere + "AGENTBUS_CONFIG=" + q(cfg) + " " + tool() + " agents");
+  EXPECT_EQ(by_env.exit_code, 0) << by_env.output;
+  // --admin and $AGENTBUS_ADMIN still come first.
+  auto admin_first = testing::run_command(elsewhere + "AGENTBUS_ADMIN=ipc://" + (tmp_.path() / "none.sock").string() +
+                                          " " + tool() + " agents --config " + q(cfg));
+  EXPECT_EQ(admin_first.exit_code, 3) << admin_first.output;
+
+  // A configuration without an admin endpoint, or one that does not load: usage
+  // errors that name the file and the field.
+  const fs::path no_admin = tmp_.path() / "no-admin.toml";
+  testing::write_text(no_admin, "[broker]\nendpoints = [\"ipc:///tmp/unused.sock\"]\npolicy = \"policy.toml\"\n"
+                                "state_dir = \"state\"\n[identity]\nkey_dir = \"key\"\n");
+  auto none = trust("agents --config " + q(no_admin));
+  EXPECT_EQ(none.exit_code, 2) << none.output;
+  EXPECT_NE(none.output.find("broker.admin_endpoint: not set"), std::string::npos) << none.output;
+  auto missing = trust("agents --config " + q(tmp_.path() / "missing.toml"));
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+  EXPECT_NE(missing.output.find("missing.toml"), std::string::npos) << missing.output;
+}
+
 TEST_F(TrustOnline, ReadsTheSameJsonAsOffline) {
   auto online = trust_stdout("graph --json" + admin());
   ASSERT_EQ(online.exit_code, 0) << online.output;

@@ -66,11 +66,18 @@ std::string openssl_verifies(const fs::path& dir, const suite& s, const bytes& s
 
 int main(int argc, char** argv) {
   CLI::App app{"agentbus-demo: one TPM identity per policy role; sign, verify and tamper-check a sample envelope"};
-  std::string policy_file = "config/policy.toml";
+  // The checkout's policy, found from the executable (<build>/tools/agentbus-demo), so
+  // that the demo runs the same from any directory.
+  std::string policy_file;
+  {
+    std::error_code ec;
+    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) policy_file = (exe.parent_path() / ".." / ".." / "config" / "policy.toml").lexically_normal().string();
+  }
   std::string tcti;
   bool software = false;
   int signatures = 5;
-  app.add_option("--policy", policy_file, "Policy file (falls back to the built-in default if missing)");
+  app.add_option("--policy", policy_file, "Policy file (default: the checkout's config/policy.toml; the built-in copy if missing)");
   app.add_option("--tcti", tcti, "Use this TPM instead of starting a private swtpm");
   app.add_flag("--software", software, "Use software keys (protection=software) instead of a TPM");
   app.add_option("--signatures", signatures, "Signatures per role for the timing (median is shown)")->check(CLI::Range(1, 1000));

@@ -28,9 +28,10 @@ inline constexpr const char* kExitCodesFooter =
 // default) or a registry database read offline (--db, with --policy for the edges
 // the policy allows).
 struct global_options {
-  std::string admin;        // empty: $AGENTBUS_ADMIN, else ipc:///tmp/agentbus/admin.sock
+  std::string admin;        // empty: $AGENTBUS_ADMIN, else the broker config's admin_endpoint
+  std::string config;       // the broker's config: empty = $AGENTBUS_CONFIG, the installed one, the checkout's
   std::string db;           // non-empty: offline mode
-  std::string policy_file;  // offline: empty = config/policy.toml if present, else the built-in copy
+  std::string policy_file;  // offline: empty = the broker config's policy, else the built-in copy
   int timeout_ms = 2000;
 };
 

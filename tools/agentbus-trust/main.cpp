@@ -41,11 +41,16 @@ int main(int argc, char** argv) {
   global_options global;
   std::string log_level = "warn";
   auto* admin = app.add_option("--admin", global.admin,
-                               "Broker admin endpoint (default: $AGENTBUS_ADMIN, else ipc:///tmp/agentbus/admin.sock)");
+                               "Broker admin endpoint (default: $AGENTBUS_ADMIN, else the admin_endpoint of the broker's "
+                               "configuration)");
+  app.add_option("--config", global.config,
+                 "The broker's configuration, where the admin endpoint and the policy are found (default: "
+                 "$AGENTBUS_CONFIG, else " AGENTBUS_INSTALLED_CONFIG " if present, else the checkout's config/broker.toml "
+                 "when run from a build tree)");
   auto* db = app.add_option("--db", global.db, "Read this registry database offline (read-only) instead of asking the broker");
   admin->excludes(db);
   app.add_option("--policy", global.policy_file,
-                 "With --db: the policy for the allowed edges (default: config/policy.toml if present, else built-in)");
+                 "With --db: the policy for the allowed edges (default: the broker configuration's, else built-in)");
   app.add_option("--timeout-ms", global.timeout_ms, "How long to wait for the broker (default 2000)")
       ->check(CLI::Range(1, 600000));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")

@@ -5,18 +5,47 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <zmq.hpp>
 
 #include "admin_client.hpp"
 #include "admin_protocol.hpp"
+#include "broker_config.hpp"
 #include "agentbus/policy.hpp"
 #include "registry.hpp"
 
 namespace agentbus::trust_tool {
-namespace {
 
 namespace fs = std::filesystem;
+
+std::string broker_config_file(const global_options& global) {
+  if (!global.config.empty()) return global.config;
+  if (const char* env = std::getenv("AGENTBUS_CONFIG"); env != nullptr && *env != '\0') return env;
+  std::error_code ec;
+  if (fs::exists(AGENTBUS_INSTALLED_CONFIG, ec)) return AGENTBUS_INSTALLED_CONFIG;
+  // A build tree: <build>/tools/agentbus-trust, the checkout's config one level above <build>.
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const fs::path checkout = (exe.parent_path() / ".." / ".." / "config" / "broker.toml").lexically_normal();
+    if (fs::exists(exe.parent_path() / ".." / "CMakeCache.txt", ec) && fs::exists(checkout, ec)) return checkout.string();
+  }
+  return {};
+}
+
+namespace {
+
 using json = nlohmann::json;
+
+std::optional<broker::broker_config> read_broker_config(const global_options& global) {
+  const std::string file = broker_config_file(global);
+  if (file.empty()) return std::nullopt;
+  try {
+    return broker::load_broker_config(file);
+  } catch (const broker::config_error& e) {
+    throw tool_error(kUsage, std::string("cannot read the broker's configuration: ") + e.what() +
+                                 " (name the broker with --admin ENDPOINT, or its configuration with --config FILE)");
+  }
+}
 
 class online_source final : public source {
  public:
@@ -30,7 +59,8 @@ class online_source final : public source {
   int timeout_ms_;
 };
 
-std::shared_ptr<const policy> load_offline_policy(const std::string& explicit_file) {
+std::shared_ptr<const policy> load_offline_policy(const global_options& global) {
+  const std::string& explicit_file = global.policy_file;
   if (!explicit_file.empty()) {
     try {
       return std::make_shared<const policy>(policy::load_file(explicit_file));
@@ -38,9 +68,15 @@ std::shared_ptr<const policy> load_offline_policy(const std::string& explicit_fi
       throw tool_error(kFailure, std::string("policy error: ") + e.what());
     }
   }
-  const fs::path shipped = "config/policy.toml";
+  std::optional<broker::broker_config> cfg;
+  try {
+    cfg = read_broker_config(global);
+  } catch (const tool_error& e) {
+    spdlog::warn("{}; using the built-in policy for the allowed edges", e.what());
+  }
+  const fs::path shipped = cfg ? cfg->policy_file : fs::path();
   std::error_code ec;
-  if (fs::exists(shipped, ec)) {
+  if (!shipped.empty() && fs::exists(shipped, ec)) {
     try {
       return std::make_shared<const policy>(policy::load_file(shipped));
     } catch (const policy_error& e) {
@@ -78,9 +114,15 @@ class offline_source final : public source {
 
 std::string admin_endpoint(const global_options& global) {
   if (!global.admin.empty()) return global.admin;
-  const char* env = std::getenv("AGENTBUS_ADMIN");
-  if (env != nullptr && *env != '\0') return env;
-  return kDefaultAdminEndpoint;
+  if (const char* env = std::getenv("AGENTBUS_ADMIN"); env != nullptr && *env != '\0') return env;
+  const auto cfg = read_broker_config(global);
+  if (!cfg)
+    throw tool_error(kUsage, std::string("where is the broker? no --admin, no $AGENTBUS_ADMIN, and no broker configuration "
+                                         "(--config, $AGENTBUS_CONFIG, " AGENTBUS_INSTALLED_CONFIG ")"));
+  if (cfg->admin_endpoint.empty())
+    throw tool_error(kUsage, broker_config_file(global) + ": broker.admin_endpoint: not set, so the broker has no admin "
+                                                          "endpoint (set it, or use --db FILE to read the registry offline)");
+  return cfg->admin_endpoint;
 }
 
 std::optional<result<nlohmann::json>> decode_reply(const nlohmann::json& reply) { return broker::decode_admin_reply(reply); }
@@ -126,7 +168,7 @@ std::unique_ptr<source> open_source(const global_options& global) {
   if (!fs::exists(global.db, ec))
     throw tool_error(kDatabaseError, "no registry database at " + global.db + " (the broker's is <state_dir>/registry.db)");
   if (fs::is_directory(global.db, ec)) throw tool_error(kDatabaseError, global.db + " is a directory, not a registry database");
-  auto pol = load_offline_policy(global.policy_file);
+  auto pol = load_offline_policy(global);
   try {
     return std::make_unique<offline_source>(broker::registry::open_readonly(global.db), std::move(pol));
   } catch (const broker::registry_error& e) {

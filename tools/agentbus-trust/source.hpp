@@ -14,8 +14,6 @@
 
 namespace agentbus::trust_tool {
 
-// kDefaultAdminEndpoint is where config/broker.toml puts the admin socket.
-inline constexpr const char* kDefaultAdminEndpoint = "ipc:///tmp/agentbus/admin.sock";
 
 // source answers read-only admin requests ({"op":"agents"}, ...). request()
 // returns the reply's `result`, or the error the broker answered as a status
@@ -31,13 +29,20 @@ class source {
   virtual std::string describe() const = 0;
 };
 
-// open_source picks offline (--db) or online (--admin, $AGENTBUS_ADMIN, default).
-// Offline: a missing or unreadable file throws tool_error(kDatabaseError); the
-// policy comes from --policy, else config/policy.toml if present, else the
-// built-in copy.
+// broker_config_file finds the broker's configuration the way the broker is run:
+// --config, else $AGENTBUS_CONFIG, else the installed one (AGENTBUS_INSTALLED_CONFIG,
+// /etc/agentbus/broker.toml) if it exists, else the checkout's config/broker.toml when
+// the tool runs from a build tree. Empty when there is none.
+std::string broker_config_file(const global_options& global);
+
+// open_source picks offline (--db) or online (admin_endpoint()). Offline: a missing
+// or unreadable file throws tool_error(kDatabaseError); the policy comes from
+// --policy, else the broker config's policy, else the built-in copy.
 std::unique_ptr<source> open_source(const global_options& global);
 
-// admin_endpoint resolves --admin, then $AGENTBUS_ADMIN, then kDefaultAdminEndpoint.
+// admin_endpoint resolves --admin, then $AGENTBUS_ADMIN, then the admin_endpoint of
+// the broker config (broker_config_file). tool_error(kUsage) when none says one, or
+// when the config cannot be read (naming the file and the field).
 std::string admin_endpoint(const global_options& global);
 
 // broker_request sends one frame to the admin endpoint and decodes the JSON reply.
