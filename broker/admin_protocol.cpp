@@ -5,8 +5,6 @@
 #include <cctype>
 #include <chrono>
 #include <map>
-#include <set>
-#include <tuple>
 
 #include "agentbus/bytes.hpp"
 #include "agentbus/crypto.hpp"
@@ -28,16 +26,6 @@ std::string lower(std::string_view s) {
 
 bool is_hex(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
-}
-
-std::vector<std::string_view> segments(std::string_view pattern) {
-  std::vector<std::string_view> out;
-  for (;;) {
-    std::size_t slash = pattern.find('/');
-    out.push_back(pattern.substr(0, slash));
-    if (slash == std::string_view::npos) return out;
-    pattern.remove_prefix(slash + 1);
-  }
 }
 
 // string_field returns obj[key] if it is a string; nullopt when missing or not a string.
@@ -165,50 +153,6 @@ nlohmann::json edge_json(const edge_record& e, bool revoked) {
   json j = to_json(e);
   j["revoked"] = revoked;
   return j;
-}
-
-std::optional<std::string> topic_patterns_overlap(std::string_view a, std::string_view b) {
-  auto sa = segments(a), sb = segments(b);
-  std::string out;
-  auto append = [&out](std::string_view seg) {
-    if (!out.empty()) out += '/';
-    out += seg;
-  };
-  std::size_t i = 0;
-  for (; i < sa.size() && i < sb.size(); ++i) {
-    // A final ">" matches one or more segments: whatever remains of the other
-    // pattern (at least this segment) is then the common part.
-    if (sa[i] == ">" || sb[i] == ">") {
-      const auto& rest = sa[i] == ">" ? sb : sa;
-      for (std::size_t k = i; k < rest.size(); ++k) append(rest[k]);
-      return out;
-    }
-    if (sa[i] == "*") append(sb[i]);
-    else if (sb[i] == "*" || sa[i] == sb[i]) append(sa[i]);
-    else return std::nullopt;
-  }
-  // One pattern ended: the topics differ in length (">" would have matched above).
-  if (sa.size() != sb.size()) return std::nullopt;
-  return out;
-}
-
-nlohmann::json policy_edges(const policy& p) {
-  std::set<std::tuple<std::string, std::string, std::string, std::string>> seen;
-  json out = json::array();
-  for (const role_policy& from : p.roles()) {
-    for (const role_policy& to : p.roles()) {
-      std::vector<std::tuple<std::string, std::string, std::string, std::string>> rows;
-      if (p.check_send(from.name, to.name).ok()) rows.emplace_back(from.name, to.name, "send", "");
-      for (const auto& pub : from.publish)
-        for (const auto& sub : to.subscribe)
-          if (auto common = topic_patterns_overlap(pub, sub)) rows.emplace_back(from.name, to.name, "topic", *common);
-      for (auto& r : rows) seen.insert(std::move(r));
-    }
-  }
-  for (const auto& [from, to, kind, topic] : seen)
-    out.push_back(json{{"from_role", from}, {"to_role", to}, {"kind", kind},
-                       {"topic", kind == "topic" ? json(topic) : json(nullptr)}});
-  return out;
 }
 
 // ---------------------------------------------------------------- state defaults
@@ -501,6 +445,7 @@ result<nlohmann::json> admin_handler::read_only(const std::string& op, const nlo
   if (op == "violations") return refusals_json("");
   if (op == "stats") return state_.stats();
   if (op == "broker") return state_.broker_identity();
+  if (op == "profiles") return policy_profiles(*pol_);
   if (op == "tokens") {
     json out = json::array();
     for (const auto& t : state_.tokens()) out.push_back(to_json(t));
@@ -531,7 +476,7 @@ result<nlohmann::json> admin_handler::read_only(const std::string& op, const nlo
   }
   return status{status_code::invalid_field,
                 "unknown op '" + op.substr(0, 32) +
-                    "' (agents, show, edges, violations, graph, stats, broker, tokens, revoked_keys, revoke, approve, "
+                    "' (agents, show, edges, violations, graph, stats, broker, profiles, tokens, revoked_keys, revoke, approve, "
                     "reject, reset_counters, token_create, revoke_key)"};
 }
 

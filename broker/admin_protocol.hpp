@@ -77,6 +77,13 @@ nlohmann::json edge_json(const edge_record& e, bool revoked);
 // Ordered by from_role, to_role, kind, topic; no duplicates.
 nlohmann::json policy_edges(const policy& p);
 
+// policy_profiles renders the policy's operation profiles and what each role got:
+// {"profiles":[{"name","description","suite","assurance","batch_max_leaves",
+// "batch_max_delay_ms","rekey":{"after_messages","after_seconds"},"roles":[...]}],
+// "roles":[{"role","profile","suite","assurance","batch_max_leaves",
+// "batch_max_delay_ms","rekey"}]}; a field a profile leaves unset is null.
+nlohmann::json policy_profiles(const policy& p);
+
 // topic_patterns_overlap says whether some concrete topic matches both patterns
 // ("*" one segment, a final ">" one or more) and, if so, returns the narrowest
 // pattern matching exactly the common topics ("metrics/>" ∩ ">" = "metrics/>").
@@ -236,6 +243,7 @@ class admin_verifier {
 //   tokens      [token...] newest first (no hashes, no secrets)
 //   revoked_keys [key_revocation...]
 //   broker      admin_state::broker_identity()
+//   profiles    policy_profiles(policy)
 //   revoke / approve / reject / reset_counters (signed)
 //               {"op","agent","operator","agent_record":agent_json|null}
 //   token_create (signed) {"op","operator","token":HEX,"token_record":token,"broker":broker_identity}

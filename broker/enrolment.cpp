@@ -311,8 +311,14 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
       {"hop", name, cfg_.name, p.hello.nonce, p.challenge.nonce, s.mac_hash, s.mac_hash, transcript});
   session::welcome_msg w;
   w.session_id = keys.session_id;
+  // The smaller of the broker's [sessions] limits and the role's (its profile's).
   w.rekey_after_messages = cfg_.rekey_after_messages;
   w.rekey_after_seconds = cfg_.rekey_after_seconds;
+  if (const role_policy* rp = pol_.find_role(p.hello.role)) {
+    if (rp->rekey_after_messages > 0) w.rekey_after_messages = std::min(w.rekey_after_messages, rp->rekey_after_messages);
+    if (rp->rekey_after.count() > 0)
+      w.rekey_after_seconds = std::min<std::uint64_t>(w.rekey_after_seconds, static_cast<std::uint64_t>(rp->rekey_after.count()));
+  }
   w.confirm_tag = session::welcome_confirm_tag(keys, w.rekey_after_messages, w.rekey_after_seconds);
 
   // The registry row first (and the token consumed with it), committed before

@@ -76,8 +76,9 @@ chmod 700 "$state/bundles"
 endpoint="ipc://$state/broker.sock"
 admin_endpoint="ipc://$state/admin.sock"
 if [ "$keep_running" = 1 ]; then
-  # Left running, the demo's broker answers where agentbus-trust looks by default
-  # ($AGENTBUS_ADMIN, else ipc:///tmp/agentbus/admin.sock), so `agentbus-trust agents`
+  # Left running, the demo's broker answers where agentbus-trust looks by default from
+  # a build tree ($AGENTBUS_ADMIN, else config/broker.toml's admin endpoint,
+  # ipc:///tmp/agentbus/admin.sock), so `agentbus-trust agents`
   # works as it is, unless another broker already answers there.
   default_admin="ipc:///tmp/agentbus/admin.sock"
   if [ -z "${AGENTBUS_ADMIN:-}" ] && ! "$build_dir/tools/agentbus-trust" --admin "$default_admin" --timeout-ms 500 agents >/dev/null 2>&1; then
@@ -303,6 +304,9 @@ echo "   $tcp_endpoint is taken; another port"
 done
 [ -n "$broker_line" ] || { show_log "$state/logs/broker.log" 40; die "no free TCP port for the broker after 5 attempts"; }
 echo "   broker pid $broker_pid, identity ${broker_line#* }, log $state/logs/broker.log"
+
+echo "-- operation profiles: what each role runs with (agentbus-trust profiles)"
+"$trust_tool" --admin "$admin_endpoint" profiles 2>&1 | sed 's/^/   /'
 
 echo "-- the operator issues enrolment bundles (agentbus-trust token create: token, broker fingerprint and transport key)"
 for name in monitor-1 architect-1 optimizer-py director-1 rogue-1; do

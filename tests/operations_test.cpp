@@ -147,6 +147,25 @@ TEST_F(Operations, JsonLogsParseLineByLineThroughATpmFailure) {
   EXPECT_GT(errors, 0u) << "the failure is reported";
 }
 
+// A role's profile bounds its agents' session rekeys: the shipped high_security
+// profile (DIRECTOR) rekeys every 100,000 messages or 10 minutes whatever the agent's
+// options ask; a role without one keeps the options' limits.
+TEST_F(Operations, ARolesProfileBoundsItsAgentsSessionRekeys) {
+  auto& b = broker();
+  agent_options lax;
+  lax.rekey_after_messages = 5'000'000;
+  lax.rekey_after = std::chrono::hours(5);
+  auto director = connect_agent(b, dir_.path() / "d", "director-1", "DIRECTOR", false, lax);
+  auto architect = connect_agent(b, dir_.path() / "a", "architect-1", "ARCHITECT", false, lax);
+  const agent_options& d = client::agent_internals::of(*director.client).opts;
+  EXPECT_EQ(d.rekey_after_messages, 100'000u);
+  EXPECT_EQ(d.rekey_after, std::chrono::seconds(600));
+  EXPECT_LT(d.rekey_grace, d.rekey_after);
+  const agent_options& a = client::agent_internals::of(*architect.client).opts;
+  EXPECT_EQ(a.rekey_after_messages, 5'000'000u);
+  EXPECT_EQ(a.rekey_after, std::chrono::hours(5));
+}
+
 // tpm2-tss lines are forwarded at their level; its debug and trace lines (buffer
 // dumps that hold secrets) never are.
 TEST(TssLog, LinesAreForwardedAtTheirLevelAndDebugDumpsAreDropped) {

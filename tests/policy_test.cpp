@@ -246,13 +246,19 @@ TEST(ShippedPolicy, OnlyDebuggerAcceptsSoftwareKeysAndAllAcceptSimulators) {
   }
 }
 
-TEST(ShippedPolicy, EveryRoleHasTheDefaultBatchWindow) {
+// The batch window each shipped role gets from its profile (or [defaults]).
+batch_limits shipped_window(const std::string& role) {
+  if (role == "DIRECTOR" || role == "SECURITY") return {1, std::chrono::milliseconds(2)};  // high_security: no batches
+  if (role == "OPTIMIZER") return {256, std::chrono::milliseconds(0)};                      // realtime: never waits
+  return {1024, std::chrono::milliseconds(2)};                                             // batch, and [defaults]
+}
+
+TEST(ShippedPolicy, EveryRoleHasItsProfilesBatchWindow) {
   for (const std::string& role : kDesignRoles) {
     SCOPED_TRACE(role);
     auto b = shipped().batch_limits_for(role);
     ASSERT_TRUE(b.ok()) << b.error().to_string();
-    EXPECT_EQ(b->max_leaves, 1024u);
-    EXPECT_EQ(b->max_delay, std::chrono::milliseconds(2));
+    EXPECT_EQ(*b, shipped_window(role));
   }
   // A role the operator adds inherits [defaults].
   policy p = policy::parse(read_text(kShippedFile) + "\n[roles.AUDITOR]\n", "shipped+AUDITOR");
@@ -313,12 +319,13 @@ TEST(CheckDeclaredSuite, UnknownRoleIsUnknownRole) {
 // check_assurance.
 // ---------------------------------------------------------------------------
 
-TEST(CheckAssurance, ProductionRolesAcceptTpmAndTpmBatchOnly) {
+TEST(CheckAssurance, ProductionRolesAcceptTpmAndTpmBatchOnlyAndHighSecurityNoBatches) {
   for (const std::string& role : kDesignRoles) {
     if (role == "DEBUGGER") continue;
     SCOPED_TRACE(role);
+    const bool high_security = role == "DIRECTOR" || role == "SECURITY";
     EXPECT_TRUE(shipped().check_assurance(role, assurance::tpm).ok());
-    EXPECT_TRUE(shipped().check_assurance(role, assurance::tpm_batch).ok());
+    EXPECT_EQ(shipped().check_assurance(role, assurance::tpm_batch).ok(), !high_security);
     EXPECT_EQ(shipped().check_assurance(role, assurance::software).code(), status_code::assurance_refused);
   }
 }
@@ -354,12 +361,66 @@ TEST(CheckBatchSize, AcceptsUpToTheRoleLimitAndRefusesAbove) {
   }
 }
 
-TEST(CheckBatchSize, ShippedRolesAcceptTheDefault1024) {
+TEST(CheckBatchSize, ShippedRolesAcceptTheirProfilesLimit) {
   for (const std::string& role : kDesignRoles) {
     SCOPED_TRACE(role);
-    EXPECT_TRUE(shipped().check_batch_size(role, 1024).ok());
-    EXPECT_EQ(shipped().check_batch_size(role, 1025).code(), status_code::batch_too_large);
+    const std::uint32_t limit = shipped_window(role).max_leaves;
+    EXPECT_TRUE(shipped().check_batch_size(role, limit).ok());
+    EXPECT_EQ(shipped().check_batch_size(role, limit + 1).code(), status_code::batch_too_large);
   }
+}
+
+// ---------------------------------------------------------------------------
+// Operation profiles
+
+TEST(Profiles, ShippedProfilesAreThePlansThreeAndRolesPointToThem) {
+  const policy& p = shipped();
+  ASSERT_EQ(p.profiles().size(), 3u);
+  const operation_profile* hs = p.find_profile("high_security");
+  ASSERT_NE(hs, nullptr);
+  EXPECT_EQ(hs->suite, std::optional<std::string>("rsa3072-pss-sha384"));
+  EXPECT_EQ(hs->rekey_after_messages, 100000u);
+  EXPECT_EQ(hs->rekey_after, std::chrono::seconds(600));
+  EXPECT_FALSE(hs->description.empty());
+  EXPECT_NE(p.find_profile("realtime"), nullptr);
+  EXPECT_NE(p.find_profile("batch"), nullptr);
+  EXPECT_EQ(p.find_role("DIRECTOR")->profile, "high_security");
+  EXPECT_EQ(p.find_role("DIRECTOR")->rekey_after_messages, 100000u);
+  EXPECT_EQ(p.find_role("MONITOR")->profile, "batch");
+  EXPECT_EQ(p.find_role("OPTIMIZER")->profile, "realtime");
+  EXPECT_EQ(p.find_role("ARCHITECT")->profile, "");
+  EXPECT_EQ(p.find_role("ARCHITECT")->rekey_after_messages, 0u) << "no profile: the endpoints' own limits";
+  // DESIGN.md's suites hold whatever the profiles say.
+  EXPECT_EQ(p.find_role("DIRECTOR")->suite, "rsa3072-pss-sha384");
+  EXPECT_EQ(p.find_role("OPTIMIZER")->suite, "ecdsa-p256-sha256");
+}
+
+TEST(Profiles, TheRolesOwnKeysOverrideItsProfile) {
+  std::string text = read_text(kShippedFile);
+  const std::string monitor = "[roles.MONITOR]\n";
+  text.replace(text.find(monitor), monitor.size(), monitor + "batch_max_leaves = 64\nrekey_after_seconds = 120\n");
+  const policy p = policy::parse(text, "t");
+  const role_policy& r = *p.find_role("MONITOR");
+  EXPECT_EQ(r.profile, "batch");
+  EXPECT_EQ(r.batch.max_leaves, 64u);
+  EXPECT_EQ(r.batch.max_delay, std::chrono::milliseconds(2)) << "from the profile";
+  EXPECT_EQ(r.rekey_after, std::chrono::seconds(120));
+}
+
+TEST(Profiles, MistakesAreNamedWithTheirField) {
+  const std::string base = read_text(kShippedFile);
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string t = base;
+    t.replace(t.find(from), from.size(), to);
+    return t;
+  };
+  expect_policy_error(with(R"(profile = "batch")", R"(profile = "bulk")"), "roles.MONITOR.profile", "unknown profile 'bulk'");
+  expect_policy_error(with("[profiles.batch]\n", "[profiles.extra]\nsuite = \"nope\"\n\n[profiles.batch]\n"),
+                      "profiles.extra.suite", "unknown suite 'nope'");
+  expect_policy_error(with("[profiles.batch]\n", "[profiles.batch]\nrekey_after_seconds = 0\n"),
+                      "profiles.batch.rekey_after_seconds", "must be from 1");
+  expect_policy_error(with("[profiles.batch]\n", "[profiles.batch]\nsend_to = []\n"), "profiles.batch.send_to", "unknown key");
+  expect_policy_error(with("[defaults]\n", "[defaults]\nprofile = \"batch\"\n"), "defaults.profile", "unknown key");
 }
 
 TEST(CheckBatchSize, UnknownRoleIsUnknownRole) {
@@ -573,10 +634,10 @@ TEST(PolicyValidation, RoleNameNotUpperCase) {
 
 TEST(PolicyValidation, RoleWithoutSuiteWhenDefaultsNameNone) {
   expect_policy_error(edit(kMinimal, "suite = \"s1\"\n", ""), "roles.MONITOR.suite",
-                      "missing, and [defaults] names no suite");
+                      "missing, and neither [defaults] nor its profile names a suite");
   expect_policy_error(edit(kMinimal, "[roles.MONITOR]\nsuite = \"s1\"\n",
                            "[defaults]\nallow_simulator = true\n\n[roles.MONITOR]\n"),
-                      "roles.MONITOR.suite", "missing, and [defaults] names no suite");
+                      "roles.MONITOR.suite", "missing, and neither [defaults] nor its profile names a suite");
   // With a default suite the same role is fine.
   policy p = policy::parse(edit(kMinimal, "[roles.MONITOR]\nsuite = \"s1\"\n", "[defaults]\nsuite = \"s1\"\n\n[roles.MONITOR]\n"),
                            "t");

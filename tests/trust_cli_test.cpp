@@ -106,7 +106,8 @@ std::string column_value(const std::string& table, const std::string& header, co
   auto lines = lines_of(table);
   for (std::size_t h = 0; h < lines.size(); ++h) {
     const bool header_line =
-        lines[h].rfind("NAME", 0) == 0 || lines[h].rfind("A ", 0) == 0 || lines[h].rfind("AGENT", 0) == 0;
+        lines[h].rfind("NAME", 0) == 0 || lines[h].rfind("A ", 0) == 0 || lines[h].rfind("AGENT", 0) == 0 ||
+        lines[h].rfind("ROLE ", 0) == 0;
     auto at = lines[h].find(header);
     if (at == std::string::npos || !header_line) continue;
     const std::size_t col = code_points(lines[h].substr(0, at)).size();
@@ -447,6 +448,29 @@ TEST_F(TrustOnline, FindsTheBrokerThroughItsConfiguration) {
   auto missing = trust("agents --config " + q(tmp_.path() / "missing.toml"));
   EXPECT_EQ(missing.exit_code, 2) << missing.output;
   EXPECT_NE(missing.output.find("missing.toml"), std::string::npos) << missing.output;
+}
+
+TEST_F(TrustOnline, ProfilesShowWhatEachRoleRunsWith) {
+  auto r = trust_stdout("profiles --json" + admin());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json j = json::parse(r.output);
+  ASSERT_EQ(j["profiles"].size(), 3u);
+  bool seen = false;
+  for (const auto& p : j["profiles"])
+    if (p["name"] == "high_security") {
+      EXPECT_EQ(p["roles"], json::array({"DIRECTOR", "SECURITY"}));
+      EXPECT_EQ(p["rekey"]["after_seconds"], 600);
+      seen = true;
+    }
+  EXPECT_TRUE(seen);
+  for (const auto& role : j["roles"])
+    if (role["role"] == "OPTIMIZER") {
+      EXPECT_EQ(role["profile"], "realtime");
+    }
+  auto table = trust("profiles" + admin());
+  ASSERT_EQ(table.exit_code, 0) << table.output;
+  EXPECT_EQ(column_value(table.output, "PROFILE", "DIRECTOR"), "high_security") << table.output;
+  EXPECT_NE(table.output.find("high_security: Highest assurance"), std::string::npos) << table.output;
 }
 
 TEST_F(TrustOnline, ReadsTheSameJsonAsOffline) {

@@ -128,9 +128,9 @@ def test_sighup_reloads_a_changed_acl_that_a_connected_agent_feels_at_once(own_b
     original = own_bus.policy.read_text()
     changed = original.replace('publish = ["metrics/>", "alerts/>"]\nsubscribe = ["directives/>", "metrics/>"]',
                                'publish = ["alerts/>"]\nsubscribe = ["directives/>", "metrics/>"]', 1)
-    changed = changed.replace('[roles.OPTIMIZER]\nsuite = "ecdsa-p256-sha256"\nsend_to = ["DIRECTOR", "MONITOR"]\n'
+    changed = changed.replace('[roles.OPTIMIZER]\nprofile = "realtime"\nsend_to = ["DIRECTOR", "MONITOR"]\n'
                               'publish = ["metrics/>"]\nsubscribe = ["directives/>", "metrics/>"]',
-                              '[roles.OPTIMIZER]\nsuite = "ecdsa-p256-sha256"\nsend_to = ["DIRECTOR", "MONITOR"]\n'
+                              '[roles.OPTIMIZER]\nprofile = "realtime"\nsend_to = ["DIRECTOR", "MONITOR"]\n'
                               'publish = ["metrics/>"]\nsubscribe = ["directives/>"]', 1)
     assert changed.count('publish = ["alerts/>"]') == 1 and 'subscribe = ["directives/>"]\n' in changed
     own_bus.policy.write_text(changed)

@@ -122,8 +122,8 @@ int main(int argc, char** argv) {
     fs::path keys = fs::path(state_root) / fmt::format("demo-keys-{}", ::getpid());
     fs::create_directories(keys);
 
-    fmt::print("{:<12} {:<20} {:<22} {:<18} {:<16} {:>9} {:>10} {:>8}  {}\n", "ROLE", "SUITE", "ALGORITHM",
-               "FINGERPRINT", "PROTECTION", "SIGN ms", "VERIFY ms", "OPENSSL", "TAMPERED COPY");
+    fmt::print("{:<12} {:<14} {:<20} {:<22} {:<18} {:<16} {:>9} {:>10} {:>8}  {}\n", "ROLE", "PROFILE", "SUITE",
+               "ALGORITHM", "FINGERPRINT", "PROTECTION", "SIGN ms", "VERIFY ms", "OPENSSL", "TAMPERED COPY");
     int failures = 0;
     std::uint64_t sequence = 0;
     for (const role_policy& role : pol.roles()) {
@@ -199,7 +199,8 @@ int main(int argc, char** argv) {
 
       std::string algorithm = s.key.describe() + (s.key.scheme == signature_scheme::rsa_pss ? "-PSS" : "") + " " +
                               std::string(hash_name(s.envelope_hash));
-      fmt::print("{:<12} {:<20} {:<22} {:<18} {:<16} {:>9.2f} {:>10.3f} {:>8}  {}\n", role.name, s.name, algorithm,
+      fmt::print("{:<12} {:<14} {:<20} {:<22} {:<18} {:<16} {:>9.2f} {:>10.3f} {:>8}  {}\n", role.name,
+                 role.profile.empty() ? "-" : role.profile, s.name, algorithm,
                  key->metadata().fingerprint.substr(0, 16), key->key_protection() == protection::tpm ? tpm_label : "software",
                  median(sign_ms), median(verify_ms), verdict.ok() ? ossl : "FAILED: " + verdict.to_string(), tamper_text);
     }

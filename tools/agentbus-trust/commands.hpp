@@ -60,6 +60,7 @@ void add_graph_command(CLI::App& app, const global_options& global, int* result)
 void add_revoke_command(CLI::App& app, const global_options& global, int* result);
 void add_approve_command(CLI::App& app, const global_options& global, int* result);
 void add_reset_command(CLI::App& app, const global_options& global, int* result);
+void add_profiles_command(CLI::App& app, const global_options& global, int* result);
 // broker, token create/list, revoke-key, reject (cmd_enrolment.cpp).
 void add_enrolment_commands(CLI::App& app, const global_options& global, int* result);
 

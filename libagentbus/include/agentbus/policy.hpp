@@ -82,6 +82,14 @@ struct role_policy {
   // otherwise); "simulator" then comes from that CA, not from the agent's word.
   bool require_attestation = false;
   batch_limits batch;                   // tpm-batch window limits
+  // The operation profile the role points to ("" for none): its settings came first,
+  // the role's own keys over them.
+  std::string profile;
+  // Session rekey limits the role's sessions must keep (0: the endpoint's own, the
+  // broker's [sessions] and agent_options): an agent rekeys its end-to-end sessions,
+  // and the broker its hop with the agent, at the smaller of the two.
+  std::uint64_t rekey_after_messages = 0;
+  std::chrono::seconds rekey_after{0};
   // ACL. send_to lists recipient roles ("*" = any role); publish and subscribe list
   // topic patterns: segments separated by '/', "*" matches one segment, a final ">"
   // matches one or more. Empty lists deny (fail closed).
@@ -115,6 +123,20 @@ struct ek_ca {
   std::string root_pem;                        // the trusted root
   std::vector<std::string> intermediates_pem;  // issuers between the root and the EK certificates
   bool simulator = false;
+};
+
+// operation_profile is a named preset a role points to ([profiles.<name>]): what to
+// choose for a need (realtime, batch, high_security in config/policy.toml). Unset
+// fields leave the role's defaults alone.
+struct operation_profile {
+  std::string name;
+  std::string description;
+  std::optional<std::string> suite;
+  std::optional<std::vector<assurance>> accepted_assurance;
+  std::optional<std::uint32_t> batch_max_leaves;
+  std::optional<std::chrono::milliseconds> batch_max_delay;
+  std::uint64_t rekey_after_messages = 0;  // 0: not set
+  std::chrono::seconds rekey_after{0};
 };
 
 // topic_matches applies a publish/subscribe pattern to a concrete topic.
@@ -166,6 +188,8 @@ class policy {
   const operator_key* find_operator(std::string_view fingerprint) const noexcept;
   const std::vector<operator_key>& operators() const noexcept { return operators_; }
   const std::vector<agent_pin>& pins() const noexcept { return pins_; }
+  const std::vector<operation_profile>& profiles() const noexcept { return profiles_; }
+  const operation_profile* find_profile(std::string_view name) const noexcept;
   const std::vector<std::string>& revoked_agents() const noexcept { return revoked_; }
   const std::vector<std::string>& revoked_keys() const noexcept { return revoked_keys_; }
   const std::vector<ek_ca>& ek_cas() const noexcept { return ek_cas_; }
@@ -182,6 +206,7 @@ class policy {
   std::string source_;
   std::vector<suite> suites_;
   std::vector<role_policy> roles_;
+  std::vector<operation_profile> profiles_;
   std::vector<agent_pin> pins_;
   std::vector<operator_key> operators_;
   std::vector<std::string> revoked_;

@@ -110,6 +110,13 @@ agent::agent(agent_options options, std::shared_ptr<identity_key> key, std::shar
                                 "it); set insecure_plain_tcp only for a broker with [transport] curve = false");
   auto s = pol->suite_for(key->metadata().role);
   if (!s) throw enrolment_error(s.error().code(), s.error().to_string());
+  // The role's rekey limits (its profile's, or its own) bound this agent's sessions:
+  // the smaller of the policy's and the options' applies.
+  if (const role_policy* r = pol->find_role(key->metadata().role)) {
+    if (r->rekey_after_messages > 0) options.rekey_after_messages = std::min(options.rekey_after_messages, r->rekey_after_messages);
+    if (r->rekey_after.count() > 0) options.rekey_after = std::min(options.rekey_after, r->rekey_after);
+    if (options.rekey_grace >= options.rekey_after) options.rekey_grace = options.rekey_after / 2;
+  }
   if (key->key_suite().name != s->name)
     throw enrolment_error(status_code::suite_mismatch,
                           "identity suite " + key->key_suite().name + " differs from the policy's " + s->name);

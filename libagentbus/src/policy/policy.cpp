@@ -7,6 +7,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <limits>
 #include <cctype>
 #include <fstream>
 #include <set>
@@ -183,10 +184,37 @@ class policy_reader {
   std::string source_;
 };
 
-// kRoleKeys are the keys a role table and [defaults] may set.
-const std::initializer_list<std::string_view> kRoleKeys = {
+// kDefaultsKeys are the keys [defaults] may set; a role table may also name a profile.
+const std::initializer_list<std::string_view> kDefaultsKeys = {
     "suite", "assurance", "allow_software", "allow_simulator", "enrolment", "require_attestation", "batch_max_leaves", "batch_max_delay_ms",
-    "send_to", "publish", "subscribe"};
+    "rekey_after_messages", "rekey_after_seconds", "send_to", "publish", "subscribe"};
+const std::initializer_list<std::string_view> kRoleKeys = {
+    "profile", "suite", "assurance", "allow_software", "allow_simulator", "enrolment", "require_attestation", "batch_max_leaves",
+    "batch_max_delay_ms", "rekey_after_messages", "rekey_after_seconds", "send_to", "publish", "subscribe"};
+const std::initializer_list<std::string_view> kProfileKeys = {
+    "description", "suite", "assurance", "batch_max_leaves", "batch_max_delay_ms", "rekey_after_messages", "rekey_after_seconds"};
+
+// kMaxRekeySeconds: a year, as the broker's [sessions] allows.
+constexpr std::int64_t kMaxRekeySeconds = 31'536'000;
+
+// read_rekey_limits sets what the table says of rekey limits.
+void read_rekey_limits(const policy_reader& reader, const toml::table& t, const std::string& where,
+                       std::uint64_t& after_messages, std::chrono::seconds& after) {
+  if (auto v = reader.optional_integer(t, where, "rekey_after_messages", 1, std::numeric_limits<std::int64_t>::max()))
+    after_messages = static_cast<std::uint64_t>(*v);
+  if (auto v = reader.optional_integer(t, where, "rekey_after_seconds", 1, kMaxRekeySeconds)) after = std::chrono::seconds(*v);
+}
+
+// apply_profile lays a profile's settings over a role's defaults.
+void apply_profile(const operation_profile& prof, role_policy& r) {
+  r.profile = prof.name;
+  if (prof.suite) r.suite = *prof.suite;
+  if (prof.accepted_assurance) r.accepted_assurance = *prof.accepted_assurance;
+  if (prof.batch_max_leaves) r.batch.max_leaves = *prof.batch_max_leaves;
+  if (prof.batch_max_delay) r.batch.max_delay = *prof.batch_max_delay;
+  if (prof.rekey_after_messages > 0) r.rekey_after_messages = prof.rekey_after_messages;
+  if (prof.rekey_after.count() > 0) r.rekey_after = prof.rekey_after;
+}
 
 enrolment_mode read_enrolment_mode(const policy_reader& reader, const toml::table& t, const std::string& where,
                                    enrolment_mode fallback) {
@@ -219,8 +247,8 @@ policy policy::parse_in(std::string_view toml_text, const std::string& source, c
     where << "line " << e.source().begin.line << " column " << e.source().begin.column;
     throw policy_error(source, where.str(), std::string(e.description()));
   }
-  reader.only_keys(doc, "", {"version", "suites", "defaults", "roles", "agents", "revoked", "revoked_keys", "operators",
-                             "attestation"});
+  reader.only_keys(doc, "", {"version", "suites", "profiles", "defaults", "roles", "agents", "revoked", "revoked_keys",
+                             "operators", "attestation"});
   const toml::node* version = doc.get("version");
   if (version == nullptr || !version->is_integer()) reader.fail("version", "missing (must be 1)");
   if (version->as_integer()->get() != 1) reader.fail("version", "unsupported policy version " + std::to_string(version->as_integer()->get()));
@@ -241,7 +269,7 @@ policy policy::parse_in(std::string_view toml_text, const std::string& source, c
   if (const toml::node* d = doc.get("defaults")) {
     if (!d->is_table()) reader.fail("defaults", "must be a table");
     const toml::table& t = *d->as_table();
-    reader.only_keys(t, "defaults", kRoleKeys);
+    reader.only_keys(t, "defaults", kDefaultsKeys);
     if (t.get("suite") != nullptr) {
       defaults.suite = reader.string_at(t, "defaults", "suite");
       if (p.find_suite(defaults.suite) == nullptr) reader.fail("defaults.suite", "unknown suite '" + defaults.suite + "'");
@@ -253,9 +281,34 @@ policy policy::parse_in(std::string_view toml_text, const std::string& source, c
     defaults.enrolment = read_enrolment_mode(reader, t, "defaults", defaults.enrolment);
     if (auto b = reader.optional_bool(t, "defaults", "require_attestation")) defaults.require_attestation = *b;
     reader.read_batch_limits(t, "defaults", defaults.batch);
+    read_rekey_limits(reader, t, "defaults", defaults.rekey_after_messages, defaults.rekey_after);
     if (auto v = reader.optional_strings(t, "defaults", "send_to", false)) defaults.send_to = *v;
     if (auto v = reader.optional_strings(t, "defaults", "publish", true)) defaults.publish = *v;
     if (auto v = reader.optional_strings(t, "defaults", "subscribe", true)) defaults.subscribe = *v;
+  }
+
+  if (const toml::node* profiles = doc.get("profiles")) {
+    if (!profiles->is_table()) reader.fail("profiles", "must be a table of [profiles.<name>] tables");
+    for (auto&& [name, node] : *profiles->as_table()) {
+      operation_profile prof;
+      prof.name = std::string(name.str());
+      const std::string where = "profiles." + prof.name;
+      if (!node.is_table()) reader.fail(where, "must be a table");
+      const toml::table& t = *node.as_table();
+      reader.only_keys(t, where, kProfileKeys);
+      if (t.get("description") != nullptr) prof.description = reader.string_at(t, where, "description");
+      if (t.get("suite") != nullptr) {
+        prof.suite = reader.string_at(t, where, "suite");
+        if (p.find_suite(*prof.suite) == nullptr) reader.fail(where + ".suite", "unknown suite '" + *prof.suite + "'");
+      }
+      prof.accepted_assurance = reader.optional_assurance(t, where);
+      batch_limits limits;
+      reader.read_batch_limits(t, where, limits);
+      if (t.get("batch_max_leaves") != nullptr) prof.batch_max_leaves = limits.max_leaves;
+      if (t.get("batch_max_delay_ms") != nullptr) prof.batch_max_delay = limits.max_delay;
+      read_rekey_limits(reader, t, where, prof.rekey_after_messages, prof.rekey_after);
+      p.profiles_.push_back(std::move(prof));
+    }
   }
 
   const toml::table& roles = reader.table_at(doc, "", "roles");
@@ -269,11 +322,18 @@ policy policy::parse_in(std::string_view toml_text, const std::string& source, c
     reader.only_keys(t, where, kRoleKeys);
     role_policy r = defaults;
     r.name = n;
+    const operation_profile* prof = nullptr;
+    if (t.get("profile") != nullptr) {
+      const std::string name_of = reader.string_at(t, where, "profile");
+      prof = p.find_profile(name_of);
+      if (prof == nullptr) reader.fail(where + ".profile", "unknown profile '" + name_of + "' (no [profiles." + name_of + "])");
+      apply_profile(*prof, r);
+    }
     if (t.get("suite") != nullptr) {
       r.suite = reader.string_at(t, where, "suite");
       if (p.find_suite(r.suite) == nullptr) reader.fail(where + ".suite", "unknown suite '" + r.suite + "'");
-    } else if (!have_default_suite) {
-      reader.fail(where + ".suite", "missing, and [defaults] names no suite");
+    } else if (!have_default_suite && !(prof && prof->suite)) {
+      reader.fail(where + ".suite", "missing, and neither [defaults] nor its profile names a suite");
     }
     if (auto a = reader.optional_assurance(t, where)) r.accepted_assurance = *a;
     if (auto b = reader.optional_bool(t, where, "allow_software")) r.allow_software = *b;
@@ -281,6 +341,7 @@ policy policy::parse_in(std::string_view toml_text, const std::string& source, c
     r.enrolment = read_enrolment_mode(reader, t, where, r.enrolment);
     if (auto b = reader.optional_bool(t, where, "require_attestation")) r.require_attestation = *b;
     reader.read_batch_limits(t, where, r.batch);
+    read_rekey_limits(reader, t, where, r.rekey_after_messages, r.rekey_after);
     if (auto v = reader.optional_strings(t, where, "send_to", false)) r.send_to = *v;
     if (auto v = reader.optional_strings(t, where, "publish", true)) r.publish = *v;
     if (auto v = reader.optional_strings(t, where, "subscribe", true)) r.subscribe = *v;
@@ -388,6 +449,12 @@ policy policy::load_file(const std::filesystem::path& file) {
 }
 
 policy policy::builtin_default() { return parse(kDefaultPolicyToml, "<built-in default policy>"); }
+
+const operation_profile* policy::find_profile(std::string_view name) const noexcept {
+  for (const auto& p : profiles_)
+    if (p.name == name) return &p;
+  return nullptr;
+}
 
 const role_policy* policy::find_role(std::string_view role) const noexcept {
   for (const auto& r : roles_)
