@@ -16,7 +16,9 @@
 #include "connections.hpp"
 #include "control_channel.hpp"
 #include "enrolment.hpp"
+#include "enrolment_authority.hpp"
 #include "identity_worker.hpp"
+#include "logging.hpp"
 #include "metrics_http.hpp"
 #include "outbox.hpp"
 #include "policy_reload.hpp"
@@ -225,7 +227,16 @@ struct broker::impl {
         ++closed;
         return revoke_now(a.name);
       }
-      if (status st = pol->check_declared_suite(a.role, a.agent_suite.name); !st) {
+      // What HELLO checked against the policy, checked again against the new one.
+      status st = role_admits(*pol, a.role, a.agent_suite, a.key_protection, a.tpm_simulator, !a.evidence.empty());
+      if (const agent_pin* pin = pol->find_pin(a.name); st && pin != nullptr) {
+        if (pin->role != a.role) st = {status_code::refused, a.name + " is pinned to role " + pin->role};
+        else if (!pin->fingerprint.empty() && pin->fingerprint != fingerprint)
+          st = {status_code::key_changed, "the policy pins another key for " + a.name};
+      }
+      if (!st) {
+        const log_scope fields{{"agent", a.name}, {"role", a.role}, {"code", std::string(status_code_name(st.code()))},
+                               {"reason", st.detail()}};
         spdlog::warn("{} ({}) closed by the reloaded policy: {}", a.name, a.role, st.to_string());
         ++closed;
         return agents.close(a);
@@ -311,7 +322,9 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
     d.http = std::make_unique<metrics_http>(d.cfg.metrics_listen, d.cfg.metrics_allow, d.stats,
                                             health_probes{[&d] { return d.live_problem(); }, [&d] { return d.ready_problem(); }});
   if (!d.cfg.admin_endpoint.empty())
-    d.admin = std::make_unique<admin_server>(d.ctx, d.cfg.admin_endpoint, d.pol, *d.reg, d.agents, *d.acct,
+    // The admin thread gets its own immutable copy: a reload overwrites d.pol in place.
+    d.admin = std::make_unique<admin_server>(d.ctx, d.cfg.admin_endpoint, std::make_shared<const policy>(*d.pol), *d.reg,
+                                             d.agents, *d.acct,
                                              [&d](const std::string& name) { d.revoke_now(name); },
                                              [&d](const std::string& name) { d.key_approved_now(name); },
                                              nlohmann::json{{"name", d.cfg.name},
@@ -340,16 +353,32 @@ broker::~broker() {
 
 result<std::string> broker::reload(reload_input next) {
   impl& d = *impl_;
-  if (!next.pol || next.pol->find_suite(next.cfg.suite) == nullptr)
-    return status{status_code::invalid_field, "the new policy has no suite '" + next.cfg.suite + "' (the broker's identity suite)"};
+  // The identity's suite changes only at a restart: the new policy must still have the
+  // running one.
+  if (!next.pol || next.pol->find_suite(d.cfg.suite) == nullptr)
+    return status{status_code::invalid_field, "the new policy has no suite '" + d.cfg.suite + "' (the broker's identity suite)"};
   const std::vector<std::string> policy_lines = describe_policy_change(*d.pol, *next.pol);
+  std::vector<ec_curve> curves_before;
+  for (const suite& s : d.pol->suites()) curves_before.push_back(s.ecdh_curve);
   const config_change config = apply_live_config(d.cfg, next.cfg);
   *d.pol = *next.pol;
   if (d.admin) d.admin->set_policy(next.pol);
   if (std::find(config.applied.begin(), config.applied.end(), "logging.level") != config.applied.end())
     spdlog::set_level(spdlog::level::from_str(d.cfg.log_level));
-  d.enforce_policy_on_online();
+  // Applied from here on: a failure below is an internal error to report, not a
+  // refused reload (the new policy is already in force).
+  try {
+    d.enforce_policy_on_online();
+  } catch (const std::exception& e) {
+    d.stats->increment("internal_errors_total");
+    spdlog::error("reload: applying the new policy to connected agents failed part-way: {}", e.what());
+  }
   d.stats->set_gauge("policy_loaded_timestamp_seconds", {}, static_cast<double>(now_unix_ms()) / 1000.0);
+  for (const suite& s : d.pol->suites())
+    if (std::none_of(curves_before.begin(), curves_before.end(), [&](ec_curve c) { return c == s.ecdh_curve; }))
+      spdlog::warn("reload: suite {} brings ECDH curve {}: the broker's static TPM ECDH key on it is made at the next "
+                   "restart; until then hop sessions on it use ephemeral ECDH alone",
+                   s.name, curve_name(s.ecdh_curve));
 
   std::string summary = std::to_string(policy_lines.size()) + " policy change(s)";
   for (const auto& line : policy_lines) {

@@ -128,18 +128,17 @@ void control_channel::peer_lookup(known_agent& a, const std::string& name) {
 std::vector<std::string> control_channel::withdraw_disallowed(known_agent& a) {
   std::vector<std::string> ended;
   if (!a.conn) return ended;
+  // First change the state, sending nothing: a send can find a connection gone and
+  // close it (this agent's too), which must not happen while its sets are iterated.
   connection& c = *a.conn;
+  std::vector<std::string> emptied;  // topics whose member lists changed
   for (auto it = c.subscriptions.begin(); it != c.subscriptions.end();) {
     if (pol_.check_subscribe(a.role, *it)) {
       ++it;
       continue;
     }
     ended.push_back(*it);
-    // The agent is told as it would be of a refused subscription; its library reports
-    // the withdrawal (on_rejected) and drops the topic's handler.
-    out_.control(a, control::subscribed{*it, {status_code::acl_denied, "the broker's policy no longer lets " + a.role +
-                                                                          " follow this topic (policy reloaded)"}});
-    if (topics_.unsubscribe(*it, a.name)) notify_members(*it);
+    if (topics_.unsubscribe(*it, a.name)) emptied.push_back(*it);
     it = c.subscriptions.erase(it);
   }
   for (auto it = c.watching.begin(); it != c.watching.end();) {
@@ -150,6 +149,15 @@ std::vector<std::string> control_channel::withdraw_disallowed(known_agent& a) {
     topics_.unwatch(*it, a.name);
     it = c.watching.erase(it);
   }
+  // Then tell: the agent, as it would be of a refused subscription (its library
+  // reports the withdrawal through on_rejected and drops the topic's handler), and the
+  // topics' watchers of their new member lists.
+  for (const std::string& topic : ended) {
+    if (!a.online()) break;
+    out_.control(a, control::subscribed{topic, {status_code::acl_denied, "the broker's policy no longer lets " + a.role +
+                                                                             " follow this topic (policy reloaded)"}});
+  }
+  for (const std::string& topic : emptied) notify_members(topic);
   return ended;
 }
 

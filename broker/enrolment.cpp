@@ -289,6 +289,11 @@ void enrolment::on_proof(const bytes& route, std::span<const bytes> frames, cons
     if (!opened) return refuse(route, name, {opened.error().code(), "enrolment token: " + opened.error().detail()});
     token = std::move(opened).value();
   }
+  // The policy may have been reloaded since HELLO: what it says of the role still holds.
+  if (status st = role_admits(pol_, p.hello.role, p.agent_suite, p.hello.key_protection,
+                              p.attested ? p.attested->simulator : p.hello.tpm_simulator, p.attested.has_value());
+      !st)
+    return refuse(route, name, st);
   // Now that the key is proven: may it have this name and role? (The registry may
   // also have changed since HELLO.)
   auto auth = authority_.authorise(
@@ -373,7 +378,10 @@ void enrolment::complete(const bytes& route, handshake& p, const bytes& proof_by
   // subscriptions) stays, and the previous agent→broker key stays valid for the
   // grace window (envelopes in flight). The replay window is the agent's: kept.
   connection& c = agents_.open(a, route);
-  c.hop.install(std::move(keys.send), std::move(keys.receive), std::chrono::seconds(cfg_.rekey_grace_seconds));
+  // The grace window stays shorter than the rekey interval the WELCOME named (a role's
+  // profile may ask for a short one): a key must not outlive its successor's grace.
+  const std::uint64_t grace = std::min<std::uint64_t>(cfg_.rekey_grace_seconds, w.rekey_after_seconds / 2);
+  c.hop.install(std::move(keys.send), std::move(keys.receive), std::chrono::seconds(grace));
   if (p.transport_fd >= 0 && c.transport_fd != p.transport_fd) {
     c.transport_fd = p.transport_fd;
     authenticated_fd_(p.transport_fd);

@@ -15,6 +15,23 @@ std::string enrolment_authority::token_hash(byte_view token) {
   return to_hex(crypto::digest(hash_algorithm::sha256, token));
 }
 
+status role_admits(const policy& pol, std::string_view role_name, const suite& agent_suite, protection key_protection,
+                   bool simulator, bool attested) {
+  const role_policy* role = pol.find_role(role_name);
+  if (role == nullptr) return {status_code::unknown_role, "role '" + std::string(role_name) + "' is not in the policy"};
+  if (status st = pol.check_declared_suite(role_name, agent_suite.name); !st) return st;
+  const suite* now = pol.find_suite(agent_suite.name);
+  if (now == nullptr || now->describe() != agent_suite.describe())
+    return {status_code::suite_mismatch, "suite " + agent_suite.name + " is now " + (now ? now->describe() : "gone")};
+  if (key_protection == protection::software && !role->allow_software)
+    return {status_code::software_key_refused, "role " + role->name + " requires a TPM key"};
+  if (key_protection == protection::tpm && simulator && !role->allow_simulator)
+    return {status_code::simulator_refused, "role " + role->name + " refuses simulated TPMs"};
+  if (role->require_attestation && !attested)
+    return {status_code::not_attested, "role " + role->name + " requires attested TPM keys"};
+  return {};
+}
+
 status enrolment_authority::screen(const candidate& c, const std::optional<agent_record>& rec) const {
   if (pol_.is_revoked(c.name)) return {status_code::revoked_agent, c.name + " is revoked"};
   if (pol_.is_key_revoked(c.fingerprint))

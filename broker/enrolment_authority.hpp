@@ -49,6 +49,16 @@ struct authorisation {
   std::optional<agent_record> existing;  // the name's registry row the decision read (none: a new name)
 };
 
+// role_admits applies what the policy says of a role to a key's facts: the role
+// exists (unknown_role), the agent's suite is the role's by name and by definition
+// (suite_mismatch: a reload may redefine a suite under its name), a software key only
+// where allow_software (software_key_refused), a simulated TPM only where
+// allow_simulator (simulator_refused), evidence where require_attestation
+// (not_attested). HELLO checks these first; PROOF and a reload check them again
+// against the policy then in force.
+status role_admits(const policy& pol, std::string_view role, const suite& agent_suite, protection key_protection,
+                   bool simulator, bool attested);
+
 class enrolment_authority {
  public:
   enrolment_authority(const policy& pol, registry& reg) : pol_(pol), reg_(reg) {}

@@ -28,9 +28,9 @@ void answer(mg_connection* conn, int code, const char* reason, const std::string
   mg_write(conn, body.data(), body.size());
 }
 
-// health_route answers /healthz and /readyz before civetweb looks for a handler; every
+// answer_health answers /healthz and /readyz before civetweb looks for a handler; every
 // other path goes on to prometheus-cpp's (/metrics) or civetweb's 404.
-int health_route(mg_connection* conn) {
+int answer_health(mg_connection* conn) {
   const mg_request_info* info = mg_get_request_info(conn);
   if (info == nullptr || info->local_uri == nullptr) return 0;
   const std::string_view uri = info->local_uri;
@@ -49,10 +49,22 @@ int health_route(mg_connection* conn) {
   return 503;
 }
 
+int health_route(mg_connection* conn) noexcept {
+  // civetweb is C: nothing may be thrown through it.
+  try {
+    return answer_health(conn);
+  } catch (...) {
+    return 0;  // civetweb answers it (404); the prober retries
+  }
+}
+
 // civetweb's own messages (a refused client, a broken request) go to the broker's
 // log, rate-limited: a peer must not be able to flood it.
-int http_log(const mg_connection*, const char* message) {
-  if (g_http_log_limit.allow("metrics_http", "metrics endpoint")) spdlog::warn("metrics endpoint: {}", message);
+int http_log(const mg_connection*, const char* message) noexcept {
+  try {
+    if (g_http_log_limit.allow("metrics_http", "metrics endpoint")) spdlog::warn("metrics endpoint: {}", message);
+  } catch (...) {
+  }
   return 1;
 }
 
@@ -74,7 +86,15 @@ std::string civetweb_access_list(const std::vector<std::string>& allow) {
 class metrics_http::collectable final : public prometheus::Collectable {
  public:
   explicit collectable(std::shared_ptr<const metrics> m) : metrics_(std::move(m)) {}
-  std::vector<prometheus::MetricFamily> Collect() const override { return metrics_->collect(); }
+  // prometheus-cpp calls this from a civetweb handler: an exception must not reach C.
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    try {
+      return metrics_->collect();
+    } catch (const std::exception& e) {
+      spdlog::error("metrics endpoint: collecting failed: {}", e.what());
+      return {};
+    }
+  }
 
  private:
   std::shared_ptr<const metrics> metrics_;
@@ -96,8 +116,8 @@ metrics_http::metrics_http(const std::string& listen, const std::vector<std::str
   try {
     exposer_ = std::make_unique<prometheus::Exposer>(
         std::vector<std::string>{"listening_ports", listen,                             //
-                                 "num_threads", "2",                                    // two scrapes at once, no more
-                                 "request_timeout_ms", "10000",                         // a slow client is dropped
+                                 "num_threads", "4",                                    // four requests at once, no more
+                                 "request_timeout_ms", "3000",                          // a slow client is dropped
                                  "access_control_list", civetweb_access_list(allow),    //
                                  "enable_keep_alive", "no"},
         &callbacks);

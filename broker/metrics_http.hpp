@@ -5,9 +5,11 @@
 // What an unauthenticated peer can make it do, and what that costs: the endpoint
 // listens only where [metrics] listen says (loopback by default) and answers only
 // addresses [metrics] allow lists (civetweb's access control list, checked before a
-// request is read); two server threads serve requests one at a time each, further
+// request is read); four server threads serve requests one at a time each, further
 // connections wait in the kernel's listen queue, and a request that does not arrive
-// within 10 s is dropped. A scrape costs one pass over the broker's few dozen series
+// within 3 s is dropped. A local user within the allow list can still hold the four
+// threads with idle connections (a probe then times out): keep the allow list to the
+// scraper and the prober where the host has untrusted users. A scrape costs one pass over the broker's few dozen series
 // under the registry's reader lock, and the TPM's statistics mutex once; nothing of
 // a request is kept afterwards. Nothing on the event loop waits for it.
 //

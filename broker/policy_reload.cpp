@@ -34,6 +34,7 @@ void role_change(std::vector<std::string>& out, const role_policy& a, const role
   auto field = [&](const char* name, const std::string& x, const std::string& y) {
     if (x != y) out.push_back(head + name + " " + x + " -> " + y);
   };
+  field("profile", a.profile.empty() ? "(none)" : a.profile, b.profile.empty() ? "(none)" : b.profile);
   field("suite", a.suite, b.suite);
   field("accepted_assurance", assurance_text(a.accepted_assurance), assurance_text(b.accepted_assurance));
   field("allow_software", a.allow_software ? "true" : "false", b.allow_software ? "true" : "false");
@@ -42,6 +43,8 @@ void role_change(std::vector<std::string>& out, const role_policy& a, const role
   field("require_attestation", a.require_attestation ? "true" : "false", b.require_attestation ? "true" : "false");
   field("batch_max_leaves", std::to_string(a.batch.max_leaves), std::to_string(b.batch.max_leaves));
   field("batch_max_delay_ms", std::to_string(a.batch.max_delay.count()), std::to_string(b.batch.max_delay.count()));
+  field("rekey_after_messages", std::to_string(a.rekey_after_messages), std::to_string(b.rekey_after_messages));
+  field("rekey_after_seconds", std::to_string(a.rekey_after.count()), std::to_string(b.rekey_after.count()));
   field("send_to", list_text(a.send_to), list_text(b.send_to));
   field("publish", list_text(a.publish), list_text(b.publish));
   field("subscribe", list_text(a.subscribe), list_text(b.subscribe));

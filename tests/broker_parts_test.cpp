@@ -17,6 +17,7 @@
 #include "connections.hpp"
 #include "control_channel.hpp"
 #include "enrolment.hpp"
+#include "enrolment_authority.hpp"
 #include "outbox.hpp"
 #include "policy_reload.hpp"
 #include "router.hpp"
@@ -361,6 +362,31 @@ TEST(PolicyReload, DescribesEachChangeOnItsOwnLine) {
   const policy acl = shipped_policy_with(R"(send_to = ["DIRECTOR", "MONITOR"])", R"(send_to = ["DIRECTOR"])");
   EXPECT_EQ(describe_policy_change(before, acl),
             std::vector<std::string>{"role OPTIMIZER: send_to [DIRECTOR, MONITOR] -> [DIRECTOR]"});
+  const policy stricter = shipped_policy_with("rekey_after_seconds = 600", "rekey_after_seconds = 60");
+  EXPECT_EQ(describe_policy_change(before, stricter),
+            (std::vector<std::string>{"role DIRECTOR: rekey_after_seconds 600 -> 60", "role SECURITY: rekey_after_seconds 600 -> 60"}));
+  const policy moved = shipped_policy_with(R"(profile = "realtime")", R"(profile = "batch")");
+  const auto lines = describe_policy_change(before, moved);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.front(), "role OPTIMIZER: profile realtime -> batch");
+}
+
+// What a reload re-checks for agents already online (and PROOF for handshakes that
+// began under the old policy).
+TEST(PolicyReload, RoleAdmitsAppliesTheRolesRulesToAKeysFacts) {
+  const policy p = shipped_policy_with("", "");
+  const suite p256 = *p.suite_for("MONITOR");
+  EXPECT_TRUE(role_admits(p, "MONITOR", p256, protection::tpm, true, false));
+  EXPECT_EQ(role_admits(p, "NOBODY", p256, protection::tpm, false, false).code(), status_code::unknown_role);
+  EXPECT_EQ(role_admits(p, "DIRECTOR", p256, protection::tpm, false, false).code(), status_code::suite_mismatch);
+  EXPECT_EQ(role_admits(p, "MONITOR", p256, protection::software, false, false).code(), status_code::software_key_refused);
+  EXPECT_TRUE(role_admits(p, "DEBUGGER", *p.suite_for("DEBUGGER"), protection::software, false, false));
+  suite redefined = p256;
+  redefined.mac_hash = hash_algorithm::sha384;  // the same name, another suite: as after a reload that redefines it
+  EXPECT_EQ(role_admits(p, "MONITOR", redefined, protection::tpm, false, false).code(), status_code::suite_mismatch);
+  const policy no_sim = shipped_policy_with("allow_simulator = true", "allow_simulator = false");
+  EXPECT_EQ(role_admits(no_sim, "MONITOR", p256, protection::tpm, true, false).code(), status_code::simulator_refused);
+  EXPECT_TRUE(role_admits(no_sim, "MONITOR", p256, protection::tpm, false, false));
 }
 
 TEST(PolicyReload, LiveConfigFieldsAreAppliedTheOthersWaitForARestart) {

@@ -180,6 +180,9 @@ TEST(TssLog, LinesAreForwardedAtTheirLevelAndDebugDumpsAreDropped) {
   tpm::forward_tss_line("WARNING:esys:src/tss2-esys/esys_iutil.c:394:iesys_handle_to_tpm_handle() Error");
   tpm::forward_tss_line("debug:marshal:src/tss2-mu/base-types.c:300:Tss2_MU_UINT8_Marshal() SECRET-BYTES");
   tpm::forward_tss_line("trace:tcti:src/util/io.c:100:write_all() SECRET-BYTES");
+  // A buffer dump: its header at debug, then hex lines with no level of their own.
+  tpm::forward_tss_line("debug:tcti:src/tss2-tcti/tcti-swtpm.c:200:tcti_swtpm_transmit() sending 32 byte command buffer:");
+  tpm::forward_tss_line("0000: 80 01 00 00 00 20 00 00 01 5d SECRET-BYTES");
   spdlog::set_default_logger(previous);
   const std::string text = out.str();
   EXPECT_NE(text.find("tss2|error|tcti:src/tss2-tcti/tcti-swtpm.c:614:Tss2_Tcti_Swtpm_Init() Cannot connect"), std::string::npos)
@@ -187,6 +190,25 @@ TEST(TssLog, LinesAreForwardedAtTheirLevelAndDebugDumpsAreDropped) {
   EXPECT_NE(text.find("tss2|warning|esys:"), std::string::npos) << text;
   EXPECT_EQ(text.find("SECRET-BYTES"), std::string::npos) << text;
   EXPECT_NE(text.find("dropped"), std::string::npos) << "one warning says why: " << text;
+}
+
+// Asking a TPM without an endorsement key for its EK is an answer (not_attested), not
+// an error: the library asks which handles exist before it reads one, so tpm2-tss
+// logs nothing (it used to log three ERROR lines for every identity without an EK).
+TEST(TssLog, ATpmWithoutAnEkIsAskedNotProbed) {
+  testing::swtpm_process plain;  // no EK provisioned
+  auto t = std::make_shared<tpm::tpm>(plain.tcti());
+  std::ostringstream out;
+  auto previous = spdlog::default_logger();
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+  sink->set_pattern("%n|%l|%v");
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", sink));
+  auto ek = t->read_endorsement();
+  tpm::drain_tss_log();
+  spdlog::set_default_logger(previous);
+  ASSERT_FALSE(ek.ok());
+  EXPECT_EQ(ek.error().code(), status_code::not_attested);
+  EXPECT_EQ(out.str().find("tss2|"), std::string::npos) << out.str();
 }
 
 }  // namespace

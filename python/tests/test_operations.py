@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import re
 import signal
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -95,6 +96,16 @@ def test_the_metrics_endpoint_answers_only_the_allowed_addresses():
     bus = Bus(metrics_allow=["10.0.0.0/8"])
     try:
         url = bus.broker_identity()["metrics_url"]
+        port = int(url.rsplit(":", 1)[1])
+        # It listens (the TCP connection is accepted) and then closes without an answer.
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(5)
+            try:
+                answer = s.recv(4096)
+            except ConnectionResetError:
+                answer = b""
+            assert not answer.startswith(b"HTTP/1.1 200"), answer
         with pytest.raises(OSError) as e:  # URLError and a reset connection are OSErrors
             urllib.request.urlopen(url + "/metrics", timeout=5).read()
         assert not isinstance(e.value, urllib.error.HTTPError) or e.value.code == 403, e.value

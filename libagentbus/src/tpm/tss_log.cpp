@@ -33,12 +33,20 @@ void read_lines(int fd) {
     g_reading.store(true);
     pending.append(buf, static_cast<std::size_t>(n));
     std::size_t start = 0;
+    // Nothing may end this thread: tpm2-tss would then block on a full pipe in the
+    // middle of a TPM call. A line that cannot be logged is lost, not the reader.
+    auto forward = [](std::string_view line) {
+      try {
+        forward_tss_line(line);
+      } catch (...) {
+      }
+    };
     for (std::size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1)
-      forward_tss_line(std::string_view(pending).substr(start, nl - start));
+      forward(std::string_view(pending).substr(start, nl - start));
     pending.erase(0, start);
     // A line longer than this is cut, so that nothing grows without bound.
     if (pending.size() > 64 * 1024) {
-      forward_tss_line(pending);
+      forward(pending);
       pending.clear();
     }
     g_reading.store(false);
@@ -51,11 +59,13 @@ void forward_tss_line(std::string_view line) {
   if (line.empty()) return;
   const std::size_t colon = line.find(':');
   const std::string_view level_text = colon == std::string_view::npos ? std::string_view() : line.substr(0, colon);
-  spdlog::level::level_enum level = spdlog::level::warn;  // a line without a level tpm2-tss would have shown
+  spdlog::level::level_enum level;
   if (level_text == "ERROR") level = spdlog::level::err;
   else if (level_text == "WARNING") level = spdlog::level::warn;
   else if (level_text == "info") level = spdlog::level::info;
-  else if (level_text == "debug" || level_text == "trace") {
+  else {
+    // debug and trace lines, and the lines without a level: the hex lines of a buffer
+    // dump (tpm2-tss's LOGBLOB_DEBUG/TRACE write "0000: 8001..." under their header).
     if (!g_warned_debug.exchange(true))
       spdlog::warn("TSS2_LOG asks tpm2-tss for debug or trace lines: they are dropped, because at those levels "
                    "tpm2-tss dumps TPM command and response buffers (session keys, ECDH secrets)");
@@ -81,7 +91,9 @@ void route_tss_log() {
       return;
     }
     // tpm2-tss fopen()s this path ("a+") on its first line, in each of its libraries.
-    const std::string path = "/proc/self/fd/" + std::to_string(fds[1]);
+    // By pid, not /proc/self: in a child that inherits the variable (tpm2-tools run by
+    // an agent), /proc/self/fd/N would be whatever the child has open as N.
+    const std::string path = "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(fds[1]);
     ::setenv("TSS2_LOGFILE", path.c_str(), 1);
     ::setenv(kSetByVariable, std::to_string(::getpid()).c_str(), 1);
     g_read_fd.store(fds[0]);

@@ -7,9 +7,10 @@
 // fopen()s it on its first line) and a thread reads the pipe and logs each line
 // through spdlog's default logger under the logger name "tss2", at the line's level.
 //
-// Lines at tpm2-tss's debug and trace levels are dropped, not forwarded: at those
-// levels tpm2-tss dumps command and response buffers, which hold session keys and
-// ECDH shared secrets. One warning says so the first time.
+// Lines at tpm2-tss's debug and trace levels, and lines without a level (the hex
+// lines of its buffer dumps), are dropped, not forwarded: at those levels tpm2-tss
+// dumps command and response buffers, which hold session keys and ECDH shared
+// secrets. One warning says so the first time.
 //
 // Once per process, before the first ESAPI context (tpm's constructor calls it). An
 // operator's own TSS2_LOGFILE is respected: nothing is routed then. A child process
