@@ -93,11 +93,14 @@ void control_channel::send_members(known_agent& a, const std::string& topic) {
   out_.control(a, list);
 }
 
-void control_channel::notify_members(const std::string& topic) {
-  // Copied: a send that finds a watcher gone closes it, which changes the set.
-  const topics::name_set watchers = topics_.watchers(topic);
-  for (const auto& w : watchers)
-    if (known_agent* a = agents_.find(w); a && a->online()) send_members(*a, topic);
+void control_channel::notify_members(const std::string& topic_or_pattern) {
+  // A pattern's subscribers are members of every watched topic it matches.
+  for (const std::string& topic : topics_.watched_matching(topic_or_pattern)) {
+    // Copied: a send that finds a watcher gone closes it, which changes the set.
+    const topics::name_set watchers = topics_.watchers(topic);
+    for (const auto& w : watchers)
+      if (known_agent* a = agents_.find(w); a && a->online()) send_members(*a, topic);
+  }
 }
 
 void control_channel::peer_lookup(known_agent& a, const std::string& name) {

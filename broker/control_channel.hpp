@@ -50,7 +50,9 @@ class control_channel {
   void unsubscribe(known_agent& a, const std::string& topic);
   void watch_members(known_agent& a, const std::string& topic);
   void send_members(known_agent& a, const std::string& topic);
-  void notify_members(const std::string& topic);
+  // notify_members sends the new member list of `topic_or_pattern` (of every watched
+  // topic a pattern matches) to their watchers.
+  void notify_members(const std::string& topic_or_pattern);
   void peer_lookup(known_agent& a, const std::string& name);
   void refuse(known_agent& a, const status& why, const std::string& about);
 

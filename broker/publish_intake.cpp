@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "admin_protocol.hpp"
 #include "session/handshake.hpp"
 
 namespace agentbus::broker {
@@ -49,11 +50,20 @@ class publish_intake::broker_hooks final : public session::enforcement_hooks {
   }
 
  private:
-  // publishes_to: `a` may publish a topic `b` follows (a's topic envelopes reach b).
+  // publishes_to: `a` may publish a topic `b` follows (a's topic envelopes reach b):
+  // one b subscribes to, or, for a pattern subscription, one a's publish rights and
+  // the pattern both match.
   bool publishes_to(const known_agent& a, const known_agent& b) const {
-    if (b.conn)
-      for (const auto& t : b.conn->subscriptions)
+    if (!b.conn) return false;
+    const role_policy* role = pol_.find_role(a.role);
+    for (const auto& t : b.conn->subscriptions) {
+      if (is_concrete_topic(t)) {
         if (pol_.check_publish(a.role, t).ok()) return true;
+      } else if (role != nullptr) {
+        for (const auto& allowed : role->publish)
+          if (topic_patterns_overlap(allowed, t)) return true;
+      }
+    }
     return false;
   }
   // reaches_back: traffic flows from `b` to `a` (direct or over a topic): `a` may

@@ -1,15 +1,19 @@
 #include "topics.hpp"
 
+#include "agentbus/policy.hpp"
+
 namespace agentbus::broker {
 namespace {
 const topics::name_set kNone;
 }
 
 bool topics::subscribe(const std::string& topic, const std::string& agent) {
-  return subscribers_[topic].insert(agent).second;
+  return (is_concrete_topic(topic) ? subscribers_ : patterns_)[topic].insert(agent).second;
 }
 
-bool topics::unsubscribe(const std::string& topic, const std::string& agent) { return remove(subscribers_, topic, agent); }
+bool topics::unsubscribe(const std::string& topic, const std::string& agent) {
+  return remove(is_concrete_topic(topic) ? subscribers_ : patterns_, topic, agent);
+}
 
 void topics::watch(const std::string& topic, const std::string& agent) { watchers_[topic].insert(agent); }
 
@@ -17,7 +21,27 @@ void topics::unwatch(const std::string& topic, const std::string& agent) { (void
 
 const topics::name_set& topics::subscribers(std::string_view topic) const {
   auto it = subscribers_.find(topic);
-  return it == subscribers_.end() ? kNone : it->second;
+  const name_set& exact = it == subscribers_.end() ? kNone : it->second;
+  if (patterns_.empty()) return exact;
+  bool any = false;
+  for (const auto& [pattern, agents] : patterns_) {
+    if (!topic_matches(pattern, topic)) continue;
+    if (!any) scratch_ = exact;
+    any = true;
+    scratch_.insert(agents.begin(), agents.end());
+  }
+  return any ? scratch_ : exact;
+}
+
+std::vector<std::string> topics::watched_matching(std::string_view pattern) const {
+  std::vector<std::string> out;
+  if (is_concrete_topic(pattern)) {
+    if (watchers_.count(pattern)) out.emplace_back(pattern);
+    return out;
+  }
+  for (const auto& [topic, who] : watchers_)
+    if (topic_matches(pattern, topic)) out.push_back(topic);
+  return out;
 }
 
 const topics::name_set& topics::watchers(std::string_view topic) const {

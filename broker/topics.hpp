@@ -1,6 +1,11 @@
-// topics.hpp — who subscribes to which topic and who follows a topic's membership
-// (schemas/protocol.md §5.1, §7). No sockets: the control part sends what these
-// functions say to send.
+// topics.hpp — who subscribes to which topic or pattern and who follows a topic's
+// membership (schemas/protocol.md §5.1, §7). No sockets: the control part sends what
+// these functions say to send.
+//
+// Subscriptions to concrete topics are a map lookup per envelope; patterns ("*" one
+// segment, a final ">" the rest) are kept apart and matched against each published
+// topic: what routing costs grows with the number of distinct patterns subscribed
+// (bounded by max_subscriptions_per_agent per agent), not with exact subscriptions.
 //
 // Owned by the broker's event-loop thread; not thread-safe.
 #pragma once
@@ -28,8 +33,13 @@ class topics {
   void watch(const std::string& topic, const std::string& agent);
   void unwatch(const std::string& topic, const std::string& agent);
 
-  // subscribers of `topic` (empty set if none).
+  // subscribers of the concrete `topic`: of the topic itself and of every pattern
+  // matching it (empty set if none). The reference is valid until the next call of a
+  // topics member (it may be a scratch set).
   const name_set& subscribers(std::string_view topic) const;
+  // watched_matching: the watched topics a pattern (or topic) subscription concerns:
+  // those whose member lists change with it.
+  std::vector<std::string> watched_matching(std::string_view pattern) const;
   // watchers of `topic`: whom to send its member list when it changes.
   const name_set& watchers(std::string_view topic) const;
 
@@ -39,7 +49,9 @@ class topics {
  private:
   static bool remove(std::map<std::string, name_set, std::less<>>& sets, const std::string& topic,
                      const std::string& agent);
-  std::map<std::string, name_set, std::less<>> subscribers_;  // topic → agents
+  std::map<std::string, name_set, std::less<>> subscribers_;  // concrete topic → agents
+  std::map<std::string, name_set, std::less<>> patterns_;     // pattern → agents
+  mutable name_set scratch_;                                  // subscribers() of a topic patterns reach
   std::map<std::string, name_set, std::less<>> watchers_;     // topic → agents following its membership
 };
 

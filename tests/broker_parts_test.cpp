@@ -273,6 +273,50 @@ std::vector<bytes> control_frames(std::uint8_t seed, std::uint64_t seq, const se
   return {k.session_id, body, session::ctrl_tag(k, body)};
 }
 
+// Patterns (NATS-style): a pattern's subscribers are subscribers of every topic it
+// matches; its coming and going changes the member lists of the watched topics it
+// matches; an ACL must cover a pattern, not merely match it.
+TEST(ControlChannel, PatternSubscriptionsReachMatchingTopicsAndTheirWatchers) {
+  parts p;
+  p.online("monitor-1", "MONITOR", 1);
+  p.online("director-1", "DIRECTOR", 2);
+  p.online("optimizer-1", "OPTIMIZER", 3);
+  p.control.on_control(b("route-monitor-1"), control_frames(1, 1, session::control::watch_members{"metrics/cpu"}));
+  p.control.on_control(b("route-monitor-1"), control_frames(1, 2, session::control::watch_members{"alerts/disk"}));
+  p.control.on_control(b("route-optimizer-1"), control_frames(3, 1, session::control::subscribe{"metrics/cpu"}));
+  p.tx.sent.clear();
+  p.control.on_control(b("route-director-1"), control_frames(2, 1, session::control::subscribe{"metrics/>"}));
+  EXPECT_EQ(p.subscriptions.subscribers("metrics/cpu"), (topics::name_set{"director-1", "optimizer-1"}));
+  EXPECT_EQ(p.subscriptions.subscribers("metrics/mem/used"), (topics::name_set{"director-1"}));
+  EXPECT_TRUE(p.subscriptions.subscribers("metrics").empty()) << "'>' matches one segment or more";
+  EXPECT_TRUE(p.subscriptions.subscribers("alerts/disk").empty());
+  std::vector<session::control::members> lists;
+  for (const auto& msg : p.tx.to(b("route-monitor-1"), session::frame::kControl))
+    if (auto a = session::control::decode_answer(msg.parts.at(2)))
+      if (auto* ml = std::get_if<session::control::members>(&a->message)) lists.push_back(*ml);
+  ASSERT_EQ(lists.size(), 1u) << "only the watched topic the pattern matches";
+  EXPECT_EQ(lists[0].topic, "metrics/cpu");
+  EXPECT_EQ(lists[0].subscribers, (std::vector<std::string>{"director-1", "optimizer-1"}));
+
+  // The OPTIMIZER may subscribe to metrics/> (its ACL); to debug/> it may not, and a
+  // pattern that is not one is invalid.
+  p.control.on_control(b("route-optimizer-1"), control_frames(3, 2, session::control::subscribe{"debug/>"}));
+  p.control.on_control(b("route-optimizer-1"), control_frames(3, 3, session::control::subscribe{"metrics/>/x"}));
+  std::vector<status> answers;
+  for (const auto& msg : p.tx.to(b("route-optimizer-1"), session::frame::kControl))
+    if (auto a = session::control::decode_answer(msg.parts.at(2)))
+      if (auto* sub = std::get_if<session::control::subscribed>(&a->message)) answers.push_back(sub->outcome);
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers[0].code(), status_code::acl_denied);
+  EXPECT_EQ(answers[1].code(), status_code::invalid_field);
+
+  // Unsubscribing the pattern: gone from the topics it matched, the watcher told.
+  p.tx.sent.clear();
+  p.control.on_control(b("route-director-1"), control_frames(2, 2, session::control::unsubscribe{"metrics/>"}));
+  EXPECT_EQ(p.subscriptions.subscribers("metrics/cpu"), (topics::name_set{"optimizer-1"}));
+  EXPECT_EQ(p.tx.to(b("route-monitor-1"), session::frame::kControl).size(), 1u);
+}
+
 TEST(ControlChannel, SubscriptionsFollowThePolicyAndWatchersHearOfThem) {
   parts p;
   p.online("monitor-1", "MONITOR", 1);

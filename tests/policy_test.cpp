@@ -722,6 +722,39 @@ TEST(PolicyValidation, SendToUnknownRole) {
       edit(kMinimal, "suite = \"s1\"\n", "suite = \"s1\"\nsend_to = [\"*\", \"MONITOR\"]\n"), "t"));
 }
 
+TEST(TopicPatterns, ConcreteTopicsPatternsAndCover) {
+  EXPECT_TRUE(is_concrete_topic("metrics/cpu"));
+  EXPECT_TRUE(is_concrete_topic("a.b-c_d/0"));
+  for (const char* t : {"", "metrics/*", "metrics/>", "a//b", "/a", "a/", "sp ace", "a/b\n"}) EXPECT_FALSE(is_concrete_topic(t)) << t;
+  EXPECT_TRUE(is_topic_pattern("metrics/*/load"));
+  EXPECT_TRUE(is_topic_pattern(">"));
+  for (const char* t : {"", "metrics/>/x", "a//b", "x*/y", "a/b>"}) EXPECT_FALSE(is_topic_pattern(t)) << t;
+
+  EXPECT_TRUE(pattern_covers("metrics/>", "metrics/cpu"));
+  EXPECT_TRUE(pattern_covers("metrics/>", "metrics/*/x"));
+  EXPECT_TRUE(pattern_covers("metrics/>", "metrics/>"));
+  EXPECT_FALSE(pattern_covers("metrics/>", "metrics"));
+  EXPECT_TRUE(pattern_covers("metrics/*", "metrics/cpu"));
+  EXPECT_TRUE(pattern_covers("metrics/*", "metrics/*"));
+  EXPECT_FALSE(pattern_covers("metrics/*", "metrics/>")) << "'>' reaches metrics/a/b, which '*' does not";
+  EXPECT_FALSE(pattern_covers("metrics/cpu", "metrics/*"));
+  EXPECT_TRUE(pattern_covers(">", "anything/at/all"));
+  EXPECT_FALSE(pattern_covers("a/*/c", "a/b"));
+}
+
+TEST(TopicPatterns, PublishTakesConcreteTopicsSubscribeTakesCoveredPatterns) {
+  const policy& p = shipped();
+  EXPECT_EQ(p.check_publish("MONITOR", "metrics/*").code(), status_code::invalid_field);
+  EXPECT_EQ(p.check_publish("MONITOR", "metrics/>").code(), status_code::invalid_field);
+  EXPECT_TRUE(p.check_publish("MONITOR", "metrics/cpu/load"));
+  EXPECT_TRUE(p.check_subscribe("OPTIMIZER", "metrics/>"));
+  EXPECT_TRUE(p.check_subscribe("OPTIMIZER", "metrics/*/load"));
+  EXPECT_EQ(p.check_subscribe("OPTIMIZER", "debug/>").code(), status_code::acl_denied);
+  EXPECT_EQ(p.check_subscribe("OPTIMIZER", ">").code(), status_code::acl_denied) << "more than its ACL";
+  EXPECT_TRUE(p.check_subscribe("DIRECTOR", ">"));
+  EXPECT_EQ(p.check_subscribe("OPTIMIZER", "metrics/>/x").code(), status_code::invalid_field);
+}
+
 TEST(PolicyValidation, BadTopicPattern) {
   for (std::string_view pattern : {"", "a//b", "/a", "a/", ">/a", "a/>/b", "a b", "a/**", "a/#"}) {
     SCOPED_TRACE(pattern);

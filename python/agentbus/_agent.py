@@ -293,9 +293,11 @@ class Agent:
     # ---- receiving
 
     def subscribe(self, topic: str, handler: MessageHandler) -> None:
-        """Call ``handler(message)`` for every envelope on ``topic`` (exact topic).
-        Waits for the broker's answer: raises ``AclDenied`` if the policy forbids it.
-        Several handlers may follow one topic; each is called in turn."""
+        """Call ``handler(message)`` for every envelope on ``topic``: a topic, or a
+        pattern ("*" one segment, a final ">" the rest: ``"metrics/>"``). Waits for the
+        broker's answer: raises ``AclDenied`` if the policy forbids it, ``InvalidField``
+        if it is not a topic. Several handlers may follow one topic; each is called in
+        turn."""
         if not callable(handler):
             raise TypeError("handler must be callable")
         with self._handlers.lock:
@@ -311,9 +313,16 @@ class Agent:
                 self._handlers.topics.pop(topic, None)
             raise
 
+    def unsubscribe(self, topic: str) -> None:
+        """End the subscription to ``topic`` (as subscribed: a pattern ends that pattern)
+        and drop its handlers. Raises ``InvalidField`` if there is none."""
+        with self._handlers.lock:
+            self._handlers.topics.pop(topic, None)
+        self._core.unsubscribe(topic)
+
     def _remove_topic_handler(self, topic: str, handler: MessageHandler) -> None:
-        # The subscription at the broker stays (the bus has no unsubscribe yet): with
-        # no handler left, what arrives is counted and dropped here.
+        # The subscription at the broker stays (another stream may follow the topic):
+        # with no handler left, what arrives is counted and dropped here.
         with self._handlers.lock:
             handlers = self._handlers.topics.get(topic)
             if handlers and handler in handlers:

@@ -109,6 +109,9 @@ class AsyncAgent:
     async def subscribe(self, topic: str, handler: Callable[[Message], Union[None, Awaitable[None]]]) -> None:
         await self._call(self._agent.subscribe, topic, self._on_loop(handler))
 
+    async def unsubscribe(self, topic: str) -> None:
+        await self._call(self._agent.unsubscribe, topic)
+
     def on_message(self, handler: Optional[Callable[[Message], Any]]) -> None:
         self._agent.on_message(self._on_loop(handler) if handler else None)
 

@@ -163,6 +163,11 @@ class core {
     py::gil_scoped_release release;
     check(a->subscribe(topic, [sink_ref, topic](const message& m) { sink_ref->deliver("topic", &topic, m); }));
   }
+  void unsubscribe(const std::string& topic) {
+    auto a = live();
+    py::gil_scoped_release release;
+    check(a->unsubscribe(topic));
+  }
   message request(const std::string& to, const std::string& content_type, const std::string& payload,
                   std::chrono::milliseconds timeout) {
     auto a = live();
@@ -350,6 +355,7 @@ void bind_agent(py::module_& m) {
       .def("send", &core::send, py::arg("to"), py::arg("content_type"), py::arg("payload"))
       .def("publish", &core::publish, py::arg("topic"), py::arg("content_type"), py::arg("payload"))
       .def("subscribe", &core::subscribe, py::arg("topic"))
+      .def("unsubscribe", &core::unsubscribe, py::arg("topic"))
       .def("request", &core::request, py::arg("to"), py::arg("content_type"), py::arg("payload"), py::arg("timeout"))
       .def("stats", &core::stats)
       .def("close", &core::close);

@@ -6,6 +6,11 @@
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
 
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
 #include "agentbus/identity.hpp"
 #include "agentbus/policy.hpp"
 #include "agentbus/suite.hpp"
@@ -36,6 +41,22 @@ py::dict tpm_info_dict(const tpm::tpm_info& info) {
 
 std::shared_ptr<identity_key> shared(std::unique_ptr<identity_key> k) { return std::shared_ptr<identity_key>(std::move(k)); }
 
+
+// shared_tpm returns this process's connection to the TPM named by `tcti`, making it
+// on first use. One per TPM: on a TPM without a resource manager (swtpm, /dev/tpm0) a
+// second connection finds the object slots taken by the first and flushes them (the
+// tpm object takes objects it did not load for a killed process's leftovers), which
+// breaks every identity of the first. The kernel's /dev/tpmrm0 would separate them;
+// Python code that opens Tpm(tcti) twice should not have to know.
+std::shared_ptr<tpm::tpm> shared_tpm(const std::string& tcti) {
+  static std::mutex mu;
+  static std::map<std::string, std::weak_ptr<tpm::tpm>> open;
+  std::lock_guard lock(mu);
+  if (auto existing = open[tcti].lock()) return existing;
+  auto made = std::make_shared<tpm::tpm>(tcti);
+  open[tcti] = made;
+  return made;
+}
 }  // namespace
 
 void bind_identity(py::module_& m) {
@@ -53,11 +74,12 @@ void bind_identity(py::module_& m) {
       // instance after the factory returns, which needs the GIL.
       .def(py::init([](const std::string& tcti) {
              py::gil_scoped_release release;
-             return std::make_shared<tpm::tpm>(tcti);
+             return shared_tpm(tcti);
            }),
            py::arg("tcti"),
            "Connect to the TPM named by `tcti` ('swtpm:path=/dir/sock', 'device:/dev/tpmrm0', ...). "
-           "An empty TCTI is refused. Raises TpmError.")
+           "An empty TCTI is refused. Raises TpmError. Within one process, Tpm objects for the same TCTI "
+           "share one connection.")
       .def_property_readonly("tcti", &tpm::tpm::tcti)
       .def("info", [](tpm::tpm& t) {
              tpm::tpm_info info;

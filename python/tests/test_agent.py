@@ -250,4 +250,37 @@ def test_identities_and_policy(bus, agent_tpm, tmp_path):
         agentbus.create_identity(tmp_path / "arch", "ARCHITECT", tpm=agent_tpm)
     with pytest.raises(agentbus.TpmError):
         agentbus.Tpm("")
+    # A second Tpm for the same TCTI shares the connection: on a TPM without a resource
+    # manager a second connection would flush the first's objects (and break agent_tpm's
+    # identities for the tests after this one).
     assert agentbus.Tpm(bus.agent_tpm.tcti).info()["simulator"] is True
+
+
+def test_pattern_subscriptions_and_unsubscribe(bus, make_agent):
+    mon = make_agent("py-pat-mon", "MONITOR")
+    opt = make_agent("py-pat-opt", "OPTIMIZER")
+    deep: list = []
+    one_level: list = []
+    opt.subscribe("metrics/>", deep.append)
+    opt.subscribe("metrics/*/load", one_level.append)
+    mon.publish("metrics/cpu", b"1")
+    mon.publish("metrics/host-1/load", b"2")
+    mon.publish("metrics/host-1/load/avg", b"3")
+    wait_for(lambda: len(deep) == 3 and len(one_level) == 1, 15, "the envelopes the patterns match")
+    assert sorted(m.topic for m in deep) == ["metrics/cpu", "metrics/host-1/load", "metrics/host-1/load/avg"]
+    assert [m.payload for m in one_level] == [b"2"], "each matching subscription gets the envelope once"
+    # What the policy does not cover, and what is no pattern, are refused.
+    with pytest.raises(agentbus.AclDenied):
+        opt.subscribe("debug/>", lambda m: None)
+    with pytest.raises(agentbus.InvalidField):
+        opt.subscribe("metrics/>/x", lambda m: None)
+    with pytest.raises(agentbus.InvalidField):
+        mon.publish("metrics/*", b"wildcards are for subscriptions")
+    # Unsubscribed: nothing more reaches that handler; the other subscription goes on.
+    opt.unsubscribe("metrics/>")
+    mon.publish("metrics/other-host/load", b"4")
+    wait_for(lambda: len(one_level) == 2, 15, "the envelope the remaining pattern matches")
+    time.sleep(0.3)
+    assert len(deep) == 3
+    with pytest.raises(agentbus.InvalidField):
+        opt.unsubscribe("metrics/>")

@@ -221,9 +221,17 @@ class agent {
   status send(const std::string& to, std::string_view content_type, byte_view payload);
   // publish sends to every subscriber of `topic` (one end-to-end MAC each).
   status publish(const std::string& topic, std::string_view content_type, byte_view payload);
-  // subscribe registers `handler` for `topic` (exact topic) and waits for the
-  // broker's answer: acl_denied if the policy forbids it.
+  // subscribe registers `handler` for `topic` and waits for the broker's answer:
+  // acl_denied if the policy forbids it, invalid_field if it is not a topic. `topic`
+  // may be a pattern, NATS-style: "*" matches one segment ("metrics/*/load"), a final
+  // ">" one or more ("metrics/>"). An envelope reaches every handler whose topic or
+  // pattern matches it, once each. Subscribing again to the same topic replaces its
+  // handler.
   status subscribe(const std::string& topic, message_handler handler);
+  // unsubscribe ends the subscription to `topic` (exactly as subscribed: a pattern
+  // ends that pattern only). Its handler is not called for envelopes dispatched after
+  // it returns. invalid_field if this agent does not subscribe to it.
+  status unsubscribe(const std::string& topic);
   // request sends a request and waits for the reply (or timeout / a refusal).
   result<message> request(const std::string& to, std::string_view content_type, byte_view payload,
                           std::chrono::milliseconds timeout);

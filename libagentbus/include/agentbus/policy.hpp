@@ -141,6 +141,16 @@ struct operation_profile {
 
 // topic_matches applies a publish/subscribe pattern to a concrete topic.
 bool topic_matches(std::string_view pattern, std::string_view topic) noexcept;
+// is_topic_pattern: segments separated by '/', each 1.. characters of A-Z a-z 0-9 . _ -
+// or a wildcard: "*" (one segment) anywhere, ">" (one or more) as the last. What an
+// agent may subscribe to and an ACL may list.
+bool is_topic_pattern(std::string_view pattern) noexcept;
+// is_concrete_topic: a topic pattern without wildcards: what an envelope is published to.
+bool is_concrete_topic(std::string_view topic) noexcept;
+// pattern_covers: every topic `inner` matches, `outer` matches too (both patterns). An
+// ACL pattern must cover a subscription: "metrics/*" covers "metrics/cpu" and
+// "metrics/*", not "metrics/>" (which matches metrics/a/b).
+bool pattern_covers(std::string_view outer, std::string_view inner) noexcept;
 
 class policy {
  public:
@@ -177,7 +187,11 @@ class policy {
 
   // check_send: may a `sender_role` agent send directly to a `recipient_role` agent?
   status check_send(std::string_view sender_role, std::string_view recipient_role) const;
-  // check_publish / check_subscribe: may the role publish to / subscribe to `topic`?
+  // check_publish: may the role publish to `topic`? invalid_field unless it is a
+  // concrete topic (is_concrete_topic), acl_denied unless a publish pattern matches it.
+  // check_subscribe: may the role subscribe to `topic`, a concrete topic or a pattern?
+  // invalid_field unless is_topic_pattern, acl_denied unless a subscribe pattern
+  // covers it (pattern_covers).
   status check_publish(std::string_view role, std::string_view topic) const;
   status check_subscribe(std::string_view role, std::string_view topic) const;
 

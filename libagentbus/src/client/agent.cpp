@@ -202,8 +202,13 @@ status agent::publish(const std::string& topic, std::string_view content_type, b
 }
 
 status agent::subscribe(const std::string& topic, message_handler handler) {
+  if (!is_topic_pattern(topic))
+    return {status_code::invalid_field, "'" + topic.substr(0, 128) +
+                                            "' is not a topic or a pattern ('*' one segment, a final '>' the rest)"};
   return impl_->topics.subscribe(topic, std::move(handler));
 }
+
+status agent::unsubscribe(const std::string& topic) { return impl_->topics.unsubscribe(topic); }
 
 result<message> agent::request(const std::string& to, std::string_view content_type, byte_view payload,
                                std::chrono::milliseconds timeout) {

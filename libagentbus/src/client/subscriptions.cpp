@@ -1,5 +1,7 @@
 #include "client/subscriptions.hpp"
 
+#include "agentbus/policy.hpp"
+
 namespace agentbus::client {
 namespace control = session::control;
 
@@ -43,21 +45,44 @@ result<std::vector<std::string>> subscriptions::members(const std::string& topic
   return members_[topic];
 }
 
+status subscriptions::unsubscribe(const std::string& topic) {
+  {
+    std::lock_guard lock(mu_);
+    if (handlers_.erase(topic) == 0) return {status_code::invalid_field, "not subscribed to " + topic.substr(0, 128)};
+    joined_at_.erase(topic);
+    restoring_.erase(topic);
+    unsent_subs_.erase(topic);
+  }
+  // The broker answers nothing: an envelope already on its way is dropped here, as an
+  // envelope to a topic nobody here follows (the receiver's check).
+  return send_(control::unsubscribe{topic});
+}
+
 message_handler subscriptions::handler(std::string_view topic) const {
   std::lock_guard lock(mu_);
-  auto it = handlers_.find(topic);
-  return it == handlers_.end() ? message_handler{} : it->second;
+  std::vector<message_handler> matching;
+  for (const auto& [subscribed_to, h] : handlers_)
+    if (subscribed_to == topic || topic_matches(subscribed_to, topic)) matching.push_back(h);
+  if (matching.empty()) return {};
+  if (matching.size() == 1) return matching.front();
+  return [all = std::move(matching)](const message& m) {
+    for (const auto& h : all) h(m);
+  };
 }
 
 bool subscriptions::subscribed(std::string_view topic) const {
   std::lock_guard lock(mu_);
-  return handlers_.count(topic) > 0;
+  for (const auto& [subscribed_to, h] : handlers_)
+    if (subscribed_to == topic || topic_matches(subscribed_to, topic)) return true;
+  return false;
 }
 
 bool subscriptions::joined_within(std::string_view topic, std::chrono::steady_clock::duration d) const {
   std::lock_guard lock(mu_);
-  auto it = joined_at_.find(topic);
-  return it != joined_at_.end() && std::chrono::steady_clock::now() - it->second < d;
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [subscribed_to, at] : joined_at_)
+    if ((subscribed_to == topic || topic_matches(subscribed_to, topic)) && now - at < d) return true;
+  return false;
 }
 
 void subscriptions::on_subscribed(const control::subscribed& a) {

@@ -38,10 +38,17 @@ class subscriptions {
   // members returns the topic's online subscribers, asking the broker (and following
   // the topic from then on) the first time; waits up to session_timeout.
   result<std::vector<std::string>> members(const std::string& topic);
+  // unsubscribe drops the handler of `topic` (as subscribed) and tells the broker;
+  // invalid_field when there is no such subscription.
+  status unsubscribe(const std::string& topic);
+  // handler: what an envelope published to the concrete `topic` is given to: the
+  // handlers of the exact topic and of every pattern matching it, each called once
+  // (empty when none).
   message_handler handler(std::string_view topic) const;
+  // subscribed: some subscription (exact or pattern) matches `topic`.
   bool subscribed(std::string_view topic) const;
-  // joined_within: the broker accepted this agent's subscription to `topic` less than
-  // `d` ago (a first subscription, or one restored after a re-enrolment).
+  // joined_within: the broker accepted a subscription matching `topic` less than `d`
+  // ago (a first subscription, or one restored after a re-enrolment).
   bool joined_within(std::string_view topic, std::chrono::steady_clock::duration d) const;
 
   // io thread: the broker's answers.

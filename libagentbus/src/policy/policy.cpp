@@ -115,27 +115,12 @@ class policy_reader {
     for (const toml::node& item : *n->as_array()) {
       if (!item.is_string()) fail(field, "entries must be strings");
       std::string v = item.as_string()->get();
-      if (topics && !valid_topic_pattern(v)) fail(field, "'" + v + "' is not a topic pattern (a/b/*, a/>)");
+      if (topics && !is_topic_pattern(v)) fail(field, "'" + v + "' is not a topic pattern (a/b/*, a/>)");
       out.push_back(std::move(v));
     }
     return out;
   }
 
-  static bool valid_topic_pattern(std::string_view p) {
-    if (p.empty()) return false;
-    std::size_t start = 0;
-    for (;;) {
-      std::size_t slash = p.find('/', start);
-      std::string_view seg = p.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
-      if (seg.empty()) return false;
-      if (seg == ">" && slash != std::string_view::npos) return false;  // '>' only at the end
-      if (seg != "*" && seg != ">")
-        for (char c : seg)
-          if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') return false;
-      if (slash == std::string_view::npos) return true;
-      start = slash + 1;
-    }
-  }
 
   suite read_suite(const std::string& name, const toml::table& t) const {
     const std::string where = "suites." + name;
@@ -510,13 +495,63 @@ bool topic_matches(std::string_view pattern, std::string_view topic) noexcept {
 }
 
 namespace {
+
+// segments_of visits the '/'-separated segments of a topic or pattern.
+std::vector<std::string_view> segments_of(std::string_view p) {
+  std::vector<std::string_view> out;
+  for (;;) {
+    const std::size_t slash = p.find('/');
+    out.push_back(p.substr(0, slash));
+    if (slash == std::string_view::npos) return out;
+    p.remove_prefix(slash + 1);
+  }
+}
+
+bool literal_segment(std::string_view seg) noexcept {
+  return !seg.empty() && std::all_of(seg.begin(), seg.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+}
+
 status match_any(const std::vector<std::string>& patterns, std::string_view topic, const std::string& role,
-                 const char* verb) {
+                 const char* verb, bool (*matches)(std::string_view, std::string_view) noexcept) {
   for (const auto& p : patterns)
-    if (topic_matches(p, topic)) return {};
+    if (matches(p, topic)) return {};
   return {status_code::acl_denied, "role " + role + " may not " + verb + " '" + std::string(topic.substr(0, 128)) + "'"};
 }
+
 }  // namespace
+
+bool is_topic_pattern(std::string_view pattern) noexcept {
+  if (pattern.empty() || pattern.size() > 1024) return false;
+  const auto segs = segments_of(pattern);
+  for (std::size_t i = 0; i < segs.size(); ++i) {
+    if (segs[i] == ">") {
+      if (i + 1 != segs.size()) return false;  // '>' only at the end
+    } else if (segs[i] != "*" && !literal_segment(segs[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool is_concrete_topic(std::string_view topic) noexcept {
+  if (topic.empty() || topic.size() > 1024) return false;
+  const auto segs = segments_of(topic);
+  return std::all_of(segs.begin(), segs.end(), literal_segment);
+}
+
+bool pattern_covers(std::string_view outer, std::string_view inner) noexcept {
+  const auto o = segments_of(outer), in = segments_of(inner);
+  for (std::size_t i = 0; i < o.size(); ++i) {
+    if (o[i] == ">") return i < in.size();  // the rest of inner, one segment or more, whatever it holds
+    if (i >= in.size()) return false;
+    if (in[i] == ">") return false;                 // inner reaches deeper than this segment
+    if (o[i] == "*") continue;                      // a literal or '*'
+    if (in[i] == "*" || o[i] != in[i]) return false;
+  }
+  return o.size() == in.size();
+}
 
 status policy::check_send(std::string_view sender_role, std::string_view recipient_role) const {
   const role_policy* r = find_role(sender_role);
@@ -529,13 +564,19 @@ status policy::check_send(std::string_view sender_role, std::string_view recipie
 status policy::check_publish(std::string_view role, std::string_view topic) const {
   const role_policy* r = find_role(role);
   if (r == nullptr) return {status_code::unknown_role, "role '" + std::string(role) + "' is not in the policy"};
-  return match_any(r->publish, topic, r->name, "publish to");
+  if (!is_concrete_topic(topic))
+    return {status_code::invalid_field, "'" + std::string(topic.substr(0, 128)) +
+                                            "' is not a topic to publish to (segments of A-Z a-z 0-9 . _ -, no wildcards)"};
+  return match_any(r->publish, topic, r->name, "publish to", topic_matches);
 }
 
 status policy::check_subscribe(std::string_view role, std::string_view topic) const {
   const role_policy* r = find_role(role);
   if (r == nullptr) return {status_code::unknown_role, "role '" + std::string(role) + "' is not in the policy"};
-  return match_any(r->subscribe, topic, r->name, "subscribe to");
+  if (!is_topic_pattern(topic))
+    return {status_code::invalid_field, "'" + std::string(topic.substr(0, 128)) +
+                                            "' is not a topic or a pattern ('*' one segment, a final '>' the rest)"};
+  return match_any(r->subscribe, topic, r->name, "subscribe to", pattern_covers);
 }
 
 result<suite> policy::suite_for(std::string_view role) const {
