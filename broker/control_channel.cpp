@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "logging.hpp"
 #include "session/checks.hpp"
 #include "util/overloaded.hpp"
@@ -54,6 +56,17 @@ void control_channel::subscribe(known_agent& a, const std::string& topic) {
                                   : status(status_code::too_large, "topic longer than 128 bytes");
   if (st && c.subscriptions.size() >= cfg_.max_subscriptions_per_agent && !c.subscriptions.count(topic))
     st = status(status_code::too_large, "subscription limit reached");
+  // Patterns cost every publish a match each (topics.hpp): few per agent, and a bound
+  // on the distinct ones the broker follows.
+  if (st && !is_concrete_topic(topic) && !c.subscriptions.count(topic)) {
+    const auto patterns = std::count_if(c.subscriptions.begin(), c.subscriptions.end(),
+                                        [](const std::string& t) { return !is_concrete_topic(t); });
+    if (static_cast<std::size_t>(patterns) >= kMaxPatternsPerAgent)
+      st = status(status_code::too_large, "pattern subscription limit reached (" + std::to_string(kMaxPatternsPerAgent) + ")");
+    else if (topics_.pattern_count() >= kMaxDistinctPatterns && !topics_.has_pattern(topic))
+      st = status(status_code::overloaded,
+                  "the broker follows " + std::to_string(kMaxDistinctPatterns) + " distinct patterns already");
+  }
   if (st) {
     c.subscriptions.insert(topic);
     if (topics_.subscribe(topic, a.name)) notify_members(topic);

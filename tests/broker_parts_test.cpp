@@ -310,6 +310,19 @@ TEST(ControlChannel, PatternSubscriptionsReachMatchingTopicsAndTheirWatchers) {
   EXPECT_EQ(answers[0].code(), status_code::acl_denied);
   EXPECT_EQ(answers[1].code(), status_code::invalid_field);
 
+  // At most kMaxPatternsPerAgent patterns per agent: each costs every publish a match.
+  for (std::size_t i = 0; i <= kMaxPatternsPerAgent; ++i)
+    p.control.on_control(b("route-optimizer-1"),
+                         control_frames(3, 4 + i, session::control::subscribe{"metrics/a" + std::to_string(i) + "/>"}));
+  EXPECT_EQ(p.subscriptions.pattern_count(), kMaxPatternsPerAgent + 1) << "the director's metrics/> and 16 of the optimizer's";
+  std::vector<status> capped;
+  for (const auto& msg : p.tx.to(b("route-optimizer-1"), session::frame::kControl))
+    if (auto a = session::control::decode_answer(msg.parts.at(2)))
+      if (auto* sub = std::get_if<session::control::subscribed>(&a->message)) capped.push_back(sub->outcome);
+  ASSERT_EQ(capped.size(), 2u + kMaxPatternsPerAgent + 1);
+  EXPECT_EQ(capped.back().code(), status_code::too_large);
+  EXPECT_TRUE(capped[capped.size() - 2].ok());
+
   // Unsubscribing the pattern: gone from the topics it matched, the watcher told.
   p.tx.sent.clear();
   p.control.on_control(b("route-director-1"), control_frames(2, 2, session::control::unsubscribe{"metrics/>"}));

@@ -316,9 +316,9 @@ class Agent:
     def unsubscribe(self, topic: str) -> None:
         """End the subscription to ``topic`` (as subscribed: a pattern ends that pattern)
         and drop its handlers. Raises ``InvalidField`` if there is none."""
+        self._core.unsubscribe(topic)  # first: an InvalidField leaves the handlers as they were
         with self._handlers.lock:
             self._handlers.topics.pop(topic, None)
-        self._core.unsubscribe(topic)
 
     def _remove_topic_handler(self, topic: str, handler: MessageHandler) -> None:
         # The subscription at the broker stays (another stream may follow the topic):

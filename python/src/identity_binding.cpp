@@ -10,6 +10,9 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
+
+#include <unistd.h>
 
 #include "agentbus/identity.hpp"
 #include "agentbus/policy.hpp"
@@ -48,13 +51,16 @@ std::shared_ptr<identity_key> shared(std::unique_ptr<identity_key> k) { return s
 // tpm object takes objects it did not load for a killed process's leftovers), which
 // breaks every identity of the first. The kernel's /dev/tpmrm0 would separate them;
 // Python code that opens Tpm(tcti) twice should not have to know.
+// Keyed by process too: a child made by fork() has none of the parent's threads, so it
+// gets its own connection.
 std::shared_ptr<tpm::tpm> shared_tpm(const std::string& tcti) {
   static std::mutex mu;
-  static std::map<std::string, std::weak_ptr<tpm::tpm>> open;
+  static std::map<std::pair<pid_t, std::string>, std::weak_ptr<tpm::tpm>> open;
   std::lock_guard lock(mu);
-  if (auto existing = open[tcti].lock()) return existing;
+  auto& slot = open[{::getpid(), tcti}];
+  if (auto existing = slot.lock()) return existing;
   auto made = std::make_shared<tpm::tpm>(tcti);
-  open[tcti] = made;
+  slot = made;
   return made;
 }
 }  // namespace

@@ -185,7 +185,9 @@ struct agent_stats {
                 dispatch_dropped = 0,
                 // Topic envelopes that carried no end-to-end MAC for this agent and arrived
                 // within 2 s of its subscription: sealed before their publisher knew of it,
-                // never addressed to it; dropped, not refused (schemas/protocol.md §8.2).
+                // never addressed to it; dropped, not refused (schemas/protocol.md §8.2). Also
+                // topic envelopes that arrive within 2 s after unsubscribe() (forwarded
+                // before the broker heard of it): dropped, not refused.
                 unaddressed_after_subscribing = 0,
                 // Session offers left unanswered because their peer offered faster than
                 // the per-peer budget (16 at once, then one a second): each answer costs

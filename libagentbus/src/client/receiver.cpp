@@ -43,7 +43,11 @@ class receiver::receiver_hooks final : public session::enforcement_hooks {
       return r_.pol_.check_send(s.role, r_.my_role_);
     }
     if (status st = r_.pol_.check_publish(s.role, h.to); !st) return st;
-    if (!r_.subs_.subscribed(h.to)) return {status_code::acl_denied, "not subscribed to " + h.to};
+    if (!r_.subs_.subscribed(h.to)) {
+      // Forwarded before the broker heard of an unsubscribe: dropped below, not refused.
+      if (r_.subs_.left_within(h.to, kLateJoinGrace)) return {};
+      return {status_code::acl_denied, "not subscribed to " + h.to};
+    }
     return {};
   }
 
@@ -51,6 +55,7 @@ class receiver::receiver_hooks final : public session::enforcement_hooks {
                               status& why) override {
     // Session set-up is authenticated by its signature: it has no end-to-end MAC.
     if (session::is_session_control(e.header)) return session::verdict::accept;
+    if (e.header.to_kind == recipient_kind::topic && !r_.subs_.subscribed(e.header.to)) return session::verdict::drop;
     const session::verdict v = r_.sessions_.verify(s.name, e.digest, e.auth, why);
     if (v == session::verdict::refuse && why.code() == status_code::no_session &&
         e.header.to_kind == recipient_kind::topic && r_.subs_.joined_within(e.header.to, kLateJoinGrace))

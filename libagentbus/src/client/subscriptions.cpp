@@ -50,11 +50,14 @@ status subscriptions::unsubscribe(const std::string& topic) {
     std::lock_guard lock(mu_);
     if (handlers_.erase(topic) == 0) return {status_code::invalid_field, "not subscribed to " + topic.substr(0, 128)};
     joined_at_.erase(topic);
+    const auto now = std::chrono::steady_clock::now();
+    std::erase_if(left_at_, [&](const auto& e) { return now - e.second > std::chrono::seconds(10); });
+    left_at_[topic] = now;
     restoring_.erase(topic);
     unsent_subs_.erase(topic);
   }
-  // The broker answers nothing: an envelope already on its way is dropped here, as an
-  // envelope to a topic nobody here follows (the receiver's check).
+  // The broker answers nothing: an envelope it forwarded before it heard of this is
+  // dropped by the receiver for a while (left_within), not refused.
   return send_(control::unsubscribe{topic});
 }
 
@@ -74,6 +77,14 @@ bool subscriptions::subscribed(std::string_view topic) const {
   std::lock_guard lock(mu_);
   for (const auto& [subscribed_to, h] : handlers_)
     if (subscribed_to == topic || topic_matches(subscribed_to, topic)) return true;
+  return false;
+}
+
+bool subscriptions::left_within(std::string_view topic, std::chrono::steady_clock::duration d) const {
+  std::lock_guard lock(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [left, at] : left_at_)
+    if ((left == topic || topic_matches(left, topic)) && now - at < d) return true;
   return false;
 }
 

@@ -47,6 +47,9 @@ class subscriptions {
   message_handler handler(std::string_view topic) const;
   // subscribed: some subscription (exact or pattern) matches `topic`.
   bool subscribed(std::string_view topic) const;
+  // left_within: a subscription matching `topic` was ended (unsubscribe) less than `d`
+  // ago: envelopes the broker forwarded before it heard of it are dropped, not refused.
+  bool left_within(std::string_view topic, std::chrono::steady_clock::duration d) const;
   // joined_within: the broker accepted a subscription matching `topic` less than `d`
   // ago (a first subscription, or one restored after a re-enrolment).
   bool joined_within(std::string_view topic, std::chrono::steady_clock::duration d) const;
@@ -73,6 +76,7 @@ class subscriptions {
   std::map<std::string, status, std::less<>> answers_;  // their answers
   std::map<std::string, std::vector<std::string>, std::less<>> members_;
   std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> joined_at_;
+  std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> left_at_;  // unsubscribed, kept 10 s
   std::set<std::string, std::less<>> restoring_;        // re-subscriptions awaiting an answer
   std::set<std::string, std::less<>> unsent_subs_, unsent_watches_;
 };

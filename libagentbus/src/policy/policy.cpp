@@ -496,15 +496,15 @@ bool topic_matches(std::string_view pattern, std::string_view topic) noexcept {
 
 namespace {
 
-// segments_of visits the '/'-separated segments of a topic or pattern.
-std::vector<std::string_view> segments_of(std::string_view p) {
-  std::vector<std::string_view> out;
-  for (;;) {
-    const std::size_t slash = p.find('/');
-    out.push_back(p.substr(0, slash));
-    if (slash == std::string_view::npos) return out;
-    p.remove_prefix(slash + 1);
-  }
+// next_segment takes the first '/'-separated segment off `rest` (nothing allocated);
+// false when there is none left.
+bool next_segment(std::string_view& rest, std::string_view& seg, bool& more) noexcept {
+  if (!more) return false;
+  const std::size_t slash = rest.find('/');
+  seg = rest.substr(0, slash);
+  more = slash != std::string_view::npos;
+  rest = more ? rest.substr(slash + 1) : std::string_view();
+  return true;
 }
 
 bool literal_segment(std::string_view seg) noexcept {
@@ -524,11 +524,12 @@ status match_any(const std::vector<std::string>& patterns, std::string_view topi
 
 bool is_topic_pattern(std::string_view pattern) noexcept {
   if (pattern.empty() || pattern.size() > 1024) return false;
-  const auto segs = segments_of(pattern);
-  for (std::size_t i = 0; i < segs.size(); ++i) {
-    if (segs[i] == ">") {
-      if (i + 1 != segs.size()) return false;  // '>' only at the end
-    } else if (segs[i] != "*" && !literal_segment(segs[i])) {
+  std::string_view rest = pattern, seg;
+  bool more = true;
+  while (next_segment(rest, seg, more)) {
+    if (seg == ">") {
+      if (more) return false;  // '>' only at the end
+    } else if (seg != "*" && !literal_segment(seg)) {
       return false;
     }
   }
@@ -537,20 +538,24 @@ bool is_topic_pattern(std::string_view pattern) noexcept {
 
 bool is_concrete_topic(std::string_view topic) noexcept {
   if (topic.empty() || topic.size() > 1024) return false;
-  const auto segs = segments_of(topic);
-  return std::all_of(segs.begin(), segs.end(), literal_segment);
+  std::string_view rest = topic, seg;
+  bool more = true;
+  while (next_segment(rest, seg, more))
+    if (!literal_segment(seg)) return false;
+  return true;
 }
 
 bool pattern_covers(std::string_view outer, std::string_view inner) noexcept {
-  const auto o = segments_of(outer), in = segments_of(inner);
-  for (std::size_t i = 0; i < o.size(); ++i) {
-    if (o[i] == ">") return i < in.size();  // the rest of inner, one segment or more, whatever it holds
-    if (i >= in.size()) return false;
-    if (in[i] == ">") return false;                 // inner reaches deeper than this segment
-    if (o[i] == "*") continue;                      // a literal or '*'
-    if (in[i] == "*" || o[i] != in[i]) return false;
+  std::string_view orest = outer, irest = inner, o, in;
+  bool omore = true, imore = true;
+  while (next_segment(orest, o, omore)) {
+    if (o == ">") return next_segment(irest, in, imore);  // the rest of inner: one segment or more, whatever it holds
+    if (!next_segment(irest, in, imore)) return false;
+    if (in == ">") return false;  // inner reaches deeper than this segment
+    if (o == "*") continue;       // a literal or '*'
+    if (in == "*" || o != in) return false;
   }
-  return o.size() == in.size();
+  return !imore;  // inner has no segment left
 }
 
 status policy::check_send(std::string_view sender_role, std::string_view recipient_role) const {
