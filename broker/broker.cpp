@@ -218,22 +218,23 @@ struct broker::impl {
     if (runtime.on_reloaded) runtime.on_reloaded(outcome.ok(), outcome ? *outcome : outcome.error().detail());
   }
 
-  // enforce_policy_on_online applies a reloaded policy to agents already connected.
+  // enforce_policy_on_online applies a reloaded policy to agents already connected:
+  // what HELLO checked against the policy (enrolment_authority::screen: revocations by
+  // name and key, pins; role_admits: the role's rules), checked again against the new one.
   void enforce_policy_on_online() {
     std::uint64_t closed = 0, withdrawn = 0;
+    const enrolment_authority authority(*pol, *reg);
     agents.for_each_online([&](known_agent& a) {
-      const std::string fingerprint = a.key ? a.key->fingerprint_hex() : std::string();
-      if (pol->is_revoked(a.name) || (!fingerprint.empty() && pol->is_key_revoked(fingerprint))) {
+      candidate who;
+      who.name = a.name;
+      who.role = a.role;
+      who.fingerprint = a.key ? a.key->fingerprint_hex() : std::string();
+      status st = authority.screen(who, std::nullopt);
+      if (st.code() == status_code::revoked_agent || st.code() == status_code::revoked_key) {
         ++closed;
         return revoke_now(a.name);
       }
-      // What HELLO checked against the policy, checked again against the new one.
-      status st = role_admits(*pol, a.role, a.agent_suite, a.key_protection, a.tpm_simulator, !a.evidence.empty());
-      if (const agent_pin* pin = pol->find_pin(a.name); st && pin != nullptr) {
-        if (pin->role != a.role) st = {status_code::refused, a.name + " is pinned to role " + pin->role};
-        else if (!pin->fingerprint.empty() && pin->fingerprint != fingerprint)
-          st = {status_code::key_changed, "the policy pins another key for " + a.name};
-      }
+      if (st) st = role_admits(*pol, a.role, a.agent_suite, a.key_protection, a.tpm_simulator, !a.evidence.empty());
       if (!st) {
         const log_scope fields{{"agent", a.name}, {"role", a.role}, {"code", std::string(status_code_name(st.code()))},
                                {"reason", st.detail()}};

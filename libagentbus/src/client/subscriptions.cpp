@@ -2,8 +2,26 @@
 
 #include "agentbus/policy.hpp"
 
+#include <algorithm>
+
 namespace agentbus::client {
 namespace control = session::control;
+
+namespace {
+// matches: a subscription (a topic or a pattern) that an envelope on `topic` is for.
+bool matches(std::string_view subscription, std::string_view topic) {
+  return subscription == topic || topic_matches(subscription, topic);
+}
+
+// recent_match: some entry of `since` (subscription → when) matches `topic` and is
+// younger than `d`.
+bool recent_match(const std::map<std::string, std::chrono::steady_clock::time_point, std::less<>>& since,
+                  std::string_view topic, std::chrono::steady_clock::duration d) {
+  const auto now = std::chrono::steady_clock::now();
+  return std::any_of(since.begin(), since.end(),
+                     [&](const auto& e) { return matches(e.first, topic) && now - e.second < d; });
+}
+}  // namespace
 
 status subscriptions::subscribe(const std::string& topic, message_handler handler) {
   {
@@ -65,7 +83,7 @@ message_handler subscriptions::handler(std::string_view topic) const {
   std::lock_guard lock(mu_);
   std::vector<message_handler> matching;
   for (const auto& [subscribed_to, h] : handlers_)
-    if (subscribed_to == topic || topic_matches(subscribed_to, topic)) matching.push_back(h);
+    if (matches(subscribed_to, topic)) matching.push_back(h);
   if (matching.empty()) return {};
   if (matching.size() == 1) return matching.front();
   return [all = std::move(matching)](const message& m) {
@@ -75,25 +93,17 @@ message_handler subscriptions::handler(std::string_view topic) const {
 
 bool subscriptions::subscribed(std::string_view topic) const {
   std::lock_guard lock(mu_);
-  for (const auto& [subscribed_to, h] : handlers_)
-    if (subscribed_to == topic || topic_matches(subscribed_to, topic)) return true;
-  return false;
+  return std::any_of(handlers_.begin(), handlers_.end(), [&](const auto& e) { return matches(e.first, topic); });
 }
 
 bool subscriptions::left_within(std::string_view topic, std::chrono::steady_clock::duration d) const {
   std::lock_guard lock(mu_);
-  const auto now = std::chrono::steady_clock::now();
-  for (const auto& [left, at] : left_at_)
-    if ((left == topic || topic_matches(left, topic)) && now - at < d) return true;
-  return false;
+  return recent_match(left_at_, topic, d);
 }
 
 bool subscriptions::joined_within(std::string_view topic, std::chrono::steady_clock::duration d) const {
   std::lock_guard lock(mu_);
-  const auto now = std::chrono::steady_clock::now();
-  for (const auto& [subscribed_to, at] : joined_at_)
-    if ((subscribed_to == topic || topic_matches(subscribed_to, topic)) && now - at < d) return true;
-  return false;
+  return recent_match(joined_at_, topic, d);
 }
 
 void subscriptions::on_subscribed(const control::subscribed& a) {

@@ -83,9 +83,7 @@ struct tpm::impl {
   template <typename Fn>
   auto call(const char* op, std::chrono::milliseconds deadline, Fn fn) -> decltype(fn(std::declval<tpm_device&>())) {
     using R = decltype(fn(std::declval<tpm_device&>()));
-    auto task = std::make_shared<std::packaged_task<R(tpm_device&)>>([this, fn = std::move(fn)](tpm_device& d) mutable {
-      return fn(d);
-    });
+    auto task = std::make_shared<std::packaged_task<R(tpm_device&)>>(std::move(fn));
     std::future<R> done = task->get_future();
     {
       std::lock_guard lock(mutex);
