@@ -58,7 +58,9 @@ void accounting::note_session_control(const envelope_header& h, const connection
   if (!o) return;
   const known_agent* i = agents.find(o->initiator);
   const known_agent* r = agents.find(o->responder);
-  if (i && r) {
+  // A session with an agent homed at another broker is not an edge of this registry
+  // (whose edges join its own agents).
+  if (i && r && (!i->remote() || i->online()) && (!r->remote() || r->online())) {
     std::string mac = "hmac-" + std::string(hash_name(i->agent_suite.mac_hash));
     if (r->agent_suite.mac_hash != i->agent_suite.mac_hash) mac += "/hmac-" + std::string(hash_name(r->agent_suite.mac_hash));
     try {
@@ -78,7 +80,12 @@ void accounting::flush(connections& agents) {
   for (const auto& name : dirty_) {
     const known_agent* a = agents.find(name);
     if (!a) continue;
-    for (const auto& [to, n] : a->traffic_to) traffic.push_back({name, to, n});
+    // The registry holds this broker's agents; traffic with agents homed at other
+    // brokers of the federation is theirs to record (the edges reference agents).
+    if (a->remote() && !a->online()) continue;
+    for (const auto& [to, n] : a->traffic_to)
+      if (const known_agent* t = agents.find(to); t == nullptr || !t->remote() || t->online())
+        traffic.push_back({name, to, n});
     if (a->seen_dirty) seen.push_back({name, a->seen_ms});
   }
   for (const auto& [k, d] : refusals_) refusals.push_back(d);

@@ -17,9 +17,11 @@
 #include "control_channel.hpp"
 #include "enrolment.hpp"
 #include "enrolment_authority.hpp"
+#include "federation.hpp"
 #include "identity_worker.hpp"
 #include "logging.hpp"
 #include "metrics_http.hpp"
+#include "nats_link.hpp"
 #include "outbox.hpp"
 #include "policy_reload.hpp"
 #include "publish_intake.hpp"
@@ -65,6 +67,10 @@ struct broker::impl {
   std::unique_ptr<transport_gate> gate;     // the ZAP handler, when a tcp:// endpoint uses CurveZMQ
   std::unique_ptr<connection_guard> guard;  // the unauthenticated bytes' bound, when there is a tcp:// endpoint
   std::unique_ptr<metrics_http> http;       // /metrics, /healthz, /readyz, when [metrics] listen is set
+  // [federation] servers set: the NATS link and the part that uses it (federation.hpp).
+  // Declared last: destroyed first, before the parts the federation refers to.
+  std::unique_ptr<nats_link> nats;
+  std::unique_ptr<federation> fed;
   std::string transport_key;                // the broker's CurveZMQ public key, hex ("" without one)
   // What the health probes read (civetweb's threads): when the event loop last turned
   // (steady clock, ns), and whether run() is serving. A loop that has not turned for
@@ -253,6 +259,7 @@ struct broker::impl {
 
   void revoke_now(const std::string& name) {
     known_agent* a = agents.find(name);
+    if (fed) fed->revoked_here(name, a && a->key ? a->key->fingerprint_hex() : std::string(), "revoked by an operator at broker " + cfg.name);
     if (a == nullptr) return;
     agents.close(*a);
     control->announce_revocation(name);
@@ -285,6 +292,7 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
   d.control = std::make_unique<control_channel>(d.cfg, *d.pol, d.agents, d.topic_table, *d.out, *d.acct, *d.reg);
   d.agents.on_close([&d](connection& c) {
     d.control->leave(c);
+    if (d.fed) d.fed->local_changed(*c.agent);
     if (c.transport_fd >= 0 && d.guard) {
       auto it = d.records_on_fd.find(c.transport_fd);
       if (it != d.records_on_fd.end() && --it->second <= 0) {
@@ -302,6 +310,22 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
   d.enrol = std::make_unique<enrolment>(d.cfg, *d.pol, *d.identity, *d.reg, d.agents, *d.out, *d.acct,
                                         [&d](identity_job job) { d.worker->submit(std::move(job)); });
   d.enrol->announce_key_changes_with([&d](const std::string& name) { d.control->announce_key_change(name); });
+  if (!d.cfg.federation_servers.empty()) {
+    d.nats = std::make_unique<nats_link>(d.cfg, *d.pol, d.identity, *d.stats);
+    d.fed = std::make_unique<federation>(d.cfg, *d.pol, d.agents, d.topic_table, *d.control, *d.intake, *d.out, *d.reg,
+                                         *d.stats, *d.nats);
+    federation& fed = *d.fed;
+    d.routes->forward_remote_with(&fed);
+    d.out->relay_nacks_with([&fed](known_agent& to, const bytes& id, const status& why, const std::string& recipient) {
+      fed.relay_nack(to, id, why, recipient);
+    });
+    d.control->on_subscriptions_changed([&fed](const known_agent& a) { fed.local_changed(a); });
+    d.enrol->check_names_with([&fed](const std::string& name) { return fed.may_enrol(name); });
+    d.agents.on_open([&fed](connection& c) { fed.local_opened(*c.agent); });
+    spdlog::info("federation: broker {} of {} ({} brokers), NATS {}, subjects {}.b.<broker>.>, directory bucket {}",
+                 d.cfg.name, d.cfg.federation_prefix, d.cfg.federation_brokers.size(), d.cfg.federation_servers[0],
+                 d.cfg.federation_prefix, d.cfg.federation_bucket);
+  }
 
   d.socket.set(zmq::sockopt::router_mandatory, 1);  // unroutable sends fail loudly, never vanish
   d.socket.set(zmq::sockopt::sndhwm, d.cfg.send_hwm);
@@ -402,11 +426,14 @@ void broker::run(const std::atomic<bool>& stop, std::atomic<bool>* reload_reques
   d.serving.store(true);
   while (!stop.load()) {
     d.mark_turn();
-    zmq::pollitem_t items[3] = {{d.socket.handle(), 0, ZMQ_POLLIN, 0},
-                                {nullptr, d.worker->fd(), ZMQ_POLLIN, 0},
-                                {nullptr, d.admin ? d.admin->loop_calls_fd() : -1, ZMQ_POLLIN, 0}};
+    // Only the descriptors that exist are polled: [socket, worker, admin?, federation?].
+    zmq::pollitem_t items[4] = {{d.socket.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, d.worker->fd(), ZMQ_POLLIN, 0}};
+    std::size_t polled = 2;
+    const std::size_t admin_at = d.admin ? polled++ : 4, fed_at = d.fed ? polled++ : 4;
+    if (d.admin) items[admin_at] = {nullptr, d.admin->loop_calls_fd(), ZMQ_POLLIN, 0};
+    if (d.fed) items[fed_at] = {nullptr, d.fed->fd(), ZMQ_POLLIN, 0};
     try {
-      zmq::poll(items, d.admin ? 3 : 2, std::chrono::milliseconds(100));
+      zmq::poll(items, polled, std::chrono::milliseconds(100));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;  // a signal (SIGTERM): the loop condition decides
       throw;
@@ -427,7 +454,16 @@ void broker::run(const std::atomic<bool>& stop, std::atomic<bool>* reload_reques
         spdlog::error("internal error while handling a message: {}", e.what());
       }
     }
-    if (d.admin && (items[2].revents & ZMQ_POLLIN)) d.admin->run_loop_calls();
+    if (d.admin && (items[admin_at].revents & ZMQ_POLLIN)) d.admin->run_loop_calls();
+    if (d.fed) {
+      try {
+        if (items[fed_at].revents & ZMQ_POLLIN) d.fed->drain();
+        d.fed->flush();
+      } catch (const std::exception& e) {
+        d.stats->increment("internal_errors_total");
+        spdlog::error("internal error in the federation: {}", e.what());
+      }
+    }
     if (d.runtime.on_loop_turn) d.runtime.on_loop_turn();
     if (reload_requested != nullptr && reload_requested->exchange(false)) d.reload_from_files(*this);
     if (steady::now() - last_sweep > std::chrono::seconds(1)) {
@@ -437,6 +473,7 @@ void broker::run(const std::atomic<bool>& stop, std::atomic<bool>* reload_reques
       d.stats->set_gauge("agents_known", "", static_cast<double>(d.agents.known_count()));
       if (d.cfg.drop_stuck_consumer_seconds > 0) d.drop_stuck_consumers(steady::now());
       d.enrol->expire(steady::now());
+      if (d.fed) d.fed->sweep(steady::now());
       last_sweep = steady::now();
     }
   }

@@ -344,6 +344,64 @@ void read_metrics(const config_reader& r, const toml::table& t, broker_config& c
   }
 }
 
+bool is_subject_token(std::string_view s) {
+  return !s.empty() && s.size() <= 64 &&
+         std::all_of(s.begin(), s.end(), [](char ch) { return is_alnum(ch) || ch == '_' || ch == '-'; });
+}
+
+void read_federation(const config_reader& r, const toml::table& t, const fs::path& base, broker_config& c) {
+  r.only_keys(t, "federation", {"servers", "subject_prefix", "bucket", "replicas", "nkey_seed_file", "tls_ca", "tls_cert",
+                                "tls_key", "insecure_no_auth", "brokers", "stale_after_ms"});
+  const toml::node* servers = t.get("servers");
+  if (servers == nullptr || !servers->is_array() || servers->as_array()->empty())
+    r.fail("federation.servers", "must list at least one NATS server URL (nats://host:port or tls://host:port)", servers);
+  const toml::array& list = *servers->as_array();
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const std::string field = "federation.servers[" + std::to_string(i) + "]";
+    const toml::node& n = *list.get(i);
+    if (!n.is_string()) r.fail(field, "must be a string", &n);
+    const std::string url = n.as_string()->get();
+    const bool nats = url.starts_with("nats://"), tls = url.starts_with("tls://");
+    const std::string_view rest = std::string_view(url).substr(nats ? 7 : tls ? 6 : 0);
+    if ((!nats && !tls) || tcp_problem(rest)) r.fail(field, quote_value(url) + " is not nats://host:port or tls://host:port", &n);
+    c.federation_servers.push_back(url);
+  }
+  if (auto v = r.string(t, "federation", "subject_prefix", false)) {
+    if (!is_subject_token(*v)) r.fail("federation.subject_prefix", quote_value(*v) + " is not a token of A-Z a-z 0-9 _ - (at most 64)", t.get("subject_prefix"));
+    c.federation_prefix = std::move(*v);
+  }
+  if (auto v = r.string(t, "federation", "bucket", false)) {
+    if (!is_subject_token(*v)) r.fail("federation.bucket", quote_value(*v) + " is not a token of A-Z a-z 0-9 _ - (at most 64)", t.get("bucket"));
+    c.federation_bucket = std::move(*v);
+  }
+  if (auto v = r.integer(t, "federation", "replicas", 1, 5)) c.federation_replicas = static_cast<int>(*v);
+  if (auto v = r.integer(t, "federation", "stale_after_ms", 2000, 600000)) c.federation_stale_after_ms = static_cast<int>(*v);
+  if (t.get("nkey_seed_file")) c.federation_nkey_seed_file = r.path(t, "federation", "nkey_seed_file", base);
+  if (t.get("tls_ca")) c.federation_tls_ca = r.path(t, "federation", "tls_ca", base);
+  if (t.get("tls_cert")) c.federation_tls_cert = r.path(t, "federation", "tls_cert", base);
+  if (t.get("tls_key")) c.federation_tls_key = r.path(t, "federation", "tls_key", base);
+  if (auto v = r.boolean(t, "federation", "insecure_no_auth")) c.federation_insecure_no_auth = *v;
+  if (c.federation_tls_cert.empty() != c.federation_tls_key.empty())
+    r.fail(c.federation_tls_cert.empty() ? "federation.tls_cert" : "federation.tls_key", "tls_cert and tls_key go together");
+  if (c.federation_nkey_seed_file.empty() && c.federation_tls_cert.empty() && !c.federation_insecure_no_auth)
+    r.fail("federation.nkey_seed_file",
+           "the broker must authenticate to NATS: set nkey_seed_file, or tls_cert and tls_key (insecure_no_auth = true: "
+           "loopback tests only)");
+  const toml::node* brokers = t.get("brokers");
+  if (brokers == nullptr || !brokers->is_table() || brokers->as_table()->empty())
+    r.fail("federation.brokers", "must name every broker of the federation: name = \"identity fingerprint (hex)\"", brokers);
+  for (auto&& [k, v] : *brokers->as_table()) {
+    const std::string field = "federation.brokers." + std::string(k.str());
+    if (!is_subject_token(k.str())) r.fail(field, "a broker name here is a token of A-Z a-z 0-9 _ -", &v);
+    const std::string fp = v.is_string() ? v.as_string()->get() : std::string();
+    if (fp.size() != 64 || !std::all_of(fp.begin(), fp.end(), [](char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'); }))
+      r.fail(field, "must be the broker's identity fingerprint: 64 lower-case hex digits (agentbus-trust broker)", &v);
+    c.federation_brokers.emplace(std::string(k.str()), fp);
+  }
+  if (!c.federation_brokers.count(c.name))
+    r.fail("federation.brokers", "does not name this broker ('" + c.name + "'): list every broker, this one too", brokers);
+}
+
 void read_logging(const config_reader& r, const toml::table& t, broker_config& c) {
   r.only_keys(t, "logging", {"format", "level"});
   if (auto v = r.string(t, "logging", "format", false)) {
@@ -381,7 +439,7 @@ broker_config parse_broker_config(std::string_view toml_text, const std::filesys
 
   const fs::path base = anchor_directory(file);
   broker_config c;
-  r.only_keys(doc, "", {"broker", "identity", "transport", "limits", "sessions", "forwarding", "metrics", "logging"});
+  r.only_keys(doc, "", {"broker", "identity", "transport", "limits", "sessions", "forwarding", "metrics", "federation", "logging"});
   read_broker(r, *r.table(doc, "broker", true), base, c);
   read_identity(r, *r.table(doc, "identity", true), base, c);
   if (const toml::table* t = r.table(doc, "transport", false)) read_transport(r, *t, base, c);
@@ -391,6 +449,8 @@ broker_config parse_broker_config(std::string_view toml_text, const std::filesys
   if (const toml::table* t = r.table(doc, "forwarding", false)) read_forwarding(r, *t, c);
   if (const toml::table* t = r.table(doc, "metrics", false)) read_metrics(r, *t, c);
   if (const toml::table* t = r.table(doc, "logging", false)) read_logging(r, *t, c);
+  // After [broker]: the federation must name this broker.
+  if (const toml::table* t = r.table(doc, "federation", false)) read_federation(r, *t, base, c);
 
   // With a grace window as long as the rekey interval, a key would still be in its
   // grace period when its successor is replaced: a setting that cannot do what it says.

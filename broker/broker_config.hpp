@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -107,6 +108,23 @@ struct broker_config {
   // answers (IPv4 CIDR); everyone else is refused before a request is read.
   std::string metrics_listen;
   std::vector<std::string> metrics_allow = {"127.0.0.1/32"};
+
+  // [federation] (docs/federation.md, schemas/federation.md): brokers that share one
+  // NATS cluster. Without `servers` the broker is alone and nothing below is used.
+  std::vector<std::string> federation_servers;       // nats://host:port or tls://host:port
+  std::string federation_prefix = "agentbus";        // subject prefix: a token [A-Za-z0-9_-]
+  std::string federation_bucket = "agentbus_directory";  // JetStream KV bucket [A-Za-z0-9_-]
+  int federation_replicas = 3;                       // 1 .. 5: the bucket's replicas when this broker creates it
+  // How the broker authenticates to NATS: an NKEY seed file (user seed, "SU..."), or
+  // a TLS client certificate and key; tls_ca verifies the servers. Neither is a
+  // config error unless insecure_no_auth (loopback tests only; logged as critical).
+  std::filesystem::path federation_nkey_seed_file;
+  std::filesystem::path federation_tls_ca, federation_tls_cert, federation_tls_key;
+  bool federation_insecure_no_auth = false;
+  // The brokers of the federation, this one included: name → identity key fingerprint
+  // (lower-case hex). Directory entries signed by anyone else are ignored.
+  std::map<std::string, std::string, std::less<>> federation_brokers;
+  int federation_stale_after_ms = 5000;              // 2,000 .. 600,000: a broker silent this long is presumed down
 
   // [logging]
   std::string log_format = "text";                  // "text" or "json"

@@ -2,6 +2,12 @@
 
 namespace agentbus::broker {
 
+const std::set<std::string, std::less<>>* known_agent::subscriptions() const noexcept {
+  if (conn != nullptr) return &conn->subscriptions;
+  if (remote()) return &remote_subscriptions;
+  return nullptr;
+}
+
 known_agent* connections::find(std::string_view name) noexcept {
   auto it = agents_.find(name);
   return it == agents_.end() ? nullptr : &it->second;
@@ -35,7 +41,9 @@ connection& connections::open(known_agent& a, const bytes& route) {
   c->route = route;
   c->agent = &a;
   a.conn = c.get();
-  return *routes_.emplace(route, std::move(c)).first->second;
+  connection& opened = *routes_.emplace(route, std::move(c)).first->second;
+  if (on_open_) on_open_(opened);
+  return opened;
 }
 
 void connections::close(known_agent& a) {

@@ -62,8 +62,22 @@ struct known_agent {
   std::int64_t seen_ms = 0;
   bool seen_dirty = false;
   std::uint64_t offline_ticket = 0;  // its place among offline records (0: online, or never connected)
+  // Federation (federation.hpp): `home` is the broker of the federation it lives at when
+  // that is another one ("" for this broker's own agents), as the directory says;
+  // remote_present: its record says online and that broker is live, so its
+  // remote_subscriptions are in the topic table.
+  std::string home;
+  bool remote_online = false;   // its record says online
+  bool remote_present = false;
+  std::set<std::string, std::less<>> remote_subscriptions;
 
   bool online() const noexcept { return conn != nullptr; }
+  bool remote() const noexcept { return !home.empty(); }
+  // reachable: a recipient the broker can hand an envelope to, here or at its broker.
+  bool reachable() const noexcept { return conn != nullptr || (remote() && remote_present); }
+  // subscriptions: what it follows (its connection's, or its record's when remote);
+  // nullptr when neither.
+  const std::set<std::string, std::less<>>* subscriptions() const noexcept;
   // facts: the verifier's view of this agent as a sender.
   session::sender_facts facts() const noexcept {
     return {name, role, &agent_suite, key ? &*key : nullptr, key_id, key_protection};
@@ -93,6 +107,9 @@ class connections {
   // (known_agent::conn is null), its `agent` still names whose it was.
   using close_hook = std::function<void(connection&)>;
   void on_close(close_hook hook) { on_close_ = std::move(hook); }
+  // open_hook runs for a connection just opened (not for a hop rekey on the same one).
+  using open_hook = std::function<void(connection&)>;
+  void on_open(open_hook hook) { on_open_ = std::move(hook); }
 
   known_agent* find(std::string_view name) noexcept;
   const known_agent* find(std::string_view name) const noexcept;
@@ -124,6 +141,16 @@ class connections {
     for (auto& [route, c] : routes_) online.push_back(c->agent);
     for (known_agent* a : online) f(*a);
   }
+  // for_each_known calls f for every record, online or not (f must not add or forget
+  // records; it may close connections).
+  template <typename F>
+  void for_each_known(F&& f) {
+    for (auto& [name, a] : agents_) f(a);
+  }
+  template <typename F>
+  void for_each_known_const(F&& f) const {
+    for (const auto& [name, a] : agents_) f(a);
+  }
 
  private:
   std::map<std::string, known_agent, std::less<>> agents_;
@@ -131,6 +158,7 @@ class connections {
   std::map<std::uint64_t, std::string> offline_;  // ticket (order of going offline) → name
   std::uint64_t next_ticket_ = 1;
   close_hook on_close_;
+  open_hook on_open_;
 };
 
 }  // namespace agentbus::broker

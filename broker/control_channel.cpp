@@ -69,7 +69,10 @@ void control_channel::subscribe(known_agent& a, const std::string& topic) {
   }
   if (st) {
     c.subscriptions.insert(topic);
-    if (topics_.subscribe(topic, a.name)) notify_members(topic);
+    if (topics_.subscribe(topic, a.name)) {
+      notify_members(topic);
+      subscriptions_changed_(a);
+    }
   } else if (acct_.log_allowed("subscribe")) {
     const log_scope fields{{"agent", a.name}, {"role", a.role}, {"topic", topic.substr(0, 128)},
                            {"code", std::string(status_code_name(st.code()))}, {"reason", st.detail()}};
@@ -82,6 +85,15 @@ void control_channel::subscribe(known_agent& a, const std::string& topic) {
 void control_channel::unsubscribe(known_agent& a, const std::string& topic) {
   if (!a.conn->subscriptions.erase(topic)) return;
   if (topics_.unsubscribe(topic, a.name)) notify_members(topic);
+  subscriptions_changed_(a);
+}
+
+void control_channel::add_remote(const std::string& topic, const std::string& agent) {
+  if (topics_.subscribe(topic, agent)) notify_members(topic);
+}
+
+void control_channel::remove_remote(const std::string& topic, const std::string& agent) {
+  if (topics_.unsubscribe(topic, agent)) notify_members(topic);
 }
 
 // watch_members answers (and follows) a topic's membership, only for topics the agent
@@ -102,7 +114,7 @@ void control_channel::watch_members(known_agent& a, const std::string& topic) {
 void control_channel::send_members(known_agent& a, const std::string& topic) {
   control::members list{topic, {}};
   for (const auto& n : topics_.subscribers(topic))
-    if (const known_agent* s = agents_.find(n); s && s->online()) list.subscribers.push_back(n);
+    if (const known_agent* s = agents_.find(n); s && s->reachable()) list.subscribers.push_back(n);
   out_.control(a, list);
 }
 
@@ -124,7 +136,8 @@ void control_channel::peer_lookup(known_agent& a, const std::string& name) {
     p.state = control::peer_state::unknown;
   } else if (auto rec = reg_.find_agent(name); rec && rec->revoked) {
     p.state = control::peer_state::revoked;
-  } else if (reg_.find_revoked_key(peer->key->fingerprint_hex()) || (rec && rec->fingerprint != peer->key->fingerprint_hex())) {
+  } else if (reg_.find_revoked_key(peer->key->fingerprint_hex()) ||
+             (rec && !peer->remote() && rec->fingerprint != peer->key->fingerprint_hex())) {
     // The live entry still holds a key the name left behind (an approval, a WELCOME
     // that never left): not handed out; the agent re-enrols with its new key.
     p.state = control::peer_state::unknown;
@@ -174,6 +187,7 @@ std::vector<std::string> control_channel::withdraw_disallowed(known_agent& a) {
                                                                              " follow this topic (policy reloaded)"}});
   }
   for (const std::string& topic : emptied) notify_members(topic);
+  if (!ended.empty() && a.online()) subscriptions_changed_(a);
   return ended;
 }
 

@@ -9,6 +9,7 @@
 // Owned by the broker's event-loop thread; not thread-safe.
 #pragma once
 
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -43,6 +44,13 @@ class control_channel {
   void announce_revocation(const std::string& name);
   // announce_key_change tells every other online agent that `name` has a new key.
   void announce_key_change(const std::string& name);
+  // on_subscriptions_changed: called with an online agent whose subscriptions changed
+  // (the federation writes its directory record).
+  void on_subscriptions_changed(std::function<void(const known_agent&)> f) { subscriptions_changed_ = std::move(f); }
+  // add_remote / remove_remote put a subscription of an agent homed at another broker
+  // in the topic table or take it out, pushing member lists to the topic's watchers.
+  void add_remote(const std::string& topic, const std::string& agent);
+  void remove_remote(const std::string& topic, const std::string& agent);
 
  private:
   void handle(known_agent& a, const session::control::request& r);
@@ -63,6 +71,7 @@ class control_channel {
   outbox& out_;
   accounting& acct_;
   registry& reg_;
+  std::function<void(const known_agent&)> subscriptions_changed_ = [](const known_agent&) {};
 };
 
 }  // namespace agentbus::broker

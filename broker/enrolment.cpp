@@ -153,6 +153,7 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
   const candidate who = candidate_of(*hello, *key, fingerprint, peer_address, nullptr);
   const auto row = reg_.find_agent(name);  // one read for every check of this HELLO
   if (status st = authority_.screen(who, row); !st) return refuse(route, name, st);
+  if (status st = name_free_(name); !st) return refuse(route, name, st);
   const bool token_proven = authority_.proven_token(who, hello->token_proof, unsigned_hello, now);
   auto admitted = authority_.admit(who, row, token_proven, !hello->token_proof.empty());
   if (!admitted) return refuse(route, name, admitted.error());

@@ -115,6 +115,9 @@ class enrolment {
   // has enrolled over, once per connection (connection_guard::authenticated; the
   // connection record keeps it as connection::transport_fd).
   void authenticate_connections_with(std::function<void(int)> f) { authenticated_fd_ = std::move(f); }
+  // check_names_with: a federated broker's check that a name is not online at another
+  // broker (federation::may_enrol), after the policy's and the registry's checks.
+  void check_names_with(std::function<status(const std::string&)> f) { name_free_ = std::move(f); }
 
  private:
   struct handshake;
@@ -143,6 +146,7 @@ class enrolment {
   std::uint64_t generations_ = 0;
   std::function<void(const std::string&)> announce_key_change_ = [](const std::string&) {};
   std::function<void(int)> authenticated_fd_ = [](int) {};
+  std::function<status(const std::string&)> name_free_ = [](const std::string&) { return status{}; };
 };
 
 }  // namespace agentbus::broker

@@ -36,6 +36,8 @@ inline constexpr std::string_view cookies[] = {"issued", "renewed"};
 inline constexpr std::string_view admitted_by[] = {"token", "agent", "unknown"};
 inline constexpr std::string_view transport_refusals[] = {"unknown_key", "malformed", "error"};
 inline constexpr std::string_view reload_outcomes[] = {"applied", "refused"};
+inline constexpr std::string_view federation_kinds[] = {"direct", "topic", "nack"};
+inline constexpr std::string_view directory_kinds[] = {"agent", "broker", "revoked", "deleted"};
 }  // namespace catalogue_values
 
 inline constexpr catalogue_entry kMetricCatalogue[] = {
@@ -67,6 +69,17 @@ inline constexpr catalogue_entry kMetricCatalogue[] = {
     {"reload_agents_closed_total", metric_kind::counter, "Connections closed by a reload because the new policy no longer admits the agent (revoked, role gone, suite no longer allowed).", {}, {}},
     {"reload_subscriptions_withdrawn_total", metric_kind::counter, "Subscriptions removed by a reload because the new policy no longer lets the agent's role follow the topic.", {}, {}},
     {"policy_loaded_timestamp_seconds", metric_kind::gauge, "When the running policy was loaded (Unix time).", {}, {}},
+    {"federation_connected", metric_kind::gauge, "1 while the broker is connected to the federation's NATS cluster (absent: not federated).", {}, {}},
+    {"federation_brokers_live", metric_kind::gauge, "Other brokers of the federation whose directory heartbeat arrived within stale_after_ms.", {}, {}},
+    {"federation_sent_total", metric_kind::counter, "Messages published to other brokers, by kind (direct, topic: envelopes; nack: refusals relayed to a sender's broker).", "kind", catalogue_values::federation_kinds},
+    {"federation_received_total", metric_kind::counter, "Messages received from other brokers, by kind.", "kind", catalogue_values::federation_kinds},
+    {"federation_publish_failures_total", metric_kind::counter, "Publishes to NATS that failed (connection closed, buffer full): the sender was told.", {}, {}},
+    {"federation_inbound_dropped_total", metric_kind::counter, "Messages from other brokers dropped because this broker's inbound queue was full (slow consumer).", {}, {}},
+    {"federation_malformed_total", metric_kind::counter, "Messages from other brokers that did not decode, named no broker of the federation, or named a sender not homed there.", {}, {}},
+    {"federation_directory_updates_total", metric_kind::counter, "Directory records applied (signature verified), by kind.", "kind", catalogue_values::directory_kinds},
+    {"federation_directory_rejected_total", metric_kind::counter, "Directory records ignored: undecodable, from a broker not in [federation] brokers, a key that does not match its fingerprint, or a signature that does not verify.", {}, {}},
+    {"federation_directory_write_failures_total", metric_kind::counter, "Directory writes that failed and will be retried (NATS unreachable, JetStream error).", {}, {}},
+    {"federation_claims_lost_total", metric_kind::counter, "Local agents disconnected because another broker holds their name (enrolled there at the same time, or there after a partition).", {}, {}},
     {"publish_check_seconds", metric_kind::histogram, "Time to check one envelope at publish, by outcome.", "outcome", catalogue_values::accepted},
 };
 

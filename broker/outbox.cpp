@@ -23,6 +23,10 @@ void outbox::control(known_agent& to, const session::control::answer& msg) {
 }
 
 void outbox::nack(known_agent& to, const bytes& message_id, const status& why, const std::string& recipient) {
+  if (to.remote() && !to.online()) {
+    if (relay_) relay_(to, message_id, why, recipient);
+    return;
+  }
   control(to, session::control::nack{why, recipient, message_id});
 }
 

@@ -10,6 +10,7 @@
 // Owned by the broker's event-loop thread; not thread-safe.
 #pragma once
 
+#include <functional>
 #include <span>
 
 #include "agentbus/envelope.hpp"
@@ -29,6 +30,7 @@ struct routed_envelope {
   const envelope_auth* auth = nullptr;
   byte_view signed_part;
   byte_view digest;  // under the sender's envelope hash
+  byte_view auth_part;  // as received (what another broker of the federation is given)
 };
 
 class outbox {
@@ -41,6 +43,11 @@ class outbox {
         stats_(m),
         batches_out_(&m.get_counter("wire_batches_sent_total")),
         max_queued_bytes_(static_cast<std::int64_t>(max_queued_bytes)) {}
+
+  // relay_nacks_with: a nack for an agent homed at another broker goes there
+  // (federation::relay_nack) instead of nowhere.
+  using nack_relay = std::function<void(known_agent& to, const bytes& message_id, const status& why, const std::string& recipient)>;
+  void relay_nacks_with(nack_relay relay) { relay_ = std::move(relay); }
 
   // control sends a control answer to an online agent (a no-op for an offline one).
   void control(known_agent& to, const session::control::answer& msg);
@@ -72,6 +79,7 @@ class outbox {
   counter* batches_out_;
   std::int64_t max_queued_bytes_;
   util::log_limiter limiter_;
+  nack_relay relay_;
 };
 
 }  // namespace agentbus::broker

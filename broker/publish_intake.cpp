@@ -54,9 +54,10 @@ class publish_intake::broker_hooks final : public session::enforcement_hooks {
   // one b subscribes to, or, for a pattern subscription, one a's publish rights and
   // the pattern both match.
   bool publishes_to(const known_agent& a, const known_agent& b) const {
-    if (!b.conn) return false;
+    const auto* subscriptions = b.subscriptions();
+    if (subscriptions == nullptr) return false;
     const role_policy* role = pol_.find_role(a.role);
-    for (const auto& t : b.conn->subscriptions) {
+    for (const auto& t : *subscriptions) {
       if (is_concrete_topic(t)) {
         if (pol_.check_publish(a.role, t).ok()) return true;
       } else if (role != nullptr) {
@@ -125,7 +126,33 @@ void publish_intake::on_envelope(const bytes& route, std::span<const bytes> fram
       verifier_.check(e, sender, a.window, hooks, why) != session::verdict::accept)
     return refuse(e.header.message_id, why, e.header.to);
   acct_.passed_checks(steady::now() - started);
-  accept_checked(a, e, frames[0], nullptr);
+  accept_checked(a, e, frames[0], frames[1], nullptr);
+}
+
+namespace {
+// Between brokers there is no hop session: NATS authenticates the brokers, and what
+// makes an envelope acceptable is its own signature, checked with the rest.
+class federation_hop final : public session::hop_receiver {
+ public:
+  status verify_envelope(byte_view, const envelope_auth&) const override { return {}; }
+  status verify_batch(byte_view, std::span<const wire_batch_item>, byte_view) const override {
+    return {status_code::malformed, "no wire batches between brokers"};
+  }
+};
+}  // namespace
+
+void publish_intake::on_federated(known_agent& from, byte_view signed_part, byte_view auth_part) {
+  const auto started = steady::now();
+  broker_hooks hooks(pol_, agents_, from, acct_.offers());
+  const federation_hop hop;
+  session::opened_envelope e;
+  session::sender_facts sender;
+  status why;
+  if (verifier_.open(signed_part, auth_part, hop, hooks, e, sender, why) != session::verdict::accept ||
+      verifier_.check(e, sender, from.window, hooks, why) != session::verdict::accept)
+    return refuse_envelope(out_, acct_, from, e.header.message_id, why, e.header.to, steady::now() - started);
+  acct_.passed_checks(steady::now() - started);
+  accept_checked(from, e, signed_part, auth_part, nullptr);
 }
 
 void publish_intake::on_wire_batch(const bytes& route, std::span<const bytes> frames) {
@@ -163,7 +190,7 @@ void publish_intake::on_wire_batch(const bytes& route, std::span<const bytes> fr
         refuse_envelope(out_, acct_, a, e.header.message_id, why, e.header.to, steady::now() - member_started);
         continue;
       }
-      accept_checked(a, e, frames[2 + 2 * k], staging);
+      accept_checked(a, e, frames[2 + 2 * k], frames[3 + 2 * k], staging);
     } catch (const std::exception& ex) {
       // A bug in one envelope's path must not lose the others of its batch.
       acct_.stats().increment("internal_errors_total");
@@ -176,13 +203,13 @@ void publish_intake::on_wire_batch(const bytes& route, std::span<const bytes> fr
 }
 
 void publish_intake::accept_checked(known_agent& a, const session::opened_envelope& e, byte_view signed_part,
-                                    fanout* batch) {
+                                    byte_view auth_part, fanout* batch) {
   // The sender's own connection may have closed meanwhile (a nack or a delivery to it
   // found it gone): the rest of its batch is still routed.
   if (a.conn) a.conn->hop.count_received();
   acct_.seen(a);
   if (e.header.type == envelope_type::control) acct_.note_session_control(e.header, agents_);
-  router_.route(a, routed_envelope{&e.header, &e.auth, signed_part, e.digest}, batch);
+  router_.route(a, routed_envelope{&e.header, &e.auth, signed_part, e.digest, auth_part}, batch);
 }
 
 }  // namespace agentbus::broker

@@ -31,12 +31,20 @@ class publish_intake {
   void on_envelope(const bytes& route, std::span<const bytes> frames);
   // on_wire_batch: frames after the kind: [session id, MAC, (signed part, auth part) × n].
   void on_wire_batch(const bytes& route, std::span<const bytes> frames);
+  // on_federated: an envelope another broker of the federation accepted from `from`
+  // (an agent homed there, as the directory says) and forwarded. Checked again here in
+  // the same order with the same hooks (sender, suite, key, ACL, replay, signature or
+  // batch proof); only the hop MAC is not (brokers share no hop session). Accepted:
+  // routed to this broker's agents only. Refused: nacked to `from`, which the outbox
+  // relays to its broker.
+  void on_federated(known_agent& from, byte_view signed_part, byte_view auth_part);
 
 
  private:
   class broker_hooks;
   // accept_checked: an envelope from `a` that passed every check.
-  void accept_checked(known_agent& a, const session::opened_envelope& e, byte_view signed_part, fanout* batch);
+  void accept_checked(known_agent& a, const session::opened_envelope& e, byte_view signed_part, byte_view auth_part,
+                      fanout* batch);
   // unknown_route: ENV or BATCH from a connection that is not enrolled: ERR, with the
   // id of each envelope whose signed part decodes (a restarted broker's answer).
   void unknown_route(const bytes& route, std::span<const bytes> envelope_frames);

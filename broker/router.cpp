@@ -24,20 +24,41 @@ void refuse_envelope(outbox& out, accounting& acct, known_agent& sender, const b
 
 void router::route(known_agent& from, const routed_envelope& e, fanout* batch) {
   const envelope_header& h = *e.header;
+  const bool from_elsewhere = from.remote();  // it came from its broker over the federation
   if (h.to_kind == recipient_kind::agent) {
     known_agent* to = agents_.find(h.to);
     if (to == nullptr)
       return refuse_envelope(out_, acct_, from, h.message_id,
                              {status_code::not_deliverable, "no agent named '" + h.to + "'"}, h.to);
+    if (to->remote() && !to->online()) {
+      if (remote_ == nullptr || from_elsewhere)
+        return refuse_envelope(out_, acct_, from, h.message_id,
+                               {status_code::not_deliverable, "'" + h.to + "' lives at broker " + to->home}, h.to);
+      return delivered(from, *to, h, remote_->forward_direct(*to, e));
+    }
     return deliver(from, *to, e, batch);
   }
   // A send may find a subscriber gone and close its connection, which changes the
   // topic's subscriber set: iterate over a copy.
   recipients_.clear();
-  for (const auto& name : topics_.subscribers(h.to))
-    if (name != from.name)
-      if (known_agent* to = agents_.find(name)) recipients_.push_back(to);
+  homes_.clear();
+  for (const auto& name : topics_.subscribers(h.to)) {
+    if (name == from.name) continue;
+    known_agent* to = agents_.find(name);
+    if (to == nullptr) continue;
+    if (!to->remote() || to->online()) {
+      recipients_.push_back(to);
+    } else if (remote_ != nullptr && !from_elsewhere &&
+               std::find(homes_.begin(), homes_.end(), std::string_view(to->home)) == homes_.end()) {
+      homes_.push_back(to->home);
+    }
+  }
   for (known_agent* to : recipients_) deliver(from, *to, e, batch);
+  // One copy per broker with subscribers; that broker delivers to each of them and
+  // relays each refusal. A copy that cannot leave is refused here, naming the broker.
+  for (std::string_view home : homes_)
+    if (status st = remote_->forward_topic(home, e); !st)
+      refuse_envelope(out_, acct_, from, h.message_id, st, "broker " + std::string(home));
   acct_.accepted();
 }
 

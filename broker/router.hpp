@@ -43,10 +43,26 @@ class fanout {
 void refuse_envelope(outbox& out, accounting& acct, known_agent& sender, const bytes& message_id, const status& why,
                      const std::string& recipient, std::optional<std::chrono::nanoseconds> check_time = std::nullopt);
 
+// remote_brokers: where envelopes for agents homed at other brokers of the
+// federation go (federation.hpp). Each call's status is what it means for the
+// envelope: ok (handed to NATS), not_deliverable (that broker is down or the agent
+// offline there), overloaded (the link could not take it).
+class remote_brokers {
+ public:
+  virtual ~remote_brokers() = default;
+  virtual status forward_direct(const known_agent& to, const routed_envelope& e) = 0;
+  // forward_topic: once per broker with subscribers of the envelope's topic.
+  virtual status forward_topic(std::string_view home, const routed_envelope& e) = 0;
+};
+
 class router {
  public:
   router(connections& agents, topics& t, outbox& out, accounting& acct)
       : agents_(agents), topics_(t), out_(out), acct_(acct) {}
+  // forward_remote_with: envelopes for agents elsewhere go through `r` (nullptr: a
+  // broker alone). An envelope whose sender is homed elsewhere came from its broker
+  // and goes to this broker's agents only, never on to a third.
+  void forward_remote_with(remote_brokers* r) { remote_ = r; }
 
   // route sends an accepted envelope from `from` on (staged in `batch` when given).
   void route(known_agent& from, const routed_envelope& e, fanout* batch = nullptr);
@@ -64,6 +80,8 @@ class router {
   outbox& out_;
   accounting& acct_;
   std::vector<known_agent*> recipients_;  // reused per topic envelope
+  std::vector<std::string_view> homes_;   // reused per topic envelope: brokers with subscribers
+  remote_brokers* remote_ = nullptr;
 };
 
 }  // namespace agentbus::broker

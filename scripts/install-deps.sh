@@ -17,6 +17,7 @@ packages=(
   pybind11-dev python3-dev python3-pytest dpkg-dev
   libsystemd-dev
   prometheus-cpp-dev prometheus
+  nats-server libnats-dev
 )
 
 missing=()

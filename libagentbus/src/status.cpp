@@ -44,6 +44,7 @@ std::string_view status_code_name(status_code code) noexcept {
     case status_code::not_authorised: return "not_authorised";
     case status_code::not_attested: return "not_attested";
     case status_code::revoked_key: return "revoked_key";
+    case status_code::enrolled_elsewhere: return "enrolled_elsewhere";
     case status_code::tpm_unavailable: return "tpm_unavailable";
     case status_code::io_error: return "io_error";
     case status_code::internal: return "internal";

@@ -66,6 +66,7 @@ enum class status_code : std::uint16_t {
   not_authorised = 414,      // enrolment: no valid token or pin authorises this name, role and key
   not_attested = 415,        // enrolment: TPM evidence missing, invalid, or from an untrusted EK
   revoked_key = 416,         // the key (or EK) is revoked, whatever name or role presents it
+  enrolled_elsewhere = 417,  // enrolment: the name is online at another live broker of the federation
 
   // 500-599: local environment reported as a value where a caller wants to continue.
   tpm_unavailable = 500,

@@ -1,0 +1,386 @@
+#include "federation.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "logging.hpp"
+#include "util/overloaded.hpp"
+
+namespace agentbus::broker {
+namespace fw = federation_wire;
+using steady = std::chrono::steady_clock;
+
+federation::federation(const broker_config& cfg, const policy& pol, connections& agents, topics& t,
+                       control_channel& control, publish_intake& intake, outbox& out, registry& reg, metrics& m,
+                       nats_link& link)
+    : cfg_(cfg),
+      pol_(pol),
+      agents_(agents),
+      topics_(t),
+      control_(control),
+      intake_(intake),
+      out_(out),
+      reg_(reg),
+      stats_(m),
+      link_(link),
+      sent_direct_(&m.get_counter("federation_sent_total", "direct")),
+      sent_topic_(&m.get_counter("federation_sent_total", "topic")),
+      sent_nack_(&m.get_counter("federation_sent_total", "nack")) {
+  stats_.set_gauge("federation_brokers_live", {}, 0);
+}
+
+bool federation::live(std::string_view broker) const {
+  const auto it = heartbeats_.find(broker);
+  return it != heartbeats_.end() &&
+         steady::now() - it->second < std::chrono::milliseconds(cfg_.federation_stale_after_ms);
+}
+
+status federation::may_enrol(const std::string& name) const {
+  const known_agent* a = agents_.find(name);
+  if (a == nullptr || !a->remote() || !a->remote_present) return {};
+  return {status_code::enrolled_elsewhere, "'" + name + "' is online at broker " + a->home + " of the federation"};
+}
+
+void federation::local_opened(known_agent& a) {
+  if (a.remote()) {
+    set_presence(a, false);
+    take_over_.insert_or_assign(a.name, a.home);
+    spdlog::info("federation: {} enrolled here; it was {} at broker {}", a.name, a.remote_online ? "online" : "offline", a.home);
+    a.home.clear();
+    a.remote_online = false;
+    a.remote_subscriptions.clear();
+  }
+  local_changed(a);
+}
+
+void federation::local_changed(const known_agent& a) {
+  if (!a.remote()) changed_.insert(a.name);
+}
+
+void federation::flush() {
+  if (changed_.empty()) return;
+  for (const std::string& name : changed_) {
+    const known_agent* a = agents_.find(name);
+    if (a == nullptr || a->remote() || !a->key) continue;
+    fw::agent_record r;
+    r.name = a->name;
+    r.role = a->role;
+    r.suite = a->agent_suite.name;
+    r.key_protection = a->key_protection;
+    r.tpm_manufacturer = a->tpm_manufacturer;
+    r.tpm_simulator = a->tpm_simulator;
+    r.identity_der = a->key->der();
+    r.evidence = a->evidence;
+    r.online = a->online();
+    if (a->online()) r.subscriptions.assign(a->conn->subscriptions.begin(), a->conn->subscriptions.end());
+    std::string from;
+    if (auto it = take_over_.find(name); it != take_over_.end()) {
+      from = it->second;
+      take_over_.erase(it);
+    }
+    link_.write_agent(std::move(r), std::move(from));
+  }
+  changed_.clear();
+}
+
+void federation::revoked_here(const std::string& name, const std::string& fingerprint, const std::string& reason) {
+  fw::revocation_record r;
+  r.name = name;
+  r.fingerprint = fingerprint;
+  r.reason = reason;
+  link_.write_revocation(std::move(r));
+}
+
+// ---- outgoing ----
+
+status federation::forward_direct(const known_agent& to, const routed_envelope& e) {
+  if (!to.remote_present || !live(to.home))
+    return {status_code::not_deliverable, "'" + to.name + "' is not online at broker " + to.home +
+                                              (live(to.home) ? "" : " (that broker is unreachable)")};
+  const bytes msg = fw::encode_forwarded(cfg_.name, e.signed_part, e.auth_part);
+  if (status st = link_.publish(fw::agent_subject(cfg_.federation_prefix, to.home, to.name), msg); !st) return st;
+  sent_direct_->increment();
+  return {};
+}
+
+status federation::forward_topic(std::string_view home, const routed_envelope& e) {
+  if (!live(home)) return {status_code::not_deliverable, "broker " + std::string(home) + " is unreachable"};
+  const bytes msg = fw::encode_forwarded(cfg_.name, e.signed_part, e.auth_part);
+  if (status st = link_.publish(fw::topic_subject(cfg_.federation_prefix, home, e.header->to), msg); !st) return st;
+  sent_topic_->increment();
+  return {};
+}
+
+void federation::nack_to(const std::string& broker, const std::string& sender, const bytes& message_id,
+                         const status& why, const std::string& recipient) {
+  fw::relayed_nack n;
+  n.origin = cfg_.name;
+  n.sender = sender;
+  n.message_id = message_id;
+  n.code = static_cast<std::uint64_t>(why.code());
+  n.detail = why.detail().substr(0, 480);
+  n.recipient = recipient.substr(0, 128);
+  if (link_.publish(fw::nack_subject(cfg_.federation_prefix, broker), fw::encode(n))) sent_nack_->increment();
+}
+
+void federation::relay_nack(const known_agent& sender, const bytes& message_id, const status& why,
+                            const std::string& recipient) {
+  nack_to(sender.home, sender.name, message_id, why, recipient);
+}
+
+// ---- incoming ----
+
+void federation::drain() {
+  for (auto& ev : link_.take()) {
+    try {
+      std::visit(util::overloaded{
+                     [&](const nats_link::inbox_message& m) { on_inbox(m); },
+                     [&](const nats_link::directory_update& u) { on_directory(u); },
+                     [&](const nats_link::claim_lost& c) {
+                       known_agent* a = agents_.find(c.name);
+                       if (a == nullptr || !a->online()) return;
+                       stats_.increment("federation_claims_lost_total");
+                       spdlog::warn("{} disconnected: broker {} holds the name (it enrolled there at the same time)",
+                                    c.name, c.holder);
+                       agents_.close(*a);
+                     },
+                     [&](const nats_link::link_state& s) {
+                       stats_.set_gauge("federation_connected", {}, s.connected ? 1 : 0);
+                       // Back on NATS: write every local agent again (writes made while away
+                       // were retried, but a broker that restarted meanwhile needs ours).
+                       if (s.connected)
+                         agents_.for_each_online([&](known_agent& a) { local_changed(a); });
+                     }},
+                 ev);
+    } catch (const std::exception& e) {
+      stats_.increment("internal_errors_total");
+      spdlog::error("federation: internal error while handling a message from NATS: {}", e.what());
+    }
+  }
+  flush();
+}
+
+void federation::on_inbox(const nats_link::inbox_message& m) {
+  switch (fw::classify(cfg_.federation_prefix, cfg_.name, m.subject)) {
+    case fw::inbox_kind::agent: return on_forwarded(m.data, false);
+    case fw::inbox_kind::topic: return on_forwarded(m.data, true);
+    case fw::inbox_kind::nack: return on_relayed_nack(m.data);
+    case fw::inbox_kind::other: break;
+  }
+  stats_.increment("federation_malformed_total");
+}
+
+void federation::on_forwarded(byte_view data, bool topic) {
+  stats_.increment("federation_received_total", topic ? "topic" : "direct");
+  auto m = fw::decode_forwarded(data, cfg_.max_frame_bytes);
+  auto h = m ? decode_signed_part(m->signed_part) : result<envelope_header>(m.error());
+  // The sender must live at the broker that forwards it, by the directory; the subject
+  // and the header must agree on what it is.
+  known_agent* from = h ? agents_.find(h->sender) : nullptr;
+  const bool consistent = h && (h->to_kind == recipient_kind::topic) == topic && m->origin != cfg_.name &&
+                          cfg_.federation_brokers.count(m->origin) > 0;
+  if (!consistent || from == nullptr || from->home != m->origin) {
+    stats_.increment("federation_malformed_total");
+    if (limiter_.allow("federation_malformed"))
+      spdlog::warn("federation: envelope from {} refused: {}", m ? m->origin : std::string("?"),
+                   !m ? m.error().to_string() : !h ? h.error().to_string()
+                   : !consistent                  ? std::string("subject, header and origin disagree")
+                                                  : "sender '" + h->sender + "' is not homed at broker " + m->origin);
+    if (consistent && cfg_.federation_brokers.count(m->origin))
+      nack_to(m->origin, h->sender, h->message_id,
+              {status_code::unknown_agent, "broker " + cfg_.name + " does not know '" + h->sender + "' as homed at " + m->origin},
+              h->to);
+    return;
+  }
+  intake_.on_federated(*from, m->signed_part, m->auth_part);
+}
+
+void federation::on_relayed_nack(byte_view data) {
+  stats_.increment("federation_received_total", "nack");
+  auto n = fw::decode_relayed_nack(data);
+  if (!n || !cfg_.federation_brokers.count(n->origin)) {
+    stats_.increment("federation_malformed_total");
+    return;
+  }
+  known_agent* a = agents_.find(n->sender);
+  if (a == nullptr || !a->online()) return;  // gone meanwhile: nobody to tell
+  out_.nack(*a, n->message_id,
+            status(static_cast<status_code>(n->code), n->detail + " (at broker " + n->origin + ")"), n->recipient);
+}
+
+void federation::on_directory(const nats_link::directory_update& u) {
+  std::visit(util::overloaded{
+                 [&](const std::monostate&) {
+                   stats_.increment("federation_directory_updates_total", "deleted");
+                   if (u.key.starts_with("a."))
+                     if (known_agent* a = agents_.find(std::string_view(u.key).substr(2)); a && a->remote()) {
+                       set_presence(*a, false);
+                       a->home.clear();
+                     }
+                 },
+                 [&](const fw::broker_record& b) {
+                   stats_.increment("federation_directory_updates_total", "broker");
+                   if (b.writer == cfg_.name) return;
+                   const bool was = live(b.writer);
+                   heartbeats_.insert_or_assign(b.writer, steady::now());
+                   if (!was) {
+                     spdlog::info("federation: broker {} is live", b.writer);
+                     // Its agents come back into member lists.
+                     agents_.for_each_known([&](known_agent& a) {
+                       if (a.home == b.writer) set_presence(a, a.remote_online);
+                     });
+                   }
+                 },
+                 [&](const fw::agent_record& r) {
+                   stats_.increment("federation_directory_updates_total", "agent");
+                   on_agent_record(r, u.revision);
+                 },
+                 [&](const fw::revocation_record& r) {
+                   stats_.increment("federation_directory_updates_total", "revoked");
+                   on_revocation(r);
+                 }},
+             u.record);
+}
+
+void federation::on_agent_record(const fw::agent_record& r, std::uint64_t) {
+  if (r.writer == cfg_.name) {
+    // Our own record. One that says online for an agent not connected here is from
+    // before a restart (kill -9): say it is offline.
+    const known_agent* a = agents_.find(r.name);
+    if (r.online && (a == nullptr || !a->online())) {
+      known_agent& rec = agents_.remember(r.name);
+      if (!rec.key) {
+        auto key = crypto::public_key::from_der(r.identity_der);
+        const suite* s = pol_.find_suite(r.suite);
+        if (!key || s == nullptr) return;
+        rec.role = r.role;
+        rec.agent_suite = *s;
+        rec.key_id = key->fingerprint();
+        rec.key = std::move(*key);
+        rec.key_protection = r.key_protection;
+        rec.tpm_manufacturer = r.tpm_manufacturer;
+        rec.tpm_simulator = r.tpm_simulator;
+        rec.evidence = r.evidence;
+      }
+      changed_.insert(r.name);
+    }
+    return;
+  }
+  const suite* s = pol_.find_suite(r.suite);
+  const role_policy* role = pol_.find_role(r.role);
+  auto key = crypto::public_key::from_der(r.identity_der);
+  if (s == nullptr || role == nullptr || !key || role->suite != r.suite) {
+    stats_.increment("federation_directory_rejected_total");
+    if (limiter_.allow("federation_record"))
+      spdlog::warn("federation: record of {} from broker {} does not fit this broker's policy (role {}, suite {}): ignored",
+                   r.name, r.writer, r.role, r.suite);
+    return;
+  }
+  if (revoked_.count(r.name)) return;  // revoked in the federation: its records are not followed
+  known_agent& a = agents_.remember(r.name);
+  if (a.online()) {
+    if (!r.online) return;  // an old record of the agent that has since come here
+    // Another broker holds the name now (it won the directory's compare-and-set).
+    stats_.increment("federation_claims_lost_total");
+    spdlog::warn("{} disconnected: broker {} holds the name now", r.name, r.writer);
+    agents_.close(a);
+  }
+  const bool key_changed = a.key && a.key->der() != r.identity_der;
+  set_presence(a, false);
+  a.home = r.writer;
+  a.role = r.role;
+  a.agent_suite = *s;
+  a.key_id = key->fingerprint();
+  a.key = std::move(*key);
+  a.key_protection = r.key_protection;
+  a.tpm_manufacturer = r.tpm_manufacturer;
+  a.tpm_simulator = r.tpm_simulator;
+  a.evidence = r.evidence;
+  a.remote_online = r.online;
+  a.remote_subscriptions.clear();
+  for (const auto& t : r.subscriptions)
+    if (t.size() <= 128 && (is_concrete_topic(t) || is_topic_pattern(t)) && pol_.check_subscribe(r.role, t))
+      a.remote_subscriptions.insert(t);
+  set_presence(a, r.online && live(r.writer));
+  if (key_changed) {
+    spdlog::info("federation: {} (at broker {}) has a new key; local agents are told", r.name, r.writer);
+    control_.announce_key_change(r.name);
+  }
+}
+
+void federation::on_revocation(const fw::revocation_record& r) {
+  // Our own come back from the bucket: applied when the operator revoked here. Each
+  // name once (the bucket's initial values repeat them at every start).
+  if (r.writer == cfg_.name || !revoked_.insert(r.name).second) return;
+  spdlog::warn("federation: {} revoked at broker {}: {}", r.name, r.writer, r.reason);
+  const std::int64_t at = static_cast<std::int64_t>(r.written_ms);
+  try {
+    // In this broker's registry too: the key is refused under any name here, and a
+    // record of the name (if it ever enrolled here) is marked revoked.
+    if (!r.fingerprint.empty()) reg_.revoke_key(key_revocation{r.fingerprint, r.name, "federation: " + r.reason, at});
+    reg_.revoke(r.name, "federation: " + r.reason, at);
+  } catch (const std::exception& e) {
+    stats_.increment("registry_errors_total");
+    spdlog::error("registry: cannot record the revocation of {}: {}", r.name, e.what());
+  }
+  if (known_agent* a = agents_.find(r.name)) {
+    set_presence(*a, false);
+    if (a->online()) agents_.close(*a);
+    a->key.reset();  // unknown to peer lookups from now on
+  }
+  control_.announce_revocation(r.name);
+}
+
+void federation::set_presence(known_agent& a, bool present) {
+  if (!a.remote() || a.remote_present == present) return;
+  a.remote_present = present;
+  for (const auto& t : a.remote_subscriptions) {
+    if (present) control_.add_remote(t, a.name);
+    else control_.remove_remote(t, a.name);
+  }
+}
+
+void federation::sweep(steady::time_point) {
+  std::size_t live_count = 0;
+  for (const auto& [name, at] : heartbeats_) {
+    const bool now_live = live(name);
+    live_count += now_live ? 1 : 0;
+    bool& was = was_live_[name];
+    if (was && !now_live) {
+      spdlog::warn("federation: broker {} is silent for {} ms: presumed down; its agents are unreachable", name,
+                   cfg_.federation_stale_after_ms);
+      agents_.for_each_known([&](known_agent& a) {
+        if (a.home == name) set_presence(a, false);
+      });
+    }
+    was = now_live;
+  }
+  stats_.set_gauge("federation_brokers_live", {}, static_cast<double>(live_count));
+  flush();
+}
+
+std::vector<federation::broker_view> federation::brokers() const {
+  std::vector<broker_view> out;
+  for (const auto& [name, fp] : cfg_.federation_brokers) {
+    broker_view v;
+    v.name = name;
+    if (name == cfg_.name) {
+      v.live = link_.connected();
+      v.heartbeat_age_ms = 0;
+    } else if (auto it = heartbeats_.find(name); it != heartbeats_.end()) {
+      v.live = live(name);
+      v.heartbeat_age_ms = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - it->second).count();
+    }
+    out.push_back(v);
+  }
+  agents_.for_each_known_const([&](const known_agent& a) {
+    const std::string& home = a.remote() ? a.home : cfg_.name;
+    if (!a.reachable()) return;
+    for (auto& v : out)
+      if (v.name == home) ++v.agents;
+  });
+  return out;
+}
+
+}  // namespace agentbus::broker

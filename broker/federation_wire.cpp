@@ -1,0 +1,213 @@
+#include "federation_wire.hpp"
+
+#include "session/wire_codec.hpp"
+
+namespace agentbus::broker::federation_wire {
+namespace {
+
+using session::wire_codec::reader;
+using session::wire_codec::writer;
+
+constexpr std::size_t kMaxName = 128;
+constexpr std::size_t kMaxDetail = 512;
+constexpr std::size_t kMaxKeyDer = 2048;
+constexpr std::size_t kMaxEvidence = 16u << 10;
+constexpr std::size_t kMaxSignature = 1024;
+
+status check_version(std::uint64_t v, const char* what) {
+  if (v != kVersion) return {status_code::unsupported_version, std::string(what) + " version " + std::to_string(v)};
+  return {};
+}
+
+std::string joined(std::string_view prefix, std::string_view broker, std::string_view rest) {
+  std::string s;
+  s.reserve(prefix.size() + broker.size() + rest.size() + 4);
+  s.append(prefix).append(".b.").append(escape_token(broker)).append(rest);
+  return s;
+}
+
+}  // namespace
+
+std::string escape_token(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    if (c == '.') out += "%2E";
+    else out += c;
+  }
+  return out;
+}
+
+std::string inbox(std::string_view prefix, std::string_view broker) { return joined(prefix, broker, ".>"); }
+
+std::string agent_subject(std::string_view prefix, std::string_view broker, std::string_view agent) {
+  return joined(prefix, broker, ".a.") + escape_token(agent);
+}
+
+std::string topic_subject(std::string_view prefix, std::string_view broker, std::string_view topic) {
+  std::string s = joined(prefix, broker, ".t");
+  std::size_t i = 0;
+  while (i <= topic.size()) {
+    const std::size_t slash = std::min(topic.find('/', i), topic.size());
+    s += '.';
+    s += escape_token(topic.substr(i, slash - i));
+    i = slash + 1;
+  }
+  return s;
+}
+
+std::string nack_subject(std::string_view prefix, std::string_view broker) { return joined(prefix, broker, ".n"); }
+
+inbox_kind classify(std::string_view prefix, std::string_view broker, std::string_view subject) {
+  const std::string head = joined(prefix, broker, ".");
+  if (!subject.starts_with(head)) return inbox_kind::other;
+  const std::string_view rest = subject.substr(head.size());
+  if (rest.starts_with("a.") && rest.size() > 2) return inbox_kind::agent;
+  if (rest.starts_with("t.") && rest.size() > 2) return inbox_kind::topic;
+  if (rest == "n") return inbox_kind::nack;
+  return inbox_kind::other;
+}
+
+bytes encode(const forwarded& m) { return encode_forwarded(m.origin, m.signed_part, m.auth_part); }
+
+bytes encode_forwarded(std::string_view origin, byte_view signed_part, byte_view auth_part) {
+  return writer(4).uint(kVersion).str(origin).bin(signed_part).bin(auth_part).done();
+}
+
+result<forwarded> decode_forwarded(byte_view in, std::size_t max_frame_bytes) {
+  forwarded m;
+  std::uint64_t version = 0;
+  reader r(in, "forwarded envelope", 4, max_frame_bytes + 1024);
+  r.uint("version", version).str("origin", m.origin, kMaxName).bin("signed part", m.signed_part, 1, max_frame_bytes)
+      .bin("auth part", m.auth_part, 1, max_frame_bytes);
+  if (!r.ok()) return r.error();
+  if (status st = check_version(version, "forwarded envelope"); !st) return st;
+  if (m.signed_part.size() + m.auth_part.size() > max_frame_bytes)
+    return status{status_code::too_large, "forwarded envelope exceeds max_frame_bytes"};
+  return m;
+}
+
+bytes encode(const relayed_nack& m) {
+  return writer(7).uint(kVersion).str(m.origin).str(m.sender).bin(m.message_id).uint(m.code).str(m.detail)
+      .str(m.recipient).done();
+}
+
+result<relayed_nack> decode_relayed_nack(byte_view in) {
+  relayed_nack m;
+  std::uint64_t version = 0;
+  reader r(in, "relayed nack", 7, 4096);
+  r.uint("version", version).str("origin", m.origin, kMaxName).str("sender", m.sender, kMaxName)
+      .bin("message id", m.message_id, 0, 64).uint("code", m.code).str("detail", m.detail, kMaxDetail)
+      .str("recipient", m.recipient, kMaxName);
+  if (!r.ok()) return r.error();
+  if (status st = check_version(version, "relayed nack"); !st) return st;
+  if (m.code == 0 || m.code > 0xffff) return status{status_code::invalid_field, "relayed nack without a refusal code"};
+  return m;
+}
+
+std::string agent_key(std::string_view agent) { return "a." + std::string(agent); }
+std::string broker_key(std::string_view broker) { return "b." + std::string(broker); }
+std::string revocation_key(std::string_view agent) { return "r." + std::string(agent); }
+
+bytes encode_body(const agent_record& a) {
+  return writer(14).uint(kVersion).str("agent").str(a.writer).uint(a.written_ms).str(a.name).str(a.role).str(a.suite)
+      .str(protection_name(a.key_protection)).str(a.tpm_manufacturer).uint(a.tpm_simulator ? 1 : 0).bin(a.identity_der)
+      .bin(a.evidence).uint(a.online ? 1 : 0).strings(a.subscriptions).done();
+}
+
+bytes encode_body(const broker_record& b) {
+  return writer(6).uint(kVersion).str("broker").str(b.writer).uint(b.written_ms).str(b.suite).bin(b.identity_der).done();
+}
+
+bytes encode_body(const revocation_record& v) {
+  return writer(7).uint(kVersion).str("revoked").str(v.writer).uint(v.written_ms).str(v.name).str(v.fingerprint)
+      .str(v.reason).done();
+}
+
+bytes signing_input(byte_view body) {
+  static constexpr std::string_view kLabel = "agentbus-v1 directory";
+  bytes in(kLabel.begin(), kLabel.end());
+  in.push_back(0);
+  in.insert(in.end(), body.begin(), body.end());
+  return in;
+}
+
+bytes seal(byte_view body, byte_view signature) { return writer(2).bin(body).bin(signature).done(); }
+
+result<opened_record> open_record(byte_view value) {
+  opened_record o;
+  reader outer(value, "directory record", 2, kMaxRecordBytes);
+  outer.bin("body", o.body, 1, kMaxRecordBytes).bin("signature", o.signature, 1, kMaxSignature);
+  if (!outer.ok()) return outer.error();
+  // The kind and writer are the body's fields 1 and 2, whatever follows.
+  std::uint64_t version = 0;
+  envelope_wire::cursor c(o.body);
+  std::size_t n = 0;
+  std::string_view kind, writer_name;
+  if (status st = c.read_array("record", n); !st) return st;
+  if (n < 3) return status{status_code::malformed, "directory record body too short"};
+  if (status st = c.read_uint("version", version); !st) return st;
+  if (status st = check_version(version, "directory record"); !st) return st;
+  if (status st = c.read_str("kind", kind); !st) return st;
+  if (status st = c.read_str("writer", writer_name); !st) return st;
+  if (kind != "agent" && kind != "broker" && kind != "revoked")
+    return status{status_code::invalid_field, "unknown directory record kind"};
+  if (writer_name.empty() || writer_name.size() > kMaxName) return status{status_code::invalid_field, "directory record writer"};
+  o.kind.assign(kind);
+  o.writer.assign(writer_name);
+  return o;
+}
+
+result<agent_record> decode_agent(byte_view body) {
+  agent_record a;
+  std::uint64_t version = 0, simulator = 0, online = 0;
+  std::string kind, prot;
+  reader r(body, "agent record", 14, kMaxRecordBytes, kMaxSubscriptionsInRecord);
+  r.uint("version", version).str("kind", kind, 16).str("writer", a.writer, kMaxName).uint("written_ms", a.written_ms)
+      .str("name", a.name, kMaxName).str("role", a.role, kMaxName).str("suite", a.suite, kMaxName)
+      .str("protection", prot, 16).str("tpm_manufacturer", a.tpm_manufacturer, 64).uint("simulator", simulator)
+      .bin("identity key", a.identity_der, 1, kMaxKeyDer).bin("evidence", a.evidence, 0, kMaxEvidence)
+      .uint("online", online).strings("subscriptions", a.subscriptions, kMaxSubscriptionsInRecord, 128);
+  if (!r.ok()) return r.error();
+  if (status st = check_version(version, "agent record"); !st) return st;
+  const auto p = parse_protection(prot);
+  if (kind != "agent" || !p || simulator > 1 || online > 1 || a.name.empty())
+    return status{status_code::invalid_field, "agent record fields"};
+  a.key_protection = *p;
+  a.tpm_simulator = simulator == 1;
+  a.online = online == 1;
+  return a;
+}
+
+result<broker_record> decode_broker(byte_view body) {
+  broker_record b;
+  std::uint64_t version = 0;
+  std::string kind;
+  reader r(body, "broker record", 6, kMaxRecordBytes);
+  r.uint("version", version).str("kind", kind, 16).str("writer", b.writer, kMaxName).uint("written_ms", b.written_ms)
+      .str("suite", b.suite, kMaxName).bin("identity key", b.identity_der, 1, kMaxKeyDer);
+  if (!r.ok()) return r.error();
+  if (status st = check_version(version, "broker record"); !st) return st;
+  if (kind != "broker") return status{status_code::invalid_field, "broker record kind"};
+  return b;
+}
+
+result<revocation_record> decode_revocation(byte_view body) {
+  revocation_record v;
+  std::uint64_t version = 0;
+  std::string kind;
+  reader r(body, "revocation record", 7, kMaxRecordBytes);
+  r.uint("version", version).str("kind", kind, 16).str("writer", v.writer, kMaxName).uint("written_ms", v.written_ms)
+      .str("name", v.name, kMaxName).str("fingerprint", v.fingerprint, 128).str("reason", v.reason, kMaxDetail);
+  if (!r.ok()) return r.error();
+  if (status st = check_version(version, "revocation record"); !st) return st;
+  if (kind != "revoked" || v.name.empty()) return status{status_code::invalid_field, "revocation record fields"};
+  return v;
+}
+
+status verify_record(const opened_record& r, const crypto::public_key& writer_key, const suite& s) {
+  const bytes input = signing_input(r.body);
+  return crypto::verify_digest(writer_key, s.key, s.envelope_hash, crypto::digest(s.envelope_hash, input), r.signature);
+}
+
+}  // namespace agentbus::broker::federation_wire

@@ -1,0 +1,128 @@
+// federation_wire.hpp — what brokers of a federation say to each other over NATS
+// (schemas/federation.md is normative): subject names, the forwarded envelope, the
+// relayed nack, and the signed directory records of the JetStream key-value bucket.
+//
+// Pure encoding and checking: no sockets, no NATS, so every rule here runs in a
+// unit test. Decoders are strict (one canonical object within limits, exact field
+// counts), as for everything else from the network: a NATS message is hostile until
+// the envelope's own signature or the record's broker signature says otherwise.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agentbus/bytes.hpp"
+#include "agentbus/crypto.hpp"
+#include "agentbus/envelope.hpp"
+#include "agentbus/status.hpp"
+#include "agentbus/suite.hpp"
+
+namespace agentbus::broker::federation_wire {
+
+inline constexpr std::uint64_t kVersion = 1;
+inline constexpr std::size_t kMaxSubscriptionsInRecord = 256;  // max_subscriptions_per_agent's default
+inline constexpr std::size_t kMaxRecordBytes = 64u << 10;
+
+// ---- Subjects (schemas/federation.md §2) --------------------------------------
+// Tokens of agent names and topic segments escape '.' (a NATS token separator) as
+// "%2E"; '%' is in neither alphabet, so the mapping is one to one.
+std::string escape_token(std::string_view s);
+// inbox: every subject addressed to `broker`: "<prefix>.b.<broker>.>"
+std::string inbox(std::string_view prefix, std::string_view broker);
+// agent_subject: a direct envelope for `agent`, homed at `broker`.
+std::string agent_subject(std::string_view prefix, std::string_view broker, std::string_view agent);
+// topic_subject: a topic envelope for `broker`'s subscribers of the concrete `topic`
+// ("a/b.c" → "<prefix>.b.<broker>.t.a.b%2Ec").
+std::string topic_subject(std::string_view prefix, std::string_view broker, std::string_view topic);
+// nack_subject: refusals of envelopes whose senders live at `broker`.
+std::string nack_subject(std::string_view prefix, std::string_view broker);
+
+enum class inbox_kind { agent, topic, nack, other };
+// classify tells which of the above `subject` (one of `broker`'s inbox) is.
+inbox_kind classify(std::string_view prefix, std::string_view broker, std::string_view subject);
+
+// ---- Forwarded envelope: fixarray(4) [version, origin broker, signed part, auth part]
+struct forwarded {
+  std::string origin;  // the broker that accepted it from its sender
+  bytes signed_part;
+  bytes auth_part;     // as the sender sent it; its hop MAC, if any, means nothing past the first hop
+};
+bytes encode(const forwarded& m);
+bytes encode_forwarded(std::string_view origin, byte_view signed_part, byte_view auth_part);
+result<forwarded> decode_forwarded(byte_view in, std::size_t max_frame_bytes);
+
+// ---- Relayed nack: fixarray(7) [version, origin broker, sender, message id, code, detail, recipient]
+struct relayed_nack {
+  std::string origin;     // the broker that refused or could not deliver
+  std::string sender;     // whose envelope it was (an agent of the receiving broker)
+  bytes message_id;
+  std::uint64_t code = 0;
+  std::string detail, recipient;
+};
+bytes encode(const relayed_nack& m);
+result<relayed_nack> decode_relayed_nack(byte_view in);
+
+// ---- Directory records (schemas/federation.md §3) -----------------------------
+// KV keys: "a.<agent>" (agent_record), "b.<broker>" (broker_record), "r.<agent>"
+// (revocation). The value is fixarray(2) [body, signature]; the signature is the
+// writing broker's identity key over "agentbus-v1 directory" || 0x00 || body, hashed
+// with its suite's envelope hash.
+std::string agent_key(std::string_view agent);
+std::string broker_key(std::string_view broker);
+std::string revocation_key(std::string_view agent);
+
+struct agent_record {
+  std::string writer;            // the broker that wrote it: the agent's home
+  std::uint64_t written_ms = 0;  // the writer's clock (informational)
+  std::string name, role, suite;
+  protection key_protection = protection::tpm;
+  std::string tpm_manufacturer;
+  bool tpm_simulator = false;
+  bytes identity_der;
+  bytes evidence;
+  bool online = false;
+  std::vector<std::string> subscriptions;  // topics and patterns, as subscribed
+};
+
+struct broker_record {
+  std::string writer;  // the broker itself
+  std::uint64_t written_ms = 0;
+  std::string suite;   // of its identity key
+  bytes identity_der;
+};
+
+struct revocation_record {
+  std::string writer;
+  std::uint64_t written_ms = 0;
+  std::string name;
+  std::string fingerprint;  // the revoked key's, hex ("" when unknown)
+  std::string reason;
+};
+
+bytes encode_body(const agent_record& r);
+bytes encode_body(const broker_record& r);
+bytes encode_body(const revocation_record& r);
+
+// signing_input: what the writing broker signs for `body`.
+bytes signing_input(byte_view body);
+// seal wraps a body and its signature as the KV value.
+bytes seal(byte_view body, byte_view signature);
+
+// opened_record: a KV value split, its body's kind read; nothing verified yet.
+struct opened_record {
+  bytes body, signature;
+  std::string kind;    // "agent", "broker", "revoked"
+  std::string writer;
+};
+result<opened_record> open_record(byte_view value);
+result<agent_record> decode_agent(byte_view body);
+result<broker_record> decode_broker(byte_view body);
+result<revocation_record> decode_revocation(byte_view body);
+
+// verify_record checks `r`'s signature under the writer's identity key, of suite `s`.
+status verify_record(const opened_record& r, const crypto::public_key& writer_key, const suite& s);
+
+}  // namespace agentbus::broker::federation_wire
