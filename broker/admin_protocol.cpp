@@ -446,6 +446,7 @@ result<nlohmann::json> admin_handler::read_only(const std::string& op, const nlo
   if (op == "stats") return state_.stats();
   if (op == "broker") return state_.broker_identity();
   if (op == "profiles") return policy_profiles(*pol_);
+  if (op == "federation") return state_.federation();
   if (op == "tokens") {
     json out = json::array();
     for (const auto& t : state_.tokens()) out.push_back(to_json(t));

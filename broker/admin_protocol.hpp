@@ -113,6 +113,9 @@ class admin_state {
   // broker_identity is {"name","fingerprint","suite"} of the broker's identity key;
   // null when unknown (offline).
   virtual nlohmann::json broker_identity() { return nullptr; }
+  // federation: the brokers of the federation and where agents live
+  // ({"federated":false} for a broker alone; schemas/admin.md).
+  virtual nlohmann::json federation() { return {{"federated", false}}; }
   // nonces: where the nonces of signed requests carried out are kept (default: in
   // memory; registry_admin_state: the registry, which outlives a restart).
   virtual std::shared_ptr<nonce_ledger> nonces();
@@ -244,6 +247,7 @@ class admin_verifier {
 //   revoked_keys [key_revocation...]
 //   broker      admin_state::broker_identity()
 //   profiles    policy_profiles(policy)
+//   federation  admin_state::federation()
 //   revoke / approve / reject / reset_counters (signed)
 //               {"op","agent","operator","agent_record":agent_json|null}
 //   token_create (signed) {"op","operator","token":HEX,"token_record":token,"broker":broker_identity}

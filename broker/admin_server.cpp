@@ -62,6 +62,7 @@ class admin_server::loop_state final : public registry_admin_state {
     return st;
   }
   void flush() { acct_.flush(agents_); }
+  std::function<nlohmann::json()> federation_view;
   std::shared_ptr<const std::set<std::string, std::less<>>> online_names() {
     auto names = std::make_shared<std::set<std::string, std::less<>>>();
     agents_.for_each_online([&](known_agent& a) { names->insert(a.name); });
@@ -94,6 +95,13 @@ class admin_server::admin_state final : public registry_admin_state {
   void begin_request() { online_.reset(); }
 
   nlohmann::json broker_identity() override { return identity_; }
+  nlohmann::json federation() override {
+    nlohmann::json view = {{"federated", false}};
+    server_.on_loop([&] {
+      if (server_.loop_state_->federation_view) view = server_.loop_state_->federation_view();
+    });
+    return view;
+  }
   bool online(std::string_view agent) override {
     if (!online_ && !server_.on_loop([&] { online_ = server_.loop_state_->online_names(); })) return false;
     return online_ && online_->count(agent) != 0;
@@ -200,6 +208,10 @@ bool admin_server::on_loop(std::function<void()> f) {
   (void)!::write(fd_, &one, sizeof one);
   cv_.wait(lock, [&] { return c->done || stopping_; });
   return c->done;
+}
+
+void admin_server::federation_view_with(std::function<nlohmann::json()> view) {
+  loop_state_->federation_view = std::move(view);
 }
 
 void admin_server::run_loop_calls() {

@@ -73,6 +73,9 @@ class admin_server {
   // on_loop runs `f` on the event loop and returns when it has run (admin thread). A
   // broker stopping fails it (false).
   bool on_loop(std::function<void()> f);
+  // federation_view_with: what the `federation` request answers, computed on the
+  // event loop (set there, before requests that use it).
+  void federation_view_with(std::function<nlohmann::json()> view);
 
  private:
   void run(std::shared_ptr<const policy> pol, std::filesystem::path registry_file, nlohmann::json identity);

@@ -316,6 +316,11 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
                                          *d.stats, *d.nats);
     federation& fed = *d.fed;
     d.routes->forward_remote_with(&fed);
+    if (d.runtime.tamper_federation) {
+      fed.tamper_with_forwards();
+      spdlog::critical("TAMPERING TEST MODE: every envelope forwarded to another broker is CHANGED. This broker must "
+                       "never carry real traffic.");
+    }
     d.out->relay_nacks_with([&fed](known_agent& to, const bytes& id, const status& why, const std::string& recipient) {
       fed.relay_nack(to, id, why, recipient);
     });
@@ -359,6 +364,7 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
                                                             {"transport_key", d.transport_key.empty()
                                                                                   ? nlohmann::json(nullptr)
                                                                                   : nlohmann::json(d.transport_key)}});
+  if (d.admin && d.fed) d.admin->federation_view_with([&d] { return d.fed->view(); });
   if (d.runtime.permissive_testing)
     spdlog::critical("PERMISSIVE TESTING MODE: envelopes are forwarded WITHOUT suite, ACL, replay or signature "
                      "checks. This broker must never carry real traffic.");

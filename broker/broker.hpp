@@ -47,6 +47,10 @@ struct broker_runtime_options {
   // ACL, replay and signature checks. It exists only so that tests can prove the
   // receiving library refuses what a broker wrongly forwards. Never in production.
   bool permissive_testing = false;
+  // tamper_federation changes one byte of every envelope's payload this broker forwards
+  // to another broker of the federation: a broker gone bad, which tests use to prove
+  // the receiving broker and the receiving library catch it. Never in production.
+  bool tamper_federation = false;
   // tpm, if the broker's identity lives in one: its operation counts, failures and
   // latency histograms are published with the metrics (tpm_operation_duration_seconds,
   // tpm_operation_failures_total).

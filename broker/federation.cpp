@@ -94,11 +94,19 @@ void federation::revoked_here(const std::string& name, const std::string& finger
 
 // ---- outgoing ----
 
+bytes federation::forwarded_bytes(const routed_envelope& e) const {
+  if (!tamper_) return fw::encode_forwarded(cfg_.name, e.signed_part, e.auth_part);
+  // A broker gone bad (tests): the payload's last byte changed; the structure stays valid.
+  bytes changed(e.signed_part.begin(), e.signed_part.end());
+  if (!changed.empty()) changed.back() ^= 0x01;
+  return fw::encode_forwarded(cfg_.name, changed, e.auth_part);
+}
+
 status federation::forward_direct(const known_agent& to, const routed_envelope& e) {
   if (!to.remote_present || !live(to.home))
     return {status_code::not_deliverable, "'" + to.name + "' is not online at broker " + to.home +
                                               (live(to.home) ? "" : " (that broker is unreachable)")};
-  const bytes msg = fw::encode_forwarded(cfg_.name, e.signed_part, e.auth_part);
+  const bytes msg = forwarded_bytes(e);
   if (status st = link_.publish(fw::agent_subject(cfg_.federation_prefix, to.home, to.name), msg); !st) return st;
   sent_direct_->increment();
   return {};
@@ -106,7 +114,7 @@ status federation::forward_direct(const known_agent& to, const routed_envelope& 
 
 status federation::forward_topic(std::string_view home, const routed_envelope& e) {
   if (!live(home)) return {status_code::not_deliverable, "broker " + std::string(home) + " is unreachable"};
-  const bytes msg = fw::encode_forwarded(cfg_.name, e.signed_part, e.auth_part);
+  const bytes msg = forwarded_bytes(e);
   if (status st = link_.publish(fw::topic_subject(cfg_.federation_prefix, home, e.header->to), msg); !st) return st;
   sent_topic_->increment();
   return {};
@@ -360,27 +368,38 @@ void federation::sweep(steady::time_point) {
   flush();
 }
 
-std::vector<federation::broker_view> federation::brokers() const {
-  std::vector<broker_view> out;
-  for (const auto& [name, fp] : cfg_.federation_brokers) {
-    broker_view v;
-    v.name = name;
-    if (name == cfg_.name) {
-      v.live = link_.connected();
-      v.heartbeat_age_ms = 0;
-    } else if (auto it = heartbeats_.find(name); it != heartbeats_.end()) {
-      v.live = live(name);
-      v.heartbeat_age_ms = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - it->second).count();
-    }
-    out.push_back(v);
-  }
+nlohmann::json federation::view() const {
+  nlohmann::json brokers = nlohmann::json::array();
+  std::map<std::string, std::size_t, std::less<>> present;  // broker → agents reachable there
   agents_.for_each_known_const([&](const known_agent& a) {
-    const std::string& home = a.remote() ? a.home : cfg_.name;
-    if (!a.reachable()) return;
-    for (auto& v : out)
-      if (v.name == home) ++v.agents;
+    if (a.reachable()) ++present[a.remote() ? a.home : cfg_.name];
   });
-  return out;
+  for (const auto& [name, fp] : cfg_.federation_brokers) {
+    nlohmann::json b = {{"name", name}, {"fingerprint", fp}, {"self", name == cfg_.name}, {"agents", present[name]}};
+    if (name == cfg_.name) {
+      b["live"] = link_.connected();
+      b["heartbeat_age_ms"] = 0;
+    } else if (auto it = heartbeats_.find(name); it != heartbeats_.end()) {
+      b["live"] = live(name);
+      b["heartbeat_age_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - it->second).count();
+    } else {
+      b["live"] = false;
+      b["heartbeat_age_ms"] = nullptr;
+    }
+    brokers.push_back(std::move(b));
+  }
+  nlohmann::json agents = nlohmann::json::array();
+  agents_.for_each_known_const([&](const known_agent& a) {
+    if (!a.remote() && !a.online()) return;
+    const auto* subs = a.subscriptions();
+    agents.push_back({{"name", a.name}, {"role", a.role}, {"home", a.remote() ? a.home : cfg_.name},
+                      {"online", a.remote() ? a.remote_online : true}, {"reachable", a.reachable()},
+                      {"fingerprint", a.key ? a.key->fingerprint_hex() : std::string()},
+                      {"attested", !a.evidence.empty()}, {"subscriptions", subs ? subs->size() : 0}});
+  });
+  return {{"federated", true},     {"broker", cfg_.name},   {"connected", link_.connected()},
+          {"prefix", cfg_.federation_prefix}, {"bucket", cfg_.federation_bucket}, {"brokers", std::move(brokers)},
+          {"agents", std::move(agents)}};
 }
 
 }  // namespace agentbus::broker

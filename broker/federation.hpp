@@ -32,6 +32,8 @@
 #include <set>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "accounting.hpp"
 #include "agentbus/policy.hpp"
 #include "broker_config.hpp"
@@ -82,16 +84,14 @@ class federation final : public remote_brokers {
   // The outbox's relay for nacks to agents homed elsewhere.
   void relay_nack(const known_agent& sender, const bytes& message_id, const status& why, const std::string& recipient);
 
-  // Brokers and where agents live (admin `federation`).
-  struct broker_view {
-    std::string name;
-    bool live = false;
-    std::int64_t heartbeat_age_ms = -1;  // -1: never heard
-    std::size_t agents = 0;
-  };
-  std::vector<broker_view> brokers() const;
+  // view: the brokers and where agents live (the admin `federation` answer,
+  // schemas/admin.md).
+  nlohmann::json view() const;
+  // tamper_with_forwards: --insecure-tamper-federation (tests only).
+  void tamper_with_forwards() { tamper_ = true; }
 
  private:
+  bytes forwarded_bytes(const routed_envelope& e) const;
   void on_inbox(const nats_link::inbox_message& m);
   void on_forwarded(byte_view data, bool topic);
   void on_relayed_nack(byte_view data);
@@ -124,6 +124,7 @@ class federation final : public remote_brokers {
   counter* sent_topic_;
   counter* sent_nack_;
   util::log_limiter limiter_;
+  bool tamper_ = false;
 };
 
 }  // namespace agentbus::broker

@@ -77,6 +77,13 @@ int main(int argc, char** argv) {
   app.add_option("--policy", over.policy, "Overrides [broker] policy");
   app.add_option("--endpoint", over.endpoints, "Overrides [broker] endpoints (repeatable)");
   app.add_option("--admin-endpoint", over.admin, "Overrides [broker] admin_endpoint");
+  bool print_identity = false;
+  app.add_flag("--print-identity", print_identity,
+               "Create the broker's identity key if there is none, print its fingerprint (what [federation] brokers and "
+               "agents' broker_fingerprint name) and exit");
+  bool tamper = false;
+  app.add_flag("--insecure-tamper-federation", tamper,
+               "TESTS ONLY: change a byte of every envelope forwarded to another broker (a broker gone bad)");
   app.add_flag("--insecure-permissive-testing", permissive,
                "TESTS ONLY: forward envelopes after the hop MAC without suite, ACL, replay or signature checks");
   app.footer("Signals: SIGINT/SIGTERM stop the broker cleanly; SIGHUP reloads the configuration and the policy (a file "
@@ -137,6 +144,10 @@ int main(int argc, char** argv) {
     }
     spdlog::info("broker identity {} ({}, {}) from {}", identity->metadata().fingerprint, identity->key_suite().name,
                  protection_name(identity->key_protection()), cfg.key_dir.string());
+    if (print_identity) {
+      std::cout << identity->public_key().fingerprint_hex() << "\n";
+      return 0;
+    }
   } catch (const tpm::tpm_error& e) {
     spdlog::critical("TPM unavailable: {}", e.what());
     return 4;
@@ -150,6 +161,7 @@ int main(int argc, char** argv) {
     broker::service_notifier notifier;
     broker::broker_runtime_options runtime;
     runtime.permissive_testing = permissive;
+    runtime.tamper_federation = tamper;
     runtime.tpm = t;
     runtime.on_loop_turn = [&notifier] { notifier.tick(); };
     runtime.load_for_reload = [&notifier, &config_file, &over] {

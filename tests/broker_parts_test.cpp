@@ -129,7 +129,7 @@ struct fake_envelope {
     auth.key_id = bytes(kKeyIdSize, 1);
     auth.signature = bytes(64, 2);
   }
-  routed_envelope view() const { return {&header, &auth, signed_part, digest}; }
+  routed_envelope view() const { return {&header, &auth, signed_part, digest, {}}; }
 };
 
 // ---------------------------------------------------------------- topics

@@ -61,6 +61,8 @@ void add_revoke_command(CLI::App& app, const global_options& global, int* result
 void add_approve_command(CLI::App& app, const global_options& global, int* result);
 void add_reset_command(CLI::App& app, const global_options& global, int* result);
 void add_profiles_command(CLI::App& app, const global_options& global, int* result);
+void add_nkey_command(CLI::App& app, const global_options& global, int* result);
+void add_federation_command(CLI::App& app, const global_options& global, int* result);
 // broker, token create/list, revoke-key, reject (cmd_enrolment.cpp).
 void add_enrolment_commands(CLI::App& app, const global_options& global, int* result);
 

@@ -67,6 +67,8 @@ int main(int argc, char** argv) {
   add_approve_command(app, global, &result);
   add_reset_command(app, global, &result);
   add_profiles_command(app, global, &result);
+  add_nkey_command(app, global, &result);
+  add_federation_command(app, global, &result);
   add_enrolment_commands(app, global, &result);
   app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(log_level)); });
 
