@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <random>
 
 #include "logging.hpp"
 #include "util/overloaded.hpp"
@@ -28,6 +29,8 @@ federation::federation(const broker_config& cfg, const policy& pol, connections&
       sent_topic_(&m.get_counter("federation_sent_total", "topic")),
       sent_nack_(&m.get_counter("federation_sent_total", "nack")) {
   stats_.set_gauge("federation_brokers_live", {}, 0);
+  std::random_device rd;
+  seq_start_ = (std::uint64_t{rd()} << 32 | rd()) >> 1;  // room to count up
 }
 
 bool federation::live(std::string_view broker) const {
@@ -59,6 +62,7 @@ void federation::local_changed(const known_agent& a) {
 }
 
 void federation::flush() {
+  send_receipts();
   if (changed_.empty()) return;
   for (const std::string& name : changed_) {
     const known_agent* a = agents_.find(name);
@@ -94,30 +98,96 @@ void federation::revoked_here(const std::string& name, const std::string& finger
 
 // ---- outgoing ----
 
-bytes federation::forwarded_bytes(const routed_envelope& e) const {
-  if (!tamper_) return fw::encode_forwarded(cfg_.name, e.signed_part, e.auth_part);
+bytes federation::forwarded_bytes(std::uint64_t seq, const routed_envelope& e) const {
+  if (!tamper_) return fw::encode_forwarded(cfg_.name, seq, e.signed_part, e.auth_part);
   // A broker gone bad (tests): the payload's last byte changed; the structure stays valid.
   bytes changed(e.signed_part.begin(), e.signed_part.end());
   if (!changed.empty()) changed.back() ^= 0x01;
-  return fw::encode_forwarded(cfg_.name, changed, e.auth_part);
+  return fw::encode_forwarded(cfg_.name, seq, changed, e.auth_part);
+}
+
+status federation::send_forward(std::string_view home, const std::string& subject, const routed_envelope& e,
+                                const std::string& recipient) {
+  auto it = outgoing_.find(home);
+  if (it == outgoing_.end()) it = outgoing_.emplace(std::string(home), outgoing{seq_start_, {}}).first;
+  outgoing& link = it->second;
+  if (link.waiting.size() >= kMaxUnconfirmed)
+    return {status_code::overloaded, "broker " + std::string(home) + " has not confirmed " + std::to_string(kMaxUnconfirmed) +
+                                         " envelopes yet"};
+  const std::uint64_t seq = link.next_seq++;
+  if (status st = link_.publish(subject, forwarded_bytes(seq, e)); !st) return st;
+  link.waiting.emplace(seq, unconfirmed{e.header->sender, recipient, e.header->message_id, steady::now()});
+  return {};
 }
 
 status federation::forward_direct(const known_agent& to, const routed_envelope& e) {
   if (!to.remote_present || !live(to.home))
     return {status_code::not_deliverable, "'" + to.name + "' is not online at broker " + to.home +
                                               (live(to.home) ? "" : " (that broker is unreachable)")};
-  const bytes msg = forwarded_bytes(e);
-  if (status st = link_.publish(fw::agent_subject(cfg_.federation_prefix, to.home, to.name), msg); !st) return st;
+  if (status st = send_forward(to.home, fw::agent_subject(cfg_.federation_prefix, to.home, to.name), e, to.name); !st)
+    return st;
   sent_direct_->increment();
   return {};
 }
 
 status federation::forward_topic(std::string_view home, const routed_envelope& e) {
   if (!live(home)) return {status_code::not_deliverable, "broker " + std::string(home) + " is unreachable"};
-  const bytes msg = forwarded_bytes(e);
-  if (status st = link_.publish(fw::topic_subject(cfg_.federation_prefix, home, e.header->to), msg); !st) return st;
+  if (status st = send_forward(home, fw::topic_subject(cfg_.federation_prefix, home, e.header->to), e,
+                               "broker " + std::string(home));
+      !st)
+    return st;
   sent_topic_->increment();
   return {};
+}
+
+void federation::send_receipts() {
+  for (auto& [origin, seqs] : to_confirm_) {
+    if (seqs.empty()) continue;
+    fw::receipt r;
+    r.from = cfg_.name;
+    auto ranges = fw::ranges_of(seqs);
+    for (std::size_t i = 0; i < ranges.size(); i += fw::kMaxReceiptRanges) {
+      r.ranges.assign(ranges.begin() + static_cast<std::ptrdiff_t>(i),
+                      ranges.begin() + static_cast<std::ptrdiff_t>(std::min(ranges.size(), i + fw::kMaxReceiptRanges)));
+      (void)link_.publish(fw::receipt_subject(cfg_.federation_prefix, origin), fw::encode(r));  // lost: the sender times out
+    }
+    seqs.clear();
+  }
+}
+
+void federation::on_receipt(byte_view data) {
+  auto r = fw::decode_receipt(data);
+  if (!r) {
+    stats_.increment("federation_malformed_total");
+    return;
+  }
+  auto it = outgoing_.find(r->from);
+  if (it == outgoing_.end()) return;
+  auto& waiting = it->second.waiting;
+  for (const auto& [first, last] : r->ranges)
+    waiting.erase(waiting.lower_bound(first), waiting.upper_bound(last));
+}
+
+void federation::expire_unconfirmed(steady::time_point now) {
+  for (auto& [home, link] : outgoing_) {
+    for (auto it = link.waiting.begin(); it != link.waiting.end();) {
+      if (now - it->second.sent < kReceiptTimeout) {
+        ++it;
+        continue;
+      }
+      stats_.increment("federation_unconfirmed_total");
+      if (known_agent* a = agents_.find(it->second.sender); a && a->online()) {
+        const status why{status_code::timeout, "broker " + home + " did not confirm receipt within " +
+                                                   std::to_string(kReceiptTimeout.count()) +
+                                                   " s: it may not have been delivered"};
+        if (limiter_.allow("unconfirmed"))
+          spdlog::warn("envelope from {} to {} unconfirmed by broker {}: its sender is told", a->name,
+                       it->second.recipient, home);
+        out_.nack(*a, it->second.message_id, why, it->second.recipient);
+      }
+      it = link.waiting.erase(it);
+    }
+  }
 }
 
 void federation::nack_to(const std::string& broker, const std::string& sender, const bytes& message_id,
@@ -174,6 +244,7 @@ void federation::on_inbox(const nats_link::inbox_message& m) {
     case fw::inbox_kind::agent: return on_forwarded(m.data, false);
     case fw::inbox_kind::topic: return on_forwarded(m.data, true);
     case fw::inbox_kind::nack: return on_relayed_nack(m.data);
+    case fw::inbox_kind::receipt: return on_receipt(m.data);
     case fw::inbox_kind::other: break;
   }
   stats_.increment("federation_malformed_total");
@@ -185,6 +256,8 @@ void federation::on_forwarded(byte_view data, bool topic) {
   auto h = m ? decode_signed_part(m->signed_part) : result<envelope_header>(m.error());
   // The sender must live at the broker that forwards it, by the directory; the subject
   // and the header must agree on what it is.
+  // In hand: confirmed to its origin (what becomes of it is reported on its own).
+  if (m && m->origin != cfg_.name && cfg_.federation_brokers.count(m->origin)) to_confirm_[m->origin].push_back(m->seq);
   known_agent* from = h ? agents_.find(h->sender) : nullptr;
   const bool consistent = h && (h->to_kind == recipient_kind::topic) == topic && m->origin != cfg_.name &&
                           cfg_.federation_brokers.count(m->origin) > 0;
@@ -365,6 +438,7 @@ void federation::sweep(steady::time_point) {
     was = now_live;
   }
   stats_.set_gauge("federation_brokers_live", {}, static_cast<double>(live_count));
+  expire_unconfirmed(steady::now());
   flush();
 }
 

@@ -14,7 +14,12 @@
 //     order (publish_intake::on_federated: signature or batch proof, suite, ACL,
 //     replay), never on that broker's word, and delivered to local recipients only;
 //   - a refusal of an envelope whose sender lives elsewhere goes back to the sender's
-//     broker, which nacks the sender (relay_nack): nothing is dropped unreported;
+//     broker, which nacks the sender (relay_nack);
+//   - every envelope forwarded carries a number; the receiving broker confirms the
+//     numbers it got (receipts, batched per event-loop turn), and an envelope
+//     unconfirmed after kReceiptTimeout is reported to its sender as `timeout`
+//     ("may not have been delivered"): NATS core is at-most-once and drops what a
+//     lost route or a slow consumer cannot carry, and nothing may vanish unreported;
 //   - a remote agent present (its record online, its broker live) counts for member
 //     lists and peer lookups as a local one does; a key change in its record is
 //     announced to local agents (key_changed), a revocation record revokes it here.
@@ -51,6 +56,11 @@ namespace agentbus::broker {
 
 class federation final : public remote_brokers {
  public:
+  static constexpr std::chrono::seconds kReceiptTimeout{3};
+  // At most this many envelopes await a receipt from one broker; past it, forwards to
+  // it are refused `overloaded` (the budget: about 100 bytes each, 6.5 MB a broker).
+  static constexpr std::size_t kMaxUnconfirmed = 65536;
+
   federation(const broker_config& cfg, const policy& pol, connections& agents, topics& t, control_channel& control,
              publish_intake& intake, outbox& out, registry& reg, metrics& m, nats_link& link);
 
@@ -91,7 +101,14 @@ class federation final : public remote_brokers {
   void tamper_with_forwards() { tamper_ = true; }
 
  private:
-  bytes forwarded_bytes(const routed_envelope& e) const;
+  // send_forward: numbers `e` for broker `home`, publishes it on `subject` and waits
+  // for its receipt (recipient: what a timeout names).
+  status send_forward(std::string_view home, const std::string& subject, const routed_envelope& e,
+                      const std::string& recipient);
+  bytes forwarded_bytes(std::uint64_t seq, const routed_envelope& e) const;
+  void on_receipt(byte_view data);
+  void send_receipts();
+  void expire_unconfirmed(std::chrono::steady_clock::time_point now);
   void on_inbox(const nats_link::inbox_message& m);
   void on_forwarded(byte_view data, bool topic);
   void on_relayed_nack(byte_view data);
@@ -125,6 +142,21 @@ class federation final : public remote_brokers {
   counter* sent_nack_;
   util::log_limiter limiter_;
   bool tamper_ = false;
+  // Receipts. Sent: per destination broker, the next number (from a random start, so
+  // that receipts meant for a previous run of this broker confirm nothing) and what
+  // awaits confirmation. Received: per origin broker, the numbers got this turn.
+  struct unconfirmed {
+    std::string sender, recipient;
+    bytes message_id;
+    std::chrono::steady_clock::time_point sent;
+  };
+  struct outgoing {
+    std::uint64_t next_seq = 0;
+    std::map<std::uint64_t, unconfirmed> waiting;
+  };
+  std::map<std::string, outgoing, std::less<>> outgoing_;
+  std::map<std::string, std::vector<std::uint64_t>, std::less<>> to_confirm_;
+  std::uint64_t seq_start_;
 };
 
 }  // namespace agentbus::broker

@@ -1,5 +1,7 @@
 #include "federation_wire.hpp"
 
+#include <algorithm>
+
 #include "session/wire_codec.hpp"
 
 namespace agentbus::broker::federation_wire {
@@ -57,6 +59,7 @@ std::string topic_subject(std::string_view prefix, std::string_view broker, std:
 }
 
 std::string nack_subject(std::string_view prefix, std::string_view broker) { return joined(prefix, broker, ".n"); }
+std::string receipt_subject(std::string_view prefix, std::string_view broker) { return joined(prefix, broker, ".r"); }
 
 inbox_kind classify(std::string_view prefix, std::string_view broker, std::string_view subject) {
   const std::string head = joined(prefix, broker, ".");
@@ -65,26 +68,88 @@ inbox_kind classify(std::string_view prefix, std::string_view broker, std::strin
   if (rest.starts_with("a.") && rest.size() > 2) return inbox_kind::agent;
   if (rest.starts_with("t.") && rest.size() > 2) return inbox_kind::topic;
   if (rest == "n") return inbox_kind::nack;
+  if (rest == "r") return inbox_kind::receipt;
   return inbox_kind::other;
 }
 
-bytes encode(const forwarded& m) { return encode_forwarded(m.origin, m.signed_part, m.auth_part); }
+bytes encode(const forwarded& m) { return encode_forwarded(m.origin, m.seq, m.signed_part, m.auth_part); }
 
-bytes encode_forwarded(std::string_view origin, byte_view signed_part, byte_view auth_part) {
-  return writer(4).uint(kVersion).str(origin).bin(signed_part).bin(auth_part).done();
+bytes encode_forwarded(std::string_view origin, std::uint64_t seq, byte_view signed_part, byte_view auth_part) {
+  return writer(5).uint(kVersion).str(origin).uint(seq).bin(signed_part).bin(auth_part).done();
 }
 
 result<forwarded> decode_forwarded(byte_view in, std::size_t max_frame_bytes) {
   forwarded m;
   std::uint64_t version = 0;
-  reader r(in, "forwarded envelope", 4, max_frame_bytes + 1024);
-  r.uint("version", version).str("origin", m.origin, kMaxName).bin("signed part", m.signed_part, 1, max_frame_bytes)
+  reader r(in, "forwarded envelope", 5, max_frame_bytes + 1024);
+  r.uint("version", version).str("origin", m.origin, kMaxName).uint("seq", m.seq)
+      .bin("signed part", m.signed_part, 1, max_frame_bytes)
       .bin("auth part", m.auth_part, 1, max_frame_bytes);
   if (!r.ok()) return r.error();
   if (status st = check_version(version, "forwarded envelope"); !st) return st;
   if (m.signed_part.size() + m.auth_part.size() > max_frame_bytes)
     return status{status_code::too_large, "forwarded envelope exceeds max_frame_bytes"};
   return m;
+}
+
+bytes encode(const receipt& r) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk(buf);
+  pk.pack_array(3);
+  pk.pack(kVersion);
+  pk.pack(r.from);
+  pk.pack_array(static_cast<std::uint32_t>(r.ranges.size()));
+  for (const auto& [first, last] : r.ranges) {
+    pk.pack_array(2);
+    pk.pack(first);
+    pk.pack(last);
+  }
+  return bytes(buf.data(), buf.data() + buf.size());
+}
+
+result<receipt> decode_receipt(byte_view in) {
+  // Scanned first (one canonical object within these limits), then read in order.
+  envelope_wire::scan_limits lim;
+  lim.max_str = kMaxName;
+  lim.max_bin = 0;
+  lim.max_array = kMaxReceiptRanges;
+  lim.max_map = 0;
+  lim.max_depth = 3;
+  if (in.size() > 64u << 10) return status{status_code::too_large, "receipt too large"};
+  if (status st = envelope_wire::scan_object(in, lim); !st) return status(st.code(), "receipt: " + st.detail());
+  envelope_wire::cursor c(in);
+  receipt r;
+  std::size_t n = 0, ranges = 0;
+  std::uint64_t version = 0;
+  std::string_view from;
+  if (status st = c.read_array("receipt", n); !st) return st;
+  if (n != 3) return status{status_code::malformed, "receipt: 3 fields expected"};
+  if (status st = c.read_uint("version", version); !st) return st;
+  if (status st = check_version(version, "receipt"); !st) return st;
+  if (status st = c.read_str("from", from); !st) return st;
+  if (status st = c.read_array("ranges", ranges); !st) return st;
+  r.from.assign(from);
+  for (std::size_t i = 0; i < ranges; ++i) {
+    std::size_t two = 0;
+    std::uint64_t first = 0, last = 0;
+    if (status st = c.read_array("range", two); !st) return st;
+    if (two != 2) return status{status_code::malformed, "receipt: a range is [first, last]"};
+    if (status st = c.read_uint("first", first); !st) return st;
+    if (status st = c.read_uint("last", last); !st) return st;
+    if (last < first || last - first > 1'000'000) return status{status_code::invalid_field, "receipt: range out of order or too long"};
+    r.ranges.emplace_back(first, last);
+  }
+  return r;
+}
+
+std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges_of(std::vector<std::uint64_t>& seqs) {
+  std::sort(seqs.begin(), seqs.end());
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+  for (std::uint64_t s : seqs) {
+    if (!out.empty() && (s == out.back().second || s == out.back().second + 1)) out.back().second = s;
+    else out.emplace_back(s, s);
+  }
+  return out;
 }
 
 bytes encode(const relayed_nack& m) {

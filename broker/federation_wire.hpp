@@ -39,20 +39,36 @@ std::string agent_subject(std::string_view prefix, std::string_view broker, std:
 std::string topic_subject(std::string_view prefix, std::string_view broker, std::string_view topic);
 // nack_subject: refusals of envelopes whose senders live at `broker`.
 std::string nack_subject(std::string_view prefix, std::string_view broker);
+// receipt_subject: receipts for envelopes `broker` forwarded.
+std::string receipt_subject(std::string_view prefix, std::string_view broker);
 
-enum class inbox_kind { agent, topic, nack, other };
+enum class inbox_kind { agent, topic, nack, receipt, other };
 // classify tells which of the above `subject` (one of `broker`'s inbox) is.
 inbox_kind classify(std::string_view prefix, std::string_view broker, std::string_view subject);
 
-// ---- Forwarded envelope: fixarray(4) [version, origin broker, signed part, auth part]
+// ---- Forwarded envelope: fixarray(5) [version, origin broker, seq, signed part, auth part]
 struct forwarded {
   std::string origin;  // the broker that accepted it from its sender
+  std::uint64_t seq = 0;  // the origin's number for it towards this broker (receipts name it)
   bytes signed_part;
   bytes auth_part;     // as the sender sent it; its hop MAC, if any, means nothing past the first hop
 };
 bytes encode(const forwarded& m);
-bytes encode_forwarded(std::string_view origin, byte_view signed_part, byte_view auth_part);
+bytes encode_forwarded(std::string_view origin, std::uint64_t seq, byte_view signed_part, byte_view auth_part);
 result<forwarded> decode_forwarded(byte_view in, std::size_t max_frame_bytes);
+
+// ---- Receipt: fixarray(3) [version, receiving broker, [[first seq, last seq], ...]]
+// The receiving broker had these forwarded envelopes in hand (what became of each is
+// its own report: delivered, or a relayed nack).
+inline constexpr std::size_t kMaxReceiptRanges = 1024;
+struct receipt {
+  std::string from;  // the broker that received them
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
+};
+bytes encode(const receipt& r);
+result<receipt> decode_receipt(byte_view in);
+// ranges_of: sorted, merged inclusive ranges of `seqs` (which it sorts).
+std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges_of(std::vector<std::uint64_t>& seqs);
 
 // ---- Relayed nack: fixarray(7) [version, origin broker, sender, message id, code, detail, recipient]
 struct relayed_nack {

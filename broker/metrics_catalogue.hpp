@@ -79,6 +79,7 @@ inline constexpr catalogue_entry kMetricCatalogue[] = {
     {"federation_directory_updates_total", metric_kind::counter, "Directory records applied (signature verified), by kind.", "kind", catalogue_values::directory_kinds},
     {"federation_directory_rejected_total", metric_kind::counter, "Directory records ignored: undecodable, from a broker not in [federation] brokers, a key that does not match its fingerprint, or a signature that does not verify.", {}, {}},
     {"federation_directory_write_failures_total", metric_kind::counter, "Directory writes that failed and will be retried (NATS unreachable, JetStream error).", {}, {}},
+    {"federation_unconfirmed_total", metric_kind::counter, "Envelopes forwarded to another broker whose receipt did not come within 3 s: each sender was told timeout (may not have been delivered).", {}, {}},
     {"federation_claims_lost_total", metric_kind::counter, "Local agents disconnected because another broker holds their name (enrolled there at the same time, or there after a partition).", {}, {}},
     {"publish_check_seconds", metric_kind::histogram, "Time to check one envelope at publish, by outcome.", "outcome", catalogue_values::accepted},
 };
