@@ -153,6 +153,8 @@ jetstream {{
 cluster {{
   name: agentbus-test
   listen: 127.0.0.1:{self.route_ports[i]}
+  # Routes only as listed (through the relays): no gossiped implicit routes around them.
+  no_advertise: true
   routes: [{routes}]
 }}
 authorization {{
@@ -321,7 +323,8 @@ level = "info"
 
     def _write_config(self, name: str) -> None:
         brokers = "\n".join(f'{n} = "{fp}"' for n, fp in self.fingerprints.items())
-        servers = json.dumps(self.cluster.urls)
+        nodes = self.options[name].get("nats_nodes")  # only these nodes (a partition test pins brokers)
+        servers = json.dumps([u for i, u in enumerate(self.cluster.urls) if nodes is None or i in nodes])
         (self.dir / name / "broker.toml").write_text(self._base_config(name) + f"""
 [federation]
 servers = {servers}
