@@ -2,6 +2,7 @@
 // the rest receivers), each with its own identity (one private swtpm per agent,
 // or --software keys), through an agentbus-broker it starts (or --broker), with
 // the optional idle agents and the broker's memory around them.
+#include <signal.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -23,6 +24,8 @@
 #include "agentbus/identity.hpp"
 #include "agentbus/policy.hpp"
 #include "agentbus/status.hpp"
+#include "agentbus/testing/child_process.hpp"
+#include "agentbus/testing/local_host.hpp"
 #include "agentbus/testing/swtpm_process.hpp"
 #include "agentbus/tpm.hpp"
 #include "bench.hpp"
@@ -60,7 +63,48 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
   std::vector<std::shared_ptr<tpm::tpm>> tpms(static_cast<std::size_t>(n));
   std::unique_ptr<broker_process> broker;
   std::string endpoint = o.broker;
-  if (endpoint.empty()) {
+  // federated: `broker` is where the senders are; `far` where the receivers are.
+  std::unique_ptr<broker_process> far;
+  testing::child_process nats;
+  if (o.federated) {
+    if (!endpoint.empty() || o.software || o.idle_agents > 0)
+      throw std::runtime_error("the federated row starts its own brokers, with TPM keys and no idle agents");
+    const int port = testing::free_loopback_port();
+    fs::create_directories(tmp / "nats");
+    testing::child_spec ns;
+    ns.argv = {"nats-server", "-a", "127.0.0.1", "-p", std::to_string(port), "-js", "-sd", (tmp / "nats").string()};
+    ns.log_file = tmp / "nats.log";
+    ns.death_signal = SIGTERM;
+    progress("starting nats-server on 127.0.0.1:" + std::to_string(port));
+    nats = testing::child_process(ns);
+    broker_process::options near_o;
+    near_o.binary = o.broker_bin;
+    near_o.dir = tmp / "near";
+    near_o.policy_file = o.policy_file;
+    near_o.hwm = o.broker_hwm;
+    near_o.fan_out_wire_batches = o.wire_batches == "both";
+    near_o.log_level = o.log_level;
+    broker_process::options far_o = near_o;
+    far_o.dir = tmp / "far";
+    swtpms.push_back(std::make_unique<swtpm_process>());
+    near_o.tcti = swtpms.back()->tcti();
+    swtpms.push_back(std::make_unique<swtpm_process>());
+    far_o.tcti = swtpms.back()->tcti();
+    broker_process::options::federation_options fed{"near", "nats://127.0.0.1:" + std::to_string(port), {}};
+    near_o.federation = fed;
+    fed.brokers["near"] = broker_process::create_identity(near_o);
+    far_o.federation = fed;
+    fed.brokers["far"] = broker_process::create_identity(far_o);
+    fed.name = "near";
+    near_o.federation = fed;
+    fed.name = "far";
+    far_o.federation = fed;
+    progress("starting two federated agentbus-brokers");
+    broker = std::make_unique<broker_process>(near_o);
+    far = std::make_unique<broker_process>(far_o);
+    endpoint = broker->endpoint();
+    res.broker = endpoint + " -> NATS -> " + far->endpoint() + " (started by the bench)";
+  } else if (endpoint.empty()) {
     std::string broker_tcti;
     if (!o.software) {
       swtpms.push_back(std::make_unique<swtpm_process>());
@@ -77,7 +121,8 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
                                                                       .hwm = o.broker_hwm,
                                                                       .fan_out_wire_batches = o.wire_batches == "both",
                                                                       .log_level = o.log_level,
-                                                                      .transport = o.transport});
+                                                                      .transport = o.transport,
+                                                                      .federation = std::nullopt});
     endpoint = broker->endpoint();
     res.broker = endpoint + " (started by the bench" + (o.transport == "curve" ? ", CurveZMQ" : "") + ")";
   } else {
@@ -95,6 +140,10 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
     }
     return enrolment_access(o.broker_fingerprint, std::move(admin), std::move(op_key), o.operator_name);
   }();
+  std::optional<enrolment_access> far_access;
+  if (far)
+    far_access.emplace(far->fingerprint(), broker::admin_client(far->admin_endpoint()), far->operator_key(),
+                       broker_process::kOperatorName);
   res.keys = o.software ? "software (protection=software)" : "tpm (one swtpm per agent)";
 
   progress(fmt::format("creating {} identities ({}, {})", n, res.suite, o.software ? "software" : "swtpm"));
@@ -120,12 +169,13 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
   for (int i = 0; i < n; ++i) {
     agent_options ao;
     ao.name = fmt::format("bench-{}-{}{}", tag, i < res.senders ? "s" : "r", i);
-    ao.broker_endpoint = endpoint;
+    const bool at_far = far && i >= res.senders;  // federated: receivers at the other broker
+    ao.broker_endpoint = at_far ? far->endpoint() : endpoint;
     ao.connect_timeout = std::chrono::seconds(30);
     ao.max_pending = 100'000;
     ao.batch_signing = o.batch;
     ao.wire_batching = o.wire_batches != "off";
-    access.prepare(ao, o.role, *keys[static_cast<std::size_t>(i)]);
+    (at_far ? *far_access : access).prepare(ao, o.role, *keys[static_cast<std::size_t>(i)]);
     if (broker) {
       ao.broker_transport_key = broker->transport_key();
       ao.insecure_plain_tcp = o.transport == "tcp";  // the bench's own loopback broker, curve = false
@@ -135,6 +185,22 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
     agents.back()->on_rejected([&col](const rejection& r) { col.on_rejection(r); });
     if (i >= res.senders)
       agents.back()->on_message([&col](const message& m) { col.on_payload(m.header.payload.data(), m.header.payload.size()); });
+  }
+  if (far) {
+    // The senders' broker must know where the receivers live (the directory) before
+    // the warm-up sends to them.
+    progress("waiting for the receivers in the federation's directory");
+    const broker::admin_client near_admin(broker->admin_endpoint());
+    const auto until = steady::now() + std::chrono::seconds(30);
+    for (;;) {
+      std::size_t seen = 0;
+      if (auto v = near_admin.request({{"op", "federation"}}))
+        for (const auto& a : (*v)["agents"])
+          if (a.value("home", "") == "far" && a.value("reachable", false)) ++seen;
+      if (seen >= static_cast<std::size_t>(res.receivers)) break;
+      if (steady::now() > until) throw std::runtime_error("the receivers did not appear at the senders' broker within 30 s");
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   }
   res.setup_s = std::chrono::duration<double>(steady::now() - t_setup).count();
 
@@ -223,6 +289,10 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
   // CPU of every process in the run: this one (agents, idle agents), the broker, the swtpms.
   cpu_meter cpu;
   cpu.add(broker_pid, "broker");
+  if (far) {
+    cpu.add(far->pid(), "far broker");
+    cpu.add(nats.pid(), "nats-server");
+  }
   for (const auto& sw : swtpms) cpu.add(sw->pid(), "swtpm");
   std::optional<rss_sampler> rss;
   if (broker_pid > 0) rss.emplace(broker_pid, std::chrono::duration<double>(o.sample_interval));
@@ -290,6 +360,8 @@ bench_result run_agentbus(const bench_options& o, const fs::path& tmp, collector
   agents.clear();
   idle.reset();
   if (broker) broker->stop();
+  if (far) far->stop();
+  nats.stop();
   keys.clear();
   tpms.clear();
   swtpms.clear();

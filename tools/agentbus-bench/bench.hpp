@@ -36,7 +36,10 @@ struct bench_options {
   std::size_t size = 256;
   std::string mode = "agentbus";
   bool software = false;
-  bool batch = false;  // tpm-batch: Merkle batch signing
+  bool batch = false;
+  // federated: the senders at one broker, the receivers at another, the two brokers
+  // federated over a NATS server the bench starts (the suite's `federated` row).
+  bool federated = false;  // tpm-batch: Merkle batch signing
   // agentbus mode: the broker endpoint the agents use: "ipc", "tcp" (loopback, plain)
   // or "curve" (loopback, CurveZMQ as on any tcp:// endpoint by default).
   std::string transport = "ipc";

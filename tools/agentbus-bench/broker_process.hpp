@@ -5,6 +5,8 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <string>
 
 #include "agentbus/identity.hpp"
@@ -24,7 +26,20 @@ class broker_process {
     bool fan_out_wire_batches = true;   // [forwarding] wire_batches
     std::string log_level = "warn";
     std::string transport = "ipc";      // also listen on loopback TCP: "tcp" (plain) or "curve"
+    // A broker of a federation (the `federated` row): its name, the NATS server and
+    // every broker's identity fingerprint (create_identity says each one's).
+    struct federation_options {
+      std::string name;
+      std::string nats_url;
+      std::map<std::string, std::string> brokers;
+    };
+    std::optional<federation_options> federation;
   };
+
+  // create_identity makes the broker's identity key in o.dir (agentbus-broker
+  // --print-identity) and returns its fingerprint, before any broker of a federation
+  // starts: each one's configuration names them all.
+  static std::string create_identity(const options& o);
 
   // Starts the broker and waits (up to 60 s) until its admin endpoint answers;
   // throws std::runtime_error with the tail of its log when it exits first. The

@@ -91,6 +91,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::IsMember({"agentbus", "plain", "curve"}));
   app.add_flag("--software", o.software, "Software identity keys instead of one swtpm per agent");
   app.add_flag("--batch", o.batch, "tpm-batch: one TPM signature per Merkle batch of envelopes (TPM keys only)");
+  app.add_flag("--federated", o.federated,
+               "agentbus mode: the senders at one broker and the receivers at another, the two federated over a "
+               "nats-server the bench starts on loopback (TPM keys)");
   app.add_option("--wire-batches", o.wire_batches,
                  "With --batch: both (agent->broker and broker fan-out), in (agent->broker only), off")
       ->check(CLI::IsMember({"both", "in", "off"}))

@@ -9,6 +9,8 @@
 //   tpm-batch  agentbus, one swtpm signature per Merkle batch
 //   tcp-batch  tpm-batch with the agents on the broker's tcp:// endpoint, plain
 //   curve-batch tpm-batch with the agents on tcp://, CurveZMQ (the default on TCP)
+//   federated  tpm-batch with the senders at one broker and the receivers at another,
+//              the two federated over a nats-server on loopback (a cross-broker hop)
 //
 // (the agentbus rows above tcp-batch use the broker's ipc:// endpoint)
 // and, once, the rate at which swtpm alone signs with the role's identity key
@@ -52,6 +54,7 @@ struct row_spec {
   bool batch;
   bool direct;  // one TPM signature per envelope: --direct-messages
   const char* transport = "ipc";  // agentbus rows: ipc, tcp (plain) or curve
+  bool federated = false;         // senders and receivers at two brokers over NATS
 };
 
 constexpr row_spec kRows[] = {
@@ -62,6 +65,8 @@ constexpr row_spec kRows[] = {
     {"tpm-batch", "agentbus tpm-batch, swtpm (one signature per Merkle batch)", "agentbus", false, true, false},
     {"tcp-batch", "agentbus tpm-batch over plain TCP (loopback)", "agentbus", false, true, false, "tcp"},
     {"curve-batch", "agentbus tpm-batch over CurveZMQ TCP (loopback)", "agentbus", false, true, false, "curve"},
+    {"federated", "agentbus tpm-batch, senders and receivers at two brokers federated over NATS (loopback)", "agentbus",
+     false, true, false, "ipc", true},
 };
 
 struct row_result {
@@ -207,6 +212,7 @@ row_result run_row(const bench_options& base, const row_spec& spec, std::size_t 
   o.software = spec.software;
   o.batch = spec.batch;
   o.transport = spec.transport;
+  o.federated = spec.federated;
   o.size = size;
   o.messages = spec.direct ? base.direct_messages : base.messages;
   o.json = false;
