@@ -19,8 +19,14 @@
 #      and the broker's typed refusals, and a checklist. Exit 1 if any expected
 #      delivery or refusal is missing, or if a rogue envelope was delivered.
 #
+# With --federated: two brokers, demo-broker (monitor-1, director-1, rogue-1) and
+# demo-broker-b (architect-1, optimizer-py), federated over a nats-server with
+# JetStream (each broker authenticated by its own NKEY, confined to its subjects):
+# the same traffic crosses brokers, the same checklist holds, and the federation view
+# (agentbus-trust federation) shows where each agent lives.
+#
 # Usage: scripts/bus-demo.sh [--keep-running] [--build-dir DIR] [--seconds N]
-#                            [--policy FILE] [--verbose]
+#                            [--policy FILE] [--verbose] [--federated]
 #   --keep-running  leave the broker and the swtpms running afterwards and print
 #                   how to point the tools and examples at them
 #   --seconds N     how long director-1 runs (default 8)
@@ -35,14 +41,16 @@ keep_running=0
 director_seconds=8
 policy="config/policy.toml"
 verbose=0
+federated=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --federated) federated=1 ;;
     --keep-running) keep_running=1 ;;
     --build-dir) build_dir="$2"; shift ;;
     --seconds) director_seconds="$2"; shift ;;
     --policy) policy="$2"; shift ;;
     --verbose) verbose=1 ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bus-demo: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -68,6 +76,9 @@ python="${AGENTBUS_PYTHON:-/usr/bin/python3}"
 ls "$build_dir"/python/agentbus/_agentbus*.so >/dev/null 2>&1 ||
   { echo "bus-demo: the Python module is not built ($build_dir/python/agentbus): scripts/build.sh" >&2; exit 2; }
 command -v swtpm >/dev/null || { echo "bus-demo: swtpm not found (scripts/install-deps.sh installs it)" >&2; exit 2; }
+if [ "$federated" = 1 ]; then
+  command -v nats-server >/dev/null || { echo "bus-demo: nats-server not found (scripts/install-deps.sh installs it)" >&2; exit 2; }
+fi
 [ -f "$policy" ] || { echo "bus-demo: policy $policy not found" >&2; exit 2; }
 
 state="$(mktemp -d "${TMPDIR:-/tmp}/agentbus-bus-demo.XXXXXX")"
@@ -90,6 +101,13 @@ fi
 
 declare -A tcti=() swtpm_pid=() agent_pid=() agent_rc=()
 broker_pid=""
+broker_b_pid=""
+nats_pid=""
+# Where each agent enrols: demo-broker (a) unless --federated puts it at demo-broker-b.
+declare -A broker_of=([monitor-1]=a [architect-1]=a [optimizer-py]=a [director-1]=a [rogue-1]=a)
+if [ "$federated" = 1 ]; then broker_of[architect-1]=b; broker_of[optimizer-py]=b; fi
+admin_b="ipc://$state/admin-b.sock"
+endpoint_b="ipc://$state/broker-b.sock"
 leave_running=0
 
 # stop_pid sends SIGTERM, waits up to $2 seconds, then SIGKILL. Only PIDs we started.
@@ -114,6 +132,8 @@ cleanup() {
     exit "$rc"
   fi
   stop_pid "$broker_pid" 10
+  stop_pid "$broker_b_pid" 10
+  stop_pid "$nats_pid" 5
   for id in "${!swtpm_pid[@]}"; do stop_pid "${swtpm_pid[$id]}" 5; done
   rm -rf "$state"
   exit "$rc"
@@ -192,11 +212,12 @@ start_agent() {
 # (a one-time token; with "bind", only for the key agentbus-key created for NAME),
 # naming ENDPOINT (default: the ipc endpoint) as the broker's.
 issue_bundle() {
-  local name="$1" role="$2" bind=() at="${4:-$endpoint}"
+  local name="$1" role="$2" bind=() at="${4:-$endpoint}" admin="$admin_endpoint"
   if [ "${3:-}" = bind ]; then
     bind=(--fingerprint "$(awk '/^fingerprint/ {sub(/^sha256:/, "", $2); print $2}' "$state/logs/key-$name.txt")")
   fi
-  "$trust_tool" --admin "$admin_endpoint" token create "$name" --role "$role" "${bind[@]}" --endpoint "$at" --ttl 600 \
+  if [ "${broker_of[$name]:-a}" = b ]; then admin="$admin_b"; at="$endpoint_b"; fi
+  "$trust_tool" --admin "$admin" token create "$name" --role "$role" "${bind[@]}" --endpoint "$at" --ttl 600 \
     --out "$state/bundles/$name.toml" --operator-key "$state/keys/operator" --operator demo-operator \
     >>"$state/logs/operator.log" 2>&1 || { show_log "$state/logs/operator.log"; die "token create for $name failed"; }
 }
@@ -210,6 +231,7 @@ wait_agent() {
 }
 
 agents=(broker monitor-1 architect-1 optimizer-py director-1 rogue-1)
+[ "$federated" = 1 ] && agents=(broker broker-b monitor-1 architect-1 optimizer-py director-1 rogue-1)
 declare -A role_of=([monitor-1]=MONITOR [architect-1]=ARCHITECT [optimizer-py]=OPTIMIZER [director-1]=DIRECTOR [rogue-1]=MONITOR)
 
 echo "== agentbus bus demo: state in $state"
@@ -245,6 +267,50 @@ demo_policy="$state/policy.toml"
 } >"$demo_policy"
 grep -q '^require_attestation = true$' "$demo_policy" || die "the policy $policy has no [defaults] require_attestation line to turn on"
 echo "   demo-operator fingerprint ${operator_fp:0:16}, policy $demo_policy (EK CA $state/ek-ca, attestation required)"
+
+# --federated: the NATS server both brokers use (JetStream for the directory), each
+# broker with its own NKEY and only its own subjects (docs/federation.md), and the
+# brokers' identities made first: each configuration names both fingerprints.
+federation_section() { :; }
+if [ "$federated" = 1 ]; then
+  echo "-- federation: two brokers' identities, their NKEYs, a nats-server with JetStream"
+  mkdir -p "$state/nats" "$state/broker-b"
+  broker_fp=()
+  nkey=()
+  for b in a b; do
+    d="$state/broker"; t="${tcti[broker]}"
+    if [ "$b" = b ]; then d="$state/broker-b"; t="${tcti[broker-b]}"; fi
+    printf '[broker]\nname = "x"\nendpoints = ["ipc://%s/id.sock"]\npolicy = "%s"\nstate_dir = "%s"\n[identity]\nkey_dir = "%s/key"\ntcti = "%s"\nsuite = "ecdsa-p256-sha256"\n' \
+      "$d" "$demo_policy" "$d" "$d" "$t" >"$d/identity.toml"
+    fp="$("$broker_bin" --config "$d/identity.toml" --print-identity 2>>"$state/logs/identity-$b.log")" ||
+      { show_log "$state/logs/identity-$b.log"; die "the identity of broker $b could not be made"; }
+    broker_fp+=("$fp")
+    nk="$("$trust_tool" nkey --out "$d/nats.nk")" || die "agentbus-trust nkey failed"
+    nkey+=("$nk")
+  done
+  nats_port=$((20000 + RANDOM % 40000))
+  perms() {  # perms BROKER: what that broker may publish and subscribe to
+    printf '{ publish: { allow: ["agentbus.b.*.>", "$KV.agentbus_directory.>", "$JS.API.STREAM.INFO.KV_agentbus_directory", "$JS.API.STREAM.CREATE.KV_agentbus_directory", "$JS.API.STREAM.MSG.GET.KV_agentbus_directory", "$JS.API.DIRECT.GET.KV_agentbus_directory.>", "$JS.API.CONSUMER.CREATE.KV_agentbus_directory", "$JS.API.CONSUMER.CREATE.KV_agentbus_directory.>", "$JS.API.CONSUMER.DELETE.KV_agentbus_directory.>", "$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.FC.>"] }, subscribe: { allow: ["agentbus.b.%s.>", "_INBOX.>"] } }' "$1"
+  }
+  {
+    echo "listen: 127.0.0.1:$nats_port"
+    echo "jetstream { store_dir: \"$state/nats/js\", max_memory_store: 64MB, max_file_store: 256MB }"
+    echo "authorization {"
+    echo "  users: ["
+    echo "    { nkey: ${nkey[0]}, permissions: $(perms demo-broker) },"
+    echo "    { nkey: ${nkey[1]}, permissions: $(perms demo-broker-b) }"
+    echo "  ]"
+    echo "}"
+  } >"$state/nats/nats.conf"
+  nats-server -c "$state/nats/nats.conf" >"$state/logs/nats.log" 2>&1 &
+  nats_pid=$!
+  echo "   nats-server pid $nats_pid on 127.0.0.1:$nats_port (JetStream; brokers authenticated by NKEY: ${nkey[0]:0:12}..., ${nkey[1]:0:12}...)"
+  echo "   demo-broker fingerprint ${broker_fp[0]:0:16}, demo-broker-b fingerprint ${broker_fp[1]:0:16}"
+  federation_section() {  # federation_section SEED_FILE
+    printf '\n[federation]\nservers = ["nats://127.0.0.1:%s"]\nnkey_seed_file = "%s"\nreplicas = 1\n\n[federation.brokers]\ndemo-broker = "%s"\ndemo-broker-b = "%s"\n' \
+      "$nats_port" "$1" "${broker_fp[0]}" "${broker_fp[1]}"
+  }
+fi
 
 # The TCP endpoint takes a random port; a broker that cannot bind it exits, and the
 # demo tries another.
@@ -283,6 +349,7 @@ rekey_grace_seconds = 30
 format = "text"
 level = "info"
 EOF
+federation_section "$state/broker/nats.nk" >>"$state/broker.toml"
 rm -f "$state/broker.sock"
 "$broker_bin" --config "$state/broker.toml" >"$state/logs/broker.log" 2>&1 &
 broker_pid=$!
@@ -304,6 +371,26 @@ echo "   $tcp_endpoint is taken; another port"
 done
 [ -n "$broker_line" ] || { show_log "$state/logs/broker.log" 40; die "no free TCP port for the broker after 5 attempts"; }
 echo "   broker pid $broker_pid, identity ${broker_line#* }, log $state/logs/broker.log"
+if [ "$federated" = 1 ]; then
+  echo "-- starting demo-broker-b on $endpoint_b (federated with demo-broker)"
+  sed -e "s|^name = \"demo-broker\"|name = \"demo-broker-b\"|" -e "s|^endpoints = .*|endpoints = [\"$endpoint_b\"]|" \
+      -e "s|^state_dir = .*|state_dir = \"$state/broker-b\"|" -e "s|^admin_endpoint = .*|admin_endpoint = \"$admin_b\"|" \
+      -e "s|^key_dir = .*|key_dir = \"$state/broker-b/key\"|" -e "s|^tcti = .*|tcti = \"${tcti[broker-b]}\"|" \
+      -e "s|^nkey_seed_file = .*|nkey_seed_file = \"$state/broker-b/nats.nk\"|" "$state/broker.toml" >"$state/broker-b.toml"
+  "$broker_bin" --config "$state/broker-b.toml" >"$state/logs/broker-b.log" 2>&1 &
+  broker_b_pid=$!
+  joined=0
+  for ((i = 0; i < 1200; i++)); do
+    kill -0 "$broker_b_pid" 2>/dev/null || { show_log "$state/logs/broker-b.log" 40; die "demo-broker-b exited"; }
+    if "$trust_tool" --admin "$admin_endpoint" --timeout-ms 500 federation 2>/dev/null | grep -qE '^demo-broker-b +yes'; then
+      joined=1
+      break
+    fi
+    sleep 0.05
+  done
+  [ "$joined" = 1 ] || { show_log "$state/logs/broker-b.log" 40; die "demo-broker-b did not join the federation within 60 s"; }
+  echo "   demo-broker-b pid $broker_b_pid, log $state/logs/broker-b.log; both brokers see each other live"
+fi
 
 echo "-- operation profiles: what each role runs with (agentbus-trust profiles)"
 "$trust_tool" --admin "$admin_endpoint" profiles 2>&1 | sed 's/^/   /'
@@ -344,6 +431,10 @@ echo "   rogue-1      pid ${agent_pid[rogue-1]} (misbehaves on purpose)"
 
 wait_agent director-1
 wait_agent rogue-1
+if [ "$federated" = 1 ]; then
+  echo "-- the federation while the agents run (agentbus-trust federation, asked of demo-broker)"
+  "$trust_tool" --admin "$admin_endpoint" federation 2>&1 | sed 's/^/   /'
+fi
 
 # Enrolment the rogue has no right to. (b) A DIRECTOR name it holds no token for, with
 # a fresh TPM key of its own; (c) once the operator revoked rogue-1 (name and key), its
@@ -453,7 +544,9 @@ check "rogue enrolment b (a DIRECTOR name without a token) refused not_authorise
 check "rogue enrolment c (a revoked key under a new name) refused revoked_key" rogue-enrol-c \
   "REFUSED by broker at enrolment: .*revoked_key"
 for name in director-1 monitor-1 architect-1 optimizer-py; do
-  if "$trust_tool" --admin "$admin_endpoint" show "$name" --json 2>/dev/null | grep -q '"ek_ca": "demo-ca"'; then
+  at="$admin_endpoint"
+  if [ "${broker_of[$name]}" = b ]; then at="$admin_b"; fi
+  if "$trust_tool" --admin "$at" show "$name" --json 2>/dev/null | grep -q '"ek_ca": "demo-ca"'; then
     printf '   ok       %s is attested (EK certificate from demo-ca, AK certified its keys)\n' "$name"
   else
     printf '   MISSING  %s is not attested\n' "$name"
@@ -485,6 +578,20 @@ if ! kill -0 "$broker_pid" 2>/dev/null; then
   printf '   FAILED   the broker is no longer running\n'
   failed=1
 fi
+if [ "$federated" = 1 ]; then
+  if ! kill -0 "$broker_b_pid" 2>/dev/null; then
+    printf '   FAILED   demo-broker-b is no longer running\n'
+    failed=1
+  fi
+  # What crossed: the architect and the optimizer live at demo-broker-b.
+  if grep -qE "DELIVERED from monitor-1 .*topic metrics/cpu" "$state/logs/architect-1.log" &&
+     grep -qE "REPLY from optimizer-py" "$state/logs/director-1.log"; then
+    printf '   ok       traffic crossed the federation both ways (demo-broker <-> NATS <-> demo-broker-b)\n'
+  else
+    printf '   MISSING  traffic across the federation\n'
+    failed=1
+  fi
+fi
 
 if [ "$verbose" = 1 ] || [ "$failed" = 1 ]; then
   echo
@@ -496,7 +603,9 @@ if [ "$verbose" = 1 ] || [ "$failed" = 1 ]; then
     show_log "$state/logs/$name.err" 15 2>&1
   done
   show_log "$state/logs/broker.log" 30 2>&1
+  if [ "$federated" = 1 ]; then show_log "$state/logs/broker-b.log" 30 2>&1; fi
 fi
+
 
 # The trust graph, from the live broker's registry: who trusts whom, on what
 # hardware, and what was refused. The PNG goes next to where the demo was started.
