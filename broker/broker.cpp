@@ -2,6 +2,7 @@
 // and hands each message to the part that owns its kind.
 #include "broker.hpp"
 
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include "enrolment.hpp"
 #include "enrolment_authority.hpp"
 #include "federation.hpp"
+#include "federation_wire.hpp"
 #include "identity_worker.hpp"
 #include "logging.hpp"
 #include "metrics_http.hpp"
@@ -330,6 +332,10 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
     spdlog::info("federation: broker {} of {} ({} brokers), NATS {}, subjects {}.b.<broker>.>, directory bucket {}",
                  d.cfg.name, d.cfg.federation_prefix, d.cfg.federation_brokers.size(), d.cfg.federation_servers[0],
                  d.cfg.federation_prefix, d.cfg.federation_bucket);
+    spdlog::info("federation: this broker's NATS user needs publish [{}] and subscribe [{}, _INBOX.>] (plus the "
+                 "bucket's JetStream subjects, docs/federation.md)",
+                 fmt::join(federation_wire::publish_permissions(d.cfg.federation_prefix, d.cfg.name), ", "),
+                 fmt::join(federation_wire::subscribe_permissions(d.cfg.federation_prefix, d.cfg.name), ", "));
   }
 
   d.socket.set(zmq::sockopt::router_mandatory, 1);  // unroutable sends fail loudly, never vanish

@@ -8,6 +8,18 @@ const std::set<std::string, std::less<>>* known_agent::subscriptions() const noe
   return nullptr;
 }
 
+void connections::park(known_agent& a) {
+  if (a.conn != nullptr || a.offline_ticket != 0) return;
+  a.offline_ticket = next_ticket_++;
+  offline_.emplace(a.offline_ticket, a.name);
+}
+
+void connections::unpark(known_agent& a) {
+  if (a.offline_ticket == 0) return;
+  offline_.erase(a.offline_ticket);
+  a.offline_ticket = 0;
+}
+
 known_agent* connections::find(std::string_view name) noexcept {
   auto it = agents_.find(name);
   return it == agents_.end() ? nullptr : &it->second;

@@ -131,6 +131,11 @@ class connections {
   // `keep` offline records remain. A record with registry deltas not yet flushed
   // (seen_dirty) is kept for the next sweep. Returns how many were forgotten.
   std::size_t forget_offline(std::size_t keep);
+  // park lets forget_offline forget `a` (not connected here: an agent homed at another
+  // broker that is offline there, or whose broker is down) like any offline record;
+  // unpark keeps it (present at its broker). Both are no-ops when there is nothing to do.
+  void park(known_agent& a);
+  void unpark(known_agent& a);
 
   // for_each_online calls f for every agent online when it starts; f may close
   // connections (a send that finds a peer gone does).

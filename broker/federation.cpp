@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <random>
 
+#include "admin_protocol.hpp"  // now_unix_ms
+#include "enrolment_authority.hpp"
 #include "logging.hpp"
 #include "util/overloaded.hpp"
 
@@ -29,8 +31,6 @@ federation::federation(const broker_config& cfg, const policy& pol, connections&
       sent_topic_(&m.get_counter("federation_sent_total", "topic")),
       sent_nack_(&m.get_counter("federation_sent_total", "nack")) {
   stats_.set_gauge("federation_brokers_live", {}, 0);
-  std::random_device rd;
-  seq_start_ = (std::uint64_t{rd()} << 32 | rd()) >> 1;  // room to count up
 }
 
 bool federation::live(std::string_view broker) const {
@@ -48,7 +48,9 @@ status federation::may_enrol(const std::string& name) const {
 void federation::local_opened(known_agent& a) {
   if (a.remote()) {
     set_presence(a, false);
-    take_over_.insert_or_assign(a.name, a.home);
+    // Its record may be replaced although it says online only when its broker is down;
+    // otherwise the directory's compare-and-set decides (claim_lost if the other won).
+    if (!live(a.home)) take_over_.insert_or_assign(a.name, a.home);
     spdlog::info("federation: {} enrolled here; it was {} at broker {}", a.name, a.remote_online ? "online" : "offline", a.home);
     a.home.clear();
     a.remote_online = false;
@@ -93,7 +95,19 @@ void federation::revoked_here(const std::string& name, const std::string& finger
   r.name = name;
   r.fingerprint = fingerprint;
   r.reason = reason;
+  revoked_.insert(name + "/" + fingerprint);
+  // An agent homed elsewhere is cut off here at once too (the operator may revoke at
+  // any broker): no forwards to it, none accepted from it.
+  if (known_agent* a = agents_.find(name); a && a->remote()) forget_remote(*a);
   link_.write_revocation(std::move(r));
+}
+
+void federation::forget_remote(known_agent& a) {
+  set_presence(a, false);
+  a.remote_online = false;
+  a.remote_subscriptions.clear();
+  a.key.reset();  // unknown to peer lookups and to the sender check
+  agents_.park(a);
 }
 
 // ---- outgoing ----
@@ -109,7 +123,12 @@ bytes federation::forwarded_bytes(std::uint64_t seq, const routed_envelope& e) c
 status federation::send_forward(std::string_view home, const std::string& subject, const routed_envelope& e,
                                 const std::string& recipient) {
   auto it = outgoing_.find(home);
-  if (it == outgoing_.end()) it = outgoing_.emplace(std::string(home), outgoing{seq_start_, {}}).first;
+  if (it == outgoing_.end()) {
+    // A random start per destination: a broker cannot guess the numbers another one
+    // gets, nor a restart's numbers meet a previous run's receipts.
+    std::random_device rd;
+    it = outgoing_.emplace(std::string(home), outgoing{(std::uint64_t{rd()} << 32 | rd()) >> 1, {}}).first;
+  }
   outgoing& link = it->second;
   if (link.waiting.size() >= kMaxUnconfirmed)
     return {status_code::overloaded, "broker " + std::string(home) + " has not confirmed " + std::to_string(kMaxUnconfirmed) +
@@ -124,7 +143,7 @@ status federation::forward_direct(const known_agent& to, const routed_envelope& 
   if (!to.remote_present || !live(to.home))
     return {status_code::not_deliverable, "'" + to.name + "' is not online at broker " + to.home +
                                               (live(to.home) ? "" : " (that broker is unreachable)")};
-  if (status st = send_forward(to.home, fw::agent_subject(cfg_.federation_prefix, to.home, to.name), e, to.name); !st)
+  if (status st = send_forward(to.home, fw::agent_subject(cfg_.federation_prefix, to.home, cfg_.name, to.name), e, to.name); !st)
     return st;
   sent_direct_->increment();
   return {};
@@ -132,7 +151,7 @@ status federation::forward_direct(const known_agent& to, const routed_envelope& 
 
 status federation::forward_topic(std::string_view home, const routed_envelope& e) {
   if (!live(home)) return {status_code::not_deliverable, "broker " + std::string(home) + " is unreachable"};
-  if (status st = send_forward(home, fw::topic_subject(cfg_.federation_prefix, home, e.header->to), e,
+  if (status st = send_forward(home, fw::topic_subject(cfg_.federation_prefix, home, cfg_.name, e.header->to), e,
                                "broker " + std::string(home));
       !st)
     return st;
@@ -149,15 +168,15 @@ void federation::send_receipts() {
     for (std::size_t i = 0; i < ranges.size(); i += fw::kMaxReceiptRanges) {
       r.ranges.assign(ranges.begin() + static_cast<std::ptrdiff_t>(i),
                       ranges.begin() + static_cast<std::ptrdiff_t>(std::min(ranges.size(), i + fw::kMaxReceiptRanges)));
-      (void)link_.publish(fw::receipt_subject(cfg_.federation_prefix, origin), fw::encode(r));  // lost: the sender times out
+      (void)link_.publish(fw::receipt_subject(cfg_.federation_prefix, origin, cfg_.name), fw::encode(r));  // lost: the sender times out
     }
     seqs.clear();
   }
 }
 
-void federation::on_receipt(byte_view data) {
+void federation::on_receipt(const std::string& from_broker, byte_view data) {
   auto r = fw::decode_receipt(data);
-  if (!r) {
+  if (!r || r->from != from_broker) {
     stats_.increment("federation_malformed_total");
     return;
   }
@@ -199,7 +218,7 @@ void federation::nack_to(const std::string& broker, const std::string& sender, c
   n.code = static_cast<std::uint64_t>(why.code());
   n.detail = why.detail().substr(0, 480);
   n.recipient = recipient.substr(0, 128);
-  if (link_.publish(fw::nack_subject(cfg_.federation_prefix, broker), fw::encode(n))) sent_nack_->increment();
+  if (link_.publish(fw::nack_subject(cfg_.federation_prefix, broker, cfg_.name), fw::encode(n))) sent_nack_->increment();
 }
 
 void federation::relay_nack(const known_agent& sender, const bytes& message_id, const status& why,
@@ -240,27 +259,32 @@ void federation::drain() {
 }
 
 void federation::on_inbox(const nats_link::inbox_message& m) {
-  switch (fw::classify(cfg_.federation_prefix, cfg_.name, m.subject)) {
-    case fw::inbox_kind::agent: return on_forwarded(m.data, false);
-    case fw::inbox_kind::topic: return on_forwarded(m.data, true);
-    case fw::inbox_kind::nack: return on_relayed_nack(m.data);
-    case fw::inbox_kind::receipt: return on_receipt(m.data);
+  // The subject's sender is what NATS's permissions vouch for; a message must come
+  // from a broker of the federation other than this one, and say the same inside.
+  const fw::inbox_address at = fw::classify(cfg_.federation_prefix, cfg_.name, m.subject);
+  if (at.kind == fw::inbox_kind::other || at.from == cfg_.name || !cfg_.federation_brokers.count(at.from)) {
+    stats_.increment("federation_malformed_total");
+    return;
+  }
+  switch (at.kind) {
+    case fw::inbox_kind::agent: return on_forwarded(at.from, m.data, false);
+    case fw::inbox_kind::topic: return on_forwarded(at.from, m.data, true);
+    case fw::inbox_kind::nack: return on_relayed_nack(at.from, m.data);
+    case fw::inbox_kind::receipt: return on_receipt(at.from, m.data);
     case fw::inbox_kind::other: break;
   }
-  stats_.increment("federation_malformed_total");
 }
 
-void federation::on_forwarded(byte_view data, bool topic) {
+void federation::on_forwarded(const std::string& from_broker, byte_view data, bool topic) {
   stats_.increment("federation_received_total", topic ? "topic" : "direct");
   auto m = fw::decode_forwarded(data, cfg_.max_frame_bytes);
   auto h = m ? decode_signed_part(m->signed_part) : result<envelope_header>(m.error());
   // The sender must live at the broker that forwards it, by the directory; the subject
   // and the header must agree on what it is.
   // In hand: confirmed to its origin (what becomes of it is reported on its own).
-  if (m && m->origin != cfg_.name && cfg_.federation_brokers.count(m->origin)) to_confirm_[m->origin].push_back(m->seq);
+  if (m && m->origin == from_broker) to_confirm_[from_broker].push_back(m->seq);
   known_agent* from = h ? agents_.find(h->sender) : nullptr;
-  const bool consistent = h && (h->to_kind == recipient_kind::topic) == topic && m->origin != cfg_.name &&
-                          cfg_.federation_brokers.count(m->origin) > 0;
+  const bool consistent = h && (h->to_kind == recipient_kind::topic) == topic && m->origin == from_broker;
   if (!consistent || from == nullptr || from->home != m->origin) {
     stats_.increment("federation_malformed_total");
     if (limiter_.allow("federation_malformed"))
@@ -268,7 +292,7 @@ void federation::on_forwarded(byte_view data, bool topic) {
                    !m ? m.error().to_string() : !h ? h.error().to_string()
                    : !consistent                  ? std::string("subject, header and origin disagree")
                                                   : "sender '" + h->sender + "' is not homed at broker " + m->origin);
-    if (consistent && cfg_.federation_brokers.count(m->origin))
+    if (consistent)
       nack_to(m->origin, h->sender, h->message_id,
               {status_code::unknown_agent, "broker " + cfg_.name + " does not know '" + h->sender + "' as homed at " + m->origin},
               h->to);
@@ -277,10 +301,10 @@ void federation::on_forwarded(byte_view data, bool topic) {
   intake_.on_federated(*from, m->signed_part, m->auth_part);
 }
 
-void federation::on_relayed_nack(byte_view data) {
+void federation::on_relayed_nack(const std::string& from_broker, byte_view data) {
   stats_.increment("federation_received_total", "nack");
   auto n = fw::decode_relayed_nack(data);
-  if (!n || !cfg_.federation_brokers.count(n->origin)) {
+  if (!n || n->origin != from_broker) {
     stats_.increment("federation_malformed_total");
     return;
   }
@@ -293,23 +317,32 @@ void federation::on_relayed_nack(byte_view data) {
 void federation::on_directory(const nats_link::directory_update& u) {
   std::visit(util::overloaded{
                  [&](const std::monostate&) {
+                   // Brokers never delete records, and a deletion carries no signature:
+                   // it changes nothing here (a stale record is an offline one).
                    stats_.increment("federation_directory_updates_total", "deleted");
-                   if (u.key.starts_with("a."))
-                     if (known_agent* a = agents_.find(std::string_view(u.key).substr(2)); a && a->remote()) {
-                       set_presence(*a, false);
-                       a->home.clear();
-                     }
+                   if (limiter_.allow("federation_delete"))
+                     spdlog::warn("federation: directory key {} deleted or purged (unsigned): ignored", u.key);
                  },
                  [&](const fw::broker_record& b) {
                    stats_.increment("federation_directory_updates_total", "broker");
                    if (b.writer == cfg_.name) return;
+                   // A heartbeat counts when it is newer than the last one (not a value
+                   // put back) and recent by the writer's clock (the bucket's initial
+                   // values hold the last heartbeat of a broker long dead).
+                   std::uint64_t& last = heartbeat_written_[b.writer];
+                   const auto now_ms = static_cast<std::uint64_t>(now_unix_ms());
+                   const auto fresh = static_cast<std::uint64_t>(cfg_.federation_stale_after_ms) + kClockAllowanceMs;
+                   if (b.written_ms <= last || b.written_ms + fresh < now_ms) return;
+                   last = b.written_ms;
                    const bool was = live(b.writer);
                    heartbeats_.insert_or_assign(b.writer, steady::now());
                    if (!was) {
                      spdlog::info("federation: broker {} is live", b.writer);
                      // Its agents come back into member lists.
                      agents_.for_each_known([&](known_agent& a) {
-                       if (a.home == b.writer) set_presence(a, a.remote_online);
+                       if (a.home != b.writer || !a.key) return;
+                       set_presence(a, a.remote_online);
+                       if (a.remote_online) agents_.unpark(a);
                      });
                    }
                  },
@@ -325,6 +358,15 @@ void federation::on_directory(const nats_link::directory_update& u) {
 }
 
 void federation::on_agent_record(const fw::agent_record& r, std::uint64_t) {
+  // Records of a name only move forward in time: a value put back is ignored.
+  std::uint64_t& last = record_written_[r.name];
+  if (r.written_ms < last) {
+    stats_.increment("federation_directory_rejected_total");
+    if (limiter_.allow("federation_record"))
+      spdlog::warn("federation: record of {} from broker {} is older than one seen before: ignored", r.name, r.writer);
+    return;
+  }
+  last = r.written_ms;
   if (r.writer == cfg_.name) {
     // Our own record. One that says online for an agent not connected here is from
     // before a restart (kill -9): say it is offline.
@@ -344,25 +386,41 @@ void federation::on_agent_record(const fw::agent_record& r, std::uint64_t) {
         rec.tpm_simulator = r.tpm_simulator;
         rec.evidence = r.evidence;
       }
+      agents_.park(rec);
       changed_.insert(r.name);
     }
     return;
   }
+  // The home broker admitted it; this broker's policy and registry must too (what
+  // HELLO would check here): the role and its suite, software keys, simulators,
+  // attestation, revocations by name and by key, pins.
   const suite* s = pol_.find_suite(r.suite);
-  const role_policy* role = pol_.find_role(r.role);
   auto key = crypto::public_key::from_der(r.identity_der);
-  if (s == nullptr || role == nullptr || !key || role->suite != r.suite) {
+  status st = s == nullptr || !key ? status(status_code::invalid_field, "suite or key unusable")
+                                   : role_admits(pol_, r.role, *s, r.key_protection, r.tpm_simulator, !r.evidence.empty());
+  if (st) {
+    candidate who;
+    who.name = r.name;
+    who.role = r.role;
+    who.fingerprint = key->fingerprint_hex();
+    st = enrolment_authority(pol_, reg_).screen(who, std::nullopt);
+  }
+  if (st && (revoked_.count(r.name + "/") || revoked_.count(r.name + "/" + key->fingerprint_hex())))
+    st = status(status_code::revoked_agent, "revoked in the federation");
+  known_agent* existing = agents_.find(r.name);
+  if (!st) {
     stats_.increment("federation_directory_rejected_total");
     if (limiter_.allow("federation_record"))
-      spdlog::warn("federation: record of {} from broker {} does not fit this broker's policy (role {}, suite {}): ignored",
-                   r.name, r.writer, r.role, r.suite);
+      spdlog::warn("federation: {} at broker {} is not admitted by this broker's policy: {}", r.name, r.writer, st.to_string());
+    // Whatever was known of it from an earlier record no longer holds.
+    if (existing != nullptr && existing->remote()) forget_remote(*existing);
     return;
   }
-  if (revoked_.count(r.name)) return;  // revoked in the federation: its records are not followed
-  known_agent& a = agents_.remember(r.name);
+  known_agent& a = existing != nullptr ? *existing : agents_.remember(r.name);
   if (a.online()) {
     if (!r.online) return;  // an old record of the agent that has since come here
-    // Another broker holds the name now (it won the directory's compare-and-set).
+    // Another broker holds the name now: it won the directory's compare-and-set, or
+    // took it over while this broker was unreachable.
     stats_.increment("federation_claims_lost_total");
     spdlog::warn("{} disconnected: broker {} holds the name now", r.name, r.writer);
     agents_.close(a);
@@ -383,18 +441,23 @@ void federation::on_agent_record(const fw::agent_record& r, std::uint64_t) {
   for (const auto& t : r.subscriptions)
     if (t.size() <= 128 && (is_concrete_topic(t) || is_topic_pattern(t)) && pol_.check_subscribe(r.role, t))
       a.remote_subscriptions.insert(t);
-  set_presence(a, r.online && live(r.writer));
+  const bool present = r.online && live(r.writer);
+  set_presence(a, present);
+  if (present) agents_.unpark(a);
+  else agents_.park(a);
   if (key_changed) {
-    spdlog::info("federation: {} (at broker {}) has a new key; local agents are told", r.name, r.writer);
+    if (limiter_.allow("federation_key_change"))
+      spdlog::info("federation: {} (at broker {}) has a new key; local agents are told", r.name, r.writer);
     control_.announce_key_change(r.name);
   }
 }
 
 void federation::on_revocation(const fw::revocation_record& r) {
-  // Our own come back from the bucket: applied when the operator revoked here. Each
-  // name once (the bucket's initial values repeat them at every start).
-  if (r.writer == cfg_.name || !revoked_.insert(r.name).second) return;
-  spdlog::warn("federation: {} revoked at broker {}: {}", r.name, r.writer, r.reason);
+  // Each (name, key) once: the bucket's initial values repeat them at every start, and
+  // this broker's own come back to it (applied when the operator revoked here).
+  if (!revoked_.insert(r.name + "/" + r.fingerprint).second) return;
+  if (limiter_.allow("federation_revocation"))
+    spdlog::warn("federation: {} revoked at broker {}: {}", r.name, r.writer, r.reason);
   const std::int64_t at = static_cast<std::int64_t>(r.written_ms);
   try {
     // In this broker's registry too: the key is refused under any name here, and a
@@ -406,9 +469,9 @@ void federation::on_revocation(const fw::revocation_record& r) {
     spdlog::error("registry: cannot record the revocation of {}: {}", r.name, e.what());
   }
   if (known_agent* a = agents_.find(r.name)) {
-    set_presence(*a, false);
     if (a->online()) agents_.close(*a);
-    a->key.reset();  // unknown to peer lookups from now on
+    if (a->remote()) forget_remote(*a);
+    a->key.reset();
   }
   control_.announce_revocation(r.name);
 }
@@ -432,7 +495,9 @@ void federation::sweep(steady::time_point) {
       spdlog::warn("federation: broker {} is silent for {} ms: presumed down; its agents are unreachable", name,
                    cfg_.federation_stale_after_ms);
       agents_.for_each_known([&](known_agent& a) {
-        if (a.home == name) set_presence(a, false);
+        if (a.home != name) return;
+        set_presence(a, false);
+        agents_.park(a);
       });
     }
     was = now_live;

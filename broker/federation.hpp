@@ -60,6 +60,10 @@ class federation final : public remote_brokers {
   // At most this many envelopes await a receipt from one broker; past it, forwards to
   // it are refused `overloaded` (the budget: about 100 bytes each, 6.5 MB a broker).
   static constexpr std::size_t kMaxUnconfirmed = 65536;
+  // How far a heartbeat's writer clock may trail this broker's, beyond
+  // stale_after_ms, for the heartbeat to count (brokers' clocks are kept in step, as
+  // agents' are for envelope timestamps).
+  static constexpr std::uint64_t kClockAllowanceMs = 2000;
 
   federation(const broker_config& cfg, const policy& pol, connections& agents, topics& t, control_channel& control,
              publish_intake& intake, outbox& out, registry& reg, metrics& m, nats_link& link);
@@ -106,12 +110,12 @@ class federation final : public remote_brokers {
   status send_forward(std::string_view home, const std::string& subject, const routed_envelope& e,
                       const std::string& recipient);
   bytes forwarded_bytes(std::uint64_t seq, const routed_envelope& e) const;
-  void on_receipt(byte_view data);
+  void on_receipt(const std::string& from_broker, byte_view data);
   void send_receipts();
   void expire_unconfirmed(std::chrono::steady_clock::time_point now);
   void on_inbox(const nats_link::inbox_message& m);
-  void on_forwarded(byte_view data, bool topic);
-  void on_relayed_nack(byte_view data);
+  void on_forwarded(const std::string& from_broker, byte_view data, bool topic);
+  void on_relayed_nack(const std::string& from_broker, byte_view data);
   void on_directory(const nats_link::directory_update& u);
   void on_agent_record(const federation_wire::agent_record& r, std::uint64_t revision);
   void on_revocation(const federation_wire::revocation_record& r);
@@ -119,6 +123,10 @@ class federation final : public remote_brokers {
   // set_presence puts a remote agent's subscriptions in the topic table, or takes them
   // out (its record says offline, or its broker is down), telling topic watchers.
   void set_presence(known_agent& a, bool present);
+  // forget_remote: what this broker knew of a remote agent no longer holds (revoked,
+  // or refused by this broker's policy): out of member lists, its key forgotten, its
+  // record forgettable.
+  void forget_remote(known_agent& a);
   void nack_to(const std::string& broker, const std::string& sender, const bytes& message_id, const status& why,
                const std::string& recipient);
 
@@ -136,15 +144,16 @@ class federation final : public remote_brokers {
   std::map<std::string, bool, std::less<>> was_live_;
   std::map<std::string, std::string, std::less<>> take_over_;  // local name → broker it was taken from
   std::set<std::string, std::less<>> changed_;                  // local agents whose record is due
-  std::set<std::string, std::less<>> revoked_;                  // names revoked by a directory record
+  std::set<std::string, std::less<>> revoked_;                  // "name/fingerprint" revoked in the federation
+  std::map<std::string, std::uint64_t, std::less<>> record_written_;     // agent → written_ms of its last record
+  std::map<std::string, std::uint64_t, std::less<>> heartbeat_written_;  // broker → written_ms of its last heartbeat
   counter* sent_direct_;
   counter* sent_topic_;
   counter* sent_nack_;
   util::log_limiter limiter_;
   bool tamper_ = false;
-  // Receipts. Sent: per destination broker, the next number (from a random start, so
-  // that receipts meant for a previous run of this broker confirm nothing) and what
-  // awaits confirmation. Received: per origin broker, the numbers got this turn.
+  // Receipts. Sent: per destination broker, the next number (from a random start) and
+  // what awaits confirmation. Received: per origin broker, the numbers got this turn.
   struct unconfirmed {
     std::string sender, recipient;
     bytes message_id;
@@ -156,7 +165,6 @@ class federation final : public remote_brokers {
   };
   std::map<std::string, outgoing, std::less<>> outgoing_;
   std::map<std::string, std::vector<std::uint64_t>, std::less<>> to_confirm_;
-  std::uint64_t seq_start_;
 };
 
 }  // namespace agentbus::broker

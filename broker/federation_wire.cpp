@@ -42,12 +42,12 @@ std::string escape_token(std::string_view s) {
 
 std::string inbox(std::string_view prefix, std::string_view broker) { return joined(prefix, broker, ".>"); }
 
-std::string agent_subject(std::string_view prefix, std::string_view broker, std::string_view agent) {
-  return joined(prefix, broker, ".a.") + escape_token(agent);
+std::string agent_subject(std::string_view prefix, std::string_view to, std::string_view from, std::string_view agent) {
+  return joined(prefix, to, ".a.") + escape_token(from) + "." + escape_token(agent);
 }
 
-std::string topic_subject(std::string_view prefix, std::string_view broker, std::string_view topic) {
-  std::string s = joined(prefix, broker, ".t");
+std::string topic_subject(std::string_view prefix, std::string_view to, std::string_view from, std::string_view topic) {
+  std::string s = joined(prefix, to, ".t.") + escape_token(from);
   std::size_t i = 0;
   while (i <= topic.size()) {
     const std::size_t slash = std::min(topic.find('/', i), topic.size());
@@ -58,18 +58,39 @@ std::string topic_subject(std::string_view prefix, std::string_view broker, std:
   return s;
 }
 
-std::string nack_subject(std::string_view prefix, std::string_view broker) { return joined(prefix, broker, ".n"); }
-std::string receipt_subject(std::string_view prefix, std::string_view broker) { return joined(prefix, broker, ".r"); }
+std::string nack_subject(std::string_view prefix, std::string_view to, std::string_view from) {
+  return joined(prefix, to, ".n.") + escape_token(from);
+}
+std::string receipt_subject(std::string_view prefix, std::string_view to, std::string_view from) {
+  return joined(prefix, to, ".r.") + escape_token(from);
+}
 
-inbox_kind classify(std::string_view prefix, std::string_view broker, std::string_view subject) {
+std::vector<std::string> publish_permissions(std::string_view prefix, std::string_view broker) {
+  const std::string p(prefix), b = escape_token(broker);
+  return {p + ".b.*.a." + b + ".>", p + ".b.*.t." + b + ".>", p + ".b.*.n." + b, p + ".b.*.r." + b};
+}
+
+std::vector<std::string> subscribe_permissions(std::string_view prefix, std::string_view broker) {
+  return {inbox(prefix, broker)};
+}
+
+inbox_address classify(std::string_view prefix, std::string_view broker, std::string_view subject) {
+  inbox_address out;
   const std::string head = joined(prefix, broker, ".");
-  if (!subject.starts_with(head)) return inbox_kind::other;
+  if (!subject.starts_with(head)) return out;
   const std::string_view rest = subject.substr(head.size());
-  if (rest.starts_with("a.") && rest.size() > 2) return inbox_kind::agent;
-  if (rest.starts_with("t.") && rest.size() > 2) return inbox_kind::topic;
-  if (rest == "n") return inbox_kind::nack;
-  if (rest == "r") return inbox_kind::receipt;
-  return inbox_kind::other;
+  if (rest.size() < 3 || rest[1] != '.') return out;
+  const char kind = rest[0];
+  const std::string_view after = rest.substr(2);
+  const std::size_t dot = after.find('.');
+  const std::string_view from = after.substr(0, dot);
+  if (from.empty()) return out;
+  const bool more = dot != std::string_view::npos && dot + 1 < after.size();
+  if ((kind == 'a' || kind == 't') && more) out.kind = kind == 'a' ? inbox_kind::agent : inbox_kind::topic;
+  else if ((kind == 'n' || kind == 'r') && dot == std::string_view::npos) out.kind = kind == 'n' ? inbox_kind::nack : inbox_kind::receipt;
+  else return out;
+  out.from.assign(from);
+  return out;
 }
 
 bytes encode(const forwarded& m) { return encode_forwarded(m.origin, m.seq, m.signed_part, m.auth_part); }

@@ -27,24 +27,38 @@ inline constexpr std::size_t kMaxSubscriptionsInRecord = 256;  // max_subscripti
 inline constexpr std::size_t kMaxRecordBytes = 64u << 10;
 
 // ---- Subjects (schemas/federation.md §2) --------------------------------------
-// Tokens of agent names and topic segments escape '.' (a NATS token separator) as
-// "%2E"; '%' is in neither alphabet, so the mapping is one to one.
+// Every subject names the broker it is for and the broker it is from:
+// "<prefix>.b.<to>.<kind>.<from>[...]". NATS permissions let a broker subscribe to
+// "<prefix>.b.<itself>.>" only, and publish only subjects whose <from> is itself,
+// so the subject's <from> is authenticated by NATS. Tokens of agent names and topic
+// segments escape '.' (a NATS token separator) as "%2E"; '%' is in neither alphabet,
+// so the mapping is one to one.
 std::string escape_token(std::string_view s);
 // inbox: every subject addressed to `broker`: "<prefix>.b.<broker>.>"
 std::string inbox(std::string_view prefix, std::string_view broker);
-// agent_subject: a direct envelope for `agent`, homed at `broker`.
-std::string agent_subject(std::string_view prefix, std::string_view broker, std::string_view agent);
-// topic_subject: a topic envelope for `broker`'s subscribers of the concrete `topic`
-// ("a/b.c" → "<prefix>.b.<broker>.t.a.b%2Ec").
-std::string topic_subject(std::string_view prefix, std::string_view broker, std::string_view topic);
-// nack_subject: refusals of envelopes whose senders live at `broker`.
-std::string nack_subject(std::string_view prefix, std::string_view broker);
-// receipt_subject: receipts for envelopes `broker` forwarded.
-std::string receipt_subject(std::string_view prefix, std::string_view broker);
+// agent_subject: a direct envelope from broker `from` for `agent`, homed at `to`:
+// "<prefix>.b.<to>.a.<from>.<agent>".
+std::string agent_subject(std::string_view prefix, std::string_view to, std::string_view from, std::string_view agent);
+// topic_subject: a topic envelope from `from` for `to`'s subscribers of the concrete
+// `topic` ("a/b.c" → "<prefix>.b.<to>.t.<from>.a.b%2Ec").
+std::string topic_subject(std::string_view prefix, std::string_view to, std::string_view from, std::string_view topic);
+// nack_subject: refusals, from `from`, of envelopes whose senders live at `to`.
+std::string nack_subject(std::string_view prefix, std::string_view to, std::string_view from);
+// receipt_subject: receipts, from `from`, for envelopes `to` forwarded.
+std::string receipt_subject(std::string_view prefix, std::string_view to, std::string_view from);
+// publish_permissions / subscribe_permissions: what nats-server's authorization
+// should allow `broker` (besides the directory bucket's JetStream subjects).
+std::vector<std::string> publish_permissions(std::string_view prefix, std::string_view broker);
+std::vector<std::string> subscribe_permissions(std::string_view prefix, std::string_view broker);
 
 enum class inbox_kind { agent, topic, nack, receipt, other };
-// classify tells which of the above `subject` (one of `broker`'s inbox) is.
-inbox_kind classify(std::string_view prefix, std::string_view broker, std::string_view subject);
+struct inbox_address {
+  inbox_kind kind = inbox_kind::other;
+  std::string from;  // the sending broker, as the subject names it
+};
+// classify tells which of the above `subject` (one of `broker`'s inbox) is, and from
+// whom.
+inbox_address classify(std::string_view prefix, std::string_view broker, std::string_view subject);
 
 // ---- Forwarded envelope: fixarray(5) [version, origin broker, seq, signed part, auth part]
 struct forwarded {

@@ -88,10 +88,14 @@ struct nats_link::impl {
   impl(const broker_config& c, const policy& p, std::shared_ptr<identity_key> id, metrics& m)
       : cfg(c), pol(p), identity(std::move(id)), stats(m) {}
 
-  void push(event e, std::size_t bytes_held) {
+  // push queues an event for the event loop. Only messages from other brokers'
+  // traffic are dropped when the queue is full (droppable: their senders' brokers time
+  // them out); directory updates, lost claims and link changes never are (the
+  // watcher does not read them again, and they are bounded by the bucket's size).
+  void push(event e, std::size_t bytes_held, bool droppable = false) {
     {
       std::lock_guard lock(in_mu);
-      if (inbound.size() >= kMaxInboundMessages || inbound_bytes + bytes_held > kMaxInboundBytes) {
+      if (droppable && (inbound.size() >= kMaxInboundMessages || inbound_bytes + bytes_held > kMaxInboundBytes)) {
         stats.increment("federation_inbound_dropped_total");
         if (limiter.allow("inbound_full"))
           spdlog::error("federation: inbound queue full ({} messages, {} MiB): a message from NATS was dropped",
@@ -113,7 +117,25 @@ struct nats_link::impl {
     inbox_message m{natsMsg_GetSubject(msg), bytes(data, data + (len > 0 ? len : 0))};
     natsMsg_Destroy(msg);
     const std::size_t held = m.data.size() + m.subject.size();
-    self->push(std::move(m), held);
+    self->push(std::move(m), held, true);
+  }
+  // Shutdown: libnats calls these from its own threads after natsConnection_Close and
+  // natsSubscription_Unsubscribe return; the destructor waits for both, so that no
+  // callback runs on a freed impl.
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+  bool closed = false, sub_done = false;
+  static void on_closed(natsConnection*, void* closure) {
+    auto* self = static_cast<impl*>(closure);
+    std::lock_guard lock(self->done_mu);
+    self->closed = true;
+    self->done_cv.notify_all();
+  }
+  static void on_sub_complete(void* closure) {
+    auto* self = static_cast<impl*>(closure);
+    std::lock_guard lock(self->done_mu);
+    self->sub_done = true;
+    self->done_cv.notify_all();
   }
   static void on_disconnected(natsConnection*, void* closure) {
     auto* self = static_cast<impl*>(closure);
@@ -158,6 +180,7 @@ struct nats_link::impl {
     check(natsOptions_SetDisconnectedCB(opts.get(), on_disconnected, this), "disconnected callback");
     check(natsOptions_SetReconnectedCB(opts.get(), on_connected, this), "reconnected callback");
     check(natsOptions_SetErrorHandler(opts.get(), on_error, this), "error handler");
+    check(natsOptions_SetClosedCB(opts.get(), on_closed, this), "closed callback");
     check(natsOptions_SetRetryOnFailedConnect(opts.get(), true, on_connected, this), "retry on failed connect");
     if (!cfg.federation_nkey_seed_file.empty()) {
       const std::string pub = user_nkey_public_from_seed_file(cfg.federation_nkey_seed_file);
@@ -188,6 +211,7 @@ struct nats_link::impl {
     check(natsConnection_Subscribe(&sub, nc.get(), fw::inbox(cfg.federation_prefix, cfg.name).c_str(), on_message, this),
           "subscribe to the inbox");
     inbox_sub.reset(sub);
+    check(natsSubscription_SetOnCompleteCB(sub, on_sub_complete, this), "subscription completion callback");
     check(natsSubscription_SetPendingLimits(sub, static_cast<int>(kMaxInboundMessages), static_cast<int>(kMaxInboundBytes)),
           "pending limits");
   }
@@ -250,10 +274,11 @@ struct nats_link::impl {
     }
   }
 
-  // write_one: true when done (written, or lost to another broker), false to retry.
+  // write_one: true when done (written, or lost to another broker), false to retry
+  // (NATS, JetStream or the TPM failed: the job is kept).
   bool write_one(const std::string& key, const write_job& job) {
     const auto sealed = sign_and_seal(job.body);
-    if (!sealed) return true;  // logged; the next change writes again
+    if (!sealed) return false;
     const void* data = sealed->data();
     const int len = static_cast<int>(sealed->size());
     std::uint64_t rev = 0;
@@ -447,12 +472,19 @@ nats_link::~nats_link() {
   d.kv_cv.notify_all();
   if (d.writer.joinable()) d.writer.join();
   if (d.watcher.joinable()) d.watcher.join();
-  // The subscription and the connection go before the callbacks' target does.
-  if (d.inbox_sub) natsSubscription_Unsubscribe(d.inbox_sub.get());
-  d.inbox_sub.reset();
+  // The subscription and the connection close, and libnats's last callbacks have run,
+  // before their target goes.
+  const bool had_sub = d.inbox_sub != nullptr;
+  if (had_sub) natsSubscription_Unsubscribe(d.inbox_sub.get());
   d.kv.reset();
   d.js.reset();
   if (d.nc) natsConnection_Close(d.nc.get());
+  {
+    std::unique_lock lock(d.done_mu);
+    if (!d.done_cv.wait_for(lock, std::chrono::seconds(5), [&] { return (!had_sub || d.sub_done) && (!d.nc || d.closed); }))
+      spdlog::warn("federation: NATS callbacks did not finish within 5 s of closing");
+  }
+  d.inbox_sub.reset();
   d.nc.reset();
   d.opts.reset();
   ::close(d.wake_fd);

@@ -290,7 +290,7 @@ if [ "$federated" = 1 ]; then
   done
   nats_port=$((20000 + RANDOM % 40000))
   perms() {  # perms BROKER: what that broker may publish and subscribe to
-    printf '{ publish: { allow: ["agentbus.b.*.>", "$KV.agentbus_directory.>", "$JS.API.STREAM.INFO.KV_agentbus_directory", "$JS.API.STREAM.CREATE.KV_agentbus_directory", "$JS.API.STREAM.MSG.GET.KV_agentbus_directory", "$JS.API.DIRECT.GET.KV_agentbus_directory.>", "$JS.API.CONSUMER.CREATE.KV_agentbus_directory", "$JS.API.CONSUMER.CREATE.KV_agentbus_directory.>", "$JS.API.CONSUMER.DELETE.KV_agentbus_directory.>", "$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.FC.>"] }, subscribe: { allow: ["agentbus.b.%s.>", "_INBOX.>"] } }' "$1"
+    printf '{ publish: { allow: ["agentbus.b.*.a.%s.>", "agentbus.b.*.t.%s.>", "agentbus.b.*.n.%s", "agentbus.b.*.r.%s", "$KV.agentbus_directory.>", "$JS.API.STREAM.INFO.KV_agentbus_directory", "$JS.API.STREAM.CREATE.KV_agentbus_directory", "$JS.API.STREAM.MSG.GET.KV_agentbus_directory", "$JS.API.DIRECT.GET.KV_agentbus_directory.>", "$JS.API.CONSUMER.CREATE.KV_agentbus_directory", "$JS.API.CONSUMER.CREATE.KV_agentbus_directory.>", "$JS.API.CONSUMER.DELETE.KV_agentbus_directory.>", "$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.FC.>"] }, subscribe: { allow: ["agentbus.b.%s.>", "_INBOX.>"] } }' "$1" "$1" "$1" "$1" "$1"
   }
   {
     echo "listen: 127.0.0.1:$nats_port"

@@ -206,10 +206,12 @@ authorization {{
 
 
 def broker_permissions(name: str) -> dict:
-    """What a broker may do on NATS: publish to every broker's inbox and use the
-    directory bucket; subscribe to its own inbox (and the replies of its own requests)."""
+    """What a broker may do on NATS (schemas/federation.md §2): publish into every
+    broker's inbox under its own name only, and use the directory bucket; subscribe to
+    its own inbox (and the replies of its own requests)."""
     return {
-        "publish": [f"{PREFIX}.b.*.>", f"$KV.{BUCKET}.>", f"$JS.API.STREAM.INFO.KV_{BUCKET}",
+        "publish": [f"{PREFIX}.b.*.a.{name}.>", f"{PREFIX}.b.*.t.{name}.>", f"{PREFIX}.b.*.n.{name}",
+                    f"{PREFIX}.b.*.r.{name}", f"$KV.{BUCKET}.>", f"$JS.API.STREAM.INFO.KV_{BUCKET}",
                     f"$JS.API.STREAM.CREATE.KV_{BUCKET}", f"$JS.API.STREAM.MSG.GET.KV_{BUCKET}",
                     f"$JS.API.DIRECT.GET.KV_{BUCKET}.>", f"$JS.API.CONSUMER.CREATE.KV_{BUCKET}",
                     f"$JS.API.CONSUMER.CREATE.KV_{BUCKET}.>", f"$JS.API.CONSUMER.DELETE.KV_{BUCKET}.>",
