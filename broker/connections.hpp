@@ -70,6 +70,7 @@ struct known_agent {
   bool remote_online = false;   // its record says online
   bool remote_present = false;
   std::set<std::string, std::less<>> remote_subscriptions;
+  std::map<std::string, std::string, std::less<>> remote_queue_groups;  // of those, the ones in a queue group
 
   bool online() const noexcept { return conn != nullptr; }
   bool remote() const noexcept { return !home.empty(); }
@@ -90,6 +91,7 @@ struct connection {
   session::session_state hop;  // send: broker→agent, receive: agent→broker
   session::control_sequence ctrl_in;
   std::set<std::string, std::less<>> subscriptions;
+  std::map<std::string, std::string, std::less<>> queue_groups;  // subscription → its queue group, for those in one
   std::set<std::string, std::less<>> watching;  // topics whose membership it follows
   // Bytes the broker holds for it in ZeroMQ's queue (ZeroMQ's I/O thread moves what it
   // writes out to `released`): at most max_queued_bytes_per_agent (outbox).

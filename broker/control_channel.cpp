@@ -27,7 +27,7 @@ void control_channel::on_control(const bytes& route, std::span<const bytes> fram
 }
 
 void control_channel::handle(known_agent& a, const control::request& r) {
-  std::visit(overloaded{[&](const control::subscribe& m) { subscribe(a, m.topic); },
+  std::visit(overloaded{[&](const control::subscribe& m) { subscribe(a, m.topic, m.group); },
                         [&](const control::unsubscribe& m) { unsubscribe(a, m.topic); },
                         [&](const control::peer_lookup& m) { peer_lookup(a, m.name); },
                         [&](const control::watch_members& m) { watch_members(a, m.topic); },
@@ -50,10 +50,16 @@ void control_channel::refuse(known_agent& a, const status& why, const std::strin
   out_.nack(a, {}, why, about);
 }
 
-void control_channel::subscribe(known_agent& a, const std::string& topic) {
+bool control_channel::drop_subscription(const std::string& topic, const std::string& group, const std::string& agent) {
+  return group.empty() ? topics_.unsubscribe(topic, agent) : topics_.queue_unsubscribe(topic, group, agent);
+}
+
+void control_channel::subscribe(known_agent& a, const std::string& topic, const std::string& group) {
   connection& c = *a.conn;
   status st = topic.size() <= 128 ? pol_.check_subscribe(a.role, topic)
                                   : status(status_code::too_large, "topic longer than 128 bytes");
+  if (st && !group.empty() && !is_queue_group_name(group))
+    st = status(status_code::invalid_field, "not a queue group name (A-Z a-z 0-9 . _ -, 1..64)");
   if (st && c.subscriptions.size() >= cfg_.max_subscriptions_per_agent && !c.subscriptions.count(topic))
     st = status(status_code::too_large, "subscription limit reached");
   // Patterns cost every publish a match each (topics.hpp): few per agent, and a bound
@@ -68,8 +74,16 @@ void control_channel::subscribe(known_agent& a, const std::string& topic) {
                   "the broker follows " + std::to_string(kMaxDistinctPatterns) + " distinct patterns already");
   }
   if (st) {
+    // One subscription per topic string: a new group (or none) replaces the old one.
+    const auto held = c.queue_groups.find(topic);
+    const std::string before = held == c.queue_groups.end() ? std::string() : held->second;
+    bool changed = false;
+    if (c.subscriptions.count(topic) && before != group) changed = drop_subscription(topic, before, a.name);
     c.subscriptions.insert(topic);
-    if (topics_.subscribe(topic, a.name)) {
+    if (group.empty()) c.queue_groups.erase(topic);
+    else c.queue_groups[topic] = group;
+    changed = (group.empty() ? topics_.subscribe(topic, a.name) : topics_.queue_subscribe(topic, group, a.name)) || changed;
+    if (changed) {
       notify_members(topic);
       subscriptions_changed_(a);
     }
@@ -83,17 +97,23 @@ void control_channel::subscribe(known_agent& a, const std::string& topic) {
 }
 
 void control_channel::unsubscribe(known_agent& a, const std::string& topic) {
-  if (!a.conn->subscriptions.erase(topic)) return;
-  if (topics_.unsubscribe(topic, a.name)) notify_members(topic);
+  connection& c = *a.conn;
+  if (!c.subscriptions.erase(topic)) return;
+  std::string group;
+  if (auto g = c.queue_groups.find(topic); g != c.queue_groups.end()) {
+    group = g->second;
+    c.queue_groups.erase(g);
+  }
+  if (drop_subscription(topic, group, a.name)) notify_members(topic);
   subscriptions_changed_(a);
 }
 
-void control_channel::add_remote(const std::string& topic, const std::string& agent) {
-  if (topics_.subscribe(topic, agent)) notify_members(topic);
+void control_channel::add_remote(const std::string& topic, const std::string& group, const std::string& agent) {
+  if (group.empty() ? topics_.subscribe(topic, agent) : topics_.queue_subscribe(topic, group, agent)) notify_members(topic);
 }
 
-void control_channel::remove_remote(const std::string& topic, const std::string& agent) {
-  if (topics_.unsubscribe(topic, agent)) notify_members(topic);
+void control_channel::remove_remote(const std::string& topic, const std::string& group, const std::string& agent) {
+  if (drop_subscription(topic, group, agent)) notify_members(topic);
 }
 
 // watch_members answers (and follows) a topic's membership, only for topics the agent
@@ -113,7 +133,7 @@ void control_channel::watch_members(known_agent& a, const std::string& topic) {
 
 void control_channel::send_members(known_agent& a, const std::string& topic) {
   control::members list{topic, {}};
-  for (const auto& n : topics_.subscribers(topic))
+  for (const auto& n : topics_.members(topic))
     if (const known_agent* s = agents_.find(n); s && s->reachable()) list.subscribers.push_back(n);
   out_.control(a, list);
 }
@@ -167,7 +187,12 @@ std::vector<std::string> control_channel::withdraw_disallowed(known_agent& a) {
       continue;
     }
     ended.push_back(*it);
-    if (topics_.unsubscribe(*it, a.name)) emptied.push_back(*it);
+    std::string group;
+    if (auto g = c.queue_groups.find(*it); g != c.queue_groups.end()) {
+      group = g->second;
+      c.queue_groups.erase(g);
+    }
+    if (drop_subscription(*it, group, a.name)) emptied.push_back(*it);
     it = c.subscriptions.erase(it);
   }
   for (auto it = c.watching.begin(); it != c.watching.end();) {
@@ -193,10 +218,13 @@ std::vector<std::string> control_channel::withdraw_disallowed(known_agent& a) {
 
 void control_channel::leave(connection& c) {
   const std::string& name = c.agent->name;
-  for (const auto& t : c.subscriptions)
-    if (topics_.unsubscribe(t, name)) notify_members(t);
+  for (const auto& t : c.subscriptions) {
+    const auto g = c.queue_groups.find(t);
+    if (drop_subscription(t, g == c.queue_groups.end() ? std::string() : g->second, name)) notify_members(t);
+  }
   for (const auto& t : c.watching) topics_.unwatch(t, name);
   c.subscriptions.clear();
+  c.queue_groups.clear();
   c.watching.clear();
 }
 

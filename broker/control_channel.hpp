@@ -49,12 +49,15 @@ class control_channel {
   void on_subscriptions_changed(std::function<void(const known_agent&)> f) { subscriptions_changed_ = std::move(f); }
   // add_remote / remove_remote put a subscription of an agent homed at another broker
   // in the topic table or take it out, pushing member lists to the topic's watchers.
-  void add_remote(const std::string& topic, const std::string& agent);
-  void remove_remote(const std::string& topic, const std::string& agent);
+  void add_remote(const std::string& topic, const std::string& group, const std::string& agent);
+  void remove_remote(const std::string& topic, const std::string& group, const std::string& agent);
 
  private:
   void handle(known_agent& a, const session::control::request& r);
-  void subscribe(known_agent& a, const std::string& topic);
+  void subscribe(known_agent& a, const std::string& topic, const std::string& group);
+  // drop_subscription takes `topic` (as `a` subscribed it, plainly or in a group) out
+  // of the topic table; true when a member list changed.
+  bool drop_subscription(const std::string& topic, const std::string& group, const std::string& agent);
   void unsubscribe(known_agent& a, const std::string& topic);
   void watch_members(known_agent& a, const std::string& topic);
   void send_members(known_agent& a, const std::string& topic);

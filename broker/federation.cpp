@@ -55,6 +55,7 @@ void federation::local_opened(known_agent& a) {
     a.home.clear();
     a.remote_online = false;
     a.remote_subscriptions.clear();
+    a.remote_queue_groups.clear();
   }
   local_changed(a);
 }
@@ -79,7 +80,10 @@ void federation::flush() {
     r.identity_der = a->key->der();
     r.evidence = a->evidence;
     r.online = a->online();
-    if (a->online()) r.subscriptions.assign(a->conn->subscriptions.begin(), a->conn->subscriptions.end());
+    if (a->online()) {
+      r.subscriptions.assign(a->conn->subscriptions.begin(), a->conn->subscriptions.end());
+      r.queue_groups.assign(a->conn->queue_groups.begin(), a->conn->queue_groups.end());
+    }
     std::string from;
     if (auto it = take_over_.find(name); it != take_over_.end()) {
       from = it->second;
@@ -106,22 +110,23 @@ void federation::forget_remote(known_agent& a) {
   set_presence(a, false);
   a.remote_online = false;
   a.remote_subscriptions.clear();
+  a.remote_queue_groups.clear();
   a.key.reset();  // unknown to peer lookups and to the sender check
   agents_.park(a);
 }
 
 // ---- outgoing ----
 
-bytes federation::forwarded_bytes(std::uint64_t seq, const routed_envelope& e) const {
-  if (!tamper_) return fw::encode_forwarded(cfg_.name, seq, e.signed_part, e.auth_part);
+bytes federation::forwarded_bytes(std::uint64_t seq, const routed_envelope& e, const std::vector<std::string>& picks) const {
+  if (!tamper_) return fw::encode_forwarded(cfg_.name, seq, e.signed_part, e.auth_part, picks);
   // A broker gone bad (tests): the payload's last byte changed; the structure stays valid.
   bytes changed(e.signed_part.begin(), e.signed_part.end());
   if (!changed.empty()) changed.back() ^= 0x01;
-  return fw::encode_forwarded(cfg_.name, seq, changed, e.auth_part);
+  return fw::encode_forwarded(cfg_.name, seq, changed, e.auth_part, picks);
 }
 
 status federation::send_forward(std::string_view home, const std::string& subject, const routed_envelope& e,
-                                const std::string& recipient) {
+                                const std::string& recipient, const std::vector<std::string>& picks) {
   auto it = outgoing_.find(home);
   if (it == outgoing_.end()) {
     // A random start per destination: a broker cannot guess the numbers another one
@@ -134,7 +139,7 @@ status federation::send_forward(std::string_view home, const std::string& subjec
     return {status_code::overloaded, "broker " + std::string(home) + " has not confirmed " + std::to_string(kMaxUnconfirmed) +
                                          " envelopes yet"};
   const std::uint64_t seq = link.next_seq++;
-  if (status st = link_.publish(subject, forwarded_bytes(seq, e)); !st) return st;
+  if (status st = link_.publish(subject, forwarded_bytes(seq, e, picks)); !st) return st;
   link.waiting.emplace(seq, unconfirmed{e.header->sender, recipient, e.header->message_id, steady::now()});
   return {};
 }
@@ -149,10 +154,10 @@ status federation::forward_direct(const known_agent& to, const routed_envelope& 
   return {};
 }
 
-status federation::forward_topic(std::string_view home, const routed_envelope& e) {
+status federation::forward_topic(std::string_view home, const routed_envelope& e, const std::vector<std::string>& picks) {
   if (!live(home)) return {status_code::not_deliverable, "broker " + std::string(home) + " is unreachable"};
   if (status st = send_forward(home, fw::topic_subject(cfg_.federation_prefix, home, cfg_.name, e.header->to), e,
-                               "broker " + std::string(home));
+                               "broker " + std::string(home), picks);
       !st)
     return st;
   sent_topic_->increment();
@@ -267,15 +272,15 @@ void federation::on_inbox(const nats_link::inbox_message& m) {
     return;
   }
   switch (at.kind) {
-    case fw::inbox_kind::agent: return on_forwarded(at.from, m.data, false);
-    case fw::inbox_kind::topic: return on_forwarded(at.from, m.data, true);
+    case fw::inbox_kind::agent: return on_forwarded(at.from, m.data, false, at.agent);
+    case fw::inbox_kind::topic: return on_forwarded(at.from, m.data, true, {});
     case fw::inbox_kind::nack: return on_relayed_nack(at.from, m.data);
     case fw::inbox_kind::receipt: return on_receipt(at.from, m.data);
     case fw::inbox_kind::other: break;
   }
 }
 
-void federation::on_forwarded(const std::string& from_broker, byte_view data, bool topic) {
+void federation::on_forwarded(const std::string& from_broker, byte_view data, bool topic, const std::string& to_agent) {
   stats_.increment("federation_received_total", topic ? "topic" : "direct");
   auto m = fw::decode_forwarded(data, cfg_.max_frame_bytes);
   auto h = m ? decode_signed_part(m->signed_part) : result<envelope_header>(m.error());
@@ -284,7 +289,11 @@ void federation::on_forwarded(const std::string& from_broker, byte_view data, bo
   // In hand: confirmed to its origin (what becomes of it is reported on its own).
   if (m && m->origin == from_broker) to_confirm_[from_broker].push_back(m->seq);
   known_agent* from = h ? agents_.find(h->sender) : nullptr;
-  const bool consistent = h && (h->to_kind == recipient_kind::topic) == topic && m->origin == from_broker;
+  // The subject and the header agree: a topic envelope on a topic subject, a direct
+  // one on its recipient's subject; picks only with a topic envelope.
+  const bool consistent = h && m->origin == from_broker &&
+                          (topic ? h->to_kind == recipient_kind::topic
+                                 : h->to_kind == recipient_kind::agent && h->to == to_agent && m->picks.empty());
   if (!consistent || from == nullptr || from->home != m->origin) {
     stats_.increment("federation_malformed_total");
     if (limiter_.allow("federation_malformed"))
@@ -298,7 +307,22 @@ void federation::on_forwarded(const std::string& from_broker, byte_view data, bo
               h->to);
     return;
   }
-  intake_.on_federated(*from, m->signed_part, m->auth_part);
+  // Each pick must be a queue member here of a subscription matching the topic; one
+  // that is not (gone meanwhile) is refused to the sender, naming it.
+  std::vector<known_agent*> picked;
+  for (const std::string& name : m->picks) {
+    known_agent* to = agents_.find(name);
+    bool member = false;
+    if (to != nullptr && to->online())
+      for (const auto& [sub, group] : to->conn->queue_groups)
+        member = member || sub == h->to || topic_matches(sub, h->to);
+    if (member) picked.push_back(to);
+    else
+      nack_to(m->origin, h->sender, h->message_id,
+              {status_code::not_deliverable, "'" + name + "' is not in a queue group for " + h->to + " at broker " + cfg_.name},
+              name);
+  }
+  intake_.on_federated(*from, m->signed_part, m->auth_part, picked);
 }
 
 void federation::on_relayed_nack(const std::string& from_broker, byte_view data) {
@@ -438,9 +462,12 @@ void federation::on_agent_record(const fw::agent_record& r, std::uint64_t) {
   a.evidence = r.evidence;
   a.remote_online = r.online;
   a.remote_subscriptions.clear();
+  a.remote_queue_groups.clear();
   for (const auto& t : r.subscriptions)
     if (t.size() <= 128 && (is_concrete_topic(t) || is_topic_pattern(t)) && pol_.check_subscribe(r.role, t))
       a.remote_subscriptions.insert(t);
+  for (const auto& [t, group] : r.queue_groups)
+    if (a.remote_subscriptions.count(t) && is_queue_group_name(group)) a.remote_queue_groups[t] = group;
   const bool present = r.online && live(r.writer);
   set_presence(a, present);
   if (present) agents_.unpark(a);
@@ -480,8 +507,10 @@ void federation::set_presence(known_agent& a, bool present) {
   if (!a.remote() || a.remote_present == present) return;
   a.remote_present = present;
   for (const auto& t : a.remote_subscriptions) {
-    if (present) control_.add_remote(t, a.name);
-    else control_.remove_remote(t, a.name);
+    const auto g = a.remote_queue_groups.find(t);
+    const std::string group = g == a.remote_queue_groups.end() ? std::string() : g->second;
+    if (present) control_.add_remote(t, group, a.name);
+    else control_.remove_remote(t, group, a.name);
   }
 }
 

@@ -94,7 +94,7 @@ class federation final : public remote_brokers {
 
   // remote_brokers (the router)
   status forward_direct(const known_agent& to, const routed_envelope& e) override;
-  status forward_topic(std::string_view home, const routed_envelope& e) override;
+  status forward_topic(std::string_view home, const routed_envelope& e, const std::vector<std::string>& picks) override;
   // The outbox's relay for nacks to agents homed elsewhere.
   void relay_nack(const known_agent& sender, const bytes& message_id, const status& why, const std::string& recipient);
 
@@ -108,13 +108,15 @@ class federation final : public remote_brokers {
   // send_forward: numbers `e` for broker `home`, publishes it on `subject` and waits
   // for its receipt (recipient: what a timeout names).
   status send_forward(std::string_view home, const std::string& subject, const routed_envelope& e,
-                      const std::string& recipient);
-  bytes forwarded_bytes(std::uint64_t seq, const routed_envelope& e) const;
+                      const std::string& recipient, const std::vector<std::string>& picks = {});
+  bytes forwarded_bytes(std::uint64_t seq, const routed_envelope& e, const std::vector<std::string>& picks) const;
   void on_receipt(const std::string& from_broker, byte_view data);
   void send_receipts();
   void expire_unconfirmed(std::chrono::steady_clock::time_point now);
   void on_inbox(const nats_link::inbox_message& m);
-  void on_forwarded(const std::string& from_broker, byte_view data, bool topic);
+  // on_forwarded: `to_agent`: the recipient an agent subject names ("" on a topic
+  // subject).
+  void on_forwarded(const std::string& from_broker, byte_view data, bool topic, const std::string& to_agent);
   void on_relayed_nack(const std::string& from_broker, byte_view data);
   void on_directory(const nats_link::directory_update& u);
   void on_agent_record(const federation_wire::agent_record& r, std::uint64_t revision);

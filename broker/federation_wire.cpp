@@ -90,22 +90,34 @@ inbox_address classify(std::string_view prefix, std::string_view broker, std::st
   else if ((kind == 'n' || kind == 'r') && dot == std::string_view::npos) out.kind = kind == 'n' ? inbox_kind::nack : inbox_kind::receipt;
   else return out;
   out.from.assign(from);
+  if (out.kind == inbox_kind::agent) {
+    const std::string_view name = after.substr(dot + 1);
+    for (std::size_t i = 0; i < name.size(); ++i) {
+      if (name.compare(i, 3, "%2E") == 0) {
+        out.agent += '.';
+        i += 2;
+      } else {
+        out.agent += name[i];
+      }
+    }
+  }
   return out;
 }
 
-bytes encode(const forwarded& m) { return encode_forwarded(m.origin, m.seq, m.signed_part, m.auth_part); }
+bytes encode(const forwarded& m) { return encode_forwarded(m.origin, m.seq, m.signed_part, m.auth_part, m.picks); }
 
-bytes encode_forwarded(std::string_view origin, std::uint64_t seq, byte_view signed_part, byte_view auth_part) {
-  return writer(5).uint(kVersion).str(origin).uint(seq).bin(signed_part).bin(auth_part).done();
+bytes encode_forwarded(std::string_view origin, std::uint64_t seq, byte_view signed_part, byte_view auth_part,
+                       const std::vector<std::string>& picks) {
+  return writer(6).uint(kVersion).str(origin).uint(seq).bin(signed_part).bin(auth_part).strings(picks).done();
 }
 
 result<forwarded> decode_forwarded(byte_view in, std::size_t max_frame_bytes) {
   forwarded m;
   std::uint64_t version = 0;
-  reader r(in, "forwarded envelope", 5, max_frame_bytes + 1024);
+  reader r(in, "forwarded envelope", 6, max_frame_bytes + 64 * 1024, kMaxPicks);
   r.uint("version", version).str("origin", m.origin, kMaxName).uint("seq", m.seq)
       .bin("signed part", m.signed_part, 1, max_frame_bytes)
-      .bin("auth part", m.auth_part, 1, max_frame_bytes);
+      .bin("auth part", m.auth_part, 1, max_frame_bytes).strings("picks", m.picks, kMaxPicks, kMaxName);
   if (!r.ok()) return r.error();
   if (status st = check_version(version, "forwarded envelope"); !st) return st;
   if (m.signed_part.size() + m.auth_part.size() > max_frame_bytes)
@@ -196,9 +208,14 @@ std::string broker_key(std::string_view broker) { return "b." + std::string(brok
 std::string revocation_key(std::string_view agent) { return "r." + std::string(agent); }
 
 bytes encode_body(const agent_record& a) {
-  return writer(14).uint(kVersion).str("agent").str(a.writer).uint(a.written_ms).str(a.name).str(a.role).str(a.suite)
+  std::vector<std::string> groups;
+  for (const auto& [topic, group] : a.queue_groups) {
+    groups.push_back(topic);
+    groups.push_back(group);
+  }
+  return writer(15).uint(kVersion).str("agent").str(a.writer).uint(a.written_ms).str(a.name).str(a.role).str(a.suite)
       .str(protection_name(a.key_protection)).str(a.tpm_manufacturer).uint(a.tpm_simulator ? 1 : 0).bin(a.identity_der)
-      .bin(a.evidence).uint(a.online ? 1 : 0).strings(a.subscriptions).done();
+      .bin(a.evidence).uint(a.online ? 1 : 0).strings(a.subscriptions).strings(groups).done();
 }
 
 bytes encode_body(const broker_record& b) {
@@ -248,17 +265,21 @@ result<agent_record> decode_agent(byte_view body) {
   agent_record a;
   std::uint64_t version = 0, simulator = 0, online = 0;
   std::string kind, prot;
-  reader r(body, "agent record", 14, kMaxRecordBytes, kMaxSubscriptionsInRecord);
+  std::vector<std::string> groups;
+  reader r(body, "agent record", 15, kMaxRecordBytes, 2 * kMaxSubscriptionsInRecord);
   r.uint("version", version).str("kind", kind, 16).str("writer", a.writer, kMaxName).uint("written_ms", a.written_ms)
       .str("name", a.name, kMaxName).str("role", a.role, kMaxName).str("suite", a.suite, kMaxName)
       .str("protection", prot, 16).str("tpm_manufacturer", a.tpm_manufacturer, 64).uint("simulator", simulator)
       .bin("identity key", a.identity_der, 1, kMaxKeyDer).bin("evidence", a.evidence, 0, kMaxEvidence)
-      .uint("online", online).strings("subscriptions", a.subscriptions, kMaxSubscriptionsInRecord, 128);
+      .uint("online", online).strings("subscriptions", a.subscriptions, kMaxSubscriptionsInRecord, 128)
+      .strings("queue groups", groups, 2 * kMaxSubscriptionsInRecord, 128);
   if (!r.ok()) return r.error();
   if (status st = check_version(version, "agent record"); !st) return st;
   const auto p = parse_protection(prot);
   if (kind != "agent" || !p || simulator > 1 || online > 1 || a.name.empty())
     return status{status_code::invalid_field, "agent record fields"};
+  if (groups.size() % 2 != 0) return status{status_code::invalid_field, "agent record queue groups: pairs expected"};
+  for (std::size_t i = 0; i < groups.size(); i += 2) a.queue_groups.emplace_back(groups[i], groups[i + 1]);
   a.key_protection = *p;
   a.tpm_simulator = simulator == 1;
   a.online = online == 1;

@@ -54,21 +54,28 @@ std::vector<std::string> subscribe_permissions(std::string_view prefix, std::str
 enum class inbox_kind { agent, topic, nack, receipt, other };
 struct inbox_address {
   inbox_kind kind = inbox_kind::other;
-  std::string from;  // the sending broker, as the subject names it
+  std::string from;   // the sending broker, as the subject names it
+  std::string agent;  // agent subjects: the recipient (unescaped)
 };
 // classify tells which of the above `subject` (one of `broker`'s inbox) is, and from
 // whom.
 inbox_address classify(std::string_view prefix, std::string_view broker, std::string_view subject);
 
-// ---- Forwarded envelope: fixarray(5) [version, origin broker, seq, signed part, auth part]
+// ---- Forwarded envelope: fixarray(6) [version, origin broker, seq, signed part,
+// auth part, picks]
+inline constexpr std::size_t kMaxPicks = 256;
 struct forwarded {
   std::string origin;  // the broker that accepted it from its sender
   std::uint64_t seq = 0;  // the origin's number for it towards this broker (receipts name it)
   bytes signed_part;
   bytes auth_part;     // as the sender sent it; its hop MAC, if any, means nothing past the first hop
+  // Topic envelopes: the receiving broker's agents picked as queue group members
+  // (besides its plain subscribers, who get it anyway). Empty for direct envelopes.
+  std::vector<std::string> picks;
 };
 bytes encode(const forwarded& m);
-bytes encode_forwarded(std::string_view origin, std::uint64_t seq, byte_view signed_part, byte_view auth_part);
+bytes encode_forwarded(std::string_view origin, std::uint64_t seq, byte_view signed_part, byte_view auth_part,
+                       const std::vector<std::string>& picks = {});
 result<forwarded> decode_forwarded(byte_view in, std::size_t max_frame_bytes);
 
 // ---- Receipt: fixarray(3) [version, receiving broker, [[first seq, last seq], ...]]
@@ -115,6 +122,8 @@ struct agent_record {
   bytes evidence;
   bool online = false;
   std::vector<std::string> subscriptions;  // topics and patterns, as subscribed
+  // Of those, the ones in a queue group: subscription → group.
+  std::vector<std::pair<std::string, std::string>> queue_groups;
 };
 
 struct broker_record {

@@ -141,7 +141,8 @@ class federation_hop final : public session::hop_receiver {
 };
 }  // namespace
 
-void publish_intake::on_federated(known_agent& from, byte_view signed_part, byte_view auth_part) {
+void publish_intake::on_federated(known_agent& from, byte_view signed_part, byte_view auth_part,
+                                  std::span<known_agent* const> picked) {
   const auto started = steady::now();
   broker_hooks hooks(pol_, agents_, from, acct_.offers());
   const federation_hop hop;
@@ -152,7 +153,7 @@ void publish_intake::on_federated(known_agent& from, byte_view signed_part, byte
       verifier_.check(e, sender, from.window, hooks, why) != session::verdict::accept)
     return refuse_envelope(out_, acct_, from, e.header.message_id, why, e.header.to, steady::now() - started);
   acct_.passed_checks(steady::now() - started);
-  accept_checked(from, e, signed_part, auth_part, nullptr);
+  accept_checked(from, e, signed_part, auth_part, nullptr, picked);
 }
 
 void publish_intake::on_wire_batch(const bytes& route, std::span<const bytes> frames) {
@@ -203,13 +204,13 @@ void publish_intake::on_wire_batch(const bytes& route, std::span<const bytes> fr
 }
 
 void publish_intake::accept_checked(known_agent& a, const session::opened_envelope& e, byte_view signed_part,
-                                    byte_view auth_part, fanout* batch) {
+                                    byte_view auth_part, fanout* batch, std::span<known_agent* const> picked) {
   // The sender's own connection may have closed meanwhile (a nack or a delivery to it
   // found it gone): the rest of its batch is still routed.
   if (a.conn) a.conn->hop.count_received();
   acct_.seen(a);
   if (e.header.type == envelope_type::control) acct_.note_session_control(e.header, agents_);
-  router_.route(a, routed_envelope{&e.header, &e.auth, signed_part, e.digest, auth_part}, batch);
+  router_.route(a, routed_envelope{&e.header, &e.auth, signed_part, e.digest, auth_part}, batch, picked);
 }
 
 }  // namespace agentbus::broker

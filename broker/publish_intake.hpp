@@ -37,14 +37,16 @@ class publish_intake {
   // batch proof); only the hop MAC is not (brokers share no hop session). Accepted:
   // routed to this broker's agents only. Refused: nacked to `from`, which the outbox
   // relays to its broker.
-  void on_federated(known_agent& from, byte_view signed_part, byte_view auth_part);
+  // `picked`: this broker's agents the sender's broker picked as queue group members.
+  void on_federated(known_agent& from, byte_view signed_part, byte_view auth_part,
+                    std::span<known_agent* const> picked = {});
 
 
  private:
   class broker_hooks;
   // accept_checked: an envelope from `a` that passed every check.
   void accept_checked(known_agent& a, const session::opened_envelope& e, byte_view signed_part, byte_view auth_part,
-                      fanout* batch);
+                      fanout* batch, std::span<known_agent* const> picked = {});
   // unknown_route: ENV or BATCH from a connection that is not enrolled: ERR, with the
   // id of each envelope whose signed part decodes (a restarted broker's answer).
   void unknown_route(const bytes& route, std::span<const bytes> envelope_frames);

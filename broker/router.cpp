@@ -22,7 +22,7 @@ void refuse_envelope(outbox& out, accounting& acct, known_agent& sender, const b
   out.nack(sender, message_id, why, recipient);
 }
 
-void router::route(known_agent& from, const routed_envelope& e, fanout* batch) {
+void router::route(known_agent& from, const routed_envelope& e, fanout* batch, std::span<known_agent* const> picked) {
   const envelope_header& h = *e.header;
   const bool from_elsewhere = from.remote();  // it came from its broker over the federation
   if (h.to_kind == recipient_kind::agent) {
@@ -42,22 +42,43 @@ void router::route(known_agent& from, const routed_envelope& e, fanout* batch) {
   // topic's subscriber set: iterate over a copy.
   recipients_.clear();
   homes_.clear();
+  auto home_entry = [&](std::string_view home) -> std::vector<std::string>& {
+    for (auto& [h_name, picks] : homes_)
+      if (h_name == home) return picks;
+    return homes_.emplace_back(home, std::vector<std::string>{}).second;
+  };
   for (const auto& name : topics_.subscribers(h.to)) {
     if (name == from.name) continue;
     known_agent* to = agents_.find(name);
     if (to == nullptr) continue;
-    if (!to->remote() || to->online()) {
-      recipients_.push_back(to);
-    } else if (remote_ != nullptr && !from_elsewhere &&
-               std::find(homes_.begin(), homes_.end(), std::string_view(to->home)) == homes_.end()) {
-      homes_.push_back(to->home);
-    }
+    if (!to->remote() || to->online()) recipients_.push_back(to);
+    else if (remote_ != nullptr && !from_elsewhere) (void)home_entry(to->home);
   }
+  // Queue groups: one member each, picked where the envelope entered the federation;
+  // an agent that gets it as a plain subscriber already is not picked.
+  picks_.clear();
+  if (!from_elsewhere)
+    topics_.queue_picks(
+        h.to,
+        [&](const std::string& n) {
+          const known_agent* k = n == from.name ? nullptr : agents_.find(n);
+          return k != nullptr && k->reachable() && std::find(recipients_.begin(), recipients_.end(), k) == recipients_.end();
+        },
+        picks_);
+  for (const std::string& n : picks_) {
+    known_agent* to = agents_.find(n);
+    if (to == nullptr) continue;
+    if (!to->remote() || to->online()) recipients_.push_back(to);
+    else if (remote_ != nullptr) home_entry(to->home).push_back(n);
+  }
+  for (known_agent* to : picked)
+    if (std::find(recipients_.begin(), recipients_.end(), to) == recipients_.end()) recipients_.push_back(to);
   for (known_agent* to : recipients_) deliver(from, *to, e, batch);
-  // One copy per broker with subscribers; that broker delivers to each of them and
-  // relays each refusal. A copy that cannot leave is refused here, naming the broker.
-  for (std::string_view home : homes_)
-    if (status st = remote_->forward_topic(home, e); !st)
+  // One copy per broker with subscribers or picks; that broker delivers to each of
+  // them and relays each refusal. A copy that cannot leave is refused here, naming the
+  // broker.
+  for (const auto& [home, picks] : homes_)
+    if (status st = remote_->forward_topic(home, e, picks); !st)
       refuse_envelope(out_, acct_, from, h.message_id, st, "broker " + std::string(home));
   acct_.accepted();
 }

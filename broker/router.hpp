@@ -12,6 +12,7 @@
 // Owned by the broker's event-loop thread; not thread-safe.
 #pragma once
 
+#include <span>
 #include <vector>
 
 #include "accounting.hpp"
@@ -51,8 +52,9 @@ class remote_brokers {
  public:
   virtual ~remote_brokers() = default;
   virtual status forward_direct(const known_agent& to, const routed_envelope& e) = 0;
-  // forward_topic: once per broker with subscribers of the envelope's topic.
-  virtual status forward_topic(std::string_view home, const routed_envelope& e) = 0;
+  // forward_topic: once per broker with subscribers of the envelope's topic, or with
+  // `picks`: its agents picked as queue group members.
+  virtual status forward_topic(std::string_view home, const routed_envelope& e, const std::vector<std::string>& picks) = 0;
 };
 
 class router {
@@ -65,7 +67,11 @@ class router {
   void forward_remote_with(remote_brokers* r) { remote_ = r; }
 
   // route sends an accepted envelope from `from` on (staged in `batch` when given).
-  void route(known_agent& from, const routed_envelope& e, fanout* batch = nullptr);
+  // A topic envelope goes to every plain subscriber and to one member of each queue
+  // group, picked here when the envelope entered the federation here (`picked`: the
+  // members of this broker that the sender's broker picked).
+  void route(known_agent& from, const routed_envelope& e, fanout* batch = nullptr,
+             std::span<known_agent* const> picked = {});
   // flush sends what `batch` staged: per recipient, in order, at most
   // kWireBatchEnvelopes envelopes and kWireBatchBytes bytes a wire batch (a single
   // envelope as ENV), and accounts for each envelope. `batch` is empty afterwards.
@@ -80,7 +86,10 @@ class router {
   outbox& out_;
   accounting& acct_;
   std::vector<known_agent*> recipients_;  // reused per topic envelope
-  std::vector<std::string_view> homes_;   // reused per topic envelope: brokers with subscribers
+  // Reused per topic envelope: brokers to forward to (with subscribers there or picks),
+  // and the queue group members picked.
+  std::vector<std::pair<std::string_view, std::vector<std::string>>> homes_;
+  std::vector<std::string> picks_;
   remote_brokers* remote_ = nullptr;
 };
 

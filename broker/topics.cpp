@@ -1,5 +1,7 @@
 #include "topics.hpp"
 
+#include <algorithm>
+
 #include "agentbus/policy.hpp"
 
 namespace agentbus::broker {
@@ -31,6 +33,50 @@ const topics::name_set& topics::subscribers(std::string_view topic) const {
     scratch_.insert(agents.begin(), agents.end());
   }
   return any ? scratch_ : exact;
+}
+
+bool topics::queue_subscribe(const std::string& topic, const std::string& group, const std::string& agent) {
+  return queues_[topic][group].insert(agent).second;
+}
+
+bool topics::queue_unsubscribe(const std::string& topic, const std::string& group, const std::string& agent) {
+  auto t = queues_.find(topic);
+  if (t == queues_.end()) return false;
+  auto g = t->second.find(group);
+  if (g == t->second.end()) return false;
+  const bool removed = g->second.erase(agent) > 0;
+  if (g->second.empty()) t->second.erase(g);
+  if (t->second.empty()) queues_.erase(t);
+  // A group no subscription uses any more keeps no turn counter.
+  const bool used = std::any_of(queues_.begin(), queues_.end(), [&](const auto& q) { return q.second.count(group) > 0; });
+  if (!used) turns_.erase(group);
+  return removed;
+}
+
+void topics::queue_picks(std::string_view topic, const std::function<bool(const std::string&)>& eligible,
+                         std::vector<std::string>& out) const {
+  if (queues_.empty()) return;
+  std::map<std::string_view, std::vector<std::string_view>> pools;  // group → its eligible members
+  for (const auto& [sub, groups] : queues_) {
+    if (sub != topic && !topic_matches(sub, topic)) continue;
+    for (const auto& [group, who] : groups)
+      for (const auto& name : who)
+        if (eligible(name)) pools[group].push_back(name);
+  }
+  for (auto& [group, pool] : pools) {
+    std::sort(pool.begin(), pool.end());
+    pool.erase(std::unique(pool.begin(), pool.end()), pool.end());
+    std::uint64_t& turn = turns_[std::string(group)];
+    out.emplace_back(pool[turn++ % pool.size()]);
+  }
+}
+
+topics::name_set topics::members(std::string_view topic) const {
+  name_set out = subscribers(topic);
+  for (const auto& [sub, groups] : queues_)
+    if (sub == topic || topic_matches(sub, topic))
+      for (const auto& [group, who] : groups) out.insert(who.begin(), who.end());
+  return out;
 }
 
 std::vector<std::string> topics::watched_matching(std::string_view pattern) const {

@@ -13,6 +13,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -42,6 +44,20 @@ class topics {
   // matching it (empty set if none). The reference is valid until the next call of a
   // topics member (it may be a scratch set).
   const name_set& subscribers(std::string_view topic) const;
+  // queue_subscribe / queue_unsubscribe: `agent` as a member of queue group `group`
+  // on `topic` (a topic or pattern); true when that changed something.
+  bool queue_subscribe(const std::string& topic, const std::string& group, const std::string& agent);
+  bool queue_unsubscribe(const std::string& topic, const std::string& group, const std::string& agent);
+  // queue_picks appends, for the concrete `topic`, one member of each queue group with
+  // a subscription matching it (the members of a group pooled over all its matching
+  // subscriptions), chosen in turn among those `eligible` says may get it; none for a
+  // group without an eligible member. No cost while no queue group exists.
+  void queue_picks(std::string_view topic, const std::function<bool(const std::string&)>& eligible,
+                   std::vector<std::string>& out) const;
+  // members: who a member list of `topic` names: subscribers() and every queue member
+  // of a subscription matching it (a publisher sets sessions up with each).
+  name_set members(std::string_view topic) const;
+  std::size_t queue_count() const noexcept { return queues_.size(); }
   // watched_matching: the watched topics a pattern (or topic) subscription concerns:
   // those whose member lists change with it.
   std::vector<std::string> watched_matching(std::string_view pattern) const;
@@ -60,6 +76,9 @@ class topics {
   std::map<std::string, name_set, std::less<>> patterns_;     // pattern → agents
   mutable name_set scratch_;                                  // subscribers() of a topic patterns reach
   std::map<std::string, name_set, std::less<>> watchers_;     // topic → agents following its membership
+  // Queue subscriptions: topic or pattern → group → members; the next turn per group.
+  std::map<std::string, std::map<std::string, name_set, std::less<>>, std::less<>> queues_;
+  mutable std::map<std::string, std::uint64_t, std::less<>> turns_;
 };
 
 }  // namespace agentbus::broker

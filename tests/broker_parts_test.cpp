@@ -151,6 +151,39 @@ TEST(Topics, SubscribersAndWatchersComeAndGoLeavingNothingBehind) {
   EXPECT_EQ(t.watched_topic_count(), 0u);
 }
 
+TEST(Topics, AQueueGroupGivesEachEnvelopeToOneMemberInTurn) {
+  topics t;
+  EXPECT_TRUE(t.queue_subscribe("jobs/run", "workers", "w1"));
+  EXPECT_TRUE(t.queue_subscribe("jobs/*", "workers", "w2"));  // the same group through a pattern: pooled
+  EXPECT_TRUE(t.queue_subscribe("jobs/run", "auditors", "a1"));
+  EXPECT_TRUE(t.subscribe("jobs/run", "plain"));
+  EXPECT_TRUE(t.subscribers("jobs/run").count("plain"));
+  EXPECT_FALSE(t.subscribers("jobs/run").count("w1"));  // queue members are not plain subscribers
+  EXPECT_EQ(t.members("jobs/run"), (topics::name_set{"a1", "plain", "w1", "w2"}));  // a publisher needs them all
+  auto all = [](const std::string&) { return true; };
+  std::map<std::string, int> taken;
+  for (int i = 0; i < 10; ++i) {
+    std::vector<std::string> picks;
+    t.queue_picks("jobs/run", all, picks);
+    ASSERT_EQ(picks.size(), 2u);  // one per group
+    for (const auto& p : picks) ++taken[p];
+  }
+  EXPECT_EQ(taken, (std::map<std::string, int>{{"a1", 10}, {"w1", 5}, {"w2", 5}}));
+  // A member that may not get it (offline, or the sender) is passed over; a group
+  // with no eligible member gets nothing.
+  std::vector<std::string> picks;
+  t.queue_picks("jobs/run", [](const std::string& n) { return n != "w1" && n != "a1"; }, picks);
+  EXPECT_EQ(picks, (std::vector<std::string>{"w2"}));
+  picks.clear();
+  t.queue_picks("jobs/other", all, picks);  // only the pattern matches
+  EXPECT_EQ(picks, (std::vector<std::string>{"w2"}));
+  EXPECT_TRUE(t.queue_unsubscribe("jobs/run", "workers", "w1"));
+  EXPECT_FALSE(t.queue_unsubscribe("jobs/run", "workers", "w1"));
+  EXPECT_TRUE(t.queue_unsubscribe("jobs/*", "workers", "w2"));
+  EXPECT_TRUE(t.queue_unsubscribe("jobs/run", "auditors", "a1"));
+  EXPECT_EQ(t.queue_count(), 0u);
+}
+
 // ---------------------------------------------------------------- router
 
 TEST(Router, ADirectEnvelopeGoesToItsRecipientReMacedForItsHop) {
@@ -283,9 +316,9 @@ TEST(ControlChannel, PatternSubscriptionsReachMatchingTopicsAndTheirWatchers) {
   p.online("optimizer-1", "OPTIMIZER", 3);
   p.control.on_control(b("route-monitor-1"), control_frames(1, 1, session::control::watch_members{"metrics/cpu"}));
   p.control.on_control(b("route-monitor-1"), control_frames(1, 2, session::control::watch_members{"alerts/disk"}));
-  p.control.on_control(b("route-optimizer-1"), control_frames(3, 1, session::control::subscribe{"metrics/cpu"}));
+  p.control.on_control(b("route-optimizer-1"), control_frames(3, 1, session::control::subscribe{"metrics/cpu", {}}));
   p.tx.sent.clear();
-  p.control.on_control(b("route-director-1"), control_frames(2, 1, session::control::subscribe{"metrics/>"}));
+  p.control.on_control(b("route-director-1"), control_frames(2, 1, session::control::subscribe{"metrics/>", {}}));
   EXPECT_EQ(p.subscriptions.subscribers("metrics/cpu"), (topics::name_set{"director-1", "optimizer-1"}));
   EXPECT_EQ(p.subscriptions.subscribers("metrics/mem/used"), (topics::name_set{"director-1"}));
   EXPECT_TRUE(p.subscriptions.subscribers("metrics").empty()) << "'>' matches one segment or more";
@@ -300,8 +333,8 @@ TEST(ControlChannel, PatternSubscriptionsReachMatchingTopicsAndTheirWatchers) {
 
   // The OPTIMIZER may subscribe to metrics/> (its ACL); to debug/> it may not, and a
   // pattern that is not one is invalid.
-  p.control.on_control(b("route-optimizer-1"), control_frames(3, 2, session::control::subscribe{"debug/>"}));
-  p.control.on_control(b("route-optimizer-1"), control_frames(3, 3, session::control::subscribe{"metrics/>/x"}));
+  p.control.on_control(b("route-optimizer-1"), control_frames(3, 2, session::control::subscribe{"debug/>", {}}));
+  p.control.on_control(b("route-optimizer-1"), control_frames(3, 3, session::control::subscribe{"metrics/>/x", {}}));
   std::vector<status> answers;
   for (const auto& msg : p.tx.to(b("route-optimizer-1"), session::frame::kControl))
     if (auto a = session::control::decode_answer(msg.parts.at(2)))
@@ -313,7 +346,7 @@ TEST(ControlChannel, PatternSubscriptionsReachMatchingTopicsAndTheirWatchers) {
   // At most kMaxPatternsPerAgent patterns per agent: each costs every publish a match.
   for (std::size_t i = 0; i <= kMaxPatternsPerAgent; ++i)
     p.control.on_control(b("route-optimizer-1"),
-                         control_frames(3, 4 + i, session::control::subscribe{"metrics/a" + std::to_string(i) + "/>"}));
+                         control_frames(3, 4 + i, session::control::subscribe{"metrics/a" + std::to_string(i) + "/>", {}}));
   EXPECT_EQ(p.subscriptions.pattern_count(), kMaxPatternsPerAgent + 1) << "the director's metrics/> and 16 of the optimizer's";
   std::vector<status> capped;
   for (const auto& msg : p.tx.to(b("route-optimizer-1"), session::frame::kControl))
@@ -335,8 +368,8 @@ TEST(ControlChannel, SubscriptionsFollowThePolicyAndWatchersHearOfThem) {
   p.online("monitor-1", "MONITOR", 1);
   known_agent& d = p.online("director-1", "DIRECTOR", 2);
   p.control.on_control(b("route-monitor-1"), control_frames(1, 1, session::control::watch_members{"metrics/cpu"}));
-  p.control.on_control(b("route-director-1"), control_frames(2, 1, session::control::subscribe{"metrics/cpu"}));
-  p.control.on_control(b("route-monitor-1"), control_frames(1, 2, session::control::subscribe{"builds/x"}));  // not MONITOR's
+  p.control.on_control(b("route-director-1"), control_frames(2, 1, session::control::subscribe{"metrics/cpu", {}}));
+  p.control.on_control(b("route-monitor-1"), control_frames(1, 2, session::control::subscribe{"builds/x", {}}));  // not MONITOR's
   EXPECT_EQ(p.subscriptions.subscribers("metrics/cpu"), (topics::name_set{"director-1"}));
   EXPECT_TRUE(p.subscriptions.subscribers("builds/x").empty());
   std::vector<std::vector<std::string>> member_lists;
@@ -354,7 +387,7 @@ TEST(ControlChannel, SubscriptionsFollowThePolicyAndWatchersHearOfThem) {
   EXPECT_TRUE(answers[0].outcome.ok());
   EXPECT_EQ(answers[1].outcome.code(), status_code::acl_denied);
   // A replayed control message is refused; a closing connection leaves its topics.
-  p.control.on_control(b("route-director-1"), control_frames(2, 1, session::control::subscribe{"metrics/cpu"}));
+  p.control.on_control(b("route-director-1"), control_frames(2, 1, session::control::subscribe{"metrics/cpu", {}}));
   ASSERT_FALSE(p.nacks_to(d).empty());
   EXPECT_EQ(p.nacks_to(d).back().reason.code(), status_code::replayed);
   p.agents.close(d);
@@ -385,8 +418,8 @@ TEST(ControlChannel, AReloadedPolicyWithdrawsTheSubscriptionsItNoLongerAllows) {
   auto send = [&](std::uint64_t seq, const session::control::request& r) {
     p.control.on_control(b("route-monitor-1"), control_frames(1, seq, r));
   };
-  send(1, session::control::subscribe{"metrics/cpu"});
-  send(2, session::control::subscribe{"directives/all"});
+  send(1, session::control::subscribe{"metrics/cpu", {}});
+  send(2, session::control::subscribe{"directives/all", {}});
   send(3, session::control::watch_members{"metrics/cpu"});
   ASSERT_EQ(p.subscriptions.subscribers("metrics/cpu"), (topics::name_set{"monitor-1"}));
   p.tx.sent.clear();

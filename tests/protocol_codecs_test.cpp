@@ -154,7 +154,12 @@ T round_trip_answer(const control::answer& a) {
 }
 
 TEST(ControlCodecs, EveryRequestRoundTrips) {
-  EXPECT_EQ(round_trip_request<control::subscribe>(control::subscribe{"metrics/cpu"}).topic, "metrics/cpu");
+  EXPECT_EQ(round_trip_request<control::subscribe>(control::subscribe{"metrics/cpu", {}}).topic, "metrics/cpu");
+  // A queue subscription travels as queue_subscribe [topic, group].
+  const auto q = round_trip_request<control::subscribe>(control::subscribe{"metrics/>", "workers"});
+  EXPECT_EQ(q.topic, "metrics/>");
+  EXPECT_EQ(q.group, "workers");
+  EXPECT_EQ(control::op_name(control::request{control::subscribe{"t", "g"}}), "queue_subscribe");
   EXPECT_EQ(round_trip_request<control::unsubscribe>(control::unsubscribe{"metrics/cpu"}).topic, "metrics/cpu");
   EXPECT_EQ(round_trip_request<control::peer_lookup>(control::peer_lookup{"director-1"}).name, "director-1");
   EXPECT_EQ(round_trip_request<control::watch_members>(control::watch_members{"t"}).topic, "t");

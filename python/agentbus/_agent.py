@@ -313,6 +313,28 @@ class Agent:
                 self._handlers.topics.pop(topic, None)
             raise
 
+    def queue_subscribe(self, topic: str, group: str, handler: MessageHandler) -> None:
+        """Subscribe to ``topic`` (a topic or pattern) as a member of the queue group
+        ``group``: of the agents in one group whose subscriptions match an envelope, one
+        gets it (the broker takes them in turn, across a federation of brokers). One
+        subscription per topic string: this replaces a plain one to ``topic`` (its
+        handlers stay). Raises as :meth:`subscribe` does, ``InvalidField`` for a group
+        name that is not 1..64 of A-Z a-z 0-9 . _ -."""
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        with self._handlers.lock:
+            self._handlers.topics.setdefault(topic, []).append(handler)
+        try:
+            self._core.queue_subscribe(topic, group)
+        except BaseException:
+            with self._handlers.lock:
+                handlers = self._handlers.topics.get(topic, [])
+                if handler in handlers:
+                    handlers.remove(handler)
+                if not handlers:
+                    self._handlers.topics.pop(topic, None)
+            raise
+
     def unsubscribe(self, topic: str) -> None:
         """End the subscription to ``topic`` (as subscribed: a pattern ends that pattern)
         and drop its handlers. Raises ``InvalidField`` if there is none."""

@@ -109,6 +109,10 @@ class AsyncAgent:
     async def subscribe(self, topic: str, handler: Callable[[Message], Union[None, Awaitable[None]]]) -> None:
         await self._call(self._agent.subscribe, topic, self._on_loop(handler))
 
+    async def queue_subscribe(self, topic: str, group: str,
+                              handler: Callable[[Message], Union[None, Awaitable[None]]]) -> None:
+        await self._call(self._agent.queue_subscribe, topic, group, self._on_loop(handler))
+
     async def unsubscribe(self, topic: str) -> None:
         await self._call(self._agent.unsubscribe, topic)
 

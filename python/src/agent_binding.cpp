@@ -163,6 +163,12 @@ class core {
     py::gil_scoped_release release;
     check(a->subscribe(topic, [sink_ref, topic](const message& m) { sink_ref->deliver("topic", &topic, m); }));
   }
+  void queue_subscribe(const std::string& topic, const std::string& group) {
+    auto a = live();
+    auto sink_ref = sink_;
+    py::gil_scoped_release release;
+    check(a->queue_subscribe(topic, group, [sink_ref, topic](const message& m) { sink_ref->deliver("topic", &topic, m); }));
+  }
   void unsubscribe(const std::string& topic) {
     auto a = live();
     py::gil_scoped_release release;
@@ -355,6 +361,7 @@ void bind_agent(py::module_& m) {
       .def("send", &core::send, py::arg("to"), py::arg("content_type"), py::arg("payload"))
       .def("publish", &core::publish, py::arg("topic"), py::arg("content_type"), py::arg("payload"))
       .def("subscribe", &core::subscribe, py::arg("topic"))
+      .def("queue_subscribe", &core::queue_subscribe, py::arg("topic"), py::arg("group"))
       .def("unsubscribe", &core::unsubscribe, py::arg("topic"))
       .def("request", &core::request, py::arg("to"), py::arg("content_type"), py::arg("payload"), py::arg("timeout"))
       .def("stats", &core::stats)

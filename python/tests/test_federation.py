@@ -194,3 +194,27 @@ def test_trust_tool_shows_the_federation(fed, make_agent):
     out = fed.run(fed.trust_bin, "--admin", fed.admin("west"), "federation").stdout
     assert re.search(r"^east\s+yes\s", out, re.M) and re.search(r"^west \(this\)\s+yes\s", out, re.M)
     assert re.search(r"^fed-shown-e\s+MONITOR\s+east\s+yes\s+yes", out, re.M)
+
+
+def test_a_queue_group_spans_brokers_one_member_per_envelope(fed, make_agent):
+    publisher = make_agent("fed-qpub-e", "MONITOR", "east")
+    workers = {name: make_agent(name, "OPTIMIZER", broker)
+               for name, broker in (("fed-w1-e", "east"), ("fed-w2-w", "west"), ("fed-w3-w", "west"))}
+    plain = make_agent("fed-qplain-w", "ARCHITECT", "west")
+    got = {name: [] for name in workers}
+    everything = []
+    for name, w in workers.items():
+        # One group, reached through a topic and through a pattern: pooled.
+        w.queue_subscribe("metrics/jobs" if name != "fed-w3-w" else "metrics/*", "workers", got[name].append)
+    plain.subscribe("metrics/jobs", everything.append)
+    for name in ("fed-w2-w", "fed-w3-w", "fed-qplain-w"):
+        seen_at(fed, "east", name, subscriptions=1)
+
+    for i in range(30):
+        publisher.publish("metrics/jobs", f"job {i}".encode())
+    wait_for(lambda: sum(len(v) for v in got.values()) >= 30 and len(everything) >= 30, 30, "30 jobs taken, 30 seen")
+    time.sleep(0.5)  # a duplicate would have arrived by now
+    taken = sorted(m.payload for v in got.values() for m in v)
+    assert taken == sorted(f"job {i}".encode() for i in range(30))  # each job exactly once
+    assert all(len(v) == 10 for v in got.values()), {k: len(v) for k, v in got.items()}  # in turn
+    assert len(everything) == 30  # a plain subscriber still gets every envelope

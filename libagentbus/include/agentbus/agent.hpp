@@ -230,6 +230,13 @@ class agent {
   // pattern matches it, once each. Subscribing again to the same topic replaces its
   // handler.
   status subscribe(const std::string& topic, message_handler handler);
+  // queue_subscribe subscribes as a member of the queue group `group` (A-Z a-z 0-9 .
+  // _ -, at most 64): of all the agents that subscribe to a topic or pattern matching
+  // an envelope's topic in the same group, one gets it (the broker takes them in turn,
+  // across the federation); plain subscribers still get every envelope. An agent holds
+  // one subscription per topic string: this replaces a plain one to `topic`, or one
+  // in another group. unsubscribe ends it.
+  status queue_subscribe(const std::string& topic, const std::string& group, message_handler handler);
   // unsubscribe ends the subscription to `topic` (exactly as subscribed: a pattern
   // ends that pattern only). Its handler is not called for envelopes dispatched after
   // it returns. invalid_field if this agent does not subscribe to it.

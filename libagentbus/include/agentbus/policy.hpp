@@ -151,6 +151,9 @@ bool is_concrete_topic(std::string_view topic) noexcept;
 // ACL pattern must cover a subscription: "metrics/*" covers "metrics/cpu" and
 // "metrics/*", not "metrics/>" (which matches metrics/a/b).
 bool pattern_covers(std::string_view outer, std::string_view inner) noexcept;
+// is_queue_group_name: 1..64 characters of A-Z a-z 0-9 . _ - (a queue group, as
+// agent::queue_subscribe names it).
+bool is_queue_group_name(std::string_view group) noexcept;
 
 class policy {
  public:

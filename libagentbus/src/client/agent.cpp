@@ -208,6 +208,15 @@ status agent::subscribe(const std::string& topic, message_handler handler) {
   return impl_->topics.subscribe(topic, std::move(handler));
 }
 
+status agent::queue_subscribe(const std::string& topic, const std::string& group, message_handler handler) {
+  if (!is_topic_pattern(topic))
+    return {status_code::invalid_field, "'" + topic.substr(0, 128) +
+                                            "' is not a topic or a pattern ('*' one segment, a final '>' the rest)"};
+  if (!is_queue_group_name(group))
+    return {status_code::invalid_field, "'" + group.substr(0, 64) + "' is not a queue group name (A-Z a-z 0-9 . _ -, 1..64)"};
+  return impl_->topics.subscribe(topic, std::move(handler), group);
+}
+
 status agent::unsubscribe(const std::string& topic) { return impl_->topics.unsubscribe(topic); }
 
 result<message> agent::request(const std::string& to, std::string_view content_type, byte_view payload,

@@ -23,17 +23,20 @@ bool recent_match(const std::map<std::string, std::chrono::steady_clock::time_po
 }
 }  // namespace
 
-status subscriptions::subscribe(const std::string& topic, message_handler handler) {
+status subscriptions::subscribe(const std::string& topic, message_handler handler, const std::string& group) {
   {
     std::lock_guard lock(mu_);
     handlers_[topic] = std::move(handler);
+    if (group.empty()) groups_.erase(topic);
+    else groups_[topic] = group;
     answers_.erase(topic);
     waiting_.insert(topic);
   }
   std::unique_lock lock(mu_, std::defer_lock);
-  if (status st = send_(control::subscribe{topic}); !st) {
+  if (status st = send_(control::subscribe{topic, group}); !st) {
     lock.lock();
     handlers_.erase(topic);
+    groups_.erase(topic);
     waiting_.erase(topic);
     return st;
   }
@@ -43,11 +46,15 @@ status subscriptions::subscribe(const std::string& topic, message_handler handle
   waiting_.erase(topic);
   if (!answered) {
     handlers_.erase(topic);
+    groups_.erase(topic);
     return {status_code::timeout, stopping_ ? "agent stopping" : "broker did not answer the subscription to " + topic};
   }
   status answer = answers_[topic];
   answers_.erase(topic);
-  if (!answer) handlers_.erase(topic);
+  if (!answer) {
+    handlers_.erase(topic);
+    groups_.erase(topic);
+  }
   return answer;
 }
 
@@ -67,6 +74,7 @@ status subscriptions::unsubscribe(const std::string& topic) {
   {
     std::lock_guard lock(mu_);
     if (handlers_.erase(topic) == 0) return {status_code::invalid_field, "not subscribed to " + topic.substr(0, 128)};
+    groups_.erase(topic);
     joined_at_.erase(topic);
     const auto now = std::chrono::steady_clock::now();
     std::erase_if(left_at_, [&](const auto& e) { return now - e.second > std::chrono::seconds(10); });
@@ -173,8 +181,14 @@ void subscriptions::send_again(std::set<std::string, std::less<>>& subs,
     restoring_.insert(subs.begin(), subs.end());
   }
   std::set<std::string, std::less<>> failed_subs, failed_watches;
-  for (const auto& t : subs)
-    if (!send_(control::subscribe{t})) failed_subs.insert(t);
+  for (const auto& t : subs) {
+    std::string group;
+    {
+      std::lock_guard lock(mu_);
+      if (auto g = groups_.find(t); g != groups_.end()) group = g->second;
+    }
+    if (!send_(control::subscribe{t, group})) failed_subs.insert(t);
+  }
   for (const auto& t : watches)
     if (!send_(control::watch_members{t})) failed_watches.insert(t);
   std::lock_guard lock(mu_);

@@ -34,7 +34,8 @@ class subscriptions {
 
   // subscribe registers `handler` for `topic` and waits for the broker's answer
   // (the handler is removed again if the broker refuses).
-  status subscribe(const std::string& topic, message_handler handler);
+  // `group` non-empty: a queue group (one of its members gets each envelope).
+  status subscribe(const std::string& topic, message_handler handler, const std::string& group = {});
   // members returns the topic's online subscribers, asking the broker (and following
   // the topic from then on) the first time; waits up to session_timeout.
   result<std::vector<std::string>> members(const std::string& topic);
@@ -72,6 +73,7 @@ class subscriptions {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::map<std::string, message_handler, std::less<>> handlers_;
+  std::map<std::string, std::string, std::less<>> groups_;  // topic → queue group, for those in one
   std::set<std::string, std::less<>> waiting_;          // topics a subscribe() call waits for
   std::map<std::string, status, std::less<>> answers_;  // their answers
   std::map<std::string, std::vector<std::string>, std::less<>> members_;

@@ -545,6 +545,12 @@ bool is_concrete_topic(std::string_view topic) noexcept {
   return true;
 }
 
+bool is_queue_group_name(std::string_view group) noexcept {
+  return !group.empty() && group.size() <= 64 && std::all_of(group.begin(), group.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+  });
+}
+
 bool pattern_covers(std::string_view outer, std::string_view inner) noexcept {
   std::string_view orest = outer, irest = inner, o, in;
   bool omore = true, imore = true;

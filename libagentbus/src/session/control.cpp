@@ -36,7 +36,8 @@ struct request_kind {
   request (*make)(const std::vector<std::string>& s);
 };
 constexpr request_kind kRequests[] = {
-    {"subscribe", 1, [](const std::vector<std::string>& s) -> request { return subscribe{s[0]}; }},
+    {"subscribe", 1, [](const std::vector<std::string>& s) -> request { return subscribe{s[0], {}}; }},
+    {"queue_subscribe", 2, [](const std::vector<std::string>& s) -> request { return subscribe{s[0], s[1]}; }},
     {"unsubscribe", 1, [](const std::vector<std::string>& s) -> request { return unsubscribe{s[0]}; }},
     {"peer", 1, [](const std::vector<std::string>& s) -> request { return peer_lookup{s[0]}; }},
     {"members", 1, [](const std::vector<std::string>& s) -> request { return watch_members{s[0]}; }},
@@ -48,7 +49,7 @@ constexpr request_kind kRequests[] = {
 }  // namespace
 
 std::string_view op_name(const request& r) noexcept {
-  return std::visit(overloaded{[](const subscribe&) { return std::string_view("subscribe"); },
+  return std::visit(overloaded{[](const subscribe& s) { return std::string_view(s.group.empty() ? "subscribe" : "queue_subscribe"); },
                                [](const unsubscribe&) { return std::string_view("unsubscribe"); },
                                [](const peer_lookup&) { return std::string_view("peer"); },
                                [](const watch_members&) { return std::string_view("members"); },
@@ -72,7 +73,9 @@ std::string_view op_name(const answer& a) noexcept {
 bytes encode(std::uint64_t seq, const request& r) {
   const std::string_view op = op_name(r);
   return session::encode(std::visit(
-      overloaded{[&](const subscribe& m) { return generic(seq, op, {m.topic}); },
+      overloaded{[&](const subscribe& m) {
+                   return m.group.empty() ? generic(seq, op, {m.topic}) : generic(seq, op, {m.topic, m.group});
+                 },
                  [&](const unsubscribe& m) { return generic(seq, op, {m.topic}); },
                  [&](const peer_lookup& m) { return generic(seq, op, {m.name}); },
                  [&](const watch_members& m) { return generic(seq, op, {m.topic}); },

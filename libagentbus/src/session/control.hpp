@@ -24,7 +24,12 @@
 namespace agentbus::session::control {
 
 // ---- agent → broker
-struct subscribe { std::string topic; };
+// subscribe: `group` empty, every subscriber of a topic gets each envelope; a queue
+// group (op queue_subscribe), one member of the group gets each (protocol.md §7).
+struct subscribe {
+  std::string topic;
+  std::string group;
+};
 struct unsubscribe { std::string topic; };
 // peer_lookup asks for an enrolled agent's role and identity key.
 struct peer_lookup { std::string name; };
