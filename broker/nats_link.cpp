@@ -93,6 +93,7 @@ struct nats_link::impl {
   // them out); directory updates, lost claims and link changes never are (the
   // watcher does not read them again, and they are bounded by the bucket's size).
   void push(event e, std::size_t bytes_held, bool droppable = false) {
+    bool was_empty = false;
     {
       std::lock_guard lock(in_mu);
       if (droppable && (inbound.size() >= kMaxInboundMessages || inbound_bytes + bytes_held > kMaxInboundBytes)) {
@@ -102,9 +103,12 @@ struct nats_link::impl {
                         inbound.size(), inbound_bytes >> 20);
         return;
       }
+      was_empty = inbound.empty();
       inbound.push_back(std::move(e));
       inbound_bytes += bytes_held;
     }
+    // One wake-up per batch: the event loop takes the whole queue at once.
+    if (!was_empty) return;
     const std::uint64_t one = 1;
     [[maybe_unused]] const auto n = ::write(wake_fd, &one, sizeof one);
   }
@@ -494,10 +498,12 @@ int nats_link::fd() const noexcept { return impl_->wake_fd; }
 
 std::vector<nats_link::event> nats_link::take() {
   impl& d = *impl_;
-  std::uint64_t n = 0;
-  [[maybe_unused]] const auto r = ::read(d.wake_fd, &n, sizeof n);
   std::vector<event> out;
   std::lock_guard lock(d.in_mu);
+  // Read under the lock: a push that finds the queue empty after this swap writes the
+  // eventfd again, so no wake-up is lost.
+  std::uint64_t n = 0;
+  [[maybe_unused]] const auto r = ::read(d.wake_fd, &n, sizeof n);
   out.swap(d.inbound);
   d.inbound_bytes = 0;
   return out;
