@@ -14,6 +14,14 @@ namespace agentbus::broker {
 namespace fw = federation_wire;
 using steady = std::chrono::steady_clock;
 
+federation::~federation() {
+  // What was forwarded this turn leaves (its receipts are for whoever runs next).
+  try {
+    while (!pending_.empty()) publish_pending(pending_.begin()->first);
+  } catch (const std::exception&) {
+  }
+}
+
 federation::federation(const broker_config& cfg, const policy& pol, connections& agents, topics& t,
                        control_channel& control, publish_intake& intake, outbox& out, registry& reg, metrics& m,
                        nats_link& link)
@@ -65,6 +73,7 @@ void federation::local_changed(const known_agent& a) {
 }
 
 void federation::flush() {
+  while (!pending_.empty()) publish_pending(pending_.begin()->first);
   send_receipts();
   if (changed_.empty()) return;
   for (const std::string& name : changed_) {
@@ -117,14 +126,6 @@ void federation::forget_remote(known_agent& a) {
 
 // ---- outgoing ----
 
-bytes federation::forwarded_bytes(std::uint64_t seq, const routed_envelope& e, const std::vector<std::string>& picks) const {
-  if (!tamper_) return fw::encode_forwarded(cfg_.name, seq, e.signed_part, e.auth_part, picks);
-  // A broker gone bad (tests): the payload's last byte changed; the structure stays valid.
-  bytes changed(e.signed_part.begin(), e.signed_part.end());
-  if (!changed.empty()) changed.back() ^= 0x01;
-  return fw::encode_forwarded(cfg_.name, seq, changed, e.auth_part, picks);
-}
-
 status federation::send_forward(std::string_view home, const std::string& subject, const routed_envelope& e,
                                 const std::string& recipient, const std::vector<std::string>& picks) {
   auto it = outgoing_.find(home);
@@ -139,9 +140,39 @@ status federation::send_forward(std::string_view home, const std::string& subjec
     return {status_code::overloaded, "broker " + std::string(home) + " has not confirmed " + std::to_string(kMaxUnconfirmed) +
                                          " envelopes yet"};
   const std::uint64_t seq = link.next_seq++;
-  if (status st = link_.publish(subject, forwarded_bytes(seq, e, picks)); !st) return st;
+  auto p = pending_.find(subject);
+  if (p == pending_.end()) p = pending_.emplace(subject, pending_message{std::string(home), fw::forwarded_writer(cfg_.name), {}}).first;
+  if (tamper_) {
+    // A broker gone bad (tests): the payload's last byte changed; the structure stays valid.
+    bytes changed(e.signed_part.begin(), e.signed_part.end());
+    if (!changed.empty()) changed.back() ^= 0x01;
+    p->second.writer.add(seq, changed, e.auth_part, picks);
+  } else {
+    p->second.writer.add(seq, e.signed_part, e.auth_part, picks);
+  }
+  p->second.seqs.push_back(seq);
   link.waiting.emplace(seq, unconfirmed{e.header->sender, recipient, e.header->message_id, steady::now()});
+  if (p->second.writer.items() >= fw::kMaxForwardedItems || p->second.writer.bytes_so_far() >= fw::kForwardedBatchBytes)
+    publish_pending(subject);
   return {};
+}
+
+void federation::publish_pending(const std::string& subject) {
+  auto p = pending_.find(subject);
+  if (p == pending_.end()) return;
+  pending_message msg = std::move(p->second);
+  pending_.erase(p);
+  const status st = link_.publish(subject, msg.writer.finish());
+  if (st) return;
+  // Nothing of it left: its senders are told now, not after the receipt wait.
+  auto link = outgoing_.find(msg.home);
+  for (std::uint64_t seq : msg.seqs) {
+    if (link == outgoing_.end()) break;
+    auto w = link->second.waiting.find(seq);
+    if (w == link->second.waiting.end()) continue;
+    if (known_agent* a = agents_.find(w->second.sender); a && a->online()) out_.nack(*a, w->second.message_id, st, w->second.recipient);
+    link->second.waiting.erase(w);
+  }
 }
 
 status federation::forward_direct(const known_agent& to, const routed_envelope& e) {
@@ -281,48 +312,58 @@ void federation::on_inbox(const nats_link::inbox_message& m) {
 }
 
 void federation::on_forwarded(const std::string& from_broker, byte_view data, bool topic, const std::string& to_agent) {
-  stats_.increment("federation_received_total", topic ? "topic" : "direct");
   auto m = fw::decode_forwarded(data, cfg_.max_frame_bytes);
-  auto h = m ? decode_signed_part(m->signed_part) : result<envelope_header>(m.error());
-  // The sender must live at the broker that forwards it, by the directory; the subject
-  // and the header must agree on what it is.
-  // In hand: confirmed to its origin (what becomes of it is reported on its own).
-  if (m && m->origin == from_broker) to_confirm_[from_broker].push_back(m->seq);
-  known_agent* from = h ? agents_.find(h->sender) : nullptr;
-  // The subject and the header agree: a topic envelope on a topic subject, a direct
-  // one on its recipient's subject; picks only with a topic envelope.
-  const bool consistent = h && m->origin == from_broker &&
-                          (topic ? h->to_kind == recipient_kind::topic
-                                 : h->to_kind == recipient_kind::agent && h->to == to_agent && m->picks.empty());
-  if (!consistent || from == nullptr || from->home != m->origin) {
+  if (!m || m->origin != from_broker) {
     stats_.increment("federation_malformed_total");
     if (limiter_.allow("federation_malformed"))
-      spdlog::warn("federation: envelope from {} refused: {}", m ? m->origin : std::string("?"),
-                   !m ? m.error().to_string() : !h ? h.error().to_string()
-                   : !consistent                  ? std::string("subject, header and origin disagree")
-                                                  : "sender '" + h->sender + "' is not homed at broker " + m->origin);
-    if (consistent)
-      nack_to(m->origin, h->sender, h->message_id,
-              {status_code::unknown_agent, "broker " + cfg_.name + " does not know '" + h->sender + "' as homed at " + m->origin},
-              h->to);
+      spdlog::warn("federation: message from broker {} refused: {}", from_broker,
+                   m ? std::string("its origin is ") + m->origin : m.error().to_string());
     return;
   }
-  // Each pick must be a queue member here of a subscription matching the topic; one
-  // that is not (gone meanwhile) is refused to the sender, naming it.
-  std::vector<known_agent*> picked;
-  for (const std::string& name : m->picks) {
-    known_agent* to = agents_.find(name);
-    bool member = false;
-    if (to != nullptr && to->online())
-      for (const auto& [sub, group] : to->conn->queue_groups)
-        member = member || sub == h->to || topic_matches(sub, h->to);
-    if (member) picked.push_back(to);
-    else
-      nack_to(m->origin, h->sender, h->message_id,
-              {status_code::not_deliverable, "'" + name + "' is not in a queue group for " + h->to + " at broker " + cfg_.name},
-              name);
+  std::vector<publish_intake::federated_envelope> accepted;
+  accepted.reserve(m->items.size());
+  for (const fw::forwarded_item& item : m->items) {
+    stats_.increment("federation_received_total", topic ? "topic" : "direct");
+    // In hand: confirmed to its origin (what becomes of it is reported on its own).
+    to_confirm_[from_broker].push_back(item.seq);
+    auto h = decode_signed_part(item.signed_part);
+    // The sender must live at the broker that forwards it, by the directory; the subject
+    // and the header must agree: a topic envelope on a topic subject, a direct one on
+    // its recipient's subject; picks only with a topic envelope.
+    known_agent* from = h ? agents_.find(h->sender) : nullptr;
+    const bool consistent = h && (topic ? h->to_kind == recipient_kind::topic
+                                        : h->to_kind == recipient_kind::agent && h->to == to_agent && item.picks.empty());
+    if (!consistent || from == nullptr || from->home != from_broker || !from->key) {
+      stats_.increment("federation_malformed_total");
+      if (limiter_.allow("federation_malformed"))
+        spdlog::warn("federation: envelope from broker {} refused: {}", from_broker,
+                     !h ? h.error().to_string()
+                     : !consistent ? std::string("subject and header disagree")
+                                   : "sender '" + h->sender + "' is not known here as homed at broker " + from_broker);
+      if (h && consistent)
+        nack_to(from_broker, h->sender, h->message_id,
+                {status_code::unknown_agent, "broker " + cfg_.name + " does not know '" + h->sender + "' as homed at " + from_broker},
+                h->to);
+      continue;
+    }
+    // Each pick must be a queue member here of a subscription matching the topic; one
+    // that is not (gone meanwhile) is refused to the sender, naming it.
+    publish_intake::federated_envelope f{from, item.signed_part, item.auth_part, {}};
+    for (const std::string& name : item.picks) {
+      known_agent* to = agents_.find(name);
+      bool member = false;
+      if (to != nullptr && to->online())
+        for (const auto& [sub, group] : to->conn->queue_groups)
+          member = member || sub == h->to || topic_matches(sub, h->to);
+      if (member) f.picked.push_back(to);
+      else
+        nack_to(from_broker, h->sender, h->message_id,
+                {status_code::not_deliverable, "'" + name + "' is not in a queue group for " + h->to + " at broker " + cfg_.name},
+                name);
+    }
+    accepted.push_back(std::move(f));
   }
-  intake_.on_federated(*from, m->signed_part, m->auth_part, picked);
+  if (!accepted.empty()) intake_.on_federated(accepted);
 }
 
 void federation::on_relayed_nack(const std::string& from_broker, byte_view data) {

@@ -67,6 +67,7 @@ class federation final : public remote_brokers {
 
   federation(const broker_config& cfg, const policy& pol, connections& agents, topics& t, control_channel& control,
              publish_intake& intake, outbox& out, registry& reg, metrics& m, nats_link& link);
+  ~federation();
 
   int fd() const noexcept { return link_.fd(); }
   // drain handles what the NATS link queued: envelopes and nacks from other brokers,
@@ -107,9 +108,14 @@ class federation final : public remote_brokers {
  private:
   // send_forward: numbers `e` for broker `home`, publishes it on `subject` and waits
   // for its receipt (recipient: what a timeout names).
+  // send_forward: numbers `e` for broker `home` and adds it to this turn's message on
+  // `subject` (published when full, else at flush); it then awaits its receipt
+  // (recipient: what a timeout names).
   status send_forward(std::string_view home, const std::string& subject, const routed_envelope& e,
                       const std::string& recipient, const std::vector<std::string>& picks = {});
-  bytes forwarded_bytes(std::uint64_t seq, const routed_envelope& e, const std::vector<std::string>& picks) const;
+  // publish_pending sends the message being built for `subject`; a failure nacks the
+  // senders of the envelopes in it.
+  void publish_pending(const std::string& subject);
   void on_receipt(const std::string& from_broker, byte_view data);
   void send_receipts();
   void expire_unconfirmed(std::chrono::steady_clock::time_point now);
@@ -167,6 +173,13 @@ class federation final : public remote_brokers {
   };
   std::map<std::string, outgoing, std::less<>> outgoing_;
   std::map<std::string, std::vector<std::uint64_t>, std::less<>> to_confirm_;
+  // This turn's messages, per subject: the envelopes forwarded on it together.
+  struct pending_message {
+    std::string home;
+    federation_wire::forwarded_writer writer;
+    std::vector<std::uint64_t> seqs;
+  };
+  std::map<std::string, pending_message, std::less<>> pending_;
 };
 
 }  // namespace agentbus::broker

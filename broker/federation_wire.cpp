@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <msgpack.hpp>
+
 #include "session/wire_codec.hpp"
 
 namespace agentbus::broker::federation_wire {
@@ -104,24 +106,86 @@ inbox_address classify(std::string_view prefix, std::string_view broker, std::st
   return out;
 }
 
-bytes encode(const forwarded& m) { return encode_forwarded(m.origin, m.seq, m.signed_part, m.auth_part, m.picks); }
+namespace {
+// bytes_sink lets msgpack's packer append to a bytes vector.
+struct bytes_sink {
+  bytes& out;
+  void write(const char* p, std::size_t n) { out.insert(out.end(), p, p + n); }
+};
+}  // namespace
 
-bytes encode_forwarded(std::string_view origin, std::uint64_t seq, byte_view signed_part, byte_view auth_part,
-                       const std::vector<std::string>& picks) {
-  return writer(6).uint(kVersion).str(origin).uint(seq).bin(signed_part).bin(auth_part).strings(picks).done();
+void forwarded_writer::add(std::uint64_t seq, byte_view signed_part, byte_view auth_part,
+                           const std::vector<std::string>& picks) {
+  bytes_sink sink{body_};
+  msgpack::packer<bytes_sink> pk(sink);
+  pk.pack_array(4);
+  pk.pack(seq);
+  pk.pack_bin(static_cast<std::uint32_t>(signed_part.size()));
+  pk.pack_bin_body(reinterpret_cast<const char*>(signed_part.data()), static_cast<std::uint32_t>(signed_part.size()));
+  pk.pack_bin(static_cast<std::uint32_t>(auth_part.size()));
+  pk.pack_bin_body(reinterpret_cast<const char*>(auth_part.data()), static_cast<std::uint32_t>(auth_part.size()));
+  pk.pack_array(static_cast<std::uint32_t>(picks.size()));
+  for (const auto& p : picks) pk.pack(p);
+  ++count_;
+}
+
+bytes forwarded_writer::finish() const {
+  bytes out;
+  out.reserve(body_.size() + origin_.size() + 16);
+  bytes_sink sink{out};
+  msgpack::packer<bytes_sink> pk(sink);
+  pk.pack_array(3);
+  pk.pack(kVersion);
+  pk.pack(origin_);
+  pk.pack_array(static_cast<std::uint32_t>(count_));
+  out.insert(out.end(), body_.begin(), body_.end());
+  return out;
 }
 
 result<forwarded> decode_forwarded(byte_view in, std::size_t max_frame_bytes) {
+  // One canonical object within these limits first, then read in order.
+  if (in.size() > kMaxForwardedBytes) return status{status_code::too_large, "forwarded envelopes: message too large"};
+  envelope_wire::scan_limits lim;
+  lim.max_str = kMaxName;
+  lim.max_bin = max_frame_bytes;
+  lim.max_array = std::max(kMaxForwardedItems, kMaxPicks);
+  lim.max_map = 0;
+  lim.max_depth = 4;
+  if (status st = envelope_wire::scan_object(in, lim); !st) return status(st.code(), "forwarded envelopes: " + st.detail());
+  envelope_wire::cursor c(in);
   forwarded m;
+  std::size_t n = 0, items = 0;
   std::uint64_t version = 0;
-  reader r(in, "forwarded envelope", 6, max_frame_bytes + 64 * 1024, kMaxPicks);
-  r.uint("version", version).str("origin", m.origin, kMaxName).uint("seq", m.seq)
-      .bin("signed part", m.signed_part, 1, max_frame_bytes)
-      .bin("auth part", m.auth_part, 1, max_frame_bytes).strings("picks", m.picks, kMaxPicks, kMaxName);
-  if (!r.ok()) return r.error();
-  if (status st = check_version(version, "forwarded envelope"); !st) return st;
-  if (m.signed_part.size() + m.auth_part.size() > max_frame_bytes)
-    return status{status_code::too_large, "forwarded envelope exceeds max_frame_bytes"};
+  std::string_view origin;
+  if (status st = c.read_array("forwarded", n); !st) return st;
+  if (n != 3) return status{status_code::malformed, "forwarded envelopes: 3 fields expected"};
+  if (status st = c.read_uint("version", version); !st) return st;
+  if (status st = check_version(version, "forwarded envelopes"); !st) return st;
+  if (status st = c.read_str("origin", origin); !st) return st;
+  if (status st = c.read_array("items", items); !st) return st;
+  if (items == 0 || items > kMaxForwardedItems) return status{status_code::invalid_field, "forwarded envelopes: 1..256 items"};
+  m.origin.assign(origin);
+  m.items.reserve(items);
+  for (std::size_t i = 0; i < items; ++i) {
+    forwarded_item item;
+    std::size_t four = 0, picks = 0;
+    if (status st = c.read_array("item", four); !st) return st;
+    if (four != 4) return status{status_code::malformed, "forwarded envelope: 4 fields expected"};
+    if (status st = c.read_uint("seq", item.seq); !st) return st;
+    if (status st = c.read_bin("signed part", item.signed_part); !st) return st;
+    if (status st = c.read_bin("auth part", item.auth_part); !st) return st;
+    if (item.signed_part.empty() || item.auth_part.empty() ||
+        item.signed_part.size() + item.auth_part.size() > max_frame_bytes)
+      return status{status_code::too_large, "forwarded envelope: empty, or over max_frame_bytes"};
+    if (status st = c.read_array("picks", picks); !st) return st;
+    if (picks > kMaxPicks) return status{status_code::too_large, "forwarded envelope: too many picks"};
+    for (std::size_t k = 0; k < picks; ++k) {
+      std::string_view p;
+      if (status st = c.read_str("pick", p); !st) return st;
+      item.picks.emplace_back(p);
+    }
+    m.items.push_back(std::move(item));
+  }
   return m;
 }
 

@@ -61,21 +61,41 @@ struct inbox_address {
 // whom.
 inbox_address classify(std::string_view prefix, std::string_view broker, std::string_view subject);
 
-// ---- Forwarded envelope: fixarray(6) [version, origin broker, seq, signed part,
-// auth part, picks]
+// ---- Forwarded envelopes: fixarray(3) [version, origin broker, items], items an
+// array of 1..256 fixarray(4) [seq, signed part, auth part, picks]. The envelopes a
+// broker forwards on one subject within one event-loop turn travel together (at most
+// kMaxForwardedItems and about kForwardedBatchBytes).
 inline constexpr std::size_t kMaxPicks = 256;
-struct forwarded {
-  std::string origin;  // the broker that accepted it from its sender
+inline constexpr std::size_t kMaxForwardedItems = 256;
+inline constexpr std::size_t kForwardedBatchBytes = 64u << 10;
+inline constexpr std::size_t kMaxForwardedBytes = 4u << 20;  // a message (nats-server's max_payload must allow it)
+struct forwarded_item {
   std::uint64_t seq = 0;  // the origin's number for it towards this broker (receipts name it)
-  bytes signed_part;
-  bytes auth_part;     // as the sender sent it; its hop MAC, if any, means nothing past the first hop
+  byte_view signed_part;  // the envelope's signed part, byte for byte
+  byte_view auth_part;    // as the sender sent it; its hop MAC, if any, means nothing past the first hop
   // Topic envelopes: the receiving broker's agents picked as queue group members
   // (besides its plain subscribers, who get it anyway). Empty for direct envelopes.
   std::vector<std::string> picks;
 };
-bytes encode(const forwarded& m);
-bytes encode_forwarded(std::string_view origin, std::uint64_t seq, byte_view signed_part, byte_view auth_part,
-                       const std::vector<std::string>& picks = {});
+// forwarded: views into the decoded message, valid while it lives.
+struct forwarded {
+  std::string origin;  // the broker that accepted the envelopes from their senders
+  std::vector<forwarded_item> items;
+};
+// forwarded_writer builds one message, item by item.
+class forwarded_writer {
+ public:
+  explicit forwarded_writer(std::string_view origin) : origin_(origin) {}
+  void add(std::uint64_t seq, byte_view signed_part, byte_view auth_part, const std::vector<std::string>& picks);
+  std::size_t items() const noexcept { return count_; }
+  std::size_t bytes_so_far() const noexcept { return body_.size(); }
+  bytes finish() const;
+
+ private:
+  std::string origin_;
+  bytes body_;  // the items, encoded
+  std::size_t count_ = 0;
+};
 result<forwarded> decode_forwarded(byte_view in, std::size_t max_frame_bytes);
 
 // ---- Receipt: fixarray(3) [version, receiving broker, [[first seq, last seq], ...]]

@@ -146,6 +146,17 @@ config_change apply_live_config(broker_config& running, const broker_config& nex
   fixed("metrics.listen", &broker_config::metrics_listen);
   fixed("metrics.allow", &broker_config::metrics_allow);
   fixed("logging.format", &broker_config::log_format);
+  fixed("federation.servers", &broker_config::federation_servers);
+  fixed("federation.subject_prefix", &broker_config::federation_prefix);
+  fixed("federation.bucket", &broker_config::federation_bucket);
+  fixed("federation.replicas", &broker_config::federation_replicas);
+  fixed("federation.nkey_seed_file", &broker_config::federation_nkey_seed_file);
+  fixed("federation.tls_ca", &broker_config::federation_tls_ca);
+  fixed("federation.tls_cert", &broker_config::federation_tls_cert);
+  fixed("federation.tls_key", &broker_config::federation_tls_key);
+  fixed("federation.insecure_no_auth", &broker_config::federation_insecure_no_auth);
+  fixed("federation.brokers", &broker_config::federation_brokers);
+  fixed("federation.stale_after_ms", &broker_config::federation_stale_after_ms);
   return c;
 }
 

@@ -141,19 +141,35 @@ class federation_hop final : public session::hop_receiver {
 };
 }  // namespace
 
-void publish_intake::on_federated(known_agent& from, byte_view signed_part, byte_view auth_part,
-                                  std::span<known_agent* const> picked) {
-  const auto started = steady::now();
-  broker_hooks hooks(pol_, agents_, from, acct_.offers());
+void publish_intake::on_federated(std::span<const federated_envelope> envelopes) {
   const federation_hop hop;
-  session::opened_envelope e;
-  session::sender_facts sender;
-  status why;
-  if (verifier_.open(signed_part, auth_part, hop, hooks, e, sender, why) != session::verdict::accept ||
-      verifier_.check(e, sender, from.window, hooks, why) != session::verdict::accept)
-    return refuse_envelope(out_, acct_, from, e.header.message_id, why, e.header.to, steady::now() - started);
-  acct_.passed_checks(steady::now() - started);
-  accept_checked(from, e, signed_part, auth_part, nullptr, picked);
+  // Staged deliveries refer to these: they live until the batch is flushed.
+  std::vector<session::opened_envelope> opened(envelopes.size());
+  fanout batch;
+  fanout* staging = cfg_.wire_batches ? &batch : nullptr;
+  for (std::size_t k = 0; k < envelopes.size(); ++k) {
+    const federated_envelope& f = envelopes[k];
+    known_agent& from = *f.from;
+    const auto started = steady::now();
+    session::opened_envelope& e = opened[k];
+    try {
+      broker_hooks hooks(pol_, agents_, from, acct_.offers());
+      session::sender_facts sender;
+      status why;
+      if (verifier_.open(f.signed_part, f.auth_part, hop, hooks, e, sender, why) != session::verdict::accept ||
+          verifier_.check(e, sender, from.window, hooks, why) != session::verdict::accept) {
+        refuse_envelope(out_, acct_, from, e.header.message_id, why, e.header.to, steady::now() - started);
+        continue;
+      }
+      acct_.passed_checks(steady::now() - started);
+      accept_checked(from, e, f.signed_part, f.auth_part, staging, f.picked);
+    } catch (const std::exception& ex) {
+      acct_.stats().increment("internal_errors_total");
+      spdlog::error("internal error while checking an envelope from {} (federation): {}", from.name, ex.what());
+      refuse_envelope(out_, acct_, from, e.header.message_id, {status_code::internal, "internal error"}, e.header.to);
+    }
+  }
+  router_.flush(batch);
 }
 
 void publish_intake::on_wire_batch(const bytes& route, std::span<const bytes> frames) {

@@ -38,8 +38,14 @@ class publish_intake {
   // routed to this broker's agents only. Refused: nacked to `from`, which the outbox
   // relays to its broker.
   // `picked`: this broker's agents the sender's broker picked as queue group members.
-  void on_federated(known_agent& from, byte_view signed_part, byte_view auth_part,
-                    std::span<known_agent* const> picked = {});
+  struct federated_envelope {
+    known_agent* from = nullptr;
+    byte_view signed_part, auth_part;
+    std::vector<known_agent*> picked;
+  };
+  // on_federated takes the envelopes of one message from another broker: each checked
+  // on its own, what they deliver staged and sent as wire batches, as on_wire_batch does.
+  void on_federated(std::span<const federated_envelope> envelopes);
 
 
  private:

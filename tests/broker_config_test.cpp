@@ -450,5 +450,60 @@ TEST(SocketDirectory, RefusesForeignWritableAndLinkedDirectories) {
   prepare_ipc_endpoint("tcp://127.0.0.1:5555");  // not a path: nothing to do
   std::filesystem::remove_all(base);
 }
+
+// ---------------------------------------------------------------- [federation]
+
+const std::string kFingerprintA(64, 'a'), kFingerprintB(64, 'b');
+
+doc federated(const std::string& extra) {
+  doc d;
+  d.tail = "[federation]\nservers = [\"nats://127.0.0.1:4222\", \"tls://n2.example:4222\"]\n" + extra +
+           "\n[federation.brokers]\nbroker = \"" + kFingerprintA + "\"\nwest = \"" + kFingerprintB + "\"\n";
+  return d;
+}
+
+TEST(BrokerConfig, FederationIsReadWithItsDefaults) {
+  const broker_config c = parse_broker_config(federated("nkey_seed_file = \"nats.nk\"\n").text(), kFile);
+  EXPECT_EQ(c.federation_servers, (std::vector<std::string>{"nats://127.0.0.1:4222", "tls://n2.example:4222"}));
+  EXPECT_EQ(c.federation_nkey_seed_file, fs::path("/etc/agentbus/nats.nk"));
+  EXPECT_EQ(c.federation_prefix, "agentbus");
+  EXPECT_EQ(c.federation_bucket, "agentbus_directory");
+  EXPECT_EQ(c.federation_replicas, 3);
+  EXPECT_EQ(c.federation_stale_after_ms, 5000);
+  EXPECT_EQ(c.federation_brokers.size(), 2u);
+  EXPECT_EQ(c.federation_brokers.at("west"), kFingerprintB);
+  // Without the section: a broker alone.
+  EXPECT_TRUE(parse_broker_config(doc{}.text(), kFile).federation_servers.empty());
+}
+
+TEST(BrokerConfig, FederationRefusesWhatCannotWork) {
+  // No credentials: refused unless insecure_no_auth says so out loud.
+  EXPECT_EQ(parse_error_of(federated("").text()).field(), "federation.nkey_seed_file");
+  EXPECT_NO_THROW((void)parse_broker_config(federated("insecure_no_auth = true\n").text(), kFile));
+  EXPECT_EQ(parse_error_of(federated("tls_cert = \"c.pem\"\n").text()).field(), "federation.tls_key");
+  EXPECT_NO_THROW((void)parse_broker_config(federated("tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n").text(), kFile));
+  // This broker must be listed, with a fingerprint of 64 lower-case hex digits.
+  doc d = federated("insecure_no_auth = true\n");
+  d.broker["name"] = "\"east\"";
+  EXPECT_EQ(parse_error_of(d.text()).field(), "federation.brokers");
+  doc bad_fp = federated("insecure_no_auth = true\n");
+  bad_fp.tail += "north = \"ABC\"\n";
+  EXPECT_EQ(parse_error_of(bad_fp.text()).field(), "federation.brokers.north");
+  doc dotted = federated("insecure_no_auth = true\n");
+  dotted.tail += "\"no.dots\" = \"" + kFingerprintA + "\"\n";
+  EXPECT_EQ(parse_error_of(dotted.text()).field(), "federation.brokers.no.dots");
+  // Server URLs, the prefix and the bucket are checked.
+  doc url;
+  url.tail = "[federation]\nservers = [\"http://x:1\"]\ninsecure_no_auth = true\n[federation.brokers]\nbroker = \"" +
+             kFingerprintA + "\"\n";
+  EXPECT_EQ(parse_error_of(url.text()).field(), "federation.servers[0]");
+  EXPECT_EQ(parse_error_of(federated("insecure_no_auth = true\nsubject_prefix = \"a.b\"\n").text()).field(),
+            "federation.subject_prefix");
+  EXPECT_EQ(parse_error_of(federated("insecure_no_auth = true\nreplicas = 7\n").text()).field(), "federation.replicas");
+  EXPECT_EQ(parse_error_of(federated("insecure_no_auth = true\nstale_after_ms = 100\n").text()).field(),
+            "federation.stale_after_ms");
+  EXPECT_EQ(parse_error_of(federated("insecure_no_auth = true\nsevers = 1\n").text()).field(), "federation.severs");
+}
+
 }  // namespace
 }  // namespace agentbus::broker
