@@ -71,6 +71,7 @@ struct known_agent {
   bool remote_present = false;
   std::set<std::string, std::less<>> remote_subscriptions;
   std::map<std::string, std::string, std::less<>> remote_queue_groups;  // of those, the ones in a queue group
+  std::uint64_t directory_written_ms = 0;  // its last directory record's: older ones are not followed
 
   bool online() const noexcept { return conn != nullptr; }
   bool remote() const noexcept { return !home.empty(); }

@@ -115,7 +115,7 @@ class federation final : public remote_brokers {
                       const std::string& recipient, const std::vector<std::string>& picks = {});
   // publish_pending sends the message being built for `subject`; a failure nacks the
   // senders of the envelopes in it.
-  void publish_pending(const std::string& subject);
+  void publish_pending(std::string subject);
   void on_receipt(const std::string& from_broker, byte_view data);
   void send_receipts();
   void expire_unconfirmed(std::chrono::steady_clock::time_point now);
@@ -153,7 +153,6 @@ class federation final : public remote_brokers {
   std::map<std::string, std::string, std::less<>> take_over_;  // local name → broker it was taken from
   std::set<std::string, std::less<>> changed_;                  // local agents whose record is due
   std::set<std::string, std::less<>> revoked_;                  // "name/fingerprint" revoked in the federation
-  std::map<std::string, std::uint64_t, std::less<>> record_written_;     // agent → written_ms of its last record
   std::map<std::string, std::uint64_t, std::less<>> heartbeat_written_;  // broker → written_ms of its last heartbeat
   counter* sent_direct_;
   counter* sent_topic_;

@@ -23,6 +23,22 @@ status check_version(std::uint64_t v, const char* what) {
   return {};
 }
 
+// open_list reads the head both list messages share, fixarray(3) [version, a name, an
+// array], after scanning `in` as one canonical object within `lim`; `c` is left at the
+// array's first element.
+status open_list(byte_view in, const envelope_wire::scan_limits& lim, const char* what, envelope_wire::cursor& c,
+                 std::string_view& name, std::size_t& count) {
+  if (status st = envelope_wire::scan_object(in, lim); !st) return status(st.code(), std::string(what) + ": " + st.detail());
+  std::size_t n = 0;
+  std::uint64_t version = 0;
+  if (status st = c.read_array(what, n); !st) return st;
+  if (n != 3) return status{status_code::malformed, std::string(what) + ": 3 fields expected"};
+  if (status st = c.read_uint("version", version); !st) return st;
+  if (status st = check_version(version, what); !st) return st;
+  if (status st = c.read_str("name", name); !st) return st;
+  return c.read_array("list", count);
+}
+
 std::string joined(std::string_view prefix, std::string_view broker, std::string_view rest) {
   std::string s;
   s.reserve(prefix.size() + broker.size() + rest.size() + 4);
@@ -151,18 +167,11 @@ result<forwarded> decode_forwarded(byte_view in, std::size_t max_frame_bytes) {
   lim.max_array = std::max(kMaxForwardedItems, kMaxPicks);
   lim.max_map = 0;
   lim.max_depth = 4;
-  if (status st = envelope_wire::scan_object(in, lim); !st) return status(st.code(), "forwarded envelopes: " + st.detail());
   envelope_wire::cursor c(in);
   forwarded m;
-  std::size_t n = 0, items = 0;
-  std::uint64_t version = 0;
+  std::size_t items = 0;
   std::string_view origin;
-  if (status st = c.read_array("forwarded", n); !st) return st;
-  if (n != 3) return status{status_code::malformed, "forwarded envelopes: 3 fields expected"};
-  if (status st = c.read_uint("version", version); !st) return st;
-  if (status st = check_version(version, "forwarded envelopes"); !st) return st;
-  if (status st = c.read_str("origin", origin); !st) return st;
-  if (status st = c.read_array("items", items); !st) return st;
+  if (status st = open_list(in, lim, "forwarded envelopes", c, origin, items); !st) return st;
   if (items == 0 || items > kMaxForwardedItems) return status{status_code::invalid_field, "forwarded envelopes: 1..256 items"};
   m.origin.assign(origin);
   m.items.reserve(items);
@@ -213,18 +222,11 @@ result<receipt> decode_receipt(byte_view in) {
   lim.max_map = 0;
   lim.max_depth = 3;
   if (in.size() > 64u << 10) return status{status_code::too_large, "receipt too large"};
-  if (status st = envelope_wire::scan_object(in, lim); !st) return status(st.code(), "receipt: " + st.detail());
   envelope_wire::cursor c(in);
   receipt r;
-  std::size_t n = 0, ranges = 0;
-  std::uint64_t version = 0;
+  std::size_t ranges = 0;
   std::string_view from;
-  if (status st = c.read_array("receipt", n); !st) return st;
-  if (n != 3) return status{status_code::malformed, "receipt: 3 fields expected"};
-  if (status st = c.read_uint("version", version); !st) return st;
-  if (status st = check_version(version, "receipt"); !st) return st;
-  if (status st = c.read_str("from", from); !st) return st;
-  if (status st = c.read_array("ranges", ranges); !st) return st;
+  if (status st = open_list(in, lim, "receipt", c, from, ranges); !st) return st;
   r.from.assign(from);
   for (std::size_t i = 0; i < ranges; ++i) {
     std::size_t two = 0;

@@ -57,19 +57,37 @@ void router::route(known_agent& from, const routed_envelope& e, fanout* batch, s
   // Queue groups: one member each, picked where the envelope entered the federation;
   // an agent that gets it as a plain subscriber already is not picked.
   picks_.clear();
-  if (!from_elsewhere)
+  if (!from_elsewhere && topics_.queue_count() > 0) {
+    const auto& plain = topics_.subscribers(h.to);
+    std::vector<std::string> plain_copy(plain.begin(), plain.end());  // the next topics call may reuse its scratch
     topics_.queue_picks(
         h.to,
         [&](const std::string& n) {
           const known_agent* k = n == from.name ? nullptr : agents_.find(n);
-          return k != nullptr && k->reachable() && std::find(recipients_.begin(), recipients_.end(), k) == recipients_.end();
+          return k != nullptr && k->reachable();
+        },
+        [&](const std::string& n) {
+          return n != from.name && std::binary_search(plain_copy.begin(), plain_copy.end(), n);
         },
         picks_);
+  }
   for (const std::string& n : picks_) {
     known_agent* to = agents_.find(n);
     if (to == nullptr) continue;
-    if (!to->remote() || to->online()) recipients_.push_back(to);
-    else if (remote_ != nullptr) home_entry(to->home).push_back(n);
+    if (!to->remote() || to->online()) {
+      recipients_.push_back(to);
+    } else if (remote_ != nullptr) {
+      auto& picks = home_entry(to->home);
+      // A message names at most kMaxPicks members: more groups than that at one broker
+      // cannot all be served by one envelope; the sender is told which were not.
+      if (picks.size() >= kMaxPicksPerBroker)
+        refuse_envelope(out_, acct_, from, h.message_id,
+                        {status_code::too_large, "more than " + std::to_string(kMaxPicksPerBroker) +
+                                                     " queue groups to serve at broker " + to->home},
+                        n);
+      else
+        picks.push_back(n);
+    }
   }
   for (known_agent* to : picked)
     if (std::find(recipients_.begin(), recipients_.end(), to) == recipients_.end()) recipients_.push_back(to);

@@ -57,6 +57,10 @@ class remote_brokers {
   virtual status forward_topic(std::string_view home, const routed_envelope& e, const std::vector<std::string>& picks) = 0;
 };
 
+// kMaxPicksPerBroker: queue group members one topic envelope may name for one other
+// broker (schemas/federation.md §3: 256).
+inline constexpr std::size_t kMaxPicksPerBroker = 256;
+
 class router {
  public:
   router(connections& agents, topics& t, outbox& out, accounting& acct)

@@ -54,21 +54,36 @@ bool topics::queue_unsubscribe(const std::string& topic, const std::string& grou
 }
 
 void topics::queue_picks(std::string_view topic, const std::function<bool(const std::string&)>& eligible,
-                         std::vector<std::string>& out) const {
+                         const std::function<bool(const std::string&)>& receives, std::vector<std::string>& out) const {
   if (queues_.empty()) return;
-  std::map<std::string_view, std::vector<std::string_view>> pools;  // group → its eligible members
+  std::map<std::string_view, std::vector<std::string_view>> members;  // group → every member, pooled
   for (const auto& [sub, groups] : queues_) {
     if (sub != topic && !topic_matches(sub, topic)) continue;
-    for (const auto& [group, who] : groups)
-      for (const auto& name : who)
-        if (eligible(name)) pools[group].push_back(name);
+    for (const auto& [group, who] : groups) members[group].insert(members[group].end(), who.begin(), who.end());
   }
-  for (auto& [group, pool] : pools) {
+  const std::size_t first = out.size();
+  auto taken = [&](std::string_view n) {
+    return std::find(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(), n) != out.end();
+  };
+  for (auto& [group, pool] : members) {
     std::sort(pool.begin(), pool.end());
     pool.erase(std::unique(pool.begin(), pool.end()), pool.end());
+    if (std::any_of(pool.begin(), pool.end(), [&](std::string_view n) { return taken(n) || receives(std::string(n)); }))
+      continue;
+    std::vector<std::string_view> candidates;
+    for (std::string_view n : pool)
+      if (eligible(std::string(n))) candidates.push_back(n);
+    if (candidates.empty()) continue;
     std::uint64_t& turn = turns_[std::string(group)];
-    out.emplace_back(pool[turn++ % pool.size()]);
+    out.emplace_back(candidates[turn++ % candidates.size()]);
   }
+}
+
+std::size_t topics::pattern_count() const noexcept {
+  std::size_t n = patterns_.size();
+  for (const auto& [sub, groups] : queues_)
+    if (!is_concrete_topic(sub) && !patterns_.count(sub)) ++n;
+  return n;
 }
 
 topics::name_set topics::members(std::string_view topic) const {

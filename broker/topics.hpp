@@ -51,9 +51,13 @@ class topics {
   // queue_picks appends, for the concrete `topic`, one member of each queue group with
   // a subscription matching it (the members of a group pooled over all its matching
   // subscriptions), chosen in turn among those `eligible` says may get it; none for a
-  // group without an eligible member. No cost while no queue group exists.
+  // group without an eligible member. A group is served already, and gets no pick,
+  // when one of its members gets the envelope anyway (`receives`: a plain subscriber)
+  // or was picked for a group before it: that member's library runs every handler
+  // that matches, its queue handler too. Each name is appended once. No cost while no
+  // queue group exists.
   void queue_picks(std::string_view topic, const std::function<bool(const std::string&)>& eligible,
-                   std::vector<std::string>& out) const;
+                   const std::function<bool(const std::string&)>& receives, std::vector<std::string>& out) const;
   // members: who a member list of `topic` names: subscribers() and every queue member
   // of a subscription matching it (a publisher sets sessions up with each).
   name_set members(std::string_view topic) const;
@@ -65,7 +69,9 @@ class topics {
   const name_set& watchers(std::string_view topic) const;
 
   std::size_t topic_count() const noexcept { return subscribers_.size(); }
-  std::size_t pattern_count() const noexcept { return patterns_.size(); }
+  // pattern_count: distinct patterns followed, plain or by a queue group (each costs
+  // every publish a match).
+  std::size_t pattern_count() const noexcept;
   bool has_pattern(std::string_view pattern) const { return patterns_.count(pattern) > 0; }
   std::size_t watched_topic_count() const noexcept { return watchers_.size(); }
 

@@ -55,7 +55,8 @@ TEST(BenchSuite, EveryRowPresentCompleteWithRatesAndCpu) {
   EXPECT_GT(sign.at("per_s").get<double>(), 0);
   EXPECT_GE(sign.at("tpm_ops").value("sign", 0), 50);
 
-  const std::set<std::string> expected{"plain", "curve", "software", "tpm", "tpm-batch", "tcp-batch", "curve-batch"};
+  const std::set<std::string> expected{"plain",     "curve",       "software", "tpm", "tpm-batch",
+                                       "tcp-batch", "curve-batch", "federated"};
   std::set<std::string> seen;
   for (const json& row : j.at("rows")) {
     const std::string name = row.at("row").get<std::string>();
@@ -90,11 +91,14 @@ TEST(BenchSuite, EveryRowPresentCompleteWithRatesAndCpu) {
       EXPECT_EQ(scope, "bench");
     } else if (name == "software") {
       EXPECT_EQ(scope, "bench + broker");
+    } else if (name == "federated") {
+      // Both brokers, the NATS server between them, the swtpms of two brokers and two agents.
+      EXPECT_EQ(scope, "bench + broker + far broker + nats-server + 4 swtpm");
     } else {
       EXPECT_EQ(scope, "bench + broker + 3 swtpm");  // the broker's and one per agent
     }
 
-    const bool batch_row = name == "tpm-batch" || name == "tcp-batch" || name == "curve-batch";
+    const bool batch_row = name == "tpm-batch" || name == "tcp-batch" || name == "curve-batch" || name == "federated";
     EXPECT_EQ(row.at("transport").get<std::string>(),
               name == "tcp-batch" ? "tcp" : name == "curve-batch" ? "curve" : "ipc");
     if (name == "tpm" || batch_row) {

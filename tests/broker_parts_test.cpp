@@ -161,10 +161,11 @@ TEST(Topics, AQueueGroupGivesEachEnvelopeToOneMemberInTurn) {
   EXPECT_FALSE(t.subscribers("jobs/run").count("w1"));  // queue members are not plain subscribers
   EXPECT_EQ(t.members("jobs/run"), (topics::name_set{"a1", "plain", "w1", "w2"}));  // a publisher needs them all
   auto all = [](const std::string&) { return true; };
+  auto none = [](const std::string&) { return false; };
   std::map<std::string, int> taken;
   for (int i = 0; i < 10; ++i) {
     std::vector<std::string> picks;
-    t.queue_picks("jobs/run", all, picks);
+    t.queue_picks("jobs/run", all, none, picks);
     ASSERT_EQ(picks.size(), 2u);  // one per group
     for (const auto& p : picks) ++taken[p];
   }
@@ -172,11 +173,24 @@ TEST(Topics, AQueueGroupGivesEachEnvelopeToOneMemberInTurn) {
   // A member that may not get it (offline, or the sender) is passed over; a group
   // with no eligible member gets nothing.
   std::vector<std::string> picks;
-  t.queue_picks("jobs/run", [](const std::string& n) { return n != "w1" && n != "a1"; }, picks);
+  t.queue_picks("jobs/run", [](const std::string& n) { return n != "w1" && n != "a1"; }, none, picks);
   EXPECT_EQ(picks, (std::vector<std::string>{"w2"}));
   picks.clear();
-  t.queue_picks("jobs/other", all, picks);  // only the pattern matches
+  t.queue_picks("jobs/other", all, none, picks);  // only the pattern matches
   EXPECT_EQ(picks, (std::vector<std::string>{"w2"}));
+  // A group one of whose members gets the envelope anyway (a plain subscriber: its
+  // library runs its queue handler too) is served: no second member gets it.
+  picks.clear();
+  t.queue_picks("jobs/run", all, [](const std::string& n) { return n == "w1"; }, picks);
+  EXPECT_EQ(picks, (std::vector<std::string>{"a1"}));
+  // One agent in two groups is picked once and serves both.
+  EXPECT_TRUE(t.queue_subscribe("jobs/run", "auditors", "w2"));
+  EXPECT_TRUE(t.queue_unsubscribe("jobs/run", "auditors", "a1"));
+  picks.clear();
+  t.queue_picks("jobs/run", [](const std::string& n) { return n == "w2"; }, none, picks);
+  EXPECT_EQ(picks, (std::vector<std::string>{"w2"}));
+  EXPECT_TRUE(t.queue_unsubscribe("jobs/run", "auditors", "w2"));
+  EXPECT_TRUE(t.queue_subscribe("jobs/run", "auditors", "a1"));
   EXPECT_TRUE(t.queue_unsubscribe("jobs/run", "workers", "w1"));
   EXPECT_FALSE(t.queue_unsubscribe("jobs/run", "workers", "w1"));
   EXPECT_TRUE(t.queue_unsubscribe("jobs/*", "workers", "w2"));

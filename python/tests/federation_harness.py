@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from harness import REPO, Swtpm, build_dir, wait_for
+from harness import REPO, Swtpm, build_dir, make_operator_key, wait_for
 
 PREFIX = "agentbus"
 BUCKET = "agentbus_directory"
@@ -273,10 +273,8 @@ class FederatedBus:
         return r
 
     def _make_operator(self, policy: Path) -> None:
-        out = self.run(self.key_bin, "--policy", policy, "create", "--role", "DEBUGGER", "--dir", self.dir / "operator",
-                       "--software").stdout
-        fp = re.search(r"^fingerprint\s+(?:sha256:)?([0-9a-f]{64})", out, re.M).group(1)
-        self.operator_block = f'\n[operators.test-operator]\nfingerprint = "{fp}"\n'
+        self.operator_block = make_operator_key(self.key_bin, policy, self.dir / "operator",
+                                                lambda *a: self.run(*a).stdout)
         self.policy = self.dir / "policy.toml"
         self.policy.write_text(policy.read_text() + self.operator_block)
 

@@ -36,6 +36,16 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> No
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def make_operator_key(key_bin: Path, policy: Path, directory: Path, run) -> str:
+    """A software operator key (DEBUGGER's suite) in `directory`; returns the policy block
+    that lists it as operator `test-operator`. `run(*args)` runs a tool, returns stdout."""
+    out = run(key_bin, "--policy", policy, "create", "--role", "DEBUGGER", "--dir", directory, "--software")
+    m = re.search(r"^fingerprint\s+(?:sha256:)?([0-9a-f]{64})", out, re.M)
+    if not m:
+        raise RuntimeError(f"no fingerprint in agentbus-key's output: {out}")
+    return f'\n[operators.test-operator]\nfingerprint = "{m.group(1)}"\n'
+
+
 class Swtpm:
     """A private swtpm on UNIX sockets (TCTI swtpm:path=<dir>/sock)."""
 
@@ -112,13 +122,10 @@ class Bus:
         return r.stdout
 
     def _make_operator(self, policy: Path) -> None:
-        out = self._run(self.key_bin, "--policy", policy, "create", "--role", "DEBUGGER", "--dir",
-                        self.dir / "operator", "--software", log="operator.log")
-        m = re.search(r"^fingerprint\s+(?:sha256:)?([0-9a-f]{64})", out, re.M)
-        if not m:
-            raise RuntimeError(f"no fingerprint in agentbus-key's output: {out}")
+        block = make_operator_key(self.key_bin, policy, self.dir / "operator",
+                                  lambda *a: self._run(*a, log="operator.log"))
         self.policy = self.dir / "policy.toml"
-        self.policy.write_text(policy.read_text() + f'\n[operators.test-operator]\nfingerprint = "{m.group(1)}"\n')
+        self.policy.write_text(policy.read_text() + block)
 
     def _start_broker(self, config: Optional[Path]) -> None:
         if config is None:

@@ -177,10 +177,12 @@ def test_a_revocation_at_one_broker_holds_at_every_broker(fed, make_agent, agent
 
     started = time.monotonic()
     fed.revoke("west", "fed-rev-w")
-    wait_for(lambda: not (fed.where("east", "fed-rev-w") or {"reachable": False})["reachable"], 20,
+    # Applied at east: its record there has no key any more (an agent merely offline
+    # keeps its key), and east says why.
+    wait_for(lambda: (fed.where("east", "fed-rev-w") or {"fingerprint": ""})["fingerprint"] == "", 20,
              "east to apply west's revocation")
     print(f"directory: revocation at west applied at east after {(time.monotonic() - started) * 1000:.0f} ms")
-    assert "fed-rev-w revoked at broker west" in fed.log("east")
+    wait_for(lambda: "fed-rev-w revoked at broker west" in fed.log("east"), 20, "east's log line")
     # Its key is refused at east too, under another name.
     key = agentbus.open_or_create_identity(fed.key_dir("fed-rev-w"), "MONITOR", tpm=agent_tpm)
     with pytest.raises(agentbus.EnrolmentError) as refused:
@@ -218,3 +220,47 @@ def test_a_queue_group_spans_brokers_one_member_per_envelope(fed, make_agent):
     assert taken == sorted(f"job {i}".encode() for i in range(30))  # each job exactly once
     assert all(len(v) == 10 for v in got.values()), {k: len(v) for k, v in got.items()}  # in turn
     assert len(everything) == 30  # a plain subscriber still gets every envelope
+
+
+def test_topics_cross_brokers_in_the_other_signature_families(fed, make_agent):
+    director = make_agent("fed-tdir-e", "DIRECTOR", "east")      # RSA-3072-PSS / SHA-384
+    architect = make_agent("fed-tarch-w", "ARCHITECT", "west")   # ECDSA P-384 / SHA3-384
+    at_architect, at_director = [], []
+    architect.subscribe("directives/>", at_architect.append)
+    director.subscribe("design/>", at_director.append)
+    seen_at(fed, "east", "fed-tarch-w", subscriptions=1)
+    seen_at(fed, "west", "fed-tdir-e", subscriptions=1)
+    director.publish("directives/fed", b"from the director")
+    architect.publish("design/fed", b"from the architect")
+    wait_for(lambda: at_architect and at_director, 30, "a topic envelope each way")
+    m = at_architect[0]
+    assert (m.sender, m.suite, m.topic, m.payload) == ("fed-tdir-e", "rsa3072-pss-sha384", "directives/fed",
+                                                       b"from the director")
+    m = at_director[0]
+    assert (m.sender, m.suite, m.topic) == ("fed-tarch-w", "ecdsa-p384-sha3-384", "design/fed")
+
+
+def test_a_key_rotated_at_one_broker_reaches_peers_at_another(fed, make_agent, agent_tpm):
+    peer = make_agent("fed-rot-peer-e", "OPTIMIZER", "east")
+    got = []
+    peer.on_message(got.append)
+    first = make_agent("fed-rot-w", "MONITOR", "west")
+    seen_at(fed, "east", "fed-rot-w")
+    first.send("fed-rot-peer-e", b"with the first key")
+    wait_for(lambda: len(got) == 1, 20, "a message under the first key")
+    old_fp = fed.where("east", "fed-rot-w")["fingerprint"]
+    first.close()
+
+    # The same name, a new TPM key, authorised by a new token at its broker: the record
+    # the directory carries changes, east tells its agents (key_changed), and the peer
+    # takes the new key on its next lookup.
+    key = agentbus.open_or_create_identity(fed.key_dir("fed-rot-w-2"), "MONITOR", tpm=agent_tpm)
+    second = agentbus.Agent(identity=key, bundle=fed.bundle("fed-rot-w", "MONITOR", "west"))
+    try:
+        wait_for(lambda: (fed.where("east", "fed-rot-w") or {}).get("fingerprint") not in (None, old_fp)
+                 and fed.where("east", "fed-rot-w")["reachable"], 20, "east to hold the new key")
+        second.send("fed-rot-peer-e", b"with the second key")
+        wait_for(lambda: len(got) == 2, 20, "a message under the new key")
+        assert got[1].payload == b"with the second key" and got[1].sender == "fed-rot-w"
+    finally:
+        second.close()

@@ -24,20 +24,35 @@ bool recent_match(const std::map<std::string, std::chrono::steady_clock::time_po
 }  // namespace
 
 status subscriptions::subscribe(const std::string& topic, message_handler handler, const std::string& group) {
+  // A subscription to a topic held already replaces it at the broker only if the
+  // broker accepts: until then, and if it does not, the one held stays as it was.
+  std::optional<std::pair<message_handler, std::string>> before;
   {
     std::lock_guard lock(mu_);
-    handlers_[topic] = std::move(handler);
-    if (group.empty()) groups_.erase(topic);
-    else groups_[topic] = group;
+    if (auto h = handlers_.find(topic); h != handlers_.end()) {
+      auto g = groups_.find(topic);
+      before.emplace(h->second, g == groups_.end() ? std::string() : g->second);
+    } else {
+      // A new topic: its handler is in place before the broker can forward anything.
+      handlers_[topic] = handler;
+      if (!group.empty()) groups_[topic] = group;
+    }
     answers_.erase(topic);
     waiting_.insert(topic);
   }
+  // restore puts back what was held (or nothing) when the new one is not taken.
+  auto restore = [&] {
+    handlers_.erase(topic);
+    groups_.erase(topic);
+    if (!before) return;
+    handlers_[topic] = before->first;
+    if (!before->second.empty()) groups_[topic] = before->second;
+  };
   std::unique_lock lock(mu_, std::defer_lock);
   if (status st = send_(control::subscribe{topic, group}); !st) {
     lock.lock();
-    handlers_.erase(topic);
-    groups_.erase(topic);
     waiting_.erase(topic);
+    restore();
     return st;
   }
   lock.lock();
@@ -45,16 +60,22 @@ status subscriptions::subscribe(const std::string& topic, message_handler handle
       cv_.wait_for(lock, opts_.session_timeout, [&] { return stopping_ || answers_.count(topic) > 0; }) && !stopping_;
   waiting_.erase(topic);
   if (!answered) {
-    handlers_.erase(topic);
-    groups_.erase(topic);
+    // Unanswered: the broker may hold either; the new handler follows the topic (an
+    // envelope for it is not dropped unreported), with the group last asked for.
+    handlers_[topic] = std::move(handler);
+    if (group.empty()) groups_.erase(topic);
+    else groups_[topic] = group;
     return {status_code::timeout, stopping_ ? "agent stopping" : "broker did not answer the subscription to " + topic};
   }
   status answer = answers_[topic];
   answers_.erase(topic);
   if (!answer) {
-    handlers_.erase(topic);
-    groups_.erase(topic);
+    restore();
+    return answer;
   }
+  handlers_[topic] = std::move(handler);
+  if (group.empty()) groups_.erase(topic);
+  else groups_[topic] = group;
   return answer;
 }
 
@@ -125,6 +146,7 @@ void subscriptions::on_subscribed(const control::subscribed& a) {
       // be called again. Anything else changes nothing (it would open the late-join
       // window, or pile up in answers_).
       if (a.outcome || handlers_.erase(a.topic) == 0) return;
+      groups_.erase(a.topic);
       joined_at_.erase(a.topic);
       lost = "subscription to " + a.topic + " withdrawn by the broker: " + a.outcome.detail();
     } else {
@@ -135,6 +157,7 @@ void subscriptions::on_subscribed(const control::subscribed& a) {
         // reported, and the handler that will never be called again is removed.
         if (!a.outcome) {
           handlers_.erase(a.topic);
+          groups_.erase(a.topic);
           lost = "re-subscription to " + a.topic + " after re-enrolment refused: " + a.outcome.detail();
         }
       } else {
