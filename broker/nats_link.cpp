@@ -82,7 +82,7 @@ struct nats_link::impl {
   js_ptr js;
   kv_ptr kv;
 
-  std::thread writer, watcher;
+  std::thread writer, watcher, beater;
   util::log_limiter limiter;
 
   impl(const broker_config& c, const policy& p, std::shared_ptr<identity_key> id, metrics& m)
@@ -313,23 +313,17 @@ struct nats_link::impl {
   }
 
   void writer_loop() {
-    const auto beat = std::chrono::milliseconds(std::min(1000, cfg.federation_stale_after_ms / 4));
-    auto next_beat = steady::now();
     while (!stopping) {
       if (!open_bucket()) {
         std::unique_lock lock(kv_mu);
         kv_cv.wait_for(lock, std::chrono::milliseconds(250), [&] { return stopping.load(); });
         continue;
       }
-      if (steady::now() >= next_beat) {
-        heartbeat();
-        next_beat = steady::now() + beat;
-      }
       std::string key;
       write_job job;
       {
         std::unique_lock lock(w_mu);
-        w_cv.wait_until(lock, next_beat, [&] { return stopping.load() || !jobs.empty(); });
+        w_cv.wait_for(lock, std::chrono::milliseconds(250), [&] { return stopping.load() || !jobs.empty(); });
         if (stopping || jobs.empty()) continue;
         auto it = jobs.begin();
         key = it->first;
@@ -343,6 +337,24 @@ struct nats_link::impl {
         jobs.try_emplace(key, std::move(job));  // unless a newer one came meanwhile
         w_cv.wait_for(lock, std::chrono::milliseconds(250), [&] { return stopping.load(); });
       }
+    }
+  }
+
+  // heartbeat_loop writes this broker's record every beat, on a thread of its own: a
+  // record write retrying against a slow NATS never holds a heartbeat back past
+  // stale_after_ms (other brokers would presume this one down).
+  void heartbeat_loop() {
+    const auto beat = std::chrono::milliseconds(std::min(1000, cfg.federation_stale_after_ms / 4));
+    while (!stopping) {
+      std::unique_lock lock(kv_mu);
+      if (!kv) {
+        kv_cv.wait_for(lock, std::chrono::milliseconds(250), [&] { return stopping.load() || kv != nullptr; });
+        continue;
+      }
+      lock.unlock();
+      heartbeat();
+      lock.lock();
+      kv_cv.wait_for(lock, beat, [&] { return stopping.load(); });
     }
   }
 
@@ -467,6 +479,7 @@ nats_link::nats_link(const broker_config& cfg, const policy& pol, std::shared_pt
   d.connect();
   d.writer = std::thread([&d] { d.writer_loop(); });
   d.watcher = std::thread([&d] { d.watcher_loop(); });
+  d.beater = std::thread([&d] { d.heartbeat_loop(); });
 }
 
 nats_link::~nats_link() {
@@ -476,6 +489,7 @@ nats_link::~nats_link() {
   d.kv_cv.notify_all();
   if (d.writer.joinable()) d.writer.join();
   if (d.watcher.joinable()) d.watcher.join();
+  if (d.beater.joinable()) d.beater.join();
   // The subscription and the connection close, and libnats's last callbacks have run,
   // before their target goes.
   const bool had_sub = d.inbox_sub != nullptr;

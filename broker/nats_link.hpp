@@ -6,9 +6,10 @@
 //   - libnats's own: the connection's reader and flusher, and the inbox
 //     subscription's delivery thread, which puts each message on the inbound queue;
 //   - the directory writer: signs records with the broker's identity (a TPM
-//     signature waits on the library's TPM worker, never on the event loop), writes
-//     them by compare-and-set, and writes this broker's own record (its liveness)
-//     every heartbeat;
+//     signature waits on the library's TPM worker, never on the event loop) and writes
+//     them by compare-and-set;
+//   - the heartbeat: this broker's own record (its liveness) every beat, apart from the
+//     writer so that no record write holds it back;
 //   - the directory watcher: reads the bucket's updates, verifies each record's
 //     broker signature against the configured fingerprints, and queues what verifies.
 // The event loop drains the queue when fd() is readable. Nothing it calls blocks on
