@@ -15,7 +15,7 @@ import pytest
 
 import agentbus
 from federation_harness import FederatedBus
-from harness import wait_for
+from harness import REPO, wait_for
 
 
 def agents_on(fed: FederatedBus, tpm: "agentbus.Tpm", made: list):
@@ -187,3 +187,105 @@ def test_a_partition_between_nats_nodes(fed, pair):
         fed.cluster.partition(0, 1, False)
     wait_for(lambda: reachable(fed, "east", "fail-b"), 60, "west reachable again after the partition")
     wait_for(lambda: works(a, b"healed"), 30, "traffic after the partition heals")
+
+
+# ---- a broker authenticated to NATS by a TLS client certificate ----
+
+def test_a_broker_authenticates_to_nats_with_a_tls_client_certificate(tmp_path):
+    """The TLS path of [federation]: nats-server requires a client certificate from a
+    test CA and maps its subject to a user; a broker with such a certificate connects and
+    opens the directory, one with a certificate from another CA is refused by NATS."""
+    import json
+    import subprocess
+
+    from federation_harness import free_port
+    from harness import build_dir
+
+    def run(*args):
+        subprocess.run([str(a) for a in args], check=True, capture_output=True, timeout=60)
+
+    def ca(name):
+        run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", tmp_path / f"{name}.key", "-out", tmp_path / f"{name}.pem", "-days", "2", "-subj", f"/CN={name}")
+
+    def cert(name, issuer, ext):
+        (tmp_path / f"{name}.ext").write_text(ext)
+        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", tmp_path / f"{name}.key", "-out", tmp_path / f"{name}.csr", "-subj", f"/CN={name}")
+        run("openssl", "x509", "-req", "-in", tmp_path / f"{name}.csr", "-CA", tmp_path / f"{issuer}.pem",
+            "-CAkey", tmp_path / f"{issuer}.key", "-CAcreateserial", "-out", tmp_path / f"{name}.pem", "-days", "2",
+            "-extfile", tmp_path / f"{name}.ext")
+
+    ca("ca")
+    ca("other-ca")
+    cert("server", "ca", "subjectAltName=IP:127.0.0.1\n")
+    cert("east", "ca", "extendedKeyUsage=clientAuth\n")
+    cert("west", "other-ca", "extendedKeyUsage=clientAuth\n")  # a CA the server does not trust
+    port = free_port()
+    (tmp_path / "nats.conf").write_text(f"""listen: 127.0.0.1:{port}
+jetstream {{ store_dir: "{tmp_path}/js" }}
+tls {{ cert_file: "{tmp_path}/server.pem", key_file: "{tmp_path}/server.key", ca_file: "{tmp_path}/ca.pem", verify_and_map: true }}
+authorization {{ users: [ {{ user: "CN=east", permissions: {{ publish: {{ allow: [">"] }}, subscribe: {{ allow: [">"] }} }} }},
+                          {{ user: "CN=west", permissions: {{ publish: {{ allow: [">"] }}, subscribe: {{ allow: [">"] }} }} }} ] }}
+""")
+    broker_bin = build_dir() / "broker" / "agentbus-broker"
+    trust_bin = build_dir() / "tools" / "agentbus-trust"
+    procs = [subprocess.Popen(["nats-server", "-c", str(tmp_path / "nats.conf")],
+                              stdout=open(tmp_path / "nats.log", "w"), stderr=subprocess.STDOUT)]
+    try:
+        def config(name):
+            return f"""[broker]
+name = "{name}"
+endpoints = ["ipc://{tmp_path}/{name}.sock"]
+policy = "{REPO}/config/policy.toml"
+state_dir = "{tmp_path}/{name}-state"
+admin_endpoint = "ipc://{tmp_path}/{name}-admin.sock"
+
+[identity]
+key_dir = "{tmp_path}/{name}-key"
+allow_software = true
+suite = "ecdsa-p256-sha256"
+"""
+        fps = {}
+        for name in ("east", "west"):
+            (tmp_path / f"{name}-id.toml").write_text(config(name))
+            fps[name] = subprocess.run([str(broker_bin), "--config", str(tmp_path / f"{name}-id.toml"), "--print-identity"],
+                                       check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        for name in ("east", "west"):
+            (tmp_path / f"{name}.toml").write_text(config(name) + f"""
+[federation]
+servers = ["tls://127.0.0.1:{port}"]
+tls_ca = "{tmp_path}/ca.pem"
+tls_cert = "{tmp_path}/{name}.pem"
+tls_key = "{tmp_path}/{name}.key"
+replicas = 1
+
+[federation.brokers]
+east = "{fps['east']}"
+west = "{fps['west']}"
+""")
+            procs.append(subprocess.Popen([str(broker_bin), "--config", str(tmp_path / f"{name}.toml")],
+                                          stdout=open(tmp_path / f"{name}.log", "w"), stderr=subprocess.STDOUT))
+
+        def view(name):
+            r = subprocess.run([str(trust_bin), "--admin", f"ipc://{tmp_path}/{name}-admin.sock", "--timeout-ms", "500",
+                                "federation", "--json"], capture_output=True, text=True)
+            return json.loads(r.stdout) if r.returncode == 0 else {}
+
+        wait_for(lambda: view("east").get("connected") is True, 30, "east connected over TLS")
+        wait_for(lambda: "directory bucket agentbus_directory open" in (tmp_path / "east.log").read_text(), 30,
+                 "east's directory over TLS")
+        wait_for(lambda: view("west").get("federated") is True, 30, "west's admin endpoint")
+        # West keeps trying; NATS refuses its certificate every time.
+        wait_for(lambda: "TLS handshake error" in (tmp_path / "nats.log").read_text(), 30, "NATS refusing west's certificate")
+        time.sleep(1)
+        assert view("west").get("connected") is False
+        east_brokers = {b["name"]: b for b in view("east")["brokers"]}
+        assert east_brokers["west"]["live"] is False  # west never wrote a heartbeat
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
