@@ -131,6 +131,10 @@ struct nats_link::impl {
   bool closed = false, sub_done = false;
   static void on_closed(natsConnection*, void* closure) {
     auto* self = static_cast<impl*>(closure);
+    if (!self->stopping)
+      spdlog::critical("federation: the NATS connection is closed for good (credentials or certificate refused, or "
+                       "reconnects exhausted); this broker runs ALONE until restarted");
+    self->is_connected = false;
     std::lock_guard lock(self->done_mu);
     self->closed = true;
     self->done_cv.notify_all();
@@ -203,7 +207,7 @@ struct nats_link::impl {
                        "reaches the NATS cluster can publish into brokers' inboxes. Loopback tests only.");
     natsConnection* conn = nullptr;
     const natsStatus s = natsConnection_Connect(&conn, opts.get());
-    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) throw std::runtime_error("NATS: connect: " + last_error(s));
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) return given_up("connect: " + last_error(s));
     nc.reset(conn);
     if (s == NATS_OK) {
       is_connected = true;
@@ -212,12 +216,26 @@ struct nats_link::impl {
       spdlog::warn("federation: NATS not reachable yet ({}); retrying in the background", cfg.federation_servers[0]);
     }
     natsSubscription* sub = nullptr;
-    check(natsConnection_Subscribe(&sub, nc.get(), fw::inbox(cfg.federation_prefix, cfg.name).c_str(), on_message, this),
-          "subscribe to the inbox");
+    // The first attempt may already have failed for good (a certificate or credential
+    // NATS refuses closes the connection): then the broker runs alone.
+    if (const natsStatus st =
+            natsConnection_Subscribe(&sub, nc.get(), fw::inbox(cfg.federation_prefix, cfg.name).c_str(), on_message, this);
+        st != NATS_OK)
+      return given_up("subscribe to the inbox: " + last_error(st));
     inbox_sub.reset(sub);
     check(natsSubscription_SetOnCompleteCB(sub, on_sub_complete, this), "subscription completion callback");
     check(natsSubscription_SetPendingLimits(sub, static_cast<int>(kMaxInboundMessages), static_cast<int>(kMaxInboundBytes)),
           "pending limits");
+  }
+
+  // given_up: the connection cannot be made (a TLS or credential failure closes it for
+  // good). The broker goes on serving its own agents alone, loudly; the admin view and
+  // federation_connected say so; a restart tries again.
+  void given_up(const std::string& why) {
+    spdlog::critical("federation: NATS refused this broker ({}); it runs ALONE until restarted: check [federation] "
+                     "credentials (nkey_seed_file, tls_cert, tls_key, tls_ca) and the servers' authorization",
+                     why);
+    is_connected = false;
   }
 
   // ---- the directory writer ----
@@ -524,6 +542,7 @@ std::vector<nats_link::event> nats_link::take() {
 }
 
 status nats_link::publish(const std::string& subject, byte_view data) {
+  if (!impl_->nc) return {status_code::not_deliverable, "this broker is not connected to the federation's NATS"};
   const natsStatus s = natsConnection_Publish(impl_->nc.get(), subject.c_str(), data.data(), static_cast<int>(data.size()));
   if (s == NATS_OK) return {};
   impl_->stats.increment("federation_publish_failures_total");
