@@ -276,7 +276,6 @@ void federation::drain() {
       spdlog::error("federation: internal error while handling a message from NATS: {}", e.what());
     }
   }
-  flush();
 }
 
 void federation::on_inbox(const nats_link::inbox_message& m) {

@@ -71,7 +71,7 @@ class federation final : public remote_brokers {
 
   int fd() const noexcept { return link_.fd(); }
   // drain handles what the NATS link queued: envelopes and nacks from other brokers,
-  // directory updates.
+  // directory updates. The event loop calls flush() after it, every turn.
   void drain();
   // sweep (each second): brokers whose heartbeat stopped are presumed down: their
   // agents leave member lists and are refused as not_deliverable; records of this

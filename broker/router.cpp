@@ -58,8 +58,7 @@ void router::route(known_agent& from, const routed_envelope& e, fanout* batch, s
   // an agent that gets it as a plain subscriber already is not picked.
   picks_.clear();
   if (!from_elsewhere && topics_.queue_count() > 0) {
-    const auto& plain = topics_.subscribers(h.to);
-    std::vector<std::string> plain_copy(plain.begin(), plain.end());  // the next topics call may reuse its scratch
+    const auto& plain = topics_.subscribers(h.to);  // queue_picks leaves it valid
     topics_.queue_picks(
         h.to,
         [&](const std::string& n) {
@@ -67,7 +66,7 @@ void router::route(known_agent& from, const routed_envelope& e, fanout* batch, s
           return k != nullptr && k->reachable();
         },
         [&](const std::string& n) {
-          return n != from.name && std::binary_search(plain_copy.begin(), plain_copy.end(), n);
+          return n != from.name && plain.count(n) > 0;
         },
         picks_);
   }

@@ -55,7 +55,8 @@ class topics {
   // when one of its members gets the envelope anyway (`receives`: a plain subscriber)
   // or was picked for a group before it: that member's library runs every handler
   // that matches, its queue handler too. Each name is appended once. No cost while no
-  // queue group exists.
+  // queue group exists. It leaves what subscribers() returned valid (it reads neither
+  // that scratch set nor changes any table but its turns).
   void queue_picks(std::string_view topic, const std::function<bool(const std::string&)>& eligible,
                    const std::function<bool(const std::string&)>& receives, std::vector<std::string>& out) const;
   // members: who a member list of `topic` names: subscribers() and every queue member

@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from harness import REPO, Swtpm, build_dir, make_operator_key, wait_for
+from harness import REPO, Swtpm, build_dir, make_operator_key, stop_process, wait_for
 
 PREFIX = "agentbus"
 BUCKET = "agentbus_directory"
@@ -192,15 +192,8 @@ authorization {{
         self.links[(j, i)].set_cut(cut)
 
     def close(self) -> None:
-        for i in range(self.n):
-            p = self.procs[i]
-            if p is not None and p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        for p in self.procs:
+            stop_process(p)
         for link in self.links.values():
             link.close()
 
@@ -399,13 +392,7 @@ stale_after_ms = {self.stale_after_ms}
 
     def close(self) -> None:
         for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_process(p)
         if self.cluster is not None:
             self.cluster.close()
         for t in self.swtpms:

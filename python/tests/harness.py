@@ -36,6 +36,18 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> No
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def stop_process(p: Optional[subprocess.Popen]) -> None:
+    """SIGTERM, then SIGKILL after 10 s; nothing for a process already gone."""
+    if p is None or p.poll() is not None:
+        return
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
 def make_operator_key(key_bin: Path, policy: Path, directory: Path, run) -> str:
     """A software operator key (DEBUGGER's suite) in `directory`; returns the policy block
     that lists it as operator `test-operator`. `run(*args)` runs a tool, returns stdout."""
@@ -191,13 +203,7 @@ level = "info"
 
     def close(self) -> None:
         for p in self.processes:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_process(p)
         for t in self.swtpms:
             t.stop()
         if os.environ.get("AGENTBUS_KEEP_TEST_DIRS") != "1":

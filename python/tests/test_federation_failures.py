@@ -15,7 +15,7 @@ import pytest
 
 import agentbus
 from federation_harness import FederatedBus
-from harness import REPO, wait_for
+from harness import REPO, stop_process, wait_for
 
 
 def agents_on(fed: FederatedBus, tpm: "agentbus.Tpm", made: list):
@@ -284,8 +284,4 @@ west = "{fps['west']}"
         assert east_brokers["west"]["live"] is False  # west never wrote a heartbeat
     finally:
         for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            stop_process(p)
