@@ -312,6 +312,7 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
   d.enrol = std::make_unique<enrolment>(d.cfg, *d.pol, *d.identity, *d.reg, d.agents, *d.out, *d.acct,
                                         [&d](identity_job job) { d.worker->submit(std::move(job)); });
   d.enrol->announce_key_changes_with([&d](const std::string& name) { d.control->announce_key_change(name); });
+  if (d.runtime.permissive_testing) d.enrol->vouch_without_activation();
   if (!d.cfg.federation_servers.empty()) {
     d.nats = std::make_unique<nats_link>(d.cfg, *d.pol, d.identity, *d.stats);
     d.fed = std::make_unique<federation>(d.cfg, *d.pol, d.agents, d.topic_table, *d.control, *d.intake, *d.out, *d.reg,
@@ -373,7 +374,8 @@ broker::broker(broker_config cfg, std::shared_ptr<const policy> pol, std::shared
   if (d.admin && d.fed) d.admin->federation_view_with([&d] { return d.fed->view(); });
   if (d.runtime.permissive_testing)
     spdlog::critical("PERMISSIVE TESTING MODE: envelopes are forwarded WITHOUT suite, ACL, replay or signature "
-                     "checks. This broker must never carry real traffic.");
+                     "checks, and TPM evidence is admitted without credential activation. This broker must never "
+                     "carry real traffic.");
 }
 
 broker::~broker() {

@@ -201,7 +201,7 @@ void enrolment::on_hello(const bytes& route, std::span<const bytes> frames, cons
   p->peer_address = peer_address;
   p->transport_key = from.user_id;
   p->transport_fd = from.fd;
-  if (attested) p->challenge.credential = attested->credential;
+  if (attested && !vouch_without_activation_) p->challenge.credential = attested->credential;
   p->attested = std::move(attested);
   p->ephemeral = crypto::ec_keypair::generate(s.ecdh_curve);
   p->agent_ephemeral = agent_ecdh->ephemeral;
@@ -275,7 +275,8 @@ void enrolment::on_proof(const bytes& route, std::span<const bytes> frames, cons
     return refuse(route, name, {status_code::bad_signature, "proof of possession does not verify"});
   // The AK named in the evidence sits in the TPM of the EK: that TPM alone could open
   // the credential CHALLENGE carried.
-  if (p.attested && !crypto::constant_time_equal(proof->activation, p.attested->secret.view()))
+  if (p.attested && !vouch_without_activation_ &&
+      !crypto::constant_time_equal(proof->activation, p.attested->secret.view()))
     return refuse(route, name, {status_code::not_attested,
                                 "the credential was not activated: the AK is not in the TPM the EK certificate names"});
   auto shares = session::software_shares(*p.ephemeral, *p.agent_ephemeral, p.agent_static);

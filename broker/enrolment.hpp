@@ -111,6 +111,11 @@ class enrolment {
   // announce_key_changes_with: called with a name whose enrolment changed the key its
   // peers hold (the broker passes control_channel::announce_key_change).
   void announce_key_changes_with(std::function<void(const std::string&)> f) { announce_key_change_ = std::move(f); }
+  // vouch_without_activation: --insecure-permissive-testing. Evidence that passes
+  // the certificate and certification checks is admitted without the credential's
+  // activation, as a compromised broker would vouch for it: receivers must catch it
+  // (schemas/protocol.md §4.3, §13).
+  void vouch_without_activation() { vouch_without_activation_ = true; }
   // authenticate_connections_with: called with the socket of each connection an agent
   // has enrolled over, once per connection (connection_guard::authenticated; the
   // connection record keeps it as connection::transport_fd).
@@ -139,6 +144,7 @@ class enrolment {
   outbox& out_;
   accounting& acct_;
   submit_fn submit_;
+  bool vouch_without_activation_ = false;
   std::map<ec_curve, crypto::public_key> static_keys_;
   std::map<ec_curve, bytes> static_key_der_;  // their DER, as CHALLENGE carries it (encoded once)
   bytes identity_der_;                        // the broker identity's DER, likewise

@@ -2,8 +2,11 @@
 // agents whose swtpm carries an EK certificate from a test CA enrol attested; a role
 // that requires attestation refuses, with not_attested and no registry row, a TPM
 // without an EK certificate, a TPM of an untrusted CA, a software key claiming to be
-// a TPM key, and a key presenting another key's evidence; revoking a TPM's EK
-// refuses every key of that TPM.
+// a TPM key, a key presenting another key's evidence, and an AK from another TPM than
+// the EK's; revoking a TPM's EK refuses every key of that TPM. Receivers check the
+// evidence under their own policy and make their own credential: a broker that
+// vouches without activation (the permissive test mode) cannot pass off an AK from
+// another TPM.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -24,6 +27,9 @@ class AttestedEnrolment : public testing::broker_test {
   void SetUp() override {
     // The CA exists once the first TPM is provisioned: the director's.
     director_id_ = testing::make_identity(dir_.path() / "director-1", "DIRECTOR", false, *pol_, ca());
+    auto ev = director_id_.key->attestation_evidence(pol_->suite_for("DIRECTOR")->ecdh_curve);
+    ASSERT_TRUE(ev.ok() && ev->has_value());
+    director_ek_ = (*ev)->ek;
     std::string text = testing::read_text(testing::source_dir() / "config" / "policy.toml");
     const std::string role = "[roles.DIRECTOR]\n";
     text.replace(text.find(role), role.size(), role + "require_attestation = true\n");
@@ -32,9 +38,43 @@ class AttestedEnrolment : public testing::broker_test {
     testing::write_text(dir_.path() / "policy.toml", text);
     broker_process::options o;
     o.policy_file = dir_.path() / "policy.toml";
+    o.permissive = vouches_without_activation();
     broker(o);
   }
+  // The permissive test mode admits evidence without the credential's activation, as a
+  // compromised broker would vouch for it.
+  virtual bool vouches_without_activation() const { return false; }
   fs::path ca() const { return dir_.path() / "ca"; }
+  // impostor: a DIRECTOR whose keys and AK sit in a TPM of its own (endorsed by the
+  // same CA) but whose evidence names the director's TPM's EK: the certificate chain
+  // and the AK's certifications all verify, only a credential shows the lie. With
+  // `invent`, it answers a credential it cannot open with random bytes.
+  testing::test_identity impostor(const std::string& dir, bool invent) {
+    const ec_curve curve = pol_->suite_for("DIRECTOR")->ecdh_curve;
+    testing::test_identity own = testing::make_identity(dir_.path() / dir, "DIRECTOR", false, *pol_, ca());
+    auto mine = own.key->attestation_evidence(curve);
+    EXPECT_TRUE(mine.ok() && mine->has_value());
+    tpm::key_evidence forged = **mine;
+    forged.ek = director_ek_;
+    testing::test_identity out;
+    out.tpm_process = std::move(own.tpm_process);
+    out.tpm = own.tpm;
+    out.key = std::make_shared<testing::claiming_identity>(own.key, own.key->metadata(), forged, invent);
+    return out;
+  }
+  // receiver_policy: the shipped policy requiring DIRECTOR attested, trusting the EK CA
+  // in `ca_dir`.
+  std::shared_ptr<const policy> receiver_policy(const fs::path& ca_dir, const std::string& file,
+                                                bool allow_simulator = true) {
+    std::string text = testing::read_text(testing::source_dir() / "config" / "policy.toml");
+    const std::string role = "[roles.DIRECTOR]\n";
+    text.replace(text.find(role), role.size(),
+                 role + "require_attestation = true\n" + (allow_simulator ? "" : "allow_simulator = false\n"));
+    text += "\n[attestation.ek_ca.mine]\nroot = \"" + (ca_dir / "swtpm-localca-rootca-cert.pem").string() +
+            "\"\nintermediates = [\"" + (ca_dir / "issuercert.pem").string() + "\"]\nsimulator = true\n";
+    testing::write_text(dir_.path() / file, text);
+    return std::make_shared<policy>(policy::load_file(dir_.path() / file));
+  }
   json show(const std::string& name) {
     auto r = broker::admin_client(broker_->admin_endpoint()).request({{"op", "show"}, {"agent", name}});
     return r ? *r : json(nullptr);
@@ -52,6 +92,7 @@ class AttestedEnrolment : public testing::broker_test {
   std::shared_ptr<const policy> pol_ =
       std::make_shared<policy>(policy::load_file(testing::source_dir() / "config" / "policy.toml"));
   testing::test_identity director_id_;
+  tpm::endorsement director_ek_;  // the director's TPM's EK and its certificate
 };
 
 TEST_F(AttestedEnrolment, AnEndorsedTpmEnrolsAttestedAndADeclaredOneStaysDeclared) {
@@ -103,7 +144,7 @@ TEST_F(AttestedEnrolment, WhatCannotProveItsKeysIsNotAttested) {
 }
 
 // Receivers check the evidence the broker hands out with a key under their own
-// policy (the AK–EK binding still rests on the broker's activation: protocol.md §6).
+// policy (protocol.md §6; the AK–EK binding by their own credential, below).
 // A receiver that trusts another EK CA refuses the director the broker admitted
 // (not_attested), one whose policy refuses simulators refuses it for its CA's
 // simulator flag, and one that trusts the same CA accepts it.
@@ -111,16 +152,6 @@ TEST_F(AttestedEnrolment, ReceiversCheckTheEvidenceUnderTheirOwnPolicy) {
   auto director = testing::enrol_identity(*broker_, std::move(director_id_), "director-1", {}, pol_);
   // Another manufacturer's CA, made by provisioning a TPM under it.
   testing::make_identity(dir_.path() / "elsewhere", "MONITOR", false, *pol_, dir_.path() / "other-ca");
-  auto receiver_policy = [&](const fs::path& ca_dir, const std::string& file, bool allow_simulator = true) {
-    std::string text = testing::read_text(testing::source_dir() / "config" / "policy.toml");
-    const std::string role = "[roles.DIRECTOR]\n";
-    text.replace(text.find(role), role.size(),
-                 role + "require_attestation = true\n" + (allow_simulator ? "" : "allow_simulator = false\n"));
-    text += "\n[attestation.ek_ca.mine]\nroot = \"" + (ca_dir / "swtpm-localca-rootca-cert.pem").string() +
-            "\"\nintermediates = [\"" + (ca_dir / "issuercert.pem").string() + "\"]\nsimulator = true\n";
-    testing::write_text(dir_.path() / file, text);
-    return std::make_shared<policy>(policy::load_file(dir_.path() / file));
-  };
   auto trusting = testing::connect_agent(*broker_, dir_.path(), "monitor-1", "MONITOR", false, {},
                                          receiver_policy(ca(), "same-ca.toml"));
   auto sceptic = testing::connect_agent(*broker_, dir_.path(), "monitor-2", "MONITOR", false, {},
@@ -168,6 +199,62 @@ TEST_F(AttestedEnrolment, ARevokedEndorsementKeyRefusesEveryKeyOfItsTpm) {
   testing::test_identity second;
   second.key = std::move(same_tpm).value();
   EXPECT_EQ(refusal(std::move(second), "director-2"), status_code::revoked_key);
+}
+
+// An AK from another TPM than the EK's: the certificate and the certifications verify,
+// but the TPM cannot open the broker's credential. One that sends random bytes for it
+// is refused at PROOF (not_attested), and nothing is recorded.
+TEST_F(AttestedEnrolment, AnAkFromAnotherTpmIsRefusedAtProof) {
+  EXPECT_EQ(refusal(impostor("impostor", /*invent=*/true), "director-7"), status_code::not_attested);
+  EXPECT_TRUE(show("director-7").is_null()) << "no row for a refused enrolment";
+  EXPECT_NE(broker_->log().find("the credential was not activated"), std::string::npos) << "refused at PROOF";
+}
+
+class VouchingBroker : public AttestedEnrolment {
+ protected:
+  bool vouches_without_activation() const override { return true; }
+};
+
+// The broker vouches for an impostor's evidence without activation (a compromised
+// broker). A receiver that requires the role attested makes its own credential for
+// the peer's AK in its session set-up (protocol.md §4.3): the honest director's TPM
+// opens it and traffic flows both ways; the impostor's cannot: it gets no session
+// (not_attested at its end), and one that goes on with an invented secret has its
+// envelopes refused not_attested at the receiver, whichever side offered.
+TEST_F(VouchingBroker, ReceiversMakeTheirOwnCredentialAndCatchAnAkFromAnotherTpm) {
+  agent_options quick;
+  quick.session_timeout = std::chrono::milliseconds(1500);
+  auto liar = testing::enrol_identity(*broker_, impostor("liar", false), "director-7", quick, pol_);
+  auto inventor = testing::enrol_identity(*broker_, impostor("inventor", true), "director-8", quick, pol_);
+  auto director = testing::enrol_identity(*broker_, std::move(director_id_), "director-1", {}, pol_);
+  EXPECT_TRUE(show("director-7")["agent"]["attestation"].is_object()) << "the broker vouched for it";
+  auto monitor = testing::connect_agent(*broker_, dir_.path(), "monitor-1", "MONITOR", false, quick,
+                                        receiver_policy(ca(), "receiver.toml"));
+  testing::inbox m, d, l;
+  m.attach(*monitor.client);
+  d.attach(*director.client);
+  l.attach(*liar.client);
+
+  ASSERT_TRUE(director->send("monitor-1", "text/plain", as_bytes(std::string_view("attested"))).ok());
+  EXPECT_TRUE(testing::wait_until([&] { return m.count() == 1; })) << m.describe();
+  ASSERT_TRUE(monitor->send("director-1", "text/plain", as_bytes(std::string_view("back"))).ok());
+  EXPECT_TRUE(testing::wait_until([&] { return d.count() == 1; })) << d.describe();
+
+  status st = liar->send("monitor-1", "text/plain", as_bytes(std::string_view("from another TPM")));
+  EXPECT_EQ(st.code(), status_code::no_session) << st.to_string();
+  EXPECT_TRUE(testing::wait_until([&] { return l.has_rejection(status_code::not_attested, "sender"); })) << l.describe();
+
+  ASSERT_TRUE(inventor->send("monitor-1", "text/plain", as_bytes(std::string_view("invented"))).ok());
+  EXPECT_TRUE(testing::wait_until([&] { return m.rejections_of(status_code::not_attested, "receiver") == 1; }))
+      << m.describe();
+  // The monitor offers this time: another inventor answers, and what it sends under
+  // that session is refused too.
+  auto answerer = testing::enrol_identity(*broker_, impostor("answerer", true), "director-9", quick, pol_);
+  ASSERT_TRUE(monitor->send("director-9", "text/plain", as_bytes(std::string_view("to the inventor"))).ok());
+  ASSERT_TRUE(answerer->send("monitor-1", "text/plain", as_bytes(std::string_view("invented again"))).ok());
+  EXPECT_TRUE(testing::wait_until([&] { return m.rejections_of(status_code::not_attested, "receiver") == 2; }))
+      << m.describe();
+  EXPECT_EQ(m.count(), 1u) << "only the attested director's envelope was delivered";
 }
 
 }  // namespace

@@ -445,6 +445,8 @@ TEST(handshake_vectors, e2e_offer_accept_and_keys_with_two_mac_hashes) {
   EXPECT_EQ(to_hex(offer->rekey_of), str(of["rekey_of"]));
   EXPECT_TRUE(offer->static_ecdh_der.empty());
   EXPECT_EQ(to_hex(offer->static_ecdh_der), str(of["static_ecdh"]));
+  EXPECT_FALSE(offer->credential.empty()) << "the vector's offer carries a credential for the responder's AK";
+  EXPECT_EQ(to_hex(offer->credential), str(of["credential"]));
   EXPECT_EQ(to_hex(session::encode(*offer)), str(v["offer"]["body"]["bytes"]));
   EXPECT_EQ(to_hex(offer_env.header.payload), str(v["offer"]["body"]["bytes"]));
 
@@ -458,6 +460,8 @@ TEST(handshake_vectors, e2e_offer_accept_and_keys_with_two_mac_hashes) {
   EXPECT_EQ(to_hex(accept->offer_id), to_hex(offer_env.header.message_id));
   EXPECT_EQ(to_hex(accept->static_ecdh_der), str(af["static_ecdh"]));
   EXPECT_EQ(to_hex(accept->static_ecdh_der), str(res["static_ecdh"]["der"]));
+  EXPECT_TRUE(accept->credential.empty());
+  EXPECT_EQ(to_hex(accept->credential), str(af["credential"]));
   EXPECT_EQ(to_hex(session::encode(*accept)), str(v["accept"]["body"]["bytes"]));
   EXPECT_EQ(to_hex(accept_env.header.payload), str(v["accept"]["body"]["bytes"]));
   for (const bytes* der : {&offer->ephemeral_der, &accept->ephemeral_der, &accept->static_ecdh_der})
@@ -483,7 +487,9 @@ TEST(handshake_vectors, e2e_offer_accept_and_keys_with_two_mac_hashes) {
   EXPECT_EQ(to_hex(crypto::digest(h_t, hex(v["transcript"]))), str(ks["th"]));
 
   // The schedule from its definition.
-  const bytes ikm = concat({hex(z["z_ee"]), hex(z["z_es"])});
+  // IKM = Z_ee || Z_es || A_R: the secret of the offer's credential comes last.
+  EXPECT_TRUE(v["credential_secrets"]["a_i"].is_null());
+  const bytes ikm = concat({hex(z["z_ee"]), hex(z["z_es"]), hex(v["credential_secrets"]["a_r"])});
   EXPECT_EQ(to_hex(ikm), str(ks["ikm"]));
   const bytes salt = concat({offer->nonce, accept->nonce});
   EXPECT_EQ(to_hex(salt), str(ks["salt"]));
@@ -504,9 +510,11 @@ TEST(handshake_vectors, e2e_offer_accept_and_keys_with_two_mac_hashes) {
   session::ecdh_shares i_shares;
   i_shares.ephemeral = secret(z["z_ee"]);
   i_shares.peer_static = secret(z["z_es"]);
+  i_shares.offer_credential = secret(v["credential_secrets"]["a_r"]);  // the initiator made it
   session::ecdh_shares r_shares;
   r_shares.ephemeral = secret(z["z_ee"]);
   r_shares.my_static = secret(z["z_es"]);  // the responder's TPM2_ECDH_ZGen
+  r_shares.offer_credential = secret(v["credential_secrets"]["a_r"]);  // the responder's TPM2_ActivateCredential
   const session::agreed_keys ki = session::agree(session::handshake_role::initiator, i_shares, in);
   const session::agreed_keys kr = session::agree(session::handshake_role::responder, r_shares, in);
   EXPECT_EQ(to_hex(ki.transcript_hash), str(ks["th"]));

@@ -80,10 +80,15 @@ TEST(HandshakeCodecs, EveryBodyRoundTrips) {
   ASSERT_TRUE(w2.ok());
   EXPECT_EQ(w2->rekey_after_seconds, 3600u);
 
-  offer_msg o{bytes(91, 11), bytes(kNonceSize, 12), "P-384", bytes(kSessionIdSize, 13), {}};
+  offer_msg o{bytes(91, 11), bytes(kNonceSize, 12), "P-384", bytes(kSessionIdSize, 13), {}, bytes(330, 18)};
   ASSERT_TRUE(decode_offer(encode(o)).ok());
-  accept_msg a{bytes(91, 14), bytes(kNonceSize, 15), bytes(16, 16), bytes(91, 17)};
+  EXPECT_EQ(decode_offer(encode(o))->credential, o.credential);
+  accept_msg a{bytes(91, 14), bytes(kNonceSize, 15), bytes(16, 16), bytes(91, 17), {}};
   ASSERT_TRUE(decode_accept(encode(a)).ok());
+  a.credential = bytes(kMaxCredential + 1, 19);
+  EXPECT_EQ(decode_accept(encode(a)).error().code(), status_code::invalid_field) << "a credential is at most 1024 bytes";
+  o.credential = bytes(kMaxCredential + 1, 19);
+  EXPECT_EQ(decode_offer(encode(o)).error().code(), status_code::invalid_field);
 }
 
 TEST(HandshakeCodecs, ErrAndRefusedCarryATypedCodeNeverOk) {

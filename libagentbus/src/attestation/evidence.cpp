@@ -50,6 +50,8 @@ result<session::evidence_msg> verify_chain_and_identity(const policy& pol, byte_
   out.ek_issuer = ek->issuer;
   out.ek_fingerprint = ek->ek.fingerprint_hex();
   out.ak_name = to_hex(ak->name);
+  out.ek = ek->ek;
+  out.ak_tpm_name = ak->name;
   return std::move(ev).value();
 }
 
@@ -82,13 +84,24 @@ result<attested_key> check_evidence(const policy& pol, byte_view evidence, const
       return status{st.code(), "static ECDH key: " + st.detail()};
     out.ecdh_certified = true;
   }
-  const bytes secret = crypto::random_bytes(32);
-  auto cred = att::make_credential(ek->ek, ak->name, secret);
+  auto challenge = make_challenge(ek->ek, ak->name);
+  if (!challenge) return challenge.error();
+  out.credential = std::move(challenge->credential);
+  out.secret = std::move(challenge->secret);
+  return out;
+}
+
+result<credential_challenge> make_challenge(const crypto::public_key& ek, byte_view ak_name) {
+  bytes secret = crypto::random_bytes(32);
+  auto cred = att::make_credential(ek, ak_name, secret);
+  credential_challenge out;
+  if (cred) {
+    out.credential = std::move(cred->id_object);
+    out.credential.insert(out.credential.end(), cred->encrypted_secret.begin(), cred->encrypted_secret.end());
+    out.secret = secret_bytes(secret.data(), secret.size());
+  }
+  OPENSSL_cleanse(secret.data(), secret.size());
   if (!cred) return cred.error();
-  out.credential = cred->id_object;
-  out.credential.insert(out.credential.end(), cred->encrypted_secret.begin(), cred->encrypted_secret.end());
-  out.secret = secret_bytes(secret.data(), secret.size());
-  OPENSSL_cleanse(const_cast<std::uint8_t*>(secret.data()), secret.size());
   return out;
 }
 

@@ -28,6 +28,8 @@ struct attested_key {
   std::string ek_fingerprint;  // hex SHA-256 of the EK's DER public key (what revoke_key names)
   std::string ak_name;         // hex TPM name of the AK
   bool ecdh_certified = false;
+  std::optional<crypto::public_key> ek;  // the endorsement key, for credentials
+  bytes ak_tpm_name;           // the AK's TPM name (ak_name in binary), for credentials
   bytes credential;            // TPM2B_ID_OBJECT || TPM2B_ENCRYPTED_SECRET, for CHALLENGE
   secret_bytes secret;         // what PROOF must return
 
@@ -41,9 +43,19 @@ result<attested_key> check_evidence(const policy& pol, byte_view evidence, const
 
 // check_peer_evidence is a receiver's check of the evidence the broker hands out with
 // a peer's key: the same certificate, AK and identity-key checks under the
-// receiver's own policy, without a credential (a receiver has no round trip with the
-// peer's TPM: that the AK sits next to the EK rests on the broker's activation, see
-// schemas/protocol.md §6). Returns the vouching CA's name and simulator flag.
+// receiver's own policy. It makes no credential: the receiver makes its own when it
+// sets up a session with the peer (make_challenge, schemas/protocol.md §4.3), so that
+// the AK sits next to the EK never rests on the broker's word. Returns the vouching
+// CA's name and simulator flag, the EK and the AK's name.
 result<attested_key> check_peer_evidence(const policy& pol, byte_view evidence, const crypto::public_key& identity);
+
+// credential_challenge: a credential for an AK (TPM2B_ID_OBJECT ||
+// TPM2B_ENCRYPTED_SECRET, the form CHALLENGE and session offers carry) and the fresh
+// 32-byte secret only the TPM holding both that AK and the EK recovers.
+struct credential_challenge {
+  bytes credential;
+  secret_bytes secret;
+};
+result<credential_challenge> make_challenge(const crypto::public_key& ek, byte_view ak_name);
 
 }  // namespace agentbus::attestation

@@ -72,6 +72,7 @@ void peer_directory::on_answer(const session::control::peer_answer& a) {
     auto key = crypto::public_key::from_der(a.identity_der);
     auto s = pol_.suite_for(a.role);
     status problem;
+    std::optional<peer_endorsement> endorsement;
     if (!key || !s) problem = status(status_code::unknown_agent, "broker sent unusable information about " + name);
     else if (key->type() != s->key)
       problem = status(status_code::wrong_key, "broker's key for " + name + " is " + key->type().describe() +
@@ -94,6 +95,8 @@ void peer_directory::on_answer(const session::control::peer_answer& a) {
         problem = status(status_code::revoked_key, name + "'s TPM (its EK) is revoked by the policy");
       else if (checked->simulator && !r->allow_simulator)
         problem = status(status_code::simulator_refused, name + "'s TPM is a simulator (EK CA " + checked->ek_ca + ")");
+      else
+        endorsement = peer_endorsement{*checked->ek, checked->ak_tpm_name};
     }
     if (!problem.ok()) {
       fail(name, std::move(problem), now);
@@ -105,6 +108,7 @@ void peer_directory::on_answer(const session::control::peer_answer& a) {
       p.key = std::move(key).value();
       p.key_id = p.key->fingerprint();
       p.key_protection = a.key_protection;
+      p.endorsement = std::move(endorsement);
       if (auto existing = peers_.find(name); existing != peers_.end() && existing->second->key_id != p.key_id)
         fail(name, {status_code::key_changed, name + " presented another key than the one pinned"}, now);
       else

@@ -29,12 +29,23 @@
 
 namespace agentbus::client {
 
+// peer_endorsement: the endorsement key and the AK name of a peer whose role our own
+// policy requires attested, from evidence that passed our checks. Sessions with the
+// peer carry a credential of ours for that AK until its TPM has proven, by a session
+// key depending on the credential's secret, that the AK sits next to the EK
+// (schemas/protocol.md §4.3): the broker's activation is not taken on its word.
+struct peer_endorsement {
+  crypto::public_key ek;
+  bytes ak_name;
+};
+
 struct peer_info {
   std::string name, role;
   suite peer_suite;
   std::optional<crypto::public_key> key;
   bytes key_id;
   protection key_protection = protection::tpm;
+  std::optional<peer_endorsement> endorsement;  // set iff our policy requires its role attested
 
   session::sender_facts facts() const noexcept {
     return {name, role, &peer_suite, key ? &*key : nullptr, key_id, key_protection};

@@ -115,6 +115,12 @@ status peer_sessions::send_offer(const peer_info& p, bool rekey) {
     m.static_ecdh_der = st->der();
     o.with_static = true;
   }
+  auto challenge = our_challenge(p);
+  if (!challenge) return challenge.error();
+  if (*challenge) {
+    m.credential = std::move((*challenge)->credential);
+    o.credential_secret = std::make_shared<const secret_bytes>(std::move((*challenge)->secret));
+  }
   {
     std::lock_guard lock(mu_);
     auto& s = sessions_by_peer_[p.name];
@@ -165,10 +171,17 @@ session::verdict peer_sessions::verify(std::string_view sender, byte_view digest
                                               : session::verify_e2e_mac(it->second.state, digest, auth, opts_.name);
     if (st) {
       it->second.state.count_received();
+      if (!it->second.proof_sessions.empty()) note_proof_locked(it->second, sender, auth);
       return session::verdict::accept;
     }
     // Its key is probably being installed right now: check it again afterwards.
     if (it != sessions_by_peer_.end() && it->second.jobs > 0) return session::verdict::wait;
+    // Keys derived from a secret its TPM did not recover differ from ours (the session
+    // id too): any MAC failure of a peer that has not proven its AK is that.
+    if (it != sessions_by_peer_.end() && st.code() == status_code::bad_mac && !it->second.proof_sessions.empty())
+      st = status(status_code::not_attested,
+                  std::string(sender) + "'s envelope does not verify under our session keys, which depend on a "
+                                        "credential for its AK: its TPM has not shown that the AK sits next to its EK");
     why = std::move(st);
   }
   if (why.code() == status_code::no_session) reoffer(std::string(sender));
@@ -240,13 +253,64 @@ void peer_sessions::queue_job(std::shared_ptr<const peer_info> p, envelope_heade
   });
 }
 
-void peer_sessions::install_locked(peer_session& s, session::agreed_keys&& keys, bool tpm_share) {
+void peer_sessions::install_locked(peer_session& s, session::agreed_keys&& keys, bool tpm_share, const peer_info& p,
+                                   bool proof) {
   if (s.established) ++rekeys_;
   else ++sessions_;
   if (tpm_share) ++tpm_ecdh_sessions_;
+  if (proof) {
+    // The receive keys of this session and the previous one (its grace window) are
+    // the only ones the peer can use: keep those two.
+    if (s.proof_key_id != p.key_id) s.proof_sessions.clear();
+    s.proof_key_id = p.key_id;
+    s.proof_sessions.push_back(keys.session_id);
+    if (s.proof_sessions.size() > 2) s.proof_sessions.erase(s.proof_sessions.begin());
+  }
   s.state.install(std::move(keys.send), std::move(keys.receive), opts_.rekey_grace);
   s.established = true;
   s.unanswered_at.reset();
+}
+
+result<std::optional<attestation::credential_challenge>> peer_sessions::our_challenge(const peer_info& p) {
+  if (!p.endorsement) return std::optional<attestation::credential_challenge>{};
+  {
+    std::lock_guard lock(mu_);
+    auto it = sessions_by_peer_.find(p.name);
+    if (it != sessions_by_peer_.end() && it->second.attestation_proven_for == p.key_id)
+      return std::optional<attestation::credential_challenge>{};
+  }
+  auto c = attestation::make_challenge(p.endorsement->ek, p.endorsement->ak_name);  // RSA-OAEP, in software
+  if (!c) return status{c.error().code(), "cannot make a credential for " + p.name + "'s AK: " + c.error().detail()};
+  return std::optional<attestation::credential_challenge>(std::move(c).value());
+}
+
+bool peer_sessions::activate(std::optional<secret_bytes>& into, byte_view credential, const std::string& peer,
+                             const bytes& about) {
+  auto secret = key_.activate_credential(credential);  // TPM2_ActivateCredential
+  if (!secret) {
+    reporter_.report({"sender",
+                      {status_code::not_attested, "cannot recover the credential " + peer +
+                                                      " made for our AK: " + secret.error().detail()},
+                      opts_.name, peer, about});
+    return false;
+  }
+  into = std::move(secret).value();
+  return true;
+}
+
+bool peer_sessions::proof_pending_for(const peer_session& s, const envelope_auth& auth) const {
+  for (const auto& m : auth.e2e_macs)
+    if (m.recipient == opts_.name)
+      for (const bytes& id : s.proof_sessions)
+        if (id == m.session_id) return true;
+  return false;
+}
+
+void peer_sessions::note_proof_locked(peer_session& s, std::string_view peer, const envelope_auth& auth) {
+  if (!proof_pending_for(s, auth)) return;
+  s.attestation_proven_for = s.proof_key_id;
+  s.proof_sessions.clear();
+  spdlog::info("[{}] {}'s TPM recovered our credential: its AK sits next to its EK", opts_.name, peer);
 }
 
 bool peer_sessions::job_pending(const std::string& peer) {
@@ -285,13 +349,26 @@ void peer_sessions::answer_offer(const peer_info& p, const envelope_header& h, c
     if (s.offer && opts_.name < p.name) return;  // ours wins; the peer will accept ours
     s.offer.reset();
   }
+  // Z_ee, Z_se (the initiator's static share); Z_es (ours) below.
   const crypto::ec_keypair eph = crypto::ec_keypair::generate(curve);
+  auto shares = session::software_shares(eph, peer->ephemeral, peer->static_key);
+  if (!shares) return refuse(shares.error());
+  // A_R: the peer's credential for our AK (before we sign anything for it).
+  if (!offer->credential.empty() && !activate(shares->offer_credential, offer->credential, p.name, h.message_id)) return;
   session::accept_msg a;
   a.ephemeral_der = eph.public_part().der();
   a.nonce = crypto::random_bytes(session::kNonceSize);
   a.offer_id = h.message_id;
   const std::optional<crypto::public_key> mine = my_static(curve);
   if (mine) a.static_ecdh_der = mine->der();
+  // A_I: ours for the peer's AK, while its attestation is not proven.
+  auto challenge = our_challenge(p);
+  if (!challenge) return refuse(challenge.error());
+  const bool proof = challenge->has_value();
+  if (proof) {
+    a.credential = std::move((*challenge)->credential);
+    shares->accept_credential = std::move((*challenge)->secret);
+  }
   const bytes body = session::encode(a);
   envelope_request r{envelope_type::control, recipient_kind::agent, p.name, session::kAcceptContentType, body,
                      h.message_id, {}, {}};
@@ -300,9 +377,6 @@ void peer_sessions::answer_offer(const peer_info& p, const envelope_header& h, c
     reporter_.report({"sender", frames.error(), opts_.name, p.name, h.message_id});
     return;
   }
-  // Z_ee, Z_se (the initiator's static share), Z_es (ours: TPM2_ECDH_ZGen).
-  auto shares = session::software_shares(eph, peer->ephemeral, peer->static_key);
-  if (!shares) return refuse(shares.error());
   if (mine && !add_my_static_share(*shares, curve, peer->ephemeral, p.name, h.message_id)) return;
   const std::array<byte_view, 2> transcript{offer_signed, (*frames)[1]};
   session::agreed_keys keys =
@@ -323,7 +397,7 @@ void peer_sessions::answer_offer(const peer_info& p, const envelope_header& h, c
     if (queued) {
       // Installed only once the acceptance is on its way: keys the peer never gets
       // would have us MAC with them (its refusals: no_session, bad_mac).
-      install_locked(s, std::move(keys), peer->static_key || mine);
+      install_locked(s, std::move(keys), peer->static_key || mine, p, proof);
     }
   }
   if (!queued) {
@@ -354,6 +428,9 @@ void peer_sessions::complete_offer(const peer_info& p, const envelope_header& h,
   auto shares = session::software_shares(*o.ephemeral, peer->ephemeral, peer->static_key);
   if (!shares) return refuse(shares.error());
   if (o.with_static && !add_my_static_share(*shares, o.curve, peer->ephemeral, p.name, h.message_id)) return;
+  // A_R: the secret of our credential in the offer; A_I: the peer's credential for our AK.
+  if (o.credential_secret) shares->offer_credential = o.credential_secret->clone();
+  if (!a->credential.empty() && !activate(shares->accept_credential, a->credential, p.name, h.message_id)) return;
   const std::array<byte_view, 2> transcript{o.signed_part, accept_signed};
   session::agreed_keys keys =
       session::agree(session::handshake_role::initiator, *shares,
@@ -363,7 +440,7 @@ void peer_sessions::complete_offer(const peer_info& p, const envelope_header& h,
     auto& s = sessions_by_peer_[p.name];
     if (!s.offer || s.offer->message_id != a->offer_id) return;  // superseded meanwhile
     s.offer.reset();
-    install_locked(s, std::move(keys), peer->static_key || o.with_static);
+    install_locked(s, std::move(keys), peer->static_key || o.with_static, p, o.credential_secret != nullptr);
   }
   cv_.notify_all();
 }

@@ -8,6 +8,13 @@
 // this part's lock while it does. Handlers run on another thread, so one that sends
 // to a new peer waits for this part's jobs without blocking them.
 //
+// A peer whose role our policy requires attested (peer_info::endorsement) gets a
+// credential of ours for its AK in every offer and accept until an envelope of its
+// verifies under keys that depend on the credential's secret: only then has its TPM
+// shown that the AK sits next to its EK (protocol.md §4.3), and the broker's
+// activation is never taken on its word. Until then a MAC failure of that peer is
+// not_attested.
+//
 // While such a job for a peer is queued or running, envelopes from that peer whose
 // MAC does not verify yet wait for it (verify says `wait`): the peer may already send
 // under the keys the job is about to install.
@@ -27,9 +34,11 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "agentbus/agent.hpp"
 #include "agentbus/identity.hpp"
+#include "attestation/evidence.hpp"
 #include "client/dispatcher.hpp"
 #include "client/peer_directory.hpp"
 #include "client/reporter.hpp"
@@ -107,6 +116,7 @@ class peer_sessions {
     bytes message_id;
     ec_curve curve = ec_curve::p256;
     bool with_static = false;  // our static (TPM) key was in it
+    std::shared_ptr<const secret_bytes> credential_secret;  // of the credential it carried
     steady::time_point sent_at{};
   };
   struct peer_session {
@@ -118,6 +128,12 @@ class peer_sessions {
     int jobs = 0;  // offer/accept jobs queued or running for this peer
     double offer_tokens = kOfferBurst;  // offers of this peer we may still answer now
     steady::time_point offers_counted{};  // when offer_tokens was last refilled
+    // The peer's AK (endorsed peers only): the key id whose TPM recovered a credential
+    // of ours, and the sessions (current, previous) whose keys depend on one and that
+    // the peer has not used yet, with the key id they were made for.
+    bytes attestation_proven_for;
+    std::vector<bytes> proof_sessions;
+    bytes proof_key_id;
   };
   class job_marker;
 
@@ -131,7 +147,21 @@ class peer_sessions {
                  void (peer_sessions::*step)(const peer_info&, const envelope_header&, const bytes&), const char* what);
   // install_locked puts agreed keys into use for `s` (mu_ held), counting the
   // session or rekey; `tpm_share`: a static (TPM) key took part.
-  void install_locked(peer_session& s, session::agreed_keys&& keys, bool tpm_share);
+  // `proof`: the keys depend on a credential of ours for p's AK (then the session
+  // proves p's attestation once p uses it).
+  void install_locked(peer_session& s, session::agreed_keys&& keys, bool tpm_share, const peer_info& p, bool proof);
+  // our_challenge: a credential of ours for p's AK while our policy requires p's role
+  // attested and p's TPM has not yet recovered one (else nullopt).
+  result<std::optional<attestation::credential_challenge>> our_challenge(const peer_info& p);
+  // activate: our TPM recovers the secret of a credential `peer` made for our AK;
+  // false (reported, not_attested) when it cannot.
+  bool activate(std::optional<secret_bytes>& into, byte_view credential, const std::string& peer, const bytes& about);
+  // note_proof (mu_ held): an envelope from the peer verified; if under keys that
+  // depend on our credential, its attestation is proven.
+  void note_proof_locked(peer_session& s, std::string_view peer, const envelope_auth& auth);
+  // proof_pending_for (mu_ held): the envelope's MAC for us names a session awaiting
+  // proof.
+  bool proof_pending_for(const peer_session& s, const envelope_auth& auth) const;
   // add_my_static_share puts our static key's share into `shares`; false (counted and
   // reported, about message `about`) when the TPM cannot compute it.
   bool add_my_static_share(session::ecdh_shares& shares, ec_curve curve, const crypto::public_key& peer_eph,

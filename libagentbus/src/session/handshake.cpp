@@ -186,14 +186,16 @@ result<error_msg> decode_error(byte_view in) {
 }
 
 bytes encode(const offer_msg& m) {
-  return writer(5).bin(m.ephemeral_der).bin(m.nonce).str(m.curve).bin(m.rekey_of).bin(m.static_ecdh_der).done();
+  return writer(6)
+      .bin(m.ephemeral_der).bin(m.nonce).str(m.curve).bin(m.rekey_of).bin(m.static_ecdh_der).bin(m.credential)
+      .done();
 }
 result<offer_msg> decode_offer(byte_view in) {
   offer_msg m;
-  reader r(in, "session offer", 5, kMaxHandshakeFrame);
+  reader r(in, "session offer", 6, kMaxHandshakeFrame);
   r.bin("ephemeral", m.ephemeral_der, 32, kMaxKeyDer).bin("nonce", m.nonce, kNonceSize, kNonceSize)
       .str("curve", m.curve, 8).bin("rekey_of", m.rekey_of, 0, kSessionIdSize)
-      .bin("static_ecdh", m.static_ecdh_der, 0, kMaxKeyDer);
+      .bin("static_ecdh", m.static_ecdh_der, 0, kMaxKeyDer).bin("credential", m.credential, 0, kMaxCredential);
   if (!r.ok()) return r.error();
   if (!parse_curve(m.curve)) return status{status_code::invalid_field, "session offer curve unknown"};
   if (!m.rekey_of.empty() && m.rekey_of.size() != kSessionIdSize) return status{status_code::invalid_field, "rekey_of size"};
@@ -201,13 +203,14 @@ result<offer_msg> decode_offer(byte_view in) {
 }
 
 bytes encode(const accept_msg& m) {
-  return writer(4).bin(m.ephemeral_der).bin(m.nonce).bin(m.offer_id).bin(m.static_ecdh_der).done();
+  return writer(5).bin(m.ephemeral_der).bin(m.nonce).bin(m.offer_id).bin(m.static_ecdh_der).bin(m.credential).done();
 }
 result<accept_msg> decode_accept(byte_view in) {
   accept_msg m;
-  reader r(in, "session accept", 4, kMaxHandshakeFrame);
+  reader r(in, "session accept", 5, kMaxHandshakeFrame);
   r.bin("ephemeral", m.ephemeral_der, 32, kMaxKeyDer).bin("nonce", m.nonce, kNonceSize, kNonceSize)
-      .bin("offer_id", m.offer_id, 16, 16).bin("static_ecdh", m.static_ecdh_der, 0, kMaxKeyDer);
+      .bin("offer_id", m.offer_id, 16, 16).bin("static_ecdh", m.static_ecdh_der, 0, kMaxKeyDer)
+      .bin("credential", m.credential, 0, kMaxCredential);
   return finish(r, std::move(m));
 }
 

@@ -157,12 +157,14 @@ struct offer_msg {
   std::string curve;         // "P-256" / "P-384"
   bytes rekey_of;            // empty, or the session id being replaced
   bytes static_ecdh_der;     // the initiator's TPM-resident ECDH key on `curve`, or empty
+  bytes credential;          // a credential for the responder's AK (protocol.md §4.3), or empty
 };
 struct accept_msg {
   bytes ephemeral_der;
   bytes nonce;
   bytes offer_id;            // message id of the offer it answers
   bytes static_ecdh_der;     // the responder's TPM-resident ECDH key, or empty
+  bytes credential;          // a credential for the initiator's AK (protocol.md §4.3), or empty
 };
 
 // ctrl_msg is a hop-authenticated control message: subscribe, peer lookup, topic

@@ -33,7 +33,8 @@ bytes transcript_hash(hash_algorithm mac_initiator, hash_algorithm mac_responder
 
 namespace {
 
-// ordered_shares puts the shares in IKM order for `me`. Z_se is the initiator's
+// ordered_shares puts the shares in IKM order for `me` (the credential secrets, the
+// same at both ends, last). Z_se is the initiator's
 // static share, Z_es the responder's: for the initiator its own static share comes
 // second, for the responder the peer's.
 std::vector<secret_bytes> ordered_shares(handshake_role me, const ecdh_shares& shares) {
@@ -43,6 +44,8 @@ std::vector<secret_bytes> ordered_shares(handshake_role me, const ecdh_shares& s
   ikm.push_back(shares.ephemeral.clone());
   if (z_se) ikm.push_back(z_se->clone());
   if (z_es) ikm.push_back(z_es->clone());
+  if (shares.offer_credential) ikm.push_back(shares.offer_credential->clone());
+  if (shares.accept_credential) ikm.push_back(shares.accept_credential->clone());
   return ikm;
 }
 

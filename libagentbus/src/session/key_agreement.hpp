@@ -5,7 +5,9 @@
 //   Z_ee = x(eph_I × eph_R)                     always
 //   Z_se = x(static_I × eph_R)                  iff the initiator offered a static key
 //   Z_es = x(eph_I × static_R)                  iff the responder offered a static key
-//   IKM  = Z_ee || Z_se || Z_es                 (absent shares left out, order fixed)
+//   IKM  = Z_ee || Z_se || Z_es || A_R || A_I   (absent parts left out, order fixed)
+//          A_R / A_I: agent↔agent sessions only, the secrets of the credentials the
+//          offer / the accept carried (the responder's / initiator's TPM recovered it)
 //   th   = H_t(transcript messages, concatenated), H_t the stronger MAC hash
 //          (ties: the initiator's)
 //   keys = derive_keys(IKM, nonce_I || nonce_R, label, I, R, th)
@@ -33,6 +35,11 @@ struct ecdh_shares {
   secret_bytes ephemeral;                 // my ephemeral × peer ephemeral (Z_ee)
   std::optional<secret_bytes> my_static;  // my static key (TPM) × peer ephemeral
   std::optional<secret_bytes> peer_static;  // my ephemeral × peer static key
+  // The secrets of the credentials the offer and the accept carried (A_R, A_I): the
+  // same at both ends, one side made it, the other's TPM recovered it by
+  // TPM2_ActivateCredential. Sessions whose keys depend on them prove to the
+  // credential's maker that the peer's AK sits next to its EK (protocol.md §4.3).
+  std::optional<secret_bytes> offer_credential, accept_credential;
 };
 
 // software_shares computes the shares that need no TPM: Z_ee, and my ephemeral ×

@@ -3,6 +3,9 @@
 // identity (a software key, typically) but declares other facts — protection=tpm,
 // a manufacturer, no simulator — and may present another key's TPM evidence. A
 // broker must refuse it where the role requires attestation (not_attested).
+// Static ECDH and credential activation are the inner identity's; with
+// `invent_activation` a credential the inner TPM cannot open "comes back" as random
+// bytes (a peer that goes on as if it had opened it).
 #pragma once
 
 #include <memory>
@@ -18,8 +21,9 @@ class claiming_identity final : public identity_key {
   // claimed: the metadata to declare (role, suite and fingerprint must stay the
   // inner key's, or nothing verifies). evidence: what to present (nullopt: none).
   claiming_identity(std::shared_ptr<identity_key> inner, identity_metadata claimed,
-                    std::optional<tpm::key_evidence> evidence = std::nullopt)
-      : identity_key(std::move(claimed), inner->public_key()), inner_(std::move(inner)), evidence_(std::move(evidence)) {}
+                    std::optional<tpm::key_evidence> evidence = std::nullopt, bool invent_activation = false)
+      : identity_key(std::move(claimed), inner->public_key()), inner_(std::move(inner)), evidence_(std::move(evidence)),
+        invent_activation_(invent_activation) {}
 
   // claim_tpm: the inner identity's metadata, declaring a hardware TPM.
   static identity_metadata claim_tpm(const identity_key& inner, std::string manufacturer = "IFX") {
@@ -32,10 +36,22 @@ class claiming_identity final : public identity_key {
 
   result<bytes> sign_digest(byte_view digest) override { return inner_->sign_digest(digest); }
   result<std::optional<tpm::key_evidence>> attestation_evidence(ec_curve) override { return evidence_; }
+  result<std::optional<crypto::public_key>> static_ecdh_public(ec_curve curve) override {
+    return inner_->static_ecdh_public(curve);
+  }
+  result<secret_bytes> static_ecdh(ec_curve curve, const crypto::public_key& peer) override {
+    return inner_->static_ecdh(curve, peer);
+  }
+  result<secret_bytes> activate_credential(byte_view credential) override {
+    auto secret = inner_->activate_credential(credential);
+    if (!secret && invent_activation_) return secret_bytes(crypto::random_bytes(32));
+    return secret;
+  }
 
  private:
   std::shared_ptr<identity_key> inner_;
   std::optional<tpm::key_evidence> evidence_;
+  bool invent_activation_ = false;
 };
 
 }  // namespace agentbus::testing
