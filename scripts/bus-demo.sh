@@ -546,13 +546,30 @@ check "rogue enrolment c (a revoked key under a new name) refused revoked_key" r
 for name in director-1 monitor-1 architect-1 optimizer-py; do
   at="$admin_endpoint"
   if [ "${broker_of[$name]}" = b ]; then at="$admin_b"; fi
-  if "$trust_tool" --admin "$at" show "$name" --json 2>/dev/null | grep -q '"ek_ca": "demo-ca"'; then
-    printf '   ok       %s is attested (EK certificate from demo-ca, AK certified its keys)\n' "$name"
+  # The attestation the broker recorded, read from its registry (not the agent's word).
+  attestation=$("$trust_tool" --admin "$at" show "$name" --json 2>/dev/null | python3 -c '
+import json, sys
+t = (json.load(sys.stdin).get("agent") or {}).get("attestation") or {}
+if t.get("ek_ca") == "demo-ca":
+    print("EK CA %s (issuer %s), EK sha256:%s..., AK %s... certified its keys (fixedTPM, fixedParent, "
+          "sensitiveDataOrigin)" % (t["ek_ca"], t["ek_issuer"], t["ek_fingerprint"][:16], t["ak_name"][:20]))' 2>/dev/null)
+  if [ -n "$attestation" ]; then
+    printf '   ok       %s is attested: %s\n' "$name" "$attestation"
   else
     printf '   MISSING  %s is not attested\n' "$name"
     failed=1
   fi
 done
+# Receivers require the roles attested too (the demo policy): each made its own
+# credential for its peers' AKs when it set a session up, and the peers' TPMs opened it.
+proofs=$(grep -h "TPM recovered our credential" "$state"/logs/*.log "$state"/logs/*.err 2>/dev/null |
+  sed -E 's/.*\[([^]]+)\] ([^ ]+)'"'"'s TPM recovered.*/\2 to \1/' | sort -u)
+if [ -n "$proofs" ]; then
+  printf '   ok       receivers checked their peers'"'"' AKs with credentials of their own: %s\n' "$(echo $proofs | sed 's/ to /→/g')"
+else
+  printf '   MISSING  no receiver proved a peer'"'"'s AK with its own credential\n'
+  failed=1
+fi
 for name in director-8 director-9 mon-victim-2; do
   if "$trust_tool" --admin "$admin_endpoint" show "$name" >/dev/null 2>&1; then
     printf '   FAILED   the registry holds a row for %s\n' "$name"

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "accounting.hpp"
+#include "agentbus/testing/claiming_identity.hpp"
 #include "admin_protocol.hpp"
 #include "client/hop_handshake.hpp"
 #include "connection_guard.hpp"
@@ -882,6 +883,8 @@ TEST(Enrolment, ATokenRoleNeedsAValidTokenForTheNameRoleAndKey) {
   // Used: another key cannot ride on it, and the enrolled key needs it no more.
   auto thief = e.agent_key("debugger-9-t", "DEBUGGER");
   EXPECT_EQ(e.enrol_with(*thief, "debugger-9", b("r-thief"), &good).code(), status_code::not_authorised);
+  EXPECT_EQ(e.reg.find_agent("debugger-9")->fingerprint, key->public_key().fingerprint_hex()) << "registry unchanged";
+  EXPECT_TRUE(e.reg.find_agent("debugger-9")->pending_fingerprint.empty()) << "no pending key from a reused token";
   EXPECT_TRUE(e.enrol_with(*key, "debugger-9", b("r-again"), nullptr).ok());
   // A valid token presented by a key that needs none is spent all the same: it cannot
   // serve another key later.
@@ -923,6 +926,24 @@ TEST(Enrolment, ARevokedKeyIsRefusedUnderAnyNameBeforeAnyTpmWork) {
   EXPECT_EQ(refused->code, status_code::revoked_key);
   EXPECT_FALSE(e.reg.find_agent("dbg-victim-2").has_value());
   EXPECT_EQ(e.reg.find_token(enrolment_authority::token_hash(t2.view()))->used_at, 0) << "the token is not spent";
+  // The same key under another role of its key type (issue 11: MONITOR, then OPTIMIZER).
+  for (const std::string role : {"MONITOR", "OPTIMIZER"}) {
+    identity_metadata claimed = testing::claiming_identity::claim_tpm(*key);  // these roles refuse software keys
+    claimed.role = role;
+    claimed.key_suite = *e.pol.suite_for(role);
+    testing::claiming_identity other_role(key, claimed);
+    const std::string name = role == "MONITOR" ? "mon-victim-2" : "opt-victim-2";
+    const secret_bytes t3 = e.issue_token(name, role);
+    client::hop_handshake as_role(other_role, *e.pol.suite_for(role), name, "", &t3);
+    const bytes route = b("r-" + role);
+    e.hello(as_role, route);
+    EXPECT_TRUE(e.jobs.empty()) << role << ": refused at HELLO";
+    auto r = session::decode_refused(e.last_body(route, session::frame::kRefused));
+    ASSERT_TRUE(r.ok()) << role;
+    EXPECT_EQ(r->code, status_code::revoked_key) << role;
+    EXPECT_FALSE(e.reg.find_agent(name).has_value()) << role;
+    EXPECT_EQ(e.reg.find_token(enrolment_authority::token_hash(t3.view()))->used_at, 0) << role;
+  }
 }
 
 // An on-path attacker who swaps the sealed token for another box, or flips a bit,

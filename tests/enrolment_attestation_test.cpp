@@ -34,7 +34,7 @@ class AttestedEnrolment : public testing::broker_test {
     const std::string role = "[roles.DIRECTOR]\n";
     text.replace(text.find(role), role.size(), role + "require_attestation = true\n");
     text += "\n[attestation.ek_ca.test-ca]\nroot = \"" + (ca() / "swtpm-localca-rootca-cert.pem").string() +
-            "\"\nintermediates = [\"" + (ca() / "issuercert.pem").string() + "\"]\nsimulator = true\n";
+            "\"\nintermediates = [\"" + (ca() / "issuercert.pem").string() + "\"]\nsimulator = false\n";
     testing::write_text(dir_.path() / "policy.toml", text);
     broker_process::options o;
     o.policy_file = dir_.path() / "policy.toml";
@@ -102,7 +102,9 @@ TEST_F(AttestedEnrolment, AnEndorsedTpmEnrolsAttestedAndADeclaredOneStaysDeclare
   ASSERT_TRUE(d["agent"]["attestation"].is_object()) << d.dump(2);
   EXPECT_EQ(d["agent"]["attestation"]["ek_ca"], "test-ca");
   EXPECT_NE(d["agent"]["attestation"]["ek_issuer"].get<std::string>().find("swtpm-localca"), std::string::npos);
-  EXPECT_TRUE(d["agent"]["tpm_simulator"].get<bool>()) << "the CA says simulator";
+  // swtpm declares itself a simulator; the broker's policy says this CA's TPMs are not:
+  // the CA decides, not the agent's word.
+  EXPECT_FALSE(d["agent"]["tpm_simulator"].get<bool>()) << "the CA says not a simulator";
   // ECDSA P-384 (ARCHITECT) too: its identity and its static ECDH key on P-384 certified.
   auto architect = testing::enrol_identity(
       *broker_, testing::make_identity(dir_.path() / "architect-1", "ARCHITECT", false, *pol_, ca()), "architect-1", {},
@@ -181,7 +183,12 @@ TEST_F(AttestedEnrolment, AnAttestedKeyCannotEnrolWithoutItsEvidence) {
   auto director = testing::enrol_identity(*broker_, std::move(director_id_), "director-1", {}, pol_);  // keeps its swtpm
   testing::test_identity stripped;
   stripped.key = std::make_shared<testing::claiming_identity>(real, real->metadata());  // same key, no evidence
+  const json before = show("director-1")["agent"];
   EXPECT_EQ(refusal(std::move(stripped), "director-1"), status_code::not_attested);
+  const json after = show("director-1")["agent"];
+  EXPECT_EQ(after["fingerprint"], before["fingerprint"]) << "registry unchanged";
+  EXPECT_EQ(after["attestation"], before["attestation"]);
+  EXPECT_EQ(after["pending_fingerprint"], before["pending_fingerprint"]);
 }
 
 TEST_F(AttestedEnrolment, ARevokedEndorsementKeyRefusesEveryKeyOfItsTpm) {
@@ -199,6 +206,7 @@ TEST_F(AttestedEnrolment, ARevokedEndorsementKeyRefusesEveryKeyOfItsTpm) {
   testing::test_identity second;
   second.key = std::move(same_tpm).value();
   EXPECT_EQ(refusal(std::move(second), "director-2"), status_code::revoked_key);
+  EXPECT_TRUE(show("director-2").is_null()) << "no row for a refused enrolment";
 }
 
 // An AK from another TPM than the EK's: the certificate and the certifications verify,

@@ -3,6 +3,12 @@
 // operation does not have is refused with a typed code.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+#include <regex>
+#include <set>
+#include <string>
+
 #include "agentbus/envelope.hpp"
 #include "session/control.hpp"
 #include "session/handshake.hpp"
@@ -89,6 +95,34 @@ TEST(HandshakeCodecs, EveryBodyRoundTrips) {
   EXPECT_EQ(decode_accept(encode(a)).error().code(), status_code::invalid_field) << "a credential is at most 1024 bytes";
   o.credential = bytes(kMaxCredential + 1, 19);
   EXPECT_EQ(decode_offer(encode(o)).error().code(), status_code::invalid_field);
+}
+
+// The status codes' numbers are the wire's: schemas/protocol.md §12 lists each name
+// with its number, and every one must be the code of that name here (and the other
+// way round), so another implementation reading the schema agrees with this one.
+TEST(StatusCodes, TheNumbersAreTheSchemasAndNeverMove) {
+  std::ifstream in(std::string(AGENTBUS_SOURCE_DIR) + "/schemas/protocol.md");
+  ASSERT_TRUE(in.good());
+  const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto start = doc.find("## 12. Status codes");
+  const auto end = doc.find("## 13.", start);
+  ASSERT_NE(start, std::string::npos);
+  const std::string section = doc.substr(start, end - start);
+  const std::regex pair("`([a-z_]+)` ([0-9]+)");
+  std::set<int> listed;
+  for (auto it = std::sregex_iterator(section.begin(), section.end(), pair); it != std::sregex_iterator(); ++it) {
+    const int number = std::stoi((*it)[2]);
+    EXPECT_EQ(status_code_name(static_cast<status_code>(number)), (*it)[1].str()) << number;
+    listed.insert(number);
+  }
+  for (int n = 1; n < 1000; ++n) {
+    if (status_code_name(static_cast<status_code>(n)) != "unknown_code") {
+      EXPECT_TRUE(listed.count(n)) << n << " is not in §12";
+    }
+  }
+  EXPECT_EQ(static_cast<int>(status_code::not_authorised), 414);
+  EXPECT_EQ(static_cast<int>(status_code::not_attested), 415);
+  EXPECT_EQ(static_cast<int>(status_code::revoked_key), 416);
 }
 
 TEST(HandshakeCodecs, ErrAndRefusedCarryATypedCodeNeverOk) {

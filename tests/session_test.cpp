@@ -215,6 +215,39 @@ TEST(KeyAgreement, WelcomeConfirmationBindsTheKeysAndTheSessionId) {
   bad = w;
   bad.rekey_after_messages = 0;
   EXPECT_EQ(check_welcome_confirm(ka, bad).code(), status_code::bad_mac);
+  bad = w;
+  bad.rekey_after_seconds = 0;
+  EXPECT_EQ(check_welcome_confirm(ka, bad).code(), status_code::bad_mac);
+}
+
+// The credential secrets (protocol.md §4.3) enter the keys after the ECDH shares: both
+// ends agree when both mix the same secrets; a peer whose TPM did not recover one
+// (another secret, or none) ends up with other keys and another session id.
+agreed_keys run_with(handshake_role me, const side& mine, const side& peer, const std::optional<bytes>& a_r,
+                     const std::optional<bytes>& a_i) {
+  auto s = software_shares(mine.eph, peer.eph.public_part(), std::nullopt);
+  EXPECT_TRUE(s.ok());
+  if (a_r) s->offer_credential = secret_bytes(byte_view(*a_r));
+  if (a_i) s->accept_credential = secret_bytes(byte_view(*a_i));
+  const std::array<byte_view, 2> transcript{kOffer, kAccept};
+  const bytes ni(kNonceSize, 1), nr(kNonceSize, 2);
+  return agree(me, *s, {"e2e", "i-1", "r-1", ni, nr, hash_algorithm::sha256, hash_algorithm::sha384, transcript});
+}
+
+TEST(KeyAgreement, CredentialSecretsEnterTheKeys) {
+  side i, r;
+  const bytes a_r(32, 0x5a), a_i(32, 0xa5), invented(32, 0x11);
+  const agreed_keys ki = run_with(handshake_role::initiator, i, r, a_r, a_i);
+  const agreed_keys kr = run_with(handshake_role::responder, r, i, a_r, a_i);
+  EXPECT_EQ(ki.session_id, kr.session_id);
+  const bytes data = b("payload MAC input");
+  EXPECT_TRUE(crypto::constant_time_equal(crypto::hmac(ki.send.hash, ki.send.key.view(), data),
+                                          crypto::hmac(kr.receive.hash, kr.receive.key.view(), data)));
+  EXPECT_NE(run_with(handshake_role::initiator, i, r, std::nullopt, std::nullopt).session_id, ki.session_id);
+  EXPECT_NE(run_with(handshake_role::initiator, i, r, a_r, std::nullopt).session_id, ki.session_id);
+  EXPECT_NE(run_with(handshake_role::initiator, i, r, a_r, invented).session_id, ki.session_id)
+      << "an invented secret gives other keys";
+  EXPECT_NE(run_with(handshake_role::initiator, i, r, a_i, a_r).session_id, ki.session_id) << "the order is fixed";
 }
 
 }  // namespace

@@ -66,7 +66,12 @@ agent_record agent(const std::string& name, const std::string& role, const std::
 // build_registry writes the demo-like registry every test reads.
 void build_registry(const fs::path& db) {
   registry reg(db);
-  reg.upsert_agent(agent("director-1", "DIRECTOR", "rsa3072-pss-sha384", "tpm"));
+  agent_record director = agent("director-1", "DIRECTOR", "rsa3072-pss-sha384", "tpm");
+  director.ek_ca = "test-ca";  // attested; the other TPM agents' facts are declared
+  director.ek_issuer = "CN=swtpm-localca";
+  director.ek_fingerprint = std::string(64, 'e');
+  director.ak_name = "000b" + std::string(64, 'a');
+  reg.upsert_agent(director);
   reg.upsert_agent(agent("monitor-1", "MONITOR", "ecdsa-p256-sha256", "tpm"));
   reg.upsert_agent(agent("optimizer-1", "OPTIMIZER", "ecdsa-p256-sha256", "tpm"));
   reg.upsert_agent(agent("debugger-1", "DEBUGGER", "ecdsa-p256-sha256", "software"));
@@ -79,7 +84,9 @@ void build_registry(const fs::path& db) {
              {"monitor-1", "acl_denied", "role MONITOR may not publish to 'design/plans'", 1, kT0 + 5000},
              {"ghost", "bad_signature", "signature does not verify", 2, kT0 + 6000}},
             {});
-  ASSERT_TRUE(reg.set_pending_key({"architect-1", fingerprint_of("architect-1 new key"), "-----BEGIN PUBLIC KEY-----\nnew\n-----END PUBLIC KEY-----\n"}));
+  ASSERT_TRUE(reg.set_pending_key({"architect-1", fingerprint_of("architect-1 new key"),
+                                   "-----BEGIN PUBLIC KEY-----\nnew\n-----END PUBLIC KEY-----\n", kT0 + 8000,
+                                   "tcp://192.0.2.7:50412", "declared tpm, manufacturer IBM, simulator"}));
   ASSERT_TRUE(reg.revoke("optimizer-1", "compromised host", kT0 + 7000));
 }
 
@@ -141,6 +148,7 @@ TEST_F(TrustOffline, AgentsTableIsAlignedAndShowsProtectionAndRevocation) {
   EXPECT_EQ(column_value(r.output, "PROTECTION", "debugger-1"), "software") << r.output;
   EXPECT_EQ(column_value(r.output, "PROTECTION", "monitor-1"), "tpm") << r.output;
   EXPECT_EQ(column_value(r.output, "TPM", "monitor-1"), "IBM (sim), declared") << r.output;
+  EXPECT_EQ(column_value(r.output, "TPM", "director-1"), "IBM (sim), attested") << r.output;
   EXPECT_EQ(column_value(r.output, "FINGERPRINT", "monitor-1"), fingerprint_of("monitor-1").substr(0, 16)) << r.output;
   EXPECT_EQ(column_value(r.output, "ONLINE", "monitor-1"), "?") << r.output;  // an offline file cannot know
   EXPECT_EQ(column_value(r.output, "LAST-SEEN", "monitor-1"), "2023-11-14 22:14:20Z") << r.output;
@@ -184,6 +192,19 @@ TEST_F(TrustOffline, ShowPrintsEveryFieldEdgesAndRefusals) {
   ASSERT_EQ(o.exit_code, 0) << o.output;
   EXPECT_NE(o.output.find("REVOKED at 2023-11-14 22:13:27Z: compromised host"), std::string::npos) << o.output;
   EXPECT_NE(o.output.find("edges (1)"), std::string::npos) << o.output;
+
+  // An attested key shows who vouched for it; a pending key change where it came from.
+  auto d = trust("show director-1" + db_arg());
+  ASSERT_EQ(d.exit_code, 0) << d.output;
+  for (const std::string& s : {std::string("by EK CA test-ca (issuer CN=swtpm-localca)"), "sha256:" + std::string(64, 'e'),
+                               "000b" + std::string(64, 'a')})
+    EXPECT_NE(d.output.find(s), std::string::npos) << s << "\n" << d.output;
+  auto p = trust("show architect-1" + db_arg());
+  ASSERT_EQ(p.exit_code, 0) << p.output;
+  for (const std::string& s : {"sha256:" + fingerprint_of("architect-1 new key") + " (awaiting approval)",
+                               std::string("tcp://192.0.2.7:50412"), std::string("declared tpm, manufacturer IBM"),
+                               std::string("2023-11-14 22:13:28Z"), std::string("no: the TPM facts above are declared")})
+    EXPECT_NE(p.output.find(s), std::string::npos) << s << "\n" << p.output;
 
   auto j = trust_stdout("show monitor-1 --json" + db_arg());
   ASSERT_EQ(j.exit_code, 0) << j.output;
@@ -249,6 +270,9 @@ TEST_F(TrustOffline, GraphTableJsonAndDotParsedByGraphviz) {
   EXPECT_NE(d.output.find("<S><B>optimizer-1</B></S>"), std::string::npos);  // revoked: struck through
   EXPECT_NE(d.output.find("dashed"), std::string::npos);                      // software key, unused policy edges
   EXPECT_NE(d.output.find(">software<"), std::string::npos);
+  EXPECT_NE(d.output.find("<B>attested</B> (test-ca)"), std::string::npos) << d.output;  // attested vs declared
+  EXPECT_EQ(d.output.find("<B>attested</B>", d.output.find("<B>attested</B>") + 1), std::string::npos)
+      << "only director-1 is attested";
   EXPECT_NE(d.output.find("\"debugger-1\" -> \"director-1\" [style=dotted, color=red"), std::string::npos)
       << d.output;  // the refused attempt, attributed
   testing::write_text(tmp_.path() / "trust.dot", d.output);

@@ -4,8 +4,12 @@
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
+#include <atomic>
+#include <thread>
+
 #include "../broker/admin_protocol.hpp"
 #include "support/bus_fixture.hpp"
+#include "support/inbox.hpp"
 
 namespace agentbus {
 namespace {
@@ -169,6 +173,83 @@ TEST_F(TrustOnline, ChangedKeyIsRefusedUntilAnOperatorApprovesIt) {
   ASSERT_EQ(ok.exit_code, 0) << ok.output;
   agentbus::agent approved(o, second.key, policy_);  // enrols now
   EXPECT_EQ(trust_json("show monitor-1")["agent"]["fingerprint"], second.key->metadata().fingerprint);
+}
+
+// Issue 11's last finding, replayed: after an operator approves a changed key, the
+// peers that kept running learn it (the broker's key_changed notice) and traffic goes
+// on. The director sends to monitor-1 throughout (before, during and after the
+// change): every send it made is delivered (to the old key or the new) or reported to
+// it with a typed code, none is refused wrong_key, the new key's envelopes are
+// accepted, and the old key is refused afterwards under its name.
+TEST_F(TrustOnline, AnApprovedKeyChangeReachesRunningPeersWhileTrafficFlows) {
+  auto director = agent("director-1", "DIRECTOR");
+  testing::inbox d;
+  d.attach(*director.client);
+  auto old_monitor = agent("monitor-1", "MONITOR");
+  testing::inbox m1;
+  m1.attach(*old_monitor.client);
+  ASSERT_TRUE(old_monitor->send("director-1", "text/plain", text("before")).ok());
+  ASSERT_TRUE(wait_until([&] { return d.count() == 1; })) << d.describe();
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> accepted{0}, refused_at_send{0};
+  std::thread ticker([&] {
+    while (!stop) {
+      if (director->send("monitor-1", "text/plain", text("tick")).ok()) ++accepted;
+      else ++refused_at_send;  // typed, to the caller: not accepted
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  ASSERT_TRUE(wait_until([&] { return m1.count() >= 3; })) << "traffic flows before the change";
+
+  auto second = testing::make_identity(dir_.path() / "second", "MONITOR", false, *policy_);
+  agent_options o;
+  o.name = "monitor-1";
+  o.broker_endpoint = broker_->endpoint();
+  o.broker_fingerprint = broker_->fingerprint();
+  try {
+    agentbus::agent refused(o, second.key, policy_);
+    ADD_FAILURE() << "a changed key was accepted before approval";
+  } catch (const enrolment_error& e) {
+    EXPECT_EQ(e.code(), status_code::key_changed) << e.what();
+  }
+  const std::string pending = trust_json("show monitor-1")["agent"]["pending_fingerprint"].get<std::string>();
+  ASSERT_EQ(pending, second.key->metadata().fingerprint);
+  auto ok = trust("approve monitor-1 --fingerprint " + pending + " --operator-key " +
+                  shell_quote((dir_.path() / "operator").string()));
+  ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  agentbus::agent new_monitor(o, second.key, policy_);  // takes the name over from the running old key
+  testing::inbox m2;
+  m2.attach(new_monitor);
+  ASSERT_TRUE(new_monitor.send("director-1", "text/plain", text("after")).ok());
+  EXPECT_TRUE(wait_until([&] { return d.count() == 2; })) << "the director accepts the new key: " << d.describe();
+  EXPECT_TRUE(wait_until([&] { return m2.count() >= 3; })) << "the director's traffic reaches the new key";
+  stop = true;
+  ticker.join();
+
+  // Every accepted send was delivered or reported (at most the last few are in flight).
+  EXPECT_TRUE(wait_until([&] {
+    return static_cast<int>(m1.count() + m2.count() + d.rejections_of(status_code::not_deliverable, "broker") +
+                            d.rejections_of(status_code::timeout, "broker")) >= accepted.load();
+  })) << "accepted " << accepted << ", delivered " << m1.count() << " + " << m2.count() << ", reported: "
+      << d.describe();
+  EXPECT_EQ(d.rejections_of(status_code::wrong_key, "receiver") + d.rejections_of(status_code::wrong_key, "sender"), 0u)
+      << d.describe();
+  EXPECT_EQ(m2.rejected(), 0u) << m2.describe();
+  std::cerr << "ticks: " << accepted << " accepted (" << m1.count() << " to the old key, " << m2.count()
+            << " to the new), " << refused_at_send << " refused at send\n";
+
+  // The old key is the name's no more: what it sends is not delivered, and it cannot
+  // enrol again (superseded keys are revoked).
+  (void)old_monitor->send("director-1", "text/plain", text("from the old key"));
+  std::this_thread::sleep_for(1000ms);
+  EXPECT_EQ(d.count(), 2u) << "an envelope of the old key was delivered";
+  try {
+    agentbus::agent old_again(o, old_monitor.id.key, policy_);
+    ADD_FAILURE() << "the rotated-out key enrolled again";
+  } catch (const enrolment_error& e) {
+    EXPECT_EQ(e.code(), status_code::revoked_key) << e.what();
+  }
 }
 
 // The operator's path end to end: `agentbus-trust token create --out` writes the

@@ -245,6 +245,12 @@ void print_agent_details(std::ostream& out, const nlohmann::json& show, bool liv
   else
     row("revoked", "no");
   row("pending key", str(a, "pending_fingerprint").empty() ? "none" : "sha256:" + str(a, "pending_fingerprint") + " (awaiting approval)");
+  if (!str(a, "pending_fingerprint").empty()) {
+    // Where the key change came from, for the operator to judge before approving.
+    row("pending since", format_time(a.value("pending_at", json())));
+    row("pending from", str(a, "pending_address"));
+    row("pending proof", str(a, "pending_evidence"));
+  }
   out << "public key\n" << str(a, "public_key_pem");
   if (!str(a, "public_key_pem").empty() && str(a, "public_key_pem").back() != '\n') out << "\n";
   if (const std::string pem = str(a, "pending_public_key_pem"); !pem.empty())
