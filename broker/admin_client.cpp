@@ -77,9 +77,11 @@ result<std::string> admin_client::broker_transport_key() const {
 
 result<std::string> admin_client::issue_token(identity_key& operator_key, const std::string& operator_name,
                                               const std::string& name, const std::string& role,
-                                              const std::string& fingerprint, std::int64_t ttl_seconds) const {
+                                              const std::string& fingerprint, std::int64_t ttl_seconds,
+                                              const std::string& ek_fingerprint) const {
   json inner{{"op", "token_create"}, {"agent", name}, {"role", role}, {"ttl_seconds", ttl_seconds}};
   if (!fingerprint.empty()) inner["fingerprint"] = fingerprint;
+  if (!ek_fingerprint.empty()) inner["ek_fingerprint"] = ek_fingerprint;
   auto r = signed_request(inner, operator_key, operator_name);
   if (!r) return r.error();
   return (*r)["token"].get<std::string>();

@@ -48,10 +48,11 @@ class admin_client {
   // on no tcp:// endpoint with CurveZMQ.
   result<std::string> broker_transport_key() const;
   // issue_token asks for a one-time enrolment token for `name` in `role` (bound to
-  // `fingerprint` unless empty) and returns it (64 hex digits).
+  // the key `fingerprint` and to the TPM `ek_fingerprint` unless empty) and returns it
+  // (64 hex digits).
   result<std::string> issue_token(identity_key& operator_key, const std::string& operator_name, const std::string& name,
                                   const std::string& role, const std::string& fingerprint = {},
-                                  std::int64_t ttl_seconds = 3600) const;
+                                  std::int64_t ttl_seconds = 3600, const std::string& ek_fingerprint = {}) const;
 
   const std::string& endpoint() const noexcept { return endpoint_; }
 

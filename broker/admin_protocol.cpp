@@ -37,8 +37,8 @@ std::optional<std::string> string_field(const json& obj, const char* key) {
 
 // fingerprint_field: obj["fingerprint"] in lower case when it is 64 hex digits (the
 // full SHA-256 of a DER public key); nullopt when missing or malformed.
-std::optional<std::string> fingerprint_field(const json& obj) {
-  auto fp = string_field(obj, "fingerprint");
+std::optional<std::string> fingerprint_field(const json& obj, const char* field = "fingerprint") {
+  auto fp = string_field(obj, field);
   if (!fp || fp->size() != 64 || !is_hex(*fp)) return std::nullopt;
   return lower(*fp);
 }
@@ -113,7 +113,8 @@ nlohmann::json to_json(const token_record& t) {
               {"expires_at", time_or_null(t.expires_at)},
               {"created_by", t.created_by},
               {"used_at", time_or_null(t.used_at)},
-              {"used_by_fingerprint", string_or_null(t.used_by_fingerprint)}};
+              {"used_by_fingerprint", string_or_null(t.used_by_fingerprint)},
+              {"ek_fingerprint", string_or_null(t.ek_fingerprint)}};
 }
 
 nlohmann::json to_json(const key_revocation& k) {
@@ -543,6 +544,12 @@ result<nlohmann::json> admin_handler::create_token(const verified_request& req) 
     if (!fp) return status{status_code::malformed, "fingerprint: 64 hex digits"};
     fingerprint = std::move(*fp);
   }
+  std::string ek;  // optional: empty admits a key of any TPM (or none)
+  if (auto given = string_field(req.inner, "ek_fingerprint"); given && !given->empty()) {
+    auto fp = fingerprint_field(req.inner, "ek_fingerprint");
+    if (!fp) return status{status_code::malformed, "ek_fingerprint: 64 hex digits"};
+    ek = std::move(*fp);
+  }
   std::int64_t ttl = kAdminDefaultTokenTtlSeconds;
   if (auto it = req.inner.find("ttl_seconds"); it != req.inner.end()) {
     if (!it->is_number_integer() || it->get<std::int64_t>() < 1 || it->get<std::int64_t>() > kAdminMaxTokenTtlSeconds)
@@ -556,6 +563,7 @@ result<nlohmann::json> admin_handler::create_token(const verified_request& req) 
   t.name = *agent;
   t.role = *role;
   t.fingerprint = fingerprint;
+  t.ek_fingerprint = ek;
   t.created_at = now_unix_ms();
   t.expires_at = t.created_at + ttl * 1000;
   t.created_by = req.operator_name;

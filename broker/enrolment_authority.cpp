@@ -78,6 +78,8 @@ bool enrolment_authority::proven_token(const candidate& c, byte_view proof, byte
   if (proof.empty()) return false;
   for (const token_record& t : reg_.usable_tokens(c.name, c.role, now_ms)) {
     if (!t.fingerprint.empty() && t.fingerprint != c.fingerprint) continue;
+    // A token bound to a TPM (ek_fingerprint) is checked at PROOF (authorise): at HELLO
+    // the evidence is not yet checked, so the candidate's EK is not known.
     bool hex_ok = false;
     const bytes key = from_hex(t.hash, &hex_ok);
     if (hex_ok && crypto::constant_time_equal(session::hello_token_proof(key, hello_unsigned), proof)) return true;
@@ -125,6 +127,11 @@ result<authorisation> enrolment_authority::authorise(const candidate& c, const s
       token_refusal = {status_code::not_authorised, "enrolment token " + t->id() + " is for another name or role"};
     else if (!t->fingerprint.empty() && t->fingerprint != c.fingerprint)
       token_refusal = {status_code::not_authorised, "enrolment token " + t->id() + " is for another key"};
+    else if (!t->ek_fingerprint.empty() && t->ek_fingerprint != c.ek_fingerprint)
+      // c.ek_fingerprint is set only for evidence that held, activation included.
+      token_refusal = {status_code::not_authorised,
+                       "enrolment token " + t->id() + " is for a key attested by another TPM (EK " +
+                           t->ek_fingerprint.substr(0, 16) + ")" + (c.ek_fingerprint.empty() ? ": this key is not attested" : "")};
     else
       spend = hash;
   }

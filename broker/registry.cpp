@@ -125,6 +125,10 @@ ALTER TABLE agents ADD COLUMN transport_key TEXT NOT NULL DEFAULT '';
 CREATE INDEX tokens_by_transport_key ON tokens (transport_key) WHERE transport_key <> '';
 CREATE INDEX agents_by_transport_key ON agents (transport_key) WHERE transport_key <> '';
 )sql"},
+    // 6: a token bound to one TPM: the EK whose attested key alone it admits.
+    {6, R"sql(
+ALTER TABLE tokens ADD COLUMN ek_fingerprint TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 
 static_assert(std::size(kMigrations) == registry::kSchemaVersion, "one migration per schema version");

@@ -104,6 +104,7 @@ struct token_record {
   std::int64_t used_at = 0;         // 0 until consumed
   std::string used_by_fingerprint;
   std::string transport_key;        // hex CurveZMQ public key the token stands for ("" = none)
+  std::string ek_fingerprint;       // the only TPM (its EK) whose attested key it admits ("" = any)
 
   std::string id() const { return hash.substr(0, 16); }
   friend bool operator==(const token_record&, const token_record&) = default;
@@ -124,7 +125,7 @@ struct key_revocation {
 class registry {
  public:
   // kSchemaVersion is the schema this build reads and writes (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
   // kMaxTokens bounds the tokens kept (issued, used or expired): add_token refuses
   // beyond it once expired and used ones older than a day are purged.
   static constexpr std::size_t kMaxTokens = 10000;

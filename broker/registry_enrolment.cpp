@@ -13,7 +13,8 @@ using sqlite::transaction;
 constexpr std::int64_t kDayMs = 24LL * 3600 * 1000;
 
 #define AGENTBUS_TOKEN_COLUMNS \
-  "hash, name, role, fingerprint, created_at, expires_at, created_by, used_at, used_by_fingerprint, transport_key"
+  "hash, name, role, fingerprint, created_at, expires_at, created_by, used_at, used_by_fingerprint, transport_key, " \
+  "ek_fingerprint"
 
 token_record read_token(const statement& s) {
   token_record t;
@@ -27,6 +28,7 @@ token_record read_token(const statement& s) {
   t.used_at = s.int64(7);
   t.used_by_fingerprint = s.text(8);
   t.transport_key = s.text(9);
+  t.ek_fingerprint = s.text(10);
   return t;
 }
 
@@ -39,10 +41,10 @@ bool registry::enrol(const agent_record& a, std::optional<std::string_view> toke
     statement s(c,
                 "UPDATE tokens SET used_at = ?2, used_by_fingerprint = ?3"
                 " WHERE hash = ?1 AND used_at = 0 AND expires_at > ?2 AND name = ?4 AND role = ?5"
-                "   AND (fingerprint = '' OR fingerprint = ?3)",
+                "   AND (fingerprint = '' OR fingerprint = ?3) AND (ek_fingerprint = '' OR ek_fingerprint = ?6)",
                 "enrol: consume token");
     s.bind_text(1, *token_hash).bind_int(2, a.last_seen).bind_text(3, a.fingerprint);
-    s.bind_text(4, a.name).bind_text(5, a.role);
+    s.bind_text(4, a.name).bind_text(5, a.role).bind_text(6, a.ek_fingerprint);
     if (s.run() != 1) return false;  // rolled back by the transaction's destructor
   }
   if (transport_key.empty()) {
@@ -81,10 +83,11 @@ bool registry::add_token(const token_record& tok) {
     statement n(c, "SELECT count(*) FROM tokens", "add_token: count");
     if (n.step() && n.count(0) >= kMaxTokens) return false;
   }
-  statement s(c, "INSERT INTO tokens (" AGENTBUS_TOKEN_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, '', ?8)",
+  statement s(c, "INSERT INTO tokens (" AGENTBUS_TOKEN_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, '', ?8, ?9)",
               "add_token");
   s.bind_text(1, tok.hash).bind_text(2, tok.name).bind_text(3, tok.role).bind_text(4, tok.fingerprint);
   s.bind_int(5, tok.created_at).bind_int(6, tok.expires_at).bind_text(7, tok.created_by).bind_text(8, tok.transport_key);
+  s.bind_text(9, tok.ek_fingerprint);
   s.run();
   t.commit();
   return true;

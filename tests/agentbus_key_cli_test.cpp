@@ -70,6 +70,7 @@ TEST(KeyCliInfo, DescribesTheTpm) {
   EXPECT_NE(r.output.find("P-384"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("3072"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("rsa3072-pss-sha384  supported"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ek            none:"), std::string::npos) << "this swtpm has no EK certificate\n" << r.output;
 }
 
 TEST(KeyCliErrors, ExitCodesScriptsCanTest) {

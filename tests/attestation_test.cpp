@@ -241,6 +241,29 @@ TEST_F(Attestation, TheEvidenceWorksWithTpm2ToolsAndOpenssl) {
                                     " -untrusted " + a.proc.ek_ca_intermediate().string() + " " + (d / "ek.pem").string() +
                                     " 2>&1");
   EXPECT_EQ(chain.exit_code, 0) << chain.output;
+
+  // The EK's fingerprint (what revoke-key and token create --ek name) is the SHA-256 of
+  // the certificate's DER public key as openssl extracts it.
+  auto fp = tpm::endorsement_fingerprint(a.ek);
+  ASSERT_TRUE(fp.ok()) << fp.error().to_string();
+  auto by_openssl = testing::run_command("openssl x509 -inform der -in " + (d / "ek.der").string() +
+                                         " -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum");
+  ASSERT_EQ(by_openssl.exit_code, 0) << by_openssl.output;
+  EXPECT_EQ(by_openssl.output.substr(0, 64), *fp);
+
+  // tpm2_print decodes the certification's header as we do: the TCG magic, the
+  // certify type and the qualifying data (tpm2-tools 5.4 prints no certify body).
+  const bytes qualifying = crypto::random_bytes(16);
+  auto q = a.t->certify(*identity, *ak_blob, qualifying);
+  ASSERT_TRUE(q.ok());
+  write("attest2.bin", q->attest);
+  auto printed = testing::run_command("tpm2_print -t TPMS_ATTEST " + (d / "attest2.bin").string() + " 2>&1");
+  EXPECT_NE(printed.output.find("magic: ff544347"), std::string::npos) << printed.output;
+  EXPECT_NE(printed.output.find("type: 8017"), std::string::npos) << printed.output;
+  EXPECT_NE(printed.output.find("extraData: " + to_hex(qualifying)), std::string::npos) << printed.output;
+  EXPECT_TRUE(att::verify_certification(*ak, q->attest, q->signature, qualifying, identity->public_area,
+                                        att::certified_use::signing, *tpm::tpm::public_key_of(*identity))
+                  .ok());
 }
 
 }  // namespace

@@ -653,13 +653,14 @@ struct enrolment_bench : parts {
   // issue_token stores a token for `name` and `role` as `agentbus-trust token create`
   // would (its hash only) and returns the token.
   secret_bytes issue_token(const std::string& name, const std::string& role, std::string fingerprint = {},
-                           std::int64_t ttl_ms = 3'600'000) {
+                           std::int64_t ttl_ms = 3'600'000, std::string ek_fingerprint = {}) {
     secret_bytes t = random_token();
     token_record r;
     r.hash = enrolment_authority::token_hash(t.view());
     r.name = name;
     r.role = role;
     r.fingerprint = std::move(fingerprint);
+    r.ek_fingerprint = std::move(ek_fingerprint);
     r.created_at = now_unix_ms();
     r.expires_at = r.created_at + ttl_ms;
     r.created_by = "test";
@@ -875,7 +876,11 @@ TEST(Enrolment, ATokenRoleNeedsAValidTokenForTheNameRoleAndKey) {
   expect_refused(&other_key, "another key");
   const secret_bytes expired = e.issue_token("debugger-9", "DEBUGGER", {}, -1);
   expect_refused(&expired, "expired");
-  EXPECT_GE(e.stats.value("enrolments_total", "not_authorised"), 6u);
+  // Bound to a TPM: a key no TPM attests cannot use it (refused at PROOF, unspent).
+  const secret_bytes other_tpm = e.issue_token("debugger-9", "DEBUGGER", {}, 3'600'000, std::string(64, 'e'));
+  expect_refused(&other_tpm, "another TPM");
+  EXPECT_EQ(e.reg.find_token(enrolment_authority::token_hash(other_tpm.view()))->used_at, 0);
+  EXPECT_GE(e.stats.value("enrolments_total", "not_authorised"), 7u);
 
   const secret_bytes good = e.issue_token("debugger-9", "DEBUGGER", key->public_key().fingerprint_hex());
   ASSERT_TRUE(e.enrol_with(*key, "debugger-9", b("r-good"), &good).ok());

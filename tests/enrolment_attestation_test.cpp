@@ -265,5 +265,30 @@ TEST_F(VouchingBroker, ReceiversMakeTheirOwnCredentialAndCatchAnAkFromAnotherTpm
   EXPECT_EQ(m.count(), 1u) << "only the attested director's envelope was delivered";
 }
 
+// A token bound to a TPM (token create --ek): only a key that TPM attests may use it.
+// Another endorsed TPM's key is refused not_authorised, with no row, and the token
+// stays usable for the right one.
+TEST_F(AttestedEnrolment, ATokenBoundToATpmAdmitsOnlyAKeyItAttests) {
+  auto ek = tpm::endorsement_fingerprint(director_ek_);
+  ASSERT_TRUE(ek.ok()) << ek.error().to_string();
+  auto token = broker::admin_client(broker_->admin_endpoint())
+                   .issue_token(broker_->operator_key(), broker_process::kOperatorName, "director-1", "DIRECTOR", {},
+                                600, *ek);
+  ASSERT_TRUE(token.ok()) << token.error().to_string();
+  agent_options with_token;
+  with_token.enrolment_token = *token;
+  try {
+    testing::enrol_identity(*broker_, testing::make_identity(dir_.path() / "other-tpm", "DIRECTOR", false, *pol_, ca()),
+                            "director-1", with_token, pol_);
+    ADD_FAILURE() << "a key of another TPM enrolled with a token bound to the director's TPM";
+  } catch (const enrolment_error& e) {
+    EXPECT_EQ(e.code(), status_code::not_authorised) << e.what();
+  }
+  EXPECT_TRUE(show("director-1").is_null()) << "no row for a refused enrolment";
+  EXPECT_NE(broker_->log().find("is for a key attested by another TPM"), std::string::npos);
+  auto director = testing::enrol_identity(*broker_, std::move(director_id_), "director-1", with_token, pol_);
+  EXPECT_EQ(show("director-1")["agent"]["attestation"]["ek_fingerprint"], *ek);
+}
+
 }  // namespace
 }  // namespace agentbus

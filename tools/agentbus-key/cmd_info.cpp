@@ -30,6 +30,14 @@ void add_info_command(CLI::App& app, const global_options& global, int* result) 
               << "rsa key bits  " << join(info.rsa_bits, [](unsigned b) { return std::to_string(b); }) << "\n"
               << "pcr banks     " << join(info.pcr_banks, [](const std::string& s) { return s; }) << "\n"
               << "algorithms    " << join(info.algorithms, [](const std::string& s) { return s; }) << "\n";
+    // The EK names the TPM for an operator: a token bound to it (token create --ek)
+    // admits only keys this TPM attests; revoke-key with it refuses all of them.
+    if (auto ek = device.read_endorsement(); ek) {
+      auto fp = tpm::endorsement_fingerprint(*ek);
+      std::cout << "ek            " << (fp ? "sha256:" + *fp : "unusable: " + fp.error().detail()) << "\n";
+    } else {
+      std::cout << "ek            none: " << ek.error().detail() << " (its keys cannot be attested)\n";
+    }
     // Which policy suites this TPM can serve: a suite it cannot perform is refused
     // before any agent tries to enrol with it.
     policy pol = load_policy(global);

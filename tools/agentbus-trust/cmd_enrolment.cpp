@@ -70,7 +70,7 @@ class secret_file {
 
 void add_token_create(CLI::App* token, const global_options& global, int* result) {
   struct options {
-    std::string agent, role, fingerprint, endpoint, out;
+    std::string agent, role, fingerprint, ek, endpoint, out;
     std::int64_t ttl = 3600;
     operator_options op;
   };
@@ -80,6 +80,10 @@ void add_token_create(CLI::App* token, const global_options& global, int* result
   cmd->add_option("AGENT", opts->agent, "Agent name the token admits")->required();
   cmd->add_option("--role", opts->role, "Role the token admits")->required();
   cmd->add_option("--fingerprint", opts->fingerprint, "Admit only this key (64 hex digits; `agentbus-key create` prints it)")
+      ->transform(fingerprint_option());
+  cmd->add_option("--ek", opts->ek,
+                  "Admit only a key attested by this TPM: its EK's fingerprint (64 hex digits; `agentbus-key info` "
+                  "prints it)")
       ->transform(fingerprint_option());
   cmd->add_option("--ttl", opts->ttl, "Seconds until the token expires (default 3600, at most 7 days)")
       ->check(CLI::Range(1, 7 * 24 * 3600));
@@ -92,6 +96,7 @@ void add_token_create(CLI::App* token, const global_options& global, int* result
     if (!opts->out.empty()) out.emplace(opts->out);
     nlohmann::json inner{{"op", "token_create"}, {"agent", opts->agent}, {"role", opts->role}, {"ttl_seconds", opts->ttl}};
     if (!opts->fingerprint.empty()) inner["fingerprint"] = opts->fingerprint;
+    if (!opts->ek.empty()) inner["ek_fingerprint"] = opts->ek;
     auto r = send_operator_request(global, opts->op, inner);
     const auto& broker = r.at("broker");
     const auto& rec = r.at("token_record");

@@ -74,6 +74,9 @@ struct endorsement {
   bytes public_area;      // marshalled TPM2B_PUBLIC of the EK
   bytes certificate_der;  // the EK certificate (X.509 DER)
 };
+// endorsement_fingerprint: hex SHA-256 of the EK's DER public key, from its public
+// area: how operators name a TPM (agentbus-trust revoke-key, token create --ek).
+result<std::string> endorsement_fingerprint(const endorsement& ek);
 
 // certification is TPM2_Certify's output: the TPMS_ATTEST bytes the TPM signed and
 // the signature (DER ECDSA over SHA-256 of `attest`, for the attestation key made

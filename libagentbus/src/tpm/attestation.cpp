@@ -266,3 +266,13 @@ result<credential> make_credential(const crypto::public_key& ek, byte_view ak_na
 }
 
 }  // namespace agentbus::tpm::attestation
+
+namespace agentbus::tpm {
+
+result<std::string> endorsement_fingerprint(const endorsement& ek) {
+  auto key = attestation::public_key_from_area(ek.public_area);
+  if (!key) return status{status_code::not_attested, "the EK public area does not parse: " + key.error().detail()};
+  return key->fingerprint_hex();
+}
+
+}  // namespace agentbus::tpm
