@@ -203,7 +203,7 @@ start_agent() {
   local kind="$1" name="$2" role="$3"
   shift 3
   "$examples_dir/agentbus-example-$kind" --name "$name" --role "$role" --key-dir "$state/keys/$name" \
-    --tcti "${tcti[$name]}" --enrolment-bundle "$state/bundles/$name.toml" --policy "$policy" "$@" \
+    --tcti "${tcti[$name]}" --enrolment-bundle "$state/bundles/$name.toml" --policy "$demo_policy" --log-level info "$@" \
     >"$state/logs/$name.log" 2>"$state/logs/$name.err" &
   agent_pid[$name]=$!
 }
@@ -418,7 +418,7 @@ echo "   architect-1  pid ${agent_pid[architect-1]}"
 # The optimizer is a Python agent (examples/python/optimizer.py, import agentbus).
 PYTHONPATH="$build_dir/python${PYTHONPATH:+:$PYTHONPATH}" "$python" "$repo/examples/python/optimizer.py" \
   --name optimizer-py --key-dir "$state/keys/optimizer-py" --tcti "${tcti[optimizer-py]}" \
-  --enrolment-bundle "$state/bundles/optimizer-py.toml" --policy "$policy" \
+  --enrolment-bundle "$state/bundles/optimizer-py.toml" --policy "$demo_policy" \
   >"$state/logs/optimizer-py.log" 2>"$state/logs/optimizer-py.err" &
 agent_pid[optimizer-py]=$!
 wait_for_line optimizer-py '^\[optimizer-py\] (SUBSCRIBED metrics/cpu|FAILED subscribe metrics)'
@@ -562,10 +562,10 @@ if t.get("ek_ca") == "demo-ca":
 done
 # Receivers require the roles attested too (the demo policy): each made its own
 # credential for its peers' AKs when it set a session up, and the peers' TPMs opened it.
-proofs=$(grep -h "TPM recovered our credential" "$state"/logs/*.log "$state"/logs/*.err 2>/dev/null |
+proofs=$( { grep -h "TPM recovered our credential" "$state"/logs/*.log "$state"/logs/*.err 2>/dev/null || true; } |
   sed -E 's/.*\[([^]]+)\] ([^ ]+)'"'"'s TPM recovered.*/\2 to \1/' | sort -u)
 if [ -n "$proofs" ]; then
-  printf '   ok       receivers checked their peers'"'"' AKs with credentials of their own: %s\n' "$(echo $proofs | sed 's/ to /→/g')"
+  printf '   ok       receivers proved their peers'"'"' AKs with credentials of their own (peer→receiver): %s\n' "$(echo $proofs | sed 's/ to /→/g')"
 else
   printf '   MISSING  no receiver proved a peer'"'"'s AK with its own credential\n'
   failed=1
