@@ -2,7 +2,6 @@
 // processes and swtpm: nothing accepted is lost silently, refusals are reported and
 // counted and logged within limits, handshakes never disturb traffic. Each test
 // replays a defect of issue 10 that the previous agent had.
-#include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <signal.h>
@@ -13,6 +12,7 @@
 
 #include "support/bus_fixture.hpp"
 #include "support/inbox.hpp"
+#include "support/log_capture.hpp"
 
 namespace agentbus {
 namespace {
@@ -27,29 +27,7 @@ using testing::wait_until;
 
 using testing::text;
 
-// log_capture copies every line the process logs through spdlog while it lives.
-class log_capture {
- public:
-  log_capture() : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(out_)) {
-    spdlog::default_logger()->sinks().push_back(sink_);
-  }
-  ~log_capture() {
-    auto& sinks = spdlog::default_logger()->sinks();
-    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
-  }
-  std::size_t lines_with(std::string_view needle) {
-    sink_->flush();
-    std::istringstream in(out_.str());
-    std::size_t n = 0;
-    for (std::string line; std::getline(in, line);)
-      if (line.find(needle) != std::string::npos) ++n;
-    return n;
-  }
-
- private:
-  std::ostringstream out_;
-  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
-};
+using testing::log_capture;
 
 class Guarantees : public testing::broker_test {};
 

@@ -14,6 +14,7 @@
 #include "agentbus/testing/claiming_identity.hpp"
 #include "support/bus_fixture.hpp"
 #include "support/inbox.hpp"
+#include "support/log_capture.hpp"
 
 namespace agentbus {
 namespace {
@@ -243,10 +244,13 @@ TEST_F(VouchingBroker, ReceiversMakeTheirOwnCredentialAndCatchAnAkFromAnotherTpm
   d.attach(*director.client);
   l.attach(*liar.client);
 
+  testing::log_capture log;
   ASSERT_TRUE(director->send("monitor-1", "text/plain", as_bytes(std::string_view("attested"))).ok());
   EXPECT_TRUE(testing::wait_until([&] { return m.count() == 1; })) << m.describe();
   ASSERT_TRUE(monitor->send("director-1", "text/plain", as_bytes(std::string_view("back"))).ok());
   EXPECT_TRUE(testing::wait_until([&] { return d.count() == 1; })) << d.describe();
+  EXPECT_EQ(log.lines_with("[monitor-1] director-1's TPM recovered our credential"), 1u)
+      << "the monitor's credential went to the director once, and came back";
 
   status st = liar->send("monitor-1", "text/plain", as_bytes(std::string_view("from another TPM")));
   EXPECT_EQ(st.code(), status_code::no_session) << st.to_string();

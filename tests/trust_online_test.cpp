@@ -10,6 +10,7 @@
 #include "../broker/admin_protocol.hpp"
 #include "support/bus_fixture.hpp"
 #include "support/inbox.hpp"
+#include "support/log_capture.hpp"
 
 namespace agentbus {
 namespace {
@@ -315,8 +316,11 @@ TEST_F(TrustOnline, AnAgentRefusesAnUnpinnedBroker) {
   o.broker_fingerprint.clear();
   o.insecure_trust_any_broker = true;
   o.enrolment_token = broker_->issue_token("monitor-7", "MONITOR");
+  testing::log_capture log;
   agentbus::agent opted_out(o, id.key, policy_);  // enrols, with a critical log line
   EXPECT_EQ(opted_out.name(), "monitor-7");
+  EXPECT_GE(log.lines_with("[critical] [monitor-7] enrolling WITHOUT authenticating the broker"), 1u)
+      << "the opt-out is logged loudly";
 }
 
 TEST_F(TrustOnline, UnsignedOrUnauthorisedChangesAreRefused) {
