@@ -56,6 +56,30 @@ class TrustOnline : public ::testing::Test {
     EXPECT_EQ(r.exit_code, 0) << r.output;
     return json::parse(r.output);
   }
+  // options_for: how a test's own agent object reaches this broker as `name`.
+  agent_options options_for(const std::string& name) const {
+    agent_options o;
+    o.name = name;
+    o.broker_endpoint = broker_->endpoint();
+    o.broker_fingerprint = broker_->fingerprint();
+    return o;
+  }
+  // present_changed_key: `id` enrols as `name`, which the registry holds with another
+  // key: refused key_changed and (MONITOR being an open role here) recorded as the
+  // name's pending key, whose fingerprint it returns.
+  std::string present_changed_key(const testing::test_identity& id, const std::string& name) {
+    try {
+      agentbus::agent refused(options_for(name), id.key, policy_);
+      ADD_FAILURE() << "a changed key was accepted before approval";
+    } catch (const enrolment_error& e) {
+      EXPECT_EQ(e.code(), status_code::key_changed) << e.what();
+    }
+    return trust_json("show " + name)["agent"]["pending_fingerprint"].get<std::string>();
+  }
+  testing::command_result approve(const std::string& name, const std::string& fingerprint) {
+    return trust("approve " + name + " --fingerprint " + fingerprint + " --operator-key " +
+                 shell_quote((dir_.path() / "operator").string()));
+  }
   testing::bus_agent agent(const std::string& name, const std::string& role) {
     return connect_agent(*broker_, dir_.path() / "agents" / std::to_string(++n_), name, role, false, {}, policy_);
   }
@@ -151,26 +175,15 @@ TEST_F(TrustOnline, ChangedKeyIsRefusedUntilAnOperatorApprovesIt) {
   { auto first = agent("monitor-1", "MONITOR"); }
   // A new key (its own TPM) under the same name.
   auto second = testing::make_identity(dir_.path() / "second", "MONITOR", false, *policy_);
-  agent_options o;
-  o.name = "monitor-1";
-  o.broker_endpoint = broker_->endpoint();
-  o.broker_fingerprint = broker_->fingerprint();
-  try {
-    agentbus::agent refused(o, second.key, policy_);
-    ADD_FAILURE() << "a changed key was accepted";
-  } catch (const enrolment_error& e) {
-    EXPECT_EQ(e.code(), status_code::key_changed) << e.what();
-  }
-  json shown = trust_json("show monitor-1");
-  std::string pending = shown["agent"]["pending_fingerprint"].get<std::string>();
+  const std::string pending = present_changed_key(second, "monitor-1");
   EXPECT_EQ(pending, second.key->metadata().fingerprint);
 
-  const std::string op_key = shell_quote((dir_.path() / "operator").string());
-  auto wrong = trust("approve monitor-1 --fingerprint " + std::string(64, 'a') + " --operator-key " + op_key);
+  auto wrong = approve("monitor-1", std::string(64, 'a'));
   EXPECT_NE(wrong.exit_code, 0) << wrong.output;
+  const agent_options o = options_for("monitor-1");
   EXPECT_THROW(agentbus::agent(o, second.key, policy_), enrolment_error);
 
-  auto ok = trust("approve monitor-1 --fingerprint " + pending + " --operator-key " + op_key);
+  auto ok = approve("monitor-1", pending);
   ASSERT_EQ(ok.exit_code, 0) << ok.output;
   agentbus::agent approved(o, second.key, policy_);  // enrols now
   EXPECT_EQ(trust_json("show monitor-1")["agent"]["fingerprint"], second.key->metadata().fingerprint);
@@ -204,21 +217,11 @@ TEST_F(TrustOnline, AnApprovedKeyChangeReachesRunningPeersWhileTrafficFlows) {
   ASSERT_TRUE(wait_until([&] { return m1.count() >= 3; })) << "traffic flows before the change";
 
   auto second = testing::make_identity(dir_.path() / "second", "MONITOR", false, *policy_);
-  agent_options o;
-  o.name = "monitor-1";
-  o.broker_endpoint = broker_->endpoint();
-  o.broker_fingerprint = broker_->fingerprint();
-  try {
-    agentbus::agent refused(o, second.key, policy_);
-    ADD_FAILURE() << "a changed key was accepted before approval";
-  } catch (const enrolment_error& e) {
-    EXPECT_EQ(e.code(), status_code::key_changed) << e.what();
-  }
-  const std::string pending = trust_json("show monitor-1")["agent"]["pending_fingerprint"].get<std::string>();
+  const std::string pending = present_changed_key(second, "monitor-1");
   ASSERT_EQ(pending, second.key->metadata().fingerprint);
-  auto ok = trust("approve monitor-1 --fingerprint " + pending + " --operator-key " +
-                  shell_quote((dir_.path() / "operator").string()));
+  auto ok = approve("monitor-1", pending);
   ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  const agent_options o = options_for("monitor-1");
   agentbus::agent new_monitor(o, second.key, policy_);  // takes the name over from the running old key
   testing::inbox m2;
   m2.attach(new_monitor);
