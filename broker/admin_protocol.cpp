@@ -538,6 +538,10 @@ result<nlohmann::json> admin_handler::create_token(const verified_request& req) 
   if (!agent || !role) return status{status_code::malformed, "token_create needs strings 'agent' and 'role'"};
   if (!is_agent_name(*agent)) return status{status_code::invalid_field, "'" + agent->substr(0, 64) + "' is not an agent name"};
   if (pol_->find_role(*role) == nullptr) return status{status_code::unknown_role, "role '" + role->substr(0, 64) + "' is not in the policy"};
+  // Optional bindings; present, they must be strings (a number would bind nothing).
+  for (const char* field : {"fingerprint", "ek_fingerprint"})
+    if (auto it = req.inner.find(field); it != req.inner.end() && !it->is_string())
+      return status{status_code::malformed, std::string(field) + ": 64 hex digits"};
   std::string fingerprint;  // optional: empty admits any key
   if (auto given = string_field(req.inner, "fingerprint"); given && !given->empty()) {
     auto fp = fingerprint_field(req.inner);

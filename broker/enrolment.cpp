@@ -298,10 +298,11 @@ void enrolment::on_proof(const bytes& route, std::span<const bytes> frames, cons
     return refuse(route, name, st);
   // Now that the key is proven: may it have this name and role? (The registry may
   // also have changed since HELLO.)
-  auto auth = authority_.authorise(
-      candidate_of(p.hello, *p.agent_key, p.agent_fingerprint, p.peer_address, p.attested ? &*p.attested : nullptr, true),
-      token,
-      now_unix_ms());
+  candidate who =
+      candidate_of(p.hello, *p.agent_key, p.agent_fingerprint, p.peer_address, p.attested ? &*p.attested : nullptr, true);
+  // Step 3a checked the activation, unless this broker vouches without it (tests).
+  who.ek_activated = p.attested.has_value() && !vouch_without_activation_;
+  auto auth = authority_.authorise(who, token, now_unix_ms());
   if (!auth) return refuse(route, name, auth.error());
   if (at_agent_limit(name)) return refuse(route, name, {status_code::overloaded, "broker is at its agent limit"});
   complete(route, p, frames[0], std::move(*shares), *auth);

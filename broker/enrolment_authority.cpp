@@ -127,8 +127,7 @@ result<authorisation> enrolment_authority::authorise(const candidate& c, const s
       token_refusal = {status_code::not_authorised, "enrolment token " + t->id() + " is for another name or role"};
     else if (!t->fingerprint.empty() && t->fingerprint != c.fingerprint)
       token_refusal = {status_code::not_authorised, "enrolment token " + t->id() + " is for another key"};
-    else if (!t->ek_fingerprint.empty() && t->ek_fingerprint != c.ek_fingerprint)
-      // c.ek_fingerprint is set only for evidence that held, activation included.
+    else if (!t->ek_fingerprint.empty() && (!c.ek_activated || t->ek_fingerprint != c.ek_fingerprint))
       token_refusal = {status_code::not_authorised,
                        "enrolment token " + t->id() + " is for a key attested by another TPM (EK " +
                            t->ek_fingerprint.substr(0, 16) + ")" + (c.ek_fingerprint.empty() ? ": this key is not attested" : "")};

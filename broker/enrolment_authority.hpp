@@ -31,6 +31,7 @@ struct candidate {
   std::string address;   // the connection's peer address ("" if unknown)
   std::string evidence;  // what HELLO claimed or proved about the key's protection
   std::string ek_fingerprint;  // the attested TPM's EK ("" when the key is not attested)
+  bool ek_activated = false;   // and its TPM opened the broker's credential (PROOF)
 };
 
 // admission: how a HELLO that proved possession of its key may wait for the broker's

@@ -465,6 +465,12 @@ TEST_F(AdminHandler, TokenCreateStoresOnlyTheHash) {
   EXPECT_EQ(stored->role, "MONITOR");
   EXPECT_EQ(stored->created_by, "alice");
   EXPECT_EQ(stored->expires_at - stored->created_at, 600'000);
+  EXPECT_TRUE(stored->ek_fingerprint.empty());
+  json bound = ask(signed_by(json{{"op", "token_create"}, {"agent", "monitor-9"}, {"role", "MONITOR"},
+                                  {"ek_fingerprint", std::string(64, 'E')}},
+                             *alice_, "alice"));
+  ASSERT_TRUE(bound.at("ok").get<bool>()) << bound.dump();
+  EXPECT_EQ(bound.at("result").at("token_record").at("ek_fingerprint"), std::string(64, 'e')) << "lower case";
   EXPECT_EQ(r.at("result").at("token_record").at("id"), hash.substr(0, 16));
   const std::string all = reg_->tokens().empty() ? "" : ask(json{{"op", "tokens"}}.dump()).dump();
   EXPECT_EQ(all.find(token), std::string::npos) << "the secret is never listed";
@@ -478,6 +484,9 @@ TEST_F(AdminHandler, TokenCreateStoresOnlyTheHash) {
   refused({{"agent", "bad name!"}, {"role", "MONITOR"}}, "invalid_field");
   refused({{"agent", "monitor-9"}, {"role", "NOPE"}}, "unknown_role");
   refused({{"agent", "monitor-9"}, {"role", "MONITOR"}, {"fingerprint", "abc"}}, "malformed");
+  refused({{"agent", "monitor-9"}, {"role", "MONITOR"}, {"fingerprint", 7}}, "malformed");
+  refused({{"agent", "monitor-9"}, {"role", "MONITOR"}, {"ek_fingerprint", "abc"}}, "malformed");
+  refused({{"agent", "monitor-9"}, {"role", "MONITOR"}, {"ek_fingerprint", 7}}, "malformed");  // not a silent unbound token
   refused({{"agent", "monitor-9"}, {"role", "MONITOR"}, {"ttl_seconds", 0}}, "invalid_field");
   refused({{"agent", "monitor-9"}, {"role", "MONITOR"}, {"ttl_seconds", 8 * 24 * 3600}}, "invalid_field");
   refused({{"role", "MONITOR"}}, "malformed");

@@ -406,6 +406,17 @@ void open_session_envelope(const json& e, const suite& s, const std::string& sen
   out.auth = *auth;
 }
 
+// expect_credential_form: TPM2B_ID_OBJECT || TPM2B_ENCRYPTED_SECRET, as CHALLENGE field 6
+// carries it (protocol.md §3.9): each size prefix covers exactly what follows.
+void expect_credential_form(const bytes& c) {
+  ASSERT_GE(c.size(), 4u);
+  const std::size_t id_len = std::size_t{c[0]} << 8 | c[1];
+  ASSERT_GE(c.size(), 2 + id_len + 2);
+  const std::size_t secret_len = std::size_t{c[2 + id_len]} << 8 | c[3 + id_len];
+  EXPECT_EQ(c.size(), 2 + id_len + 2 + secret_len);
+  EXPECT_EQ(secret_len, 256u) << "an RSA-2048 OAEP output";
+}
+
 TEST(handshake_vectors, e2e_offer_accept_and_keys_with_two_mac_hashes) {
   const json v = load("handshake-e2e.json");
   ASSERT_EQ(str(v["kind"]), "handshake-e2e");
@@ -447,6 +458,7 @@ TEST(handshake_vectors, e2e_offer_accept_and_keys_with_two_mac_hashes) {
   EXPECT_EQ(to_hex(offer->static_ecdh_der), str(of["static_ecdh"]));
   EXPECT_FALSE(offer->credential.empty()) << "the vector's offer carries a credential for the responder's AK";
   EXPECT_EQ(to_hex(offer->credential), str(of["credential"]));
+  expect_credential_form(offer->credential);
   EXPECT_EQ(to_hex(session::encode(*offer)), str(v["offer"]["body"]["bytes"]));
   EXPECT_EQ(to_hex(offer_env.header.payload), str(v["offer"]["body"]["bytes"]));
 
@@ -460,8 +472,8 @@ TEST(handshake_vectors, e2e_offer_accept_and_keys_with_two_mac_hashes) {
   EXPECT_EQ(to_hex(accept->offer_id), to_hex(offer_env.header.message_id));
   EXPECT_EQ(to_hex(accept->static_ecdh_der), str(af["static_ecdh"]));
   EXPECT_EQ(to_hex(accept->static_ecdh_der), str(res["static_ecdh"]["der"]));
-  EXPECT_TRUE(accept->credential.empty());
   EXPECT_EQ(to_hex(accept->credential), str(af["credential"]));
+  expect_credential_form(accept->credential);
   EXPECT_EQ(to_hex(session::encode(*accept)), str(v["accept"]["body"]["bytes"]));
   EXPECT_EQ(to_hex(accept_env.header.payload), str(v["accept"]["body"]["bytes"]));
   for (const bytes* der : {&offer->ephemeral_der, &accept->ephemeral_der, &accept->static_ecdh_der})
@@ -487,9 +499,10 @@ TEST(handshake_vectors, e2e_offer_accept_and_keys_with_two_mac_hashes) {
   EXPECT_EQ(to_hex(crypto::digest(h_t, hex(v["transcript"]))), str(ks["th"]));
 
   // The schedule from its definition.
-  // IKM = Z_ee || Z_es || A_R: the secret of the offer's credential comes last.
-  EXPECT_TRUE(v["credential_secrets"]["a_i"].is_null());
-  const bytes ikm = concat({hex(z["z_ee"]), hex(z["z_es"]), hex(v["credential_secrets"]["a_r"])});
+  // IKM = Z_ee || Z_es || A_R || A_I: the credentials' secrets after the shares, the
+  // offer's first.
+  const bytes ikm = concat({hex(z["z_ee"]), hex(z["z_es"]), hex(v["credential_secrets"]["a_r"]),
+                            hex(v["credential_secrets"]["a_i"])});
   EXPECT_EQ(to_hex(ikm), str(ks["ikm"]));
   const bytes salt = concat({offer->nonce, accept->nonce});
   EXPECT_EQ(to_hex(salt), str(ks["salt"]));
@@ -510,11 +523,13 @@ TEST(handshake_vectors, e2e_offer_accept_and_keys_with_two_mac_hashes) {
   session::ecdh_shares i_shares;
   i_shares.ephemeral = secret(z["z_ee"]);
   i_shares.peer_static = secret(z["z_es"]);
-  i_shares.offer_credential = secret(v["credential_secrets"]["a_r"]);  // the initiator made it
+  i_shares.offer_credential = secret(v["credential_secrets"]["a_r"]);   // the initiator made it
+  i_shares.accept_credential = secret(v["credential_secrets"]["a_i"]);  // its TPM2_ActivateCredential
   session::ecdh_shares r_shares;
   r_shares.ephemeral = secret(z["z_ee"]);
   r_shares.my_static = secret(z["z_es"]);  // the responder's TPM2_ECDH_ZGen
-  r_shares.offer_credential = secret(v["credential_secrets"]["a_r"]);  // the responder's TPM2_ActivateCredential
+  r_shares.offer_credential = secret(v["credential_secrets"]["a_r"]);   // its TPM2_ActivateCredential
+  r_shares.accept_credential = secret(v["credential_secrets"]["a_i"]);  // the responder made it
   const session::agreed_keys ki = session::agree(session::handshake_role::initiator, i_shares, in);
   const session::agreed_keys kr = session::agree(session::handshake_role::responder, r_shares, in);
   EXPECT_EQ(to_hex(ki.transcript_hash), str(ks["th"]));

@@ -819,13 +819,21 @@ def make_e2e():
     h_t = mac_i if HASH_SIZES[mac_i] >= HASH_SIZES[mac_r] else mac_r
 
     offer_nonce = det(name, "offer-nonce", 32)
-    # The initiator's policy requires the responder's role attested: the offer carries
-    # a credential for the responder's AK (protocol.md §4.3). Its bytes stand in for
-    # TPM2B_ID_OBJECT || TPM2B_ENCRYPTED_SECRET (RSA-OAEP is randomised, and the key
-    # schedule takes only its secret A_R and the transcript); the credential itself is
-    # checked against tpm2_makecredential in tests/attestation_test.cpp.
-    offer_credential = det(name, "offer-credential", 328)
+    # Each side's policy requires the other's role attested: the offer carries a
+    # credential for the responder's AK, the accept one for the initiator's (protocol.md
+    # §4.3). Their bytes have the form of TPM2B_ID_OBJECT (integrity HMAC, encrypted
+    # identity) || TPM2B_ENCRYPTED_SECRET (a 2048-bit OAEP output) but stand-in content:
+    # RSA-OAEP is randomised, and the key schedule takes only their secrets A_R, A_I and
+    # the transcript. The construction itself is checked against tpm2_makecredential in
+    # tests/attestation_test.cpp.
+    def credential(label):
+        id_object = b"\x00\x20" + det(name, label + "/hmac", 32) + det(name, label + "/enc-identity", 34)
+        seed = det(name, label + "/encrypted-seed", 256)
+        return len(id_object).to_bytes(2, "big") + id_object + len(seed).to_bytes(2, "big") + seed
+    offer_credential = credential("offer-credential")
     a_r = det(name, "offer-credential-secret", 32)
+    accept_credential = credential("accept-credential")
+    a_i = det(name, "accept-credential-secret", 32)
     offer_fields = {"ephemeral": der("e2e-initiator-ephemeral").hex(), "nonce": offer_nonce.hex(), "curve": curve,
                     "rekey_of": "", "static_ecdh": "", "credential": offer_credential.hex()}
     offer_body = mp_array([mp_bin(der("e2e-initiator-ephemeral")), mp_bin(offer_nonce), mp_str(curve), mp_bin(b""),
@@ -837,9 +845,10 @@ def make_e2e():
         "content_type": "application/agentbus-session-offer", "headers": [], "payload": offer_body}))
     accept_nonce = det(name, "accept-nonce", 32)
     accept_fields = {"ephemeral": der("e2e-responder-ephemeral").hex(), "nonce": accept_nonce.hex(),
-                     "offer_id": offer_id.hex(), "static_ecdh": der("e2e-responder-static").hex(), "credential": ""}
+                     "offer_id": offer_id.hex(), "static_ecdh": der("e2e-responder-static").hex(),
+                     "credential": accept_credential.hex()}
     accept_body = mp_array([mp_bin(der("e2e-responder-ephemeral")), mp_bin(accept_nonce), mp_bin(offer_id),
-                            mp_bin(der("e2e-responder-static")), mp_bin(b"")])
+                            mp_bin(der("e2e-responder-static")), mp_bin(accept_credential)])
     accept = session_envelope(name + "/accept", r_suite, "e2e-responder-identity", header_of(name + "/accept", {
         "type": "control", "message_id": det(name, "accept/message_id", 16), "correlation_id": offer_id,
         "sender": r_name, "to_kind": "agent", "to": i_name, "sequence": 77, "timestamp_ms": 1767225608040,
@@ -850,7 +859,7 @@ def make_e2e():
 
     z_ee = check_ecdh("e2e-initiator-ephemeral", "e2e-responder-ephemeral")
     z_es = check_ecdh("e2e-initiator-ephemeral", "e2e-responder-static")
-    ikm = z_ee + z_es + a_r  # no Z_se: the offer carries no static key; no A_I: the accept no credential
+    ikm = z_ee + z_es + a_r + a_i  # no Z_se: the offer carries no static key
     transcript = bytes.fromhex(offer["signed_part"]) + bytes.fromhex(accept["signed_part"])
     th = H(h_t, transcript)
     salt = offer_nonce + accept_nonce
@@ -863,8 +872,9 @@ def make_e2e():
     return {"kind": "handshake-e2e", "name": name,
             "description": "session of initiator monitor-1 (ecdsa-p256-sha256, HMAC-SHA256) with responder "
                            "architect-1 (ecdsa-p384-sha3-384, HMAC-SHA384) on P-384; only the responder has a "
-                           "static ECDH key, and the offer carries a credential for the responder's AK (the "
-                           "initiator requires its role attested), so IKM = Z_ee || Z_es || A_R",
+                           "static ECDH key, and each side requires the other's role attested: the offer carries "
+                           "a credential for the responder's AK, the accept one for the initiator's, so IKM = "
+                           "Z_ee || Z_es || A_R || A_I",
             "session_curve": curve,
             "initiator": {"name": i_name, "suite": suite_json(i_suite), "identity": key_json("e2e-initiator-identity"),
                           "ephemeral": key_json("e2e-initiator-ephemeral"), "static_ecdh": None},
@@ -873,7 +883,7 @@ def make_e2e():
                           "static_ecdh": key_json("e2e-responder-static")},
             "offer": offer, "accept": accept, "transcript": transcript.hex(),
             "ecdh": {"z_ee": z_ee.hex(), "z_se": None, "z_es": z_es.hex()},
-            "credential_secrets": {"a_r": a_r.hex(), "a_i": None},
+            "credential_secrets": {"a_r": a_r.hex(), "a_i": a_i.hex()},
             "key_schedule": {"hash": h_t, "ikm": ikm.hex(), "salt": salt.hex(), "th": th.hex(),
                              "info_i2r": info["i2r"].hex(), "info_r2i": info["r2i"].hex(), "info_sid": info["sid"].hex(),
                              "k_i2r": k_i2r.hex(), "k_i2r_mac_hash": mac_i, "k_r2i": k_r2i.hex(),

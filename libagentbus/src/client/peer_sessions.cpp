@@ -10,6 +10,39 @@
 
 namespace agentbus::client {
 
+namespace {
+
+// attestation_identity: what a proof of a peer's AK is for — its key and, when our
+// policy requires it attested, the AK its evidence named.
+bytes attestation_identity(const peer_info& p) {
+  bytes id = p.key_id;
+  if (p.endorsement) id.insert(id.end(), p.endorsement->ak_name.begin(), p.endorsement->ak_name.end());
+  return id;
+}
+
+// same_identity: `id` is attestation_identity(p), compared without building it (the
+// receive path asks per envelope).
+bool same_identity(const bytes& id, const peer_info& p) {
+  const std::size_t ak = p.endorsement ? p.endorsement->ak_name.size() : 0;
+  if (id.size() != p.key_id.size() + ak) return false;
+  if (!std::equal(p.key_id.begin(), p.key_id.end(), id.begin())) return false;
+  return ak == 0 || std::equal(p.endorsement->ak_name.begin(), p.endorsement->ak_name.end(), id.begin() + p.key_id.size());
+}
+
+// take_token refills a token bucket (burst, one per refill) and takes one if it can.
+bool take_token(double& tokens, std::chrono::steady_clock::time_point& counted, double burst,
+                std::chrono::milliseconds refill) {
+  const auto now = std::chrono::steady_clock::now();
+  if (counted != std::chrono::steady_clock::time_point{})
+    tokens = std::min(burst, tokens + std::chrono::duration<double>(now - counted) / std::chrono::duration<double>(refill));
+  counted = now;
+  if (tokens < 1) return false;
+  tokens -= 1;
+  return true;
+}
+
+}  // namespace
+
 // job_marker lives in a queued offer/accept job: created when the job is queued,
 // destroyed when it has run (or was dropped); then the envelopes that waited for it
 // are checked again.
@@ -17,12 +50,17 @@ class peer_sessions::job_marker {
  public:
   job_marker(peer_sessions& owner, std::string peer) : owner_(owner), peer_(std::move(peer)) {
     std::lock_guard lock(owner_.mu_);
-    ++owner_.sessions_by_peer_[peer_].jobs;
+    peer_session& s = owner_.entry_locked(peer_);
+    ++s.jobs;
+    generation_ = s.generation;
   }
   ~job_marker() {
     {
+      // Not a re-created entry's (the peer was forgotten meanwhile): its count is its own.
       std::lock_guard lock(owner_.mu_);
-      if (auto it = owner_.sessions_by_peer_.find(peer_); it != owner_.sessions_by_peer_.end()) --it->second.jobs;
+      if (auto it = owner_.sessions_by_peer_.find(peer_);
+          it != owner_.sessions_by_peer_.end() && it->second.generation == generation_)
+        --it->second.jobs;
     }
     owner_.wake_io_();
   }
@@ -32,7 +70,17 @@ class peer_sessions::job_marker {
  private:
   peer_sessions& owner_;
   std::string peer_;
+  std::uint64_t generation_ = 0;
 };
+
+peer_sessions::peer_session& peer_sessions::entry_locked(std::string_view name) {
+  auto it = sessions_by_peer_.find(name);
+  if (it == sessions_by_peer_.end()) {
+    it = sessions_by_peer_.emplace(std::string(name), peer_session{}).first;
+    it->second.generation = ++generations_;
+  }
+  return it->second;
+}
 
 peer_sessions::peer_sessions(const agent_options& opts, identity_key& key, const suite& my_suite, peer_directory& peers,
                              sealer& seal, dispatcher& jobs, reporter& rep, std::function<void()> wake_io)
@@ -64,9 +112,14 @@ status peer_sessions::ensure(const std::string& name) {
   if (!p) return p.error();
   std::unique_lock lock(mu_);
   {
-    peer_session& s = sessions_by_peer_[name];
+    peer_session& s = entry_locked(name);
     const auto now = steady::now();
     if (s.offer && now - s.offer->sent_at > opts_.session_timeout) s.offer.reset();  // unanswered: replaced
+    if (s.established && s.key_id != (**p).key_id) {
+      // Agreed with another key of the peer (it rotated): never MAC for that one again.
+      s.established = false;
+      s.offer.reset();
+    }
     if (s.established) {
       const bool rekey = !s.offer && s.state.due_for_rekey(opts_.rekey_after_messages, opts_.rekey_after);
       lock.unlock();
@@ -121,9 +174,10 @@ status peer_sessions::send_offer(const peer_info& p, bool rekey) {
     m.credential = std::move((*challenge)->credential);
     o.credential_secret = std::make_shared<const secret_bytes>(std::move((*challenge)->secret));
   }
+  o.peer_identity = attestation_identity(p);
   {
     std::lock_guard lock(mu_);
-    auto& s = sessions_by_peer_[p.name];
+    auto& s = entry_locked(p.name);
     if (s.offer) return {};  // one outstanding offer per peer
     if (rekey && s.state.send_key()) m.rekey_of = s.state.send_key()->session_id;
   }
@@ -137,7 +191,7 @@ status peer_sessions::send_offer(const peer_info& p, bool rekey) {
   const bytes id = o.message_id;
   {
     std::lock_guard lock(mu_);
-    auto& s = sessions_by_peer_[p.name];
+    auto& s = entry_locked(p.name);
     if (s.offer) return {};
     s.offer = std::move(o);
   }
@@ -145,8 +199,8 @@ status peer_sessions::send_offer(const peer_info& p, bool rekey) {
   if (!st) {
     // Never left: not outstanding (the next attempt sends a new one at once).
     std::lock_guard lock(mu_);
-    auto& s = sessions_by_peer_[p.name];
-    if (s.offer && s.offer->message_id == id) s.offer.reset();
+    auto it = sessions_by_peer_.find(p.name);
+    if (it != sessions_by_peer_.end() && it->second.offer && it->second.offer->message_id == id) it->second.offer.reset();
   }
   return st;
 }
@@ -162,29 +216,52 @@ void peer_sessions::add_macs(envelope_auth& auth, byte_view digest, const std::v
   }
 }
 
-session::verdict peer_sessions::verify(std::string_view sender, byte_view digest, const envelope_auth& auth,
+session::verdict peer_sessions::verify(const peer_info& p, byte_view digest, const envelope_auth& auth,
                                        status& why) {
+  bool offer_again = false;
   {
     std::lock_guard lock(mu_);
-    auto it = sessions_by_peer_.find(sender);  // heterogeneous lookup: no string built per envelope
-    status st = it == sessions_by_peer_.end() ? status(status_code::no_session, "no session with " + std::string(sender))
-                                              : session::verify_e2e_mac(it->second.state, digest, auth, opts_.name);
+    auto it = sessions_by_peer_.find(p.name);  // heterogeneous lookup: no string built per envelope
+    status st;
+    if (it == sessions_by_peer_.end())
+      st = status(status_code::no_session, "no session with " + p.name);
+    else if (it->second.key_id != p.key_id)  // agreed with a key the peer no longer has
+      st = status(status_code::no_session, "no session with " + p.name + "'s current key");
+    else
+      st = session::verify_e2e_mac(it->second.state, digest, auth, opts_.name);
     if (st) {
-      it->second.state.count_received();
-      if (!it->second.proof_sessions.empty()) note_proof_locked(it->second, sender, auth);
-      return session::verdict::accept;
+      peer_session& s = it->second;
+      // A peer whose AK is not proven: only keys that depend on our credential count,
+      // and the first envelope under them is the proof.
+      if (p.endorsement && !same_identity(s.attestation_proven_for, p)) {
+        if (!proof_pending_for(s, auth) || !same_identity(s.proof_for, p)) {
+          why = status(status_code::not_attested, p.name + "'s envelope is under session keys that depend on no "
+                                                           "credential of ours for its AK: its AK is not proven");
+          offer_again = true;
+        } else {
+          s.attestation_proven_for = s.proof_for;
+          s.proof_sessions.clear();
+          spdlog::info("[{}] {}'s TPM recovered our credential: its AK sits next to its EK", opts_.name, p.name);
+        }
+      }
+      if (!offer_again) {
+        s.state.count_received();
+        return session::verdict::accept;
+      }
+    } else {
+      // Its key is probably being installed right now: check it again afterwards.
+      if (it != sessions_by_peer_.end() && it->second.jobs > 0) return session::verdict::wait;
+      // Keys derived from a secret its TPM did not recover differ from ours (the session
+      // id too): a MAC failure of a peer that has not proven its AK is that.
+      if (st.code() == status_code::bad_mac && p.endorsement && it != sessions_by_peer_.end() &&
+          !same_identity(it->second.attestation_proven_for, p))
+        st = status(status_code::not_attested,
+                    p.name + "'s envelope does not verify under our session keys, which depend on a credential for "
+                             "its AK: its TPM has not shown that the AK sits next to its EK");
+      why = std::move(st);
     }
-    // Its key is probably being installed right now: check it again afterwards.
-    if (it != sessions_by_peer_.end() && it->second.jobs > 0) return session::verdict::wait;
-    // Keys derived from a secret its TPM did not recover differ from ours (the session
-    // id too): any MAC failure of a peer that has not proven its AK is that.
-    if (it != sessions_by_peer_.end() && st.code() == status_code::bad_mac && !it->second.proof_sessions.empty())
-      st = status(status_code::not_attested,
-                  std::string(sender) + "'s envelope does not verify under our session keys, which depend on a "
-                                        "credential for its AK: its TPM has not shown that the AK sits next to its EK");
-    why = std::move(st);
   }
-  if (why.code() == status_code::no_session) reoffer(std::string(sender));
+  if (offer_again || why.code() == status_code::no_session) reoffer(p.name);
   return session::verdict::refuse;
 }
 
@@ -194,7 +271,7 @@ session::verdict peer_sessions::verify(std::string_view sender, byte_view digest
 void peer_sessions::reoffer(const std::string& peer) {
   {
     std::lock_guard lock(mu_);
-    auto& s = sessions_by_peer_[peer];
+    auto& s = entry_locked(peer);
     const auto now = steady::now();
     if (now - s.last_reoffer < kReofferEvery) return;
     s.last_reoffer = now;
@@ -204,7 +281,7 @@ void peer_sessions::reoffer(const std::string& peer) {
     if (!p) return;
     {
       std::lock_guard lock(mu_);
-      sessions_by_peer_[peer].established = false;  // stop MACing with keys the peer lacks
+      entry_locked(peer).established = false;  // stop MACing with keys the peer lacks
     }
     if (status st = send_offer(*p, false); !st)
       spdlog::warn("[{}] session offer to {} not sent: {}", opts_.name, peer, st.to_string());
@@ -214,13 +291,8 @@ void peer_sessions::reoffer(const std::string& peer) {
 void peer_sessions::answer(std::shared_ptr<const peer_info> p, envelope_header offer, bytes offer_signed) {
   {
     std::lock_guard lock(mu_);
-    peer_session& s = sessions_by_peer_[p->name];  // peers are known (verified), so bounded
-    const auto now = steady::now();
-    if (s.offers_counted != steady::time_point{})
-      s.offer_tokens = std::min(kOfferBurst, s.offer_tokens + std::chrono::duration<double>(now - s.offers_counted) /
-                                                               std::chrono::duration<double>(kOfferRefill));
-    s.offers_counted = now;
-    if (s.offer_tokens < 1) {
+    peer_session& s = entry_locked(p->name);  // peers are known (verified), so bounded
+    if (!take_token(s.offer_tokens, s.offers_counted, kOfferBurst, kOfferRefill)) {
       ++offers_refused_;
       reporter_.report({"receiver",
                         {status_code::overloaded, "session offers from " + p->name + " beyond " +
@@ -228,7 +300,6 @@ void peer_sessions::answer(std::shared_ptr<const peer_info> p, envelope_header o
                         p->name, opts_.name, offer.message_id});
       return;
     }
-    s.offer_tokens -= 1;
   }
   queue_job(std::move(p), std::move(offer), std::move(offer_signed), &peer_sessions::answer_offer,
             "cannot answer a session offer: ");
@@ -253,22 +324,34 @@ void peer_sessions::queue_job(std::shared_ptr<const peer_info> p, envelope_heade
   });
 }
 
-void peer_sessions::install_locked(peer_session& s, session::agreed_keys&& keys, bool tpm_share, const peer_info& p,
+bool peer_sessions::install_locked(peer_session& s, session::agreed_keys&& keys, bool tpm_share, const peer_info& p,
                                    bool proof) {
-  if (s.established) ++rekeys_;
+  // The job began with `p`; if the peer's key or AK changed since (key_changed, a new
+  // lookup), these keys belong to a key it no longer has. (The directory's lock is a
+  // leaf: taking it under mu_ keeps the lock order.)
+  const auto now_known = peers_.find(p.name);
+  if (!now_known || !same_identity(attestation_identity(p), *now_known)) return false;
+  if (s.established && s.key_id == p.key_id) ++rekeys_;
   else ++sessions_;
   if (tpm_share) ++tpm_ecdh_sessions_;
+  if (s.key_id != p.key_id) {
+    s.proof_sessions.clear();
+    s.attestation_proven_for.clear();
+  }
+  s.key_id = p.key_id;
   if (proof) {
     // The receive keys of this session and the previous one (its grace window) are
     // the only ones the peer can use: keep those two.
-    if (s.proof_key_id != p.key_id) s.proof_sessions.clear();
-    s.proof_key_id = p.key_id;
+    const bytes identity = attestation_identity(p);
+    if (s.proof_for != identity) s.proof_sessions.clear();
+    s.proof_for = identity;
     s.proof_sessions.push_back(keys.session_id);
     if (s.proof_sessions.size() > 2) s.proof_sessions.erase(s.proof_sessions.begin());
   }
   s.state.install(std::move(keys.send), std::move(keys.receive), opts_.rekey_grace);
   s.established = true;
   s.unanswered_at.reset();
+  return true;
 }
 
 result<std::optional<attestation::credential_challenge>> peer_sessions::our_challenge(const peer_info& p) {
@@ -276,7 +359,7 @@ result<std::optional<attestation::credential_challenge>> peer_sessions::our_chal
   {
     std::lock_guard lock(mu_);
     auto it = sessions_by_peer_.find(p.name);
-    if (it != sessions_by_peer_.end() && it->second.attestation_proven_for == p.key_id)
+    if (it != sessions_by_peer_.end() && same_identity(it->second.attestation_proven_for, p))
       return std::optional<attestation::credential_challenge>{};
   }
   auto c = attestation::make_challenge(p.endorsement->ek, p.endorsement->ak_name);  // RSA-OAEP, in software
@@ -284,8 +367,22 @@ result<std::optional<attestation::credential_challenge>> peer_sessions::our_chal
   return std::optional<attestation::credential_challenge>(std::move(c).value());
 }
 
+bool peer_sessions::spend_activation(const std::string& peer) {
+  std::lock_guard lock(mu_);
+  peer_session& s = entry_locked(peer);
+  // The peer's own budget first: one peer cannot use up everyone's.
+  if (!take_token(s.activation_tokens, s.activations_counted, kActivationBurst, kActivationRefill)) return false;
+  return take_token(activation_tokens_, activations_counted_, kActivationsBurstAll, kActivationsRefillAll);
+}
+
 bool peer_sessions::activate(std::optional<secret_bytes>& into, byte_view credential, const std::string& peer,
                              const bytes& about) {
+  if (!spend_activation(peer)) {
+    reporter_.report({"receiver",
+                      {status_code::overloaded, "credentials from " + peer + " beyond the activation budget: not opened"},
+                      peer, opts_.name, about});
+    return false;
+  }
   auto secret = key_.activate_credential(credential);  // TPM2_ActivateCredential
   if (!secret) {
     reporter_.report({"sender",
@@ -304,13 +401,6 @@ bool peer_sessions::proof_pending_for(const peer_session& s, const envelope_auth
       for (const bytes& id : s.proof_sessions)
         if (id == m.session_id) return true;
   return false;
-}
-
-void peer_sessions::note_proof_locked(peer_session& s, std::string_view peer, const envelope_auth& auth) {
-  if (!proof_pending_for(s, auth)) return;
-  s.attestation_proven_for = s.proof_key_id;
-  s.proof_sessions.clear();
-  spdlog::info("[{}] {}'s TPM recovered our credential: its AK sits next to its EK", opts_.name, peer);
 }
 
 bool peer_sessions::job_pending(const std::string& peer) {
@@ -345,7 +435,7 @@ void peer_sessions::answer_offer(const peer_info& p, const envelope_header& h, c
   {
     // Crossing offers: the agent whose name sorts first stays initiator.
     std::lock_guard lock(mu_);
-    auto& s = sessions_by_peer_[p.name];
+    auto& s = entry_locked(p.name);
     if (s.offer && opts_.name < p.name) return;  // ours wins; the peer will accept ours
     s.offer.reset();
   }
@@ -387,11 +477,13 @@ void peer_sessions::answer_offer(const peer_info& p, const envelope_header& h, c
     // Queue the acceptance before the new keys can be used: nothing sealed with them
     // may overtake it to the initiator (who cannot verify it before the acceptance).
     std::lock_guard lock(mu_);
-    auto& s = sessions_by_peer_[p.name];
+    auto& s = entry_locked(p.name);
     // The crossing rule again: we may have offered a session ourselves while this
     // acceptance was signed (the TPM is slow). Installing keys the peer drops (it
     // answers our offer, which wins) would have us MAC with them: bad_mac there.
     if (s.offer && opts_.name < p.name) return;
+    // The peer changed key (or AK) while we worked: this offer is the old key's.
+    if (auto now_known = peers_.find(p.name); !now_known || !same_identity(attestation_identity(p), *now_known)) return;
     s.offer.reset();
     queued = sealer_.queue_sealed(std::move(frames).value());
     if (queued) {
@@ -418,10 +510,14 @@ void peer_sessions::complete_offer(const peer_info& p, const envelope_header& h,
   outstanding_offer o;
   {
     std::lock_guard lock(mu_);
-    auto& s = sessions_by_peer_[p.name];
-    if (!s.offer || s.offer->message_id != a->offer_id) return;  // stale or unsolicited
-    o = *s.offer;
+    auto it = sessions_by_peer_.find(p.name);
+    if (it == sessions_by_peer_.end() || !it->second.offer || it->second.offer->message_id != a->offer_id)
+      return;  // stale or unsolicited
+    o = *it->second.offer;
   }
+  // Made for another key (or AK) of the peer than the one whose signature the accept
+  // carries: its credential proves nothing about this one.
+  if (o.peer_identity != attestation_identity(p)) return;
   auto peer = session::read_peer_ecdh_keys(a->ephemeral_der, a->static_ecdh_der, o.curve, "session acceptance's");
   if (!peer) return refuse(peer.error());
   // Z_ee, Z_se (ours: TPM2_ECDH_ZGen), Z_es (the responder's static share).
@@ -437,10 +533,12 @@ void peer_sessions::complete_offer(const peer_info& p, const envelope_header& h,
                      {"e2e", opts_.name, p.name, o.nonce, a->nonce, suite_.mac_hash, p.peer_suite.mac_hash, transcript});
   {
     std::lock_guard lock(mu_);
-    auto& s = sessions_by_peer_[p.name];
-    if (!s.offer || s.offer->message_id != a->offer_id) return;  // superseded meanwhile
-    s.offer.reset();
-    install_locked(s, std::move(keys), peer->static_key || o.with_static, p, o.credential_secret != nullptr);
+    auto it = sessions_by_peer_.find(p.name);
+    if (it == sessions_by_peer_.end() || !it->second.offer || it->second.offer->message_id != a->offer_id)
+      return;  // superseded meanwhile
+    it->second.offer.reset();
+    if (!install_locked(it->second, std::move(keys), peer->static_key || o.with_static, p, o.credential_secret != nullptr))
+      return;  // the peer changed key meanwhile
   }
   cv_.notify_all();
 }

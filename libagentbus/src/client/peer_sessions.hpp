@@ -12,8 +12,11 @@
 // credential of ours for its AK in every offer and accept until an envelope of its
 // verifies under keys that depend on the credential's secret: only then has its TPM
 // shown that the AK sits next to its EK (protocol.md §4.3), and the broker's
-// activation is never taken on its word. Until then a MAC failure of that peer is
-// not_attested.
+// activation is never taken on its word. Until then an envelope of that peer is
+// accepted only under such keys; anything else carrying a MAC for us is not_attested.
+// Every session remembers the peer key (and AK) it was agreed with, and a job whose
+// peer changed key meanwhile installs nothing: keys agreed with one key never verify
+// another's envelopes, and a proof is credited only to the AK it was made for.
 //
 // While such a job for a peer is queued or running, envelopes from that peer whose
 // MAC does not verify yet wait for it (verify says `wait`): the peer may already send
@@ -64,6 +67,16 @@ class peer_sessions {
   // out with no_session). Issue 12, case 5.
   static constexpr double kOfferBurst = 16;
   static constexpr std::chrono::milliseconds kOfferRefill{1000};
+  // Credentials a peer may make our TPM open (TPM2_ActivateCredential: a policy
+  // session, an RSA-2048 decryption, our keys evicted): a legitimate peer sends one per
+  // session set-up until we have proven our AK to it. Per peer kActivationBurst at
+  // once then one per kActivationRefill, and kActivationsBurstAll / one per
+  // kActivationsRefillAll for all peers together; beyond, the offer or accept goes
+  // unanswered (overloaded, reported).
+  static constexpr double kActivationBurst = 4;
+  static constexpr std::chrono::milliseconds kActivationRefill{5000};
+  static constexpr double kActivationsBurstAll = 64;
+  static constexpr std::chrono::milliseconds kActivationsRefillAll{62};
 
   // `jobs` runs the session jobs (the agent's session thread); wake_io wakes the io
   // thread (envelopes waiting for a job are checked again).
@@ -78,9 +91,10 @@ class peer_sessions {
   // add_macs adds an end-to-end MAC for each recipient with an established session.
   void add_macs(envelope_auth& auth, byte_view digest, const std::vector<std::string>& recipients);
 
-  // io thread: the end-to-end MAC of an envelope from `sender` (`wait`: a job for
-  // that sender is pending; `refuse` with no_session also offers a fresh session).
-  session::verdict verify(std::string_view sender, byte_view digest, const envelope_auth& auth, status& why);
+  // io thread: the end-to-end MAC of an envelope from `sender`, the peer whose key
+  // verified its signature (`wait`: a job for that sender is pending; `refuse` with
+  // no_session also offers a fresh session).
+  session::verdict verify(const peer_info& sender, byte_view digest, const envelope_auth& auth, status& why);
   // answer / complete queue the dispatch-thread job for a verified offer / accept.
   void answer(std::shared_ptr<const peer_info> p, envelope_header offer, bytes offer_signed);
   void complete(std::shared_ptr<const peer_info> p, envelope_header accept, bytes accept_signed);
@@ -117,9 +131,12 @@ class peer_sessions {
     ec_curve curve = ec_curve::p256;
     bool with_static = false;  // our static (TPM) key was in it
     std::shared_ptr<const secret_bytes> credential_secret;  // of the credential it carried
+    bytes peer_identity;  // attestation_identity of the peer it was made for
     steady::time_point sent_at{};
   };
   struct peer_session {
+    std::uint64_t generation = 0;  // a forgotten and re-created entry has another
+    bytes key_id;                  // the peer key the installed keys were agreed with
     session::session_state state;
     std::optional<outstanding_offer> offer;
     bool established = false;
@@ -128,12 +145,14 @@ class peer_sessions {
     int jobs = 0;  // offer/accept jobs queued or running for this peer
     double offer_tokens = kOfferBurst;  // offers of this peer we may still answer now
     steady::time_point offers_counted{};  // when offer_tokens was last refilled
-    // The peer's AK (endorsed peers only): the key id whose TPM recovered a credential
-    // of ours, and the sessions (current, previous) whose keys depend on one and that
-    // the peer has not used yet, with the key id they were made for.
+    double activation_tokens = kActivationBurst;  // its credentials our TPM may still open now
+    steady::time_point activations_counted{};
+    // The peer's AK (endorsed peers only): the attestation_identity whose TPM
+    // recovered a credential of ours, and the sessions (current, previous) whose keys
+    // depend on one, not yet used by the peer, with the identity they were made for.
     bytes attestation_proven_for;
     std::vector<bytes> proof_sessions;
-    bytes proof_key_id;
+    bytes proof_for;
   };
   class job_marker;
 
@@ -145,20 +164,22 @@ class peer_sessions {
   // the session thread; a TPM past its deadline there is reported as `what` failing.
   void queue_job(std::shared_ptr<const peer_info> p, envelope_header h, bytes signed_part,
                  void (peer_sessions::*step)(const peer_info&, const envelope_header&, const bytes&), const char* what);
-  // install_locked puts agreed keys into use for `s` (mu_ held), counting the
-  // session or rekey; `tpm_share`: a static (TPM) key took part.
-  // `proof`: the keys depend on a credential of ours for p's AK (then the session
-  // proves p's attestation once p uses it).
-  void install_locked(peer_session& s, session::agreed_keys&& keys, bool tpm_share, const peer_info& p, bool proof);
+  // entry_locked: the session state with `name`, created (with a new generation)
+  // when there is none.
+  peer_session& entry_locked(std::string_view name);
+  // install_locked puts agreed keys into use for p (mu_ held) unless p's key or AK
+  // changed since the job began (false: nothing installed). `proof`: the keys depend
+  // on a credential of ours for p's AK (the session proves p's attestation once p
+  // uses it).
+  bool install_locked(peer_session& s, session::agreed_keys&& keys, bool tpm_share, const peer_info& p, bool proof);
   // our_challenge: a credential of ours for p's AK while our policy requires p's role
   // attested and p's TPM has not yet recovered one (else nullopt).
   result<std::optional<attestation::credential_challenge>> our_challenge(const peer_info& p);
   // activate: our TPM recovers the secret of a credential `peer` made for our AK;
   // false (reported, not_attested) when it cannot.
   bool activate(std::optional<secret_bytes>& into, byte_view credential, const std::string& peer, const bytes& about);
-  // note_proof (mu_ held): an envelope from the peer verified; if under keys that
-  // depend on our credential, its attestation is proven.
-  void note_proof_locked(peer_session& s, std::string_view peer, const envelope_auth& auth);
+  // spend_activation: take one credential activation for `peer` from the budgets.
+  bool spend_activation(const std::string& peer);
   // proof_pending_for (mu_ held): the envelope's MAC for us names a session awaiting
   // proof.
   bool proof_pending_for(const peer_session& s, const envelope_auth& auth) const;
@@ -182,6 +203,9 @@ class peer_sessions {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::map<std::string, peer_session, std::less<>> sessions_by_peer_;
+  std::uint64_t generations_ = 0;
+  double activation_tokens_ = kActivationsBurstAll;  // all peers' credentials our TPM may still open
+  steady::time_point activations_counted_{};
   std::atomic<std::uint64_t> sessions_{0}, rekeys_{0}, tpm_ecdh_sessions_{0}, static_ecdh_failures_{0}, offers_refused_{0};
 };
 

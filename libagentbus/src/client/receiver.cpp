@@ -56,7 +56,12 @@ class receiver::receiver_hooks final : public session::enforcement_hooks {
     // Session set-up is authenticated by its signature: it has no end-to-end MAC.
     if (session::is_session_control(e.header)) return session::verdict::accept;
     if (e.header.to_kind == recipient_kind::topic && !r_.subs_.subscribed(e.header.to)) return session::verdict::drop;
-    const session::verdict v = r_.sessions_.verify(s.name, e.digest, e.auth, why);
+    // `peer` is the directory's entry whose key verified the signature (the sender hook).
+    if (!peer) {
+      why = status(status_code::unknown_agent, "no verified peer for " + std::string(s.name));
+      return session::verdict::refuse;
+    }
+    const session::verdict v = r_.sessions_.verify(*peer, e.digest, e.auth, why);
     if (v == session::verdict::refuse && why.code() == status_code::no_session &&
         e.header.to_kind == recipient_kind::topic && r_.subs_.joined_within(e.header.to, kLateJoinGrace))
       return session::verdict::drop;  // published before its publisher knew of this subscription
@@ -154,6 +159,7 @@ bool receiver::handle_batch(const net::frames& f) {
 
 void receiver::check(session::opened_envelope& e, const bytes& signed_part, const std::shared_ptr<const peer_info>& peer) {
   receiver_hooks hooks(*this);
+  hooks.peer = peer;  // the end-to-end MAC is checked against this key's sessions
   status why;
   session::replay_window& window = windows_[peer->name];
   switch (verifier_.check(e, peer->facts(), window, hooks, why)) {
