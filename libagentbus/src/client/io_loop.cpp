@@ -114,16 +114,18 @@ void agent_runtime::handle_control(const net::frames& f) {
                  [&](const control::revoked& r) {
                    // An operator revoked this agent: its sessions end now and nothing more
                    // from it is accepted.
-                   sessions.forget(r.name);
+                   // The directory first: a session job running meanwhile then finds the
+                   // peer gone and installs nothing in the entry forget() drops.
                    peers.revoked(r.name);
+                   sessions.forget(r.name);
                    spdlog::warn("[{}] {} was revoked: sessions dropped", opts.name, r.name);
                  },
                  [&](const control::key_changed& k) {
                    // The agent enrolled with another key: its sessions were agreed under the
                    // old one. The next envelope looks its key up again (under the policy's
                    // pins, as any lookup) and a fresh session follows.
-                   sessions.forget(k.name);
                    peers.forget(k.name);
+                   sessions.forget(k.name);
                    spdlog::info("[{}] {} enrolled with a new key: its pinned key and sessions dropped", opts.name, k.name);
                  },
                  [&](const control::members& mm) { topics.on_members(mm); },

@@ -29,13 +29,19 @@ bool same_identity(const bytes& id, const peer_info& p) {
   return ak == 0 || std::equal(p.endorsement->ak_name.begin(), p.endorsement->ak_name.end(), id.begin() + p.key_id.size());
 }
 
-// take_token refills a token bucket (burst, one per refill) and takes one if it can.
-bool take_token(double& tokens, std::chrono::steady_clock::time_point& counted, double burst,
-                std::chrono::milliseconds refill) {
+// refill adds what a token bucket (burst, one per `every`) earned since it was counted.
+void refill(double& tokens, std::chrono::steady_clock::time_point& counted, double burst,
+            std::chrono::milliseconds every) {
   const auto now = std::chrono::steady_clock::now();
   if (counted != std::chrono::steady_clock::time_point{})
-    tokens = std::min(burst, tokens + std::chrono::duration<double>(now - counted) / std::chrono::duration<double>(refill));
+    tokens = std::min(burst, tokens + std::chrono::duration<double>(now - counted) / std::chrono::duration<double>(every));
   counted = now;
+}
+
+// take_token refills a token bucket and takes one if it can.
+bool take_token(double& tokens, std::chrono::steady_clock::time_point& counted, double burst,
+                std::chrono::milliseconds every) {
+  refill(tokens, counted, burst, every);
   if (tokens < 1) return false;
   tokens -= 1;
   return true;
@@ -281,7 +287,11 @@ void peer_sessions::reoffer(const std::string& peer) {
     if (!p) return;
     {
       std::lock_guard lock(mu_);
-      entry_locked(peer).established = false;  // stop MACing with keys the peer lacks
+      peer_session& s = entry_locked(peer);
+      s.established = false;  // stop MACing with keys the peer lacks
+      // An offer the peer left unanswered (it could not open our credential, or its
+      // budget refused it) is replaced, or a peer we only receive from stays sessionless.
+      if (s.offer && steady::now() - s.offer->sent_at > opts_.session_timeout) s.offer.reset();
     }
     if (status st = send_offer(*p, false); !st)
       spdlog::warn("[{}] session offer to {} not sent: {}", opts_.name, peer, st.to_string());
@@ -335,20 +345,23 @@ bool peer_sessions::install_locked(peer_session& s, session::agreed_keys&& keys,
   else ++sessions_;
   if (tpm_share) ++tpm_ecdh_sessions_;
   if (s.key_id != p.key_id) {
+    // Another key of the peer: nothing agreed with the old one verifies anything now.
+    s.state = session::session_state{};
+    s.established = false;
     s.proof_sessions.clear();
     s.attestation_proven_for.clear();
   }
   s.key_id = p.key_id;
+  const bytes new_session = keys.session_id;
+  s.state.install(std::move(keys.send), std::move(keys.receive), opts_.rekey_grace);
   if (proof) {
-    // The receive keys of this session and the previous one (its grace window) are
-    // the only ones the peer can use: keep those two.
     const bytes identity = attestation_identity(p);
     if (s.proof_for != identity) s.proof_sessions.clear();
     s.proof_for = identity;
-    s.proof_sessions.push_back(keys.session_id);
-    if (s.proof_sessions.size() > 2) s.proof_sessions.erase(s.proof_sessions.begin());
+    s.proof_sessions.push_back(new_session);
   }
-  s.state.install(std::move(keys.send), std::move(keys.receive), opts_.rekey_grace);
+  // A proof session counts as long as its receive key does (the grace window).
+  std::erase_if(s.proof_sessions, [&](const bytes& id) { return s.state.find_receive(id) == nullptr; });
   s.established = true;
   s.unanswered_at.reset();
   return true;
@@ -370,14 +383,19 @@ result<std::optional<attestation::credential_challenge>> peer_sessions::our_chal
 bool peer_sessions::spend_activation(const std::string& peer) {
   std::lock_guard lock(mu_);
   peer_session& s = entry_locked(peer);
-  // The peer's own budget first: one peer cannot use up everyone's.
-  if (!take_token(s.activation_tokens, s.activations_counted, kActivationBurst, kActivationRefill)) return false;
-  return take_token(activation_tokens_, activations_counted_, kActivationsBurstAll, kActivationsRefillAll);
+  // Both budgets must have one (a peer's own, so one peer cannot use up everyone's),
+  // and only then is one taken from each.
+  refill(s.activation_tokens, s.activations_counted, kActivationBurst, kActivationRefill);
+  refill(activation_tokens_, activations_counted_, kActivationsBurstAll, kActivationsRefillAll);
+  if (s.activation_tokens < 1 || activation_tokens_ < 1) return false;
+  s.activation_tokens -= 1;
+  activation_tokens_ -= 1;
+  return true;
 }
 
 bool peer_sessions::activate(std::optional<secret_bytes>& into, byte_view credential, const std::string& peer,
-                             const bytes& about) {
-  if (!spend_activation(peer)) {
+                             const bytes& about, bool budgeted) {
+  if (budgeted && !spend_activation(peer)) {
     reporter_.report({"receiver",
                       {status_code::overloaded, "credentials from " + peer + " beyond the activation budget: not opened"},
                       peer, opts_.name, about});
@@ -396,10 +414,13 @@ bool peer_sessions::activate(std::optional<secret_bytes>& into, byte_view creden
 }
 
 bool peer_sessions::proof_pending_for(const peer_session& s, const envelope_auth& auth) const {
-  for (const auto& m : auth.e2e_macs)
-    if (m.recipient == opts_.name)
-      for (const bytes& id : s.proof_sessions)
-        if (id == m.session_id) return true;
+  // The first entry for us: the one session::verify_e2e_mac checked.
+  for (const auto& m : auth.e2e_macs) {
+    if (m.recipient != opts_.name) continue;
+    for (const bytes& id : s.proof_sessions)
+      if (id == m.session_id) return true;
+    return false;
+  }
   return false;
 }
 
@@ -444,7 +465,9 @@ void peer_sessions::answer_offer(const peer_info& p, const envelope_header& h, c
   auto shares = session::software_shares(eph, peer->ephemeral, peer->static_key);
   if (!shares) return refuse(shares.error());
   // A_R: the peer's credential for our AK (before we sign anything for it).
-  if (!offer->credential.empty() && !activate(shares->offer_credential, offer->credential, p.name, h.message_id)) return;
+  if (!offer->credential.empty() &&
+      !activate(shares->offer_credential, offer->credential, p.name, h.message_id, /*budgeted=*/true))
+    return;
   session::accept_msg a;
   a.ephemeral_der = eph.public_part().der();
   a.nonce = crypto::random_bytes(session::kNonceSize);
@@ -526,7 +549,10 @@ void peer_sessions::complete_offer(const peer_info& p, const envelope_header& h,
   if (o.with_static && !add_my_static_share(*shares, o.curve, peer->ephemeral, p.name, h.message_id)) return;
   // A_R: the secret of our credential in the offer; A_I: the peer's credential for our AK.
   if (o.credential_secret) shares->offer_credential = o.credential_secret->clone();
-  if (!a->credential.empty() && !activate(shares->accept_credential, a->credential, p.name, h.message_id)) return;
+  // Not budgeted: an accept answers our own offer (one outstanding per peer).
+  if (!a->credential.empty() &&
+      !activate(shares->accept_credential, a->credential, p.name, h.message_id, /*budgeted=*/false))
+    return;
   const std::array<byte_view, 2> transcript{o.signed_part, accept_signed};
   session::agreed_keys keys =
       session::agree(session::handshake_role::initiator, *shares,

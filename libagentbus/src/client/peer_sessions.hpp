@@ -67,12 +67,13 @@ class peer_sessions {
   // out with no_session). Issue 12, case 5.
   static constexpr double kOfferBurst = 16;
   static constexpr std::chrono::milliseconds kOfferRefill{1000};
-  // Credentials a peer may make our TPM open (TPM2_ActivateCredential: a policy
-  // session, an RSA-2048 decryption, our keys evicted): a legitimate peer sends one per
-  // session set-up until we have proven our AK to it. Per peer kActivationBurst at
-  // once then one per kActivationRefill, and kActivationsBurstAll / one per
-  // kActivationsRefillAll for all peers together; beyond, the offer or accept goes
-  // unanswered (overloaded, reported).
+  // Credentials a peer's offers may make our TPM open (TPM2_ActivateCredential: a
+  // policy session, an RSA-2048 decryption, our keys evicted): a legitimate peer sends
+  // one per session set-up until we have proven our AK to it. Per peer
+  // kActivationBurst at once then one per kActivationRefill, and kActivationsBurstAll /
+  // one per kActivationsRefillAll for all peers together; beyond, the offer goes
+  // unanswered (overloaded, reported). Accepts of our own offers are not counted: one
+  // offer per peer is outstanding.
   static constexpr double kActivationBurst = 4;
   static constexpr std::chrono::milliseconds kActivationRefill{5000};
   static constexpr double kActivationsBurstAll = 64;
@@ -176,8 +177,10 @@ class peer_sessions {
   // attested and p's TPM has not yet recovered one (else nullopt).
   result<std::optional<attestation::credential_challenge>> our_challenge(const peer_info& p);
   // activate: our TPM recovers the secret of a credential `peer` made for our AK;
-  // false (reported, not_attested) when it cannot.
-  bool activate(std::optional<secret_bytes>& into, byte_view credential, const std::string& peer, const bytes& about);
+  // false (reported) when it cannot (not_attested) or, `budgeted`, the activation
+  // budgets are spent (overloaded).
+  bool activate(std::optional<secret_bytes>& into, byte_view credential, const std::string& peer, const bytes& about,
+                bool budgeted);
   // spend_activation: take one credential activation for `peer` from the budgets.
   bool spend_activation(const std::string& peer);
   // proof_pending_for (mu_ held): the envelope's MAC for us names a session awaiting

@@ -238,7 +238,17 @@ void receiver::retry() {
       ready.push_back(std::move(*it));
       it = awaiting_session_.erase(it);
     }
-    for (auto& a : ready) check(a.envelope, a.signed_part, a.peer);
+    for (auto& a : ready) {
+      // The sender may have been revoked or changed key while its envelope waited: its
+      // signature was checked against the key it had then.
+      auto now_known = peers_.find(a.peer->name);
+      if (!now_known || now_known->key_id != a.peer->key_id) {
+        refuse({status_code::key_changed, a.peer->name + "'s key changed (or was revoked) while its envelope waited"},
+               a.envelope.header.sender, a.envelope.header.to, a.envelope.header.message_id);
+        continue;
+      }
+      check(a.envelope, a.signed_part, a.peer);
+    }
   }
 }
 
