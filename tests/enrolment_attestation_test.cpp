@@ -51,6 +51,7 @@ class AttestedEnrolment : public testing::broker_test {
   // and the AK's certifications all verify, only a credential shows the lie. With
   // `invent`, it answers a credential it cannot open with random bytes.
   testing::test_identity impostor(const std::string& dir, bool invent) {
+    using activation = testing::claiming_identity::activation;
     const ec_curve curve = pol_->suite_for("DIRECTOR")->ecdh_curve;
     testing::test_identity own = testing::make_identity(dir_.path() / dir, "DIRECTOR", false, *pol_, ca());
     auto mine = own.key->attestation_evidence(curve);
@@ -60,7 +61,8 @@ class AttestedEnrolment : public testing::broker_test {
     testing::test_identity out;
     out.tpm_process = std::move(own.tpm_process);
     out.tpm = own.tpm;
-    out.key = std::make_shared<testing::claiming_identity>(own.key, own.key->metadata(), forged, invent);
+    out.key = std::make_shared<testing::claiming_identity>(own.key, own.key->metadata(), forged,
+                                                           invent ? activation::invent : activation::forward);
     return out;
   }
   // receiver_policy: the shipped policy requiring DIRECTOR attested, trusting the EK CA
@@ -111,6 +113,12 @@ TEST_F(AttestedEnrolment, AnEndorsedTpmEnrolsAttestedAndADeclaredOneStaysDeclare
       *broker_, testing::make_identity(dir_.path() / "architect-1", "ARCHITECT", false, *pol_, ca()), "architect-1", {},
       pol_);
   EXPECT_EQ(show("architect-1")["agent"]["attestation"]["ek_ca"], "test-ca");
+  // ECDSA P-256 (OPTIMIZER, a role that does not require it): evidence that holds is
+  // recorded as attested all the same.
+  auto optimizer = testing::enrol_identity(
+      *broker_, testing::make_identity(dir_.path() / "optimizer-1", "OPTIMIZER", false, *pol_, ca()), "optimizer-1", {},
+      pol_);
+  EXPECT_EQ(show("optimizer-1")["agent"]["attestation"]["ek_ca"], "test-ca");
   // MONITOR does not require attestation; a TPM without an EK certificate enrols declared.
   auto monitor = testing::connect_agent(*broker_, dir_.path(), "monitor-1", "MONITOR");
   EXPECT_TRUE(show("monitor-1")["agent"]["attestation"].is_null());
@@ -292,6 +300,37 @@ TEST_F(AttestedEnrolment, ATokenBoundToATpmAdmitsOnlyAKeyItAttests) {
   EXPECT_NE(broker_->log().find("is for a key attested by another TPM"), std::string::npos);
   auto director = testing::enrol_identity(*broker_, std::move(director_id_), "director-1", with_token, pol_);
   EXPECT_EQ(show("director-1")["agent"]["attestation"]["ek_fingerprint"], *ek);
+}
+
+// A recorded activation does not serve twice: each CHALLENGE carries a fresh secret, so
+// an identity that answers a later credential with the first one's secret is refused
+// at PROOF (not_attested), and the pinned record is unchanged.
+TEST_F(AttestedEnrolment, ARecordedActivationIsRefusedAtTheNextEnrolment) {
+  std::shared_ptr<identity_key> real = director_id_.key;
+  const ec_curve curve = pol_->suite_for("DIRECTOR")->ecdh_curve;
+  auto evidence = real->attestation_evidence(curve);
+  ASSERT_TRUE(evidence.ok() && evidence->has_value());
+  auto replaying = std::make_shared<testing::claiming_identity>(real, real->metadata(), **evidence,
+                                                                testing::claiming_identity::activation::replay_first);
+  testing::test_identity first;
+  first.tpm_process = std::move(director_id_.tpm_process);
+  first.tpm = director_id_.tpm;
+  first.key = replaying;
+  // Enrols (the identity records its activation); it keeps the swtpm running.
+  auto director = testing::enrol_identity(*broker_, std::move(first), "director-1", {}, pol_);
+  const json before = show("director-1")["agent"];
+  agent_options o;
+  o.name = "director-1";
+  o.broker_endpoint = broker_->endpoint();
+  o.broker_fingerprint = broker_->fingerprint();
+  try {
+    agent again(o, replaying, pol_);
+    ADD_FAILURE() << "a replayed activation enrolled";
+  } catch (const enrolment_error& e) {
+    EXPECT_EQ(e.code(), status_code::not_attested) << e.what();
+  }
+  EXPECT_NE(broker_->log().find("the credential was not activated"), std::string::npos);
+  EXPECT_EQ(show("director-1")["agent"]["fingerprint"], before["fingerprint"]) << "registry unchanged";
 }
 
 }  // namespace

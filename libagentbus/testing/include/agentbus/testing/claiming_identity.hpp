@@ -3,9 +3,10 @@
 // identity (a software key, typically) but declares other facts — protection=tpm,
 // a manufacturer, no simulator — and may present another key's TPM evidence. A
 // broker must refuse it where the role requires attestation (not_attested).
-// Static ECDH and credential activation are the inner identity's; with
-// `invent_activation` a credential the inner TPM cannot open "comes back" as random
-// bytes (a peer that goes on as if it had opened it).
+// Static ECDH and credential activation are the inner identity's, or, by `activation`,
+// an impostor's: `invent` answers a credential the inner TPM cannot open with random
+// bytes (a peer that goes on as if it had opened it); `replay_first` answers every
+// credential with the secret of the first one it opened (a recorded activation).
 #pragma once
 
 #include <memory>
@@ -20,10 +21,11 @@ class claiming_identity final : public identity_key {
  public:
   // claimed: the metadata to declare (role, suite and fingerprint must stay the
   // inner key's, or nothing verifies). evidence: what to present (nullopt: none).
+  enum class activation { forward, invent, replay_first };
   claiming_identity(std::shared_ptr<identity_key> inner, identity_metadata claimed,
-                    std::optional<tpm::key_evidence> evidence = std::nullopt, bool invent_activation = false)
+                    std::optional<tpm::key_evidence> evidence = std::nullopt, activation mode = activation::forward)
       : identity_key(std::move(claimed), inner->public_key()), inner_(std::move(inner)), evidence_(std::move(evidence)),
-        invent_activation_(invent_activation) {}
+        mode_(mode) {}
 
   // claim_tpm: the inner identity's metadata, declaring a hardware TPM.
   static identity_metadata claim_tpm(const identity_key& inner, std::string manufacturer = "IFX") {
@@ -43,15 +45,18 @@ class claiming_identity final : public identity_key {
     return inner_->static_ecdh(curve, peer);
   }
   result<secret_bytes> activate_credential(byte_view credential) override {
+    if (mode_ == activation::replay_first && first_) return first_->clone();
     auto secret = inner_->activate_credential(credential);
-    if (!secret && invent_activation_) return secret_bytes(crypto::random_bytes(32));
+    if (!secret && mode_ == activation::invent) return secret_bytes(crypto::random_bytes(32));
+    if (secret && mode_ == activation::replay_first) first_ = secret->clone();
     return secret;
   }
 
  private:
   std::shared_ptr<identity_key> inner_;
   std::optional<tpm::key_evidence> evidence_;
-  bool invent_activation_ = false;
+  activation mode_ = activation::forward;
+  std::optional<secret_bytes> first_;  // replay_first: the recorded activation
 };
 
 }  // namespace agentbus::testing
