@@ -224,19 +224,6 @@ void federation::sweep(steady::time_point) {
         set_presence(a, false);
         agents_.park(a);
       });
-    } else if (!was && now_live) {
-      // Heard again (a late heartbeat, a restart), or for the first time: its agents
-      // whose latest records say online are reachable again. Records that arrived while
-      // it was presumed down (or before its first heartbeat) were parked; nothing else
-      // would bring them back until each agent's next record.
-      std::size_t back = 0;
-      agents_.for_each_known([&](known_agent& a) {
-        if (a.home != name || !a.remote() || !a.remote_online || a.online()) return;
-        set_presence(a, true);
-        agents_.unpark(a);
-        ++back;
-      });
-      if (back > 0) spdlog::info("federation: broker {} is live: {} of its agents reachable again", name, back);
     }
     was = now_live;
   }
