@@ -109,6 +109,9 @@ void peer_directory::on_answer(const session::control::peer_answer& a) {
       p.key_id = p.key->fingerprint();
       p.key_protection = a.key_protection;
       p.endorsement = std::move(endorsement);
+      p.attestation_id = p.key_id;
+      if (p.endorsement)
+        p.attestation_id.insert(p.attestation_id.end(), p.endorsement->ak_name.begin(), p.endorsement->ak_name.end());
       if (auto existing = peers_.find(name); existing != peers_.end() && existing->second->key_id != p.key_id)
         fail(name, {status_code::key_changed, name + " presented another key than the one pinned"}, now);
       else

@@ -46,6 +46,9 @@ struct peer_info {
   bytes key_id;
   protection key_protection = protection::tpm;
   std::optional<peer_endorsement> endorsement;  // set iff our policy requires its role attested
+  // attestation_id: what a proof of its AK is for — key_id, then the AK's name when
+  // endorsed (a proof holds for this key and this AK only).
+  bytes attestation_id;
 
   session::sender_facts facts() const noexcept {
     return {name, role, &peer_suite, key ? &*key : nullptr, key_id, key_protection};

@@ -12,23 +12,6 @@ namespace agentbus::client {
 
 namespace {
 
-// attestation_identity: what a proof of a peer's AK is for — its key and, when our
-// policy requires it attested, the AK its evidence named.
-bytes attestation_identity(const peer_info& p) {
-  bytes id = p.key_id;
-  if (p.endorsement) id.insert(id.end(), p.endorsement->ak_name.begin(), p.endorsement->ak_name.end());
-  return id;
-}
-
-// same_identity: `id` is attestation_identity(p), compared without building it (the
-// receive path asks per envelope).
-bool same_identity(const bytes& id, const peer_info& p) {
-  const std::size_t ak = p.endorsement ? p.endorsement->ak_name.size() : 0;
-  if (id.size() != p.key_id.size() + ak) return false;
-  if (!std::equal(p.key_id.begin(), p.key_id.end(), id.begin())) return false;
-  return ak == 0 || std::equal(p.endorsement->ak_name.begin(), p.endorsement->ak_name.end(), id.begin() + p.key_id.size());
-}
-
 // refill adds what a token bucket (burst, one per `every`) earned since it was counted.
 void refill(double& tokens, std::chrono::steady_clock::time_point& counted, double burst,
             std::chrono::milliseconds every) {
@@ -180,7 +163,7 @@ status peer_sessions::send_offer(const peer_info& p, bool rekey) {
     m.credential = std::move((*challenge)->credential);
     o.credential_secret = std::make_shared<const secret_bytes>(std::move((*challenge)->secret));
   }
-  o.peer_identity = attestation_identity(p);
+  o.peer_identity = p.attestation_id;
   {
     std::lock_guard lock(mu_);
     auto& s = entry_locked(p.name);
@@ -239,8 +222,8 @@ session::verdict peer_sessions::verify(const peer_info& p, byte_view digest, con
       peer_session& s = it->second;
       // A peer whose AK is not proven: only keys that depend on our credential count,
       // and the first envelope under them is the proof.
-      if (p.endorsement && !same_identity(s.attestation_proven_for, p)) {
-        if (!proof_pending_for(s, auth) || !same_identity(s.proof_for, p)) {
+      if (p.endorsement && s.attestation_proven_for != p.attestation_id) {
+        if (!proof_pending_for(s, auth) || s.proof_for != p.attestation_id) {
           why = status(status_code::not_attested, p.name + "'s envelope is under session keys that depend on no "
                                                            "credential of ours for its AK: its AK is not proven");
           offer_again = true;
@@ -260,7 +243,7 @@ session::verdict peer_sessions::verify(const peer_info& p, byte_view digest, con
       // Keys derived from a secret its TPM did not recover differ from ours (the session
       // id too): a MAC failure of a peer that has not proven its AK is that.
       if (st.code() == status_code::bad_mac && p.endorsement && it != sessions_by_peer_.end() &&
-          !same_identity(it->second.attestation_proven_for, p))
+          it->second.attestation_proven_for != p.attestation_id)
         st = status(status_code::not_attested,
                     p.name + "'s envelope does not verify under our session keys, which depend on a credential for "
                              "its AK: its TPM has not shown that the AK sits next to its EK");
@@ -334,13 +317,13 @@ void peer_sessions::queue_job(std::shared_ptr<const peer_info> p, envelope_heade
   });
 }
 
-bool peer_sessions::install_locked(peer_session& s, session::agreed_keys&& keys, bool tpm_share, const peer_info& p,
-                                   bool proof) {
-  // The job began with `p`; if the peer's key or AK changed since (key_changed, a new
-  // lookup), these keys belong to a key it no longer has. (The directory's lock is a
-  // leaf: taking it under mu_ keeps the lock order.)
+bool peer_sessions::still_current(const peer_info& p) const {
   const auto now_known = peers_.find(p.name);
-  if (!now_known || !same_identity(attestation_identity(p), *now_known)) return false;
+  return now_known && now_known->attestation_id == p.attestation_id;
+}
+
+void peer_sessions::install_locked(peer_session& s, session::agreed_keys&& keys, bool tpm_share, const peer_info& p,
+                                   bool proof) {
   if (s.established && s.key_id == p.key_id) ++rekeys_;
   else ++sessions_;
   if (tpm_share) ++tpm_ecdh_sessions_;
@@ -355,16 +338,14 @@ bool peer_sessions::install_locked(peer_session& s, session::agreed_keys&& keys,
   const bytes new_session = keys.session_id;
   s.state.install(std::move(keys.send), std::move(keys.receive), opts_.rekey_grace);
   if (proof) {
-    const bytes identity = attestation_identity(p);
-    if (s.proof_for != identity) s.proof_sessions.clear();
-    s.proof_for = identity;
+    if (s.proof_for != p.attestation_id) s.proof_sessions.clear();
+    s.proof_for = p.attestation_id;
     s.proof_sessions.push_back(new_session);
   }
   // A proof session counts as long as its receive key does (the grace window).
   std::erase_if(s.proof_sessions, [&](const bytes& id) { return s.state.find_receive(id) == nullptr; });
   s.established = true;
   s.unanswered_at.reset();
-  return true;
 }
 
 result<std::optional<attestation::credential_challenge>> peer_sessions::our_challenge(const peer_info& p) {
@@ -372,7 +353,7 @@ result<std::optional<attestation::credential_challenge>> peer_sessions::our_chal
   {
     std::lock_guard lock(mu_);
     auto it = sessions_by_peer_.find(p.name);
-    if (it != sessions_by_peer_.end() && same_identity(it->second.attestation_proven_for, p))
+    if (it != sessions_by_peer_.end() && it->second.attestation_proven_for == p.attestation_id)
       return std::optional<attestation::credential_challenge>{};
   }
   auto c = attestation::make_challenge(p.endorsement->ek, p.endorsement->ak_name);  // RSA-OAEP, in software
@@ -506,7 +487,7 @@ void peer_sessions::answer_offer(const peer_info& p, const envelope_header& h, c
     // answers our offer, which wins) would have us MAC with them: bad_mac there.
     if (s.offer && opts_.name < p.name) return;
     // The peer changed key (or AK) while we worked: this offer is the old key's.
-    if (auto now_known = peers_.find(p.name); !now_known || !same_identity(attestation_identity(p), *now_known)) return;
+    if (!still_current(p)) return;
     s.offer.reset();
     queued = sealer_.queue_sealed(std::move(frames).value());
     if (queued) {
@@ -540,7 +521,7 @@ void peer_sessions::complete_offer(const peer_info& p, const envelope_header& h,
   }
   // Made for another key (or AK) of the peer than the one whose signature the accept
   // carries: its credential proves nothing about this one.
-  if (o.peer_identity != attestation_identity(p)) return;
+  if (o.peer_identity != p.attestation_id) return;
   auto peer = session::read_peer_ecdh_keys(a->ephemeral_der, a->static_ecdh_der, o.curve, "session acceptance's");
   if (!peer) return refuse(peer.error());
   // Z_ee, Z_se (ours: TPM2_ECDH_ZGen), Z_es (the responder's static share).
@@ -563,8 +544,8 @@ void peer_sessions::complete_offer(const peer_info& p, const envelope_header& h,
     if (it == sessions_by_peer_.end() || !it->second.offer || it->second.offer->message_id != a->offer_id)
       return;  // superseded meanwhile
     it->second.offer.reset();
-    if (!install_locked(it->second, std::move(keys), peer->static_key || o.with_static, p, o.credential_secret != nullptr))
-      return;  // the peer changed key meanwhile
+    if (!still_current(p)) return;  // the peer changed key meanwhile
+    install_locked(it->second, std::move(keys), peer->static_key || o.with_static, p, o.credential_secret != nullptr);
   }
   cv_.notify_all();
 }

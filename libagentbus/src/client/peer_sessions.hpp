@@ -132,7 +132,7 @@ class peer_sessions {
     ec_curve curve = ec_curve::p256;
     bool with_static = false;  // our static (TPM) key was in it
     std::shared_ptr<const secret_bytes> credential_secret;  // of the credential it carried
-    bytes peer_identity;  // attestation_identity of the peer it was made for
+    bytes peer_identity;  // the attestation_id of the peer it was made for
     steady::time_point sent_at{};
   };
   struct peer_session {
@@ -148,7 +148,7 @@ class peer_sessions {
     steady::time_point offers_counted{};  // when offer_tokens was last refilled
     double activation_tokens = kActivationBurst;  // its credentials our TPM may still open now
     steady::time_point activations_counted{};
-    // The peer's AK (endorsed peers only): the attestation_identity whose TPM
+    // The peer's AK (endorsed peers only): the attestation_id whose TPM
     // recovered a credential of ours, and the sessions (current, previous) whose keys
     // depend on one, not yet used by the peer, with the identity they were made for.
     bytes attestation_proven_for;
@@ -168,11 +168,15 @@ class peer_sessions {
   // entry_locked: the session state with `name`, created (with a new generation)
   // when there is none.
   peer_session& entry_locked(std::string_view name);
-  // install_locked puts agreed keys into use for p (mu_ held) unless p's key or AK
-  // changed since the job began (false: nothing installed). `proof`: the keys depend
-  // on a credential of ours for p's AK (the session proves p's attestation once p
-  // uses it).
-  bool install_locked(peer_session& s, session::agreed_keys&& keys, bool tpm_share, const peer_info& p, bool proof);
+  // still_current (mu_ held): p is still the directory's entry for its name, same key
+  // and AK. A job that began with p installs nothing otherwise: its keys belong to a
+  // key the peer no longer has. (The directory's lock is a leaf: taking it under mu_
+  // keeps the lock order.)
+  bool still_current(const peer_info& p) const;
+  // install_locked puts agreed keys into use for p (mu_ held; the caller checked
+  // still_current). `proof`: the keys depend on a credential of ours for p's AK (the
+  // session proves p's attestation once p uses it).
+  void install_locked(peer_session& s, session::agreed_keys&& keys, bool tpm_share, const peer_info& p, bool proof);
   // our_challenge: a credential of ours for p's AK while our policy requires p's role
   // attested and p's TPM has not yet recovered one (else nullopt).
   result<std::optional<attestation::credential_challenge>> our_challenge(const peer_info& p);
