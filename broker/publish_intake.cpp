@@ -164,9 +164,7 @@ void publish_intake::on_federated(std::span<const federated_envelope> envelopes)
       acct_.passed_checks(steady::now() - started);
       accept_checked(from, e, f.signed_part, f.auth_part, staging, f.picked);
     } catch (const std::exception& ex) {
-      acct_.stats().increment("internal_errors_total");
-      spdlog::error("internal error while checking an envelope from {} (federation): {}", from.name, ex.what());
-      refuse_envelope(out_, acct_, from, e.header.message_id, {status_code::internal, "internal error"}, e.header.to);
+      refuse_internal(from, e.header, ex, " (federation)");
     }
   }
   router_.flush(batch);
@@ -209,14 +207,18 @@ void publish_intake::on_wire_batch(const bytes& route, std::span<const bytes> fr
       }
       accept_checked(a, e, frames[2 + 2 * k], frames[3 + 2 * k], staging);
     } catch (const std::exception& ex) {
-      // A bug in one envelope's path must not lose the others of its batch.
-      acct_.stats().increment("internal_errors_total");
-      spdlog::error("internal error while checking an envelope from {}: {}", a.name, ex.what());
-      refuse_envelope(out_, acct_, a, e.header.message_id, {status_code::internal, "internal error"}, e.header.to);
+      refuse_internal(a, e.header, ex, "");  // a bug in one envelope's path must not lose the others of its batch
     }
   }
   router_.flush(batch);
   acct_.passed_checks((steady::now() - started) / static_cast<long>(members.size()));
+}
+
+void publish_intake::refuse_internal(known_agent& a, const envelope_header& h, const std::exception& ex,
+                                     std::string_view where) {
+  acct_.stats().increment("internal_errors_total");
+  spdlog::error("internal error while checking an envelope from {}{}: {}", a.name, where, ex.what());
+  refuse_envelope(out_, acct_, a, h.message_id, {status_code::internal, "internal error"}, h.to);
 }
 
 void publish_intake::accept_checked(known_agent& a, const session::opened_envelope& e, byte_view signed_part,

@@ -8,7 +8,9 @@
 // Owned by the broker's event-loop thread; not thread-safe.
 #pragma once
 
+#include <exception>
 #include <span>
+#include <string_view>
 
 #include "accounting.hpp"
 #include "agentbus/policy.hpp"
@@ -50,6 +52,9 @@ class publish_intake {
 
  private:
   class broker_hooks;
+  // refuse_internal: checking one envelope of `a` threw (a bug): counted, logged (with
+  // `where`), refused `internal`; the rest of its batch goes on.
+  void refuse_internal(known_agent& a, const envelope_header& h, const std::exception& ex, std::string_view where);
   // accept_checked: an envelope from `a` that passed every check.
   void accept_checked(known_agent& a, const session::opened_envelope& e, byte_view signed_part, byte_view auth_part,
                       fanout* batch, std::span<known_agent* const> picked = {});
