@@ -213,6 +213,23 @@ def broker_permissions(name: str) -> dict:
     }
 
 
+def broker_sections(root: Path, name: str, policy, identity: str) -> str:
+    """The [broker] and [identity] sections of test broker `name`, whose sockets, state
+    and key live under root/name (`identity`: its TPM or `allow_software` line)."""
+    return f"""[broker]
+name = "{name}"
+endpoints = ["ipc://{root}/{name}/broker.sock"]
+policy = "{policy}"
+state_dir = "{root}/{name}/state"
+admin_endpoint = "ipc://{root}/{name}/admin.sock"
+
+[identity]
+key_dir = "{root}/{name}/key"
+{identity}
+suite = "ecdsa-p256-sha256"
+"""
+
+
 class FederatedBus:
     """Brokers on one NATS cluster. `brokers` maps a broker name to extra options:
     {"args": [...extra command-line flags], "policy": Path}. bundle(name, role, broker)
@@ -286,18 +303,7 @@ class FederatedBus:
         return f"ipc://{self.dir}/{name}/admin.sock"
 
     def _base_config(self, name: str) -> str:
-        return f"""[broker]
-name = "{name}"
-endpoints = ["{self.endpoint(name)}"]
-policy = "{self.policy_for(name)}"
-state_dir = "{self.dir}/{name}/state"
-admin_endpoint = "{self.admin(name)}"
-
-[identity]
-key_dir = "{self.dir}/{name}/key"
-tcti = "{self.tpms[name].tcti}"
-suite = "ecdsa-p256-sha256"
-
+        return broker_sections(self.dir, name, self.policy_for(name), f'tcti = "{self.tpms[name].tcti}"') + """
 [logging]
 format = "text"
 level = "info"

@@ -218,7 +218,7 @@ def test_a_broker_authenticates_to_nats_with_a_tls_client_certificate(tmp_path):
     import json
     import subprocess
 
-    from federation_harness import free_port
+    from federation_harness import broker_sections, free_port
     from harness import build_dir
 
     def run(*args):
@@ -254,20 +254,10 @@ authorization {{ users: [ {{ user: "CN=east", permissions: {{ publish: {{ allow:
                               stdout=open(tmp_path / "nats.log", "w"), stderr=subprocess.STDOUT)]
     try:
         def config(name):
-            return f"""[broker]
-name = "{name}"
-endpoints = ["ipc://{tmp_path}/{name}.sock"]
-policy = "{REPO}/config/policy.toml"
-state_dir = "{tmp_path}/{name}-state"
-admin_endpoint = "ipc://{tmp_path}/{name}-admin.sock"
-
-[identity]
-key_dir = "{tmp_path}/{name}-key"
-allow_software = true
-suite = "ecdsa-p256-sha256"
-"""
+            return broker_sections(tmp_path, name, REPO / "config" / "policy.toml", "allow_software = true")
         fps = {}
         for name in ("east", "west"):
+            (tmp_path / name).mkdir()
             (tmp_path / f"{name}-id.toml").write_text(config(name))
             fps[name] = subprocess.run([str(broker_bin), "--config", str(tmp_path / f"{name}-id.toml"), "--print-identity"],
                                        check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
@@ -288,7 +278,7 @@ west = "{fps['west']}"
                                           stdout=open(tmp_path / f"{name}.log", "w"), stderr=subprocess.STDOUT))
 
         def view(name):
-            r = subprocess.run([str(trust_bin), "--admin", f"ipc://{tmp_path}/{name}-admin.sock", "--timeout-ms", "500",
+            r = subprocess.run([str(trust_bin), "--admin", f"ipc://{tmp_path}/{name}/admin.sock", "--timeout-ms", "500",
                                 "federation", "--json"], capture_output=True, text=True)
             return json.loads(r.stdout) if r.returncode == 0 else {}
 
