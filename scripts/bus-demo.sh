@@ -547,7 +547,7 @@ for name in director-1 monitor-1 architect-1 optimizer-py; do
   at="$admin_endpoint"
   if [ "${broker_of[$name]}" = b ]; then at="$admin_b"; fi
   # The attestation the broker recorded, read from its registry (not the agent's word).
-  attestation=$("$trust_tool" --admin "$at" show "$name" --json 2>/dev/null | python3 -c '
+  attestation=$("$trust_tool" --admin "$at" show "$name" --json 2>/dev/null | "$python" -c '
 import json, sys
 t = (json.load(sys.stdin).get("agent") or {}).get("attestation") or {}
 if t.get("ek_ca") == "demo-ca":
@@ -563,9 +563,9 @@ done
 # Receivers require the roles attested too (the demo policy): each made its own
 # credential for its peers' AKs when it set a session up, and the peers' TPMs opened it.
 proofs=$( { grep -h "TPM recovered our credential" "$state"/logs/*.log "$state"/logs/*.err 2>/dev/null || true; } |
-  sed -E 's/.*\[([^]]+)\] ([^ ]+)'"'"'s TPM recovered.*/\2 to \1/' | sort -u)
+  sed -E 's/.*\[([^]]+)\] ([^ ]+)'"'"'s TPM recovered.*/\2→\1/' | sort -u)
 if [ -n "$proofs" ]; then
-  printf '   ok       receivers proved their peers'"'"' AKs with credentials of their own (peer→receiver): %s\n' "$(echo $proofs | sed 's/ to /→/g')"
+  printf '   ok       receivers proved their peers'"'"' AKs with credentials of their own (peer→receiver): %s\n' "$(echo $proofs)"
 else
   printf '   MISSING  no receiver proved a peer'"'"'s AK with its own credential\n'
   failed=1
